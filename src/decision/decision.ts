@@ -1,0 +1,25 @@
+import type { ErrorCode } from '../errors';
+import type { EngineKind } from '../policy/policy-engine';
+import type { PolicyResult } from '../policy/policy-result';
+
+/** Why a request was decided as it was: a policy verdict, or the error code that denied it. */
+export type ReasonCode = 'ALLOWED' | 'DENIED_BY_POLICY' | ErrorCode;
+
+export interface BundleRef {
+  name: string;
+  revision: string;
+  sha256: string;
+}
+
+/** The outcome of one Check, independent of the protocol that asked. */
+export interface Decision {
+  id: string;
+  allowed: boolean;
+  reason: ReasonCode;
+  /** HTTP status of a deny (policy's, or the configured one for the failure class). */
+  httpStatus: number;
+  /** Present when the policy decided (allow or deny); absent when an error denied first. */
+  result?: PolicyResult;
+  bundle?: BundleRef;
+  engine?: EngineKind;
+}

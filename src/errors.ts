@@ -1,0 +1,71 @@
+/**
+ * One error base with a closed set of stable codes. The code is the metric label, the log field
+ * and the deny reason (`x-verdict-reason`). Bad data throws a VerdictError; programmer misuse throws TypeError.
+ */
+
+/** Every code verdict can emit, with the class of failure it belongs to. */
+export const ERROR_CODES = {
+  // request/: the CheckRequest itself is unusable
+  ERR_REQUEST_TOO_LARGE: { kind: 'request', summary: 'request exceeds the configured size limit' },
+  ERR_REQUEST_TOO_MANY_HEADERS: { kind: 'request', summary: 'request exceeds the configured header count' },
+  ERR_REQUEST_MALFORMED: { kind: 'request', summary: 'CheckRequest lacks the attributes verdict needs' },
+  ERR_REQUEST_BODY_PARSE: { kind: 'request', summary: 'declared JSON or form body could not be parsed' },
+  // identity/: SPIFFE verification (deny before policy)
+  ERR_SPIFFE_ID_INVALID: { kind: 'identity', summary: 'not a valid SPIFFE ID' },
+  ERR_SVID_MALFORMED: { kind: 'identity', summary: 'SVID could not be decoded' },
+  ERR_SVID_EXPIRED: { kind: 'identity', summary: 'SVID is expired' },
+  ERR_SVID_NOT_YET_VALID: { kind: 'identity', summary: 'SVID is not yet valid' },
+  ERR_SVID_UNTRUSTED: { kind: 'identity', summary: 'SVID does not chain to a trusted bundle' },
+  ERR_SVID_BAD_SAN: { kind: 'identity', summary: 'SVID must carry exactly one SPIFFE ID URI SAN' },
+  ERR_SVID_BAD_KEY_USAGE: { kind: 'identity', summary: 'SVID key usage or CA flag violates the X509-SVID spec' },
+  ERR_SVID_SIGNATURE: { kind: 'identity', summary: 'SVID signature does not verify' },
+  ERR_JWT_ALGORITHM: { kind: 'identity', summary: 'JWT-SVID uses an algorithm that is not allowed' },
+  ERR_JWT_AUDIENCE: { kind: 'identity', summary: 'JWT-SVID audience does not match' },
+  ERR_JWT_CLAIMS: { kind: 'identity', summary: 'JWT-SVID claims are missing or invalid' },
+  ERR_JWT_KEY_UNKNOWN: { kind: 'identity', summary: 'JWT-SVID key id is not in the trust bundle' },
+  ERR_BUNDLE_UNAVAILABLE: { kind: 'identity', summary: 'no trust bundle for the trust domain' },
+  // policy/: bundles and engines
+  ERR_BUNDLE_INVALID: { kind: 'bundle', summary: 'policy bundle is malformed' },
+  ERR_BUNDLE_TOO_LARGE: { kind: 'bundle', summary: 'policy bundle exceeds a size bound' },
+  ERR_BUNDLE_UNSAFE_PATH: { kind: 'bundle', summary: 'policy bundle has an unsafe tar entry' },
+  ERR_BUNDLE_SIGNATURE: { kind: 'bundle', summary: 'policy bundle signature is missing or invalid' },
+  ERR_BUNDLE_HASH_MISMATCH: { kind: 'bundle', summary: 'policy bundle sha256 differs from the pinned value' },
+  ERR_BUNDLE_ENGINE: { kind: 'bundle', summary: 'policy bundle names an unknown engine or fails to instantiate' },
+  ERR_POLICY_NOT_LOADED: { kind: 'policy', summary: 'no policy bundle is active' },
+  ERR_POLICY_EVAL: { kind: 'policy', summary: 'policy evaluation failed' },
+  ERR_POLICY_TIMEOUT: { kind: 'policy', summary: 'policy evaluation exceeded its time budget' },
+  ERR_POLICY_RESULT: { kind: 'policy', summary: 'policy result has an invalid shape' },
+  ERR_POLICY_UNDEFINED: { kind: 'policy', summary: 'policy decision is undefined' },
+  // config
+  ERR_CONFIG: { kind: 'config', summary: 'configuration is invalid' },
+  // anything unexpected on the decision path
+  ERR_INTERNAL: { kind: 'internal', summary: 'internal error' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+export type ErrorKind = (typeof ERROR_CODES)[ErrorCode]['kind'];
+
+export class VerdictError extends Error {
+  readonly code: ErrorCode;
+  override readonly name = 'VerdictError';
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ERROR_CODES[code].summary, options);
+    this.code = code;
+  }
+
+  get kind(): ErrorKind {
+    return ERROR_CODES[this.code].kind;
+  }
+}
+
+/** Any thrown value → a VerdictError; unknown failures become ERR_INTERNAL (deny on doubt). */
+export function toVerdictError(err: unknown, fallback: ErrorCode = 'ERR_INTERNAL'): VerdictError {
+  if (err instanceof VerdictError) return err;
+  const message = err instanceof Error ? err.message : typeof err === 'string' ? err : String(err);
+  return new VerdictError(fallback, message, { cause: err });
+}
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
+}

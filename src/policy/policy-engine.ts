@@ -1,0 +1,26 @@
+import type { InputDocument } from '../request/input-document';
+import type { PolicyBundle } from './bundle';
+import type { PolicyResult } from './policy-result';
+
+export type EngineKind = 'opa' | 'cedar' | 'wasm';
+
+/** One loaded policy, ready to decide. Engines never see gRPC; they see the input document. */
+export interface PolicyEngine {
+  readonly kind: EngineKind;
+  /** Decide for one input. Throws VerdictError (ERR_POLICY_*) on failure; the caller denies. */
+  evaluate(input: InputDocument): PolicyResult | Promise<PolicyResult>;
+  /** Release the instance (the bundle was swapped out). */
+  close(): void;
+}
+
+export interface EngineOptions {
+  /** Rule path queried when the manifest names none. */
+  entrypoint: string;
+  maxMemoryPages: number;
+  recycleMemoryPages: number;
+  /** Called when an engine replaces its instance (for metrics). */
+  onRecycle?: (why: string) => void;
+}
+
+/** Builds an engine from a verified bundle; registered per kind so new engines need no branches elsewhere. */
+export type EngineFactory = (bundle: PolicyBundle, options: EngineOptions) => Promise<PolicyEngine>;

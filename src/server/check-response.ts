@@ -1,0 +1,58 @@
+import type { Decision } from '../decision/decision';
+import type { KeyValue } from '../policy/policy-result';
+import { jsonToStruct } from '../request/protojson';
+
+/** google.rpc.Code values used on the wire. */
+const RPC_OK = 0;
+const RPC_PERMISSION_DENIED = 7;
+
+export interface ResponseOptions {
+  /** Header carrying the reason code on a deny; '' disables. */
+  reasonHeader: string;
+}
+
+/**
+ * The one place a Decision becomes an envoy.service.auth.v3.CheckResponse (proto-loader object form).
+ * Allow → OkHttpResponse; deny (policy or error) → DeniedHttpResponse. decision_id always travels in
+ * dynamic_metadata, as opa-envoy-plugin does.
+ */
+export function decisionToCheckResponse(decision: Decision, options: ResponseOptions): Record<string, unknown> {
+  const r = decision.result;
+  const metadata = { ...(r?.dynamicMetadata ?? {}), decision_id: decision.id };
+  if (decision.allowed && r) {
+    return {
+      status: { code: RPC_OK },
+      okResponse: {
+        headers: setHeaderOptions(r.headers),
+        headersToRemove: r.requestHeadersToRemove,
+        responseHeadersToAdd: appendHeaderOptions(r.responseHeadersToAdd),
+        queryParametersToSet: r.queryParametersToSet.map(([key, value]) => ({ key, value })),
+        queryParametersToRemove: r.queryParametersToRemove,
+      },
+      dynamicMetadata: jsonToStruct(metadata),
+    };
+  }
+  const headers = appendHeaderOptions(r?.headers ?? []);
+  if (options.reasonHeader !== '')
+    headers.push({ header: { key: options.reasonHeader, value: decision.reason }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' });
+  return {
+    status: { code: RPC_PERMISSION_DENIED, message: decision.reason },
+    deniedResponse: { status: { code: decision.httpStatus }, headers, body: r?.body ?? '' },
+    dynamicMetadata: jsonToStruct(metadata),
+  };
+}
+
+/** Upstream request headers: the first value of a key replaces the client's; later values append. */
+function setHeaderOptions(pairs: readonly KeyValue[]): Record<string, unknown>[] {
+  const seen = new Set<string>();
+  return pairs.map(([key, value]) => {
+    const lower = key.toLowerCase();
+    const appendAction = seen.has(lower) ? 'APPEND_IF_EXISTS_OR_ADD' : 'OVERWRITE_IF_EXISTS_OR_ADD';
+    seen.add(lower);
+    return { header: { key, value }, appendAction };
+  });
+}
+
+function appendHeaderOptions(pairs: readonly KeyValue[]): Record<string, unknown>[] {
+  return pairs.map(([key, value]) => ({ header: { key, value }, appendAction: 'APPEND_IF_EXISTS_OR_ADD' }));
+}

@@ -1,0 +1,28 @@
+import { dirname, join } from 'node:path';
+import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+
+/** Decode options: protojson-like names and scalars; no defaults (halves decode time, matches protojson). */
+export const PROTO_OPTIONS = Object.freeze({
+  keepCase: false,
+  longs: String,
+  enums: String,
+  bytes: String,
+  defaults: false,
+  oneofs: false,
+});
+
+/** Envoy's API protos ship in @grpc/grpc-js-xds; verdict copies none of them. */
+export function envoyProtoIncludeDirs(): string[] {
+  const root = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
+  return ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(root, d));
+}
+
+let cached: PackageDefinition | undefined;
+
+/** envoy.service.auth.v3 (Check) — loaded once per process (~140 ms). */
+export function loadAuthorizationProtos(): PackageDefinition {
+  cached ??= loadSync('envoy/service/auth/v3/external_auth.proto', { ...PROTO_OPTIONS, includeDirs: envoyProtoIncludeDirs() });
+  return cached;
+}
+
+export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';

@@ -1,0 +1,119 @@
+import * as grpc from '@grpc/grpc-js';
+import type { PackageDefinition } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Config } from '../config/schema';
+import type { DecisionPipeline } from '../decision/decision-pipeline';
+import type { ReceivedCheckRequest } from '../request/check-request';
+import type { Logger } from '../telemetry/logger';
+import type { Metrics } from '../telemetry/metrics';
+import { decisionToCheckResponse } from './check-response';
+import { AUTHORIZATION_SERVICE, loadAuthorizationProtos } from './envoy-protos';
+
+export interface GrpcServerDeps {
+  config: Config;
+  pipeline: DecisionPipeline;
+  metrics: Metrics;
+  logger: Logger;
+  /** Server credentials (mTLS with verdict's SVID when configured); insecure otherwise. */
+  credentials?: grpc.ServerCredentials;
+}
+
+export interface BoundAddresses {
+  /** TCP port actually bound (the config may say 0). */
+  port: number;
+  unixSocket: string | null;
+}
+
+/**
+ * envoy.service.auth.v3.Authorization/Check, grpc.health.v1.Health and (optionally) reflection.
+ * The request deserializer refuses oversize messages before decoding them, so memory stays bounded.
+ */
+export class GrpcServer {
+  private readonly server: grpc.Server;
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHORIZATION_SERVICE]: 'NOT_SERVING' });
+  private readonly maxBytes: number;
+
+  constructor(private readonly deps: GrpcServerDeps) {
+    this.maxBytes = deps.config.limits.maxRequestBytes;
+    this.server = new grpc.Server({
+      // Messages up to 4× the limit are received so they can be denied with a coded reason; beyond
+      // that grpc-js refuses them itself (RESOURCE_EXHAUSTED; Envoy then fails closed).
+      'grpc.max_receive_message_length': Math.max(this.maxBytes * 4, 4 * 1024 * 1024),
+      'grpc.max_concurrent_streams': 1000,
+    });
+    const defs = loadAuthorizationProtos();
+    this.server.addService(this.authorizationService(defs), { check: this.check });
+    this.health.addToServer(this.server);
+    if (deps.config.server.reflection) new ReflectionService(defs).addToServer(this.server);
+  }
+
+  setServing(serving: boolean): void {
+    const status = serving ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', status);
+    this.health.setStatus(AUTHORIZATION_SERVICE, status);
+  }
+
+  async start(): Promise<BoundAddresses> {
+    const { grpc: listen } = this.deps.config.server;
+    const creds = this.deps.credentials ?? grpc.ServerCredentials.createInsecure();
+    const port = await this.bind(`${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`, creds);
+    if (listen.unixSocket) await this.bind(`unix:${listen.unixSocket}`, creds);
+    return { port, unixSocket: listen.unixSocket };
+  }
+
+  /** Stop accepting; let in-flight calls finish within graceMs; then force-close. */
+  stop(graceMs: number): Promise<void> {
+    this.setServing(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.deps.logger.warn({ graceMs }, 'grace period over, closing remaining calls');
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      timer.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private bind(address: string, creds: grpc.ServerCredentials): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port)));
+    });
+  }
+
+  private authorizationService(defs: PackageDefinition): grpc.ServiceDefinition {
+    const service = defs[AUTHORIZATION_SERVICE] as grpc.ServiceDefinition;
+    const check = service.Check as grpc.MethodDefinition<unknown, unknown>;
+    const decode = check.requestDeserialize;
+    const max = this.maxBytes;
+    const requestDeserialize = (buf: Buffer): ReceivedCheckRequest => {
+      if (buf.length > max) return { message: null, wireBytes: buf.length };
+      try {
+        return { message: decode(buf) as ReceivedCheckRequest['message'], wireBytes: buf.length };
+      } catch {
+        return { message: {}, wireBytes: buf.length };
+      }
+    };
+    return { Check: { ...check, requestDeserialize } };
+  }
+
+  private readonly check = (call: grpc.ServerUnaryCall<ReceivedCheckRequest, unknown>, callback: grpc.sendUnaryData<unknown>): void => {
+    const timer = this.deps.metrics.checkDuration.startTimer({ protocol: 'grpc' });
+    this.deps.pipeline.check(call.request, 'grpc').then(
+      (decision) => {
+        callback(null, decisionToCheckResponse(decision, { reasonHeader: this.deps.config.decision.reasonHeader }));
+        timer();
+      },
+      (err: unknown) => {
+        // The pipeline turns every failure into a deny; reaching here is a bug. Still fail closed.
+        this.deps.logger.error({ err }, 'decision pipeline threw');
+        callback({ code: grpc.status.INTERNAL, details: 'ERR_INTERNAL' });
+        timer();
+      },
+    );
+  };
+}

@@ -1,0 +1,53 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Metrics } from '../telemetry/metrics';
+
+export interface HttpServerDeps {
+  host: string;
+  port: number;
+  metrics: Metrics;
+  /** Ready = a policy is active and the server is not draining. */
+  isReady: () => boolean;
+}
+
+/** Operational endpoints: /healthz (alive), /readyz (can decide), /metrics (Prometheus text). */
+export class OpsHttpServer {
+  private readonly server: Server;
+
+  constructor(private readonly deps: HttpServerDeps) {
+    this.server = createServer((req, res) => void this.handle(req, res));
+  }
+
+  start(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.deps.port, this.deps.host, () => resolve((this.server.address() as AddressInfo).port));
+    });
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') return send(res, 405, 'method not allowed\n');
+    if (path === '/healthz') return send(res, 200, 'ok\n');
+    if (path === '/readyz') return this.deps.isReady() ? send(res, 200, 'ready\n') : send(res, 503, 'not ready\n');
+    if (path === '/metrics') {
+      const body = await this.deps.metrics.registry.metrics();
+      res.setHeader('content-type', this.deps.metrics.registry.contentType);
+      return send(res, 200, body);
+    }
+    return send(res, 404, 'not found\n');
+  }
+}
+
+function send(res: ServerResponse, status: number, body: string): void {
+  res.statusCode = status;
+  if (!res.hasHeader('content-type')) res.setHeader('content-type', 'text/plain; charset=utf-8');
+  res.end(body);
+}
