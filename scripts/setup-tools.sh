@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real external tools verdict builds and tests against, pinned, into .tools/bin.
 # Idempotent: a tool already present at the pinned version is left alone.
-# Usage: scripts/setup-tools.sh [opa] [ghz] [envoy] [spire] [bpf]   (no argument: all)
+# Usage: scripts/setup-tools.sh [tool ...]   (no argument: every install_<tool> function below)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/.tools/bin"
@@ -32,7 +32,8 @@ install_spire() {
   if [ -x "$bin/spire-server" ] && [ -x "$bin/spire-agent" ] && "$bin/spire-server" --version 2>&1 | grep -q "${SPIRE_VERSION#v}"; then return; fi
   say "spire $SPIRE_VERSION (tools module, go install)"
   local mod="$root/scripts/tools-spire"
-  (cd "$mod" && go install github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent) \
+  # cloudsql-proxy (a SPIRE dependency) is absent from the checksum database; go.sum pins it instead.
+  (cd "$mod" && GONOSUMDB=github.com/GoogleCloudPlatform/cloudsql-proxy go install github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent) \
     || fail "building spire-server/spire-agent from $mod"
 }
 
@@ -64,6 +65,9 @@ install_bpf() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev bpftool >/dev/null || fail "apt-get install clang libbpf-dev bpftool"
 }
 
-want=("$@"); [ ${#want[@]} -gt 0 ] || want=(opa ghz envoy spire bpf)
+want=("$@")
+if [ ${#want[@]} -eq 0 ]; then
+  mapfile -t want < <(declare -F | awk '{print $3}' | sed -n 's/^install_//p')
+fi
 for t in "${want[@]}"; do "install_$t"; done
 say "ok: ${want[*]}"

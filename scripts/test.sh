@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup-tools.sh opa
+scripts/setup-tools.sh
 
 echo "== typecheck"; npm run --silent typecheck
 echo "== lint"; npm run --silent lint

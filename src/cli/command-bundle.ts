@@ -1,0 +1,35 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { readBundle } from '../policy/bundle-reader';
+import { buildRegoBundle } from './bundle-build';
+
+/** `verdict bundle …`: returns the group so other files can add subcommands to it. */
+export function registerBundle(program: Command): Command {
+  const bundle = program.command('bundle').description('Build and inspect policy bundles');
+  bundle
+    .command('build <dir>')
+    .description('Build a Rego policy directory into a wasm bundle with the pinned opa')
+    .requiredOption('-o, --out <file>', 'output .tar.gz')
+    .option('-e, --entrypoint <path...>', 'rule path(s) to compile (default: manifest metadata.verdict.entrypoint)')
+    .option('--revision <rev>', 'bundle revision')
+    .action(async (dir: string, opts: { out: string; entrypoint?: string[]; revision?: string }) => {
+      const b = await buildRegoBundle(dir, {
+        out: opts.out,
+        ...(opts.entrypoint ? { entrypoints: opts.entrypoint } : {}),
+        ...(opts.revision ? { revision: opts.revision } : {}),
+      });
+      process.stdout.write(
+        `${JSON.stringify({ out: opts.out, name: b.name, revision: b.revision, sha256: b.sha256, engine: b.engine })}\n`,
+      );
+    });
+  bundle
+    .command('inspect <file>')
+    .description('Print a bundle manifest, files, hashes and engine')
+    .action(async (file: string) => {
+      const b = await readBundle(await readFile(file), file);
+      const files = [...b.files].map(([path, data]) => ({ path, bytes: data.length }));
+      const out = { name: b.name, revision: b.revision, sha256: b.sha256, engine: b.engine, manifest: b.manifest, files };
+      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    });
+  return bundle;
+}
