@@ -4,11 +4,15 @@
 # input.spiffe), the HTTP method, and the request path (without its query). Rules live in data
 # (data.mesh, see data.json) so operators change who may do what without touching Rego.
 #
-#   principals  "spiffe://td/path"  that exact ID (globs allowed: "*" matches one path segment)
+#   principals  "spiffe://td/path"  that exact ID; a "*" segment matches any one segment
 #               "authenticated"     any caller with a verified SVID
 #               "anyone"            any caller, with or without an SVID
 #   methods     HTTP methods, or "*"
-#   paths       globs with "/" as the delimiter: "*" one segment, "**" any number
+#   paths       "/exact/path"; a "*" segment matches any one segment; a final "/**" matches
+#               everything below (not the bare prefix itself)
+#
+# Matching is plain string and segment comparison, not glob.match: opa-wasm resets its heap after each
+# evaluation, so compiled glob patterns would be rebuilt on every request (about 10x the cost).
 #
 # Explicit deny rules (data.mesh.deny) win over allow rules. No matching rule: deny (403).
 # The result is opa-envoy-plugin's object form: upstream requests carry x-verdict-rule, denials
@@ -73,7 +77,7 @@ principal_matches(principals) if {
 principal_matches(principals) if {
 	some pattern in principals
 	startswith(pattern, "spiffe://")
-	glob.match(pattern, ["/"], input.spiffe.id)
+	pattern_matches(pattern, input.spiffe.id)
 }
 
 method_matches(methods) if "*" in methods
@@ -82,5 +86,27 @@ method_matches(methods) if input.attributes.request.http.method in methods
 
 path_matches(paths) if {
 	some pattern in paths
-	glob.match(pattern, ["/"], request_path)
+	pattern_matches(pattern, request_path)
 }
+
+pattern_matches(pattern, value) if pattern == value
+
+pattern_matches(pattern, value) if {
+	endswith(pattern, "/**")
+	startswith(value, trim_suffix(pattern, "**"))
+}
+
+pattern_matches(pattern, value) if {
+	not endswith(pattern, "/**")
+	contains(pattern, "*")
+	want := split(pattern, "/")
+	got := split(value, "/")
+	count(want) == count(got)
+	every i, segment in want {
+		segment_matches(segment, got[i])
+	}
+}
+
+segment_matches("*", _)
+
+segment_matches(segment, value) if segment == value

@@ -64,3 +64,16 @@ test_default_deny_shape if {
 	r.reason == "no_rule_matched"
 	r.headers["x-verdict-policy"] == "default"
 }
+
+test_star_path_segment if {
+	authz.pattern_matches("/api/invoices/*", "/api/invoices/42")
+	not authz.pattern_matches("/api/invoices/*", "/api/invoices/42/x")
+	not authz.pattern_matches("/api/invoices/*", "/api/invoices")
+}
+
+test_double_star_is_prefix_below if {
+	authz.pattern_matches("/public/**", "/public/a/b")
+	authz.pattern_matches("/public/**", "/public/")
+	not authz.pattern_matches("/public/**", "/public")
+	not authz.pattern_matches("/public/**", "/publicity")
+}

@@ -1,0 +1,68 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../src/config/load-config';
+import { VerdictError } from '../../../src/errors';
+
+function yamlFile(text: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'verdict-config-')), 'verdict.yaml');
+  writeFileSync(file, text);
+  return file;
+}
+
+function configError(fn: () => unknown): VerdictError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof VerdictError) return err;
+    throw err;
+  }
+  throw new Error('expected a config error');
+}
+
+describe('config', () => {
+  it('defaults are complete and frozen', () => {
+    const c = loadConfig();
+    expect(c.server.grpc.port).toBe(9191);
+    expect(c.decision.denyStatus).toBe(403);
+    expect(c.policy.bundle).toBeNull();
+    expect(Object.isFrozen(c.server.grpc)).toBe(true);
+  });
+
+  it('file, then env, then flags: last wins', () => {
+    const file = yamlFile('server:\n  grpc:\n    port: 1000\nlog:\n  level: debug\n');
+    const c = loadConfig({ file, env: { VERDICT_GRPC_PORT: '2000', VERDICT_LOG_LEVEL: 'warn' }, overrides: ['server.grpc.port=3000'] });
+    expect(c.server.grpc.port).toBe(3000);
+    expect(c.log.level).toBe('warn');
+  });
+
+  it('ignores environment variables it does not own', () => {
+    expect(loadConfig({ env: { PORT: '1', VERDICT_UNKNOWN: 'x' } }).server.grpc.port).toBe(9191);
+  });
+
+  const bad: { name: string; run: () => unknown; mentions: string }[] = [
+    { name: 'unknown top-level key', run: () => loadConfig({ file: yamlFile('sever: {}\n') }), mentions: '"sever"' },
+    {
+      name: 'unknown nested key',
+      run: () => loadConfig({ file: yamlFile('server:\n  grpc:\n    prot: 1\n') }),
+      mentions: '"server.grpc.prot"',
+    },
+    { name: 'port out of range', run: () => loadConfig({ overrides: ['server.grpc.port=70000'] }), mentions: 'server.grpc.port' },
+    { name: 'wrong type', run: () => loadConfig({ file: yamlFile('limits:\n  maxHeaders: many\n') }), mentions: 'limits.maxHeaders' },
+    { name: 'bad enum', run: () => loadConfig({ env: { VERDICT_LOG_LEVEL: 'loud' } }), mentions: 'log.level' },
+    { name: 'deny status outside HTTP', run: () => loadConfig({ overrides: ['decision.denyStatus=99'] }), mentions: 'decision.denyStatus' },
+    { name: 'flag without =', run: () => loadConfig({ overrides: ['server.grpc.port'] }), mentions: 'key.path=value' },
+    { name: 'prototype pollution key', run: () => loadConfig({ overrides: ['__proto__.x=1'] }), mentions: 'not a valid key path' },
+    { name: 'not YAML', run: () => loadConfig({ file: yamlFile('a: [\n') }), mentions: 'not valid YAML' },
+    { name: 'YAML list at the top', run: () => loadConfig({ file: yamlFile('- a\n') }), mentions: 'mapping' },
+    { name: 'missing file', run: () => loadConfig({ file: '/nonexistent/verdict.yaml' }), mentions: 'cannot read' },
+  ];
+  for (const c of bad) {
+    it(`refuses ${c.name} with ERR_CONFIG naming it`, () => {
+      const err = configError(c.run);
+      expect(err.code).toBe('ERR_CONFIG');
+      expect(err.message).toContain(c.mentions);
+    });
+  }
+});
