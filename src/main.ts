@@ -61,7 +61,8 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     httpServer = new OpsHttpServer({
       host: config.server.http.host,
       port: config.server.http.port,
-      metrics,
+      metricsText: () => metrics.registry.metrics(),
+      metricsContentType: metrics.registry.contentType,
       isReady: () => !draining && policy.current !== null,
     });
     httpPort = await httpServer.start();

@@ -1,6 +1,11 @@
+import cluster from 'node:cluster';
 import type { Command } from 'commander';
+import { AggregatorRegistry } from 'prom-client';
 import { loadConfig } from '../config/load-config';
+import type { Config } from '../config/schema';
 import { startVerdict } from '../main';
+import { ClusterSupervisor, workerCount, type WorkerReady } from '../server/cluster-supervisor';
+import { createLogger } from '../telemetry/logger';
 
 export function registerServe(program: Command): void {
   program
@@ -12,17 +17,45 @@ export function registerServe(program: Command): void {
     .action(async (opts: { config?: string; set: string[]; bundle?: string }) => {
       const overrides = [...opts.set, ...(opts.bundle ? [`policy.bundle=${opts.bundle}`] : [])];
       const config = loadConfig({ file: opts.config, env: process.env, overrides });
-      const verdict = await startVerdict(config);
-      let stopping = false;
-      const stop = (signal: string): void => {
-        if (stopping) return;
-        stopping = true;
-        process.stderr.write(`verdict: ${signal}, draining\n`);
-        void verdict.stop().then(() => process.exit(0));
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
+      if (cluster.isPrimary && workerCount(config) > 1) await servePrimary(config);
+      else await serveProcess(config);
     });
+}
+
+/** Cluster primary: supervises workers; it decides nothing itself. */
+async function servePrimary(config: Config): Promise<void> {
+  const supervisor = new ClusterSupervisor(config, createLogger(config.log.level).child({ role: 'primary' }));
+  onSignals(() => supervisor.stop());
+  await supervisor.start();
+}
+
+/** A single process, or one cluster worker: the whole decision path; the primary serves ops endpoints. */
+async function serveProcess(config: Config): Promise<void> {
+  const inWorker = cluster.isWorker;
+  const logger = createLogger(config.log.level);
+  const verdict = await startVerdict(
+    inWorker ? { ...config, server: { ...config.server, http: { ...config.server.http, port: null } } } : config,
+    { logger: inWorker ? logger.child({ worker: cluster.worker?.id }) : logger },
+  );
+  if (inWorker) {
+    // Constructing an aggregator installs prom-client's worker-side IPC responder.
+    new AggregatorRegistry();
+    AggregatorRegistry.setRegistries([verdict.metrics.registry]);
+    process.send?.({ type: 'verdict:ready', grpcPort: verdict.grpcPort } satisfies WorkerReady);
+  }
+  onSignals(() => verdict.stop());
+}
+
+function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`verdict: ${signal}, draining\n`);
+    void stop().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => handler('SIGTERM'));
+  process.on('SIGINT', () => handler('SIGINT'));
 }
 
 function collect(value: string, previous: string[]): string[] {

@@ -26,6 +26,11 @@ export const configSchema = z.strictObject({
       grpc: listenSchema.prefault({}),
       /** HTTP listener for /healthz, /readyz, /metrics. port null disables it. */
       http: z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: port.nullable().default(8181) }).prefault({}),
+      /**
+       * Worker processes sharing the gRPC listener (cluster mode). "auto" = one per core. 1 = a single
+       * process (no supervisor). See docs/scaling.md.
+       */
+      workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto'),
       /** Serve gRPC server reflection (off by default: it discloses the API surface). */
       reflection: z.boolean().default(false),
       /** On SIGTERM: stop accepting, wait this long for in-flight calls, then force-close. */

@@ -1,11 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Metrics } from '../telemetry/metrics';
 
 export interface HttpServerDeps {
   host: string;
   port: number;
-  metrics: Metrics;
+  /** Prometheus text for /metrics (one registry, or a cluster's aggregate). */
+  metricsText: () => Promise<string>;
+  metricsContentType: string;
   /** Ready = a policy is active and the server is not draining. */
   isReady: () => boolean;
 }
@@ -15,7 +16,9 @@ export class OpsHttpServer {
   private readonly server: Server;
 
   constructor(private readonly deps: HttpServerDeps) {
-    this.server = createServer((req, res) => void this.handle(req, res));
+    this.server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => send(res, 500, `error: ${(err as Error).message}\n`));
+    });
   }
 
   start(): Promise<number> {
@@ -38,8 +41,8 @@ export class OpsHttpServer {
     if (path === '/healthz') return send(res, 200, 'ok\n');
     if (path === '/readyz') return this.deps.isReady() ? send(res, 200, 'ready\n') : send(res, 503, 'not ready\n');
     if (path === '/metrics') {
-      const body = await this.deps.metrics.registry.metrics();
-      res.setHeader('content-type', this.deps.metrics.registry.contentType);
+      const body = await this.deps.metricsText();
+      res.setHeader('content-type', this.deps.metricsContentType);
       return send(res, 200, body);
     }
     return send(res, 404, 'not found\n');

@@ -54,7 +54,7 @@ export interface CheckClient {
 }
 
 /** A real grpc-js client for envoy.service.auth.v3.Authorization (enums decoded as numbers). */
-export function checkClient(target: string): CheckClient {
+export function checkClient(target: string, channelOptions: grpc.ChannelOptions = {}): CheckClient {
   const defs = loadSync('envoy/service/auth/v3/external_auth.proto', {
     ...PROTO_OPTIONS,
     enums: Number,
@@ -64,7 +64,7 @@ export function checkClient(target: string): CheckClient {
     envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } };
   };
   const Ctor = pkg.envoy.service.auth.v3.Authorization;
-  const client = new Ctor(target, grpc.credentials.createInsecure());
+  const client = new Ctor(target, grpc.credentials.createInsecure(), channelOptions);
   const method = (Ctor.service as grpc.ServiceDefinition).Check as grpc.MethodDefinition<unknown, CheckResponse>;
   const call = <T>(req: T, serialize: (v: T) => Buffer): Promise<CheckResponse> =>
     new Promise((resolve, reject) => {

@@ -1,0 +1,62 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export interface VerdictProcess {
+  pid: number;
+  grpcPort: number;
+  httpPort: number | null;
+  /** Resident set size of the server process, in KiB (from /proc). */
+  rssKiB(): number;
+  /** Peak RSS (VmHWM), KiB. */
+  peakRssKiB(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `verdict serve` as its own process (so its RSS and CPU are its own) on free ports and waits for
+ * its "verdict serving" log line (info level: keep log.level at info or below), which names the bound ports. RSS figures are of the top process (in
+ * cluster mode, the primary; use workers=1 for the server's own RSS).
+ */
+export function spawnVerdict(root: string, args: string[] = [], nodeArgs: string[] = []): Promise<VerdictProcess> {
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, join(root, 'bin', 'verdict.js'), 'serve', '--set', 'server.grpc.port=0', '--set', 'server.http.port=0', ...args],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  return new Promise((resolve, reject) => {
+    const lines: string[] = [];
+    const rl = createInterface({ input: child.stderr! });
+    const onExit = (code: number | null): void => reject(new Error(`verdict exited (${code}) before serving:\n${lines.join('\n')}`));
+    child.once('exit', onExit);
+    rl.on('line', (line) => {
+      if (lines.length < 200) lines.push(line);
+      // In cluster mode each worker logs its own line; the primary's (no "worker" field) comes last.
+      if (!line.includes('verdict serving') || line.includes('"worker"')) return;
+      const msg = JSON.parse(line) as { grpcPort: number; httpPort: number | null };
+      child.off('exit', onExit);
+      resolve(handle(child, msg.grpcPort, msg.httpPort));
+    });
+  });
+}
+
+function handle(child: ChildProcess, grpcPort: number, httpPort: number | null): VerdictProcess {
+  const status = (field: string): number => {
+    const m = new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
+  };
+  return {
+    pid: child.pid!,
+    grpcPort,
+    httpPort,
+    rssKiB: () => status('VmRSS'),
+    peakRssKiB: () => status('VmHWM'),
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}

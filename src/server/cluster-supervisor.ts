@@ -1,0 +1,106 @@
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { AggregatorRegistry } from 'prom-client';
+import type { Config } from '../config/schema';
+import type { Logger } from '../telemetry/logger';
+import { OpsHttpServer } from './http-server';
+
+/** Message a worker sends when its gRPC listener is bound and its first bundle is active. */
+export interface WorkerReady {
+  type: 'verdict:ready';
+  grpcPort: number;
+}
+
+export function workerCount(config: Config): number {
+  return config.server.workers === 'auto' ? availableParallelism() : config.server.workers;
+}
+
+export function isWorkerReady(m: unknown): m is WorkerReady {
+  return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'verdict:ready';
+}
+
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 5000;
+
+/**
+ * The primary of cluster mode: forks N workers that share the gRPC listener (the primary accepts and hands
+ * connections round-robin), serves /healthz /readyz /metrics itself with the workers' metrics aggregated,
+ * restarts a worker that dies after it was ready (with backoff), and stops all on SIGTERM. A worker that
+ * dies before it was ever ready (bad config, bad bundle) stops the whole cluster: restarting cannot help.
+ */
+export class ClusterSupervisor {
+  private readonly ready = new Set<number>();
+  private readonly aggregator = new AggregatorRegistry();
+  private ops: OpsHttpServer | null = null;
+  private stopping = false;
+  private restartDelayMs = RESTART_MIN_MS;
+  private grpcPort = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<{ grpcPort: number; httpPort: number | null; workers: number }> {
+    const n = workerCount(this.config);
+    const allReady = new Promise<void>((resolve, reject) => {
+      cluster.on('message', (worker, msg) => {
+        if (!isWorkerReady(msg)) return;
+        this.ready.add(worker.id);
+        this.grpcPort = msg.grpcPort;
+        this.restartDelayMs = RESTART_MIN_MS;
+        if (this.ready.size === n) resolve();
+      });
+      cluster.on('exit', (worker, code, signal) => this.onExit(worker, code, signal, reject));
+    });
+    for (let i = 0; i < n; i++) cluster.fork();
+    await allReady;
+    let httpPort: number | null = null;
+    if (this.config.server.http.port !== null) {
+      this.ops = new OpsHttpServer({
+        host: this.config.server.http.host,
+        port: this.config.server.http.port,
+        metricsText: () => this.aggregator.clusterMetrics(),
+        metricsContentType: this.aggregator.contentType,
+        isReady: () => !this.stopping && this.ready.size > 0,
+      });
+      httpPort = await this.ops.start();
+    }
+    this.logger.info({ grpcPort: this.grpcPort, httpPort, workers: n }, 'verdict serving');
+    return { grpcPort: this.grpcPort, httpPort, workers: n };
+  }
+
+  /** SIGTERM each worker (each drains its calls), wait for all to exit, then close the ops listener. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.isDead()) return resolve();
+            w.once('exit', () => resolve());
+            w.process.kill('SIGTERM');
+          }),
+      ),
+    );
+    await this.ops?.stop();
+  }
+
+  private onExit(worker: Worker, code: number | null, signal: string | null, reject: (e: Error) => void): void {
+    const wasReady = this.ready.delete(worker.id);
+    if (this.stopping) return;
+    if (!wasReady) {
+      this.logger.fatal({ worker: worker.id, code, signal }, 'worker failed before it was ready; stopping');
+      reject(new Error(`worker exited with ${signal ?? code} before it was ready`));
+      void this.stop().then(() => process.exit(1));
+      return;
+    }
+    const delay = this.restartDelayMs;
+    this.restartDelayMs = Math.min(this.restartDelayMs * 2, RESTART_MAX_MS);
+    this.logger.error({ worker: worker.id, code, signal, restartInMs: delay }, 'worker died; restarting');
+    setTimeout(() => {
+      if (!this.stopping) cluster.fork();
+    }, delay).unref();
+  }
+}

@@ -1,0 +1,42 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packageRoot } from '../../src/package-root';
+import { spawnVerdict, type VerdictProcess } from '../../loadtest/lib/spawn-verdict';
+import { checkClient, httpCheckRequest, type CheckClient } from '../helpers/verdict-harness';
+import * as grpc from '@grpc/grpc-js';
+
+// `verdict serve` in cluster mode: two worker processes share one gRPC port; the primary serves
+// aggregated metrics and readiness, and SIGTERM drains and stops everything.
+
+describe('cluster mode (verdict serve, 2 workers)', () => {
+  let verdict: VerdictProcess;
+  const clients: CheckClient[] = [];
+  beforeAll(async () => {
+    verdict = await spawnVerdict(packageRoot(), ['--set', 'server.workers=2']);
+  });
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await verdict?.stop();
+  });
+
+  it('serves Checks from both workers on one port, with metrics summed by the primary', async () => {
+    // Separate subchannel pools give separate HTTP/2 connections, which the primary deals round-robin.
+    for (let i = 0; i < 4; i++) clients.push(checkClient(`127.0.0.1:${verdict.grpcPort}`, { 'grpc.use_local_subchannel_pool': 1 }));
+    const results = await Promise.all(
+      clients.flatMap((c) => Array.from({ length: 25 }, () => c.check(httpCheckRequest({ method: 'GET', path: '/healthz' })))),
+    );
+    expect(results.filter((r) => r.okResponse === undefined)).toEqual([]);
+    const metrics = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
+    const total = /verdict_decisions_total\{result="allow",engine="opa",reason="ALLOWED"\} (\d+)/.exec(metrics);
+    expect(Number(total?.[1])).toBe(100);
+    expect(metrics).toMatch(/verdict_process_cpu_user_seconds_total/);
+    expect((await fetch(`http://127.0.0.1:${verdict.httpPort}/readyz`)).status).toBe(200);
+  });
+
+  it('stops on SIGTERM', async () => {
+    await verdict.stop();
+    await expect(fetch(`http://127.0.0.1:${verdict.httpPort}/healthz`)).rejects.toThrow();
+    const c = checkClient(`127.0.0.1:${verdict.grpcPort}`);
+    await expect(c.check(httpCheckRequest({}))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    c.close();
+  });
+});
