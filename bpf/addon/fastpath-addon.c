@@ -480,6 +480,48 @@ static napi_value fp_layout(napi_env env, napi_callback_info info)
 	return out;
 }
 
+/* queryCgroup(cgroupPath) -> [{ attachType, id, name }] of the connect4/6 programs attached to it. */
+static napi_value fp_query_cgroup(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], out, item, v;
+	char path[512];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	if (argc < 1 || get_string(env, argv[0], path, sizeof path))
+		return napi_throw_type_error(env, NULL, "queryCgroup(cgroupPath)"), NULL;
+	int cg = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cg < 0)
+		return throw_errno(env, "CGROUP_OPEN", errno);
+	napi_create_array(env, &out);
+	uint32_t idx = 0;
+	const enum bpf_attach_type types[] = {BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT};
+	const char *names[] = {"connect4", "connect6"};
+	for (int t = 0; t < 2; t++) {
+		__u32 ids[64], cnt = 64, flags = 0;
+		if (bpf_prog_query(cg, types[t], 0, &flags, ids, &cnt))
+			continue;
+		for (__u32 i = 0; i < cnt; i++) {
+			struct bpf_prog_info pi;
+			__u32 len = sizeof pi;
+			memset(&pi, 0, sizeof pi);
+			int fd = bpf_prog_get_fd_by_id(ids[i]);
+			if (fd >= 0) {
+				bpf_obj_get_info_by_fd(fd, &pi, &len);
+				close(fd);
+			}
+			napi_create_object(env, &item);
+			napi_create_string_utf8(env, names[t], NAPI_AUTO_LENGTH, &v);
+			napi_set_named_property(env, item, "attachType", v);
+			set_num(env, item, "id", ids[i]);
+			napi_create_string_utf8(env, pi.name, strnlen(pi.name, sizeof pi.name), &v);
+			napi_set_named_property(env, item, "name", v);
+			napi_set_element(env, out, idx++, item);
+		}
+	}
+	close(cg);
+	return out;
+}
+
 static napi_value init(napi_env env, napi_value exports)
 {
 	napi_property_descriptor props[] = {
@@ -495,6 +537,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{"counters", NULL, fp_counters, NULL, NULL, NULL, napi_default, NULL},
 		{"dump", NULL, fp_dump, NULL, NULL, NULL, napi_default, NULL},
 		{"monotonicNs", NULL, fp_monotonic_ns, NULL, NULL, NULL, napi_default, NULL},
+		{"queryCgroup", NULL, fp_query_cgroup, NULL, NULL, NULL, napi_default, NULL},
 		{"layout", NULL, fp_layout, NULL, NULL, NULL, napi_default, NULL},
 	};
 	napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
