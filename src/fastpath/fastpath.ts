@@ -7,7 +7,7 @@ import type { ActivePolicy } from '../policy/policy-store';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { kernelEligibility } from './cache-declaration';
-import { readKernelStatus, type KernelStatus } from './fastpath-status';
+import { dumpEntries, readKernelStatus, type DumpedEntry, type KernelStatus } from './fastpath-status';
 import { HotnessTracker, type EligibleBundle } from './hotness-tracker';
 import { KernelVerdictMap } from './kernel-verdict-map';
 import { KernelWriter } from './kernel-writer';
@@ -35,6 +35,8 @@ export interface Fastpath {
   /** Writes whatever is queued now (normally done once per event-loop turn). */
   flush(): void;
   status(): FastpathStatus;
+  /** The kernel map's entries (empty when off). */
+  dump(limit: number): DumpedEntry[];
   close(): void;
 }
 
@@ -135,6 +137,10 @@ class EnabledFastpath implements Fastpath {
     return { enabled: true, reason: 'ENABLED', tracked: this.observer.size, ...readKernelStatus(this.map, this.settings.maxEntries) };
   }
 
+  dump(limit: number): DumpedEntry[] {
+    return dumpEntries(this.map, limit);
+  }
+
   close(): void {
     this.writer.close();
     this.deps.metrics.fastpathKernelSource = null;
@@ -160,6 +166,9 @@ class DisabledFastpath implements Fastpath {
   flush(): void {}
   status(): FastpathStatus {
     return { enabled: false, reason: this.reason, detail: this.detail };
+  }
+  dump(): DumpedEntry[] {
+    return [];
   }
   close(): void {}
 }
