@@ -33,7 +33,7 @@ process.stdout.write('ready\\n');
 
 export interface CgroupClient {
   connect(target: { src: string; host: string; port: number }): Promise<ConnectOutcome>;
-  close(): void;
+  close(): Promise<void>;
 }
 
 /** Starts the client and places it in the cgroup before its first connect. */
@@ -55,8 +55,11 @@ export async function startCgroupClient(cgroup: TestCgroup): Promise<CgroupClien
       child.stdin.write(`${JSON.stringify(target)}\n`);
       return JSON.parse(await reply) as ConnectOutcome;
     },
-    close: () => {
+    close: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.kill('SIGKILL');
+      await gone;
     },
   };
 }

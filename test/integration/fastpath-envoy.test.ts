@@ -60,7 +60,7 @@ describe('kernel fast path behind Envoy L4 ext_authz', () => {
   });
 
   afterAll(async () => {
-    client?.close();
+    await client?.close();
     await envoy?.stop();
     await verdict?.stop();
     echo?.close();
