@@ -36,16 +36,19 @@ export class KernelVerdictMap {
   private constructor(
     private readonly addon: FastpathAddon,
     private handle: NativeHandle | null,
-    readonly cgroupPath: string | null,
+    private cgroup: string | null,
   ) {}
+
+  get cgroupPath(): string | null {
+    return this.cgroup;
+  }
 
   static load(addon: FastpathAddon, options: KernelVerdictMapOptions): KernelVerdictMap {
     const handle = wrap('ERR_FASTPATH_UNAVAILABLE', () => addon.load(options.objectPath, options.maxEntries, options.pinDir));
-    const map = new KernelVerdictMap(addon, handle, options.cgroupPath);
+    const map = new KernelVerdictMap(addon, handle, null);
     if (options.cgroupPath !== null) {
-      const cgroup = options.cgroupPath;
       try {
-        wrap('ERR_FASTPATH_UNAVAILABLE', () => addon.attach(handle, cgroup));
+        map.attach(options.cgroupPath);
       } catch (err) {
         map.close();
         throw err;
@@ -117,9 +120,28 @@ export class KernelVerdictMap {
   }
 
   attachedPrograms(): AttachedProgram[] {
-    if (this.cgroupPath === null) return [];
-    const cgroup = this.cgroupPath;
+    if (this.cgroup === null) return [];
+    const cgroup = this.cgroup;
     return wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.queryCgroup(cgroup));
+  }
+
+  /** Takes the connect programs off the cgroup (the maps stay). */
+  detach(): void {
+    const handle = this.open();
+    wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.detach(handle));
+  }
+
+  /** Attaches the connect programs to a cgroup v2 group. */
+  attach(cgroupPath: string): void {
+    const handle = this.open();
+    wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.attach(handle, cgroupPath));
+    this.cgroup = cgroupPath;
+  }
+
+  /** Per-program invocation count and total run time (kernel.bpf_stats_enabled must be 1 to count). */
+  programStats(): { name: string; runCount: number; runTimeNs: number }[] {
+    const handle = this.open();
+    return this.addon.programStats(handle).map((p) => ({ name: p.name, runCount: Number(p.runCount), runTimeNs: Number(p.runTimeNs) }));
   }
 
   /** Detaches the programs and drops the maps (pins stay until the next start replaces them). */

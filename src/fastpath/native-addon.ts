@@ -42,6 +42,7 @@ export interface FastpathAddon {
   monotonicNs(): bigint;
   layout(): NativeLayout;
   queryCgroup(cgroupPath: string): AttachedProgram[];
+  programStats(handle: NativeHandle): { name: string; runCount: bigint; runTimeNs: bigint }[];
 }
 
 export function addonPath(): string {

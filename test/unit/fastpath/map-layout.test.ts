@@ -57,6 +57,10 @@ describe('struct layout agrees between C and TypeScript', () => {
   const invalid = [
     { name: 'mixed families', tuple: { srcAddress: '127.0.0.1', dstAddress: '::1', dstPort: 80 } },
     { name: 'hostname', tuple: { srcAddress: 'localhost', dstAddress: '127.0.0.1', dstPort: 80 } },
+    { name: 'IPv4 with a leading zero', tuple: { srcAddress: '127.0.0.01', dstAddress: '127.0.0.1', dstPort: 80 } },
+    { name: 'IPv4 octet > 255', tuple: { srcAddress: '127.0.0.256', dstAddress: '127.0.0.1', dstPort: 80 } },
+    { name: 'IPv4 with five octets', tuple: { srcAddress: '1.2.3.4.5', dstAddress: '127.0.0.1', dstPort: 80 } },
+    { name: 'IPv4 empty octet', tuple: { srcAddress: '1..3.4', dstAddress: '127.0.0.1', dstPort: 80 } },
     { name: 'port 0', tuple: { srcAddress: '127.0.0.1', dstAddress: '127.0.0.1', dstPort: 0 } },
     { name: 'port too large', tuple: { srcAddress: '127.0.0.1', dstAddress: '127.0.0.1', dstPort: 70000 } },
   ];
