@@ -46,7 +46,7 @@ export interface FastpathAddon {
 }
 
 export function addonPath(): string {
-  return join(packageRoot(), 'build', 'Release', 'fastpath.node');
+  return join(packageRoot(), 'bpf', 'addon', 'build', 'Release', 'fastpath.node');
 }
 
 export function bpfObjectPath(): string {
