@@ -27,7 +27,8 @@ struct fp_handle {
 	int generation_fd;
 	int counters_fd;
 	int cgroup_fd;
-	int owned; /* 1 when obj was loaded here; 0 for maps opened from pins */
+	int owned;         /* 1 when obj was loaded here; 0 for maps opened from pins */
+	char pin_dir[256]; /* where load() pinned the maps; unpinned on close */
 };
 
 static napi_value throw_errno(napi_env env, const char *step, int err)
@@ -47,8 +48,24 @@ static napi_value throw_errno(napi_env env, const char *step, int err)
 	return NULL;
 }
 
+static const char *MAP_NAMES[] = {"verdicts", "generation", "counters"};
+
+static void unpin(struct fp_handle *h)
+{
+	char path[512];
+	if (!h->owned || !h->pin_dir[0])
+		return;
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof path, "%s/%s", h->pin_dir, MAP_NAMES[i]);
+		unlink(path);
+	}
+	rmdir(h->pin_dir);
+	h->pin_dir[0] = 0;
+}
+
 static void close_handle(struct fp_handle *h)
 {
+	unpin(h);
 	for (int i = 0; i < 2; i++) {
 		if (h->links[i])
 			bpf_link__destroy(h->links[i]);
@@ -169,9 +186,9 @@ static napi_value fp_load(napi_env env, napi_callback_info info)
 	h->counters_fd = bpf_object__find_map_fd_by_name(h->obj, "counters");
 	if (pin) {
 		mkdir(pin_dir, 0700);
-		const char *names[] = {"verdicts", "generation", "counters"};
+		snprintf(h->pin_dir, sizeof h->pin_dir, "%s", pin_dir);
 		for (int i = 0; i < 3 && !err; i++)
-			err = pin_map(h->obj, names[i], pin_dir);
+			err = pin_map(h->obj, MAP_NAMES[i], pin_dir);
 		if (err) {
 			close_handle(h);
 			free(h);
@@ -194,9 +211,8 @@ static napi_value fp_open_pinned(napi_env env, napi_callback_info info)
 	if (!h)
 		return throw_errno(env, "ALLOC", ENOMEM);
 	int *fds[] = {&h->verdicts_fd, &h->generation_fd, &h->counters_fd};
-	const char *names[] = {"verdicts", "generation", "counters"};
 	for (int i = 0; i < 3; i++) {
-		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		snprintf(path, sizeof path, "%s/%s", dir, MAP_NAMES[i]);
 		*fds[i] = bpf_obj_get(path);
 		if (*fds[i] < 0) {
 			int err = errno;

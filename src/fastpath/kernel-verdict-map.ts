@@ -144,7 +144,7 @@ export class KernelVerdictMap {
     return this.addon.programStats(handle).map((p) => ({ name: p.name, runCount: Number(p.runCount), runTimeNs: Number(p.runTimeNs) }));
   }
 
-  /** Detaches the programs and drops the maps (pins stay until the next start replaces them). */
+  /** Detaches the programs, removes the pins this process made, and drops the maps. */
   close(): void {
     if (this.handle) this.addon.close(this.handle);
     this.handle = null;
