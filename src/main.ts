@@ -6,6 +6,7 @@ import { DecisionPipeline } from './decision/decision-pipeline';
 import { StreamDecisionLog } from './decisionlog/decision-log-stream';
 import type { DecisionLog } from './decisionlog/decision-record';
 import { VerdictError } from './errors';
+import { startFastpath, type Fastpath } from './fastpath/fastpath';
 import { defaultBundlePath } from './package-root';
 import { PolicyStore } from './policy/policy-store';
 import { GrpcServer } from './server/grpc-server';
@@ -25,6 +26,7 @@ export interface RunningVerdict {
   httpPort: number | null;
   policy: PolicyStore;
   metrics: Metrics;
+  fastpath: Fastpath;
   stop(): Promise<void>;
 }
 
@@ -41,9 +43,13 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     onRecycle: (why) => metrics.engineRecycles.inc({ engine: 'opa', why }),
   });
   wirePolicyTelemetry(policy, metrics, logger);
+  // Off (one log line + metric saying why) unless configured and the kernel allows it.
+  const fastpath = startFastpath(config.fastpath, { clock, logger, metrics });
+  policy.on('swap', ({ current }) => fastpath.onPolicySwap(current));
 
   await policy.activateFile(resolveBundlePath(config));
-  const pipeline = new DecisionPipeline({ config, policy, decisionLog, metrics, clock });
+  const observers = fastpath.observer ? [fastpath.observer] : [];
+  const pipeline = new DecisionPipeline({ config, policy, decisionLog, metrics, clock, observers });
   const grpcServer = new GrpcServer({
     config,
     pipeline,
@@ -74,10 +80,12 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     httpPort,
     policy,
     metrics,
+    fastpath,
     async stop() {
       draining = true;
       await grpcServer.stop(config.server.shutdownGraceMs);
       await httpServer?.stop();
+      fastpath.close();
       await decisionLog.close();
       logger.info('verdict stopped');
     },

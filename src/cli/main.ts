@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { VerdictError } from '../errors';
 import { registerBundle } from './command-bundle';
 import { registerEval } from './command-eval';
+import { registerFastpath } from './command-fastpath';
 import { registerServe } from './command-serve';
 
 // One file per command group; each registers itself here.
@@ -10,6 +11,7 @@ const program = new Command('verdict').description('External authorization for E
 registerServe(program);
 registerBundle(program);
 registerEval(program);
+registerFastpath(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof VerdictError) process.stderr.write(`verdict: ${err.code}: ${err.message}\n`);

@@ -40,6 +40,48 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly fastpathEnabled = new Gauge({
+    name: 'verdict_fastpath_enabled',
+    help: 'Kernel fast path on (1) or off (0), labelled with the reason it is off (ENABLED when on).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly fastpathGeneration = new Gauge({
+    name: 'verdict_fastpath_generation_bumps',
+    help: 'Kernel generation bumps since start (bundle swaps, trust-bundle changes).',
+    registers: [this.registry],
+  });
+
+  readonly fastpathWrites = new Counter({
+    name: 'verdict_fastpath_map_writes_total',
+    help: 'Kernel verdict map operations, by op (put, drop, discard: made under an older generation) and outcome.',
+    labelNames: ['op', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly fastpathSkipped = new Counter({
+    name: 'verdict_fastpath_skipped_total',
+    help: 'Decisions the hotness tracker did not count, by reason.',
+    labelNames: ['why'] as const,
+    registers: [this.registry],
+  });
+
+  /** Set by the fast path: reads the kernel's per-CPU counters when /metrics is scraped. */
+  fastpathKernelSource: (() => Record<string, number>) | null = null;
+
+  readonly fastpathKernel = new Gauge({
+    name: 'verdict_fastpath_kernel_lookups',
+    help: 'Kernel verdict-map lookups at connect(), by outcome (hitAllow, hitDeny, miss, stale), since load.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+    collect: () => {
+      const read = this.fastpathKernelSource;
+      if (!read) return;
+      for (const [outcome, value] of Object.entries(read())) this.fastpathKernel.set({ outcome }, value);
+    },
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'verdict_' });
   }

@@ -1,0 +1,73 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../config/load-config';
+import { VerdictError } from '../errors';
+import { dumpEntries, readKernelStatus } from '../fastpath/fastpath-status';
+import { KernelVerdictMap } from '../fastpath/kernel-verdict-map';
+import { loadAddon } from '../fastpath/native-addon';
+
+interface Opts {
+  config?: string;
+  set: string[];
+  json?: boolean;
+  limit?: string;
+}
+
+/** `verdict fastpath status|dump`: reads a running verdict's pinned maps (fastpath.pinPath) and its cgroup. */
+export function registerFastpath(program: Command): void {
+  const fp = program.command('fastpath').description('Inspect the kernel fast path of a running verdict');
+  withConfig(fp.command('status').description('Attached programs, entries, generation, kernel counters')).action((opts: Opts) => {
+    const { map, settings } = openPinned(opts);
+    try {
+      const status = { cgroupPath: settings.cgroupPath, pinPath: settings.pinPath, ...readKernelStatus(map, settings.maxEntries) };
+      process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
+    } finally {
+      map.close();
+    }
+  });
+  withConfig(fp.command('dump').description('Every entry in the kernel verdict map'))
+    .option('--limit <n>', 'at most this many entries', '10000')
+    .action((opts: Opts) => {
+      const { map } = openPinned(opts);
+      try {
+        const entries = dumpEntries(map, Number(opts.limit ?? '10000'));
+        if (opts.json) process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+        else
+          for (const e of entries)
+            process.stdout.write(
+              `${e.src} -> ${e.dst}:${e.dstPort} ${e.action} ${e.state} gen=${e.generation} expiresInMs=${Math.round(e.expiresInMs)}\n`,
+            );
+      } finally {
+        map.close();
+      }
+    });
+}
+
+function withConfig(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'YAML config file (fastpath.pinPath, fastpath.cgroupPath)')
+    .option('--set <key=value>', 'override a config key (repeatable)', (v: string, prev: string[]) => [...prev, v], [])
+    .option('--json', 'print JSON');
+}
+
+function openPinned(opts: Opts): { map: KernelVerdictMap; settings: ReturnType<typeof loadConfig>['fastpath'] } {
+  const settings = loadConfig({ file: opts.config, env: process.env, overrides: opts.set }).fastpath;
+  if (settings.pinPath === null) throw new VerdictError('ERR_FASTPATH_UNAVAILABLE', 'fastpath.pinPath is null: the maps are not pinned');
+  const loaded = loadAddon();
+  if ('reason' in loaded) throw new VerdictError('ERR_FASTPATH_UNAVAILABLE', loaded.reason);
+  const map = KernelVerdictMap.openPinned(loaded.addon, settings.pinPath, settings.cgroupPath);
+  return { map, settings };
+}
+
+function formatStatus(s: ReturnType<typeof readKernelStatus> & { cgroupPath: string | null; pinPath: string | null }): string {
+  const progs = s.attached.map((p) => `${p.attachType}(id ${p.id}, ${p.name})`).join(', ') || 'none';
+  const c = s.counters;
+  return [
+    `cgroup:      ${s.cgroupPath ?? '(none)'}`,
+    `pinned at:   ${s.pinPath}`,
+    `programs:    ${progs}`,
+    `generation:  ${s.generation}`,
+    `entries:     ${s.entries} (${s.liveEntries} live) of ${s.maxEntries}`,
+    `lookups:     hitAllow=${c.hitAllow} hitDeny=${c.hitDeny} miss=${c.miss} stale=${c.stale}`,
+    '',
+  ].join('\n');
+}

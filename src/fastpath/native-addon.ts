@@ -1,0 +1,67 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../package-root';
+
+/** An opaque libbpf object (or pinned maps) held by the addon; closed explicitly or when collected. */
+export type NativeHandle = { readonly __brand: 'fastpath-handle' };
+
+export interface NativeLayout {
+  keySize: number;
+  keySrc: number;
+  keyDst: number;
+  keyDstPort: number;
+  keyFamily: number;
+  valueSize: number;
+  valueGeneration: number;
+  valueExpiresNs: number;
+  valueAction: number;
+  actionAllow: number;
+  actionDeny: number;
+  counterCount: number;
+}
+
+export interface AttachedProgram {
+  attachType: 'connect4' | 'connect6';
+  id: number;
+  name: string;
+}
+
+/** bpf/addon/fastpath-addon.c. Errors carry `code` "EBPF_<step>" and `errno`. */
+export interface FastpathAddon {
+  load(objectPath: string, maxEntries: number, pinDir: string | null): NativeHandle;
+  openPinned(pinDir: string): NativeHandle;
+  attach(handle: NativeHandle, cgroupPath: string): void;
+  detach(handle: NativeHandle): void;
+  close(handle: NativeHandle): void;
+  update(handle: NativeHandle, keys: Buffer, values: Buffer, count: number): number;
+  remove(handle: NativeHandle, keys: Buffer, count: number): number;
+  setGeneration(handle: NativeHandle, generation: bigint): void;
+  getGeneration(handle: NativeHandle): bigint;
+  counters(handle: NativeHandle): bigint[];
+  dump(handle: NativeHandle, limit: number): { keys: Buffer; values: Buffer; count: number };
+  monotonicNs(): bigint;
+  layout(): NativeLayout;
+  queryCgroup(cgroupPath: string): AttachedProgram[];
+  programStats(handle: NativeHandle): { name: string; runCount: bigint; runTimeNs: bigint }[];
+}
+
+export function addonPath(): string {
+  return join(packageRoot(), 'bpf', 'addon', 'build', 'Release', 'fastpath.node');
+}
+
+export function bpfObjectPath(): string {
+  return join(packageRoot(), 'build', 'bpf', 'fastpath.bpf.o');
+}
+
+/** The addon, or the reason it cannot be used here (not built, wrong platform). */
+export function loadAddon(): { addon: FastpathAddon } | { reason: string } {
+  const path = addonPath();
+  if (!existsSync(path)) return { reason: `native addon ${path} is not built (npm run build:native)` };
+  try {
+    // A native module cannot be imported statically: it exists only where build:native succeeded.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return { addon: require(path) as FastpathAddon };
+  } catch (err) {
+    return { reason: `native addon ${path} failed to load: ${(err as Error).message}` };
+  }
+}
