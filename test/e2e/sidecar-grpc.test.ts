@@ -94,3 +94,47 @@ describe('sidecar-grpc: Envoy http ext_authz over gRPC', () => {
     expect(upstream.hits.length).toBe(before);
   });
 });
+
+describe('sidecar-grpc: fail closed', () => {
+  let upstream: EchoUpstream;
+  let verdict: RunningVerdict | undefined;
+  let envoy: RunningEnvoy;
+  printEnvoyLogsOnFailure(() => [envoy]);
+
+  beforeAll(async () => {
+    upstream = await startEchoUpstream();
+    verdict = await startE2EVerdict();
+    envoy = await startEnvoyFor('sidecar-grpc.yaml', {
+      LISTENER_PORT: 0,
+      VERDICT_PORT: verdict.grpcPort,
+      APP_PORT: upstream.port,
+      AUTHZ_TIMEOUT: '2s',
+    });
+  });
+  afterAll(async () => {
+    await envoy?.stop();
+    await verdict?.stop();
+    await upstream?.stop();
+  });
+
+  it('denies while verdict is down and recovers when it returns on the same port', async () => {
+    const port = envoy.listenerPort('ingress_http');
+    const grpcPort = verdict!.grpcPort;
+    expect((await send(port, { path: '/public/a' })).status).toBe(200);
+
+    await verdict!.stop();
+    verdict = undefined;
+    const before = upstream.hits.length;
+    const down = await send(port, { path: '/public/a' });
+    expect(down.status).toBe(403);
+    expect(upstream.hits.length).toBe(before);
+    expect(await envoy.stat('http.ingress_http.ext_authz.error')).toBeGreaterThan(0);
+
+    verdict = await startE2EVerdict([`server.grpc.port=${grpcPort}`]);
+    // Envoy reconnects on its own; poll the condition with a deadline.
+    const deadline = Date.now() + 10_000;
+    let status = 0;
+    while (status !== 200 && Date.now() < deadline) status = (await send(port, { path: '/public/a' })).status;
+    expect(status).toBe(200);
+  });
+});

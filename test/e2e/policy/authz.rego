@@ -22,7 +22,7 @@ allow := {
 	"allowed": true,
 	"headers": {"x-verdict-user": "alice", "x-multi": ["a", "b"]},
 	"request_headers_to_remove": ["x-secret"],
-	"response_headers_to_add": {"x-decided-by": "verdict"},
+	"response_headers_to_add": {"x-decided-by": "verdict", "x-upstream": "policy"},
 	"query_parameters_to_set": {"tenant": "t1"},
 	"query_parameters_to_remove": ["debug"],
 	"dynamic_metadata": {"user": "alice"},
