@@ -7,7 +7,9 @@ import { basename, join } from 'node:path';
  * with vars[NAME]. Every marked name must be given and every given name must be used, so a renamed marker
  * fails loudly instead of leaving a default port in a test config.
  */
-const MARKED = /^(\s*(?:- )?(?:[\w.@"'-]+:\s+)?)("[^"]*"|'[^']*'|[^\s#]+)(\s+#\s*template:\s*([A-Z][A-Z0-9_]*)\b.*)$/;
+const MARKED = /^(\s*(?:- )?(?:[\w.@"'-]+:\s+)?)("[^"]*"|'[^']*'|[^\s#{]+)(\s+#\s*template:\s*([A-Z][A-Z0-9_]*)\b.*)$/;
+/** The same for a one-key flow mapping: `key: { filename: VALUE } # template: NAME`. */
+const MARKED_FLOW = /^(.*\{\s*[\w-]+:\s+)("[^"]*"|[^\s},]+)(\s*\}\s+#\s*template:\s*([A-Z][A-Z0-9_]*)\b.*)$/;
 
 export type TemplateVars = Readonly<Record<string, string | number>>;
 
@@ -15,7 +17,7 @@ export function renderEnvoyTemplate(text: string, vars: TemplateVars): string {
   const used = new Set<string>();
   const lines = text.split('\n').map((line, i) => {
     if (!line.includes('template:') || /^\s*#/.test(line)) return line;
-    const m = MARKED.exec(line);
+    const m = MARKED.exec(line) ?? MARKED_FLOW.exec(line);
     if (!m) throw new TypeError(`line ${i + 1}: "template:" marker on a line without a single value: ${line.trim()}`);
     const [, head, , tail, name] = m as unknown as [string, string, string, string, string];
     const value = vars[name];
