@@ -42,7 +42,19 @@ export async function startEnvoy(configFile: string, workDir: string, readyTimeo
   const adminPath = join(workDir, 'envoy-admin-address');
   const child = spawn(
     envoyBinary(),
-    ['-c', configFile, '--disable-hot-restart', '--concurrency', '1', '--admin-address-path', adminPath, '-l', 'info', '--component-log-level', 'ext_authz:debug'],
+    [
+      '-c',
+      configFile,
+      '--disable-hot-restart',
+      '--concurrency',
+      '1',
+      '--admin-address-path',
+      adminPath,
+      '-l',
+      'info',
+      '--component-log-level',
+      'ext_authz:debug',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let log = '';
