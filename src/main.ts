@@ -10,6 +10,7 @@ import { startFastpath, type Fastpath } from './fastpath/fastpath';
 import { defaultBundlePath } from './package-root';
 import { PolicyStore } from './policy/policy-store';
 import { GrpcServer } from './server/grpc-server';
+import { HttpAuthzServer } from './server/http-authz-server';
 import { OpsHttpServer } from './server/http-server';
 import { createLogger, type Logger } from './telemetry/logger';
 import { Metrics } from './telemetry/metrics';
@@ -24,6 +25,8 @@ export interface VerdictOptions {
 export interface RunningVerdict {
   grpcPort: number;
   httpPort: number | null;
+  /** Port of Envoy's HTTP ext_authz protocol (config httpAuthz.port); null when disabled. */
+  httpAuthzPort: number | null;
   policy: PolicyStore;
   metrics: Metrics;
   fastpath: Fastpath;
@@ -73,17 +76,25 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     });
     httpPort = await httpServer.start();
   }
-  logger.info({ grpcPort: bound.port, unixSocket: bound.unixSocket, httpPort }, 'verdict serving');
+  let httpAuthz: HttpAuthzServer | null = null;
+  let httpAuthzPort: number | null = null;
+  if (config.httpAuthz.port !== null) {
+    httpAuthz = new HttpAuthzServer({ config, pipeline, metrics, logger });
+    httpAuthzPort = await httpAuthz.start();
+  }
+  logger.info({ grpcPort: bound.port, unixSocket: bound.unixSocket, httpPort, httpAuthzPort }, 'verdict serving');
 
   return {
     grpcPort: bound.port,
     httpPort,
+    httpAuthzPort,
     policy,
     metrics,
     fastpath,
     async stop() {
       draining = true;
       await grpcServer.stop(config.server.shutdownGraceMs);
+      await httpAuthz?.stop();
       await httpServer?.stop();
       fastpath.close();
       await decisionLog.close();

@@ -5,5 +5,12 @@ export const httpAuthzSchema = z
   .strictObject({
     host: z.string().min(1).default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).nullable().default(null),
+    /** Envoy's http_service.path_prefix: stripped from the path verdict receives to recover the original. */
+    pathPrefix: z
+      .string()
+      .regex(/^(\/[^?#]*)?$/, 'must be empty or start with "/"')
+      .default(''),
+    /** A request that sends no bytes for this long is dropped (Envoy's own timeout is shorter). */
+    requestTimeoutMs: z.number().int().min(100).max(60_000).default(5_000),
   })
   .prefault({});
