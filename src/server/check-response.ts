@@ -42,14 +42,18 @@ export function decisionToCheckResponse(decision: Decision, options: ResponseOpt
   };
 }
 
-/** Upstream request headers: the first value of a key replaces the client's; later values append. */
+/**
+ * Upstream request headers: the first value of a key replaces the client's, later values append.
+ * Envoy's ext_authz reads the legacy `append` flag for OkHttpResponse.headers (it ignores append_action
+ * there: every value would overwrite and only the last would arrive), so that flag is what verdict sets.
+ */
 function setHeaderOptions(pairs: readonly KeyValue[]): Record<string, unknown>[] {
   const seen = new Set<string>();
   return pairs.map(([key, value]) => {
     const lower = key.toLowerCase();
-    const appendAction = seen.has(lower) ? 'APPEND_IF_EXISTS_OR_ADD' : 'OVERWRITE_IF_EXISTS_OR_ADD';
+    const append = seen.has(lower);
     seen.add(lower);
-    return { header: { key, value }, appendAction };
+    return { header: { key, value }, append: { value: append } };
   });
 }
 

@@ -60,11 +60,10 @@ describe('CheckResponse conformance through Envoy', () => {
       check: () => expect(upstreamValues('x-verdict-user')).toEqual(['alice']),
     },
     {
-      // verdict sends the first value of a key as OVERWRITE_IF_EXISTS_OR_ADD and later ones as
-      // APPEND_IF_EXISTS_OR_ADD (Envoy logs both as added), yet Envoy 1.40 forwards only the last value
-      // upstream. Recorded here so a change on either side shows; see docs/envoy.md "Known differences".
-      name: 'OkHttpResponse.headers with a repeated key: Envoy 1.40 forwards the last value only',
-      check: () => expect(upstreamValues('x-multi')).toEqual(['b']),
+      // Envoy's ext_authz reads the legacy `append` flag on OkHttpResponse.headers: verdict sends the first
+      // value with append false (replace) and later ones with append true, which Envoy joins with ",".
+      name: 'OkHttpResponse.headers with a repeated key: every value reaches upstream',
+      check: () => expect(upstreamValues('x-multi')).toEqual(['a,b']),
     },
     {
       name: 'response_headers_to_add APPEND_IF_EXISTS_OR_ADD adds beside the upstream response header',

@@ -27,7 +27,14 @@ describe('committed Envoy configs', () => {
   });
 
   it('covers every scenario', () => {
-    expect(CONFIGS.sort()).toEqual(['http-mode.yaml', 'mtls-spire-sds.yaml', 'mtls.yaml', 'network-l4.yaml', 'sidecar-grpc.yaml']);
+    expect(CONFIGS.sort()).toEqual([
+      'fastpath-l4.yaml',
+      'http-mode.yaml',
+      'mtls-spire-sds.yaml',
+      'mtls.yaml',
+      'network-l4.yaml',
+      'sidecar-grpc.yaml',
+    ]);
   });
 
   it.each(CONFIGS)('%s passes envoy --mode validate once rendered', async (name) => {

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { renderEnvoyConfigFile } from './envoy-template';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { packageRoot } from '../../src/package-root';
@@ -25,12 +26,10 @@ export async function startEchoServer(): Promise<{ port: number; server: Server 
 /** Real Envoy (.tools/bin/envoy) with envoy/fastpath-l4.yaml; ready once its listener is bound. */
 export async function startL4Envoy(verdictGrpcPort: number, upstreamPort: number): Promise<L4Envoy> {
   const dir = tempDir('verdict-envoy-');
-  const template = readFileSync(join(packageRoot(), 'envoy', 'fastpath-l4.yaml'), 'utf8');
-  const configPath = join(dir, 'envoy.yaml');
-  writeFileSync(
-    configPath,
-    template.replaceAll('${VERDICT_GRPC_PORT}', String(verdictGrpcPort)).replaceAll('${UPSTREAM_PORT}', String(upstreamPort)),
-  );
+  const configPath = renderEnvoyConfigFile(join(packageRoot(), 'envoy', 'fastpath-l4.yaml'), dir, {
+    VERDICT_PORT: verdictGrpcPort,
+    APP_PORT: upstreamPort,
+  });
   const adminPath = join(dir, 'admin-address');
   const envoy: ChildProcess = spawn(
     join(packageRoot(), '.tools', 'bin', 'envoy'),

@@ -24,16 +24,21 @@ export async function buildTestBundle(files: Record<string, string>, entrypoint 
   return out;
 }
 
-/** A verdict on port 0 with logs silenced; `--set`-style overrides. */
+/**
+ * A verdict on port 0 with logs silenced; `--set`-style overrides. The decision time budget is generous
+ * (tests assert decisions, not speed, and share two cores with parallel suites); override it to test it.
+ */
 export async function startTestVerdict(overrides: string[] = [], options: VerdictOptions = {}): Promise<RunningVerdict> {
-  const config = loadConfig({ overrides: ['server.grpc.port=0', 'server.http.port=0', 'log.level=silent', ...overrides] });
+  const config = loadConfig({
+    overrides: ['server.grpc.port=0', 'server.http.port=0', 'log.level=silent', 'policy.timeoutMs=5000', ...overrides],
+  });
   return startVerdict(config, { logger: createLogger('silent'), ...options });
 }
 
 export interface CheckResponse {
   status?: { code?: number; message?: string };
   okResponse?: {
-    headers?: { header?: { key?: string; value?: string }; appendAction?: string }[];
+    headers?: { header?: { key?: string; value?: string }; appendAction?: string; append?: { value?: boolean } }[];
     headersToRemove?: string[];
     responseHeadersToAdd?: { header?: { key?: string; value?: string } }[];
     queryParametersToSet?: { key?: string; value?: string }[];

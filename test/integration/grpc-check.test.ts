@@ -150,12 +150,12 @@ describe('gRPC Check with object results and engine failures', () => {
     const client = await serve(OBJECT_POLICY);
     const res = await client.check(httpCheckRequest({ path: '/x?debug=1', headers: { 'x-token': 'good' } }));
     const ok = res.okResponse;
-    // First value of a key overwrites the client's header (OVERWRITE_IF_EXISTS_OR_ADD = 2); later ones append (0).
-    const headers = ok?.headers?.map((h) => [h.header?.key, h.header?.value, h.appendAction]) ?? [];
+    // First value of a key replaces the client's header (append false); later ones append.
+    const headers = ok?.headers?.map((h) => [h.header?.key, h.header?.value, h.append?.value ?? false]) ?? [];
     expect(headers.sort()).toEqual([
-      ['x-multi', 'a', 2],
-      ['x-multi', 'b', 0],
-      ['x-user', 'alice', 2],
+      ['x-multi', 'a', false],
+      ['x-multi', 'b', true],
+      ['x-user', 'alice', false],
     ]);
     expect(ok?.headersToRemove).toEqual(['x-secret']);
     expect(headerValue(ok?.responseHeadersToAdd, 'x-decided-by')).toBe('verdict');

@@ -70,7 +70,7 @@ describe('Rego result → PolicyResult', () => {
 describe('Decision → CheckResponse', () => {
   const base: Decision = { id: 'd-1', allowed: true, reason: 'ALLOWED', httpStatus: 200 };
 
-  it('allow: OkHttpResponse with overwrite-then-append header actions and decision_id metadata', () => {
+  it('allow: OkHttpResponse with set-then-append headers and decision_id metadata', () => {
     const res = decisionToCheckResponse(
       { ...base, result: opaValueToResult({ allowed: true, headers: { 'X-A': ['1', '2'] }, dynamic_metadata: { u: 'x' } }) },
       { reasonHeader: 'x-verdict-reason' },
@@ -79,8 +79,8 @@ describe('Decision → CheckResponse', () => {
       status: { code: 0 },
       okResponse: {
         headers: [
-          { header: { key: 'X-A', value: '1' }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' },
-          { header: { key: 'X-A', value: '2' }, appendAction: 'APPEND_IF_EXISTS_OR_ADD' },
+          { header: { key: 'X-A', value: '1' }, append: { value: false } },
+          { header: { key: 'X-A', value: '2' }, append: { value: true } },
         ],
       },
       dynamicMetadata: { fields: { u: { stringValue: 'x' }, decision_id: { stringValue: 'd-1' } } },
