@@ -2,6 +2,8 @@ import type { ServerCredentials } from '@grpc/grpc-js';
 import { existsSync } from 'node:fs';
 import { systemClock, type Clock } from './clock';
 import type { Config } from './config/schema';
+import { setUpDecisionCache, type CacheParts } from './cache/cache-setup';
+import { toolPath } from './cli/tools';
 import { DecisionPipeline } from './decision/decision-pipeline';
 import { StreamDecisionLog } from './decisionlog/decision-log-stream';
 import type { DecisionLog } from './decisionlog/decision-record';
@@ -25,6 +27,8 @@ export interface RunningVerdict {
   httpPort: number | null;
   policy: PolicyStore;
   metrics: Metrics;
+  /** The decision cache; null when cache.enabled is false. */
+  cache: CacheParts | null;
   stop(): Promise<void>;
 }
 
@@ -42,8 +46,9 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   });
   wirePolicyTelemetry(policy, metrics, logger);
 
+  const cache = config.cache.enabled ? setUpDecisionCache(config, { policy, metrics, logger, clock, opa: toolPath('opa') }) : null;
   await policy.activateFile(resolveBundlePath(config));
-  const pipeline = new DecisionPipeline({ config, policy, decisionLog, metrics, clock });
+  const pipeline = new DecisionPipeline({ config, policy, decisionLog, metrics, clock, ...(cache ? { cache } : {}) });
   const grpcServer = new GrpcServer({
     config,
     pipeline,
@@ -73,6 +78,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     httpPort,
     policy,
     metrics,
+    cache,
     async stop() {
       draining = true;
       await grpcServer.stop(config.server.shutdownGraceMs);

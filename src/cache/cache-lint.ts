@@ -61,7 +61,13 @@ export async function lintCacheKey(source: LintSource, options: { opa: string })
       });
     }
     for (const c of reads.nondeterministic) {
-      findings.push({ kind: 'nondeterministic', path: c.name, file: c.file, where: c.where, message: `${c.where} calls ${c.name}: its answer cannot be cached` });
+      findings.push({
+        kind: 'nondeterministic',
+        path: c.name,
+        file: c.file,
+        where: c.where,
+        message: `${c.where} calls ${c.name}: its answer cannot be cached`,
+      });
     }
   }
   const distinct = [...new Set(reads.inputs.map((r) => r.segments.join('.')))].sort();
@@ -76,10 +82,18 @@ function isPrefix(prefix: readonly string[], path: readonly string[]): boolean {
 
 async function policyReads(source: LintSource, opa: string): Promise<PolicyReads> {
   const all: PolicyReads = { inputs: [], nondeterministic: [] };
-  const rego = [...source.files].filter(([p]) => p.endsWith('.rego') && !p.endsWith('_test.rego'));
+  // `opa build -t wasm` replaces each module by a stub that only imports its entrypoint: the policy that
+  // runs is policy.wasm, so those .rego files say nothing about what it reads.
+  const compiled = source.files.has('policy.wasm');
+  const rego = compiled ? [] : [...source.files].filter(([p]) => p.endsWith('.rego') && !p.endsWith('_test.rego'));
   const cedarFiles = [...source.files].filter(([p]) => p.endsWith('.cedar'));
   if (rego.length === 0 && cedarFiles.length === 0) {
-    throw new VerdictError('ERR_CACHE_LINT', 'the bundle carries no policy source (.rego or .cedar) to analyse');
+    throw new VerdictError(
+      'ERR_CACHE_LINT',
+      compiled
+        ? 'an OPA wasm bundle carries no Rego source: lint the policy directory it was built from (verdict bundle lint DIR)'
+        : 'no policy source (.rego or .cedar) to analyse',
+    );
   }
   for (const [path, text] of cedarFiles) merge(all, cedarInputReads(text.toString('utf8'), path));
   if (rego.length > 0) for (const r of await parseRego(rego, opa)) merge(all, r);

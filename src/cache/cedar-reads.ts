@@ -24,7 +24,8 @@ export function cedarInputReads(text: string, file: string): PolicyReads {
     const where = `policy${i}`;
     const est = json.json as unknown as Record<string, Json>;
     for (const scope of ['principal', 'action', 'resource'] as const) {
-      if ((est[scope] as { op?: string } | undefined)?.op !== 'All') out.inputs.push({ segments: cedarReadToInput(scope, []), file, where });
+      if ((est[scope] as { op?: string } | undefined)?.op !== 'All')
+        out.inputs.push({ segments: cedarReadToInput(scope, []), file, where });
     }
     const record = (variable: string, attrs: readonly string[]): void => {
       out.inputs.push({ segments: cedarReadToInput(variable, attrs), file, where });

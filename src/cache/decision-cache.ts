@@ -143,7 +143,8 @@ export class DecisionCache {
 function entryBytes(key: string, entry: Entry): number {
   const r = entry.result;
   let n = 160 + key.length * 2 + (r.body?.length ?? 0) * 2;
-  for (const list of [r.headers, r.responseHeadersToAdd, r.queryParametersToSet]) for (const [k, v] of list) n += 48 + (k.length + v.length) * 2;
+  for (const list of [r.headers, r.responseHeadersToAdd, r.queryParametersToSet])
+    for (const [k, v] of list) n += 48 + (k.length + v.length) * 2;
   for (const list of [r.requestHeadersToRemove, r.queryParametersToRemove, r.reasons]) for (const s of list) n += 32 + s.length * 2;
   if (r.dynamicMetadata) n += 256;
   return n;

@@ -70,7 +70,12 @@ export class DecisionPipeline {
 
   private begin(protocol: DecisionRecord['protocol']): Flight {
     const { clock } = this.deps;
-    const decision: Decision = { id: randomUUID(), allowed: false, reason: 'ERR_INTERNAL', httpStatus: this.deps.config.decision.errorStatus };
+    const decision: Decision = {
+      id: randomUUID(),
+      allowed: false,
+      reason: 'ERR_INTERNAL',
+      httpStatus: this.deps.config.decision.errorStatus,
+    };
     const record: DecisionRecord = {
       decision_id: decision.id,
       timestamp: new Date(clock.nowMs()).toISOString(),
@@ -210,7 +215,11 @@ export class DecisionPipeline {
     if (decision.result) record.result = decision.result;
     if (decision.result && decision.result.reasons.length > 0) record.reasons = decision.result.reasons;
     record.timings_ns.total = Number(this.deps.clock.monotonicNs() - f.startedNs);
-    this.deps.metrics.decisions.inc({ result: decision.allowed ? 'allow' : 'deny', engine: decision.engine ?? 'none', reason: decision.reason });
+    this.deps.metrics.decisions.inc({
+      result: decision.allowed ? 'allow' : 'deny',
+      engine: decision.engine ?? 'none',
+      reason: decision.reason,
+    });
     this.deps.decisionLog.emit(record, decision);
     for (const o of this.deps.observers ?? []) o.observe(record, decision);
   }

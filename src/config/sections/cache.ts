@@ -15,11 +15,17 @@ export const cacheSchema = z
       .max(8 * 1024 * 1024 * 1024)
       .default(64 * 1024 * 1024),
     /** A request whose key would be longer than this is not cached (counted as bypass). */
-    maxKeyBytes: z.number().int().min(128).max(1024 * 1024).default(4096),
+    maxKeyBytes: z
+      .number()
+      .int()
+      .min(128)
+      .max(1024 * 1024)
+      .default(4096),
     /**
-     * On bundle load, check that the declared key covers every input path the policy reads:
-     * enforce (a bundle is cached only once the check passed), warn (metric + log only), off.
+     * On bundle load, check that the declared key covers every input path the policy reads: warn (the
+     * verdict_cache_lint_findings metric and a log line), enforce (a bundle is cached only once the check
+     * passed; OPA wasm bundles carry no Rego source, so they are then not cached), off.
      */
-    lint: z.enum(['off', 'warn', 'enforce']).default('enforce'),
+    lint: z.enum(['off', 'warn', 'enforce']).default('warn'),
   })
   .prefault({});
