@@ -5,7 +5,7 @@ import type { Config } from './config/schema';
 import { setUpDecisionCache, type CacheParts } from './cache/cache-setup';
 import { toolPath } from './cli/tools';
 import { DecisionPipeline } from './decision/decision-pipeline';
-import { StreamDecisionLog } from './decisionlog/decision-log-stream';
+import { createDecisionLog } from './decisionlog/decision-log-setup';
 import type { DecisionLog } from './decisionlog/decision-record';
 import { VerdictError } from './errors';
 import { defaultBundlePath } from './package-root';
@@ -37,7 +37,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const logger = options.logger ?? createLogger(config.log.level);
   const clock = options.clock ?? systemClock;
   const metrics = new Metrics();
-  const decisionLog = options.decisionLog ?? new StreamDecisionLog(config.decisionLog.console ? process.stdout : null);
+  const decisionLog = options.decisionLog ?? (await createDecisionLog(config, { metrics, logger, clock }));
   const policy = new PolicyStore({
     entrypoint: config.policy.entrypoint,
     maxMemoryPages: config.policy.maxMemoryPages,
