@@ -20,11 +20,27 @@ export class FileSink implements DecisionLogSink {
 
   constructor(private readonly options: FileSinkOptions) {}
 
+  /** Lines are grouped into writes that fit the current file; a file is rotated before it would overflow. */
   async send(lines: readonly string[]): Promise<void> {
-    const text = `${lines.join('\n')}\n`;
-    const bytes = Buffer.byteLength(text);
     if (!this.fh) await this.openFile();
-    if (this.size > 0 && this.size + bytes > this.options.maxBytes) await this.rotate();
+    let chunk = '';
+    let chunkBytes = 0;
+    for (const line of lines) {
+      const bytes = Buffer.byteLength(line) + 1;
+      if (this.size + chunkBytes > 0 && this.size + chunkBytes + bytes > this.options.maxBytes) {
+        await this.write(chunk, chunkBytes);
+        if (this.size > 0) await this.rotate();
+        chunk = '';
+        chunkBytes = 0;
+      }
+      chunk += `${line}\n`;
+      chunkBytes += bytes;
+    }
+    await this.write(chunk, chunkBytes);
+  }
+
+  private async write(text: string, bytes: number): Promise<void> {
+    if (bytes === 0) return;
     await (this.fh as FileHandle).appendFile(text);
     await (this.fh as FileHandle).datasync();
     this.size += bytes;
