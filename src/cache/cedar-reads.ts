@@ -3,8 +3,15 @@ import { VerdictError } from '../errors';
 import { cedarReadToInput } from './cedar-input-mapping';
 import type { PolicyReads } from './input-read';
 
-// The package root is ESM-only; its nodejs build is CommonJS.
-const cedar = createRequire(__filename)('@cedar-policy/cedar-wasm/nodejs') as typeof import('@cedar-policy/cedar-wasm/nodejs');
+type CedarWasm = typeof import('@cedar-policy/cedar-wasm/nodejs');
+let cedarModule: CedarWasm | undefined;
+
+/** Loaded on first use (the wasm costs start-up time every CLI command would otherwise pay). */
+function cedar(): CedarWasm {
+  // The package root is ESM-only; its nodejs build is CommonJS.
+  cedarModule ??= createRequire(__filename)('@cedar-policy/cedar-wasm/nodejs') as CedarWasm;
+  return cedarModule;
+}
 
 type Json = unknown;
 
@@ -15,11 +22,11 @@ type Json = unknown;
  * Paths are mapped to input paths by cedar-input-mapping.ts.
  */
 export function cedarInputReads(text: string, file: string): PolicyReads {
-  const parts = cedar.policySetTextToParts(text);
+  const parts = cedar().policySetTextToParts(text);
   if (parts.type !== 'success') throw lintError(file, parts.errors);
   const out: PolicyReads = { inputs: [], nondeterministic: [] };
   parts.policies.forEach((policy, i) => {
-    const json = cedar.policyToJson(policy);
+    const json = cedar().policyToJson(policy);
     if (json.type !== 'success') throw lintError(file, json.errors);
     const where = `policy${i}`;
     const est = json.json as unknown as Record<string, Json>;

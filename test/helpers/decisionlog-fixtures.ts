@@ -9,7 +9,11 @@ import { EMPTY_RESULT_FIELDS } from '../../src/policy/policy-result';
 import { createLogger } from '../../src/telemetry/logger';
 import { Metrics } from '../../src/telemetry/metrics';
 
-export const SECRETS = { authorization: 'Bearer tok-s3cret', cookie: 'session=c00kie-s3cret', certificate: '-----BEGIN%20CERTIFICATE-----cert-s3cret' };
+export const SECRETS = {
+  authorization: 'Bearer tok-s3cret',
+  cookie: 'session=c00kie-s3cret',
+  certificate: '-----BEGIN%20CERTIFICATE-----cert-s3cret',
+};
 
 /** A record as the pipeline builds it for an HTTP request carrying secrets. */
 export function recordWithSecrets(seq: number, allowed = true): { record: DecisionRecord; decision: Decision } {
@@ -25,7 +29,13 @@ export function recordWithSecrets(seq: number, allowed = true): { record: Decisi
     input: {
       attributes: {
         source: { principal: 'spiffe://e/a', certificate: SECRETS.certificate },
-        request: { http: { method: 'GET', path: `/item/${seq}`, headers: { Authorization: SECRETS.authorization, cookie: SECRETS.cookie, 'x-seq': String(seq) } } },
+        request: {
+          http: {
+            method: 'GET',
+            path: `/item/${seq}`,
+            headers: { Authorization: SECRETS.authorization, cookie: SECRETS.cookie, 'x-seq': String(seq) },
+          },
+        },
       },
       parsed_path: ['item', String(seq)],
     },
@@ -41,7 +51,11 @@ export function recordWithSecrets(seq: number, allowed = true): { record: Decisi
   return { record, decision: { id, allowed, reason: record.reason, httpStatus: record.http_status, result, bundle, engine: 'opa' } };
 }
 
-export function pipeline(sinks: DecisionLogSink[], spoolDir: string, overrides: Partial<DecisionLogPipelineOptions> = {}): DecisionLogPipeline {
+export function pipeline(
+  sinks: DecisionLogSink[],
+  spoolDir: string,
+  overrides: Partial<DecisionLogPipelineOptions> = {},
+): DecisionLogPipeline {
   return new DecisionLogPipeline({
     sinks,
     spoolDir,

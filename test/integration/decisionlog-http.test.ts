@@ -59,7 +59,24 @@ describe('decision logs to an HTTP service that fails, stalls and recovers', () 
     expect(text).toMatch(/verdict_decisionlog_sink_errors_total\{sink="http"\} [1-9]/);
     expect(text).not.toMatch(/verdict_decisionlog_lost_total\{/);
     const e = service.received[0] as Record<string, unknown>;
-    expect(Object.keys(e)).toEqual(expect.arrayContaining(['decision_id', 'bundles', 'path', 'input', 'result', 'timestamp', 'metrics', 'labels', 'bundle_sha256', 'engine', 'reason', 'cached', 'fastpath', 'prev_hash']));
+    expect(Object.keys(e)).toEqual(
+      expect.arrayContaining([
+        'decision_id',
+        'bundles',
+        'path',
+        'input',
+        'result',
+        'timestamp',
+        'metrics',
+        'labels',
+        'bundle_sha256',
+        'engine',
+        'reason',
+        'cached',
+        'fastpath',
+        'prev_hash',
+      ]),
+    );
   });
 });
 
@@ -72,7 +89,11 @@ describe('decision logs across kill -9', () => {
   afterAll(() => service.stop());
 
   function serve(settings: string[]): Promise<{ child: ChildProcess; port: number }> {
-    const args = [join(root, 'bin/verdict.js'), 'serve', ...['server.grpc.port=0', 'server.http.port=null', 'log.level=info', ...settings].flatMap((s) => ['--set', s])];
+    const args = [
+      join(root, 'bin/verdict.js'),
+      'serve',
+      ...['server.grpc.port=0', 'server.http.port=null', 'log.level=info', ...settings].flatMap((s) => ['--set', s]),
+    ];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     children.push(child);
     return new Promise((resolve, reject) => {

@@ -8,7 +8,11 @@ import { pipeline, recordWithSecrets, SECRETS, waitFor } from '../../helpers/dec
 import { tempDir } from '../../helpers/verdict-harness';
 
 function lines(file: string): string[] {
-  return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l !== '') : [];
+  return existsSync(file)
+    ? readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '')
+    : [];
 }
 
 describe('decision-log masking', () => {
@@ -21,9 +25,15 @@ describe('decision-log masking', () => {
     log.emit(record, decision);
     await waitFor(() => lines(out).length === 1, 'one event in the file');
     await log.close();
-    const written = [readFileSync(out, 'utf8'), ...readdirSync(join(dir, 'spool')).map((f) => readFileSync(join(dir, 'spool', f), 'utf8'))].join('');
+    const written = [
+      readFileSync(out, 'utf8'),
+      ...readdirSync(join(dir, 'spool')).map((f) => readFileSync(join(dir, 'spool', f), 'utf8')),
+    ].join('');
     for (const secret of Object.values(SECRETS)) expect(written).not.toContain(secret);
-    const event = JSON.parse(lines(out)[0] as string) as { erased: string[]; input: { attributes: { request: { http: { headers: object } } } } };
+    const event = JSON.parse(lines(out)[0] as string) as {
+      erased: string[];
+      input: { attributes: { request: { http: { headers: object } } } };
+    };
     expect(event.erased).toEqual([
       '/input/attributes/request/http/headers/authorization',
       '/input/attributes/request/http/headers/cookie',
