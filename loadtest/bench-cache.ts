@@ -73,7 +73,7 @@ export interface GhzResult {
 /** ghz against 127.0.0.1:port, fixed request, `total` calls at `concurrency`. */
 export async function ghz(port: number, data: unknown, total = 20_000, concurrency = 32): Promise<GhzResult> {
   const args = ['--insecure', '--proto', 'envoy/service/auth/v3/external_auth.proto'];
-  for (const d of envoyProtoIncludeDirs()) args.push('--import-paths', d);
+  args.push('--import-paths', envoyProtoIncludeDirs().join(','));
   args.push(
     '--call',
     'envoy.service.auth.v3.Authorization.Check',
@@ -184,7 +184,8 @@ export async function run(): Promise<Record<string, unknown>> {
     const hitP = await inProcess(hit.pipeline, decoded, 20_000);
     const store = hit.cache!.store;
     const plan = hit.cache!.planner.planFor(hit.policy.current!)!;
-    const n = 200_000;
+    await hit.pipeline.check(decoded, 'grpc'); // re-stores the entry if its TTL ran out meanwhile
+    const n = 100_000;
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < n; i++) store.get(requestKey(plan.sha256, plan.declaration, data as CheckRequest, null));
     const lookupUs = Number(process.hrtime.bigint() - t0) / 1000 / n;
