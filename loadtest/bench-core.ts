@@ -5,7 +5,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { systemClock } from '../src/clock';
 import { loadConfig } from '../src/config/load-config';
 import { DecisionPipeline } from '../src/decision/decision-pipeline';
-import { StreamDecisionLog } from '../src/decisionlog/decision-log-stream';
+import { CountingDecisionLog } from '../src/decisionlog/decision-log-setup';
 import { defaultBundlePath, packageRoot } from '../src/package-root';
 import { PolicyStore } from '../src/policy/policy-store';
 import type { CheckRequest } from '../src/request/check-request';
@@ -42,7 +42,7 @@ async function inProcess(memoryCalls: number): Promise<Record<string, unknown>> 
   const metrics = new Metrics({ defaultMetrics: false });
   const policy = new PolicyStore({ entrypoint: config.policy.entrypoint, maxMemoryPages: 1024, recycleMemoryPages: 256 });
   await policy.activateFile(defaultBundlePath());
-  const pipeline = new DecisionPipeline({ config, policy, metrics, clock: systemClock, decisionLog: new StreamDecisionLog(null) });
+  const pipeline = new DecisionPipeline({ config, policy, metrics, clock: systemClock, decisionLog: new CountingDecisionLog(metrics) });
   const { message, bytes } = fixtureRequest();
   const check = (loadAuthorizationProtos()[AUTHORIZATION_SERVICE] as grpc.ServiceDefinition).Check as grpc.MethodDefinition<
     unknown,

@@ -31,6 +31,10 @@ export const ERROR_CODES = {
   ERR_BUNDLE_SIGNATURE: { kind: 'bundle', summary: 'policy bundle signature is missing or invalid' },
   ERR_BUNDLE_HASH_MISMATCH: { kind: 'bundle', summary: 'policy bundle sha256 differs from the pinned value' },
   ERR_BUNDLE_ENGINE: { kind: 'bundle', summary: 'policy bundle names an unknown engine or fails to instantiate' },
+  // cache/: a bundle's declared decision-cache key
+  ERR_CACHE_DECLARATION: { kind: 'bundle', summary: 'bundle cache declaration (metadata.verdict.cache) is malformed' },
+  ERR_CACHE_KEY_OMITS_READ: { kind: 'bundle', summary: 'declared cache key omits input the policy reads' },
+  ERR_CACHE_LINT: { kind: 'bundle', summary: 'the policy could not be analysed for its cache key' },
   ERR_POLICY_NOT_LOADED: { kind: 'policy', summary: 'no policy bundle is active' },
   ERR_POLICY_EVAL: { kind: 'policy', summary: 'policy evaluation failed' },
   ERR_POLICY_TIMEOUT: { kind: 'policy', summary: 'policy evaluation exceeded its time budget' },
@@ -39,6 +43,10 @@ export const ERROR_CODES = {
   // fastpath/: the kernel path (never on the decision path: its failures switch it off, they do not deny)
   ERR_FASTPATH_UNAVAILABLE: { kind: 'fastpath', summary: 'kernel fast path cannot run here' },
   ERR_FASTPATH_WRITE: { kind: 'fastpath', summary: 'kernel verdict map write failed' },
+  // decisionlog/: never on the decision path; counted and logged
+  ERR_DECISIONLOG_SINK: { kind: 'decisionlog', summary: 'decision-log sink refused or failed a batch' },
+  ERR_DECISIONLOG_SPOOL: { kind: 'decisionlog', summary: 'decision-log spool cannot be read or written' },
+  ERR_DECISIONLOG_CHAIN: { kind: 'decisionlog', summary: 'decision-log hash chain is broken' },
   // config
   ERR_CONFIG: { kind: 'config', summary: 'configuration is invalid' },
   // anything unexpected on the decision path

@@ -2,8 +2,10 @@ import type { ServerCredentials } from '@grpc/grpc-js';
 import { existsSync } from 'node:fs';
 import { systemClock, type Clock } from './clock';
 import type { Config } from './config/schema';
+import { setUpDecisionCache, type CacheParts } from './cache/cache-setup';
+import { toolPath } from './cli/tools';
 import { DecisionPipeline } from './decision/decision-pipeline';
-import { StreamDecisionLog } from './decisionlog/decision-log-stream';
+import { createDecisionLog } from './decisionlog/decision-log-setup';
 import type { DecisionLog } from './decisionlog/decision-record';
 import { VerdictError } from './errors';
 import { startFastpath, type Fastpath } from './fastpath/fastpath';
@@ -30,6 +32,8 @@ export interface RunningVerdict {
   policy: PolicyStore;
   metrics: Metrics;
   fastpath: Fastpath;
+  /** The decision cache; null when cache.enabled is false. */
+  cache: CacheParts | null;
   stop(): Promise<void>;
 }
 
@@ -38,7 +42,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const logger = options.logger ?? createLogger(config.log.level);
   const clock = options.clock ?? systemClock;
   const metrics = new Metrics();
-  const decisionLog = options.decisionLog ?? new StreamDecisionLog(config.decisionLog.console ? process.stdout : null);
+  const decisionLog = options.decisionLog ?? (await createDecisionLog(config, { metrics, logger, clock }));
   const policy = new PolicyStore({
     entrypoint: config.policy.entrypoint,
     maxMemoryPages: config.policy.maxMemoryPages,
@@ -50,9 +54,10 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const fastpath = startFastpath(config.fastpath, { clock, logger, metrics });
   policy.on('swap', ({ current }) => fastpath.onPolicySwap(current));
 
+  const cache = config.cache.enabled ? setUpDecisionCache(config, { policy, metrics, logger, clock, opa: toolPath('opa') }) : null;
   await policy.activateFile(resolveBundlePath(config));
   const observers = fastpath.observer ? [fastpath.observer] : [];
-  const pipeline = new DecisionPipeline({ config, policy, decisionLog, metrics, clock, observers });
+  const pipeline = new DecisionPipeline({ config, policy, decisionLog, metrics, clock, observers, ...(cache ? { cache } : {}) });
   const grpcServer = new GrpcServer({
     config,
     pipeline,
@@ -91,6 +96,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     policy,
     metrics,
     fastpath,
+    cache,
     async stop() {
       draining = true;
       await grpcServer.stop(config.server.shutdownGraceMs);

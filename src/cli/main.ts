@@ -2,16 +2,21 @@
 import { Command } from 'commander';
 import { VerdictError } from '../errors';
 import { registerBundle } from './command-bundle';
+import { registerDecisionLog } from './command-decisionlog';
 import { registerEval } from './command-eval';
 import { registerFastpath } from './command-fastpath';
+import { registerLint } from './command-lint';
+import { registerReplay } from './command-replay';
 import { registerServe } from './command-serve';
 
 // One file per command group; each registers itself here.
 const program = new Command('verdict').description('External authorization for Envoy: SPIFFE identity, policy as WebAssembly.');
 registerServe(program);
-registerBundle(program);
+registerLint(registerBundle(program));
 registerEval(program);
 registerFastpath(program);
+registerDecisionLog(program);
+registerReplay(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof VerdictError) process.stderr.write(`verdict: ${err.code}: ${err.message}\n`);

@@ -1,4 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import type { CachePlan } from '../cache/cache-plan';
+import { expiryFor } from '../cache/cache-plan';
+import { inputKey, requestKey, requestKeyFields } from '../cache/cache-key';
+import type { DecisionCache } from '../cache/decision-cache';
+import type { CachePlanner } from '../cache/cache-plan';
+import { precheckForCache } from '../cache/request-precheck';
 import type { Clock } from '../clock';
 import type { Config } from '../config/schema';
 import type { DecisionLog, DecisionRecord } from '../decisionlog/decision-record';
@@ -7,33 +13,63 @@ import { VerdictError, toVerdictError, type ErrorKind } from '../errors';
 import type { ActivePolicy, PolicyStore } from '../policy/policy-store';
 import type { PolicyResult } from '../policy/policy-result';
 import type { CheckRequest, ReceivedCheckRequest } from '../request/check-request';
-import { buildInputDocument, type InputDocument } from '../request/input-document';
+import { buildInputDocument, type InputDocument, type SPIFFEInput } from '../request/input-document';
 import type { Metrics } from '../telemetry/metrics';
 import type { Decision } from './decision';
 import type { DecisionObserver } from './decision-observer';
 
 export interface DecisionPipelineDeps {
-  config: Pick<Config, 'limits' | 'policy' | 'decision'>;
+  config: Pick<Config, 'limits' | 'policy' | 'decision'> & { cache?: Pick<Config['cache'], 'maxKeyBytes'> };
   policy: PolicyStore;
   decisionLog: DecisionLog;
   metrics: Metrics;
   clock: Clock;
   /** SPIFFE verification; absent when identity is not configured. */
   identity?: IdentityStep;
+  /** Decision cache and the per-bundle plan; absent when caching is off. */
+  cache?: { store: DecisionCache; planner: CachePlanner };
   observers?: readonly DecisionObserver[];
 }
 
+/** One request as it goes through the steps. */
+interface Flight {
+  readonly decision: Decision;
+  readonly record: DecisionRecord;
+  readonly startedNs: bigint;
+  active?: ActivePolicy;
+  message?: CheckRequest;
+  spiffe: SPIFFEInput | null;
+  plan: CachePlan | null;
+  cacheKey?: string;
+}
+
+const DEFAULT_MAX_KEY_BYTES = 4096;
+
 /**
- * One request: check limits → build input → evaluate → Decision. Fail closed: any error on the way is a
- * deny with its code. One DecisionRecord per request, emitted once, in `finally`.
+ * One request: policy → limits → identity → cache → input → evaluate → Decision. Fail closed: any error on
+ * the way is a deny with its code. One DecisionRecord per request, emitted once, in `finally`.
  */
 export class DecisionPipeline {
   constructor(private readonly deps: DecisionPipelineDeps) {}
 
   async check(req: ReceivedCheckRequest, protocol: DecisionRecord['protocol']): Promise<Decision> {
+    const f = this.begin(protocol);
+    try {
+      const active = this.takePolicy(f);
+      const message = this.checkLimits(f, req);
+      await this.identify(f, message);
+      if (this.answerFromCache(f, active, message)) return f.decision;
+      await this.evaluateAndStore(f, active, message);
+    } catch (err) {
+      this.applyError(f, toVerdictError(err));
+    } finally {
+      this.finish(f);
+    }
+    return f.decision;
+  }
+
+  private begin(protocol: DecisionRecord['protocol']): Flight {
     const { clock } = this.deps;
-    const started = clock.monotonicNs();
-    const active = this.deps.policy.current;
     const decision: Decision = {
       id: randomUUID(),
       allowed: false,
@@ -51,76 +87,141 @@ export class DecisionPipeline {
       fastpath: false,
       timings_ns: { total: 0 },
     };
-    try {
-      if (!active) throw new VerdictError('ERR_POLICY_NOT_LOADED');
-      this.attachBundle(decision, record, active);
-      const input = this.buildInput(req);
-      const spiffe = await this.deps.identity?.identify(req.message as CheckRequest);
-      if (spiffe) input.spiffe = spiffe;
-      record.input = input;
-      const evalStarted = clock.monotonicNs();
-      const result = await this.evaluate(active, input, evalStarted);
-      record.timings_ns.eval = Number(clock.monotonicNs() - evalStarted);
-      this.applyResult(decision, result);
-    } catch (err) {
-      this.applyError(decision, record, toVerdictError(err));
-    } finally {
-      record.allowed = decision.allowed;
-      record.http_status = decision.httpStatus;
-      record.reason = decision.reason;
-      if (decision.result && decision.result.reasons.length > 0) record.reasons = decision.result.reasons;
-      record.timings_ns.total = Number(clock.monotonicNs() - started);
-      this.deps.metrics.decisions.inc({
-        result: decision.allowed ? 'allow' : 'deny',
-        engine: decision.engine ?? 'none',
-        reason: decision.reason,
-      });
-      this.deps.decisionLog.emit(record, decision);
-      for (const o of this.deps.observers ?? []) o.observe(record, decision);
-    }
-    return decision;
+    return { decision, record, startedNs: clock.monotonicNs(), spiffe: null, plan: null };
   }
 
-  private attachBundle(decision: Decision, record: DecisionRecord, active: ActivePolicy): void {
+  /** The bundle is taken once: the whole request is decided with it, even if a swap happens meanwhile. */
+  private takePolicy(f: Flight): ActivePolicy {
+    const active = this.deps.policy.current;
+    if (!active) throw new VerdictError('ERR_POLICY_NOT_LOADED');
     const { name, revision, sha256 } = active.bundle;
-    decision.bundle = { name, revision, sha256 };
-    decision.engine = active.engine.kind;
-    record.bundle = decision.bundle;
-    record.engine = decision.engine;
+    f.decision.bundle = { name, revision, sha256 };
+    f.decision.engine = active.engine.kind;
+    f.record.bundle = f.decision.bundle;
+    f.record.engine = f.decision.engine;
+    f.active = active;
+    return active;
   }
 
-  private buildInput(req: ReceivedCheckRequest): InputDocument {
+  private checkLimits(f: Flight, req: ReceivedCheckRequest): CheckRequest {
     const { limits } = this.deps.config;
     if (req.message === null || req.wireBytes > limits.maxRequestBytes) {
       throw new VerdictError('ERR_REQUEST_TOO_LARGE', `CheckRequest of ${req.wireBytes} bytes exceeds ${limits.maxRequestBytes}`);
     }
-    return buildInputDocument(req.message, limits);
+    f.message = req.message;
+    return req.message;
+  }
+
+  private async identify(f: Flight, message: CheckRequest): Promise<void> {
+    const identity = this.deps.identity;
+    if (identity) f.spiffe = (await identity.identify(message)) ?? null;
+  }
+
+  /** A hit answers without building the input document; the log records the key fields instead. */
+  private answerFromCache(f: Flight, active: ActivePolicy, message: CheckRequest): boolean {
+    const cache = this.deps.cache;
+    f.plan = cache?.planner.planFor(active) ?? null;
+    if (!cache || !f.plan) return false;
+    if (precheckForCache(message, this.deps.config.limits) === 'bypass') return this.bypass(f);
+    if (!f.plan.requestKeyable) return false; // keyed from the built input in evaluateAndStore
+    const key = requestKey(f.plan.sha256, f.plan.declaration, message, f.spiffe);
+    if (key.length > (this.deps.config.cache?.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES)) return this.bypass(f);
+    f.cacheKey = key;
+    const result = cache.store.get(key);
+    if (result === undefined) return false;
+    f.record.cached = true;
+    f.record.input_kind = 'cache_key';
+    f.record.input = requestKeyFields(f.plan.declaration, message, f.spiffe);
+    this.applyResult(f, result);
+    return true;
+  }
+
+  private bypass(f: Flight): false {
+    this.deps.cache?.store.bypassed();
+    f.plan = null;
+    return false;
+  }
+
+  private async evaluateAndStore(f: Flight, active: ActivePolicy, message: CheckRequest): Promise<void> {
+    const input = buildInputDocument(message, this.deps.config.limits);
+    if (f.spiffe) input.spiffe = f.spiffe;
+    f.record.input = input;
+    f.record.input_kind = 'full';
+    const cache = this.deps.cache;
+    if (cache && f.plan && f.cacheKey === undefined) {
+      const key = this.inputCacheKey(f.plan, input);
+      if (key !== undefined) f.cacheKey = key;
+    }
+    if (!cache || !f.plan || f.cacheKey === undefined) return this.applyResult(f, await this.evaluate(f, active, input));
+    const hit = f.plan.requestKeyable ? undefined : cache.store.get(f.cacheKey);
+    if (hit) {
+      f.record.cached = true;
+      return this.applyResult(f, hit);
+    }
+    const { declaration } = f.plan;
+    const { result, outcome } = await cache.store.evaluate(
+      f.cacheKey,
+      () => this.evaluate(f, active, input),
+      (r) => expiryFor(declaration, this.deps.clock.nowMs(), f.spiffe, r),
+    );
+    // A coalesced caller shares the one evaluation made for an identical in-flight request.
+    if (outcome === 'coalesced') f.record.cached = true;
+    this.applyResult(f, result);
+  }
+
+  private inputCacheKey(plan: CachePlan, input: InputDocument): string | undefined {
+    const key = inputKey(plan.sha256, plan.declaration, input);
+    if (key.length <= (this.deps.config.cache?.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES)) return key;
+    this.deps.cache?.store.bypassed();
+    return undefined;
   }
 
   /** Sync engines are timed after the fact (a late answer is discarded); async ones race a timer. */
-  private async evaluate(active: ActivePolicy, input: InputDocument, startedNs: bigint): Promise<PolicyResult> {
+  private async evaluate(f: Flight, active: ActivePolicy, input: InputDocument): Promise<PolicyResult> {
+    const { clock } = this.deps;
     const timeoutMs = this.deps.config.policy.timeoutMs;
+    const startedNs = clock.monotonicNs();
     let outcome = active.engine.evaluate(input);
     if (outcome instanceof Promise) outcome = await withTimeout(outcome, timeoutMs);
-    const elapsedMs = Number(this.deps.clock.monotonicNs() - startedNs) / 1e6;
-    if (elapsedMs > timeoutMs)
-      throw new VerdictError('ERR_POLICY_TIMEOUT', `evaluation took ${elapsedMs.toFixed(1)} ms (budget ${timeoutMs} ms)`);
+    const elapsedNs = clock.monotonicNs() - startedNs;
+    f.record.timings_ns.eval = Number(elapsedNs);
+    if (Number(elapsedNs) / 1e6 > timeoutMs)
+      throw new VerdictError('ERR_POLICY_TIMEOUT', `evaluation took ${(Number(elapsedNs) / 1e6).toFixed(1)} ms (budget ${timeoutMs} ms)`);
     return outcome;
   }
 
-  private applyResult(decision: Decision, result: PolicyResult): void {
+  private applyResult(f: Flight, result: PolicyResult): void {
+    const { decision } = f;
     decision.result = result;
     decision.allowed = result.allowed;
     decision.reason = result.allowed ? 'ALLOWED' : 'DENIED_BY_POLICY';
     decision.httpStatus = result.allowed ? 200 : (result.httpStatus ?? this.deps.config.decision.denyStatus);
   }
 
-  private applyError(decision: Decision, record: DecisionRecord, err: VerdictError): void {
+  private applyError(f: Flight, err: VerdictError): void {
+    const { decision } = f;
     decision.allowed = false;
     delete decision.result;
     decision.reason = err.code;
     decision.httpStatus = this.statusFor(err.kind);
-    record.error = err.message;
+    f.record.error = err.message;
+  }
+
+  private finish(f: Flight): void {
+    const { decision, record } = f;
+    record.allowed = decision.allowed;
+    record.http_status = decision.httpStatus;
+    record.reason = decision.reason;
+    if (decision.result) record.result = decision.result;
+    if (decision.result && decision.result.reasons.length > 0) record.reasons = decision.result.reasons;
+    record.timings_ns.total = Number(this.deps.clock.monotonicNs() - f.startedNs);
+    this.deps.metrics.decisions.inc({
+      result: decision.allowed ? 'allow' : 'deny',
+      engine: decision.engine ?? 'none',
+      reason: decision.reason,
+    });
+    this.deps.decisionLog.emit(record, decision);
+    for (const o of this.deps.observers ?? []) o.observe(record, decision);
   }
 
   private statusFor(kind: ErrorKind): number {

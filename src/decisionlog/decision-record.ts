@@ -1,5 +1,6 @@
 import type { BundleRef, Decision, ReasonCode } from '../decision/decision';
 import type { EngineKind } from '../policy/policy-engine';
+import type { PolicyResult } from '../policy/policy-result';
 
 /** One per request, built as the request goes, emitted exactly once. */
 export interface DecisionRecord {
@@ -8,8 +9,12 @@ export interface DecisionRecord {
   protocol: 'grpc' | 'http';
   bundle?: BundleRef;
   engine?: EngineKind;
-  /** The policy input (masking is applied by the sink). Absent when the request was refused before it. */
+  /** The policy input (masking is applied by the log). Absent when the request was refused before it. */
   input?: unknown;
+  /** 'full': the input document; 'cache_key': a cache hit, which records only the declared key fields. */
+  input_kind?: 'full' | 'cache_key';
+  /** What the engine decided (absent when an error denied first). */
+  result?: PolicyResult;
   allowed: boolean;
   http_status: number;
   reason: ReasonCode;

@@ -67,6 +67,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Decision cache (src/cache/).
+  readonly cacheRequests = new Counter({
+    name: 'verdict_cache_requests_total',
+    help: 'Decision-cache lookups by outcome: hit, miss (evaluated), coalesced (joined an identical in-flight miss), bypass.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly cacheEvictions = new Counter({
+    name: 'verdict_cache_evictions_total',
+    help: 'Decision-cache entries removed, by why: size (entry or byte bound), expired, invalidated (bundle or trust-bundle change).',
+    labelNames: ['why'] as const,
+    registers: [this.registry],
+  });
+
   /** Set by the fast path: reads the kernel's per-CPU counters when /metrics is scraped. */
   fastpathKernelSource: (() => Record<string, number>) | null = null;
 
@@ -80,6 +95,58 @@ export class Metrics {
       if (!read) return;
       for (const [outcome, value] of Object.entries(read())) this.fastpathKernel.set({ outcome }, value);
     },
+  });
+
+  /** Set by the decision cache so its size is sampled at scrape time, not per request. */
+  cacheSize: (() => { entries: number; bytes: number }) | null = null;
+
+  readonly cacheEntries = new Gauge({
+    name: 'verdict_cache_entries',
+    help: 'Decision-cache entries held, and their estimated bytes (label unit).',
+    labelNames: ['unit'] as const,
+    registers: [this.registry],
+    collect: () => {
+      const size = this.cacheSize?.();
+      if (!size) return;
+      this.cacheEntries.set({ unit: 'entries' }, size.entries);
+      this.cacheEntries.set({ unit: 'bytes' }, size.bytes);
+    },
+  });
+
+  readonly cacheLint = new Gauge({
+    name: 'verdict_cache_lint_findings',
+    help: 'Input paths the active bundle reads but its declared cache key omits (-1: could not analyse). Non-zero is a wrong-answer risk.',
+    labelNames: ['bundle', 'sha256'] as const,
+    registers: [this.registry],
+  });
+
+  // Decision logs (src/decisionlog/).
+  readonly decisionLogEvents = new Counter({
+    name: 'verdict_decisionlog_events_total',
+    help: 'Decision-log events by stage: emitted (by a Check), spooled (written to the spool), delivered (acknowledged by a sink).',
+    labelNames: ['stage', 'sink'] as const,
+    registers: [this.registry],
+  });
+
+  readonly decisionLogLost = new Counter({
+    name: 'verdict_decisionlog_lost_total',
+    help: 'Decision-log events lost, by why (queue_full, spool_full, spool_error). Never silent: also logged.',
+    labelNames: ['why'] as const,
+    registers: [this.registry],
+  });
+
+  readonly decisionLogSinkErrors = new Counter({
+    name: 'verdict_decisionlog_sink_errors_total',
+    help: 'Failed deliveries to a sink (each is retried with backoff).',
+    labelNames: ['sink'] as const,
+    registers: [this.registry],
+  });
+
+  readonly decisionLogBacklog = new Gauge({
+    name: 'verdict_decisionlog_backlog_bytes',
+    help: 'Spooled bytes not yet delivered, per sink.',
+    labelNames: ['sink'] as const,
+    registers: [this.registry],
   });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {

@@ -1,0 +1,132 @@
+import { attributesToProtoJSON, timestampToRFC3339 } from '../request/protojson';
+import type { CheckRequest, ProtoTimestamp } from '../request/check-request';
+import type { InputDocument, SPIFFEInput } from '../request/input-document';
+import { parseRequestPath } from '../request/parse-url';
+import type { CacheDeclaration } from './cache-declaration';
+
+/**
+ * Cache keys, built field by field: the bundle sha256, then each declared path's value in a canonical,
+ * injective encoding (type tag + length prefix, object keys sorted). Never JSON.stringify of the input.
+ *
+ * Values are read either from the decoded CheckRequest and the verified SPIFFE block (a cache hit never
+ * builds the input document) or, for paths only the input document has (parsed_body, truncated_body,
+ * version), from the built input.
+ */
+
+/** First segments whose value is read straight from the CheckRequest / SPIFFE block. */
+const RAW_ROOTS = new Set(['attributes', 'spiffe', 'source_principal', 'parsed_path', 'parsed_query']);
+
+/** True when every declared path can be read without building the input document. */
+export function isRequestKeyable(decl: CacheDeclaration): boolean {
+  return decl.keySegments.every((segs) => RAW_ROOTS.has(segs[0] as string));
+}
+
+export function requestKey(bundleSHA256: string, decl: CacheDeclaration, req: CheckRequest, spiffe: SPIFFEInput | null): string {
+  let key = bundleSHA256;
+  for (const segs of decl.keySegments) key += `|${encode(requestValue(segs, req, spiffe))}`;
+  return key;
+}
+
+export function inputKey(bundleSHA256: string, decl: CacheDeclaration, input: InputDocument): string {
+  let key = bundleSHA256;
+  for (const segs of decl.keySegments) key += `|${encode(walk(input, segs, 0))}`;
+  return key;
+}
+
+/** The declared key fields as a nested object (what the decision log records on a cache hit). */
+export function requestKeyFields(decl: CacheDeclaration, req: CheckRequest, spiffe: SPIFFEInput | null): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const segs of decl.keySegments) {
+    const value = requestValue(segs, req, spiffe);
+    if (value === undefined) continue;
+    let node = out;
+    for (let i = 0; i < segs.length - 1; i++) {
+      const s = segs[i] as string;
+      const next = node[s];
+      node = (typeof next === 'object' && next !== null ? next : (node[s] = {})) as Record<string, unknown>;
+    }
+    node[segs[segs.length - 1] as string] = value;
+  }
+  return out;
+}
+
+/** The value the input document would hold at `segs`, computed from the request without building it. */
+export function requestValue(segs: readonly string[], req: CheckRequest, spiffe: SPIFFEInput | null): unknown {
+  const attrs = req.attributes;
+  switch (segs[0]) {
+    case 'spiffe':
+      return spiffe ? walk(spiffe, segs, 1) : undefined;
+    case 'source_principal':
+      // input-document.ts sets source_principal only when the principal is non-empty.
+      return walk(attrs?.source?.principal || undefined, segs, 1);
+    case 'parsed_path':
+    case 'parsed_query': {
+      const url = parseRequestPath(attrs?.request?.http?.path ?? '');
+      if (url === null) return undefined; // the pre-check refused it already
+      return walk(segs[0] === 'parsed_path' ? url.parsedPath : url.parsedQuery, segs, 1);
+    }
+    case 'attributes':
+      return attributesValue(segs, req);
+    default:
+      throw new TypeError(`cache key path "${segs.join('.')}" is not readable from the request`);
+  }
+}
+
+/**
+ * protojson converts three nodes (request.time, metadataContext, routeMetadataContext); a path into one of
+ * them is read from the converted node, so the key sees exactly what the policy sees.
+ */
+function attributesValue(segs: readonly string[], req: CheckRequest): unknown {
+  const attrs = req.attributes;
+  if (!attrs) return undefined;
+  const second = segs[1];
+  if (second === 'metadataContext' || second === 'routeMetadataContext') {
+    if (attrs[second] === undefined) return undefined;
+    return walk(attributesToProtoJSON({ [second]: attrs[second] })[second], segs, 2);
+  }
+  if (second === 'request' && segs[2] === 'time') {
+    const t = attrs.request?.time;
+    return walk(t !== undefined && typeof t === 'object' ? timestampToRFC3339(t as ProtoTimestamp) : t, segs, 3);
+  }
+  return walk(attrs, segs, 1);
+}
+
+function walk(root: unknown, segs: readonly string[], from: number): unknown {
+  let node = root;
+  for (let i = from; i < segs.length; i++) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    const s = segs[i] as string;
+    if (!Object.prototype.hasOwnProperty.call(node, s)) return undefined;
+    node = (node as Record<string, unknown>)[s];
+  }
+  return node;
+}
+
+/** Injective: a type tag, and a length before every string, so no two values encode alike. */
+export function encode(v: unknown): string {
+  switch (typeof v) {
+    case 'undefined':
+      return 'u';
+    case 'boolean':
+      return v ? 't' : 'f';
+    case 'number':
+      return `n${v};`;
+    case 'string':
+      return `s${v.length}:${v}`;
+    case 'object': {
+      if (v === null) return 'z';
+      if (Array.isArray(v)) {
+        let out = `a${v.length}[`;
+        for (const item of v) out += encode(item);
+        return `${out}]`;
+      }
+      const keys = Object.keys(v).sort();
+      let out = `o${keys.length}{`;
+      for (const k of keys) out += `${k.length}:${k}${encode((v as Record<string, unknown>)[k])}`;
+      return `${out}}`;
+    }
+    default:
+      // bigint / function / symbol never occur in a decoded CheckRequest; refuse rather than guess.
+      throw new TypeError(`cannot encode a ${typeof v} into a cache key`);
+  }
+}

@@ -1,0 +1,31 @@
+import { VerdictError } from '../errors';
+import type { CheckRequest } from '../request/check-request';
+import type { RequestLimits } from '../request/input-document';
+import { parseRequestPath } from '../request/parse-url';
+
+/**
+ * A cache hit skips building the input document, so it must not skip the refusals that building would
+ * have made: no attributes, too many headers, a path with a bad escape. These are re-checked here cheaply.
+ * A body the input builder would parse (JSON or form) can be refused only by parsing it, so such a request
+ * is not answered from the cache ('bypass'): deny on doubt beats a cached allow for a malformed body.
+ */
+export function precheckForCache(req: CheckRequest, limits: RequestLimits): 'ok' | 'bypass' {
+  const attrs = req.attributes;
+  if (!attrs) throw new VerdictError('ERR_REQUEST_MALFORMED', 'CheckRequest has no attributes');
+  const http = attrs.request?.http;
+  if (!http) return 'ok';
+  let count = 0;
+  if (http.headers) for (const _ in http.headers) count++;
+  if (Math.max(count, http.headerMap?.headers?.length ?? 0) > limits.maxHeaders) {
+    throw new VerdictError('ERR_REQUEST_TOO_MANY_HEADERS', `request has more than ${limits.maxHeaders} headers`);
+  }
+  const path = http.path;
+  if (path !== undefined && path.includes('%') && parseRequestPath(path) === null) {
+    throw new VerdictError('ERR_REQUEST_MALFORMED', 'request path has an invalid percent escape');
+  }
+  if ((http.body !== undefined && http.body !== '') || (http.rawBody !== undefined && http.rawBody !== '')) {
+    const type = http.headers?.['content-type'];
+    if (type !== undefined && (type.includes('application/json') || type.includes('application/x-www-form-urlencoded'))) return 'bypass';
+  }
+  return 'ok';
+}

@@ -1,0 +1,25 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { formatReplayReport, replayDecisionLog } from '../decisionlog/replay';
+import { readBundle } from '../policy/bundle-reader';
+import { engineFactory } from '../policy/engine-registry';
+
+export function registerReplay(program: Command): void {
+  program
+    .command('replay')
+    .description('Re-evaluate logged decisions against a candidate bundle and report the ones that flip; exit 3 when any flips')
+    .requiredOption('--log <file>', 'decision log (JSON lines, as the file sink writes)')
+    .requiredOption('--bundle <file>', 'candidate bundle (.tar.gz)')
+    .option('--entrypoint <path>', 'rule path, unless the bundle names one', 'envoy/authz/allow')
+    .option('--examples <n>', 'examples per direction', '5')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { log: string; bundle: string; entrypoint: string; examples: string; json?: boolean }) => {
+      const b = await readBundle(await readFile(opts.bundle), opts.bundle);
+      const engine = await engineFactory(b.engine)(b, { entrypoint: opts.entrypoint, maxMemoryPages: 1024, recycleMemoryPages: 256 });
+      const report = await replayDecisionLog(opts.log, engine, Number(opts.examples));
+      process.stdout.write(
+        opts.json ? `${JSON.stringify({ bundle: { name: b.name, sha256: b.sha256 }, ...report }, null, 2)}\n` : formatReplayReport(report),
+      );
+      if (report.allowToDeny.count + report.denyToAllow.count > 0) process.exitCode = 3;
+    });
+}

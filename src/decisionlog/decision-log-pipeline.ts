@@ -1,0 +1,180 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Clock } from '../clock';
+import type { Decision } from '../decision/decision';
+import type { Logger } from '../telemetry/logger';
+import type { Metrics } from '../telemetry/metrics';
+import { toDecisionEvent, type EventContext } from './decision-event';
+import type { DecisionLogSink } from './decision-log-sink';
+import type { DecisionLog, DecisionRecord } from './decision-record';
+import { EventMask, type MaskRule } from './event-mask';
+import { Shipper, type ShipperOptions } from './shipper';
+import { Spool } from './spool';
+import { lineHash } from './hash-chain';
+
+export interface DecisionLogPipelineOptions {
+  sinks: DecisionLogSink[];
+  /** null: a private temporary directory (undelivered events do not survive a restart). */
+  spoolDir: string | null;
+  spoolMaxBytes: number;
+  spoolSegmentBytes: number;
+  /** Group commit: fdatasync the spool this often while it is being written. */
+  fsyncIntervalMs: number;
+  /** Bound on events waiting (in memory) for the next spool write. */
+  maxQueueBytes: number;
+  mask: readonly (string | MaskRule)[];
+  event: EventContext;
+  shipper: Pick<ShipperOptions, 'batchBytes' | 'batchDelayMs' | 'minRetryDelayMs' | 'maxRetryDelayMs'>;
+  /** On close, how long the sinks get to catch up before the rest stays spooled for the next start. */
+  drainOnCloseMs: number;
+  metrics: Metrics;
+  logger: Logger;
+  clock: Clock;
+}
+
+/**
+ * The lossless decision log. emit() (on the Check path) masks the event, links it into the hash chain and
+ * queues its line; one write per event-loop turn appends the queue to the on-disk spool (before any
+ * response of that turn is sent, so a decision Envoy saw is in the kernel's hands even if verdict is then
+ * killed). Shippers feed each sink from the spool in order, off the Check path, with retries. A full spool
+ * loses events, counted and logged, never silently; the Check path never waits on a sink.
+ */
+export class DecisionLogPipeline implements DecisionLog {
+  private readonly spool: Spool;
+  private readonly mask: EventMask;
+  private readonly shippers: Shipper[];
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private flushScheduled = false;
+  private head: string;
+  private syncTimer: NodeJS.Timeout | null = null;
+  private lostSinceLog = 0;
+  private lastLossLogMs = 0;
+  private closed = false;
+  private readonly emitted: { inc(): void };
+  private readonly spooled: { inc(n: number): void };
+
+  constructor(private readonly options: DecisionLogPipelineOptions) {
+    const dir = options.spoolDir ?? mkdtempSync(join(tmpdir(), 'verdict-spool-'));
+    if (options.spoolDir === null)
+      options.logger.warn({ dir }, 'decision-log spool is temporary: set decisionLog.spool.dir to keep undelivered events across restarts');
+    this.spool = new Spool({ dir, maxBytes: options.spoolMaxBytes, segmentBytes: options.spoolSegmentBytes });
+    this.head = this.spool.open();
+    this.mask = new EventMask(options.mask);
+    const { metrics } = options;
+    this.emitted = metrics.decisionLogEvents.labels({ stage: 'emitted', sink: '' });
+    const spooledChild = metrics.decisionLogEvents.labels({ stage: 'spooled', sink: '' });
+    this.spooled = { inc: (n) => spooledChild.inc(n) };
+    this.shippers = options.sinks.map(
+      (sink) =>
+        new Shipper(sink, this.spool, {
+          ...options.shipper,
+          onDelivered: (name, n, backlog) => {
+            metrics.decisionLogEvents.inc({ stage: 'delivered', sink: name }, n);
+            metrics.decisionLogBacklog.set({ sink: name }, backlog);
+            this.releaseDelivered();
+          },
+          onError: (name, err) => {
+            metrics.decisionLogSinkErrors.inc({ sink: name });
+            options.logger.warn({ sink: name, msg: err.message }, 'decision-log sink failed; retrying (events stay spooled)');
+          },
+        }),
+    );
+  }
+
+  /** Starts the shippers (they resume from their saved cursors: a restart drains what was spooled). */
+  async start(): Promise<void> {
+    for (const s of this.shippers) await s.start();
+    this.releaseDelivered();
+  }
+
+  emit(record: DecisionRecord, decision: Decision): void {
+    this.emitted.inc();
+    if (this.closed) return this.lose('closed', 1);
+    try {
+      const { event, erased, masked } = this.mask.apply(toDecisionEvent(record, decision, this.options.event));
+      if (erased.length > 0) event.erased = erased;
+      if (masked.length > 0) event.masked = masked;
+      event.prev_hash = this.head;
+      const line = JSON.stringify(event);
+      if (this.pendingBytes + line.length > this.options.maxQueueBytes) return this.lose('queue_full', 1);
+      this.head = lineHash(line);
+      this.pending.push(line);
+      this.pendingBytes += line.length;
+      this.scheduleFlush();
+    } catch (err) {
+      this.options.logger.error({ msg: (err as Error).message }, 'decision-log event could not be built');
+      this.lose('event_error', 1);
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // A microtask runs before the Check's response callback: the event is written before Envoy hears back.
+    queueMicrotask(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.pending.length === 0) return;
+    const lines = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    let ok = false;
+    try {
+      ok = this.spool.append(`${lines.join('\n')}\n`, this.head);
+    } catch (err) {
+      this.options.logger.error({ code: 'ERR_DECISIONLOG_SPOOL', msg: (err as Error).message }, 'decision-log spool write failed');
+      return this.relink(lines.length, 'spool_error');
+    }
+    if (!ok) return this.relink(lines.length, 'spool_full');
+    this.spooled.inc(lines.length);
+    for (const s of this.shippers) s.notify();
+    this.scheduleSync();
+  }
+
+  /** Lost lines never reach the chain: the next event links to the last line actually written. */
+  private relink(n: number, why: string): void {
+    this.head = this.spool.chainHead;
+    this.lose(why, n);
+  }
+
+  private scheduleSync(): void {
+    if (this.syncTimer) return;
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = null;
+      void this.spool.sync();
+    }, this.options.fsyncIntervalMs);
+    this.syncTimer.unref();
+  }
+
+  private lose(why: string, n: number): void {
+    this.options.metrics.decisionLogLost.inc({ why }, n);
+    this.lostSinceLog += n;
+    const now = this.options.clock.nowMs();
+    if (now - this.lastLossLogMs >= 1000) {
+      this.options.logger.error({ lost: this.lostSinceLog, why }, 'decision-log events lost');
+      this.lostSinceLog = 0;
+      this.lastLossLogMs = now;
+    }
+  }
+
+  private releaseDelivered(): void {
+    if (this.shippers.length === 0) return;
+    const slowest = this.shippers
+      .map((s) => s.position)
+      .reduce((a, b) => (b.segment < a.segment || (b.segment === a.segment && b.offset < a.offset) ? b : a));
+    this.spool.release(slowest);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    await Promise.all(this.shippers.map((s) => s.stop(this.options.drainOnCloseMs)));
+    if (this.syncTimer) clearTimeout(this.syncTimer);
+    this.spool.close();
+  }
+}
