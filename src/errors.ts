@@ -31,6 +31,8 @@ export const ERROR_CODES = {
   ERR_BUNDLE_SIGNATURE: { kind: 'bundle', summary: 'policy bundle signature is missing or invalid' },
   ERR_BUNDLE_HASH_MISMATCH: { kind: 'bundle', summary: 'policy bundle sha256 differs from the pinned value' },
   ERR_BUNDLE_ENGINE: { kind: 'bundle', summary: 'policy bundle names an unknown engine or fails to instantiate' },
+  ERR_BUNDLE_SCHEMA: { kind: 'bundle', summary: 'policy bundle does not validate against its schema' },
+  ERR_ENGINE_IMPORTS: { kind: 'bundle', summary: 'custom wasm engine asks for imports; none are given' },
   ERR_POLICY_NOT_LOADED: { kind: 'policy', summary: 'no policy bundle is active' },
   ERR_POLICY_EVAL: { kind: 'policy', summary: 'policy evaluation failed' },
   ERR_POLICY_TIMEOUT: { kind: 'policy', summary: 'policy evaluation exceeded its time budget' },
