@@ -12,8 +12,22 @@ mkdirSync(join(out, '..'), { recursive: true });
 const asc = join(root, 'node_modules', 'assemblyscript', 'bin', 'asc.js');
 execFileSync(
   process.execPath,
-  [asc, join(__dirname, 'assembly', 'index.ts'), '-o', out, '-O3', '--noAssert', '--runtime', 'stub',
-   '--use', 'abort=engines/mesh-acl/assembly/index/abort', '--initialMemory', '1', '--maximumMemory', '16'],
+  [
+    asc,
+    join(__dirname, 'assembly', 'index.ts'),
+    '-o',
+    out,
+    '-O3',
+    '--noAssert',
+    '--runtime',
+    'stub',
+    '--use',
+    'abort=engines/mesh-acl/assembly/index/abort',
+    '--initialMemory',
+    '1',
+    '--maximumMemory',
+    '16',
+  ],
   { stdio: 'inherit', cwd: root },
 );
 process.stdout.write(`${JSON.stringify({ out })}\n`);

@@ -67,7 +67,8 @@ export class CedarEntityStore {
       for (const p of e.parents) {
         const { type, id } = uidParts(p);
         const pk = entityKey(type, id);
-        if (pk === start) throw new VerdictError('ERR_BUNDLE_INVALID', `entity hierarchy has a cycle through ${type}::${JSON.stringify(id)}`);
+        if (pk === start)
+          throw new VerdictError('ERR_BUNDLE_INVALID', `entity hierarchy has a cycle through ${type}::${JSON.stringify(id)}`);
         stack.push(pk);
       }
     }

@@ -83,7 +83,8 @@ export class CedarEngine implements PolicyEngine {
     const determining = [...diagnostics.reason].sort();
     const reasons = determining.length > 0 ? determining : [CEDAR_NO_MATCH];
     for (const e of diagnostics.errors) reasons.push(`error:${e.policyId}: ${e.error.message}`);
-    const headers: KeyValue[] = this.settings.reasonsHeader !== '' ? [[this.settings.reasonsHeader, reasons.slice(0, determining.length || 1).join(',')]] : [];
+    const headers: KeyValue[] =
+      this.settings.reasonsHeader !== '' ? [[this.settings.reasonsHeader, reasons.slice(0, determining.length || 1).join(',')]] : [];
     return { ...EMPTY_RESULT_FIELDS, allowed, headers, reasons };
   }
 
@@ -135,7 +136,8 @@ function readSchema(bundle: PolicyBundle): Schema {
   const text = bundle.files.get(textName);
   if (text) return text.toString('utf8');
   const json = bundle.files.get(jsonName);
-  if (!json) throw new VerdictError('ERR_BUNDLE_SCHEMA', `Cedar bundle needs /${textName} or /${jsonName} (policies are validated against it)`);
+  if (!json)
+    throw new VerdictError('ERR_BUNDLE_SCHEMA', `Cedar bundle needs /${textName} or /${jsonName} (policies are validated against it)`);
   try {
     return JSON.parse(json.toString('utf8')) as Schema;
   } catch (err) {
@@ -170,7 +172,12 @@ function actionMapping(bundle: PolicyBundle): Record<string, string> {
   const cedarMeta = verdictMetadata(bundle.manifest).cedar as { actions?: unknown } | undefined;
   const actions = cedarMeta?.actions;
   if (actions === undefined) return {};
-  if (typeof actions !== 'object' || actions === null || Array.isArray(actions) || !Object.values(actions).every((v) => typeof v === 'string')) {
+  if (
+    typeof actions !== 'object' ||
+    actions === null ||
+    Array.isArray(actions) ||
+    !Object.values(actions).every((v) => typeof v === 'string')
+  ) {
     throw new VerdictError('ERR_BUNDLE_INVALID', 'manifest metadata.verdict.cedar.actions must map HTTP methods to action ids');
   }
   return actions as Record<string, string>;
@@ -184,7 +191,11 @@ function declaredActions(schema: Schema): Set<string> {
   return new Set(Object.keys(ns.actions));
 }
 
-function check(answer: { type: 'success' } | { type: 'failure'; errors: DetailedError[] }, code: 'ERR_BUNDLE_INVALID' | 'ERR_BUNDLE_SCHEMA', what: string): void {
+function check(
+  answer: { type: 'success' } | { type: 'failure'; errors: DetailedError[] },
+  code: 'ERR_BUNDLE_INVALID' | 'ERR_BUNDLE_SCHEMA',
+  what: string,
+): void {
   if (answer.type === 'failure') throw new VerdictError(code, `${what}: ${messages(answer.errors)}`);
 }
 

@@ -26,9 +26,9 @@ export async function inspectWasmModule(bytes: Uint8Array, maxMemoryPages: numbe
     const names = imports.map((i) => `${i.module}.${i.name} (${i.kind})`).join(', ');
     throw new VerdictError('ERR_ENGINE_IMPORTS', `custom engine imports ${names}; verdict gives a custom engine no imports at all`);
   }
-  const exports = new Map(WebAssembly.Module.exports(module).map((e) => [e.name, e.kind]));
+  const exported = new Map(WebAssembly.Module.exports(module).map((e) => [e.name, e.kind]));
   for (const [name, kind] of Object.entries(REQUIRED_EXPORTS)) {
-    if (exports.get(name) !== kind) throw new VerdictError('ERR_BUNDLE_ENGINE', `custom engine must export ${kind} "${name}"`);
+    if (exported.get(name) !== kind) throw new VerdictError('ERR_BUNDLE_ENGINE', `custom engine must export ${kind} "${name}"`);
   }
   const declared = memoryMaximumPages(bytes);
   if (declared === null) {

@@ -92,7 +92,8 @@ export class WasmEngine implements PolicyEngine {
     const json = JSON.stringify(input);
     const { read, written } = this.encoder.encodeInto(json, this.data.subarray(0, this.settings.maxInputBytes));
     // encodeInto stops at the end of the region: a cut input is refused, never evaluated.
-    if (read < json.length) throw new VerdictError('ERR_POLICY_EVAL', `input exceeds the custom engine's ${this.settings.maxInputBytes} bytes`);
+    if (read < json.length)
+      throw new VerdictError('ERR_POLICY_EVAL', `input exceeds the custom engine's ${this.settings.maxInputBytes} bytes`);
     return written;
   }
 

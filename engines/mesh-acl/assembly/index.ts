@@ -61,7 +61,8 @@ export function evaluate(ptr: usize, len: i32): i64 {
   const ALLOW = allowRules();
 
   let denied = '';
-  for (let i = 0; i < DENY.length; i++) if (matches(DENY[i], id, method, path) && (denied == '' || DENY[i].id < denied)) denied = DENY[i].id;
+  for (let i = 0; i < DENY.length; i++)
+    if (matches(DENY[i], id, method, path) && (denied == '' || DENY[i].id < denied)) denied = DENY[i].id;
   if (denied != '') return respond(denyJSON(denied));
   let allowed = '';
   for (let i = 0; i < ALLOW.length; i++)
@@ -71,12 +72,16 @@ export function evaluate(ptr: usize, len: i32): i64 {
 }
 
 function denyJSON(reason: string): string {
-  return '{"allowed":false,"http_status":403,"reason":"' + reason + '","headers":{"x-verdict-policy":"mesh-acl"},"body":"access denied by policy\\n"}';
+  return (
+    '{"allowed":false,"http_status":403,"reason":"' +
+    reason +
+    '","headers":{"x-verdict-policy":"mesh-acl"},"body":"access denied by policy\\n"}'
+  );
 }
 
 function respond(json: string): i64 {
   const buf = String.UTF8.encode(json);
-  return (<i64>changetype<usize>(buf) << 32) | <i64>buf.byteLength;
+  return ((<i64>changetype<usize>(buf)) << 32) | (<i64>buf.byteLength);
 }
 
 function matches(rule: Rule, id: Slice, method: Slice, path: Slice): bool {
