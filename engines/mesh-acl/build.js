@@ -2,6 +2,8 @@
 // Builds the mesh-acl example engine with the AssemblyScript compiler from npm (a devDependency):
 // stub runtime (bump allocator, reset per call), no imports (abort traps), a 16-page (1 MiB) memory cap.
 'use strict';
+/* global require, process, __dirname */
+/* eslint-disable @typescript-eslint/no-require-imports -- a plain CommonJS build script */
 const { execFileSync } = require('node:child_process');
 const { mkdirSync } = require('node:fs');
 const { join } = require('node:path');

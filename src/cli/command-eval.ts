@@ -20,15 +20,9 @@ export function registerEval(program: Command): void {
       const input = JSON.parse(await readFile(opts.input, 'utf8')) as InputDocument;
       const result = await Promise.resolve(engine.evaluate(input)).finally(() => engine.close());
       // --explain: the decision first, then the engine's reasons (Rego reason fields, Cedar policy ids, custom engine reason).
-      const out = opts.explain
-        ? {
-            allowed: result.allowed,
-            reasons: result.reasons,
-            engine: b.engine,
-            bundle: { name: b.name, revision: b.revision, sha256: b.sha256 },
-            ...result,
-          }
-        : { allowed: result.allowed };
+      const { allowed, reasons, ...rest } = result;
+      const bundle = { name: b.name, revision: b.revision, sha256: b.sha256 };
+      const out = opts.explain ? { allowed, reasons, engine: b.engine, bundle, ...rest } : { allowed };
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
       if (!result.allowed) process.exitCode = 2;
     });

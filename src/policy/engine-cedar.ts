@@ -11,8 +11,13 @@ import { CEDAR_NAMESPACE, inputToCedarRequest, type CedarMappingOptions } from '
 import type { EngineFactory, PolicyEngine } from './policy-engine';
 import { EMPTY_RESULT_FIELDS, type KeyValue, type PolicyResult } from './policy-result';
 
-// The package root is ESM-only; its nodejs/ build is CommonJS and loads the wasm synchronously.
-const cedar = createRequire(__filename)('@cedar-policy/cedar-wasm/nodejs') as typeof CedarWasm;
+// The package root is ESM-only; its nodejs/ build is CommonJS and compiles its wasm synchronously when
+// required, so it is required on first use: deployments without Cedar bundles never pay for it.
+let cedarModule: typeof CedarWasm | null = null;
+function cedarWasm(): typeof CedarWasm {
+  cedarModule ??= createRequire(__filename)('@cedar-policy/cedar-wasm/nodejs') as typeof CedarWasm;
+  return cedarModule;
+}
 
 export type CedarSettings = EnginesConfig['cedar'];
 
@@ -49,8 +54,8 @@ export class CedarEngine implements PolicyEngine {
     validateStrict(schema, policies);
     const entities = readEntities(bundle, schema);
     const id = `verdict:${bundle.sha256}`;
-    check(cedar.preparseSchema(id, schema), 'ERR_BUNDLE_SCHEMA', 'schema');
-    check(cedar.preparsePolicySet(id, { staticPolicies: policies }), 'ERR_BUNDLE_INVALID', 'policies.cedar');
+    check(cedarWasm().preparseSchema(id, schema), 'ERR_BUNDLE_SCHEMA', 'schema');
+    check(cedarWasm().preparsePolicySet(id, { staticPolicies: policies }), 'ERR_BUNDLE_INVALID', 'policies.cedar');
     const mapping: CedarMappingOptions = {
       actions: actionMapping(bundle),
       declaredActions: declaredActions(schema),
@@ -63,7 +68,7 @@ export class CedarEngine implements PolicyEngine {
 
   evaluate(input: InputDocument): PolicyResult {
     const req = inputToCedarRequest(input, this.loaded.store, this.loaded.mapping);
-    const answer = cedar.statefulIsAuthorized({
+    const answer = cedarWasm().statefulIsAuthorized({
       ...req,
       preparsedSchemaName: this.loaded.id,
       preparsedPolicySetId: this.loaded.id,
@@ -117,12 +122,12 @@ function requireFile(bundle: PolicyBundle, path: string): string {
 
 /** Policies keyed by their @id annotation (else policyN), so decisions name them the way their authors do. */
 function namedPolicies(text: string): Record<string, string> {
-  const parts = cedar.policySetTextToParts(text);
+  const parts = cedarWasm().policySetTextToParts(text);
   if (parts.type === 'failure') throw new VerdictError('ERR_BUNDLE_INVALID', `policies.cedar: ${messages(parts.errors)}`);
   if (parts.policy_templates.length > 0) throw new VerdictError('ERR_BUNDLE_INVALID', 'policies.cedar: templates are not supported');
   const out: Record<string, string> = {};
   parts.policies.forEach((policy, i) => {
-    const json = cedar.policyToJson(policy);
+    const json = cedarWasm().policyToJson(policy);
     if (json.type === 'failure') throw new VerdictError('ERR_BUNDLE_INVALID', `policies.cedar: ${messages(json.errors)}`);
     const id = json.json.annotations?.id ?? `policy${i}`;
     if (id in out) throw new VerdictError('ERR_BUNDLE_INVALID', `policies.cedar: two policies have @id("${id}")`);
@@ -146,7 +151,7 @@ function readSchema(bundle: PolicyBundle): Schema {
 }
 
 function validateStrict(schema: Schema, policies: Record<string, string>): void {
-  const answer = cedar.validate({ schema, policies: { staticPolicies: policies }, validationSettings: { mode: 'strict' } });
+  const answer = cedarWasm().validate({ schema, policies: { staticPolicies: policies }, validationSettings: { mode: 'strict' } });
   if (answer.type === 'failure') throw new VerdictError('ERR_BUNDLE_SCHEMA', `schema: ${messages(answer.errors)}`);
   if (answer.validationErrors.length > 0) {
     const list = answer.validationErrors.map((e) => `${e.policyId}: ${e.error.message}`).join('; ');
@@ -164,7 +169,7 @@ function readEntities(bundle: PolicyBundle, schema: Schema): EntityJson[] {
     throw new VerdictError('ERR_BUNDLE_INVALID', `entities.json: ${(err as Error).message}`);
   }
   if (!Array.isArray(entities)) throw new VerdictError('ERR_BUNDLE_INVALID', 'entities.json must be an array of entities');
-  check(cedar.checkParseEntities({ entities: entities as EntityJson[], schema }), 'ERR_BUNDLE_SCHEMA', 'entities.json');
+  check(cedarWasm().checkParseEntities({ entities: entities as EntityJson[], schema }), 'ERR_BUNDLE_SCHEMA', 'entities.json');
   return entities as EntityJson[];
 }
 
@@ -184,7 +189,7 @@ function actionMapping(bundle: PolicyBundle): Record<string, string> {
 }
 
 function declaredActions(schema: Schema): Set<string> {
-  const json = typeof schema === 'string' ? cedar.schemaToJson(schema) : { type: 'success' as const, json: schema };
+  const json = typeof schema === 'string' ? cedarWasm().schemaToJson(schema) : { type: 'success' as const, json: schema };
   if (json.type === 'failure') throw new VerdictError('ERR_BUNDLE_SCHEMA', `schema: ${messages(json.errors)}`);
   const ns = json.json[CEDAR_NAMESPACE];
   if (!ns) throw new VerdictError('ERR_BUNDLE_SCHEMA', `the schema must declare namespace ${CEDAR_NAMESPACE} (verdict's request model)`);

@@ -227,6 +227,7 @@ function member(i: i32, len: i32, key: string): i32 {
 }
 
 /** verdict gives no imports, so abort (assertion failures, bounds) traps instead of calling the host. */
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- wired in by asc --use abort=…
 function abort(_message: string | null, _file: string | null, _line: u32, _column: u32): void {
   unreachable();
 }
