@@ -35,6 +35,8 @@ export const ERROR_CODES = {
   ERR_CACHE_DECLARATION: { kind: 'bundle', summary: 'bundle cache declaration (metadata.verdict.cache) is malformed' },
   ERR_CACHE_KEY_OMITS_READ: { kind: 'bundle', summary: 'declared cache key omits input the policy reads' },
   ERR_CACHE_LINT: { kind: 'bundle', summary: 'the policy could not be analysed for its cache key' },
+  ERR_BUNDLE_SCHEMA: { kind: 'bundle', summary: 'policy bundle does not validate against its schema' },
+  ERR_ENGINE_IMPORTS: { kind: 'bundle', summary: 'custom wasm engine asks for imports; none are given' },
   ERR_POLICY_NOT_LOADED: { kind: 'policy', summary: 'no policy bundle is active' },
   ERR_POLICY_EVAL: { kind: 'policy', summary: 'policy evaluation failed' },
   ERR_POLICY_TIMEOUT: { kind: 'policy', summary: 'policy evaluation exceeded its time budget' },

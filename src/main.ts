@@ -10,6 +10,7 @@ import type { DecisionLog } from './decisionlog/decision-record';
 import { VerdictError } from './errors';
 import { startFastpath, type Fastpath } from './fastpath/fastpath';
 import { defaultBundlePath } from './package-root';
+import { configureEngines } from './policy/engine-registry';
 import { PolicyStore } from './policy/policy-store';
 import { GrpcServer } from './server/grpc-server';
 import { HttpAuthzServer } from './server/http-authz-server';
@@ -55,6 +56,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   policy.on('swap', ({ current }) => fastpath.onPolicySwap(current));
 
   const cache = config.cache.enabled ? setUpDecisionCache(config, { policy, metrics, logger, clock, opa: toolPath('opa') }) : null;
+  configureEngines(config.engines);
   await policy.activateFile(resolveBundlePath(config));
   const observers = fastpath.observer ? [fastpath.observer] : [];
   const pipeline = new DecisionPipeline({ config, policy, decisionLog, metrics, clock, observers, ...(cache ? { cache } : {}) });

@@ -1,10 +1,14 @@
 import { execFile } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { pack } from 'tar-stream';
 import { VerdictError } from '../errors';
 import { readBundle } from '../policy/bundle-reader';
 import type { PolicyBundle } from '../policy/bundle';
+import { engineFactory } from '../policy/engine-registry';
+import type { EngineKind } from '../policy/policy-engine';
 import { toolPath } from './tools';
 
 const run = promisify(execFile);
@@ -44,4 +48,72 @@ async function readManifest(dir: string): Promise<Record<string, unknown>> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw new VerdictError('ERR_BUNDLE_INVALID', `${dir}/.manifest: ${(err as Error).message}`);
   }
+}
+
+export interface PackOptions {
+  out: string;
+  revision?: string;
+  /** For a 'wasm' bundle: the module to package as /engine.wasm (else the directory's own engine.wasm). */
+  module?: string;
+}
+
+/** Files a Cedar bundle carries from its directory (anything else there is left out). */
+const CEDAR_FILES = ['policies.cedar', 'schema.cedarschema', 'schema.cedarschema.json', 'entities.json'];
+
+/**
+ * Builds a bundle whose engine needs no compiler here (the directory's .manifest says
+ * metadata.verdict.engine 'cedar' or 'wasm'): packs the engine's files as an OPA-format .tar.gz, then
+ * reads it back and instantiates it, so a bundle that would be refused at load fails the build instead.
+ */
+export async function buildPackedBundle(dir: string, engine: 'cedar' | 'wasm', options: PackOptions): Promise<PolicyBundle> {
+  const manifest = await readManifest(dir);
+  if (options.revision) manifest.revision = options.revision;
+  const files: [string, Buffer][] = [['.manifest', Buffer.from(`${JSON.stringify(manifest)}\n`)]];
+  if (engine === 'cedar') {
+    for (const name of CEDAR_FILES) {
+      const data = await readOptional(join(dir, name));
+      if (data) files.push([name, data]);
+    }
+  } else {
+    const module = await readOptional(options.module ?? join(dir, 'engine.wasm'));
+    if (!module) throw new VerdictError('ERR_BUNDLE_INVALID', `no module: pass --module or put engine.wasm in ${dir}`);
+    files.push(['engine.wasm', module]);
+  }
+  await mkdir(dirname(options.out), { recursive: true });
+  await writeFile(options.out, gzipSync(await tarOf(files)));
+  const bundle = await readBundle(await readFile(options.out), options.out);
+  const built = await engineFactory(bundle.engine)(bundle, { entrypoint: '', maxMemoryPages: 1024, recycleMemoryPages: 256 });
+  built.close();
+  return bundle;
+}
+
+/** The engine a policy directory's .manifest names (metadata.verdict.engine), 'opa' when it names none. */
+export async function directoryEngine(dir: string): Promise<EngineKind> {
+  const meta = ((await readManifest(dir)).metadata as { verdict?: { engine?: unknown } } | undefined)?.verdict;
+  const engine = meta?.engine ?? 'opa';
+  if (engine !== 'opa' && engine !== 'cedar' && engine !== 'wasm')
+    throw new VerdictError('ERR_BUNDLE_ENGINE', `${dir}/.manifest names unknown engine ${JSON.stringify(engine)}`);
+  return engine;
+}
+
+async function readOptional(path: string): Promise<Buffer | null> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new VerdictError('ERR_BUNDLE_INVALID', `${path}: ${(err as Error).message}`);
+  }
+}
+
+function tarOf(files: readonly [string, Buffer][]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const p = pack();
+    const chunks: Buffer[] = [];
+    p.on('data', (c: unknown) => chunks.push(c as Buffer));
+    p.on('end', () => resolve(Buffer.concat(chunks)));
+    p.on('error', reject);
+    // OPA writes entries as "/path"; fixed mtime keeps the bundle's sha256 a function of its contents.
+    for (const [name, data] of files) p.entry({ name: `/${name}`, size: data.length, mtime: new Date(0), mode: 0o644 }, data);
+    p.finalize();
+  });
 }

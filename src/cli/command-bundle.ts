@@ -1,23 +1,25 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { readBundle } from '../policy/bundle-reader';
-import { buildRegoBundle } from './bundle-build';
+import { buildPackedBundle, buildRegoBundle, directoryEngine } from './bundle-build';
 
 /** `verdict bundle …`: returns the group so other files can add subcommands to it. */
 export function registerBundle(program: Command): Command {
   const bundle = program.command('bundle').description('Build and inspect policy bundles');
   bundle
     .command('build <dir>')
-    .description('Build a Rego policy directory into a wasm bundle with the pinned opa')
+    .description('Build a policy directory into a bundle: Rego with the pinned opa; Cedar or custom wasm by its .manifest engine')
     .requiredOption('-o, --out <file>', 'output .tar.gz')
     .option('-e, --entrypoint <path...>', 'rule path(s) to compile (default: manifest metadata.verdict.entrypoint)')
     .option('--revision <rev>', 'bundle revision')
-    .action(async (dir: string, opts: { out: string; entrypoint?: string[]; revision?: string }) => {
-      const b = await buildRegoBundle(dir, {
-        out: opts.out,
-        ...(opts.entrypoint ? { entrypoints: opts.entrypoint } : {}),
-        ...(opts.revision ? { revision: opts.revision } : {}),
-      });
+    .option('--module <file>', "custom wasm engine: the module to package (default: the directory's engine.wasm)")
+    .action(async (dir: string, opts: { out: string; entrypoint?: string[]; revision?: string; module?: string }) => {
+      const engine = await directoryEngine(dir);
+      const revision = opts.revision ? { revision: opts.revision } : {};
+      const b =
+        engine === 'opa'
+          ? await buildRegoBundle(dir, { out: opts.out, ...(opts.entrypoint ? { entrypoints: opts.entrypoint } : {}), ...revision })
+          : await buildPackedBundle(dir, engine, { out: opts.out, ...revision, ...(opts.module ? { module: opts.module } : {}) });
       process.stdout.write(
         `${JSON.stringify({ out: opts.out, name: b.name, revision: b.revision, sha256: b.sha256, engine: b.engine })}\n`,
       );

@@ -18,10 +18,11 @@ export function registerEval(program: Command): void {
       const b = await readBundle(await readFile(path), path);
       const engine = await engineFactory(b.engine)(b, { entrypoint: opts.entrypoint, maxMemoryPages: 1024, recycleMemoryPages: 256 });
       const input = JSON.parse(await readFile(opts.input, 'utf8')) as InputDocument;
-      const result = await engine.evaluate(input);
-      const out = opts.explain
-        ? { bundle: { name: b.name, revision: b.revision, sha256: b.sha256 }, ...result }
-        : { allowed: result.allowed };
+      const result = await Promise.resolve(engine.evaluate(input)).finally(() => engine.close());
+      // --explain: the decision first, then the engine's reasons (Rego reason fields, Cedar policy ids, custom engine reason).
+      const { allowed, reasons, ...rest } = result;
+      const bundle = { name: b.name, revision: b.revision, sha256: b.sha256 };
+      const out = opts.explain ? { allowed, reasons, engine: b.engine, bundle, ...rest } : { allowed };
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
       if (!result.allowed) process.exitCode = 2;
     });

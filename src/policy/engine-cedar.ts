@@ -1,0 +1,209 @@
+import { createRequire } from 'node:module';
+import type * as CedarWasm from '@cedar-policy/cedar-wasm/nodejs';
+import type { AuthorizationAnswer, DetailedError, EntityJson, Schema } from '@cedar-policy/cedar-wasm/nodejs';
+import { DEFAULT_ENGINES_CONFIG, type EnginesConfig } from '../config/sections/engines';
+import { VerdictError } from '../errors';
+import type { InputDocument } from '../request/input-document';
+import type { PolicyBundle } from './bundle';
+import { verdictMetadata } from './bundle-reader';
+import { CedarEntityStore } from './cedar-entity-store';
+import { CEDAR_NAMESPACE, inputToCedarRequest, type CedarMappingOptions } from './cedar-request';
+import type { EngineFactory, PolicyEngine } from './policy-engine';
+import { EMPTY_RESULT_FIELDS, type KeyValue, type PolicyResult } from './policy-result';
+
+// The package root is ESM-only; its nodejs/ build is CommonJS and compiles its wasm synchronously when
+// required, so it is required on first use: deployments without Cedar bundles never pay for it.
+let cedarModule: typeof CedarWasm | null = null;
+function cedarWasm(): typeof CedarWasm {
+  cedarModule ??= createRequire(__filename)('@cedar-policy/cedar-wasm/nodejs') as typeof CedarWasm;
+  return cedarModule;
+}
+
+export type CedarSettings = EnginesConfig['cedar'];
+
+/** Reason given when no policy is determining: Cedar's default deny. */
+export const CEDAR_NO_MATCH = 'no_policy_matched';
+const SCHEMA_FILES = ['schema.cedarschema', 'schema.cedarschema.json'] as const;
+
+interface LoadedCedar {
+  id: string;
+  store: CedarEntityStore;
+  mapping: CedarMappingOptions;
+}
+
+/**
+ * Cedar policies run with cedar-wasm's stateful API: the policy set and schema are parsed once at bundle
+ * load (per thread, under the bundle's sha256) and a decision passes only the request's own entities.
+ * A policy set that does not validate against the schema in strict mode is refused at load.
+ */
+export class CedarEngine implements PolicyEngine {
+  readonly kind = 'cedar' as const;
+
+  private constructor(
+    private readonly loaded: LoadedCedar,
+    private readonly settings: CedarSettings,
+  ) {}
+
+  static factory(settings: CedarSettings = DEFAULT_ENGINES_CONFIG.cedar): EngineFactory {
+    return (bundle: PolicyBundle) => Promise.resolve(CedarEngine.load(bundle, settings));
+  }
+
+  static load(bundle: PolicyBundle, settings: CedarSettings = DEFAULT_ENGINES_CONFIG.cedar): CedarEngine {
+    const policies = namedPolicies(requireFile(bundle, 'policies.cedar'));
+    const schema = readSchema(bundle);
+    validateStrict(schema, policies);
+    const entities = readEntities(bundle, schema);
+    const id = `verdict:${bundle.sha256}`;
+    check(cedarWasm().preparseSchema(id, schema), 'ERR_BUNDLE_SCHEMA', 'schema');
+    check(cedarWasm().preparsePolicySet(id, { staticPolicies: policies }), 'ERR_BUNDLE_INVALID', 'policies.cedar');
+    const mapping: CedarMappingOptions = {
+      actions: actionMapping(bundle),
+      declaredActions: declaredActions(schema),
+      maxEntities: settings.maxEntitiesPerRequest,
+    };
+    const engine = new CedarEngine({ id, store: new CedarEntityStore(entities), mapping }, settings);
+    engine.probe();
+    return engine;
+  }
+
+  evaluate(input: InputDocument): PolicyResult {
+    const req = inputToCedarRequest(input, this.loaded.store, this.loaded.mapping);
+    const answer = cedarWasm().statefulIsAuthorized({
+      ...req,
+      preparsedSchemaName: this.loaded.id,
+      preparsedPolicySetId: this.loaded.id,
+      validateRequest: true,
+    });
+    return this.toResult(answer);
+  }
+
+  close(): void {
+    // cedar-wasm has no call to drop a preparsed set; a swapped-in bundle has its own id (its sha256).
+  }
+
+  private toResult(answer: AuthorizationAnswer): PolicyResult {
+    if (answer.type === 'failure') throw new VerdictError('ERR_POLICY_EVAL', `cedar: ${messages(answer.errors)}`);
+    const { decision, diagnostics } = answer.response;
+    const allowed = decision === 'allow';
+    const determining = [...diagnostics.reason].sort();
+    const reasons = determining.length > 0 ? determining : [CEDAR_NO_MATCH];
+    for (const e of diagnostics.errors) reasons.push(`error:${e.policyId}: ${e.error.message}`);
+    const headers: KeyValue[] =
+      this.settings.reasonsHeader !== '' ? [[this.settings.reasonsHeader, reasons.slice(0, determining.length || 1).join(',')]] : [];
+    return { ...EMPTY_RESULT_FIELDS, allowed, headers, reasons };
+  }
+
+  /** One decision for a synthetic request at load: a schema that refuses verdict's request model fails here, not per request. */
+  private probe(): void {
+    const input: InputDocument = {
+      attributes: { request: { http: { method: 'GET', path: '/', host: 'probe.invalid', headers: {} } } },
+      parsed_path: [],
+      parsed_query: {},
+      parsed_body: null,
+      truncated_body: false,
+      version: { ext_authz: 'v3', encoding: 'protojson' },
+      spiffe: { id: 'spiffe://probe.invalid/w', trust_domain: 'probe.invalid', path: '/w', svid_type: 'x509', expires_at: '' },
+    };
+    try {
+      this.evaluate(input);
+      delete input.spiffe;
+      this.evaluate(input);
+    } catch (err) {
+      throw new VerdictError('ERR_BUNDLE_SCHEMA', `the Cedar schema does not accept verdict's request model: ${(err as Error).message}`);
+    }
+  }
+}
+
+function requireFile(bundle: PolicyBundle, path: string): string {
+  const f = bundle.files.get(path);
+  if (!f) throw new VerdictError('ERR_BUNDLE_INVALID', `Cedar bundle has no /${path}`);
+  return f.toString('utf8');
+}
+
+/** Policies keyed by their @id annotation (else policyN), so decisions name them the way their authors do. */
+function namedPolicies(text: string): Record<string, string> {
+  const parts = cedarWasm().policySetTextToParts(text);
+  if (parts.type === 'failure') throw new VerdictError('ERR_BUNDLE_INVALID', `policies.cedar: ${messages(parts.errors)}`);
+  if (parts.policy_templates.length > 0) throw new VerdictError('ERR_BUNDLE_INVALID', 'policies.cedar: templates are not supported');
+  const out: Record<string, string> = {};
+  parts.policies.forEach((policy, i) => {
+    const json = cedarWasm().policyToJson(policy);
+    if (json.type === 'failure') throw new VerdictError('ERR_BUNDLE_INVALID', `policies.cedar: ${messages(json.errors)}`);
+    const id = json.json.annotations?.id ?? `policy${i}`;
+    if (id in out) throw new VerdictError('ERR_BUNDLE_INVALID', `policies.cedar: two policies have @id("${id}")`);
+    out[id] = policy;
+  });
+  return out;
+}
+
+function readSchema(bundle: PolicyBundle): Schema {
+  const [textName, jsonName] = SCHEMA_FILES;
+  const text = bundle.files.get(textName);
+  if (text) return text.toString('utf8');
+  const json = bundle.files.get(jsonName);
+  if (!json)
+    throw new VerdictError('ERR_BUNDLE_SCHEMA', `Cedar bundle needs /${textName} or /${jsonName} (policies are validated against it)`);
+  try {
+    return JSON.parse(json.toString('utf8')) as Schema;
+  } catch (err) {
+    throw new VerdictError('ERR_BUNDLE_SCHEMA', `${jsonName}: ${(err as Error).message}`);
+  }
+}
+
+function validateStrict(schema: Schema, policies: Record<string, string>): void {
+  const answer = cedarWasm().validate({ schema, policies: { staticPolicies: policies }, validationSettings: { mode: 'strict' } });
+  if (answer.type === 'failure') throw new VerdictError('ERR_BUNDLE_SCHEMA', `schema: ${messages(answer.errors)}`);
+  if (answer.validationErrors.length > 0) {
+    const list = answer.validationErrors.map((e) => `${e.policyId}: ${e.error.message}`).join('; ');
+    throw new VerdictError('ERR_BUNDLE_SCHEMA', `policies do not validate against the schema (strict): ${list}`);
+  }
+}
+
+function readEntities(bundle: PolicyBundle, schema: Schema): EntityJson[] {
+  const raw = bundle.files.get('entities.json');
+  if (!raw || raw.length === 0) return [];
+  let entities: unknown;
+  try {
+    entities = JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    throw new VerdictError('ERR_BUNDLE_INVALID', `entities.json: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(entities)) throw new VerdictError('ERR_BUNDLE_INVALID', 'entities.json must be an array of entities');
+  check(cedarWasm().checkParseEntities({ entities: entities as EntityJson[], schema }), 'ERR_BUNDLE_SCHEMA', 'entities.json');
+  return entities as EntityJson[];
+}
+
+function actionMapping(bundle: PolicyBundle): Record<string, string> {
+  const cedarMeta = verdictMetadata(bundle.manifest).cedar as { actions?: unknown } | undefined;
+  const actions = cedarMeta?.actions;
+  if (actions === undefined) return {};
+  if (
+    typeof actions !== 'object' ||
+    actions === null ||
+    Array.isArray(actions) ||
+    !Object.values(actions).every((v) => typeof v === 'string')
+  ) {
+    throw new VerdictError('ERR_BUNDLE_INVALID', 'manifest metadata.verdict.cedar.actions must map HTTP methods to action ids');
+  }
+  return actions as Record<string, string>;
+}
+
+function declaredActions(schema: Schema): Set<string> {
+  const json = typeof schema === 'string' ? cedarWasm().schemaToJson(schema) : { type: 'success' as const, json: schema };
+  if (json.type === 'failure') throw new VerdictError('ERR_BUNDLE_SCHEMA', `schema: ${messages(json.errors)}`);
+  const ns = json.json[CEDAR_NAMESPACE];
+  if (!ns) throw new VerdictError('ERR_BUNDLE_SCHEMA', `the schema must declare namespace ${CEDAR_NAMESPACE} (verdict's request model)`);
+  return new Set(Object.keys(ns.actions));
+}
+
+function check(
+  answer: { type: 'success' } | { type: 'failure'; errors: DetailedError[] },
+  code: 'ERR_BUNDLE_INVALID' | 'ERR_BUNDLE_SCHEMA',
+  what: string,
+): void {
+  if (answer.type === 'failure') throw new VerdictError(code, `${what}: ${messages(answer.errors)}`);
+}
+
+function messages(errors: readonly DetailedError[]): string {
+  return errors.map((e) => e.message).join('; ') || 'unknown error';
+}
