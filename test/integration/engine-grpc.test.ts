@@ -1,12 +1,35 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StreamDecisionLog } from '../../src/decisionlog/decision-log-stream';
 import type { RunningVerdict } from '../../src/main';
-import { checkClient, headerValue, httpCheckRequest, startTestVerdict, type CheckClient } from '../helpers/verdict-harness';
+import { checkClient, headerValue, httpCheckRequest, startTestVerdict, tempDir, type CheckClient } from '../helpers/verdict-harness';
 
 // verdict serving the built Cedar and custom-engine bundles over real gRPC; the decision log (its real
-// stream sink) records the engine's explanation for every decision.
+// file sink) records the engine's explanation for every decision.
+
+interface LoggedEvent {
+  decision_id: string;
+  engine?: string;
+  allowed: boolean;
+  reason: string;
+  result?: { reasons?: string[] };
+}
+
+/** Waits (bounded) until the file sink has written the event for this decision id. */
+async function loggedEvent(file: string, decisionId: string | undefined): Promise<LoggedEvent> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (existsSync(file)) {
+      const lines = readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '');
+      const hit = lines.map((l) => JSON.parse(l) as LoggedEvent).find((e) => e.decision_id === decisionId);
+      if (hit) return hit;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`decision ${decisionId} never reached ${file}`);
+}
 
 const ROOT = join(__dirname, '../..');
 
@@ -14,15 +37,13 @@ for (const name of ['cedar-default', 'mesh-acl']) {
   describe(`gRPC Check with the ${name} bundle`, () => {
     let verdict: RunningVerdict;
     let client: CheckClient;
-    const lines: Record<string, unknown>[] = [];
+    const logFile = join(tempDir('verdict-dlog-'), 'decisions.log');
     beforeAll(async () => {
-      const out = new PassThrough();
-      out.on('data', (chunk: Buffer) => {
-        for (const l of chunk.toString('utf8').split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-      });
-      verdict = await startTestVerdict([`policy.bundle=${join(ROOT, 'dist/bundles', `${name}.tar.gz`)}`], {
-        decisionLog: new StreamDecisionLog(out),
-      });
+      verdict = await startTestVerdict([
+        `policy.bundle=${join(ROOT, 'dist/bundles', `${name}.tar.gz`)}`,
+        `decisionLog.file.path=${logFile}`,
+        'decisionLog.batch.delayMs=0',
+      ]);
       client = checkClient(`127.0.0.1:${verdict.grpcPort}`);
     });
     afterAll(async () => {
@@ -33,8 +54,12 @@ for (const name of ['cedar-default', 'mesh-acl']) {
     it('allows a health probe and logs the determining rule', async () => {
       const res = await client.check(httpCheckRequest({ method: 'GET', path: '/healthz' }));
       expect(res.status?.code ?? 0).toBe(0);
-      const last = lines.at(-1);
-      expect(last).toMatchObject({ engine: name === 'cedar-default' ? 'cedar' : 'wasm', allowed: true, reasons: ['health-probes'] });
+      const event = await loggedEvent(logFile, res.dynamicMetadata?.fields?.decision_id?.stringValue);
+      expect(event).toMatchObject({
+        engine: name === 'cedar-default' ? 'cedar' : 'wasm',
+        allowed: true,
+        result: { reasons: ['health-probes'] },
+      });
     });
 
     it('denies /admin with 403, the reason code header, and the forbidding rule in the log', async () => {
@@ -42,14 +67,15 @@ for (const name of ['cedar-default', 'mesh-acl']) {
       expect(res.status?.code).toBe(7);
       expect(Number(res.deniedResponse?.status?.code)).toBe(403);
       expect(headerValue(res.deniedResponse?.headers, 'x-verdict-reason')).toBe('DENIED_BY_POLICY');
-      expect(lines.at(-1)).toMatchObject({ allowed: false, reason: 'DENIED_BY_POLICY', reasons: ['no-admin-over-mesh'] });
+      const event = await loggedEvent(logFile, res.dynamicMetadata?.fields?.decision_id?.stringValue);
+      expect(event).toMatchObject({ allowed: false, reason: 'DENIED_BY_POLICY', result: { reasons: ['no-admin-over-mesh'] } });
     });
 
     it('denies an unmatched request with the no-match reason', async () => {
       const res = await client.check(httpCheckRequest({ method: 'DELETE', path: '/api/users/1' }));
       expect(res.status?.code).toBe(7);
-      const reasons = (lines.at(-1) as { reasons?: string[] }).reasons;
-      expect(reasons).toEqual([name === 'cedar-default' ? 'no_policy_matched' : 'no_rule_matched']);
+      const event = await loggedEvent(logFile, res.dynamicMetadata?.fields?.decision_id?.stringValue);
+      expect(event.result?.reasons).toEqual([name === 'cedar-default' ? 'no_policy_matched' : 'no_rule_matched']);
     });
   });
 }
