@@ -105,23 +105,30 @@ async function inProcess(memoryCalls: number): Promise<Record<string, unknown>> 
   return row;
 }
 
+/** Max event-loop delay (ms) since the last scrape: prom-client resets its histogram on each collect. */
+async function eventLoopMaxMs(httpPort: number | null): Promise<number> {
+  if (httpPort === null) return NaN;
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  const m = /^verdict_nodejs_eventloop_lag_max_seconds(?:\{[^}]*\})? (\S+)$/m.exec(text);
+  return m ? Number(m[1]) * 1000 : NaN;
+}
+
 async function overGrpc(o: CoreBenchOptions): Promise<Record<string, unknown>[]> {
-  const verdict = await spawnVerdict(packageRoot(), ['--set', 'server.workers=1']);
+  const verdict = await spawnVerdict(packageRoot(), ['--set', 'server.workers=1', '--set', 'cache.enabled=false']);
   const target = `127.0.0.1:${verdict.grpcPort}`;
   try {
     const rssStart = verdict.rssKiB() / 1024;
     await runGhz({ target, dataFile: FIXTURE, rps: 0, total: 5000, concurrency: 20, connections: 2 });
-    const fixed = await runGhz({ target, dataFile: FIXTURE, rps: o.fixedRps, durationS: o.seconds, concurrency: 100, connections: 4 });
-    const saturated = await runGhz({ target, dataFile: FIXTURE, rps: 0, durationS: o.seconds, concurrency: 64, connections: 4 });
-    const rows = [
-      { scenario: `fixed ${o.fixedRps}/s`, ...fixed },
-      { scenario: 'saturation', ...saturated },
-    ].map((r) => ({
-      ...r,
-      'RSS start MiB': rssStart,
-      'RSS end MiB': verdict.rssKiB() / 1024,
-      'peak RSS MiB': verdict.peakRssKiB() / 1024,
-    }));
+    const rows: Record<string, unknown>[] = [];
+    for (const [scenario, rps, concurrency] of [
+      [`fixed ${o.fixedRps}/s`, o.fixedRps, 100],
+      ['saturation', 0, 64],
+    ] as const) {
+      await eventLoopMaxMs(verdict.httpPort);
+      const r = await runGhz({ target, dataFile: FIXTURE, rps, durationS: o.seconds, concurrency, connections: 4 });
+      rows.push({ scenario, ...r, 'event-loop max ms': await eventLoopMaxMs(verdict.httpPort), 'RSS MiB': verdict.rssKiB() / 1024 });
+    }
+    for (const r of rows) Object.assign(r, { 'RSS start MiB': rssStart, 'peak RSS MiB': verdict.peakRssKiB() / 1024 });
     printTable('gRPC Check on loopback (ghz; default policy, uncached; one verdict process)', rows);
     return rows;
   } finally {
@@ -129,7 +136,27 @@ async function overGrpc(o: CoreBenchOptions): Promise<Record<string, unknown>[]>
   }
 }
 
+/** Saturation throughput with 1 and 2 worker processes, same run (ghz shares the same 2 cores). */
+async function scaling(o: CoreBenchOptions): Promise<Record<string, unknown>[]> {
+  const rows: Record<string, unknown>[] = [];
+  for (const workers of [1, 2]) {
+    const verdict = await spawnVerdict(packageRoot(), ['--set', `server.workers=${workers}`, '--set', 'cache.enabled=false']);
+    try {
+      const target = `127.0.0.1:${verdict.grpcPort}`;
+      await runGhz({ target, dataFile: FIXTURE, rps: 0, total: 3000, concurrency: 32, connections: 8 });
+      const r = await runGhz({ target, dataFile: FIXTURE, rps: 0, durationS: o.seconds, concurrency: 64, connections: 8 });
+      rows.push({ workers, ...r });
+    } finally {
+      await verdict.stop();
+    }
+  }
+  const base = rows[0]?.rps as number;
+  for (const r of rows) r['throughput ×'] = (r.rps as number) / base;
+  printTable('Scaling: saturation throughput by worker processes (uncached)', rows);
+  return rows;
+}
+
 export async function run(o: CoreBenchOptions): Promise<Record<string, unknown>> {
   await readFile(defaultBundlePath()); // fail early with a clear error if the build is missing
-  return { inProcess: await inProcess(o.memoryCalls), grpc: await overGrpc(o) };
+  return { inProcess: await inProcess(o.memoryCalls), grpc: await overGrpc(o), scaling: await scaling(o) };
 }

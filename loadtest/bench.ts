@@ -3,11 +3,28 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/package-root';
+import * as cache from './bench-cache';
 import * as core from './bench-core';
+import * as decisionlog from './bench-decisionlog';
+import * as engines from './bench-engines';
+import * as envoy from './bench-envoy';
+import * as fastpath from './bench-fastpath';
+import * as peer from './bench-peer';
+
+/** Scenario modules beside the core one; each prints its own table and returns its numbers. */
+const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
+  peer: () => peer.run(),
+  cache: cache.run,
+  decisionlog: decisionlog.run,
+  engines: engines.run,
+  envoy: envoy.run,
+  fastpath: fastpath.run,
+};
 
 /**
- * `npm run bench [-- --seconds N --memory-calls N --only core,...]`: runs every scenario side by side in one
- * run, prints tables, and writes bench-results/<time>.json with machine info so runs can be compared.
+ * `npm run bench [-- --seconds N --memory-calls N --only core,peer,... --skip fastpath]`: runs every scenario
+ * in one run (each compares its A and B side by side), prints tables, and writes bench-results/<time>.json
+ * with machine info so runs can be compared. A scenario that fails is reported and makes the exit code 1.
  */
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -16,10 +33,12 @@ async function main(): Promise<void> {
       'memory-calls': { type: 'string', default: '1000000' },
       'fixed-rps': { type: 'string', default: '2000' },
       only: { type: 'string' },
+      skip: { type: 'string' },
     },
   });
   const only = values.only ? new Set(values.only.split(',')) : null;
-  const want = (name: string): boolean => only === null || only.has(name);
+  const skip = new Set(values.skip ? values.skip.split(',') : []);
+  const want = (name: string): boolean => (only === null || only.has(name)) && !skip.has(name);
   const results: Record<string, unknown> = {
     machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: totalmem() / 2 ** 30, loadavg: loadavg(), node: process.version },
     startedAt: new Date().toISOString(),
@@ -30,6 +49,18 @@ async function main(): Promise<void> {
       memoryCalls: Number(values['memory-calls']),
       fixedRps: Number(values['fixed-rps']),
     });
+  }
+  for (const [name, run] of Object.entries(SCENARIOS)) {
+    if (!want(name)) continue;
+    process.stdout.write(`\n== ${name}\n`);
+    try {
+      results[name] = await run();
+    } catch (err) {
+      // One scenario that cannot run (no root for BPF, say) is reported, not hidden; the others still run.
+      results[name] = { error: (err as Error).message };
+      process.stdout.write(`scenario ${name} failed: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+    }
   }
   const dir = join(packageRoot(), 'bench-results');
   mkdirSync(dir, { recursive: true });

@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { AggregatorRegistry } from 'prom-client';
 import { loadConfig } from '../config/load-config';
@@ -33,10 +34,9 @@ async function servePrimary(config: Config): Promise<void> {
 async function serveProcess(config: Config): Promise<void> {
   const inWorker = cluster.isWorker;
   const logger = createLogger(config.log.level);
-  const verdict = await startVerdict(
-    inWorker ? { ...config, server: { ...config.server, http: { ...config.server.http, port: null } } } : config,
-    { logger: inWorker ? logger.child({ worker: cluster.worker?.id }) : logger },
-  );
+  const verdict = await startVerdict(inWorker ? workerConfig(config) : config, {
+    logger: inWorker ? logger.child({ worker: cluster.worker?.id }) : logger,
+  });
   if (inWorker) {
     // Constructing an aggregator installs prom-client's worker-side IPC responder.
     new AggregatorRegistry();
@@ -44,6 +44,25 @@ async function serveProcess(config: Config): Promise<void> {
     process.send?.({ type: 'verdict:ready', grpcPort: verdict.grpcPort } satisfies WorkerReady);
   }
   onSignals(() => verdict.stop());
+}
+
+/**
+ * A worker's view of the config: no ops listener (the primary serves it), and its own decision-log spool
+ * and file (two processes must never append to one spool or rotate one file; per-slot paths keep a
+ * restarted worker on the files of the one it replaces).
+ */
+function workerConfig(config: Config): Config {
+  const slot = config.server.workerSlot ?? 0;
+  const log = config.decisionLog;
+  return {
+    ...config,
+    server: { ...config.server, http: { ...config.server.http, port: null } },
+    decisionLog: {
+      ...log,
+      spool: { ...log.spool, dir: log.spool.dir === null ? null : join(log.spool.dir, `worker-${slot}`) },
+      file: log.file ? { ...log.file, path: log.file.path.replace(/(\.[^./]*)?$/, `.worker-${slot}$1`) } : log.file,
+    },
+  };
 }
 
 function onSignals(stop: () => Promise<void>): void {

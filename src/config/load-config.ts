@@ -12,6 +12,7 @@ export const ENV_KEYS: Readonly<Record<string, string>> = {
   VERDICT_HTTP_PORT: 'server.http.port',
   VERDICT_BUNDLE: 'policy.bundle',
   VERDICT_LOG_LEVEL: 'log.level',
+  VERDICT_WORKER_SLOT: 'server.workerSlot',
 };
 
 export interface ConfigSources {

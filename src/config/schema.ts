@@ -31,6 +31,8 @@ export const configSchema = z.strictObject({
        * process (no supervisor). See docs/scaling.md.
        */
       workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto'),
+      /** Set by the cluster supervisor for each worker (VERDICT_WORKER_SLOT); keeps per-worker files apart. */
+      workerSlot: z.number().int().min(0).max(255).nullable().default(null),
       /** Serve gRPC server reflection (off by default: it discloses the API surface). */
       reflection: z.boolean().default(false),
       /** On SIGTERM: stop accepting, wait this long for in-flight calls, then force-close. */

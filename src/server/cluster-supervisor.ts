@@ -30,6 +30,8 @@ const RESTART_MAX_MS = 5000;
  */
 export class ClusterSupervisor {
   private readonly ready = new Set<number>();
+  /** Worker id → its slot (0..N-1). A replacement takes the dead worker's slot, and so its files. */
+  private readonly slots = new Map<number, number>();
   private readonly aggregator = new AggregatorRegistry();
   private ops: OpsHttpServer | null = null;
   private stopping = false;
@@ -53,7 +55,7 @@ export class ClusterSupervisor {
       });
       cluster.on('exit', (worker, code, signal) => this.onExit(worker, code, signal, reject));
     });
-    for (let i = 0; i < n; i++) cluster.fork();
+    for (let i = 0; i < n; i++) this.fork(i);
     await allReady;
     let httpPort: number | null = null;
     if (this.config.server.http.port !== null) {
@@ -89,6 +91,8 @@ export class ClusterSupervisor {
 
   private onExit(worker: Worker, code: number | null, signal: string | null, reject: (e: Error) => void): void {
     const wasReady = this.ready.delete(worker.id);
+    const slot = this.slots.get(worker.id) ?? 0;
+    this.slots.delete(worker.id);
     if (this.stopping) return;
     if (!wasReady) {
       this.logger.fatal({ worker: worker.id, code, signal }, 'worker failed before it was ready; stopping');
@@ -100,7 +104,12 @@ export class ClusterSupervisor {
     this.restartDelayMs = Math.min(this.restartDelayMs * 2, RESTART_MAX_MS);
     this.logger.error({ worker: worker.id, code, signal, restartInMs: delay }, 'worker died; restarting');
     setTimeout(() => {
-      if (!this.stopping) cluster.fork();
+      if (!this.stopping) this.fork(slot);
     }, delay).unref();
+  }
+
+  private fork(slot: number): void {
+    const worker = cluster.fork({ VERDICT_WORKER_SLOT: String(slot) });
+    this.slots.set(worker.id, slot);
   }
 }

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/package-root';
 import { spawnVerdict, type VerdictProcess } from '../../loadtest/lib/spawn-verdict';
-import { checkClient, httpCheckRequest, type CheckClient } from '../helpers/verdict-harness';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { checkClient, httpCheckRequest, tempDir, type CheckClient } from '../helpers/verdict-harness';
 import * as grpc from '@grpc/grpc-js';
 
 // `verdict serve` in cluster mode: two worker processes share one gRPC port; the primary serves
@@ -10,8 +12,17 @@ import * as grpc from '@grpc/grpc-js';
 describe('cluster mode (verdict serve, 2 workers)', () => {
   let verdict: VerdictProcess;
   const clients: CheckClient[] = [];
+  const logDir = tempDir('verdict-cluster-log-');
+  const logFile = join(logDir, 'decisions.log');
   beforeAll(async () => {
-    verdict = await spawnVerdict(packageRoot(), ['--set', 'server.workers=2']);
+    verdict = await spawnVerdict(packageRoot(), [
+      '--set',
+      'server.workers=2',
+      '--set',
+      `decisionLog.file.path=${logFile}`,
+      '--set',
+      'decisionLog.batch.delayMs=0',
+    ]);
   });
   afterAll(async () => {
     for (const c of clients) c.close();
@@ -30,6 +41,25 @@ describe('cluster mode (verdict serve, 2 workers)', () => {
     expect(Number(total?.[1])).toBe(100);
     expect(metrics).toMatch(/verdict_process_cpu_user_seconds_total/);
     expect((await fetch(`http://127.0.0.1:${verdict.httpPort}/readyz`)).status).toBe(200);
+  });
+
+  it('gives each worker its own decision-log file, and together they hold every decision once', async () => {
+    const files = [join(logDir, 'decisions.worker-0.log'), join(logDir, 'decisions.worker-1.log')];
+    const ids = (): string[] =>
+      files
+        .flatMap((f) =>
+          existsSync(f)
+            ? readFileSync(f, 'utf8')
+                .split('\n')
+                .filter((l) => l !== '')
+            : [],
+        )
+        .map((l) => (JSON.parse(l) as { decision_id: string }).decision_id);
+    const deadline = Date.now() + 15_000;
+    while (ids().length < 100 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(ids()).toHaveLength(100);
+    expect(new Set(ids()).size).toBe(100);
+    expect(files.every((f) => existsSync(f))).toBe(true);
   });
 
   it('stops on SIGTERM', async () => {

@@ -92,7 +92,7 @@ describe('decision logs across kill -9', () => {
     const args = [
       join(root, 'bin/verdict.js'),
       'serve',
-      ...['server.grpc.port=0', 'server.http.port=null', 'log.level=info', ...settings].flatMap((s) => ['--set', s]),
+      ...['server.grpc.port=0', 'server.http.port=null', 'server.workers=1', 'log.level=info', ...settings].flatMap((s) => ['--set', s]),
     ];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     children.push(child);
