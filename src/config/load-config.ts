@@ -12,6 +12,8 @@ export const ENV_KEYS: Readonly<Record<string, string>> = {
   VERDICT_HTTP_PORT: 'server.http.port',
   VERDICT_BUNDLE: 'policy.bundle',
   VERDICT_LOG_LEVEL: 'log.level',
+  // SPIFFE Workload Endpoint §4: the standard variable naming the Workload API socket.
+  SPIFFE_ENDPOINT_SOCKET: 'identity.workloadAPI.socket',
 };
 
 export interface ConfigSources {

@@ -119,7 +119,7 @@ export class DecisionPipeline {
     decision.allowed = false;
     delete decision.result;
     decision.reason = err.code;
-    decision.httpStatus = this.statusFor(err.kind);
+    decision.httpStatus = err.httpStatus ?? this.statusFor(err.kind);
     record.error = err.message;
   }
 
