@@ -6,6 +6,7 @@ import { DecisionPipeline } from './decision/decision-pipeline';
 import { StreamDecisionLog } from './decisionlog/decision-log-stream';
 import type { DecisionLog } from './decisionlog/decision-record';
 import { VerdictError } from './errors';
+import { startIdentity, type IdentityRuntime } from './identity/start-identity';
 import { defaultBundlePath } from './package-root';
 import { PolicyStore } from './policy/policy-store';
 import { GrpcServer } from './server/grpc-server';
@@ -25,6 +26,8 @@ export interface RunningVerdict {
   httpPort: number | null;
   policy: PolicyStore;
   metrics: Metrics;
+  /** SPIFFE identity (Workload API client, bundles); null when identity is disabled. */
+  identity: IdentityRuntime | null;
   stop(): Promise<void>;
 }
 
@@ -43,16 +46,14 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   wirePolicyTelemetry(policy, metrics, logger);
 
   await policy.activateFile(resolveBundlePath(config));
-  const pipeline = new DecisionPipeline({ config, policy, decisionLog, metrics, clock });
-  const grpcServer = new GrpcServer({
-    config,
-    pipeline,
-    metrics,
-    logger,
-    ...(options.credentials ? { credentials: options.credentials } : {}),
-  });
+  const identity = startIdentity(config.identity, { clock, logger });
+  const pipeline = new DecisionPipeline({ config, policy, decisionLog, metrics, clock, ...(identity ? { identity: identity.step } : {}) });
+  const credentials = options.credentials ?? identity?.credentials ?? undefined;
+  const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, ...(credentials ? { credentials } : {}) });
   const bound = await grpcServer.start();
-  grpcServer.setServing(policy.current !== null);
+  const canDecide = (): boolean => policy.current !== null && (identity?.isReady() ?? true);
+  grpcServer.setServing(canDecide());
+  identity?.onReadyChange(() => grpcServer.setServing(canDecide()));
 
   let draining = false;
   let httpServer: OpsHttpServer | null = null;
@@ -62,7 +63,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       host: config.server.http.host,
       port: config.server.http.port,
       metrics,
-      isReady: () => !draining && policy.current !== null,
+      isReady: () => !draining && canDecide(),
     });
     httpPort = await httpServer.start();
   }
@@ -73,9 +74,11 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     httpPort,
     policy,
     metrics,
+    identity,
     async stop() {
       draining = true;
       await grpcServer.stop(config.server.shutdownGraceMs);
+      identity?.close();
       await httpServer?.stop();
       await decisionLog.close();
       logger.info('verdict stopped');

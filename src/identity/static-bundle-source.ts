@@ -40,15 +40,24 @@ export class StaticBundleSource implements BundleSource {
   }
 }
 
-/** Several sources (e.g. the Workload API, then static federated bundles): the first that knows wins. */
+/**
+ * Several sources (e.g. the Workload API, then static federated bundles): the first that knows wins. A source
+ * that cannot answer (stale) does not hide another's bundle; if none knows, its error is raised (deny on doubt).
+ */
 export class ChainedBundleSource implements BundleSource {
   constructor(private readonly sources: readonly BundleSource[]) {}
 
   bundleForTrustDomain(trustDomain: string): TrustBundle | undefined {
+    let failure: unknown;
     for (const s of this.sources) {
-      const b = s.bundleForTrustDomain(trustDomain);
-      if (b) return b;
+      try {
+        const b = s.bundleForTrustDomain(trustDomain);
+        if (b) return b;
+      } catch (err) {
+        failure ??= err;
+      }
     }
+    if (failure !== undefined) throw failure;
     return undefined;
   }
 }

@@ -107,11 +107,13 @@ export async function issueX509SVID(issuer: TestCA, spiffeID: string, opts: Leaf
   return { cert: toNode(cert), pem: cert.toString('pem'), keys };
 }
 
-/** The same certificate with one bit of its signature flipped. */
+/** The same certificate with one signed byte changed (subject O=SPIRE → O=SPIRF), so its signature no longer fits. */
 export function withBadSignature(pem: string): string {
   const der = Buffer.from(new X509Certificate(pem).raw);
-  der[der.length - 5] = (der[der.length - 5] as number) ^ 0x01;
-  return `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`;
+  const at = der.indexOf('SPIRE');
+  if (at < 0) throw new TypeError('withBadSignature expects a certificate from issueX509SVID');
+  der[at + 4] = 'F'.charCodeAt(0);
+  return `-----BEGIN CERTIFICATE-----\n${(der.toString('base64').match(/.{1,64}/g) ?? []).join('\n')}\n-----END CERTIFICATE-----\n`;
 }
 
 /** What Envoy puts in attributes.source.certificate. */
