@@ -55,7 +55,8 @@ interface StreamState {
  * SPIFFE Workload API client: keeps FetchX509Bundles and FetchJWTBundles (and, for verdict's own identity,
  * FetchX509SVID) open, applies every update as it arrives, and reconnects with capped, jittered exponential
  * backoff when the agent goes away. Implements BundleSource for the verifiers.
- * Events: 'bundles' (a trust domain's bundle changed), 'x509svid' (OwnX509SVID rotated), 'ready' (ready flipped).
+ * Events: 'bundles' (a trust domain's bundle changed), 'x509svid' (OwnX509SVID rotated), 'ready' (ready flipped),
+ * 'reconnected' (a stream that was down delivered again).
  */
 export class WorkloadAPIClient extends EventEmitter implements BundleSource {
   private readonly client: grpc.Client;
@@ -195,6 +196,7 @@ export class WorkloadAPIClient extends EventEmitter implements BundleSource {
       return;
     }
     state.received = true;
+    if (state.downSinceMs !== null) this.emit('reconnected', name);
     state.downSinceMs = null;
     if (state.staleTimer) clearTimeout(state.staleTimer);
     state.staleTimer = null;

@@ -1,26 +1,17 @@
 import type { X509Certificate } from 'node:crypto';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import {
-  BasicConstraints,
-  Certificate,
-  KeyUsage,
-  KeyUsageFlags,
-  SubjectAlternativeName,
-  id_ce_basicConstraints,
-  id_ce_keyUsage,
-  id_ce_subjectAltName,
-} from '@peculiar/asn1-x509';
 import { VerdictError } from '../errors';
 import type { BundleSource } from './bundle-source';
+import { basicConstraintsCA, certificateExtensions, keyUsageBits, subjectAltNameURIs, type KeyUsageBits } from './der-extensions';
 import { parseSPIFFEID, type SPIFFEID } from './spiffe-id';
 import type { VerifiedSVID } from './verified-svid';
 
 /**
  * X509-SVID verification (X509-SVID spec §4, §5). Node's `crypto.X509Certificate` (OpenSSL) does the
  * parsing, issuer matching (`checkIssued`) and signature checks — fast, sync and maintained with Node. It does
- * not expose the KeyUsage bits, BasicConstraints or the SAN list as structured data (only as display text), so
- * those three extensions are decoded with @peculiar/asn1-x509, the RFC 5280 ASN.1 schemas under @peculiar/x509
- * (used directly: @peculiar/x509 itself needs a global reflect-metadata polyfill).
+ * not expose the KeyUsage bits or the SAN list as structured data (only as display text), so those extensions
+ * are read by a small bounds-checked DER reader (der-extensions.ts). @peculiar/x509 and pkijs were weighed:
+ * both decode whole certificates in JavaScript (about 1 ms here), @peculiar/x509 also needs a global
+ * reflect-metadata polyfill; the tests use @peculiar/x509 only to mint certificates.
  */
 export interface X509SVIDVerifyOptions {
   /** The injected clock's now. */
@@ -64,10 +55,10 @@ function checkLeafConstraints(leaf: X509Certificate): void {
   const { ca, keyUsage } = decode(leaf);
   if (ca) throw new VerdictError('ERR_SVID_BAD_KEY_USAGE', 'leaf SVID has the CA flag set');
   if (keyUsage === null) throw new VerdictError('ERR_SVID_BAD_KEY_USAGE', 'leaf SVID lacks the key usage extension');
-  if ((keyUsage & KeyUsageFlags.digitalSignature) === 0) {
+  if (!keyUsage.digitalSignature) {
     throw new VerdictError('ERR_SVID_BAD_KEY_USAGE', 'leaf SVID key usage lacks digitalSignature');
   }
-  if ((keyUsage & (KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign)) !== 0) {
+  if (keyUsage.keyCertSign || keyUsage.cRLSign) {
     throw new VerdictError('ERR_SVID_BAD_KEY_USAGE', 'leaf SVID key usage has keyCertSign or cRLSign');
   }
 }
@@ -75,7 +66,7 @@ function checkLeafConstraints(leaf: X509Certificate): void {
 /** X509-SVID §3.2, §4.1, §4.3: a signing certificate is a CA with keyCertSign. */
 function checkSigningCertificate(cert: X509Certificate): void {
   const { ca, keyUsage } = decode(cert);
-  if (!ca || (keyUsage !== null && (keyUsage & KeyUsageFlags.keyCertSign) === 0)) {
+  if (!ca || (keyUsage !== null && !keyUsage.keyCertSign)) {
     throw new VerdictError('ERR_SVID_UNTRUSTED', `intermediate ${cert.subject} is not a signing certificate`);
   }
 }
@@ -126,8 +117,8 @@ function notAfterMs(cert: X509Certificate): number {
 interface DecodedExtensions {
   uris: string[];
   ca: boolean;
-  /** KeyUsageFlags bits, or null when the extension is absent. */
-  keyUsage: number | null;
+  /** null when the extension is absent. */
+  keyUsage: KeyUsageBits | null;
 }
 
 /** The three extensions the spec rules read; decoded once per certificate object. */
@@ -145,22 +136,25 @@ function decode(cert: X509Certificate): DecodedExtensions {
   return d;
 }
 
+// DER content bytes of id-ce-subjectAltName (2.5.29.17), id-ce-basicConstraints (2.5.29.19), id-ce-keyUsage (2.5.29.15).
+const OID_SUBJECT_ALT_NAME = '551d11';
+const OID_BASIC_CONSTRAINTS = '551d13';
+const OID_KEY_USAGE = '551d0f';
+
 function decodeExtensions(der: Buffer): DecodedExtensions {
   const out: DecodedExtensions = { uris: [], ca: false, keyUsage: null };
   const seen = new Set<string>();
-  for (const ext of AsnConvert.parse(der, Certificate).tbsCertificate.extensions ?? []) {
+  for (const ext of certificateExtensions(der)) {
     // RFC 5280 §4.2: a certificate must not include more than one instance of an extension.
-    if (seen.has(ext.extnID)) throw new Error(`duplicate extension ${ext.extnID}`);
-    seen.add(ext.extnID);
-    const value = ext.extnValue.buffer;
-    if (ext.extnID === id_ce_subjectAltName) {
-      for (const name of AsnConvert.parse(value, SubjectAlternativeName)) {
-        if (name.uniformResourceIdentifier !== undefined) out.uris.push(name.uniformResourceIdentifier);
-      }
-    } else if (ext.extnID === id_ce_basicConstraints) {
-      out.ca = AsnConvert.parse(value, BasicConstraints).cA;
-    } else if (ext.extnID === id_ce_keyUsage) {
-      out.keyUsage = AsnConvert.parse(value, KeyUsage).toNumber();
+    if (seen.has(ext.oidHex)) throw new Error(`duplicate extension ${ext.oidHex}`);
+    seen.add(ext.oidHex);
+    const value = ext.value;
+    if (ext.oidHex === OID_SUBJECT_ALT_NAME) {
+      out.uris = subjectAltNameURIs(value);
+    } else if (ext.oidHex === OID_BASIC_CONSTRAINTS) {
+      out.ca = basicConstraintsCA(value);
+    } else if (ext.oidHex === OID_KEY_USAGE) {
+      out.keyUsage = keyUsageBits(value);
     }
   }
   return out;
