@@ -14,13 +14,20 @@ export interface VerifiedSVID {
   readonly bundle: TrustBundle;
 }
 
-/** The policy input's `spiffe` block. */
+const inputs = new WeakMap<VerifiedSVID, SPIFFEInput>();
+
+/** The policy input's `spiffe` block; built once per verified SVID (a cached caller reuses it), frozen. */
 export function toSPIFFEInput(svid: VerifiedSVID): SPIFFEInput {
-  return {
-    id: svid.spiffeID.id,
-    trust_domain: svid.spiffeID.trustDomain,
-    path: svid.spiffeID.path,
-    svid_type: svid.svidType,
-    expires_at: new Date(svid.expiresAtMs).toISOString(),
-  };
+  let input = inputs.get(svid);
+  if (!input) {
+    input = Object.freeze({
+      id: svid.spiffeID.id,
+      trust_domain: svid.spiffeID.trustDomain,
+      path: svid.spiffeID.path,
+      svid_type: svid.svidType,
+      expires_at: new Date(svid.expiresAtMs).toISOString(),
+    });
+    inputs.set(svid, input);
+  }
+  return input;
 }

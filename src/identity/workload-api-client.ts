@@ -56,7 +56,7 @@ interface StreamState {
  * FetchX509SVID) open, applies every update as it arrives, and reconnects with capped, jittered exponential
  * backoff when the agent goes away. Implements BundleSource for the verifiers.
  * Events: 'bundles' (a trust domain's bundle changed), 'x509svid' (OwnX509SVID rotated), 'ready' (ready flipped),
- * 'reconnected' (a stream that was down delivered again).
+ * 'reconnected' (a stream that was down delivered again), 'refused' (an update did not parse; the old state stays).
  */
 export class WorkloadAPIClient extends EventEmitter implements BundleSource {
   private readonly client: grpc.Client;
@@ -193,6 +193,7 @@ export class WorkloadAPIClient extends EventEmitter implements BundleSource {
         { stream: name, code: (err as VerdictError).code, msg: (err as Error).message },
         'Workload API update refused',
       );
+      this.emit('refused', name, err);
       return;
     }
     state.received = true;
