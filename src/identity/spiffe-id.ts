@@ -42,8 +42,12 @@ export function parseSPIFFEID(value: string): SPIFFEID {
   return Object.freeze({ id: value, trustDomain, path });
 }
 
-/** Validates a trust domain name (SPIFFE-ID §2.1); returns it. */
+/**
+ * A trust domain name (SPIFFE-ID §2.1), given bare (`example.org`) or as its SPIFFE ID (`spiffe://example.org`),
+ * the form SPIRE uses for the bundle map keys of the Workload API. Returns the bare name.
+ */
 export function parseTrustDomain(value: string): string {
+  if (value.startsWith(SCHEME)) return parseSPIFFEID(value).trustDomain;
   checkTrustDomain(value, value);
   return value;
 }

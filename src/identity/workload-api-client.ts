@@ -233,7 +233,7 @@ export class WorkloadAPIClient extends EventEmitter implements BundleSource {
 
   private applyJWTBundles(bundles: Record<string, Buffer>): void {
     const next = new Map<string, Map<string, KeyObject>>();
-    for (const [td, jwks] of Object.entries(bundles)) next.set(parseTrustDomain(td), parseJWTBundle(td, jwks));
+    for (const [td, jwks] of Object.entries(bundles)) next.set(parseTrustDomain(td), parseJWTBundle(parseTrustDomain(td), jwks));
     this.jwtAuthorities.clear();
     for (const [td, keys] of next) this.jwtAuthorities.set(td, keys);
     this.rebuildBundles();

@@ -67,7 +67,9 @@ beforeAll(async () => {
     fetchX509SVID: true,
   });
   workload.start();
-  await waitFor('the test workload to get its SVID and bundles', () => workload.isReady(), 60_000);
+  await waitFor('the test workload to get its SVID and bundles', () => workload.isReady(), 60_000).catch((e: unknown) => {
+    throw new Error(String(e) + spire.tail());
+  });
 
   const dir = tempDir();
   writeFileSync(

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { VerdictError } from '../../../src/errors';
-import { matchesSPIFFEIDPattern, parseSPIFFEID } from '../../../src/identity/spiffe-id';
+import { matchesSPIFFEIDPattern, parseSPIFFEID, parseTrustDomain } from '../../../src/identity/spiffe-id';
 
 describe('parseSPIFFEID', () => {
   it.each([
@@ -49,5 +49,22 @@ describe('parseSPIFFEID', () => {
     ['glob does not match a sibling prefix', 'spiffe://td/ns/meshy/sa', 'spiffe://td/ns/mesh/*', false],
   ])('pattern %s', (_name, id, pattern, expected) => {
     expect(matchesSPIFFEIDPattern(id, pattern)).toBe(expected);
+  });
+});
+
+describe('parseTrustDomain', () => {
+  it.each([
+    ['bare name', 'example.org', 'example.org'],
+    ['SPIFFE ID form (SPIRE bundle map keys)', 'spiffe://example.org', 'example.org'],
+  ])('accepts %s', (_name, value, expected) => {
+    expect(parseTrustDomain(value)).toBe(expected);
+  });
+
+  it.each([
+    ['upper case', 'Example.org'],
+    ['port', 'example.org:443'],
+    ['empty', ''],
+  ])('rejects %s with ERR_SPIFFE_ID_INVALID', (_name, value) => {
+    expect(() => parseTrustDomain(value)).toThrow(expect.objectContaining({ code: 'ERR_SPIFFE_ID_INVALID' }) as Error);
   });
 });
