@@ -23,6 +23,7 @@ const X509_TTL_S = 20;
 const spire = new SPIRE();
 let workload: WorkloadAPIClient;
 let verdict: RunningVerdict;
+let policyBundle: string | undefined;
 
 /** The test process is the registered workload (unix:uid) and Envoy's stand-in: it holds SPIRE's SVIDs. */
 function pem(svid: OwnX509SVID): { certPEM: string; keyPEM: string } {
@@ -32,12 +33,12 @@ function pem(svid: OwnX509SVID): { certPEM: string; keyPEM: string } {
   };
 }
 
-function clientFor(svid: OwnX509SVID | null): ReturnType<typeof mtlsCheckClient> {
+function clientFor(svid: OwnX509SVID | null, port = verdict.grpcPort): ReturnType<typeof mtlsCheckClient> {
   const rootsPEM = workload
     .allX509Authorities()
     .map((c) => c.toString())
     .join('');
-  return mtlsCheckClient(`127.0.0.1:${verdict.grpcPort}`, { rootsPEM, serverID: ID, ...(svid ? pem(svid) : {}) });
+  return mtlsCheckClient(`127.0.0.1:${port}`, { rootsPEM, serverID: ID, ...(svid ? pem(svid) : {}) });
 }
 
 function withCertificate(svid: OwnX509SVID): Record<string, unknown> {
@@ -71,6 +72,11 @@ beforeAll(async () => {
     throw new Error(String(e) + spire.tail());
   });
 
+  verdict = await startSPIFFEVerdict([ID]);
+}, 180_000);
+
+/** verdict with identity from the agent's Workload API and its listener on mTLS for `allowedCallers`. */
+async function startSPIFFEVerdict(allowedCallers: string[]): Promise<RunningVerdict> {
   const dir = tempDir();
   writeFileSync(
     join(dir, 'verdict.yaml'),
@@ -79,21 +85,18 @@ beforeAll(async () => {
       '  enabled: true',
       `  workloadAPI: { socket: "unix://${spire.agentSocket}", reconnectInitialMs: 100, reconnectMaxMs: 1000, bundleStalenessMs: 1000 }`,
       '  jwt: { audiences: [verdict] }',
-      `  mtls: { enabled: true, allowedCallers: ["${ID}"] }`,
+      `  mtls: { enabled: true, allowedCallers: ${JSON.stringify(allowedCallers)} }`,
     ].join('\n'),
   );
+  policyBundle ??= await buildTestBundle({ 'p.rego': POLICY });
   const config = loadConfig({
     file: join(dir, 'verdict.yaml'),
-    overrides: [
-      'server.grpc.port=0',
-      'server.http.port=null',
-      'log.level=silent',
-      `policy.bundle=${await buildTestBundle({ 'p.rego': POLICY })}`,
-    ],
+    overrides: ['server.grpc.port=0', 'server.http.port=null', 'log.level=silent', `policy.bundle=${policyBundle}`],
   });
-  verdict = await startVerdict(config, { logger: createLogger('silent') });
-  await waitFor('verdict identity ready (bundles and own SVID)', () => verdict.identity?.isReady() === true, 60_000);
-}, 180_000);
+  const started = await startVerdict(config, { logger: createLogger('silent') });
+  await waitFor('verdict identity ready (bundles and own SVID)', () => started.identity?.isReady() === true, 60_000);
+  return started;
+}
 
 afterAll(async () => {
   await verdict?.stop();
@@ -145,6 +148,17 @@ describe('verdict against a real SPIRE (v1.13.3)', () => {
       await expect(client.check(httpCheckRequest({}))).rejects.toThrow();
     } finally {
       client.close();
+    }
+  });
+
+  it('the mTLS listener refuses a caller whose valid SVID is not in allowedCallers', async () => {
+    const strict = await startSPIFFEVerdict(['spiffe://example.org/ns/mesh/sa/envoy', 'spiffe://example.org/ns/edge/*']);
+    const client = clientFor(workload.currentX509SVID, strict.grpcPort);
+    try {
+      await expect(client.check(httpCheckRequest({}))).rejects.toMatchObject({ code: 7, details: 'ERR_SVID_UNTRUSTED' });
+    } finally {
+      client.close();
+      await strict.stop();
     }
   });
 
