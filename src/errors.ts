@@ -23,7 +23,8 @@ export const ERROR_CODES = {
   ERR_JWT_AUDIENCE: { kind: 'identity', summary: 'JWT-SVID audience does not match' },
   ERR_JWT_CLAIMS: { kind: 'identity', summary: 'JWT-SVID claims are missing or invalid' },
   ERR_JWT_KEY_UNKNOWN: { kind: 'identity', summary: 'JWT-SVID key id is not in the trust bundle' },
-  ERR_BUNDLE_UNAVAILABLE: { kind: 'identity', summary: 'no trust bundle for the trust domain' },
+  ERR_BUNDLE_UNAVAILABLE: { kind: 'identity', summary: 'trust bundles are not available (not yet received, stale, or invalid)' },
+  ERR_WORKLOAD_API: { kind: 'identity', summary: 'the SPIFFE Workload API call failed' },
   // policy/: bundles and engines
   ERR_BUNDLE_INVALID: { kind: 'bundle', summary: 'policy bundle is malformed' },
   ERR_BUNDLE_TOO_LARGE: { kind: 'bundle', summary: 'policy bundle exceeds a size bound' },
@@ -61,10 +62,13 @@ export type ErrorKind = (typeof ERROR_CODES)[ErrorCode]['kind'];
 export class VerdictError extends Error {
   readonly code: ErrorCode;
   override readonly name = 'VerdictError';
+  /** The deny status this failure asks for (e.g. 401 for a bad JWT-SVID); else the kind's configured status. */
+  readonly httpStatus: number | undefined;
 
-  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; httpStatus?: number }) {
     super(message ?? ERROR_CODES[code].summary, options);
     this.code = code;
+    this.httpStatus = options?.httpStatus;
   }
 
   get kind(): ErrorKind {

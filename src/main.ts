@@ -9,6 +9,7 @@ import { createDecisionLog } from './decisionlog/decision-log-setup';
 import type { DecisionLog } from './decisionlog/decision-record';
 import { VerdictError } from './errors';
 import { startFastpath, type Fastpath } from './fastpath/fastpath';
+import { startIdentity, type IdentityRuntime } from './identity/start-identity';
 import { defaultBundlePath } from './package-root';
 import { configureEngines } from './policy/engine-registry';
 import { PolicyStore } from './policy/policy-store';
@@ -35,6 +36,8 @@ export interface RunningVerdict {
   fastpath: Fastpath;
   /** The decision cache; null when cache.enabled is false. */
   cache: CacheParts | null;
+  /** SPIFFE identity (Workload API client, bundles); null when identity is disabled. */
+  identity: IdentityRuntime | null;
   stop(): Promise<void>;
 }
 
@@ -58,17 +61,29 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const cache = config.cache.enabled ? setUpDecisionCache(config, { policy, metrics, logger, clock, opa: toolPath('opa') }) : null;
   configureEngines(config.engines);
   await policy.activateFile(resolveBundlePath(config));
-  const observers = fastpath.observer ? [fastpath.observer] : [];
-  const pipeline = new DecisionPipeline({ config, policy, decisionLog, metrics, clock, observers, ...(cache ? { cache } : {}) });
-  const grpcServer = new GrpcServer({
-    config,
-    pipeline,
-    metrics,
-    logger,
-    ...(options.credentials ? { credentials: options.credentials } : {}),
+  const identity = startIdentity(config.identity, { clock, logger });
+  // A trust-bundle change may revoke what earlier verdicts relied on: drop cached and kernel verdicts.
+  identity?.workloadAPI?.on('bundles', () => {
+    cache?.store.invalidate();
+    fastpath.bumpGeneration('trust bundle change');
   });
+  const observers = fastpath.observer ? [fastpath.observer] : [];
+  const pipeline = new DecisionPipeline({
+    config,
+    policy,
+    decisionLog,
+    metrics,
+    clock,
+    observers,
+    ...(cache ? { cache } : {}),
+    ...(identity ? { identity: identity.step } : {}),
+  });
+  const credentials = options.credentials ?? identity?.credentials ?? undefined;
+  const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, ...(credentials ? { credentials } : {}) });
   const bound = await grpcServer.start();
-  grpcServer.setServing(policy.current !== null);
+  const canDecide = (): boolean => policy.current !== null && (identity?.isReady() ?? true);
+  grpcServer.setServing(canDecide());
+  identity?.onReadyChange(() => grpcServer.setServing(canDecide()));
 
   let draining = false;
   let httpServer: OpsHttpServer | null = null;
@@ -79,7 +94,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       port: config.server.http.port,
       metricsText: () => metrics.registry.metrics(),
       metricsContentType: metrics.registry.contentType,
-      isReady: () => !draining && policy.current !== null,
+      isReady: () => !draining && canDecide(),
     });
     httpPort = await httpServer.start();
   }
@@ -99,10 +114,12 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     metrics,
     fastpath,
     cache,
+    identity,
     async stop() {
       draining = true;
       await grpcServer.stop(config.server.shutdownGraceMs);
       await httpAuthz?.stop();
+      identity?.close();
       await httpServer?.stop();
       fastpath.close();
       await decisionLog.close();

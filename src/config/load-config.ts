@@ -13,6 +13,8 @@ export const ENV_KEYS: Readonly<Record<string, string>> = {
   VERDICT_BUNDLE: 'policy.bundle',
   VERDICT_LOG_LEVEL: 'log.level',
   VERDICT_WORKER_SLOT: 'server.workerSlot',
+  // SPIFFE Workload Endpoint §4: the standard variable naming the Workload API socket.
+  SPIFFE_ENDPOINT_SOCKET: 'identity.workloadAPI.socket',
 };
 
 export interface ConfigSources {

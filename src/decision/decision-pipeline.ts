@@ -203,7 +203,7 @@ export class DecisionPipeline {
     decision.allowed = false;
     delete decision.result;
     decision.reason = err.code;
-    decision.httpStatus = this.statusFor(err.kind);
+    decision.httpStatus = err.httpStatus ?? this.statusFor(err.kind);
     f.record.error = err.message;
   }
 

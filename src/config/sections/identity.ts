@@ -1,8 +1,95 @@
 import { z } from 'zod';
 
-/** SPIFFE identity (owned by src/identity/). Off until a trust source is configured. */
+const httpStatus = z.number().int().min(200).max(599);
+const spiffeIDPattern = z.string().regex(/^spiffe:\/\/[^/?#]+(\/.*)?$/, 'must be a SPIFFE ID, optionally ending in /*');
+
+/**
+ * SPIFFE identity (owned by src/identity/). Off by default, so verdict starts without SPIRE; when on, it
+ * needs a trust source: the Workload API socket (SPIFFE_ENDPOINT_SOCKET) and/or static bundle files.
+ */
 export const identitySchema = z
   .strictObject({
     enabled: z.boolean().default(false),
+    workloadAPI: z
+      .strictObject({
+        /** `unix:///path`, `unix:/path` or a plain path; null = no Workload API (env SPIFFE_ENDPOINT_SOCKET). */
+        socket: z.string().min(1).nullable().default(null),
+        /** First reconnect delay after the agent goes away; doubles up to reconnectMaxMs (with jitter). */
+        reconnectInitialMs: z.number().int().min(10).max(60_000).default(250),
+        reconnectMaxMs: z.number().int().min(10).max(600_000).default(10_000),
+        /** Bundles count as stale (not ready, verification denied) once the stream has been down this long. */
+        bundleStalenessMs: z.number().int().min(1_000).max(86_400_000).default(300_000),
+      })
+      .prefault({}),
+    /** Trust bundles from files: PEM certificates or a SPIFFE bundle (JWK set). For federation or without SPIRE. */
+    staticBundles: z
+      .array(z.strictObject({ trustDomain: z.string().min(1), path: z.string().min(1) }))
+      .max(1000)
+      .default([]),
+    x509: z
+      .strictObject({
+        /** Verify the certificate Envoy forwards in attributes.source.certificate (include_peer_certificate). */
+        enabled: z.boolean().default(true),
+        /** Status of the deny when a presented X.509-SVID fails verification. */
+        failureStatus: httpStatus.default(403),
+        maxPathLength: z.number().int().min(1).max(16).default(8),
+      })
+      .prefault({}),
+    jwt: z
+      .strictObject({
+        /** Verify a JWT-SVID from `header` (on when audiences are configured). */
+        enabled: z.boolean().default(true),
+        header: z
+          .string()
+          .min(1)
+          .transform((h) => h.toLowerCase())
+          .default('authorization'),
+        /** Scheme before the token in the header (`Bearer`); "" = the whole value is the token. */
+        scheme: z.string().default('Bearer'),
+        /** JWT-SVID §3.2: verdict's audiences; a token must name one of them. */
+        audiences: z.array(z.string().min(1)).max(100).default([]),
+        algorithms: z
+          .array(z.enum(['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512']))
+          .min(1)
+          .default(['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512']),
+        /** Status of the deny when a presented JWT-SVID fails verification. */
+        failureStatus: httpStatus.default(401),
+        maxTokenBytes: z
+          .number()
+          .int()
+          .min(256)
+          .max(1024 * 1024)
+          .default(16 * 1024),
+      })
+      .prefault({}),
+    /** Accept attributes.source.principal as an identity Envoy already verified (only if Envoy does mTLS with SPIFFE). */
+    trustEnvoyPrincipal: z.boolean().default(false),
+    /** Verified SVIDs kept by document hash. */
+    cacheMaxEntries: z.number().int().min(0).max(10_000_000).default(10_000),
+    /** verdict's own listener: mTLS with verdict's X.509-SVID from the Workload API. */
+    mtls: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        /** Callers allowed to connect: exact SPIFFE IDs or `spiffe://td/prefix/*`. */
+        allowedCallers: z.array(spiffeIDPattern).max(10_000).default([]),
+      })
+      .prefault({}),
+  })
+  .superRefine((s, ctx) => {
+    if (!s.enabled) return;
+    if (s.workloadAPI.socket === null && s.staticBundles.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['workloadAPI', 'socket'], message: 'identity needs a Workload API socket or staticBundles' });
+    }
+    if (s.mtls.enabled && s.workloadAPI.socket === null) {
+      ctx.addIssue({ code: 'custom', path: ['mtls', 'enabled'], message: "mTLS needs the Workload API (verdict's own SVID)" });
+    }
+    if (s.mtls.enabled && s.mtls.allowedCallers.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['mtls', 'allowedCallers'], message: 'mTLS needs at least one allowed caller' });
+    }
+    if (s.workloadAPI.reconnectMaxMs < s.workloadAPI.reconnectInitialMs) {
+      ctx.addIssue({ code: 'custom', path: ['workloadAPI', 'reconnectMaxMs'], message: 'must be >= reconnectInitialMs' });
+    }
   })
   .prefault({});
+
+export type IdentityConfig = z.infer<typeof identitySchema>;

@@ -1,0 +1,93 @@
+import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { VerdictError, type ErrorCode } from '../errors';
+import type { BundleSource } from './bundle-source';
+import { parseSPIFFEID, type SPIFFEID } from './spiffe-id';
+import type { VerifiedSVID } from './verified-svid';
+
+/** JWT-SVID §3: the algorithms a JWT-SVID may use. `none` and HMAC (shared secrets) never verify an identity. */
+export const JWT_SVID_ALGORITHMS = Object.freeze(['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512']);
+
+export interface JWTSVIDVerifyOptions {
+  /** The injected clock's now. */
+  nowMs: number;
+  /** JWT-SVID §3.2: the token's `aud` must hold one of these. */
+  audiences: readonly string[];
+  /** A subset of JWT_SVID_ALGORITHMS; all of them by default. */
+  algorithms?: readonly string[];
+  /** Tokens longer than this are refused before decoding (bounded memory). */
+  maxTokenBytes?: number;
+}
+
+const DEFAULT_MAX_TOKEN_BYTES = 16 * 1024;
+
+export async function verifyJWTSVID(token: string, source: BundleSource, options: JWTSVIDVerifyOptions): Promise<VerifiedSVID> {
+  if (options.audiences.length === 0) throw new TypeError('verifyJWTSVID needs at least one audience');
+  if (token.length > (options.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES))
+    throw new VerdictError('ERR_SVID_MALFORMED', 'JWT-SVID is too long');
+  const algorithms = options.algorithms ?? JWT_SVID_ALGORITHMS;
+  const { alg, kid } = readHeader(token);
+  if (!alg || !algorithms.includes(alg)) throw new VerdictError('ERR_JWT_ALGORITHM', `algorithm ${JSON.stringify(alg)} is not allowed`);
+  // JWT-SVID §2.2: kid is required, to select the key in the bundle.
+  if (!kid) throw new VerdictError('ERR_JWT_KEY_UNKNOWN', 'JWT-SVID header has no kid');
+  const spiffeID = readSubject(token);
+  const bundle = source.bundleForTrustDomain(spiffeID.trustDomain);
+  if (!bundle) throw new VerdictError('ERR_SVID_UNTRUSTED', `no JWT authorities for trust domain "${spiffeID.trustDomain}"`);
+  const key = bundle.jwtAuthorities.get(kid);
+  if (!key) throw new VerdictError('ERR_JWT_KEY_UNKNOWN', `kid ${JSON.stringify(kid)} is not in the bundle of ${spiffeID.trustDomain}`);
+  let payload: JWTPayload;
+  try {
+    ({ payload } = await jwtVerify(token, key, {
+      algorithms: [...algorithms],
+      audience: [...options.audiences],
+      currentDate: new Date(options.nowMs),
+      // JWT-SVID §3: sub, aud and exp are required.
+      requiredClaims: ['sub', 'aud', 'exp'],
+    }));
+  } catch (err) {
+    throw mapJoseError(err);
+  }
+  const expiresAtMs = (payload.exp as number) * 1000;
+  return { spiffeID, svidType: 'jwt', expiresAtMs, validUntilMs: expiresAtMs, bundle };
+}
+
+function readHeader(token: string): { alg?: string; kid?: string } {
+  try {
+    const h = decodeProtectedHeader(token);
+    // JWT-SVID §2.3: typ, when present, is JWT or JOSE.
+    if (h.typ !== undefined && h.typ !== 'JWT' && h.typ !== 'JOSE')
+      throw new VerdictError('ERR_SVID_MALFORMED', `typ ${h.typ} is not allowed`);
+    return { ...(h.alg ? { alg: h.alg } : {}), ...(h.kid ? { kid: h.kid } : {}) };
+  } catch (err) {
+    if (err instanceof VerdictError) throw err;
+    throw new VerdictError('ERR_SVID_MALFORMED', 'not a JWS compact token', { cause: err });
+  }
+}
+
+/** The unverified `sub` picks the bundle; the signature then proves it (as go-spiffe's jwtsvid does). */
+function readSubject(token: string): SPIFFEID {
+  let claims: JWTPayload;
+  try {
+    claims = decodeJwt(token);
+  } catch (err) {
+    throw new VerdictError('ERR_SVID_MALFORMED', 'JWT claims do not decode', { cause: err });
+  }
+  if (typeof claims.sub !== 'string') throw new VerdictError('ERR_JWT_CLAIMS', 'JWT-SVID has no sub');
+  return parseSPIFFEID(claims.sub);
+}
+
+function mapJoseError(err: unknown): VerdictError {
+  const message = err instanceof Error ? err.message : String(err);
+  let code: ErrorCode = 'ERR_SVID_MALFORMED';
+  if (err instanceof joseErrors.JWTExpired) code = 'ERR_SVID_EXPIRED';
+  else if (err instanceof joseErrors.JWTClaimValidationFailed) code = claimCode(err.claim, err.reason);
+  else if (err instanceof joseErrors.JWSSignatureVerificationFailed) code = 'ERR_SVID_SIGNATURE';
+  else if (err instanceof joseErrors.JOSEAlgNotAllowed) code = 'ERR_JWT_ALGORITHM';
+  else if (err instanceof TypeError) code = 'ERR_JWT_ALGORITHM'; // key type does not fit the alg
+  return new VerdictError(code, message, { cause: err });
+}
+
+function claimCode(claim: string, reason: string): ErrorCode {
+  if (claim === 'aud' && reason !== 'missing') return 'ERR_JWT_AUDIENCE';
+  if (claim === 'nbf' || claim === 'iat') return reason === 'check_failed' ? 'ERR_SVID_NOT_YET_VALID' : 'ERR_JWT_CLAIMS';
+  return 'ERR_JWT_CLAIMS';
+}

@@ -1,0 +1,154 @@
+import { createHash, createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { VerdictError } from '../errors';
+
+/**
+ * The trust bundle of one trust domain (SPIFFE Trust Domain and Bundle §3): X.509 authorities that sign
+ * X509-SVIDs and JWT authorities (by key id) that sign JWT-SVIDs. Immutable: a rotation makes a new bundle,
+ * so verifiers can cache results against the bundle object they were checked with.
+ */
+export interface TrustBundle {
+  readonly trustDomain: string;
+  readonly x509Authorities: readonly X509Certificate[];
+  readonly jwtAuthorities: ReadonlyMap<string, KeyObject>;
+  /** sha256 over the authorities, to tell a changed bundle from a re-sent one. */
+  readonly digest: string;
+}
+
+/** Bounds for untrusted bundle input. */
+const MAX_BUNDLE_BYTES = 1024 * 1024;
+const MAX_AUTHORITIES = 1000;
+
+function bad(trustDomain: string, why: string, cause?: unknown): VerdictError {
+  return new VerdictError('ERR_BUNDLE_UNAVAILABLE', `trust bundle for "${trustDomain}": ${why}`, { cause });
+}
+
+export function makeTrustBundle(
+  trustDomain: string,
+  x509Authorities: readonly X509Certificate[],
+  jwtAuthorities: ReadonlyMap<string, KeyObject>,
+): TrustBundle {
+  const hash = createHash('sha256');
+  for (const cert of x509Authorities) hash.update(cert.raw);
+  for (const [kid, key] of [...jwtAuthorities].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    hash.update(kid).update(key.export({ format: 'der', type: 'spki' }));
+  }
+  return Object.freeze({ trustDomain, x509Authorities: Object.freeze([...x509Authorities]), jwtAuthorities, digest: hash.digest('hex') });
+}
+
+/** PEM text with one or more CERTIFICATE blocks → certificates. */
+export function parsePEMCertificates(pem: string, what = 'PEM'): X509Certificate[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length > MAX_AUTHORITIES)
+    throw new VerdictError('ERR_SVID_MALFORMED', `${what} holds more than ${MAX_AUTHORITIES} certificates`);
+  return blocks.map((block) => {
+    try {
+      return new X509Certificate(block);
+    } catch (err) {
+      throw new VerdictError('ERR_SVID_MALFORMED', `${what}: a certificate does not parse`, { cause: err });
+    }
+  });
+}
+
+/** ASN.1 DER certificates concatenated (Workload API §5.4: x509_svid, bundle) → certificates. */
+export function parseDERCertificates(der: Uint8Array, what = 'DER'): X509Certificate[] {
+  const certs: X509Certificate[] = [];
+  let offset = 0;
+  while (offset < der.length) {
+    if (certs.length >= MAX_AUTHORITIES) throw new VerdictError('ERR_SVID_MALFORMED', `${what} holds too many certificates`);
+    const length = derElementLength(der, offset);
+    if (length === null || offset + length > der.length) throw new VerdictError('ERR_SVID_MALFORMED', `${what} is not DER`);
+    try {
+      certs.push(new X509Certificate(Buffer.from(der.subarray(offset, offset + length))));
+    } catch (err) {
+      throw new VerdictError('ERR_SVID_MALFORMED', `${what}: a certificate does not parse`, { cause: err });
+    }
+    offset += length;
+  }
+  return certs;
+}
+
+/** Total length (header + content) of the DER SEQUENCE at `offset`, or null when it is not one. */
+function derElementLength(der: Uint8Array, offset: number): number | null {
+  if (der[offset] !== 0x30) return null;
+  const first = der[offset + 1];
+  if (first === undefined) return null;
+  if (first < 0x80) return 2 + first;
+  const octets = first & 0x7f;
+  if (octets === 0 || octets > 4 || offset + 2 + octets > der.length) return null;
+  let length = 0;
+  for (let i = 0; i < octets; i++) length = length * 256 + (der[offset + 2 + i] as number);
+  return 2 + octets + length;
+}
+
+interface JWKS {
+  keys?: unknown;
+}
+
+function parseJWKSText(trustDomain: string, text: string | Uint8Array): JWKS {
+  if (text.length > MAX_BUNDLE_BYTES) throw bad(trustDomain, `larger than ${MAX_BUNDLE_BYTES} bytes`);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(typeof text === 'string' ? text : Buffer.from(text).toString('utf8'));
+  } catch (err) {
+    throw bad(trustDomain, 'not JSON', err);
+  }
+  if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as JWKS).keys)) throw bad(trustDomain, 'not a JWK set');
+  if (((doc as JWKS).keys as unknown[]).length > MAX_AUTHORITIES) throw bad(trustDomain, 'too many keys');
+  return doc as JWKS;
+}
+
+function jwkToKey(trustDomain: string, jwk: JsonWebKey): KeyObject {
+  try {
+    // Only public parts are kept: a bundle never carries private keys.
+    const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, k: _k, ...pub } = jwk;
+    if (jwk.kty === 'oct') throw new Error('symmetric keys are not authorities');
+    return createPublicKey({ key: pub, format: 'jwk' });
+  } catch (err) {
+    throw bad(trustDomain, `key ${JSON.stringify(jwk.kid)} is not a usable public key`, err);
+  }
+}
+
+/**
+ * SPIFFE bundle format (Trust Domain and Bundle §4): a JWK set whose keys say `use`: `x509-svid` keys carry
+ * exactly one certificate in `x5c` (§4.2.1); `jwt-svid` keys carry a `kid` (§4.2.2). Other uses are ignored
+ * (§4.1: unknown uses must be ignored).
+ */
+export function parseSPIFFEBundle(trustDomain: string, text: string | Uint8Array): TrustBundle {
+  const { keys } = parseJWKSText(trustDomain, text);
+  const x509: X509Certificate[] = [];
+  const jwt = new Map<string, KeyObject>();
+  for (const raw of keys as JsonWebKey[]) {
+    if (raw.use === 'x509-svid') {
+      const x5c = raw.x5c as unknown;
+      if (!Array.isArray(x5c) || x5c.length !== 1 || typeof x5c[0] !== 'string') throw bad(trustDomain, 'x509-svid key must carry one x5c');
+      x509.push(...parseDERCertificates(Buffer.from(x5c[0], 'base64'), `bundle ${trustDomain}`));
+    } else if (raw.use === 'jwt-svid') {
+      addJWTAuthority(trustDomain, jwt, raw);
+    }
+  }
+  return makeTrustBundle(trustDomain, x509, jwt);
+}
+
+/** JWT bundle as the Workload API sends it (§6.3 JWTBundlesResponse): a JWK set; every key needs a `kid`. */
+export function parseJWTBundle(trustDomain: string, text: string | Uint8Array): Map<string, KeyObject> {
+  const { keys } = parseJWKSText(trustDomain, text);
+  const jwt = new Map<string, KeyObject>();
+  for (const raw of keys as JsonWebKey[]) addJWTAuthority(trustDomain, jwt, raw);
+  return jwt;
+}
+
+function addJWTAuthority(trustDomain: string, into: Map<string, KeyObject>, raw: JsonWebKey): void {
+  const kid = raw.kid as unknown;
+  if (typeof kid !== 'string' || kid === '') throw bad(trustDomain, 'a JWT authority lacks its kid');
+  if (into.has(kid)) throw bad(trustDomain, `duplicate kid ${JSON.stringify(kid)}`);
+  into.set(kid, jwkToKey(trustDomain, raw));
+}
+
+/** A bundle file: PEM certificates, or a SPIFFE bundle (JWK set). */
+export function parseBundleFile(trustDomain: string, text: string): TrustBundle {
+  if (text.length > MAX_BUNDLE_BYTES) throw bad(trustDomain, `larger than ${MAX_BUNDLE_BYTES} bytes`);
+  if (text.trimStart().startsWith('{')) return parseSPIFFEBundle(trustDomain, text);
+  const certs = parsePEMCertificates(text, `bundle ${trustDomain}`);
+  if (certs.length === 0) throw bad(trustDomain, 'no CERTIFICATE block found');
+  return makeTrustBundle(trustDomain, certs, new Map());
+}

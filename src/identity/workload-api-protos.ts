@@ -1,0 +1,55 @@
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { join } from 'node:path';
+import { packageRoot } from '../package-root';
+
+/** proto/workload.proto (the SPIFFE Workload API, written from the spec); bytes stay Buffers. */
+export function loadWorkloadAPIClientConstructor(): grpc.ServiceClientConstructor {
+  const defs = loadSync('workload.proto', {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    includeDirs: [join(packageRoot(), 'proto')],
+  });
+  return (grpc.loadPackageDefinition(defs) as unknown as { SpiffeWorkloadAPI: grpc.ServiceClientConstructor }).SpiffeWorkloadAPI;
+}
+
+/** Workload API §3 (Transport): every request carries this metadata, so a browser or proxy cannot forge calls. */
+export function workloadAPIMetadata(): grpc.Metadata {
+  const md = new grpc.Metadata();
+  md.set('workload.spiffe.io', 'true');
+  return md;
+}
+
+/** SPIFFE Workload Endpoint §4: `unix:///path` or `unix:/path` (and a bare path for convenience) → grpc-js target. */
+export function workloadAPITarget(socket: string): string {
+  if (socket.startsWith('unix://')) return `unix:${socket.slice('unix://'.length)}`;
+  if (socket.startsWith('unix:') || socket.startsWith('tcp:')) return socket.replace(/^tcp:\/\//, '');
+  return `unix:${socket}`;
+}
+
+export interface X509SVIDMessage {
+  spiffe_id: string;
+  x509_svid: Buffer;
+  x509_svid_key: Buffer;
+  bundle: Buffer;
+  hint: string;
+}
+export interface X509SVIDResponse {
+  svids: X509SVIDMessage[];
+  federated_bundles: Record<string, Buffer>;
+}
+export interface X509BundlesResponse {
+  bundles: Record<string, Buffer>;
+}
+export interface JWTBundlesResponse {
+  bundles: Record<string, Buffer>;
+}
+export interface JWTSVIDResponse {
+  svids: { spiffe_id: string; svid: string; hint: string }[];
+}
+export interface ValidateJWTSVIDResponse {
+  spiffe_id: string;
+  claims: unknown;
+}

@@ -1,0 +1,179 @@
+import 'reflect-metadata';
+import { X509Certificate, webcrypto, type KeyObject } from 'node:crypto';
+
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+type CryptoKey = webcrypto.CryptoKey;
+import * as px509 from '@peculiar/x509';
+import { exportJWK, SignJWT, generateKeyPair, type JWK } from 'jose';
+
+/**
+ * Test CAs, X509-SVIDs and JWT-SVIDs minted at run time (good ones and every kind of bad one), so the
+ * verifiers are exercised against real certificates and signatures, never fixtures frozen in time.
+ */
+px509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof px509.cryptoProvider.set>[0]);
+
+const EC = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+const SIGN = { name: 'ECDSA', hash: 'SHA-256' } as const;
+const DAY_MS = 86_400_000;
+
+export interface TestCA {
+  name: string;
+  cert: X509Certificate;
+  pem: string;
+  keys: CryptoKeyPair;
+}
+
+export interface CertOptions {
+  notBefore?: Date;
+  notAfter?: Date;
+}
+
+let serial = 1;
+function nextSerial(): string {
+  return (serial++).toString(16).padStart(2, '0');
+}
+
+function toNode(cert: px509.X509Certificate): X509Certificate {
+  return new X509Certificate(Buffer.from(cert.rawData));
+}
+
+async function newKeys(): Promise<CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
+}
+
+/** A root CA (self-signed), or an intermediate when `parent` is given. */
+export async function createCA(name: string, opts: CertOptions & { parent?: TestCA; keyCertSign?: boolean } = {}): Promise<TestCA> {
+  const keys = await newKeys();
+  const now = Date.now();
+  const usages =
+    opts.keyCertSign === false ? px509.KeyUsageFlags.digitalSignature : px509.KeyUsageFlags.keyCertSign | px509.KeyUsageFlags.cRLSign;
+  const extensions = [new px509.BasicConstraintsExtension(true, undefined, true), new px509.KeyUsagesExtension(usages, true)];
+  const common = {
+    serialNumber: nextSerial(),
+    notBefore: opts.notBefore ?? new Date(now - DAY_MS),
+    notAfter: opts.notAfter ?? new Date(now + 365 * DAY_MS),
+    signingAlgorithm: SIGN,
+    extensions,
+  };
+  const cert = opts.parent
+    ? await px509.X509CertificateGenerator.create({
+        ...common,
+        subject: `CN=${name}`,
+        issuer: opts.parent.cert.subject.replace(/\n/g, ', '),
+        publicKey: keys.publicKey,
+        signingKey: opts.parent.keys.privateKey,
+      })
+    : await px509.X509CertificateGenerator.createSelfSigned({ ...common, name: `CN=${name}`, keys });
+  return { name, cert: toNode(cert), pem: cert.toString('pem'), keys };
+}
+
+export interface LeafOptions extends CertOptions {
+  /** URI SANs (exactly one SPIFFE ID for a good SVID). */
+  uris?: string[];
+  ca?: boolean;
+  keyUsage?: number | null;
+}
+
+export interface TestSVID {
+  cert: X509Certificate;
+  pem: string;
+  keys: CryptoKeyPair;
+}
+
+/** An X509-SVID issued by `issuer`; options make it bad in exactly one way. */
+export async function issueX509SVID(issuer: TestCA, spiffeID: string, opts: LeafOptions = {}): Promise<TestSVID> {
+  const keys = await newKeys();
+  const now = Date.now();
+  const extensions: px509.Extension[] = [
+    new px509.BasicConstraintsExtension(opts.ca ?? false, undefined, true),
+    new px509.SubjectAlternativeNameExtension((opts.uris ?? [spiffeID]).map((value) => ({ type: 'url' as const, value }))),
+  ];
+  const ku =
+    opts.keyUsage === undefined
+      ? px509.KeyUsageFlags.digitalSignature | px509.KeyUsageFlags.keyEncipherment | px509.KeyUsageFlags.keyAgreement
+      : opts.keyUsage;
+  if (ku !== null) extensions.push(new px509.KeyUsagesExtension(ku, true));
+  const cert = await px509.X509CertificateGenerator.create({
+    serialNumber: nextSerial(),
+    subject: 'O=SPIRE, C=US',
+    issuer: issuer.cert.subject.replace(/\n/g, ', '),
+    notBefore: opts.notBefore ?? new Date(now - 60_000),
+    notAfter: opts.notAfter ?? new Date(now + DAY_MS),
+    signingAlgorithm: SIGN,
+    publicKey: keys.publicKey,
+    signingKey: issuer.keys.privateKey,
+    extensions,
+  });
+  return { cert: toNode(cert), pem: cert.toString('pem'), keys };
+}
+
+/** The same certificate with one signed byte changed (subject O=SPIRE → O=SPIRF), so its signature no longer fits. */
+export function withBadSignature(pem: string): string {
+  const der = Buffer.from(new X509Certificate(pem).raw);
+  const at = der.indexOf('SPIRE');
+  if (at < 0) throw new TypeError('withBadSignature expects a certificate from issueX509SVID');
+  der[at + 4] = 'F'.charCodeAt(0);
+  return `-----BEGIN CERTIFICATE-----\n${(der.toString('base64').match(/.{1,64}/g) ?? []).join('\n')}\n-----END CERTIFICATE-----\n`;
+}
+
+/** What Envoy puts in attributes.source.certificate. */
+export function envoyCertificateField(...pems: string[]): string {
+  return encodeURIComponent(pems.join(''));
+}
+
+export interface JWTAuthority {
+  kid: string;
+  privateKey: CryptoKey | KeyObject;
+  publicJWK: JWK;
+}
+
+export async function createJWTAuthority(kid: string, alg = 'ES256'): Promise<JWTAuthority> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  return { kid, privateKey, publicJWK: { ...(await exportJWK(publicKey)), kid, use: 'jwt-svid' } };
+}
+
+/** A SPIFFE bundle (JWK set, Trust Domain and Bundle §4) holding X.509 and JWT authorities. */
+export function spiffeBundleJSON(cas: TestCA[], jwt: JWTAuthority[]): string {
+  const keys = [
+    ...cas.map((ca) => ({ use: 'x509-svid', kty: 'EC', crv: 'P-256', x5c: [Buffer.from(ca.cert.raw).toString('base64')] })),
+    ...jwt.map((a) => a.publicJWK),
+  ];
+  return JSON.stringify({ keys });
+}
+
+export interface JWTOptions {
+  audience?: string | string[];
+  expiresInS?: number | null;
+  kid?: string;
+  alg?: string;
+  sub?: string;
+}
+
+export async function mintJWTSVID(authority: JWTAuthority, spiffeID: string, opts: JWTOptions = {}): Promise<string> {
+  const nowS = Math.floor(Date.now() / 1000);
+  const jwt = new SignJWT({})
+    .setProtectedHeader({ alg: opts.alg ?? 'ES256', kid: opts.kid ?? authority.kid, typ: 'JWT' })
+    .setSubject(opts.sub ?? spiffeID)
+    .setAudience(opts.audience ?? 'verdict')
+    .setIssuedAt(nowS);
+  if (opts.expiresInS !== null) jwt.setExpirationTime(nowS + (opts.expiresInS ?? 300));
+  return jwt.sign(authority.privateKey);
+}
+
+/** An unsigned token (`alg: none`), built by hand since jose refuses to make one. */
+export function unsecuredJWT(spiffeID: string, audience = 'verdict'): string {
+  const enc = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${enc({ alg: 'none', kid: 'k1' })}.${enc({ sub: spiffeID, aud: audience, exp: Math.floor(Date.now() / 1000) + 300 })}.`;
+}
+
+/** An HS256 token with a key id that exists in the bundle (an algorithm-confusion attempt). */
+export async function hmacJWT(spiffeID: string, kid: string): Promise<string> {
+  const secret = new TextEncoder().encode('a shared secret is not an identity');
+  const nowS = Math.floor(Date.now() / 1000);
+  return new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256', kid })
+    .setSubject(spiffeID)
+    .setAudience('verdict')
+    .setExpirationTime(nowS + 300)
+    .sign(secret);
+}

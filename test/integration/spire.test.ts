@@ -1,0 +1,204 @@
+import { X509Certificate } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock';
+import { loadConfig } from '../../src/config/load-config';
+import { WorkloadAPIClient, type OwnX509SVID } from '../../src/identity/workload-api-client';
+import { startVerdict, type RunningVerdict } from '../../src/main';
+import { createLogger } from '../../src/telemetry/logger';
+import { mtlsCheckClient, SPIRE, waitFor } from '../helpers/spire-harness';
+import { buildTestBundle, headerValue, httpCheckRequest, tempDir } from '../helpers/verdict-harness';
+
+// Allows only a verified caller of example.org and echoes the spiffe block, so the test sees the input.
+const POLICY = `package envoy.authz
+import rego.v1
+default allow := {"allowed": false, "http_status": 418}
+allow := {"allowed": true, "headers": {"x-spiffe": json.marshal(input.spiffe)}} if input.spiffe.trust_domain == "example.org"
+`;
+const ID = 'spiffe://example.org/verdict';
+// Short X509-SVID TTL: the agent rotates at about half of it, so rotation is seen within the test.
+const X509_TTL_S = 20;
+
+const spire = new SPIRE();
+let workload: WorkloadAPIClient;
+let verdict: RunningVerdict;
+let policyBundle: string | undefined;
+
+/** The test process is the registered workload (unix:uid) and Envoy's stand-in: it holds SPIRE's SVIDs. */
+function pem(svid: OwnX509SVID): { certPEM: string; keyPEM: string } {
+  return {
+    certPEM: svid.certificates.map((c) => c.toString()).join(''),
+    keyPEM: svid.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
+  };
+}
+
+function clientFor(svid: OwnX509SVID | null, port = verdict.grpcPort): ReturnType<typeof mtlsCheckClient> {
+  const rootsPEM = workload
+    .allX509Authorities()
+    .map((c) => c.toString())
+    .join('');
+  return mtlsCheckClient(`127.0.0.1:${port}`, { rootsPEM, serverID: ID, ...(svid ? pem(svid) : {}) });
+}
+
+function withCertificate(svid: OwnX509SVID): Record<string, unknown> {
+  const req = httpCheckRequest({}) as { attributes: { source: Record<string, unknown> } };
+  req.attributes.source.certificate = encodeURIComponent((svid.certificates[0] as X509Certificate).toString());
+  return req;
+}
+
+function bearer(token: string): Record<string, unknown> {
+  return httpCheckRequest({ headers: { authorization: `Bearer ${token}` } });
+}
+
+beforeAll(async () => {
+  try {
+    await spire.start();
+    await spire.registerWorkload(ID, { x509SVIDTTLs: X509_TTL_S });
+  } catch (err) {
+    throw new Error(`SPIRE did not start: ${(err as Error).message}\n${spire.tail()}`);
+  }
+  workload = new WorkloadAPIClient({
+    socket: `unix://${spire.agentSocket}`,
+    clock: systemClock,
+    logger: createLogger('silent'),
+    reconnectInitialMs: 100,
+    reconnectMaxMs: 1000,
+    bundleStalenessMs: 60_000,
+    fetchX509SVID: true,
+  });
+  workload.start();
+  await waitFor('the test workload to get its SVID and bundles', () => workload.isReady(), 60_000).catch((e: unknown) => {
+    throw new Error(String(e) + spire.tail());
+  });
+
+  verdict = await startSPIFFEVerdict([ID]);
+}, 180_000);
+
+/** verdict with identity from the agent's Workload API and its listener on mTLS for `allowedCallers`. */
+async function startSPIFFEVerdict(allowedCallers: string[]): Promise<RunningVerdict> {
+  const dir = tempDir();
+  writeFileSync(
+    join(dir, 'verdict.yaml'),
+    [
+      'identity:',
+      '  enabled: true',
+      `  workloadAPI: { socket: "unix://${spire.agentSocket}", reconnectInitialMs: 100, reconnectMaxMs: 1000, bundleStalenessMs: 1000 }`,
+      '  jwt: { audiences: [verdict] }',
+      `  mtls: { enabled: true, allowedCallers: ${JSON.stringify(allowedCallers)} }`,
+    ].join('\n'),
+  );
+  policyBundle ??= await buildTestBundle({ 'p.rego': POLICY });
+  const config = loadConfig({
+    file: join(dir, 'verdict.yaml'),
+    overrides: ['server.grpc.port=0', 'server.http.port=null', 'log.level=silent', `policy.bundle=${policyBundle}`],
+  });
+  const started = await startVerdict(config, { logger: createLogger('silent') });
+  await waitFor('verdict identity ready (bundles and own SVID)', () => started.identity?.isReady() === true, 60_000);
+  return started;
+}
+
+afterAll(async () => {
+  await verdict?.stop();
+  workload?.close();
+  await spire.stop();
+});
+
+describe('verdict against a real SPIRE (v1.13.3)', () => {
+  it('a registered workload gets its X509-SVID from the agent', () => {
+    const svid = workload.currentX509SVID;
+    expect(svid?.spiffeID).toBe(ID);
+    expect(svid?.certificates[0]?.subjectAltName).toContain(`URI:${ID}`);
+  });
+
+  it('verdict streams X.509 and JWT bundles from the agent socket', () => {
+    const bundle = verdict.identity?.bundles.bundleForTrustDomain('example.org');
+    expect(bundle?.x509Authorities.length).toBeGreaterThan(0);
+    expect(bundle?.jwtAuthorities.size).toBeGreaterThan(0);
+  });
+
+  it('over mTLS, a JWT-SVID minted by SPIRE is accepted and one for another audience is refused', async () => {
+    const client = clientFor(workload.currentX509SVID);
+    try {
+      const [good] = await workload.fetchJWTSVID(['verdict']);
+      const ok = await client.check(bearer(good?.token ?? ''));
+      expect(JSON.parse(headerValue(ok.okResponse?.headers, 'x-spiffe') ?? '{}')).toMatchObject({ id: ID, svid_type: 'jwt' });
+      const [wrong] = await workload.fetchJWTSVID(['someone-else']);
+      const denied = await client.check(bearer(wrong?.token ?? ''));
+      expect(denied.deniedResponse?.status?.code).toBe(401);
+      expect(headerValue(denied.deniedResponse?.headers, 'x-verdict-reason')).toBe('ERR_JWT_AUDIENCE');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('an X.509-SVID issued by SPIRE verifies (as Envoy forwards it)', async () => {
+    const client = clientFor(workload.currentX509SVID);
+    try {
+      const res = await client.check(withCertificate(workload.currentX509SVID as OwnX509SVID));
+      expect(JSON.parse(headerValue(res.okResponse?.headers, 'x-spiffe') ?? '{}')).toMatchObject({ id: ID, svid_type: 'x509' });
+    } finally {
+      client.close();
+    }
+  });
+
+  it('the mTLS listener refuses a caller without a client SVID', async () => {
+    const client = clientFor(null);
+    try {
+      await expect(client.check(httpCheckRequest({}))).rejects.toThrow();
+    } finally {
+      client.close();
+    }
+  });
+
+  it('the mTLS listener refuses a caller whose valid SVID is not in allowedCallers', async () => {
+    const strict = await startSPIFFEVerdict(['spiffe://example.org/ns/mesh/sa/envoy', 'spiffe://example.org/ns/edge/*']);
+    const client = clientFor(workload.currentX509SVID, strict.grpcPort);
+    try {
+      await expect(client.check(httpCheckRequest({}))).rejects.toMatchObject({ code: 7, details: 'ERR_SVID_UNTRUSTED' });
+    } finally {
+      client.close();
+      await strict.stop();
+    }
+  });
+
+  it('after SPIRE rotates the SVIDs, verdict keeps serving with the new ones, without restart', async () => {
+    const before = verdict.identity?.workloadAPI?.currentX509SVID?.certificates[0]?.fingerprint256;
+    await waitFor(
+      "SPIRE to rotate verdict's X509-SVID",
+      () => verdict.identity?.workloadAPI?.currentX509SVID?.certificates[0]?.fingerprint256 !== before,
+      X509_TTL_S * 1000 * 2,
+      250,
+    );
+    await waitFor(
+      'the test workload to get a rotated SVID too',
+      () => workload.currentX509SVID?.certificates[0]?.fingerprint256 !== before,
+      30_000,
+      250,
+    );
+    const rotated = workload.currentX509SVID as OwnX509SVID;
+    const client = clientFor(rotated);
+    try {
+      const res = await client.check(withCertificate(rotated));
+      expect(JSON.parse(headerValue(res.okResponse?.headers, 'x-spiffe') ?? '{}')).toMatchObject({ id: ID, svid_type: 'x509' });
+    } finally {
+      client.close();
+    }
+  }, 90_000);
+
+  it('after the agent restarts, verdict goes unready while bundles are stale, then reconnects and keeps working', async () => {
+    await spire.stopAgent();
+    await waitFor('verdict unready (bundles stale)', () => verdict.identity?.isReady() === false, 15_000);
+    await spire.startAgent();
+    await waitFor('verdict ready again', () => verdict.identity?.isReady() === true, 30_000);
+    await waitFor('the test workload back too', () => workload.isReady(), 30_000);
+    const [token] = await workload.fetchJWTSVID(['verdict']);
+    const client = clientFor(workload.currentX509SVID);
+    try {
+      const res = await client.check(bearer(token?.token ?? ''));
+      expect(JSON.parse(headerValue(res.okResponse?.headers, 'x-spiffe') ?? '{}')).toMatchObject({ id: ID, svid_type: 'jwt' });
+    } finally {
+      client.close();
+    }
+  }, 90_000);
+});

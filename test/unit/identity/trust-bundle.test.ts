@@ -1,0 +1,86 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { VerdictError } from '../../../src/errors';
+import { ChainedBundleSource, StaticBundleSource } from '../../../src/identity/static-bundle-source';
+import { parseBundleFile, parseDERCertificates, parseJWTBundle } from '../../../src/identity/trust-bundle';
+import { createCA, createJWTAuthority, spiffeBundleJSON, type JWTAuthority, type TestCA } from '../../helpers/svid-authority';
+import { tempDir } from '../../helpers/verdict-harness';
+
+let a: TestCA;
+let b: TestCA;
+let jwt: JWTAuthority;
+
+beforeAll(async () => {
+  [a, b] = await Promise.all([createCA('a'), createCA('b')]);
+  jwt = await createJWTAuthority('kid-1');
+});
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return (err as VerdictError).code;
+  }
+  return undefined;
+}
+
+describe('trust bundles', () => {
+  it('reads PEM with several authorities', () => {
+    const bundle = parseBundleFile('example.org', a.pem + b.pem);
+    expect(bundle.x509Authorities.map((c) => c.subject)).toEqual([a.cert.subject, b.cert.subject]);
+    expect(bundle.jwtAuthorities.size).toBe(0);
+  });
+
+  it('reads a SPIFFE bundle (JWK set) with X.509 and JWT authorities, ignoring unknown uses', () => {
+    const doc = JSON.parse(spiffeBundleJSON([a], [jwt])) as { keys: object[] };
+    doc.keys.push({ use: 'future-svid', kty: 'EC' });
+    const bundle = parseBundleFile('example.org', JSON.stringify(doc));
+    expect(bundle.x509Authorities).toHaveLength(1);
+    expect([...bundle.jwtAuthorities.keys()]).toEqual(['kid-1']);
+  });
+
+  it('splits concatenated DER as the Workload API sends it', () => {
+    const der = Buffer.concat([a.cert.raw, b.cert.raw]);
+    expect(parseDERCertificates(der).map((c) => c.fingerprint256)).toEqual([a.cert.fingerprint256, b.cert.fingerprint256]);
+  });
+
+  it('gives the same digest to the same authorities and a new one after a change', () => {
+    expect(parseBundleFile('td', a.pem).digest).toBe(parseBundleFile('td', a.pem).digest);
+    expect(parseBundleFile('td', a.pem).digest).not.toBe(parseBundleFile('td', a.pem + b.pem).digest);
+  });
+
+  it.each([
+    ['truncated DER', 'ERR_SVID_MALFORMED', () => parseDERCertificates(a.cert.raw.subarray(0, 100))],
+    [
+      'JWT key without kid',
+      'ERR_BUNDLE_UNAVAILABLE',
+      () => parseJWTBundle('td', JSON.stringify({ keys: [{ ...jwt.publicJWK, kid: undefined }] })),
+    ],
+    [
+      'symmetric JWT key',
+      'ERR_BUNDLE_UNAVAILABLE',
+      () => parseJWTBundle('td', JSON.stringify({ keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: 'x' }] })),
+    ],
+    ['not JSON', 'ERR_BUNDLE_UNAVAILABLE', () => parseBundleFile('td', '{nope')],
+    ['PEM without certificates', 'ERR_BUNDLE_UNAVAILABLE', () => parseBundleFile('td', 'hello')],
+  ])('rejects %s with %s', (_name, code, fn) => {
+    expect(codeOf(fn)).toBe(code);
+  });
+
+  it('static files and federation: one source per trust domain, first source wins', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'a.pem'), a.pem);
+    writeFileSync(join(dir, 'b.json'), spiffeBundleJSON([b], [jwt]));
+    const files = StaticBundleSource.fromFiles([
+      { trustDomain: 'a.org', path: join(dir, 'a.pem') },
+      { trustDomain: 'b.org', path: join(dir, 'b.json') },
+    ]);
+    const override = new StaticBundleSource([parseBundleFile('a.org', b.pem)]);
+    const chained = new ChainedBundleSource([override, files]);
+    expect(chained.bundleForTrustDomain('a.org')?.x509Authorities[0]?.subject).toBe(b.cert.subject);
+    expect(chained.bundleForTrustDomain('b.org')?.jwtAuthorities.has('kid-1')).toBe(true);
+    expect(chained.bundleForTrustDomain('c.org')).toBeUndefined();
+    expect(codeOf(() => StaticBundleSource.fromFiles([{ trustDomain: 'a.org', path: join(dir, 'missing.pem') }]))).toBe('ERR_CONFIG');
+  });
+});
