@@ -7,6 +7,8 @@ import { StreamDecisionLog } from './decisionlog/decision-log-stream';
 import type { DecisionLog } from './decisionlog/decision-record';
 import { VerdictError } from './errors';
 import { defaultBundlePath } from './package-root';
+import { BundleLoader } from './policy/bundle-loader';
+import { startBundleLoader } from './policy/bundle-startup';
 import { PolicyStore } from './policy/policy-store';
 import { GrpcServer } from './server/grpc-server';
 import { OpsHttpServer } from './server/http-server';
@@ -24,6 +26,8 @@ export interface RunningVerdict {
   grpcPort: number;
   httpPort: number | null;
   policy: PolicyStore;
+  /** The bundle source follower, when bundles.source (or a bundle key/pin) is configured. */
+  bundles: BundleLoader | null;
   metrics: Metrics;
   stop(): Promise<void>;
 }
@@ -42,7 +46,19 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   });
   wirePolicyTelemetry(policy, metrics, logger);
 
-  await policy.activateFile(resolveBundlePath(config));
+  const bundles = await startBundleLoader(
+    config,
+    policy,
+    {
+      clock,
+      onSourceError: (e) => {
+        metrics.bundleLoads.inc({ outcome: 'source-error', reason: e.code });
+        logger.warn({ code: e.code, msg: e.message }, 'policy bundle source failed');
+      },
+    },
+    resolveBundlePath,
+  );
+  if (bundles === null) await policy.activateFile(resolveBundlePath(config));
   const pipeline = new DecisionPipeline({ config, policy, decisionLog, metrics, clock });
   const grpcServer = new GrpcServer({
     config,
@@ -72,9 +88,11 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     grpcPort: bound.port,
     httpPort,
     policy,
+    bundles,
     metrics,
     async stop() {
       draining = true;
+      await bundles?.stop();
       await grpcServer.stop(config.server.shutdownGraceMs);
       await httpServer?.stop();
       await decisionLog.close();
