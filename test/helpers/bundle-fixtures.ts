@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { pack, type Headers } from 'tar-stream';
+import { pack, type Header } from 'tar-stream';
 import { toolPath } from '../../src/cli/tools';
 import { packageRoot } from '../../src/package-root';
 import { tempDir } from './verdict-harness';
@@ -75,7 +75,7 @@ export async function readBytes(path: string): Promise<Buffer> {
 }
 
 /** A raw tarball with arbitrary headers (links, traversal names) that no honest tool writes. */
-export async function rawTarGz(entries: { header: Headers; body?: Buffer }[]): Promise<Buffer> {
+export async function rawTarGz(entries: { header: Partial<Header> & { name: string }; body?: Buffer }[]): Promise<Buffer> {
   const p = pack();
   const chunks: Buffer[] = [];
   p.on('data', (c: unknown) => chunks.push(c as Buffer));
