@@ -66,7 +66,7 @@ describe('file bundle source: hot reload, refusals, persistence', () => {
     expect(await servingRevision(verdict)).toBe('A');
     expect(verdict.policy.current?.bundle.signer?.opa?.keyId).toBe('main');
 
-    let activated = nextActivation(loader);
+    const activated = nextActivation(loader);
     publishBundle(bundles.b, live);
     expect((await activated).bundle.revision).toBe('B');
     expect(await servingRevision(verdict)).toBe('B');
