@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { readFile } from 'node:fs/promises';
 import { VerdictError, toVerdictError } from '../errors';
 import type { PolicyBundle } from './bundle';
@@ -62,7 +63,11 @@ export class PolicyStore extends EventEmitter<{ swap: [SwapEvent]; rejected: [Ve
     } catch (err) {
       throw this.refuse(toVerdictError(err, 'ERR_BUNDLE_ENGINE'));
     }
+    // Yield between the synchronous pieces (instantiate, first evaluation) so Checks run in between:
+    // no single event-loop turn carries a whole swap.
+    await yieldToEventLoop();
     await this.selfTest(engine, bundle);
+    await yieldToEventLoop();
     const previous = this.active;
     const current: ActivePolicy = Object.freeze({ bundle, engine, generation: ++this.generation });
     this.active = current;
