@@ -27,6 +27,9 @@ export const SELF_TEST_INPUT: InputDocument = Object.freeze({
   version: { ext_authz: 'v3', encoding: 'protojson' },
 }) as InputDocument;
 
+/** Codes that mean the engine evaluated and the policy's answer was unusable (not that the engine failed). */
+const ANSWERED: ReadonlySet<string> = new Set(['ERR_POLICY_UNDEFINED', 'ERR_POLICY_RESULT']);
+
 /** The bundle a request is decided with: taken once at the start of a request, used to its end. */
 export interface ActivePolicy {
   readonly bundle: PolicyBundle;
@@ -82,12 +85,16 @@ export class PolicyStore extends EventEmitter<{ swap: [SwapEvent]; rejected: [Ve
     return err;
   }
 
-  /** An undefined decision passes (the engine ran: the request would be denied); any other throw refuses. */
+  /**
+   * The self-test asks whether the engine runs, not what the policy answers: an undefined decision or a
+   * result of the wrong shape for this synthetic request passes (the engine ran; such requests are denied
+   * one by one, fail-closed). A failure to evaluate — a trap, a conflict, a timeout — refuses the bundle.
+   */
   private async selfTest(engine: PolicyEngine, bundle: PolicyBundle): Promise<void> {
     try {
       await engine.evaluate(SELF_TEST_INPUT);
     } catch (err) {
-      if (err instanceof VerdictError && err.code === 'ERR_POLICY_UNDEFINED') return;
+      if (err instanceof VerdictError && ANSWERED.has(err.code)) return;
       engine.close();
       throw this.refuse(
         new VerdictError(

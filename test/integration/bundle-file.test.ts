@@ -33,8 +33,11 @@ describe('file bundle source: hot reload, refusals, persistence', () => {
       signedBundle(key, 'A', 2000),
       signedBundle(key, 'B', 3000),
       signedBundle(key, 'OLD', 1000),
-      // A decision of the wrong type: every evaluation throws ERR_POLICY_RESULT.
-      signedBundle(key, 'BAD', 4000, { 'authz.rego': 'package envoy.authz\n\nallow := "yes"\n' }),
+      // Two complete rules that both hold for the self-test's GET /: evaluation fails with a conflict.
+      signedBundle(key, 'BAD', 4000, {
+        'authz.rego':
+          'package envoy.authz\n\nallow := true if input.attributes.request.http.method == "GET"\n\nallow := false if count(input.parsed_path) == 0\n',
+      }),
     ]);
     bundles = { a, b, old, selfTestFails };
   });
