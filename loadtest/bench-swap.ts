@@ -87,7 +87,9 @@ async function window(
       const t0 = process.hrtime.bigint();
       try {
         const res = await client.check(request);
-        if (res.status === undefined) failed++;
+        // A Check fails when verdict could not decide (an ERR_ reason), not when the policy denies.
+        const reason = res.deniedResponse?.headers?.find((h) => h.header?.key === 'x-verdict-reason')?.header?.value ?? '';
+        if (res.status === undefined || reason.startsWith('ERR_')) failed++;
       } catch {
         failed++;
       }
