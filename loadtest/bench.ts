@@ -9,16 +9,20 @@ import * as decisionlog from './bench-decisionlog';
 import * as engines from './bench-engines';
 import * as envoy from './bench-envoy';
 import * as fastpath from './bench-fastpath';
+import * as identity from './bench-identity';
 import * as peer from './bench-peer';
+import * as swap from './bench-swap';
 
 /** Scenario modules beside the core one; each prints its own table and returns its numbers. */
 const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   peer: () => peer.run(),
+  identity: identity.run,
   cache: cache.run,
   decisionlog: decisionlog.run,
   engines: engines.run,
   envoy: envoy.run,
   fastpath: fastpath.run,
+  swap: swap.run,
 };
 
 /**

@@ -65,6 +65,23 @@ install_bpf() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev bpftool >/dev/null || fail "apt-get install clang libbpf-dev bpftool"
 }
 
+COSIGN_VERSION=v2.6.5
+REGISTRY_VERSION=v3.1.2
+
+# cosign signs test bundles (sign-blob) the way users do; built from the pinned tools module.
+install_cosign() {
+  if [ -x "$bin/cosign" ] && "$bin/cosign" version 2>&1 | grep -q "${COSIGN_VERSION}"; then return; fi
+  say "cosign $COSIGN_VERSION (tools module, go install)"
+  (cd "$root/scripts/tools-cosign" && go install github.com/sigstore/cosign/v2/cmd/cosign) || fail "building cosign from scripts/tools-cosign"
+}
+
+# The CNCF distribution registry: the OCI registry the bundle tests pull from (on loopback).
+install_registry() {
+  if [ -x "$bin/registry" ] && "$bin/registry" --version 2>&1 | grep -q "${REGISTRY_VERSION}"; then return; fi
+  say "registry $REGISTRY_VERSION (tools module, go install)"
+  (cd "$root/scripts/tools-registry" && go install github.com/distribution/distribution/v3/cmd/registry) || fail "building registry from scripts/tools-registry"
+}
+
 want=("$@")
 if [ ${#want[@]} -eq 0 ]; then
   mapfile -t want < <(declare -F | awk '{print $3}' | sed -n 's/^install_//p')

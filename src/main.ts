@@ -11,6 +11,8 @@ import { VerdictError } from './errors';
 import { startFastpath, type Fastpath } from './fastpath/fastpath';
 import { startIdentity, type IdentityRuntime } from './identity/start-identity';
 import { defaultBundlePath } from './package-root';
+import type { BundleLoader } from './policy/bundle-loader';
+import { startBundleLoader } from './policy/bundle-startup';
 import { configureEngines } from './policy/engine-registry';
 import { PolicyStore } from './policy/policy-store';
 import { GrpcServer } from './server/grpc-server';
@@ -32,6 +34,8 @@ export interface RunningVerdict {
   /** Port of Envoy's HTTP ext_authz protocol (config httpAuthz.port); null when disabled. */
   httpAuthzPort: number | null;
   policy: PolicyStore;
+  /** The bundle source follower, when bundles.source (or a bundle key/pin) is configured. */
+  bundles: BundleLoader | null;
   metrics: Metrics;
   fastpath: Fastpath;
   /** The decision cache; null when cache.enabled is false. */
@@ -60,7 +64,19 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
 
   const cache = config.cache.enabled ? setUpDecisionCache(config, { policy, metrics, logger, clock, opa: toolPath('opa') }) : null;
   configureEngines(config.engines);
-  await policy.activateFile(resolveBundlePath(config));
+  const bundles = await startBundleLoader(
+    config,
+    policy,
+    {
+      clock,
+      onSourceError: (e) => {
+        metrics.bundleLoads.inc({ outcome: 'source-error', reason: e.code });
+        logger.warn({ code: e.code, msg: e.message }, 'policy bundle source failed');
+      },
+    },
+    resolveBundlePath,
+  );
+  if (bundles === null) await policy.activateFile(resolveBundlePath(config));
   const identity = startIdentity(config.identity, { clock, logger });
   // A trust-bundle change may revoke what earlier verdicts relied on: drop cached and kernel verdicts.
   identity?.workloadAPI?.on('bundles', () => {
@@ -111,12 +127,14 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     httpPort,
     httpAuthzPort,
     policy,
+    bundles,
     metrics,
     fastpath,
     cache,
     identity,
     async stop() {
       draining = true;
+      await bundles?.stop();
       await grpcServer.stop(config.server.shutdownGraceMs);
       await httpAuthz?.stop();
       identity?.close();

@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { readBundle } from '../policy/bundle-reader';
+import { readOPASignatureClaims } from '../policy/bundle-signature-opa';
 import { buildPackedBundle, buildRegoBundle, directoryEngine } from './bundle-build';
 
 /** `verdict bundle …`: returns the group so other files can add subcommands to it. */
@@ -26,12 +28,40 @@ export function registerBundle(program: Command): Command {
     });
   bundle
     .command('inspect <file>')
-    .description('Print a bundle manifest, files, hashes and engine')
+    .description('Print a bundle manifest, files, hashes, engine and (claimed) signer')
     .action(async (file: string) => {
       const b = await readBundle(await readFile(file), file);
-      const files = [...b.files].map(([path, data]) => ({ path, bytes: data.length }));
-      const out = { name: b.name, revision: b.revision, sha256: b.sha256, engine: b.engine, manifest: b.manifest, files };
+      const files = [...b.files].map(([path, data]) => ({
+        path,
+        bytes: data.length,
+        sha256: createHash('sha256').update(data).digest('hex'),
+      }));
+      const out = {
+        name: b.name,
+        revision: b.revision,
+        sha256: b.sha256,
+        engine: b.engine,
+        manifest: b.manifest,
+        files,
+        signer: claimedSigner(b.files),
+      };
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     });
   return bundle;
+}
+
+/** Who the .signatures.json says signed the bundle: claimed, not verified (`bundle verify` verifies). */
+function claimedSigner(files: ReadonlyMap<string, Buffer>): Record<string, unknown> | null {
+  const s = readOPASignatureClaims(files);
+  if (s === null) return null;
+  const { header, claims } = s;
+  return {
+    verified: false,
+    keyId: header.kid ?? claims.keyid ?? null,
+    algorithm: header.alg ?? null,
+    issuedAtSec: claims.iat ?? null,
+    issuer: claims.iss ?? null,
+    scope: claims.scope ?? null,
+    filesSigned: Array.isArray(claims.files) ? claims.files.length : 0,
+  };
 }

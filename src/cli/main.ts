@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { VerdictError } from '../errors';
 import { registerBundle } from './command-bundle';
+import { registerBundleSign } from './command-bundle-sign';
 import { registerDecisionLog } from './command-decisionlog';
 import { registerEval } from './command-eval';
 import { registerFastpath } from './command-fastpath';
@@ -12,7 +13,9 @@ import { registerServe } from './command-serve';
 // One file per command group; each registers itself here.
 const program = new Command('verdict').description('External authorization for Envoy: SPIFFE identity, policy as WebAssembly.');
 registerServe(program);
-registerLint(registerBundle(program));
+const bundle = registerBundle(program);
+registerLint(bundle);
+registerBundleSign(bundle);
 registerEval(program);
 registerFastpath(program);
 registerDecisionLog(program);

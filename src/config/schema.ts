@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { bundlesSchema } from './sections/bundles';
 import { cacheSchema } from './sections/cache';
 import { decisionLogSchema } from './sections/decision-log';
 import { enginesSchema } from './sections/engines';
@@ -96,6 +97,7 @@ export const configSchema = z.strictObject({
   cache: cacheSchema,
   decisionLog: decisionLogSchema,
   fastpath: fastpathSchema,
+  bundles: bundlesSchema,
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
 import { VerdictError } from '../errors';
 import { DEFAULT_BUNDLE_LIMITS, type BundleLimits, type BundleManifest, type PolicyBundle } from './bundle';
@@ -10,12 +10,15 @@ import type { EngineKind } from './policy-engine';
  * Reads an OPA-format bundle (.tar.gz) within bounds: compressed and uncompressed size (decompression-bomb
  * safe), file count; only regular files; no "..", no absolute-beyond-root or odd paths. Pure: no policy runs.
  */
-export async function readBundle(bytes: Buffer, sourceName: string, limits: BundleLimits = DEFAULT_BUNDLE_LIMITS): Promise<PolicyBundle> {
-  if (bytes.length > limits.maxCompressedBytes) {
-    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `bundle is ${bytes.length} bytes compressed (max ${limits.maxCompressedBytes})`);
-  }
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
-  const tar = gunzipBounded(bytes, limits.maxUncompressedBytes);
+export async function readBundle(
+  bytes: Buffer,
+  sourceName: string,
+  limits: BundleLimits = DEFAULT_BUNDLE_LIMITS,
+  knownSha256?: string,
+): Promise<PolicyBundle> {
+  checkCompressedSize(bytes, limits);
+  const sha256 = knownSha256 ?? (await sha256Hex(bytes));
+  const tar = await gunzipBounded(bytes, limits.maxUncompressedBytes);
   const files = await untar(tar, limits.maxFiles);
   const manifest = parseManifest(files.get('.manifest'));
   const engine = detectEngine(manifest, files);
@@ -36,9 +39,23 @@ export function verdictMetadata(manifest: BundleManifest): Record<string, unknow
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 }
 
-function gunzipBounded(bytes: Buffer, max: number): Buffer {
+export function checkCompressedSize(bytes: Buffer, limits: BundleLimits): void {
+  if (bytes.length > limits.maxCompressedBytes) {
+    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `bundle is ${bytes.length} bytes compressed (max ${limits.maxCompressedBytes})`);
+  }
+}
+
+/** WebCrypto's digest runs on the libuv pool: hashing a large bundle does not block the event loop. */
+export async function sha256Hex(bytes: Buffer): Promise<string> {
+  return Buffer.from(await crypto.subtle.digest('SHA-256', bytes)).toString('hex');
+}
+
+const gunzipAsync = promisify(gunzip);
+
+/** Inflates off the event loop (libuv pool), stopping at `max` output bytes (decompression-bomb safe). */
+async function gunzipBounded(bytes: Buffer, max: number): Promise<Buffer> {
   try {
-    return gunzipSync(bytes, { maxOutputLength: max });
+    return await gunzipAsync(bytes, { maxOutputLength: max });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ERR_BUFFER_TOO_LARGE') {

@@ -21,6 +21,25 @@ export interface PolicyBundle {
   /** Bundle-relative paths without the leading "/" → contents. */
   files: ReadonlyMap<string, Buffer>;
   compressedBytes: number;
+  /** Who signed it, once the loader verified a signature (null: unsigned, accepted because no key is configured). */
+  signer?: BundleSigner | null;
+}
+
+/** A verified signature: OPA's `.signatures.json` and/or a cosign signature over the whole file. */
+export interface BundleSigner {
+  opa: { keyId: string; algorithm: string; issuedAtSec: number | null; issuer: string | null; scope: string | null } | null;
+  cosign: { form: string } | null;
+}
+
+/** A bundle file as a source delivered it, with what came beside it. */
+export interface BundleArtifact {
+  bytes: Buffer;
+  /** Where it came from (path, URL, OCI reference): for logs and the default bundle name. */
+  origin: string;
+  /** cosign signature file delivered beside the bundle (detached base64 or a sigstore bundle). */
+  cosignSignature?: Buffer | undefined;
+  /** OCI manifest digest the bundle was pulled by (sha256:…). */
+  ociDigest?: string | undefined;
 }
 
 export interface BundleLimits {

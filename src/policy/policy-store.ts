@@ -1,10 +1,34 @@
 import { EventEmitter } from 'node:events';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { readFile } from 'node:fs/promises';
 import { VerdictError, toVerdictError } from '../errors';
 import type { PolicyBundle } from './bundle';
 import { readBundle } from './bundle-reader';
 import { engineFactory } from './engine-registry';
+import type { InputDocument } from '../request/input-document';
 import type { EngineOptions, PolicyEngine } from './policy-engine';
+
+/**
+ * A GET / with no identity, in the input shape every engine receives. Evaluating it proves the new
+ * engine runs end to end (memory, data, entrypoint) before it may replace the serving one.
+ */
+export const SELF_TEST_INPUT: InputDocument = Object.freeze({
+  attributes: {
+    source: { address: { socketAddress: { address: '127.0.0.1', portValue: 1 } } },
+    destination: { address: { socketAddress: { address: '127.0.0.1', portValue: 2 } } },
+    request: {
+      http: { id: 'verdict-self-test', method: 'GET', path: '/', host: 'verdict.self-test', headers: { ':method': 'GET', ':path': '/' } },
+    },
+  },
+  parsed_path: [],
+  parsed_query: {},
+  parsed_body: null,
+  truncated_body: false,
+  version: { ext_authz: 'v3', encoding: 'protojson' },
+}) as InputDocument;
+
+/** Codes that mean the engine evaluated and the policy's answer was unusable (not that the engine failed). */
+const ANSWERED: ReadonlySet<string> = new Set(['ERR_POLICY_UNDEFINED', 'ERR_POLICY_RESULT']);
 
 /** The bundle a request is decided with: taken once at the start of a request, used to its end. */
 export interface ActivePolicy {
@@ -40,16 +64,45 @@ export class PolicyStore extends EventEmitter<{ swap: [SwapEvent]; rejected: [Ve
     try {
       engine = await engineFactory(bundle.engine)(bundle, this.engineOptions);
     } catch (err) {
-      const e = toVerdictError(err, 'ERR_BUNDLE_ENGINE');
-      this.emit('rejected', e);
-      throw e;
+      throw this.refuse(toVerdictError(err, 'ERR_BUNDLE_ENGINE'));
     }
+    // Yield between the synchronous pieces (instantiate, first evaluation) so Checks run in between:
+    // no single event-loop turn carries a whole swap.
+    await yieldToEventLoop();
+    await this.selfTest(engine, bundle);
+    await yieldToEventLoop();
     const previous = this.active;
     const current: ActivePolicy = Object.freeze({ bundle, engine, generation: ++this.generation });
     this.active = current;
     this.emit('swap', { previous, current });
     previous?.engine.close();
     return current;
+  }
+
+  /** Records a refused bundle (counted and logged by the 'rejected' listeners); returns the error to throw. */
+  refuse(err: VerdictError): VerdictError {
+    this.emit('rejected', err);
+    return err;
+  }
+
+  /**
+   * The self-test asks whether the engine runs, not what the policy answers: an undefined decision or a
+   * result of the wrong shape for this synthetic request passes (the engine ran; such requests are denied
+   * one by one, fail-closed). A failure to evaluate — a trap, a conflict, a timeout — refuses the bundle.
+   */
+  private async selfTest(engine: PolicyEngine, bundle: PolicyBundle): Promise<void> {
+    try {
+      await engine.evaluate(SELF_TEST_INPUT);
+    } catch (err) {
+      if (err instanceof VerdictError && ANSWERED.has(err.code)) return;
+      engine.close();
+      throw this.refuse(
+        new VerdictError(
+          'ERR_BUNDLE_SELF_TEST',
+          `bundle ${bundle.name} (${bundle.sha256.slice(0, 12)}) fails its self-test: ${toVerdictError(err).message}`,
+        ),
+      );
+    }
   }
 
   async activateFile(path: string): Promise<ActivePolicy> {

@@ -1,0 +1,68 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BundleArtifact } from './bundle';
+
+interface PersistMeta {
+  origin: string;
+  sha256: string;
+  ociDigest?: string | undefined;
+  hasSignature: boolean;
+  /** Signing time of the OPA signature: the rollback floor after a restart. */
+  opaIssuedAtSec: number | null;
+  savedAtMs: number;
+}
+
+/**
+ * The last bundle that was activated, kept on disk so a restart serves it while the source is down. It
+ * is stored as delivered (with its cosign signature) and re-verified on load with the same keys and pin:
+ * the disk is not trusted more than the network. Writes go to a temp name then rename (atomic on POSIX).
+ */
+export class BundlePersist {
+  constructor(private readonly dir: string) {}
+
+  async save(artifact: BundleArtifact, sha256: string, opaIssuedAtSec: number | null, nowMs: number): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await this.atomicWrite('bundle.tar.gz', artifact.bytes);
+    if (artifact.cosignSignature !== undefined) await this.atomicWrite('bundle.sig', artifact.cosignSignature);
+    const meta: PersistMeta = {
+      origin: artifact.origin,
+      sha256,
+      ociDigest: artifact.ociDigest,
+      hasSignature: artifact.cosignSignature !== undefined,
+      opaIssuedAtSec,
+      savedAtMs: nowMs,
+    };
+    // meta.json last: it names what the two files above must be, so a torn save is detected on load.
+    await this.atomicWrite('meta.json', Buffer.from(JSON.stringify(meta)));
+  }
+
+  /** The persisted artifact, or null when there is none or it is incomplete. */
+  async load(): Promise<(BundleArtifact & { sha256: string; opaIssuedAtSec: number | null }) | null> {
+    let meta: PersistMeta;
+    try {
+      meta = JSON.parse(await readFile(join(this.dir, 'meta.json'), 'utf8')) as PersistMeta;
+    } catch {
+      return null;
+    }
+    try {
+      const bytes = await readFile(join(this.dir, 'bundle.tar.gz'));
+      const cosignSignature = meta.hasSignature ? await readFile(join(this.dir, 'bundle.sig')) : undefined;
+      return {
+        bytes,
+        origin: `persisted ${meta.origin}`,
+        cosignSignature,
+        ociDigest: meta.ociDigest,
+        sha256: meta.sha256,
+        opaIssuedAtSec: typeof meta.opaIssuedAtSec === 'number' ? meta.opaIssuedAtSec : null,
+      };
+    } catch {
+      return null;
+    }
+  }
+
+  private async atomicWrite(name: string, data: Buffer): Promise<void> {
+    const tmp = join(this.dir, `.${name}.${process.pid}.tmp`);
+    await writeFile(tmp, data, { mode: 0o600 });
+    await rename(tmp, join(this.dir, name));
+  }
+}

@@ -1,0 +1,75 @@
+import { createHash, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { VerdictError } from '../errors';
+
+/**
+ * Verifies a cosign `sign-blob --key` signature over the bundle file, offline, with a plain public key.
+ * Accepted forms (what cosign 2.x writes):
+ *  - the detached signature (`--output-signature`): base64 of an ASN.1 DER signature;
+ *  - cosign's own bundle (`--bundle`): JSON with `base64Signature`;
+ *  - a sigstore bundle (`--new-bundle-format --bundle`): JSON with `messageSignature.{messageDigest,signature}`.
+ * ECDSA (P-256/384) and RSA keys sign a SHA-256 digest of the blob; Ed25519 signs the blob itself.
+ * Transparency-log entries are not checked: trust comes from the configured key (keyed signing).
+ */
+export function verifyCosignSignature(blob: Buffer, signatureFile: Buffer, publicKeyPEM: string): { form: CosignSignatureForm } {
+  const { signature, digest, form } = parseSignatureFile(signatureFile);
+  const key = publicKey(publicKeyPEM);
+  if (digest !== null) {
+    const actual = createHash('sha256').update(blob).digest();
+    if (digest.length !== actual.length || !timingSafeEqual(digest, actual)) {
+      throw sigError('sigstore bundle message digest does not match the bundle file');
+    }
+  }
+  let ok = false;
+  try {
+    ok = verify(key.asymmetricKeyType === 'ed25519' ? null : 'sha256', blob, key, signature);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw sigError('cosign signature does not verify with the configured public key');
+  return { form };
+}
+
+export type CosignSignatureForm = 'detached' | 'cosign-bundle' | 'sigstore-bundle';
+
+const MAX_SIGNATURE_FILE_BYTES = 1024 * 1024;
+
+function parseSignatureFile(raw: Buffer): { signature: Buffer; digest: Buffer | null; form: CosignSignatureForm } {
+  if (raw.length > MAX_SIGNATURE_FILE_BYTES) throw sigError('cosign signature file is too large');
+  const text = raw.toString('utf8').trim();
+  if (!text.startsWith('{')) return { signature: base64(text, 'detached signature'), digest: null, form: 'detached' };
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw sigError('cosign bundle is not valid JSON');
+  }
+  if (typeof doc.base64Signature === 'string') {
+    return { signature: base64(doc.base64Signature, 'base64Signature'), digest: null, form: 'cosign-bundle' };
+  }
+  const ms = doc.messageSignature as { messageDigest?: { algorithm?: unknown; digest?: unknown }; signature?: unknown } | undefined;
+  if (typeof ms?.signature === 'string') {
+    const md = ms.messageDigest;
+    if (md === undefined || md.algorithm !== 'SHA2_256' || typeof md.digest !== 'string') {
+      throw sigError('sigstore bundle message digest must be SHA2_256');
+    }
+    return { signature: base64(ms.signature, 'signature'), digest: base64(md.digest, 'messageDigest'), form: 'sigstore-bundle' };
+  }
+  throw sigError('cosign signature file has no signature (expected base64, a cosign bundle or a sigstore bundle)');
+}
+
+function publicKey(pem: string): KeyObject {
+  try {
+    return createPublicKey(pem);
+  } catch (err) {
+    throw new VerdictError('ERR_CONFIG', `cosign public key is not a PEM public key: ${(err as Error).message}`);
+  }
+}
+
+function base64(s: string, what: string): Buffer {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(s)) throw sigError(`cosign ${what} is not base64`);
+  return Buffer.from(s, 'base64');
+}
+
+function sigError(message: string): VerdictError {
+  return new VerdictError('ERR_BUNDLE_SIGNATURE', message);
+}

@@ -1,0 +1,94 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { VerdictError } from '../errors';
+import type { BundleArtifact } from './bundle';
+import { sha256Hex } from './bundle-reader';
+import { abortableDelay, type BundleSource } from './bundle-source';
+
+export interface FileSourceOptions {
+  path: string;
+  /** cosign signature file, read with the bundle; null when none is expected. */
+  signaturePath: string | null;
+  debounceMs: number;
+  /** Files larger than this are refused before they are read. */
+  maxBytes: number;
+}
+
+/**
+ * A bundle file on local disk, watched. The parent directory is watched (not the file) so that the
+ * atomic publish — write a temp file, rename it over the bundle — is seen even though the inode changes.
+ * Events are debounced and the content hash compared, so an unchanged rewrite is not re-activated.
+ */
+export class FileBundleSource implements BundleSource {
+  readonly description: string;
+  private watcher: FSWatcher | null = null;
+  private pending = false;
+  private wake: (() => void) | null = null;
+  private lastKey: string | null = null;
+
+  constructor(private readonly options: FileSourceOptions) {
+    this.description = `file ${options.path}`;
+  }
+
+  async fetch(): Promise<BundleArtifact | null> {
+    this.ensureWatching();
+    const bytes = await this.read(this.options.path, 'bundle');
+    const cosignSignature = this.options.signaturePath === null ? undefined : await this.read(this.options.signaturePath, 'signature');
+    const key = `${await sha256Hex(bytes)}:${cosignSignature ? await sha256Hex(cosignSignature) : ''}`;
+    if (key === this.lastKey) return null;
+    this.lastKey = key;
+    return { bytes, origin: this.options.path, cosignSignature };
+  }
+
+  async waitForChange(signal: AbortSignal): Promise<void> {
+    this.ensureWatching();
+    if (!this.pending) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.wake = null;
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        this.wake = done;
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
+    // Debounce: a writer may still be writing (or a rename pair is in flight); read once it settles.
+    await abortableDelay(this.options.debounceMs, signal);
+    this.pending = false;
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = null;
+    this.wake?.();
+  }
+
+  private ensureWatching(): void {
+    if (this.watcher !== null) return;
+    const names = new Set([basename(this.options.path), ...(this.options.signaturePath ? [basename(this.options.signaturePath)] : [])]);
+    this.watcher = watch(dirname(this.options.path), { persistent: false }, (_event, filename) => {
+      if (filename !== null && !names.has(filename.toString())) return;
+      this.pending = true;
+      this.wake?.();
+    });
+    this.watcher.on('error', () => {
+      // The directory vanished: fall back to waking the loader so it reports ERR_BUNDLE_SOURCE.
+      this.pending = true;
+      this.wake?.();
+    });
+  }
+
+  private async read(path: string, what: string): Promise<Buffer> {
+    try {
+      const { size } = await stat(path);
+      if (size > this.options.maxBytes)
+        throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} ${path} is ${size} bytes (max ${this.options.maxBytes})`);
+      return await readFile(path);
+    } catch (err) {
+      if (err instanceof VerdictError) throw err;
+      throw new VerdictError('ERR_BUNDLE_SOURCE', `cannot read ${what} ${path}: ${(err as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,94 @@
+import { VerdictError } from '../errors';
+import type { BundleArtifact } from './bundle';
+import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource } from './bundle-source';
+
+export interface HTTPSourceOptions {
+  url: string;
+  /** cosign signature URL, fetched with every new bundle; null when none is expected. */
+  signatureUrl: string | null;
+  /** Authorization header value; never logged. */
+  authorization: string | null;
+  minDelayMs: number;
+  maxDelayMs: number;
+  timeoutMs: number;
+  maxBytes: number;
+  random?: () => number;
+}
+
+/**
+ * An OPA bundle service (OPA docs, "Bundles": HTTP GET of the bundle resource). Polls with
+ * If-None-Match so an unchanged bundle costs a 304; waits a jittered delay between min and max, and
+ * backs off (doubling up to 8× max) while the service fails, so an outage is not hammered.
+ */
+export class HTTPBundleSource implements BundleSource {
+  readonly description: string;
+  private etag: string | null = null;
+  private failures = 0;
+
+  constructor(private readonly options: HTTPSourceOptions) {
+    this.description = `http ${redactURL(options.url)}`;
+  }
+
+  async fetch(): Promise<BundleArtifact | null> {
+    try {
+      const res = await this.get(this.options.url, this.etag);
+      if (res.status === 304) {
+        await res.body?.cancel();
+        this.failures = 0;
+        return null;
+      }
+      if (res.status !== 200) {
+        await res.body?.cancel();
+        throw new VerdictError('ERR_BUNDLE_SOURCE', `bundle service answered HTTP ${res.status}`);
+      }
+      const bytes = await readBodyBounded(res, this.options.maxBytes, 'bundle');
+      const cosignSignature = this.options.signatureUrl === null ? undefined : await this.signature(this.options.signatureUrl);
+      // Remember the ETag only now: a failure above must re-download next time.
+      this.etag = res.headers.get('etag');
+      this.failures = 0;
+      return { bytes, origin: this.options.url, cosignSignature };
+    } catch (err) {
+      this.failures++;
+      throw err;
+    }
+  }
+
+  waitForChange(signal: AbortSignal, failed: boolean): Promise<void> {
+    const base = jitteredDelayMs(this.options.minDelayMs, this.options.maxDelayMs, this.options.random);
+    const factor = failed ? Math.min(8, 2 ** Math.max(0, this.failures - 1)) : 1;
+    return abortableDelay(base * factor, signal);
+  }
+
+  close(): void {}
+
+  private async signature(url: string): Promise<Buffer> {
+    const res = await this.get(url, null);
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      throw new VerdictError('ERR_BUNDLE_SOURCE', `signature ${redactURL(url)} answered HTTP ${res.status}`);
+    }
+    return readBodyBounded(res, 1024 * 1024, 'signature');
+  }
+
+  private async get(url: string, etag: string | null): Promise<Response> {
+    const headers: Record<string, string> = { accept: 'application/gzip, application/octet-stream' };
+    if (etag !== null) headers['if-none-match'] = etag;
+    if (this.options.authorization !== null) headers.authorization = this.options.authorization;
+    try {
+      return await fetch(url, { headers, redirect: 'error', signal: AbortSignal.timeout(this.options.timeoutMs) });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+      throw new VerdictError('ERR_BUNDLE_SOURCE', `bundle service ${redactURL(url)} unreachable (${cause})`);
+    }
+  }
+}
+
+/** URLs may carry credentials or tokens in the query: logs get scheme, host and path only. */
+export function redactURL(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '(invalid url)';
+  }
+}

@@ -1,0 +1,55 @@
+import { VerdictError } from '../errors';
+import type { BundleArtifact } from './bundle';
+
+/**
+ * Where bundles come from. The loader asks for the bundle, then waits for the source to say a new one
+ * may be there (a file changed, a poll is due). Sources only deliver bytes; trust is the verifier's job.
+ */
+export interface BundleSource {
+  /** For logs: no secrets (no auth header). */
+  readonly description: string;
+  /** The bundle if it changed since the last successful fetch, else null. Throws ERR_BUNDLE_SOURCE when unreachable. */
+  fetch(): Promise<BundleArtifact | null>;
+  /** Resolves when the next fetch is due; `failed` says the last fetch failed (a source may back off). */
+  waitForChange(signal: AbortSignal, failed: boolean): Promise<void>;
+  close(): void;
+}
+
+/** A random delay in [minMs, maxMs] (OPA's polling: spread clients so they do not poll in step). */
+export function jitteredDelayMs(minMs: number, maxMs: number, random: () => number = Math.random): number {
+  const lo = Math.min(minMs, maxMs);
+  return lo + Math.floor(random() * (Math.max(minMs, maxMs) - lo + 1));
+}
+
+/** Resolves after `ms`, or at once when aborted (never rejects). */
+export function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Reads a response body up to `maxBytes`; a larger one is refused without buffering it. */
+export async function readBodyBounded(res: Response, maxBytes: number, what: string): Promise<Buffer> {
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await res.body?.cancel();
+    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} is ${declared} bytes (max ${maxBytes})`);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  if (res.body === null) return Buffer.alloc(0);
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    total += chunk.byteLength;
+    // Leaving the loop by throwing cancels the stream: the rest is never read.
+    if (total > maxBytes) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} exceeds ${maxBytes} bytes`);
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,73 @@
+import { readFileSync } from 'node:fs';
+import type { BundlesConfig } from '../config/sections/bundles';
+import { VerdictError } from '../errors';
+import type { BundleArtifact, BundleLimits, BundleSigner, PolicyBundle } from './bundle';
+import { checkCompressedSize, readBundle, sha256Hex } from './bundle-reader';
+import { verifyCosignSignature } from './bundle-signature-cosign';
+import { verifyOPASignature, type OPAVerificationConfig } from './bundle-signature-opa';
+
+/** What makes a bundle trusted: a pin and/or keys. With neither, any well-formed bundle is accepted. */
+export interface BundleTrust {
+  limits: BundleLimits;
+  /** Expected sha256 of the bundle file (hex). */
+  sha256: string | null;
+  opa: OPAVerificationConfig | null;
+  cosignPublicKeyPEM: string | null;
+}
+
+/**
+ * Turns delivered bytes into a trusted PolicyBundle, cheapest refusal first and before any policy byte
+ * runs: size bound → sha256 pin → cosign signature over the whole file → bounded untar → OPA signature
+ * over every file. A pin mismatch refuses a bundle even when it is validly signed (replay guard).
+ */
+export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust): Promise<PolicyBundle> {
+  checkCompressedSize(artifact.bytes, trust.limits);
+  const sha256 = await sha256Hex(artifact.bytes);
+  if (trust.sha256 !== null && sha256 !== trust.sha256) {
+    throw new VerdictError('ERR_BUNDLE_HASH_MISMATCH', `bundle sha256 ${sha256} differs from the pinned ${trust.sha256}`);
+  }
+  let cosign: BundleSigner['cosign'] = null;
+  if (trust.cosignPublicKeyPEM !== null) {
+    if (artifact.cosignSignature === undefined) {
+      throw new VerdictError(
+        'ERR_BUNDLE_SIGNATURE',
+        'bundle is unsigned: no cosign signature came with it, and a cosign key is configured',
+      );
+    }
+    cosign = verifyCosignSignature(artifact.bytes, artifact.cosignSignature, trust.cosignPublicKeyPEM);
+  }
+  const bundle = await readBundle(artifact.bytes, artifact.origin, trust.limits, sha256);
+  const opa = trust.opa !== null ? verifyOPASignature(bundle.files, trust.opa) : null;
+  return { ...bundle, signer: opa === null && cosign === null ? null : { opa, cosign } };
+}
+
+/** Reads the key files named in config once, at start-up; a missing key is a config error. */
+export function trustFromConfig(config: BundlesConfig): BundleTrust {
+  const opa: OPAVerificationConfig | null =
+    config.opaSigning === null
+      ? null
+      : {
+          keys: Object.fromEntries(
+            Object.entries(config.opaSigning.keys).map(([id, k]) => [
+              id,
+              { algorithm: k.algorithm, publicKeyPEM: readKey(k.keyFile), scope: k.scope },
+            ]),
+          ),
+          keyId: config.opaSigning.keyId,
+          scope: config.opaSigning.scope,
+        };
+  return {
+    limits: config.limits,
+    sha256: config.sha256,
+    opa,
+    cosignPublicKeyPEM: config.cosign === null ? null : readKey(config.cosign.publicKeyFile),
+  };
+}
+
+function readKey(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new VerdictError('ERR_CONFIG', `cannot read bundle verification key ${path}: ${(err as Error).message}`);
+  }
+}
