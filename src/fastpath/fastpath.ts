@@ -6,7 +6,7 @@ import { VerdictError } from '../errors';
 import type { ActivePolicy } from '../policy/policy-store';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
-import { kernelEligibility } from './cache-declaration';
+import { kernelEligibility } from './kernel-eligibility';
 import { dumpEntries, readKernelStatus, type DumpedEntry, type KernelStatus } from './fastpath-status';
 import { HotnessTracker, type EligibleBundle } from './hotness-tracker';
 import { KernelVerdictMap } from './kernel-verdict-map';

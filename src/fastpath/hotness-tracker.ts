@@ -3,7 +3,7 @@ import type { Clock } from '../clock';
 import type { Decision } from '../decision/decision';
 import type { DecisionObserver } from '../decision/decision-observer';
 import type { DecisionRecord } from '../decisionlog/decision-record';
-import { IDENTITY_KEY_PATHS, type CacheDeclaration } from './cache-declaration';
+import { IDENTITY_KEY_PATHS, type CacheDeclaration } from './kernel-eligibility';
 import type { KernelAction, L4Tuple } from './map-layout';
 
 export interface HotnessSettings {
@@ -157,7 +157,7 @@ function observationOf(input: unknown, declaration: CacheDeclaration): Observati
   const tuple: L4Tuple = { srcAddress: src, dstAddress: dst.address, dstPort: dst.portValue };
 
   let identity: string | null = null;
-  for (const path of declaration.key.filter((p) => IDENTITY_KEY_PATHS.has(p))) {
+  for (const path of declaration.keyPaths.filter((p) => IDENTITY_KEY_PATHS.has(p))) {
     const value = path === 'spiffe.id' ? doc?.spiffe?.id : doc?.source_principal;
     // The decision depended on who called; without a verified identity it cannot be bound to the address.
     if (typeof value !== 'string' || value === '') return 'NO_IDENTITY';

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../../../src/clock';
 import type { Decision, ReasonCode } from '../../../src/decision/decision';
 import type { DecisionRecord } from '../../../src/decisionlog/decision-record';
-import type { CacheDeclaration } from '../../../src/fastpath/cache-declaration';
+import type { CacheDeclaration } from '../../../src/fastpath/kernel-eligibility';
 import { HotnessTracker } from '../../../src/fastpath/hotness-tracker';
 import type { KernelVerdictMap } from '../../../src/fastpath/kernel-verdict-map';
 import { KernelWriter } from '../../../src/fastpath/kernel-writer';
@@ -10,16 +10,15 @@ import { Metrics } from '../../../src/telemetry/metrics';
 import { loadTestMap, requireBPF } from '../../helpers/bpf-kernel';
 
 const SHA = 'a'.repeat(64);
-const L4: CacheDeclaration = {
-  key: [
-    'attributes.source.address.socketAddress.address',
-    'attributes.destination.address.socketAddress.address',
-    'attributes.destination.address.socketAddress.portValue',
-  ],
-  ttlMs: 30_000,
-  denyTtlMs: 10_000,
-};
-const BY_IDENTITY: CacheDeclaration = { ...L4, key: ['spiffe.id', ...L4.key.slice(1)] };
+function declaration(keyPaths: string[]): CacheDeclaration {
+  return { keyPaths, keySegments: keyPaths.map((p) => p.split('.')), ttlMs: 30_000, denyTtlMs: 10_000 };
+}
+const L4 = declaration([
+  'attributes.source.address.socketAddress.address',
+  'attributes.destination.address.socketAddress.address',
+  'attributes.destination.address.socketAddress.portValue',
+]);
+const BY_IDENTITY = declaration(['spiffe.id', ...L4.keyPaths.slice(1)]);
 
 /** The tracker against the real kernel map (loaded, not attached): what it writes is what the kernel would read. */
 describe('hotness tracker', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { kernelEligibility } from '../../../src/fastpath/cache-declaration';
+import { kernelEligibility } from '../../../src/fastpath/kernel-eligibility';
 
 const SRC = 'attributes.source.address.socketAddress.address';
 const DST = 'attributes.destination.address.socketAddress.address';
@@ -51,6 +51,6 @@ describe('kernel eligibility from metadata.verdict.cache', () => {
 
   it('denyTtlMs defaults to ttlMs', () => {
     const r = kernelEligibility(withCache({ key: [SRC], ttlMs: 700 }));
-    expect(r).toEqual({ eligible: true, declaration: { key: [SRC], ttlMs: 700, denyTtlMs: 700 } });
+    expect(r).toMatchObject({ eligible: true, declaration: { keyPaths: [SRC], ttlMs: 700, denyTtlMs: 700 } });
   });
 });
