@@ -14,7 +14,7 @@ import { printTable } from './lib/stats';
  * pinned version into .tools/bin (never committed); when it cannot be had, the scenario fails and says why.
  */
 export const PEER_MODULE = 'github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin';
-export const PEER_VERSION = 'v1.22.2-envoy';
+export const PEER_VERSION = 'v1.19.1-envoy';
 
 const FIXTURE = join(packageRoot(), 'test', 'fixtures', 'check-request-api.json');
 
