@@ -80,9 +80,16 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const identity = startIdentity(config.identity, { clock, logger });
   // A trust-bundle change may revoke what earlier verdicts relied on: drop cached and kernel verdicts.
   identity?.workloadAPI?.on('bundles', () => {
+    metrics.trustBundleUpdates.inc();
     cache?.store.invalidate();
     fastpath.bumpGeneration('trust bundle change');
   });
+  if (identity) {
+    metrics.identitySource = () => {
+      const own = identity.workloadAPI?.currentX509SVID?.certificates[0];
+      return { ready: identity.isReady(), ownSVIDExpiresAtMs: own ? Date.parse(own.validTo) : null };
+    };
+  }
   const observers = fastpath.observer ? [fastpath.observer] : [];
   const pipeline = new DecisionPipeline({
     config,

@@ -12,9 +12,16 @@ export interface MaskRule {
 }
 
 interface CompiledMask {
+  index: number;
   pointer: string;
   segments: string[];
   replaceWith?: string;
+}
+
+/** The rules as a trie of lowercase field names, so one walk serves every rule that shares a prefix. */
+interface MaskNode {
+  children: Map<string, MaskNode>;
+  rule?: CompiledMask;
 }
 
 export const DEFAULT_MASKS: readonly string[] = Object.freeze([
@@ -31,27 +38,33 @@ export const DEFAULT_MASKS: readonly string[] = Object.freeze([
 ]);
 
 export class EventMask {
-  private readonly masks: CompiledMask[];
+  private readonly root: MaskNode = { children: new Map() };
 
   constructor(rules: readonly (string | MaskRule)[]) {
-    this.masks = rules.map((r) => compile(typeof r === 'string' ? { path: r } : r));
+    rules.forEach((r, index) => this.insert(compile(typeof r === 'string' ? { path: r } : r, index)));
   }
 
   apply<T extends object>(event: T): { event: T; erased: string[]; masked: string[] } {
-    let out = event as Record<string, unknown>;
-    const erased: string[] = [];
-    const masked: string[] = [];
-    for (const m of this.masks) {
-      const next = maskAt(out, m.segments, 0, m.replaceWith);
-      if (next === out) continue;
-      out = next;
-      (m.replaceWith === undefined ? erased : masked).push(m.pointer);
-    }
+    const hits: CompiledMask[] = [];
+    const out = maskNode(event as Record<string, unknown>, this.root, hits);
+    hits.sort((a, b) => a.index - b.index);
+    const erased = hits.filter((h) => h.replaceWith === undefined).map((h) => h.pointer);
+    const masked = hits.filter((h) => h.replaceWith !== undefined).map((h) => h.pointer);
     return { event: out as T, erased, masked };
+  }
+
+  private insert(rule: CompiledMask): void {
+    let node = this.root;
+    for (const seg of rule.segments) {
+      let next = node.children.get(seg);
+      if (!next) node.children.set(seg, (next = { children: new Map() }));
+      node = next;
+    }
+    node.rule ??= rule;
   }
 }
 
-function compile(rule: MaskRule): CompiledMask {
+function compile(rule: MaskRule, index: number): CompiledMask {
   const p = rule.path;
   const segments = p.startsWith('/')
     ? p
@@ -61,32 +74,45 @@ function compile(rule: MaskRule): CompiledMask {
     : p.split('.');
   if (segments.length === 0 || segments.some((s) => s === '')) throw new TypeError(`mask path "${p}" is empty or has an empty segment`);
   const lower = segments.map((s) => s.toLowerCase());
-  return { pointer: `/${lower.join('/')}`, segments: lower, ...(rule.replaceWith !== undefined ? { replaceWith: rule.replaceWith } : {}) };
+  return {
+    index,
+    pointer: `/${lower.join('/')}`,
+    segments: lower,
+    ...(rule.replaceWith !== undefined ? { replaceWith: rule.replaceWith } : {}),
+  };
 }
 
-/** Returns `node` itself when nothing matched; otherwise a copy with the path removed or replaced. */
-function maskAt(
-  node: Record<string, unknown>,
-  segs: readonly string[],
-  i: number,
-  replaceWith: string | undefined,
-): Record<string, unknown> {
-  const key = findKey(node, segs[i] as string);
-  if (key === undefined) return node;
-  if (i === segs.length - 1) {
-    const copy = { ...node };
-    if (replaceWith === undefined) delete copy[key];
-    else copy[key] = replaceWith;
-    return copy;
+/**
+ * Returns `obj` itself when nothing under it matched; otherwise a copy with the matched fields removed or
+ * replaced (copy-on-write: only the objects on a matched path are copied).
+ */
+function maskNode(obj: Record<string, unknown>, trie: MaskNode, hits: CompiledMask[]): Record<string, unknown> {
+  let out = obj;
+  // Field names match case-insensitively, and every casing of a name is masked (a secret must not slip
+  // through as "Authorization" beside "authorization").
+  const byLowerName = new Map<string, string[]>();
+  for (const k of Object.keys(obj)) {
+    const lower = k.toLowerCase();
+    const list = byLowerName.get(lower);
+    if (list) list.push(k);
+    else byLowerName.set(lower, [k]);
   }
-  const child = node[key];
-  if (typeof child !== 'object' || child === null || Array.isArray(child)) return node;
-  const masked = maskAt(child as Record<string, unknown>, segs, i + 1, replaceWith);
-  return masked === child ? node : { ...node, [key]: masked };
-}
-
-function findKey(node: Record<string, unknown>, lowerName: string): string | undefined {
-  if (Object.prototype.hasOwnProperty.call(node, lowerName)) return lowerName;
-  for (const k of Object.keys(node)) if (k.toLowerCase() === lowerName) return k;
-  return undefined;
+  for (const [name, child] of trie.children) {
+    for (const key of byLowerName.get(name) ?? []) {
+      if (child.rule) {
+        if (out === obj) out = { ...obj };
+        if (child.rule.replaceWith === undefined) delete out[key];
+        else out[key] = child.rule.replaceWith;
+        if (!hits.includes(child.rule)) hits.push(child.rule);
+        continue;
+      }
+      const value = obj[key];
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) continue;
+      const masked = maskNode(value as Record<string, unknown>, child, hits);
+      if (masked === value) continue;
+      if (out === obj) out = { ...obj };
+      out[key] = masked;
+    }
+  }
+  return out;
 }

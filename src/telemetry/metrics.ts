@@ -149,6 +149,35 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Set by the identity wiring: readiness and verdict's own SVID expiry, sampled at scrape time. */
+  identitySource: (() => { ready: boolean; ownSVIDExpiresAtMs: number | null }) | null = null;
+
+  readonly identityReady = new Gauge({
+    name: 'verdict_identity_ready',
+    help: 'SPIFFE trust bundles (and own SVID, when used) present and fresh: 1, else 0. Absent when identity is off.',
+    registers: [this.registry],
+    collect: () => {
+      const s = this.identitySource?.();
+      if (s) this.identityReady.set(s.ready ? 1 : 0);
+    },
+  });
+
+  readonly ownSVIDExpiry = new Gauge({
+    name: 'verdict_own_svid_expiry_seconds',
+    help: "Seconds until verdict's own X.509-SVID (from the Workload API) expires.",
+    registers: [this.registry],
+    collect: () => {
+      const at = this.identitySource?.().ownSVIDExpiresAtMs;
+      if (at !== null && at !== undefined) this.ownSVIDExpiry.set((at - Date.now()) / 1000);
+    },
+  });
+
+  readonly trustBundleUpdates = new Counter({
+    name: 'verdict_trust_bundle_updates_total',
+    help: 'Trust-bundle sets received from the Workload API (each invalidates the decision cache and the kernel generation).',
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'verdict_', eventLoopMonitoringPrecision: 1 });

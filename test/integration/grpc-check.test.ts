@@ -94,6 +94,21 @@ describe('gRPC Check against the default policy', () => {
     expect(text).toMatch(/verdict_decisions_total\{result="deny",engine="opa",reason="DENIED_BY_POLICY"\} [1-9]/);
     expect((await fetch(`http://127.0.0.1:${verdict.httpPort}/readyz`)).status).toBe(200);
   });
+
+  it('exposes every metric family operators need on /metrics', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
+    const families = [
+      'verdict_check_duration_seconds_bucket{le="0.001",protocol="grpc"}',
+      'verdict_bundle_info{name="default"',
+      'verdict_bundle_loads_total{outcome="activated",reason="OK"} 1',
+      'verdict_cache_requests_total',
+      'verdict_decisionlog_events_total',
+      'verdict_fastpath_enabled{reason=',
+      'verdict_nodejs_eventloop_lag_max_seconds',
+      'verdict_process_resident_memory_bytes',
+    ];
+    for (const f of families) expect(text, f).toContain(f);
+  });
 });
 
 describe('gRPC Check with limits', () => {

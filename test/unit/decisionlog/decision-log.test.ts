@@ -50,6 +50,17 @@ describe('decision-log masking', () => {
     expect(event).toEqual({ input: { user: { password: '***', name: 'n' } } });
     expect([erased, masked]).toEqual([[], ['/input/user/password']]);
   });
+
+  it('masks every casing of a field name, along shared prefixes, leaving the original untouched', () => {
+    const mask = new EventMask(['/input/headers/authorization', '/input/headers/cookie', 'input.cert']);
+    const original = {
+      input: { headers: { Authorization: 'a1', authorization: 'a2', COOKIE: 'c', accept: 'x' }, Cert: 'pem', keep: 1 },
+    };
+    const { event, erased } = mask.apply(original);
+    expect(event).toEqual({ input: { headers: { accept: 'x' }, keep: 1 } });
+    expect(erased).toEqual(['/input/headers/authorization', '/input/headers/cookie', '/input/cert']);
+    expect(original.input.headers.Authorization).toBe('a1');
+  });
 });
 
 describe('decision-log file sink rotation and hash chain', () => {
