@@ -41,6 +41,8 @@ export class GrpcServer {
       // that grpc-js refuses them itself (RESOURCE_EXHAUSTED; Envoy then fails closed).
       'grpc.max_receive_message_length': Math.max(this.maxBytes * 4, 4 * 1024 * 1024),
       'grpc.max_concurrent_streams': 1000,
+      // channelz keeps per-call statistics nobody reads here; off saves CPU on every call (measured).
+      'grpc.enable_channelz': 0,
     });
     const defs = loadAuthorizationProtos();
     this.server.addService(this.authorizationService(defs), { check: this.check });
