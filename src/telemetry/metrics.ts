@@ -21,6 +21,8 @@ export class Metrics {
 
   readonly bundleInfo = new Gauge({
     name: 'verdict_bundle_info',
+    // cluster mode: how the primary combines the workers' values
+    aggregator: 'max',
     help: 'The active policy bundle (value 1), labelled by name, revision and sha256.',
     labelNames: ['name', 'revision', 'sha256', 'engine'] as const,
     registers: [this.registry],
@@ -42,6 +44,8 @@ export class Metrics {
 
   readonly fastpathEnabled = new Gauge({
     name: 'verdict_fastpath_enabled',
+    // cluster mode: how the primary combines the workers' values
+    aggregator: 'max',
     help: 'Kernel fast path on (1) or off (0), labelled with the reason it is off (ENABLED when on).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
@@ -49,6 +53,8 @@ export class Metrics {
 
   readonly fastpathGeneration = new Gauge({
     name: 'verdict_fastpath_generation_bumps',
+    // cluster mode: how the primary combines the workers' values
+    aggregator: 'max',
     help: 'Kernel generation bumps since start (bundle swaps, trust-bundle changes).',
     registers: [this.registry],
   });
@@ -87,6 +93,8 @@ export class Metrics {
 
   readonly fastpathKernel = new Gauge({
     name: 'verdict_fastpath_kernel_lookups',
+    // cluster mode: how the primary combines the workers' values
+    aggregator: 'max',
     help: 'Kernel verdict-map lookups at connect(), by outcome (hitAllow, hitDeny, miss, stale), since load.',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
@@ -154,6 +162,8 @@ export class Metrics {
 
   readonly identityReady = new Gauge({
     name: 'verdict_identity_ready',
+    // cluster mode: how the primary combines the workers' values
+    aggregator: 'min',
     help: 'SPIFFE trust bundles (and own SVID, when used) present and fresh: 1, else 0. Absent when identity is off.',
     registers: [this.registry],
     collect: () => {
@@ -164,6 +174,8 @@ export class Metrics {
 
   readonly ownSVIDExpiry = new Gauge({
     name: 'verdict_own_svid_expiry_seconds',
+    // cluster mode: how the primary combines the workers' values
+    aggregator: 'min',
     help: "Seconds until verdict's own X.509-SVID (from the Workload API) expires.",
     registers: [this.registry],
     collect: () => {

@@ -40,6 +40,8 @@ describe('cluster mode (verdict serve, 2 workers)', () => {
     const total = /verdict_decisions_total\{result="allow",engine="opa",reason="ALLOWED"\} (\d+)/.exec(metrics);
     expect(Number(total?.[1])).toBe(100);
     expect(metrics).toMatch(/verdict_process_cpu_user_seconds_total/);
+    // An info gauge is one bundle, not one per worker.
+    expect(metrics).toMatch(/verdict_bundle_info\{name="default",[^}]*\} 1\n/);
     expect((await fetch(`http://127.0.0.1:${verdict.httpPort}/readyz`)).status).toBe(200);
   });
 
