@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', '.tools/', 'bin/', 'loadtest/k6/', 'bench-results/'] },
+  { ignores: ['dist/', 'node_modules/', '.tools/', '.tmp/', 'bin/', 'loadtest/k6/', 'bench-results/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
