@@ -1,18 +1,11 @@
 import { VerdictError } from '../errors';
 import type { BundleArtifact } from './bundle';
-import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource } from './bundle-source';
+import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource, type PollingOptions } from './bundle-source';
 
-export interface HTTPSourceOptions {
+export interface HTTPSourceOptions extends PollingOptions {
   url: string;
   /** cosign signature URL, fetched with every new bundle; null when none is expected. */
   signatureUrl: string | null;
-  /** Authorization header value; never logged. */
-  authorization: string | null;
-  minDelayMs: number;
-  maxDelayMs: number;
-  timeoutMs: number;
-  maxBytes: number;
-  random?: () => number;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { VerdictError } from '../errors';
 import type { BundleArtifact } from './bundle';
-import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource } from './bundle-source';
+import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource, type PollingOptions } from './bundle-source';
 
 /** Media types of an OPA bundle pushed to an OCI registry (OPA docs, "OCI registry" bundle downloads). */
 export const OCI_MEDIA_TYPES = Object.freeze({
@@ -12,7 +12,7 @@ export const OCI_MEDIA_TYPES = Object.freeze({
   sigstoreBundle: 'application/vnd.dev.sigstore.bundle.v0.3+json',
 });
 
-export interface OCISourceOptions {
+export interface OCISourceOptions extends PollingOptions {
   /** Base URL of the registry (http://127.0.0.1:5000). */
   registry: string;
   repository: string;
@@ -20,12 +20,6 @@ export interface OCISourceOptions {
   reference: string;
   /** Pinned manifest digest; null to accept what the tag names. */
   digest: string | null;
-  authorization: string | null;
-  minDelayMs: number;
-  maxDelayMs: number;
-  timeoutMs: number;
-  maxBytes: number;
-  random?: () => number;
 }
 
 interface Descriptor {

@@ -53,3 +53,14 @@ export async function readBodyBounded(res: Response, maxBytes: number, what: str
   }
   return Buffer.concat(chunks);
 }
+
+/** How a remote source polls: shared by the HTTP bundle service and the OCI registry sources. */
+export interface PollingOptions {
+  /** Authorization header value; never logged. */
+  authorization: string | null;
+  minDelayMs: number;
+  maxDelayMs: number;
+  timeoutMs: number;
+  maxBytes: number;
+  random?: () => number;
+}

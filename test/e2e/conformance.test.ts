@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningVerdict } from '../../src/main';
 import { send, type ClientResponse } from '../helpers/envoy-client';
 import type { RunningEnvoy } from '../helpers/envoy-process';
-import { printEnvoyLogsOnFailure, startE2EVerdict, startEnvoyFor } from '../helpers/envoy-stack';
+import { printEnvoyLogsOnFailure, startE2EVerdict, startSidecarEnvoy } from '../helpers/envoy-stack';
 import { startEchoUpstream, type EchoUpstream, type UpstreamHit } from '../helpers/upstream-echo';
 
 // Conformance: every CheckResponse field verdict emits, driven through a real Envoy (sidecar-grpc.yaml),
@@ -19,12 +19,7 @@ describe('CheckResponse conformance through Envoy', () => {
   beforeAll(async () => {
     upstream = await startEchoUpstream();
     verdict = await startE2EVerdict();
-    envoy = await startEnvoyFor('sidecar-grpc.yaml', {
-      LISTENER_PORT: 0,
-      VERDICT_PORT: verdict.grpcPort,
-      APP_PORT: upstream.port,
-      AUTHZ_TIMEOUT: '2s',
-    });
+    envoy = await startSidecarEnvoy(verdict, upstream);
     const port = envoy.listenerPort('ingress_http');
     const res = await send(port, {
       path: '/conformance?debug=1&keep=2',

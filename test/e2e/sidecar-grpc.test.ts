@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningVerdict } from '../../src/main';
 import { send } from '../helpers/envoy-client';
 import type { RunningEnvoy } from '../helpers/envoy-process';
-import { printEnvoyLogsOnFailure, startE2EVerdict, startEnvoyFor } from '../helpers/envoy-stack';
+import { printEnvoyLogsOnFailure, startE2EVerdict, startSidecarEnvoy } from '../helpers/envoy-stack';
 import { startEchoUpstream, type EchoUpstream, type UpstreamHit } from '../helpers/upstream-echo';
 
 // Real Envoy (envoy/sidecar-grpc.yaml) → real verdict over gRPC → real upstream, all on loopback ports
@@ -18,12 +18,7 @@ describe('sidecar-grpc: Envoy http ext_authz over gRPC', () => {
   beforeAll(async () => {
     upstream = await startEchoUpstream();
     verdict = await startE2EVerdict();
-    envoy = await startEnvoyFor('sidecar-grpc.yaml', {
-      LISTENER_PORT: 0,
-      VERDICT_PORT: verdict.grpcPort,
-      APP_PORT: upstream.port,
-      AUTHZ_TIMEOUT: '2s',
-    });
+    envoy = await startSidecarEnvoy(verdict, upstream);
     port = envoy.listenerPort('ingress_http');
   });
   afterAll(async () => {
@@ -104,12 +99,7 @@ describe('sidecar-grpc: fail closed', () => {
   beforeAll(async () => {
     upstream = await startEchoUpstream();
     verdict = await startE2EVerdict();
-    envoy = await startEnvoyFor('sidecar-grpc.yaml', {
-      LISTENER_PORT: 0,
-      VERDICT_PORT: verdict.grpcPort,
-      APP_PORT: upstream.port,
-      AUTHZ_TIMEOUT: '2s',
-    });
+    envoy = await startSidecarEnvoy(verdict, upstream);
   });
   afterAll(async () => {
     await envoy?.stop();

@@ -6,6 +6,7 @@ import { packageRoot } from '../../src/package-root';
 import { startEnvoy, validateEnvoyConfig, type RunningEnvoy } from './envoy-process';
 import { renderEnvoyConfigFile, type TemplateVars } from './envoy-template';
 import { buildTestBundle, startTestVerdict, tempDir } from './verdict-harness';
+import type { EchoUpstream } from './upstream-echo';
 
 /** Path of a committed Envoy config, e.g. envoyConfig('sidecar-grpc.yaml'). */
 export function envoyConfig(name: string): string {
@@ -31,6 +32,16 @@ export async function startEnvoyFor(name: string, vars: TemplateVars): Promise<R
   const file = renderEnvoyConfigFile(envoyConfig(name), dir, { ADMIN_PORT: 0, ...vars });
   await validateEnvoyConfig(file);
   return startEnvoy(file, dir);
+}
+
+/** Envoy (sidecar-grpc.yaml) in front of an echo upstream, asking the given verdict over gRPC. */
+export async function startSidecarEnvoy(verdict: RunningVerdict, upstream: EchoUpstream): Promise<RunningEnvoy> {
+  return startEnvoyFor('sidecar-grpc.yaml', {
+    LISTENER_PORT: 0,
+    VERDICT_PORT: verdict.grpcPort,
+    APP_PORT: upstream.port,
+    AUTHZ_TIMEOUT: '2s',
+  });
 }
 
 /** Prints each Envoy's log when a test fails, so a red run says why. */
