@@ -1,3 +1,4 @@
+import { waitFor as pollUntil } from './wait-for';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { TestCgroup } from './bpf-kernel';
@@ -64,11 +65,7 @@ export async function startCgroupClient(cgroup: TestCgroup): Promise<CgroupClien
   };
 }
 
-/** Polls `probe` until it returns true or the deadline passes (no fixed sleeps). */
-export async function waitFor(probe: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
+/** Kernel-side conditions settle in microseconds: poll tightly. */
+export function waitFor(probe: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  return pollUntil(probe, what, timeoutMs, 2);
 }

@@ -1,3 +1,4 @@
+import { waitFor as pollUntil } from './wait-for';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
@@ -32,18 +33,16 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Polls `check` until it returns true or the deadline passes (then throws with `what`). */
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000, everyMs = 100): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+/** Polls `check` (a throw counts as "not yet") until it holds or the deadline passes. */
+export function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000, everyMs = 100): Promise<void> {
+  const holds = async (): Promise<boolean> => {
     try {
-      if (await check()) return;
+      return await check();
     } catch {
-      // not yet
+      return false;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
+  };
+  return pollUntil(holds, what, timeoutMs, everyMs);
 }
 
 export interface SPIREOptions {

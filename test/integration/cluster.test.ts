@@ -3,6 +3,7 @@ import { packageRoot } from '../../src/package-root';
 import { spawnVerdict, type VerdictProcess } from '../../loadtest/lib/spawn-verdict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { waitFor } from '../helpers/wait-for';
 import { checkClient, httpCheckRequest, tempDir, type CheckClient } from '../helpers/verdict-harness';
 import * as grpc from '@grpc/grpc-js';
 
@@ -57,8 +58,7 @@ describe('cluster mode (verdict serve, 2 workers)', () => {
             : [],
         )
         .map((l) => (JSON.parse(l) as { decision_id: string }).decision_id);
-    const deadline = Date.now() + 15_000;
-    while (ids().length < 100 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => ids().length >= 100, "all 100 decisions in the workers' files", 15_000, 50);
     expect(ids()).toHaveLength(100);
     expect(new Set(ids()).size).toBe(100);
     expect(files.every((f) => existsSync(f))).toBe(true);
