@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/load-config';
 import { VerdictError } from '../../../src/errors';
+import { packageRoot } from '../../../src/package-root';
 
 function yamlFile(text: string): string {
   const file = join(mkdtempSync(join(tmpdir(), 'verdict-config-')), 'verdict.yaml');
@@ -35,6 +36,12 @@ describe('config', () => {
     const c = loadConfig({ file, env: { VERDICT_GRPC_PORT: '2000', VERDICT_LOG_LEVEL: 'warn' }, overrides: ['server.grpc.port=3000'] });
     expect(c.server.grpc.port).toBe(3000);
     expect(c.log.level).toBe('warn');
+  });
+
+  it('the shipped example config validates', () => {
+    const c = loadConfig({ file: join(packageRoot(), 'config', 'verdict.example.yaml') });
+    expect(c.identity.mtls.enabled).toBe(true);
+    expect(c.bundles.source?.type).toBe('http');
   });
 
   it('ignores environment variables it does not own', () => {
