@@ -25,6 +25,7 @@ import * as inputDocument from '../src/request/input-document';
 import type { CheckRequest, ReceivedCheckRequest } from '../src/request/check-request';
 import { envoyProtoIncludeDirs } from '../src/server/envoy-protos';
 import { createLogger } from '../src/telemetry/logger';
+import { runAsScript } from './lib/run-as-script';
 
 const execFileAsync = promisify(execFile);
 
@@ -225,12 +226,4 @@ function printTable(r: Record<string, unknown>): void {
     );
 }
 
-if (require.main === module) {
-  run().then(
-    (r) => process.stdout.write(`${JSON.stringify(r)}\n`),
-    (err: unknown) => {
-      process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
-      process.exit(1);
-    },
-  );
-}
+runAsScript(module, run);

@@ -14,6 +14,7 @@ import type { CheckRequest, ReceivedCheckRequest } from '../src/request/check-re
 import { createLogger } from '../src/telemetry/logger';
 import { Metrics } from '../src/telemetry/metrics';
 import { benchRequest, ghz, inProcessPipeline, startBenchVerdict, type GhzResult } from './bench-cache';
+import { runAsScript } from './lib/run-as-script';
 
 async function checksPerSecond(overrides: string[], logOverrides: string[], n: number): Promise<{ meanUs: number; perSecond: number }> {
   const metrics = new Metrics({ defaultMetrics: false });
@@ -80,12 +81,4 @@ export async function run(): Promise<Record<string, unknown>> {
   return results;
 }
 
-if (require.main === module) {
-  run().then(
-    (r) => process.stdout.write(`${JSON.stringify(r)}\n`),
-    (err: unknown) => {
-      process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
-      process.exit(1);
-    },
-  );
-}
+runAsScript(module, run);

@@ -6,6 +6,7 @@ import { CedarEngine } from '../src/policy/engine-cedar';
 import { WasmEngine } from '../src/policy/engine-wasm';
 import type { PolicyEngine } from '../src/policy/policy-engine';
 import type { InputDocument } from '../src/request/input-document';
+import { runAsScript } from './lib/run-as-script';
 
 /**
  * Per-decision cost of the Cedar engine (10 / 100 policies × 10 / 10,000 bundle entities) and of the
@@ -112,4 +113,4 @@ export async function run(): Promise<Record<string, unknown>> {
   return { results, entityScalingRatio: ratio };
 }
 
-if (require.main === module) void run();
+runAsScript(module, run);

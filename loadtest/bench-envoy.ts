@@ -8,6 +8,7 @@ import { packageRoot } from '../src/package-root';
 import { createLogger } from '../src/telemetry/logger';
 import { startEnvoy } from '../test/helpers/envoy-process';
 import { renderEnvoyConfigFile } from '../test/helpers/envoy-template';
+import { runAsScript } from './lib/run-as-script';
 
 /**
  * Envoy with ext_authz → verdict vs the same Envoy without it, same upstream, same run. One Envoy
@@ -169,12 +170,4 @@ function printTable(r: {
   );
 }
 
-if (require.main === module) {
-  run().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
-}
+runAsScript(module, run);

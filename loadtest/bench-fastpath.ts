@@ -22,6 +22,7 @@ import { waitFor } from '../test/helpers/bpf-client';
 import { startEchoServer, startL4Envoy, type L4Envoy } from '../test/helpers/bpf-envoy';
 import { createTestCgroup, removePinDir, requireBPF, testPinDir, type TestCgroup } from '../test/helpers/bpf-kernel';
 import { buildTestBundle, startTestVerdict, tempDir } from '../test/helpers/verdict-harness';
+import { runAsScript } from './lib/run-as-script';
 
 const ROUNDS = 300;
 const DENIED = '127.0.3.66';
@@ -212,9 +213,4 @@ function printTable(r: Record<string, Record<string, unknown>>): void {
   }
 }
 
-if (require.main === module) {
-  run().catch((err: unknown) => {
-    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
-  });
-}
+runAsScript(module, run);

@@ -20,6 +20,7 @@ import {
   mintJWTSVID,
   spiffeBundleJSON,
 } from '../test/helpers/svid-authority';
+import { runAsScript } from './lib/run-as-script';
 
 const ID = 'spiffe://example.org/ns/default/sa/web';
 
@@ -62,9 +63,4 @@ export async function run(): Promise<Record<string, unknown>> {
   return { identity: rows };
 }
 
-if (require.main === module) {
-  run().catch((err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  });
-}
+runAsScript(module, run);

@@ -5,6 +5,7 @@ import { buildRegoBundle } from '../src/cli/bundle-build';
 import { packageRoot } from '../src/package-root';
 import type { BundleLoader } from '../src/policy/bundle-loader';
 import { checkClient, httpCheckRequest, startTestVerdict, tempDir } from '../test/helpers/verdict-harness';
+import { runAsScript } from './lib/run-as-script';
 
 /**
  * Bundle swap under load. Two windows of equal length under the same closed-loop Check load: without
@@ -144,12 +145,4 @@ function round(n: number): number {
   return Math.round(n * 100) / 100;
 }
 
-if (require.main === module) {
-  run().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
-}
+runAsScript(module, run);

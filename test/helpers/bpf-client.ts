@@ -1,7 +1,7 @@
-import { waitFor as pollUntil } from './wait-for';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { TestCgroup } from './bpf-kernel';
+import { waitFor as pollUntil } from './wait-for';
 
 /** What happened to one connection attempt from the client process. */
 export interface ConnectOutcome {

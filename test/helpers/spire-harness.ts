@@ -1,13 +1,11 @@
-import { waitFor as pollUntil } from './wait-for';
 import * as grpc from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { envoyProtoIncludeDirs, PROTO_OPTIONS } from '../../src/server/envoy-protos';
-import { tempDir, type CheckResponse } from './verdict-harness';
+import { authorizationClientClass, tempDir, type CheckResponse } from './verdict-harness';
+import { waitFor as pollUntil } from './wait-for';
 
 const run = promisify(execFile);
 const BIN = resolve(__dirname, '../../.tools/bin');
@@ -210,15 +208,7 @@ export function mtlsCheckClient(
   target: string,
   tls: { rootsPEM: string; certPEM?: string; keyPEM?: string; serverID: string },
 ): { check(req: unknown): Promise<CheckResponse>; close(): void } {
-  const defs = loadSync('envoy/service/auth/v3/external_auth.proto', {
-    ...PROTO_OPTIONS,
-    enums: Number,
-    includeDirs: envoyProtoIncludeDirs(),
-  });
-  const pkg = grpc.loadPackageDefinition(defs) as unknown as {
-    envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } };
-  };
-  const Ctor = pkg.envoy.service.auth.v3.Authorization;
+  const Ctor = authorizationClientClass();
   const creds = grpc.credentials.createSsl(
     Buffer.from(tls.rootsPEM),
     tls.keyPEM ? Buffer.from(tls.keyPEM) : null,

@@ -58,8 +58,8 @@ export interface CheckClient {
   close(): void;
 }
 
-/** A real grpc-js client for envoy.service.auth.v3.Authorization (enums decoded as numbers). */
-export function checkClient(target: string, channelOptions: grpc.ChannelOptions = {}): CheckClient {
+/** The generated client class for envoy.service.auth.v3.Authorization (enums decoded as numbers). */
+export function authorizationClientClass(): grpc.ServiceClientConstructor {
   const defs = loadSync('envoy/service/auth/v3/external_auth.proto', {
     ...PROTO_OPTIONS,
     enums: Number,
@@ -68,7 +68,12 @@ export function checkClient(target: string, channelOptions: grpc.ChannelOptions 
   const pkg = grpc.loadPackageDefinition(defs) as unknown as {
     envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } };
   };
-  const Ctor = pkg.envoy.service.auth.v3.Authorization;
+  return pkg.envoy.service.auth.v3.Authorization;
+}
+
+/** A real grpc-js client for envoy.service.auth.v3.Authorization (enums decoded as numbers). */
+export function checkClient(target: string, channelOptions: grpc.ChannelOptions = {}): CheckClient {
+  const Ctor = authorizationClientClass();
   const client = new Ctor(target, grpc.credentials.createInsecure(), channelOptions);
   const method = (Ctor.service as grpc.ServiceDefinition).Check as grpc.MethodDefinition<unknown, CheckResponse>;
   const call = <T>(req: T, serialize: (v: T) => Buffer): Promise<CheckResponse> =>
