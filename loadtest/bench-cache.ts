@@ -26,6 +26,7 @@ import type { CheckRequest, ReceivedCheckRequest } from '../src/request/check-re
 import { envoyProtoIncludeDirs } from '../src/server/envoy-protos';
 import { createLogger } from '../src/telemetry/logger';
 import { runAsScript } from './lib/run-as-script';
+import { printRows } from './lib/stats';
 
 const execFileAsync = promisify(execFile);
 
@@ -217,13 +218,7 @@ function printTable(r: Record<string, unknown>): void {
     ['input docs built / call', String(p.miss.inputsBuiltPerCall), String(p.hit.inputsBuiltPerCall), ''],
     ['cache lookup µs (key + get)', '', p.lookupUs.toFixed(3), ''],
   ];
-  for (const row of rows)
-    process.stdout.write(
-      `${(row[0] as string).padEnd(30)}${row
-        .slice(1)
-        .map((c) => c.padStart(14))
-        .join('')}\n`,
-    );
+  printRows(rows);
 }
 
 runAsScript(module, run);

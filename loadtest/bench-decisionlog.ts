@@ -15,6 +15,7 @@ import { createLogger } from '../src/telemetry/logger';
 import { Metrics } from '../src/telemetry/metrics';
 import { benchRequest, ghz, inProcessPipeline, startBenchVerdict, type GhzResult } from './bench-cache';
 import { runAsScript } from './lib/run-as-script';
+import { printRows } from './lib/stats';
 
 async function checksPerSecond(overrides: string[], logOverrides: string[], n: number): Promise<{ meanUs: number; perSecond: number }> {
   const metrics = new Metrics({ defaultMetrics: false });
@@ -71,13 +72,7 @@ export async function run(): Promise<Record<string, unknown>> {
     ['check() per s (in process)', String(p.off.perSecond), String(p.on.perSecond), `${p.costPct}%`],
     ['check() µs (mean)', p.off.meanUs.toFixed(2), p.on.meanUs.toFixed(2), ''],
   ];
-  for (const row of rows)
-    process.stdout.write(
-      `${(row[0] as string).padEnd(30)}${row
-        .slice(1)
-        .map((c) => c.padStart(14))
-        .join('')}\n`,
-    );
+  printRows(rows);
   return results;
 }
 

@@ -19,3 +19,8 @@ export function printTable(title: string, rows: Record<string, unknown>[]): void
   process.stdout.write(`\n${title}\n${line(cols)}\n${line(widths.map((w) => '-'.repeat(w)))}\n`);
   for (const r of rows) process.stdout.write(`${line(cols.map((c) => cell(r[c])))}\n`);
 }
+
+/** Prints rows of [label, ...cells]: the label left-aligned, each cell right-aligned (A-vs-B tables). */
+export function printRows(rows: readonly (readonly string[])[]): void {
+  for (const [label = '', ...cells] of rows) process.stdout.write(`${label.padEnd(30)}${cells.map((c) => c.padStart(14)).join('')}\n`);
+}

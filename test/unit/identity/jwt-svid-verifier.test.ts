@@ -1,9 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { VerdictError } from '../../../src/errors';
 import { verifyJWTSVID } from '../../../src/identity/jwt-svid-verifier';
 import { StaticBundleSource } from '../../../src/identity/static-bundle-source';
 import { parseSPIFFEBundle } from '../../../src/identity/trust-bundle';
 import { createJWTAuthority, hmacJWT, mintJWTSVID, spiffeBundleJSON, unsecuredJWT, type JWTAuthority } from '../../helpers/svid-authority';
+import { codeOfAsync } from '../../helpers/error-code';
 
 const ID = 'spiffe://example.org/ns/default/sa/web';
 const OPTS = { audiences: ['verdict'] };
@@ -19,15 +19,6 @@ beforeAll(async () => {
   stranger = await createJWTAuthority('k1');
   source = new StaticBundleSource([parseSPIFFEBundle('example.org', spiffeBundleJSON([], [authority, rsaAuthority]))]);
 });
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    return (err as VerdictError).code;
-  }
-  return undefined;
-}
 
 describe('verifyJWTSVID', () => {
   it('accepts a good ES256 JWT-SVID', async () => {
@@ -45,7 +36,7 @@ describe('verifyJWTSVID', () => {
 
   it('uses the injected clock for exp', async () => {
     const token = await mintJWTSVID(authority, ID, { expiresInS: 60 });
-    expect(await codeOf(verifyJWTSVID(token, source, { ...OPTS, nowMs: Date.now() + 120_000 }))).toBe('ERR_SVID_EXPIRED');
+    expect(await codeOfAsync(verifyJWTSVID(token, source, { ...OPTS, nowMs: Date.now() + 120_000 }))).toBe('ERR_SVID_EXPIRED');
   });
 
   const cases: [string, string, () => Promise<string>][] = [
@@ -63,11 +54,13 @@ describe('verifyJWTSVID', () => {
   ];
 
   it.each(cases)('rejects %s with %s', async (_name, code, make) => {
-    expect(await codeOf(verifyJWTSVID(await make(), source, { ...OPTS, nowMs: Date.now() }))).toBe(code);
+    expect(await codeOfAsync(verifyJWTSVID(await make(), source, { ...OPTS, nowMs: Date.now() }))).toBe(code);
   });
 
   it('refuses an algorithm outside the configured subset', async () => {
     const token = await mintJWTSVID(rsaAuthority, ID, { alg: 'PS256' });
-    expect(await codeOf(verifyJWTSVID(token, source, { ...OPTS, algorithms: ['ES256'], nowMs: Date.now() }))).toBe('ERR_JWT_ALGORITHM');
+    expect(await codeOfAsync(verifyJWTSVID(token, source, { ...OPTS, algorithms: ['ES256'], nowMs: Date.now() }))).toBe(
+      'ERR_JWT_ALGORITHM',
+    );
   });
 });

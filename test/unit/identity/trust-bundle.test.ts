@@ -1,11 +1,11 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { VerdictError } from '../../../src/errors';
 import { ChainedBundleSource, StaticBundleSource } from '../../../src/identity/static-bundle-source';
 import { parseBundleFile, parseDERCertificates, parseJWTBundle } from '../../../src/identity/trust-bundle';
 import { createCA, createJWTAuthority, spiffeBundleJSON, type JWTAuthority, type TestCA } from '../../helpers/svid-authority';
 import { tempDir } from '../../helpers/verdict-harness';
+import { codeOf } from '../../helpers/error-code';
 
 let a: TestCA;
 let b: TestCA;
@@ -15,15 +15,6 @@ beforeAll(async () => {
   [a, b] = await Promise.all([createCA('a'), createCA('b')]);
   jwt = await createJWTAuthority('kid-1');
 });
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return (err as VerdictError).code;
-  }
-  return undefined;
-}
 
 describe('trust bundles', () => {
   it('reads PEM with several authorities', () => {

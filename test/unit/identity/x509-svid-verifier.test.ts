@@ -1,10 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { VerdictError } from '../../../src/errors';
 import { StaticBundleSource } from '../../../src/identity/static-bundle-source';
 import { makeTrustBundle } from '../../../src/identity/trust-bundle';
 import { verifyX509SVID } from '../../../src/identity/x509-svid-verifier';
 import { createCA, issueX509SVID, withBadSignature, type TestCA } from '../../helpers/svid-authority';
+import { codeOf } from '../../helpers/error-code';
 
 const ID = 'spiffe://example.org/ns/default/sa/web';
 const DAY = 86_400_000;
@@ -23,15 +23,6 @@ beforeAll(async () => {
     makeTrustBundle('other.org', [otherRoot.cert], new Map()),
   ]);
 });
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return (err as VerdictError).code;
-  }
-  return undefined;
-}
 
 describe('verifyX509SVID', () => {
   it('accepts a good SVID issued by the root', async () => {

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { VerdictError } from '../../../src/errors';
 import { cedarBundleFromFiles } from '../../../src/policy/cedar-bundle';
 import { CEDAR_NO_MATCH, CedarEngine } from '../../../src/policy/engine-cedar';
 import type { InputDocument } from '../../../src/request/input-document';
+import { codeOf } from '../../helpers/error-code';
 
 const DIR = join(__dirname, '../../../policies/cedar-default');
 const SCHEMA = readFileSync(join(DIR, 'schema.cedarschema'), 'utf8');
@@ -50,15 +50,6 @@ function engine(policies: string, entities: unknown[] = [], metadata: Record<str
     metadata,
   );
   return CedarEngine.load(bundle, { reasonsHeader: 'x-cedar-policies', maxEntitiesPerRequest: maxEntities });
-}
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof VerdictError ? err.code : `not a VerdictError: ${String(err)}`;
-  }
-  return 'no error';
 }
 
 const FRONTEND = 'spiffe://example.org/ns/default/sa/frontend';

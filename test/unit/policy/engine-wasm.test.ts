@@ -6,6 +6,7 @@ import type { PolicyBundle } from '../../../src/policy/bundle';
 import { WasmEngine } from '../../../src/policy/engine-wasm';
 import type { InputDocument } from '../../../src/request/input-document';
 import { assemble, CALL_IMPORT, ifOddLength, LOOP_FOREVER, returns, TRAP } from './engine-wasm-modules';
+import { codeOfAsync } from '../../helpers/error-code';
 
 // Real modules compiled at test time by the AssemblyScript compiler (the same toolchain as the example
 // engine); each one misbehaves in one way a real engine could.
@@ -52,15 +53,6 @@ function input(parity: 'odd' | 'even', path = '/x'): InputDocument {
   }
 }
 
-async function codeOf(fn: () => unknown): Promise<string> {
-  try {
-    await fn();
-  } catch (err) {
-    return err instanceof VerdictError ? err.code : `not a VerdictError: ${String(err)}`;
-  }
-  return 'no error';
-}
-
 const SETTINGS = { timeoutMs: 200, maxMemoryPages: 16, maxInputBytes: 64 * 1024, maxOutputBytes: 4096 };
 
 describe('custom wasm engine', () => {
@@ -103,32 +95,32 @@ describe('custom wasm engine', () => {
   });
 
   it('refuses a module whose memory has no maximum, or one above the bound', async () => {
-    expect(await codeOf(() => WasmEngine.load(bundleOf(modules.noMaximum as Buffer), SETTINGS))).toBe('ERR_BUNDLE_ENGINE');
-    expect(await codeOf(() => WasmEngine.load(bundleOf(modules.trap as Buffer), { ...SETTINGS, maxMemoryPages: 2 }))).toBe(
+    expect(await codeOfAsync(() => WasmEngine.load(bundleOf(modules.noMaximum as Buffer), SETTINGS))).toBe('ERR_BUNDLE_ENGINE');
+    expect(await codeOfAsync(() => WasmEngine.load(bundleOf(modules.trap as Buffer), { ...SETTINGS, maxMemoryPages: 2 }))).toBe(
       'ERR_BUNDLE_ENGINE',
     );
   });
 
   it('refuses a bundle without its module, and bytes that are not wasm', async () => {
     const empty = { ...bundleOf(Buffer.alloc(0)), files: new Map<string, Buffer>() };
-    expect(await codeOf(() => WasmEngine.load(empty, SETTINGS))).toBe('ERR_BUNDLE_ENGINE');
-    expect(await codeOf(() => WasmEngine.load(bundleOf(Buffer.from('\0asm garbage')), SETTINGS))).toBe('ERR_BUNDLE_ENGINE');
+    expect(await codeOfAsync(() => WasmEngine.load(empty, SETTINGS))).toBe('ERR_BUNDLE_ENGINE');
+    expect(await codeOfAsync(() => WasmEngine.load(bundleOf(Buffer.from('\0asm garbage')), SETTINGS))).toBe('ERR_BUNDLE_ENGINE');
   });
 
   it('denies a call that traps (ERR_POLICY_EVAL) and keeps serving', async () => {
     const e = await load('trap');
-    expect(await codeOf(() => e.evaluate(input('odd')))).toBe('ERR_POLICY_EVAL');
+    expect(await codeOfAsync(() => e.evaluate(input('odd')))).toBe('ERR_POLICY_EVAL');
     expect((await e.evaluate(input('even'))).allowed).toBe(true);
-    expect(await codeOf(() => e.evaluate(input('odd')))).toBe('ERR_POLICY_EVAL');
+    expect(await codeOfAsync(() => e.evaluate(input('odd')))).toBe('ERR_POLICY_EVAL');
     expect((await e.evaluate(input('even'))).reasons).toEqual(['even']);
   });
 
   it('stops a call that loops forever (ERR_POLICY_TIMEOUT), restarts its worker and keeps serving', async () => {
     const e = await load('loop', { ...SETTINGS, timeoutMs: 30 });
-    expect(await codeOf(() => e.evaluate(input('odd')))).toBe('ERR_POLICY_TIMEOUT');
+    expect(await codeOfAsync(() => e.evaluate(input('odd')))).toBe('ERR_POLICY_TIMEOUT');
     expect(e.restarts).toBe(1);
     expect((await e.evaluate(input('even'))).allowed).toBe(true);
-    expect(await codeOf(() => e.evaluate(input('odd')))).toBe('ERR_POLICY_TIMEOUT');
+    expect(await codeOfAsync(() => e.evaluate(input('odd')))).toBe('ERR_POLICY_TIMEOUT');
     expect((await e.evaluate(input('even'))).allowed).toBe(true);
     expect(e.restarts).toBe(2);
   });
@@ -141,13 +133,13 @@ describe('custom wasm engine', () => {
   for (const g of garbage) {
     it(`denies a module that returns ${g.name} (${g.code})`, async () => {
       const e = await load(g.module);
-      expect(await codeOf(() => e.evaluate(input('even')))).toBe(g.code);
+      expect(await codeOfAsync(() => e.evaluate(input('even')))).toBe(g.code);
     });
   }
 
   it('denies an input larger than the bound without running the module', async () => {
     const e = await load('meshACL', { ...SETTINGS, maxInputBytes: 1024 });
-    expect(await codeOf(() => e.evaluate(input('even', `/${'p'.repeat(2000)}`)))).toBe('ERR_POLICY_EVAL');
+    expect(await codeOfAsync(() => e.evaluate(input('even', `/${'p'.repeat(2000)}`)))).toBe('ERR_POLICY_EVAL');
     expect((await e.evaluate(input('even', '/healthz'))).allowed).toBe(true);
   });
 });

@@ -1,0 +1,26 @@
+import { VerdictError } from '../../src/errors';
+
+/** What a call threw: its VerdictError code, or a string that no expected code can equal. */
+function describeThrown(err: unknown): string {
+  return err instanceof VerdictError ? err.code : `not a VerdictError: ${String(err)}`;
+}
+
+/** The error code `fn` throws, for table tests that assert the code, not just "throws". */
+export function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    return describeThrown(err);
+  }
+  return 'no error';
+}
+
+/** The same for an async call or a promise. */
+export async function codeOfAsync(work: Promise<unknown> | (() => unknown)): Promise<string> {
+  try {
+    await (typeof work === 'function' ? work() : work);
+  } catch (err) {
+    return describeThrown(err);
+  }
+  return 'no error';
+}
