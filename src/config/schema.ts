@@ -6,13 +6,18 @@ import { enginesSchema } from './sections/engines';
 import { fastpathSchema } from './sections/fastpath';
 import { httpAuthzSchema } from './sections/http-authz';
 import { identitySchema } from './sections/identity';
+import { isEnvoyDenyStatus } from '../policy/envoy-status-code';
 
 /**
  * The whole configuration: one schema with its defaults. Validated once at start-up, then frozen.
  * Units are in the key names (…Ms, …Bytes). Each capability's section lives in sections/<name>.ts.
  */
 const port = z.number().int().min(0).max(65535);
-const httpStatus = z.number().int().min(200).max(599);
+/** A deny status Envoy can be sent: in envoy.type.v3.StatusCode (so 451 and 418 are refused at start-up). */
+const httpStatus = z
+  .number()
+  .int()
+  .refine((n) => isEnvoyDenyStatus(n), { message: "must be a final status in Envoy's envoy.type.v3.StatusCode enum" });
 
 export const listenSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
@@ -84,6 +89,16 @@ export const configSchema = z.strictObject({
       errorStatus: httpStatus.default(500),
       /** Response header that carries the reason code on a deny. Empty string disables it. */
       reasonHeader: z.string().default('x-verdict-reason'),
+      /**
+       * false: a deny carries neither the reason header nor the reason as gRPC status message, exactly the
+       * response opa-envoy-plugin sends (the reason still goes to logs and metrics).
+       */
+      exposeReason: z.boolean().default(true),
+      /**
+       * opa-envoy-plugin's `dry-run`: decide and log as usual, but let every policy deny through. The
+       * decision log records the real result and `dry_run: true`. Errors still deny (fail closed), as in the peer.
+       */
+      dryRun: z.boolean().default(false),
     })
     .prefault({}),
   log: z

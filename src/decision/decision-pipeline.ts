@@ -196,12 +196,15 @@ export class DecisionPipeline {
     decision.allowed = result.allowed;
     decision.reason = result.allowed ? 'ALLOWED' : 'DENIED_BY_POLICY';
     decision.httpStatus = result.allowed ? 200 : (result.httpStatus ?? this.deps.config.decision.denyStatus);
+    if (!result.allowed && this.deps.config.decision.dryRun) decision.dryRun = true;
+    else delete decision.dryRun;
   }
 
   private applyError(f: Flight, err: VerdictError): void {
     const { decision } = f;
     decision.allowed = false;
     delete decision.result;
+    delete decision.dryRun;
     decision.reason = err.code;
     decision.httpStatus = err.httpStatus ?? this.statusFor(err.kind);
     f.record.error = err.message;
@@ -214,6 +217,7 @@ export class DecisionPipeline {
     record.reason = decision.reason;
     if (decision.result) record.result = decision.result;
     if (decision.result && decision.result.reasons.length > 0) record.reasons = decision.result.reasons;
+    if (decision.dryRun) record.dry_run = true;
     record.timings_ns.total = Number(this.deps.clock.monotonicNs() - f.startedNs);
     this.deps.metrics.decisions.inc({
       result: decision.allowed ? 'allow' : 'deny',
@@ -221,6 +225,8 @@ export class DecisionPipeline {
       reason: decision.reason,
     });
     this.deps.decisionLog.emit(record, decision);
+    // The kernel fast path may only repeat what user space enforced: a dry-run deny was not enforced.
+    if (decision.dryRun) return;
     for (const o of this.deps.observers ?? []) o.observe(record, decision);
   }
 

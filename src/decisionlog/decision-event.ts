@@ -30,6 +30,8 @@ export interface DecisionEvent {
   /** 'cache_key': a cache hit; `input` holds only the declared key fields (see docs/decisionlog.md). */
   input_kind?: 'full' | 'cache_key';
   protocol: string;
+  /** The policy denied, but `decision.dryRun` let the request through. */
+  dry_run?: true;
   error?: string;
   prev_hash?: string;
 }
@@ -64,6 +66,7 @@ export function toDecisionEvent(record: DecisionRecord, _decision: Decision, ctx
   if (record.input_kind) e.input_kind = record.input_kind;
   if (record.result) e.result = resultToJSON(record.result);
   if (record.error) e.error = record.error;
+  if (record.dry_run) e.dry_run = true;
   return e;
 }
 

@@ -22,6 +22,8 @@ export interface DecisionRecord {
   reasons?: readonly string[];
   cached: boolean;
   fastpath: boolean;
+  /** `decision.dryRun`: the policy denied, the response allowed (opa-envoy-plugin's dry-run). */
+  dry_run?: true;
   /** Error message for an error reason; never contains request secrets. */
   error?: string;
   timings_ns: { total: number; eval?: number };

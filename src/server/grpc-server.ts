@@ -107,7 +107,8 @@ export class GrpcServer {
     const timer = this.deps.metrics.checkDuration.startTimer({ protocol: 'grpc' });
     this.deps.pipeline.check(call.request, 'grpc').then(
       (decision) => {
-        callback(null, decisionToCheckResponse(decision, { reasonHeader: this.deps.config.decision.reasonHeader }));
+        const { reasonHeader, exposeReason } = this.deps.config.decision;
+        callback(null, decisionToCheckResponse(decision, { reasonHeader, exposeReason }));
         timer();
       },
       (err: unknown) => {

@@ -77,6 +77,11 @@ export class HttpAuthzServer {
 
   private respond(res: ServerResponse, decision: Decision): void {
     const r = decision.result;
+    // Dry run: the policy's deny is logged, the request goes through unchanged.
+    if (decision.dryRun) {
+      send(res, 200, [], '');
+      return;
+    }
     if (decision.allowed && r) {
       const headers: KeyValue[] = [...r.headers];
       if (r.requestHeadersToRemove.length > 0) headers.push([HEADERS_TO_REMOVE_HEADER, r.requestHeadersToRemove.join(',')]);
@@ -84,8 +89,8 @@ export class HttpAuthzServer {
       return;
     }
     const headers: KeyValue[] = [...(r?.headers ?? [])];
-    const { reasonHeader, denyStatus } = this.deps.config.decision;
-    if (reasonHeader !== '') headers.push([reasonHeader, decision.reason]);
+    const { reasonHeader, exposeReason, denyStatus } = this.deps.config.decision;
+    if (exposeReason && reasonHeader !== '') headers.push([reasonHeader, decision.reason]);
     // 200 means allow in this protocol: a deny must never answer it.
     const status = decision.httpStatus === 200 ? denyStatus : decision.httpStatus;
     send(res, status, headers, r?.body ?? '');
