@@ -55,6 +55,7 @@ export const ERROR_CODES = {
   ERR_DECISIONLOG_CHAIN: { kind: 'decisionlog', summary: 'decision-log hash chain is broken' },
   // config
   ERR_CONFIG: { kind: 'config', summary: 'configuration is invalid' },
+  ERR_LISTEN: { kind: 'config', summary: 'a listener cannot bind its address (in use, not permitted or not local)' },
   // anything unexpected on the decision path
   ERR_INTERNAL: { kind: 'internal', summary: 'internal error' },
 } as const;

@@ -9,6 +9,7 @@ import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { decisionToCheckResponse } from './check-response';
 import { AUTHORIZATION_SERVICE, loadAuthorizationProtos } from './envoy-protos';
+import { listenError } from './listen-error';
 
 export interface GrpcServerDeps {
   config: Config;
@@ -59,8 +60,12 @@ export class GrpcServer {
   async start(): Promise<BoundAddresses> {
     const { grpc: listen } = this.deps.config.server;
     const creds = this.deps.credentials ?? grpc.ServerCredentials.createInsecure();
-    const port = await this.bind(`${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`, creds);
-    if (listen.unixSocket) await this.bind(`unix:${listen.unixSocket}`, creds);
+    const address = `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
+    const port = await this.bind(address, creds).catch((err: unknown) => Promise.reject(listenError(err, address, 'server.grpc.port')));
+    if (listen.unixSocket) {
+      const socket = `unix:${listen.unixSocket}`;
+      await this.bind(socket, creds).catch((err: unknown) => Promise.reject(listenError(err, socket, 'server.grpc.unixSocket')));
+    }
     return { port, unixSocket: listen.unixSocket };
   }
 

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listenError } from './listen-error';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/schema';
 import type { Decision } from '../decision/decision';
@@ -38,7 +39,7 @@ export class HttpAuthzServer {
   start(): Promise<number> {
     const { host, port } = this.deps.config.httpAuthz;
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
+      this.server.once('error', (err) => reject(listenError(err, `${host}:${port ?? 0}`, 'httpAuthz.port')));
       this.server.listen(port ?? 0, host, () => resolve((this.server.address() as AddressInfo).port));
     });
   }
