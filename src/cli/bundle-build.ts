@@ -50,8 +50,10 @@ export async function buildRegoBundle(dir: string, options: BuildOptions): Promi
     try {
       await run(opa, args, { cwd: dir, maxBuffer: 16 * 1024 * 1024 });
     } catch (err) {
-      const e = err as { stderr?: string; message: string };
-      throw new VerdictError('ERR_BUNDLE_INVALID', `opa build failed: ${(e.stderr ?? e.message).trim()}`);
+      // opa prints compile errors on stdout or stderr depending on the failure: keep both.
+      const e = err as { stdout?: string; stderr?: string; message: string };
+      const why = [e.stderr, e.stdout].filter((t) => t !== undefined && t.trim() !== '').join('\n') || e.message;
+      throw new VerdictError('ERR_BUNDLE_INVALID', `opa build failed: ${why.trim()}`);
     }
     const built = await readBundle(await readFile(raw), raw);
     await writeFile(options.out, await writeBundle(built.files));

@@ -97,6 +97,7 @@ export class GrpcServer {
     const check = service.Check as grpc.MethodDefinition<unknown, unknown>;
     const decode = check.requestDeserialize;
     const max = this.maxBytes;
+    const responseSerialize = this.boundedSerialize(check.responseSerialize);
     const requestDeserialize = (buf: Buffer): ReceivedCheckRequest => {
       if (buf.length > max) return { message: null, wireBytes: buf.length };
       try {
@@ -105,7 +106,31 @@ export class GrpcServer {
         return { message: {}, wireBytes: buf.length };
       }
     };
-    return { Check: { ...check, requestDeserialize } };
+    return { Check: { ...check, requestDeserialize, responseSerialize } };
+  }
+
+  /**
+   * server.grpc.maxSendMessageBytes: a response over the bound is replaced by a small coded deny, so the
+   * answer is still a deny Envoy understands (grpc-js would fail the call, and Envoy could fail open).
+   */
+  private boundedSerialize(serialize: (v: unknown) => Buffer): (v: unknown) => Buffer {
+    const maxSend = this.deps.config.server.grpc.maxSendMessageBytes;
+    const { reasonHeader, exposeReason, errorStatus } = this.deps.config.decision;
+    const reason = 'ERR_RESPONSE_TOO_LARGE';
+    const fallback = serialize({
+      status: exposeReason ? { code: grpc.status.PERMISSION_DENIED, message: reason } : { code: grpc.status.PERMISSION_DENIED },
+      deniedResponse: {
+        status: { code: errorStatus },
+        headers: exposeReason && reasonHeader !== '' ? [{ header: { key: reasonHeader, value: reason } }] : [],
+      },
+    });
+    return (value: unknown): Buffer => {
+      const buf = serialize(value);
+      if (buf.length <= maxSend) return buf;
+      this.deps.metrics.decisions.inc({ result: 'deny', engine: 'none', reason });
+      this.deps.logger.warn({ code: reason, bytes: buf.length, maxSend }, 'CheckResponse too large: sent a deny instead');
+      return fallback;
+    };
   }
 
   private readonly check = (call: grpc.ServerUnaryCall<ReceivedCheckRequest, unknown>, callback: grpc.sendUnaryData<unknown>): void => {
