@@ -29,7 +29,10 @@ export function setUpDecisionCache(
   const mode = config.cache.lint;
   const store = new DecisionCache({ maxEntries: config.cache.maxEntries, maxBytes: config.cache.maxBytes, clock: deps.clock, metrics });
   const planner = new CachePlanner(mode === 'enforce', (err, sha256) => {
-    logger.error({ code: err.code, detail: err.message, sha256 }, 'bundle cache declaration refused: decisions of this bundle are not cached');
+    logger.error(
+      { code: err.code, detail: err.message, sha256 },
+      'bundle cache declaration refused: decisions of this bundle are not cached',
+    );
   });
   let lint: Promise<void> = Promise.resolve();
   const onSwap = (current: ActivePolicy, previous: ActivePolicy | null): void => {

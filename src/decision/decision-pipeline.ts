@@ -197,7 +197,8 @@ export class DecisionPipeline {
     if (outcome instanceof Promise) outcome = await withTimeout(outcome, timeoutMs);
     const elapsedNs = clock.monotonicNs() - startedNs;
     f.record.timings_ns.eval = Number(elapsedNs);
-    if (this.deps.config.decision.performanceMetrics) this.deps.metrics.decisionStepDuration.observe({ step: 'eval' }, Number(elapsedNs) / 1e9);
+    if (this.deps.config.decision.performanceMetrics)
+      this.deps.metrics.decisionStepDuration.observe({ step: 'eval' }, Number(elapsedNs) / 1e9);
     if (Number(elapsedNs) / 1e6 > timeoutMs)
       throw new VerdictError('ERR_POLICY_TIMEOUT', `evaluation took ${(Number(elapsedNs) / 1e6).toFixed(1)} ms (budget ${timeoutMs} ms)`);
     return outcome;

@@ -30,7 +30,14 @@ async function entries(gz: Buffer): Promise<Entry[]> {
       const chunks: Buffer[] = [];
       stream.on('data', (c: unknown) => chunks.push(c as Buffer));
       stream.on('end', () => {
-        out.push({ name: h.name, mtime: h.mtime?.getTime() ?? -1, uid: h.uid ?? -1, gid: h.gid ?? -1, mode: h.mode ?? -1, data: Buffer.concat(chunks) });
+        out.push({
+          name: h.name,
+          mtime: h.mtime?.getTime() ?? -1,
+          uid: h.uid ?? -1,
+          gid: h.gid ?? -1,
+          mode: h.mode ?? -1,
+          data: Buffer.concat(chunks),
+        });
         next();
       });
     });
@@ -73,7 +80,8 @@ describe('verdict bundle build is reproducible', () => {
     const list = await entries(one);
     // Paths relative to the bundle root as `opa build` stores them; tests stay out; sorted; fixed headers.
     expect(list.map((e) => e.name)).toEqual(['/.manifest', '/authz.rego', '/data.json', '/policy.wasm']);
-    for (const e of list) expect({ mtime: e.mtime, uid: e.uid, gid: e.gid, mode: e.mode }).toEqual({ mtime: 0, uid: 0, gid: 0, mode: 0o600 });
+    for (const e of list)
+      expect({ mtime: e.mtime, uid: e.uid, gid: e.gid, mode: e.mode }).toEqual({ mtime: 0, uid: 0, gid: 0, mode: 0o600 });
     // No trace of the directory built from: not in the manifest, not in the file names compiled into the wasm.
     for (const e of list) {
       expect(e.data.includes('checkout-one'), e.name).toBe(false);

@@ -97,7 +97,10 @@ describe('first run of verdict serve', () => {
         const events = parseAll(run.lines);
         const failures = events.filter((e) => e.level !== 'info' && e.level !== 'debug');
         expect(failures).toHaveLength(1);
-        expect(failures[0]).toMatchObject({ code: 'ERR_LISTEN', detail: expect.stringContaining(`127.0.0.1:${taken.port} is already in use`) });
+        expect(failures[0]).toMatchObject({
+          code: 'ERR_LISTEN',
+          detail: expect.stringContaining(`127.0.0.1:${taken.port} is already in use`),
+        });
         expect(String(failures[0]?.detail)).toContain('server.grpc.port');
         expect(run.lines.join('\n')).not.toMatch(/^\s+at /m);
       });

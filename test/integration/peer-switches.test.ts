@@ -128,7 +128,11 @@ describe('policy.skipRequestBodyParse (peer: skip-request-body-parse)', () => {
     httpCheckRequest({ method: 'POST', path: '/x', headers: { 'x-pass': 'yes', 'content-type': 'application/json' }, body });
   const cases = [
     { name: 'off (default): parsed_body and truncated_body are in the input', sets: [], present: true },
-    { name: 'on: neither key is in the input (envoyauth/request.go RequestToInput)', sets: ['policy.skipRequestBodyParse=true'], present: false },
+    {
+      name: 'on: neither key is in the input (envoyauth/request.go RequestToInput)',
+      sets: ['policy.skipRequestBodyParse=true'],
+      present: false,
+    },
   ];
   for (const c of cases) {
     it(c.name, async () => {

@@ -106,10 +106,7 @@ describe('Decision → CheckResponse', () => {
   });
 
   it('error deny: DeniedHttpResponse with the status and the reason header, no policy body', () => {
-    const res = decisionToCheckResponse(
-      { ...base, allowed: false, reason: 'ERR_POLICY_EVAL', httpStatus: 500 },
-      opts,
-    );
+    const res = decisionToCheckResponse({ ...base, allowed: false, reason: 'ERR_POLICY_EVAL', httpStatus: 500 }, opts);
     expect(res).toMatchObject({
       status: { code: 7, message: 'ERR_POLICY_EVAL' },
       deniedResponse: { status: { code: 500 }, body: '', headers: [{ header: { key: 'x-verdict-reason', value: 'ERR_POLICY_EVAL' } }] },
@@ -117,7 +114,10 @@ describe('Decision → CheckResponse', () => {
   });
 
   it('the reason header can be disabled', () => {
-    const res = decisionToCheckResponse({ ...base, allowed: false, reason: 'DENIED_BY_POLICY', httpStatus: 403 }, { reasonHeader: '', exposeReason: true });
+    const res = decisionToCheckResponse(
+      { ...base, allowed: false, reason: 'DENIED_BY_POLICY', httpStatus: 403 },
+      { reasonHeader: '', exposeReason: true },
+    );
     expect((res.deniedResponse as { headers: unknown[] }).headers).toEqual([]);
   });
 
@@ -130,7 +130,10 @@ describe('Decision → CheckResponse', () => {
 
   it('a dry-run deny goes out as a bare allow that keeps the metadata and decision_id', () => {
     const result = opaValueToResult({ allowed: false, body: 'no', headers: { 'x-d': '1' }, dynamic_metadata: { u: 'x' } });
-    const res = decisionToCheckResponse({ ...base, allowed: false, reason: 'DENIED_BY_POLICY', httpStatus: 403, result, dryRun: true }, opts);
+    const res = decisionToCheckResponse(
+      { ...base, allowed: false, reason: 'DENIED_BY_POLICY', httpStatus: 403, result, dryRun: true },
+      opts,
+    );
     expect(res).toEqual({
       status: { code: 0 },
       okResponse: {},

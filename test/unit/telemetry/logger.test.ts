@@ -6,7 +6,12 @@ function capture(): { lines: string[]; stream: Writable } {
   const lines: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
-      lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      lines.push(
+        ...chunk
+          .toString('utf8')
+          .split('\n')
+          .filter((l) => l !== ''),
+      );
       done();
     },
   });
@@ -21,6 +26,10 @@ describe('logger', () => {
     await new Promise((r) => setImmediate(r));
     expect(lines).toHaveLength(1);
     expect(lines[0]?.match(/"msg":/g)).toHaveLength(1);
-    expect(JSON.parse(lines[0] ?? '')).toMatchObject({ msg: 'cache key could not be checked', detail: 'the reason', code: 'ERR_CACHE_LINT' });
+    expect(JSON.parse(lines[0] ?? '')).toMatchObject({
+      msg: 'cache key could not be checked',
+      detail: 'the reason',
+      code: 'ERR_CACHE_LINT',
+    });
   });
 });
