@@ -207,3 +207,20 @@ describe('policy.entrypoint (peer: path, and its deprecated query)', () => {
     expect((await client.check(denied())).deniedResponse?.status?.code).toBe(409);
   });
 });
+
+describe("the same switches in Envoy's HTTP ext_authz protocol", () => {
+  const ask = async (port: number | null) => fetch(`http://127.0.0.1:${port}/x`, { headers: { 'x-case': 'deny' } });
+  const cases = [
+    { name: 'defaults: the policy deny with the reason header', sets: [], status: 401, reason: 'DENIED_BY_POLICY' },
+    { name: 'decision.dryRun: the deny goes out as 200', sets: ['decision.dryRun=true'], status: 200, reason: null },
+    { name: 'decision.exposeReason=false: no reason header', sets: ['decision.exposeReason=false'], status: 401, reason: null },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const { verdict } = await serve('httpAuthz.port=0', ...c.sets);
+      const res = await ask(verdict.httpAuthzPort);
+      expect(res.status).toBe(c.status);
+      expect(res.headers.get('x-verdict-reason')).toBe(c.reason);
+    });
+  }
+});
