@@ -209,7 +209,7 @@ describe('policy.entrypoint (peer: path, and its deprecated query)', () => {
 });
 
 describe("the same switches in Envoy's HTTP ext_authz protocol", () => {
-  const ask = async (port: number | null) => fetch(`http://127.0.0.1:${port}/x`, { headers: { 'x-case': 'deny' } });
+  const ask = async (port: number | null) => fetch(`http://127.0.0.1:${port}/x`);
   const cases = [
     { name: 'defaults: the policy deny with the reason header', sets: [], status: 401, reason: 'DENIED_BY_POLICY' },
     { name: 'decision.dryRun: the deny goes out as 200', sets: ['decision.dryRun=true'], status: 200, reason: null },
