@@ -46,6 +46,7 @@ export const ERROR_CODES = {
   ERR_POLICY_TIMEOUT: { kind: 'policy', summary: 'policy evaluation exceeded its time budget' },
   ERR_POLICY_RESULT: { kind: 'policy', summary: 'policy result has an invalid shape' },
   ERR_POLICY_UNDEFINED: { kind: 'policy', summary: 'policy decision is undefined' },
+  ERR_RESPONSE_TOO_LARGE: { kind: 'policy', summary: 'the CheckResponse for this decision exceeds server.grpc.maxSendMessageBytes' },
   // fastpath/: the kernel path (never on the decision path: its failures switch it off, they do not deny)
   ERR_FASTPATH_UNAVAILABLE: { kind: 'fastpath', summary: 'kernel fast path cannot run here' },
   ERR_FASTPATH_WRITE: { kind: 'fastpath', summary: 'kernel verdict map write failed' },
@@ -55,6 +56,7 @@ export const ERROR_CODES = {
   ERR_DECISIONLOG_CHAIN: { kind: 'decisionlog', summary: 'decision-log hash chain is broken' },
   // config
   ERR_CONFIG: { kind: 'config', summary: 'configuration is invalid' },
+  ERR_LISTEN: { kind: 'config', summary: 'a listener cannot bind its address (in use, not permitted or not local)' },
   // anything unexpected on the decision path
   ERR_INTERNAL: { kind: 'internal', summary: 'internal error' },
 } as const;

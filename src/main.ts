@@ -71,7 +71,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       clock,
       onSourceError: (e) => {
         metrics.bundleLoads.inc({ outcome: 'source-error', reason: e.code });
-        logger.warn({ code: e.code, msg: e.message }, 'policy bundle source failed');
+        logger.warn({ code: e.code, detail: e.message }, 'policy bundle source failed');
       },
     },
     resolveBundlePath,
@@ -178,6 +178,6 @@ function wirePolicyTelemetry(policy: PolicyStore, metrics: Metrics, logger: Logg
   });
   policy.on('rejected', (err) => {
     metrics.bundleLoads.inc({ outcome: 'rejected', reason: err.code });
-    logger.error({ code: err.code, msg: err.message }, 'policy bundle refused');
+    logger.error({ code: err.code, detail: err.message }, 'policy bundle refused');
   });
 }

@@ -3,6 +3,7 @@ import type { Config } from '../config/schema';
 import type { ActivePolicy, PolicyStore } from '../policy/policy-store';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
+import { readCacheDeclaration } from './cache-declaration';
 import { lintCacheKey } from './cache-lint';
 import { CachePlanner } from './cache-plan';
 import { DecisionCache } from './decision-cache';
@@ -28,7 +29,10 @@ export function setUpDecisionCache(
   const mode = config.cache.lint;
   const store = new DecisionCache({ maxEntries: config.cache.maxEntries, maxBytes: config.cache.maxBytes, clock: deps.clock, metrics });
   const planner = new CachePlanner(mode === 'enforce', (err, sha256) => {
-    logger.error({ code: err.code, msg: err.message, sha256 }, 'bundle cache declaration refused: decisions of this bundle are not cached');
+    logger.error(
+      { code: err.code, detail: err.message, sha256 },
+      'bundle cache declaration refused: decisions of this bundle are not cached',
+    );
   });
   let lint: Promise<void> = Promise.resolve();
   const onSwap = (current: ActivePolicy, previous: ActivePolicy | null): void => {
@@ -49,6 +53,7 @@ async function lintOnLoad(
 ): Promise<void> {
   const { name, sha256 } = active.bundle;
   try {
+    if (isCompiledOPA(active)) return compiledLint(active, planner, enforce, deps);
     const report = await lintCacheKey(active.bundle, { opa: deps.opa });
     if (report.declared === null) return;
     deps.metrics.cacheLint.set({ bundle: name, sha256 }, report.findings.length);
@@ -62,6 +67,26 @@ async function lintOnLoad(
     const e = toVerdictError(err, 'ERR_CACHE_LINT');
     deps.metrics.cacheLint.set({ bundle: name, sha256 }, -1);
     if (enforce) planner.refuse(sha256);
-    deps.logger.warn({ bundle: name, sha256, cached: !enforce, code: e.code, msg: e.message }, 'cache key could not be checked');
+    deps.logger.warn({ bundle: name, sha256, cached: !enforce, code: e.code, detail: e.message }, 'cache key could not be checked');
   }
+}
+
+/** `opa build -t wasm` leaves stub modules: the policy that runs is policy.wasm, its Rego source is not in the bundle. */
+function isCompiledOPA(active: ActivePolicy): boolean {
+  return active.bundle.files.has('policy.wasm') && readCacheDeclaration(active.bundle.manifest) !== null;
+}
+
+/**
+ * A compiled OPA bundle cannot be linted at load (no source). `verdict bundle build` lints the source
+ * directory before it compiles, so a bundle it built was checked; in warn mode this is said at info level,
+ * not as a warning on every start. enforce still refuses to cache it (the load-time check did not pass).
+ */
+function compiledLint(active: ActivePolicy, planner: CachePlanner, enforce: boolean, deps: { metrics: Metrics; logger: Logger }): void {
+  const { name, sha256 } = active.bundle;
+  deps.metrics.cacheLint.set({ bundle: name, sha256 }, -1);
+  const fields = { bundle: name, sha256, cached: !enforce, code: 'ERR_CACHE_LINT' };
+  if (enforce) {
+    planner.refuse(sha256);
+    deps.logger.warn(fields, 'compiled OPA bundle carries no Rego source: cache.lint=enforce does not cache it');
+  } else deps.logger.info(fields, 'compiled OPA bundle: cache key not checked at load (verdict bundle build checks it in the source)');
 }

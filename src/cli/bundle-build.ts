@@ -1,14 +1,16 @@
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { gzipSync } from 'node:zlib';
-import { pack } from 'tar-stream';
+import { lintCacheKey } from '../cache/cache-lint';
 import { VerdictError } from '../errors';
 import { readBundle } from '../policy/bundle-reader';
+import { writeBundle } from '../policy/bundle-writer';
 import type { PolicyBundle } from '../policy/bundle';
 import { engineFactory } from '../policy/engine-registry';
 import type { EngineKind } from '../policy/policy-engine';
+import { readPolicyDir } from './command-lint';
 import { toolPath } from './tools';
 
 const run = promisify(execFile);
@@ -18,27 +20,54 @@ export interface BuildOptions {
   entrypoints?: string[];
   revision?: string;
   opa?: string;
+  /**
+   * Check the declared cache key against the Rego source first (as `verdict bundle lint`) and refuse to
+   * build on a finding: a compiled bundle carries no source, so this is the one place it can be checked.
+   */
+  lint?: boolean;
 }
 
 /**
  * Builds a Rego policy directory into an OPA wasm bundle with the pinned `opa build -t wasm`. The
  * directory's `.manifest` (roots, metadata.verdict) is kept; `*_test.rego` files stay out of the bundle.
+ * Reproducible: opa runs inside the directory on `.`, so paths in the bundle (and the file names compiled
+ * into policy.wasm) are relative to the bundle root, as `opa build` stores them; the result is then
+ * repacked by writeBundle (sorted, fixed tar and gzip headers). Same sources → same bytes and sha256.
  */
 export async function buildRegoBundle(dir: string, options: BuildOptions): Promise<PolicyBundle> {
   const manifest = await readManifest(dir);
   const meta = (manifest.metadata as { verdict?: { entrypoint?: string } } | undefined)?.verdict;
   const entrypoints = options.entrypoints?.length ? options.entrypoints : [meta?.entrypoint ?? 'envoy/authz/allow'];
+  const opa = options.opa ?? toolPath('opa');
+  if (options.lint) await lintBeforeBuild(dir, opa);
   await mkdir(dirname(options.out), { recursive: true });
-  const args = ['build', '-t', 'wasm', '-b', dir, '--ignore', '*_test.rego', '-o', options.out];
-  for (const e of entrypoints) args.push('-e', e);
-  if (options.revision) args.push('--revision', options.revision);
+  const work = await mkdtemp(join(tmpdir(), 'verdict-build-'));
   try {
-    await run(options.opa ?? toolPath('opa'), args, { maxBuffer: 16 * 1024 * 1024 });
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new VerdictError('ERR_BUNDLE_INVALID', `opa build failed: ${(e.stderr ?? e.message).trim()}`);
+    const raw = join(work, 'opa.tar.gz');
+    const args = ['build', '-t', 'wasm', '-b', '.', '--ignore', '*_test.rego', '-o', raw];
+    for (const e of entrypoints) args.push('-e', e);
+    if (options.revision) args.push('--revision', options.revision);
+    try {
+      await run(opa, args, { cwd: dir, maxBuffer: 16 * 1024 * 1024 });
+    } catch (err) {
+      // opa prints compile errors on stdout or stderr depending on the failure: keep both.
+      const e = err as { stdout?: string; stderr?: string; message: string };
+      const why = [e.stderr, e.stdout].filter((t) => t !== undefined && t.trim() !== '').join('\n') || e.message;
+      throw new VerdictError('ERR_BUNDLE_INVALID', `opa build failed: ${why.trim()}`);
+    }
+    const built = await readBundle(await readFile(raw), raw);
+    await writeFile(options.out, await writeBundle(built.files));
+  } finally {
+    await rm(work, { recursive: true, force: true });
   }
   return readBundle(await readFile(options.out), options.out);
+}
+
+async function lintBeforeBuild(dir: string, opa: string): Promise<void> {
+  const report = await lintCacheKey(await readPolicyDir(dir), { opa });
+  if (report.ok) return;
+  const findings = report.findings.map((f) => `${f.file}: ${f.message}`).join('; ');
+  throw new VerdictError('ERR_CACHE_KEY_OMITS_READ', `${dir}: the declared cache key omits what the policy reads: ${findings}`);
 }
 
 async function readManifest(dir: string): Promise<Record<string, unknown>> {
@@ -80,7 +109,7 @@ export async function buildPackedBundle(dir: string, engine: 'cedar' | 'wasm', o
     files.push(['engine.wasm', module]);
   }
   await mkdir(dirname(options.out), { recursive: true });
-  await writeFile(options.out, gzipSync(await tarOf(files)));
+  await writeFile(options.out, await writeBundle(new Map(files)));
   const bundle = await readBundle(await readFile(options.out), options.out);
   const built = await engineFactory(bundle.engine)(bundle, { entrypoint: '', maxMemoryPages: 1024, recycleMemoryPages: 256 });
   built.close();
@@ -103,17 +132,4 @@ async function readOptional(path: string): Promise<Buffer | null> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new VerdictError('ERR_BUNDLE_INVALID', `${path}: ${(err as Error).message}`);
   }
-}
-
-function tarOf(files: readonly [string, Buffer][]): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const p = pack();
-    const chunks: Buffer[] = [];
-    p.on('data', (c: unknown) => chunks.push(c as Buffer));
-    p.on('end', () => resolve(Buffer.concat(chunks)));
-    p.on('error', reject);
-    // OPA writes entries as "/path"; fixed mtime keeps the bundle's sha256 a function of its contents.
-    for (const [name, data] of files) p.entry({ name: `/${name}`, size: data.length, mtime: new Date(0), mode: 0o644 }, data);
-    p.finalize();
-  });
 }

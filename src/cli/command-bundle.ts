@@ -15,12 +15,18 @@ export function registerBundle(program: Command): Command {
     .option('-e, --entrypoint <path...>', 'rule path(s) to compile (default: manifest metadata.verdict.entrypoint)')
     .option('--revision <rev>', 'bundle revision')
     .option('--module <file>', "custom wasm engine: the module to package (default: the directory's engine.wasm)")
-    .action(async (dir: string, opts: { out: string; entrypoint?: string[]; revision?: string; module?: string }) => {
+    .option('--no-lint', 'Rego: skip the cache-key check of the source (on by default when the manifest declares a cache)')
+    .action(async (dir: string, opts: { out: string; entrypoint?: string[]; revision?: string; module?: string; lint: boolean }) => {
       const engine = await directoryEngine(dir);
       const revision = opts.revision ? { revision: opts.revision } : {};
       const b =
         engine === 'opa'
-          ? await buildRegoBundle(dir, { out: opts.out, ...(opts.entrypoint ? { entrypoints: opts.entrypoint } : {}), ...revision })
+          ? await buildRegoBundle(dir, {
+              out: opts.out,
+              lint: opts.lint,
+              ...(opts.entrypoint ? { entrypoints: opts.entrypoint } : {}),
+              ...revision,
+            })
           : await buildPackedBundle(dir, engine, { out: opts.out, ...revision, ...(opts.module ? { module: opts.module } : {}) });
       process.stdout.write(
         `${JSON.stringify({ out: opts.out, name: b.name, revision: b.revision, sha256: b.sha256, engine: b.engine })}\n`,

@@ -30,7 +30,8 @@ export function registerLint(bundle: Command): void {
     });
 }
 
-async function readPolicyDir(dir: string): Promise<LintSource> {
+/** A policy directory as the lint sees it: its .rego and .cedar files (paths relative to it) and its .manifest. */
+export async function readPolicyDir(dir: string): Promise<LintSource> {
   const files = new Map<string, Buffer>();
   const walk = async (d: string): Promise<void> => {
     for (const entry of await readdir(d, { withFileTypes: true })) {

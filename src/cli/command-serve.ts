@@ -5,8 +5,10 @@ import { AggregatorRegistry } from 'prom-client';
 import { loadConfig } from '../config/load-config';
 import type { Config } from '../config/schema';
 import { startVerdict } from '../main';
-import { ClusterSupervisor, workerCount, type WorkerReady } from '../server/cluster-supervisor';
-import { createLogger } from '../telemetry/logger';
+import { ClusterSupervisor, WorkerFailed, workerCount, type WorkerFailure, type WorkerReady } from '../server/cluster-supervisor';
+import { VerdictError } from '../errors';
+import { routeGrpcLog } from '../telemetry/grpc-log';
+import { createLogger, type Logger } from '../telemetry/logger';
 
 export function registerServe(program: Command): void {
   program
@@ -18,32 +20,52 @@ export function registerServe(program: Command): void {
     .action(async (opts: { config?: string; set: string[]; bundle?: string }) => {
       const overrides = [...opts.set, ...(opts.bundle ? [`policy.bundle=${opts.bundle}`] : [])];
       const config = loadConfig({ file: opts.config, env: process.env, overrides });
-      if (cluster.isPrimary && workerCount(config) > 1) await servePrimary(config);
-      else await serveProcess(config);
+      const logger = createLogger(config.log.level);
+      // From here on every stderr line is JSON: grpc-js's log, signals and a failed start go through `logger`.
+      routeGrpcLog(logger);
+      try {
+        if (cluster.isPrimary && workerCount(config) > 1) await servePrimary(config, logger.child({ role: 'primary' }));
+        else await serveProcess(config, cluster.isWorker ? logger.child({ worker: cluster.worker?.id }) : logger);
+      } catch (err) {
+        failStart(err, logger);
+      }
     });
 }
 
+/**
+ * A start that fails is one JSON line with its code, then exit 1. A worker hands its code to the primary
+ * (verdict:failed), which logs that one line for the cluster (WorkerFailed: already logged there).
+ */
+function failStart(err: unknown, logger: Logger): never {
+  if (err instanceof WorkerFailed) process.exit(1);
+  const code = err instanceof VerdictError ? err.code : 'ERR_INTERNAL';
+  const detail = err instanceof Error ? err.message : String(err);
+  if (cluster.isWorker && process.send) {
+    process.send({ type: 'verdict:failed', code, detail } satisfies WorkerFailure, () => process.exit(1));
+    return undefined as never;
+  }
+  logger.fatal(err instanceof VerdictError ? { code, detail } : { code, err }, 'verdict cannot start');
+  process.exit(1);
+}
+
 /** Cluster primary: supervises workers; it decides nothing itself. */
-async function servePrimary(config: Config): Promise<void> {
-  const supervisor = new ClusterSupervisor(config, createLogger(config.log.level).child({ role: 'primary' }));
-  onSignals(() => supervisor.stop());
+async function servePrimary(config: Config, logger: Logger): Promise<void> {
+  const supervisor = new ClusterSupervisor(config, logger);
+  onSignals(() => supervisor.stop(), logger);
   await supervisor.start();
 }
 
 /** A single process, or one cluster worker: the whole decision path; the primary serves ops endpoints. */
-async function serveProcess(config: Config): Promise<void> {
+async function serveProcess(config: Config, logger: Logger): Promise<void> {
   const inWorker = cluster.isWorker;
-  const logger = createLogger(config.log.level);
-  const verdict = await startVerdict(inWorker ? workerConfig(config) : config, {
-    logger: inWorker ? logger.child({ worker: cluster.worker?.id }) : logger,
-  });
+  const verdict = await startVerdict(inWorker ? workerConfig(config) : config, { logger });
   if (inWorker) {
     // Constructing an aggregator installs prom-client's worker-side IPC responder.
     new AggregatorRegistry();
     AggregatorRegistry.setRegistries([verdict.metrics.registry]);
     process.send?.({ type: 'verdict:ready', grpcPort: verdict.grpcPort } satisfies WorkerReady);
   }
-  onSignals(() => verdict.stop());
+  onSignals(() => verdict.stop(), logger);
 }
 
 /**
@@ -65,12 +87,12 @@ function workerConfig(config: Config): Config {
   };
 }
 
-function onSignals(stop: () => Promise<void>): void {
+function onSignals(stop: () => Promise<void>, logger: Logger): void {
   let stopping = false;
   const handler = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`verdict: ${signal}, draining\n`);
+    logger.info({ signal }, 'draining');
     void stop().then(() => process.exit(0));
   };
   process.on('SIGTERM', () => handler('SIGTERM'));

@@ -6,19 +6,34 @@ import { enginesSchema } from './sections/engines';
 import { fastpathSchema } from './sections/fastpath';
 import { httpAuthzSchema } from './sections/http-authz';
 import { identitySchema } from './sections/identity';
+import { isEnvoyDenyStatus } from '../policy/envoy-status-code';
 
 /**
  * The whole configuration: one schema with its defaults. Validated once at start-up, then frozen.
  * Units are in the key names (…Ms, …Bytes). Each capability's section lives in sections/<name>.ts.
  */
 const port = z.number().int().min(0).max(65535);
-const httpStatus = z.number().int().min(200).max(599);
+/** A deny status Envoy can be sent: in envoy.type.v3.StatusCode (so 451 and 418 are refused at start-up). */
+const httpStatus = z
+  .number()
+  .int()
+  .refine((n) => isEnvoyDenyStatus(n), { message: "must be a final status in Envoy's envoy.type.v3.StatusCode enum" });
 
 export const listenSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: port.default(9191),
   /** Also listen on this Unix socket path (gRPC only); null to disable. */
   unixSocket: z.string().min(1).nullable().default(null),
+  /**
+   * opa-envoy-plugin's `grpc-max-send-msg-size`: a CheckResponse larger than this is not sent; a coded deny
+   * (ERR_RESPONSE_TOO_LARGE) goes instead. (Its `grpc-max-recv-msg-size` is limits.maxRequestBytes.)
+   */
+  maxSendMessageBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(2 ** 31 - 1)
+    .default(4 * 1024 * 1024),
 });
 
 export const configSchema = z.strictObject({
@@ -66,6 +81,11 @@ export const configSchema = z.strictObject({
       bundle: z.string().min(1).nullable().default(null),
       /** The rule queried, as a path (OPA-Envoy's default). A bundle manifest may override it. */
       entrypoint: z.string().min(1).default('envoy/authz/allow'),
+      /**
+       * opa-envoy-plugin's `skip-request-body-parse`: the body is not parsed, and the input document has no
+       * `parsed_body` / `truncated_body` (the raw body stays in attributes). Saves the parse when no rule reads it.
+       */
+      skipRequestBodyParse: z.boolean().default(false),
       /** A decision that takes longer than this is discarded and denied. */
       timeoutMs: z.number().int().min(1).max(60_000).default(100),
       /** opa-wasm linear memory bound, in 64 KiB pages. */
@@ -84,6 +104,22 @@ export const configSchema = z.strictObject({
       errorStatus: httpStatus.default(500),
       /** Response header that carries the reason code on a deny. Empty string disables it. */
       reasonHeader: z.string().default('x-verdict-reason'),
+      /**
+       * false: a deny carries neither the reason header nor the reason as gRPC status message, exactly the
+       * response opa-envoy-plugin sends (the reason still goes to logs and metrics).
+       */
+      exposeReason: z.boolean().default(true),
+      /**
+       * opa-envoy-plugin's `dry-run`: decide and log as usual, but let every policy deny through. The
+       * decision log records the real result and `dry_run: true`. Errors still deny (fail closed), as in the peer.
+       */
+      dryRun: z.boolean().default(false),
+      /**
+       * opa-envoy-plugin's `enable-performance-metrics`: time each step of every decision (identity, cache,
+       * input, eval) into the decision log (metrics.timer_verdict_<step>_ns) and the
+       * verdict_decision_step_duration_seconds histogram. Off: only the total and eval times are kept.
+       */
+      performanceMetrics: z.boolean().default(false),
     })
     .prefault({}),
   log: z

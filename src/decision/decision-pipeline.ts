@@ -7,13 +7,13 @@ import type { CachePlanner } from '../cache/cache-plan';
 import { precheckForCache } from '../cache/request-precheck';
 import type { Clock } from '../clock';
 import type { Config } from '../config/schema';
-import type { DecisionLog, DecisionRecord } from '../decisionlog/decision-record';
+import type { DecisionLog, DecisionRecord, DecisionStep } from '../decisionlog/decision-record';
 import type { IdentityStep } from '../identity/identity-step';
 import { VerdictError, toVerdictError, type ErrorKind } from '../errors';
 import type { ActivePolicy, PolicyStore } from '../policy/policy-store';
 import type { PolicyResult } from '../policy/policy-result';
 import type { CheckRequest, ReceivedCheckRequest } from '../request/check-request';
-import { buildInputDocument, type InputDocument, type SPIFFEInput } from '../request/input-document';
+import { buildInputDocument, type InputDocument, type RequestLimits, type SPIFFEInput } from '../request/input-document';
 import type { Metrics } from '../telemetry/metrics';
 import type { Decision } from './decision';
 import type { DecisionObserver } from './decision-observer';
@@ -50,15 +50,25 @@ const DEFAULT_MAX_KEY_BYTES = 4096;
  * the way is a deny with its code. One DecisionRecord per request, emitted once, in `finally`.
  */
 export class DecisionPipeline {
-  constructor(private readonly deps: DecisionPipelineDeps) {}
+  private readonly requestLimits: RequestLimits;
+
+  constructor(private readonly deps: DecisionPipelineDeps) {
+    const { limits, policy } = deps.config;
+    this.requestLimits = { ...limits, skipBodyParse: policy.skipRequestBodyParse };
+  }
 
   async check(req: ReceivedCheckRequest, protocol: DecisionRecord['protocol']): Promise<Decision> {
     const f = this.begin(protocol);
     try {
       const active = this.takePolicy(f);
       const message = this.checkLimits(f, req);
+      const t0 = this.stepStart();
       await this.identify(f, message);
-      if (this.answerFromCache(f, active, message)) return f.decision;
+      this.stepEnd(f, 'identity', t0);
+      const t1 = this.stepStart();
+      const hit = this.answerFromCache(f, active, message);
+      this.stepEnd(f, 'cache', t1);
+      if (hit) return f.decision;
       await this.evaluateAndStore(f, active, message);
     } catch (err) {
       this.applyError(f, toVerdictError(err));
@@ -143,7 +153,9 @@ export class DecisionPipeline {
   }
 
   private async evaluateAndStore(f: Flight, active: ActivePolicy, message: CheckRequest): Promise<void> {
-    const input = buildInputDocument(message, this.deps.config.limits);
+    const t = this.stepStart();
+    const input = buildInputDocument(message, this.requestLimits);
+    this.stepEnd(f, 'input', t);
     if (f.spiffe) input.spiffe = f.spiffe;
     f.record.input = input;
     f.record.input_kind = 'full';
@@ -185,6 +197,8 @@ export class DecisionPipeline {
     if (outcome instanceof Promise) outcome = await withTimeout(outcome, timeoutMs);
     const elapsedNs = clock.monotonicNs() - startedNs;
     f.record.timings_ns.eval = Number(elapsedNs);
+    if (this.deps.config.decision.performanceMetrics)
+      this.deps.metrics.decisionStepDuration.observe({ step: 'eval' }, Number(elapsedNs) / 1e9);
     if (Number(elapsedNs) / 1e6 > timeoutMs)
       throw new VerdictError('ERR_POLICY_TIMEOUT', `evaluation took ${(Number(elapsedNs) / 1e6).toFixed(1)} ms (budget ${timeoutMs} ms)`);
     return outcome;
@@ -196,12 +210,15 @@ export class DecisionPipeline {
     decision.allowed = result.allowed;
     decision.reason = result.allowed ? 'ALLOWED' : 'DENIED_BY_POLICY';
     decision.httpStatus = result.allowed ? 200 : (result.httpStatus ?? this.deps.config.decision.denyStatus);
+    if (!result.allowed && this.deps.config.decision.dryRun) decision.dryRun = true;
+    else delete decision.dryRun;
   }
 
   private applyError(f: Flight, err: VerdictError): void {
     const { decision } = f;
     decision.allowed = false;
     delete decision.result;
+    delete decision.dryRun;
     decision.reason = err.code;
     decision.httpStatus = err.httpStatus ?? this.statusFor(err.kind);
     f.record.error = err.message;
@@ -214,6 +231,7 @@ export class DecisionPipeline {
     record.reason = decision.reason;
     if (decision.result) record.result = decision.result;
     if (decision.result && decision.result.reasons.length > 0) record.reasons = decision.result.reasons;
+    if (decision.dryRun) record.dry_run = true;
     record.timings_ns.total = Number(this.deps.clock.monotonicNs() - f.startedNs);
     this.deps.metrics.decisions.inc({
       result: decision.allowed ? 'allow' : 'deny',
@@ -221,7 +239,21 @@ export class DecisionPipeline {
       reason: decision.reason,
     });
     this.deps.decisionLog.emit(record, decision);
+    // The kernel fast path may only repeat what user space enforced: a dry-run deny was not enforced.
+    if (decision.dryRun) return;
     for (const o of this.deps.observers ?? []) o.observe(record, decision);
+  }
+
+  /** decision.performanceMetrics: a step's start (0 when off: no clock read on the hot path). */
+  private stepStart(): bigint {
+    return this.deps.config.decision.performanceMetrics ? this.deps.clock.monotonicNs() : 0n;
+  }
+
+  private stepEnd(f: Flight, step: DecisionStep, startedNs: bigint): void {
+    if (!this.deps.config.decision.performanceMetrics) return;
+    const ns = Number(this.deps.clock.monotonicNs() - startedNs);
+    f.record.timings_ns[step] = ns;
+    this.deps.metrics.decisionStepDuration.observe({ step }, ns / 1e9);
   }
 
   private statusFor(kind: ErrorKind): number {

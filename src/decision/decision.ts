@@ -22,4 +22,9 @@ export interface Decision {
   result?: PolicyResult;
   bundle?: BundleRef;
   engine?: EngineKind;
+  /**
+   * `decision.dryRun`: the policy denied, but the response lets the request through (opa-envoy-plugin's
+   * `dry-run`). `allowed` and `reason` keep the real outcome, for the decision log.
+   */
+  dryRun?: true;
 }

@@ -18,7 +18,8 @@ export interface DecisionEvent {
   erased?: string[];
   masked?: string[];
   timestamp: string;
-  metrics: { timer_server_handler_ns: number; timer_rego_query_eval_ns?: number };
+  /** OPA's timer names; the verdict_* timers only with decision.performanceMetrics. */
+  metrics: { timer_server_handler_ns: number; timer_rego_query_eval_ns?: number } & Record<string, number>;
   // verdict's additions
   bundle_sha256?: string;
   engine?: string;
@@ -30,6 +31,8 @@ export interface DecisionEvent {
   /** 'cache_key': a cache hit; `input` holds only the declared key fields (see docs/decisionlog.md). */
   input_kind?: 'full' | 'cache_key';
   protocol: string;
+  /** The policy denied, but `decision.dryRun` let the request through. */
+  dry_run?: true;
   error?: string;
   prev_hash?: string;
 }
@@ -55,6 +58,10 @@ export function toDecisionEvent(record: DecisionRecord, _decision: Decision, ctx
     protocol: record.protocol,
   };
   if (record.timings_ns.eval !== undefined) e.metrics.timer_rego_query_eval_ns = record.timings_ns.eval;
+  for (const step of ['identity', 'cache', 'input'] as const) {
+    const ns = record.timings_ns[step];
+    if (ns !== undefined) e.metrics[`timer_verdict_${step}_ns`] = ns;
+  }
   if (record.bundle) {
     e.bundles = { [record.bundle.name]: { revision: record.bundle.revision } };
     e.bundle_sha256 = record.bundle.sha256;
@@ -64,6 +71,7 @@ export function toDecisionEvent(record: DecisionRecord, _decision: Decision, ctx
   if (record.input_kind) e.input_kind = record.input_kind;
   if (record.result) e.result = resultToJSON(record.result);
   if (record.error) e.error = record.error;
+  if (record.dry_run) e.dry_run = true;
   return e;
 }
 

@@ -77,7 +77,7 @@ export class DecisionLogPipeline implements DecisionLog {
           },
           onError: (name, err) => {
             metrics.decisionLogSinkErrors.inc({ sink: name });
-            options.logger.warn({ sink: name, msg: err.message }, 'decision-log sink failed; retrying (events stay spooled)');
+            options.logger.warn({ sink: name, detail: err.message }, 'decision-log sink failed; retrying (events stay spooled)');
           },
         }),
     );
@@ -104,7 +104,7 @@ export class DecisionLogPipeline implements DecisionLog {
       this.pendingBytes += line.length;
       this.scheduleFlush();
     } catch (err) {
-      this.options.logger.error({ msg: (err as Error).message }, 'decision-log event could not be built');
+      this.options.logger.error({ detail: (err as Error).message }, 'decision-log event could not be built');
       this.lose('event_error', 1);
     }
   }
@@ -126,7 +126,7 @@ export class DecisionLogPipeline implements DecisionLog {
     try {
       ok = this.spool.append(`${lines.join('\n')}\n`, this.head);
     } catch (err) {
-      this.options.logger.error({ code: 'ERR_DECISIONLOG_SPOOL', msg: (err as Error).message }, 'decision-log spool write failed');
+      this.options.logger.error({ code: 'ERR_DECISIONLOG_SPOOL', detail: (err as Error).message }, 'decision-log spool write failed');
       return this.relink(lines.length, 'spool_error');
     }
     if (!ok) return this.relink(lines.length, 'spool_full');

@@ -2,6 +2,9 @@ import type { BundleRef, Decision, ReasonCode } from '../decision/decision';
 import type { EngineKind } from '../policy/policy-engine';
 import type { PolicyResult } from '../policy/policy-result';
 
+/** The timed steps of a decision (decision.performanceMetrics adds all but eval, which is always timed). */
+export type DecisionStep = 'identity' | 'cache' | 'input' | 'eval';
+
 /** One per request, built as the request goes, emitted exactly once. */
 export interface DecisionRecord {
   decision_id: string;
@@ -22,9 +25,12 @@ export interface DecisionRecord {
   reasons?: readonly string[];
   cached: boolean;
   fastpath: boolean;
+  /** `decision.dryRun`: the policy denied, the response allowed (opa-envoy-plugin's dry-run). */
+  dry_run?: true;
   /** Error message for an error reason; never contains request secrets. */
   error?: string;
-  timings_ns: { total: number; eval?: number };
+  /** total and eval always; identity, cache and input when decision.performanceMetrics is on. */
+  timings_ns: { total: number } & Partial<Record<DecisionStep, number>>;
 }
 
 /** Where records go. Emit never blocks the Check path and never throws. */

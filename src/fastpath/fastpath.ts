@@ -122,7 +122,7 @@ class EnabledFastpath implements Fastpath {
     } catch (err) {
       // Cannot retire the old entries by generation: take the programs off so nothing stale is obeyed.
       this.deps.logger.error(
-        { code: 'ERR_FASTPATH_WRITE', msg: (err as Error).message },
+        { code: 'ERR_FASTPATH_WRITE', detail: (err as Error).message },
         'fast path generation write failed; closing the fast path',
       );
       this.close();
@@ -148,7 +148,7 @@ class EnabledFastpath implements Fastpath {
   }
 
   private onWriteError(err: unknown): void {
-    this.deps.logger.warn({ code: 'ERR_FASTPATH_WRITE', msg: (err as Error).message }, 'fast path map write failed');
+    this.deps.logger.warn({ code: 'ERR_FASTPATH_WRITE', detail: (err as Error).message }, 'fast path map write failed');
   }
 }
 

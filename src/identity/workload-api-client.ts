@@ -190,7 +190,7 @@ export class WorkloadAPIClient extends EventEmitter implements BundleSource {
     } catch (err) {
       // A bad update never replaces good state: keep what we have, say why.
       this.options.logger.error(
-        { stream: name, code: (err as VerdictError).code, msg: (err as Error).message },
+        { stream: name, code: (err as VerdictError).code, detail: (err as Error).message },
         'Workload API update refused',
       );
       this.emit('refused', name, err);

@@ -28,6 +28,8 @@ export interface InputDocument {
 export interface RequestLimits {
   maxHeaders: number;
   maxParsedBodyBytes: number;
+  /** policy.skipRequestBodyParse (set by issue 13b; see the marked lines below). */
+  skipBodyParse?: boolean;
 }
 
 const VERSION = Object.freeze({ ext_authz: 'v3', encoding: 'protojson' } as const);
@@ -42,7 +44,13 @@ export function buildInputDocument(req: CheckRequest, limits: RequestLimits): In
   const url = parseRequestPath(http.path ?? '');
   if (url === null) throw new VerdictError('ERR_REQUEST_MALFORMED', 'request path has an invalid percent escape');
   const body = http.rawBody !== undefined ? Buffer.from(http.rawBody, 'base64').toString('utf8') : (http.body ?? '');
-  const { parsedBody, truncatedBody } = parseBody(headers, body, limits.maxParsedBodyBytes);
+  // --- issue 13b (minimal, marked edit; the request/ rewrite should keep it): policy.skipRequestBodyParse is
+  // opa-envoy-plugin's skip-request-body-parse (envoyauth/request.go RequestToInput): the body is not parsed
+  // and the input has no parsed_body / truncated_body keys.
+  const { parsedBody, truncatedBody } = limits.skipBodyParse
+    ? { parsedBody: null, truncatedBody: false }
+    : parseBody(headers, body, limits.maxParsedBodyBytes);
+  // --- end issue 13b
 
   const input: InputDocument = {
     attributes: attributesToProtoJSON(attrs),
@@ -54,6 +62,12 @@ export function buildInputDocument(req: CheckRequest, limits: RequestLimits): In
   };
   const principal = attrs.source?.principal;
   if (principal) input.source_principal = principal;
+  // --- issue 13b: see policy.skipRequestBodyParse above.
+  if (limits.skipBodyParse) {
+    delete (input as Partial<InputDocument>).parsed_body;
+    delete (input as Partial<InputDocument>).truncated_body;
+  }
+  // --- end issue 13b
   return input;
 }
 

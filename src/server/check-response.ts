@@ -1,4 +1,5 @@
 import type { Decision } from '../decision/decision';
+import { isEnvoyDenyStatus } from '../policy/envoy-status-code';
 import type { KeyValue } from '../policy/policy-result';
 import { jsonToStruct } from '../request/protojson';
 
@@ -9,7 +10,12 @@ const RPC_PERMISSION_DENIED = 7;
 export interface ResponseOptions {
   /** Header carrying the reason code on a deny; '' disables. */
   reasonHeader: string;
+  /** false: no reason header and no status message on a deny (the peer's exact deny shape). */
+  exposeReason: boolean;
 }
+
+/** Last-resort status when a deny carries one Envoy's StatusCode enum lacks (validation makes it unreachable). */
+const WIRE_FALLBACK_STATUS = 500;
 
 /**
  * The one place a Decision becomes an envoy.service.auth.v3.CheckResponse (proto-loader object form).
@@ -18,7 +24,10 @@ export interface ResponseOptions {
  */
 export function decisionToCheckResponse(decision: Decision, options: ResponseOptions): Record<string, unknown> {
   const r = decision.result;
+  // internal.go check: decision_id is written over any policy value of the same key.
   const metadata = { ...(r?.dynamicMetadata ?? {}), decision_id: decision.id };
+  // Dry run (internal.go check): a policy deny goes out as a bare allow; the decision log keeps the deny.
+  if (decision.dryRun) return { status: { code: RPC_OK }, okResponse: {}, dynamicMetadata: jsonToStruct(metadata) };
   if (decision.allowed && r) {
     return {
       status: { code: RPC_OK },
@@ -33,11 +42,12 @@ export function decisionToCheckResponse(decision: Decision, options: ResponseOpt
     };
   }
   const headers = appendHeaderOptions(r?.headers ?? []);
-  if (options.reasonHeader !== '')
+  if (options.exposeReason && options.reasonHeader !== '')
     headers.push({ header: { key: options.reasonHeader, value: decision.reason }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' });
+  const status = isEnvoyDenyStatus(decision.httpStatus) ? decision.httpStatus : WIRE_FALLBACK_STATUS;
   return {
-    status: { code: RPC_PERMISSION_DENIED, message: decision.reason },
-    deniedResponse: { status: { code: decision.httpStatus }, headers, body: r?.body ?? '' },
+    status: options.exposeReason ? { code: RPC_PERMISSION_DENIED, message: decision.reason } : { code: RPC_PERMISSION_DENIED },
+    deniedResponse: { status: { code: status }, headers, body: r?.body ?? '' },
     dynamicMetadata: jsonToStruct(metadata),
   };
 }

@@ -11,6 +11,22 @@ export interface WorkerReady {
   grpcPort: number;
 }
 
+/** Message a worker sends when it cannot start: its error code, so the primary logs one line that names it. */
+export interface WorkerFailure {
+  type: 'verdict:failed';
+  code: string;
+  detail: string;
+}
+
+/** The cluster could not start; the primary has already logged why (one line). */
+export class WorkerFailed extends Error {
+  override readonly name = 'WorkerFailed';
+}
+
+function isWorkerFailure(m: unknown): m is WorkerFailure {
+  return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'verdict:failed';
+}
+
 export function workerCount(config: Config): number {
   return config.server.workers === 'auto' ? availableParallelism() : config.server.workers;
 }
@@ -30,6 +46,8 @@ const RESTART_MAX_MS = 5000;
  */
 export class ClusterSupervisor {
   private readonly ready = new Set<number>();
+  /** Worker id → why it could not start (its verdict:failed message). */
+  private readonly failures = new Map<number, WorkerFailure>();
   /** Worker id → its slot (0..N-1). A replacement takes the dead worker's slot, and so its files. */
   private readonly slots = new Map<number, number>();
   private readonly aggregator = new AggregatorRegistry();
@@ -47,6 +65,7 @@ export class ClusterSupervisor {
     const n = workerCount(this.config);
     const allReady = new Promise<void>((resolve, reject) => {
       cluster.on('message', (worker, msg) => {
+        if (isWorkerFailure(msg)) this.failures.set(worker.id, msg);
         if (!isWorkerReady(msg)) return;
         this.ready.add(worker.id);
         this.grpcPort = msg.grpcPort;
@@ -95,8 +114,12 @@ export class ClusterSupervisor {
     this.slots.delete(worker.id);
     if (this.stopping) return;
     if (!wasReady) {
-      this.logger.fatal({ worker: worker.id, code, signal }, 'worker failed before it was ready; stopping');
-      reject(new Error(`worker exited with ${signal ?? code} before it was ready`));
+      // One line for the cluster: the first worker's reason; the others fail the same way and stay quiet.
+      this.stopping = true;
+      const why = this.failures.get(worker.id);
+      const fields = why ? { code: why.code, detail: why.detail } : { code: 'ERR_INTERNAL', exit: signal ?? code };
+      this.logger.fatal({ worker: worker.id, ...fields }, 'verdict cannot start: a worker failed before it was ready');
+      reject(new WorkerFailed(`worker exited with ${signal ?? code} before it was ready`));
       void this.stop().then(() => process.exit(1));
       return;
     }

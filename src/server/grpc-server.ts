@@ -9,6 +9,7 @@ import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { decisionToCheckResponse } from './check-response';
 import { AUTHORIZATION_SERVICE, loadAuthorizationProtos } from './envoy-protos';
+import { listenError } from './listen-error';
 
 export interface GrpcServerDeps {
   config: Config;
@@ -59,8 +60,12 @@ export class GrpcServer {
   async start(): Promise<BoundAddresses> {
     const { grpc: listen } = this.deps.config.server;
     const creds = this.deps.credentials ?? grpc.ServerCredentials.createInsecure();
-    const port = await this.bind(`${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`, creds);
-    if (listen.unixSocket) await this.bind(`unix:${listen.unixSocket}`, creds);
+    const address = `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
+    const port = await this.bind(address, creds).catch((err: unknown) => Promise.reject(listenError(err, address, 'server.grpc.port')));
+    if (listen.unixSocket) {
+      const socket = `unix:${listen.unixSocket}`;
+      await this.bind(socket, creds).catch((err: unknown) => Promise.reject(listenError(err, socket, 'server.grpc.unixSocket')));
+    }
     return { port, unixSocket: listen.unixSocket };
   }
 
@@ -92,6 +97,7 @@ export class GrpcServer {
     const check = service.Check as grpc.MethodDefinition<unknown, unknown>;
     const decode = check.requestDeserialize;
     const max = this.maxBytes;
+    const responseSerialize = this.boundedSerialize(check.responseSerialize);
     const requestDeserialize = (buf: Buffer): ReceivedCheckRequest => {
       if (buf.length > max) return { message: null, wireBytes: buf.length };
       try {
@@ -100,14 +106,39 @@ export class GrpcServer {
         return { message: {}, wireBytes: buf.length };
       }
     };
-    return { Check: { ...check, requestDeserialize } };
+    return { Check: { ...check, requestDeserialize, responseSerialize } };
+  }
+
+  /**
+   * server.grpc.maxSendMessageBytes: a response over the bound is replaced by a small coded deny, so the
+   * answer is still a deny Envoy understands (grpc-js would fail the call, and Envoy could fail open).
+   */
+  private boundedSerialize(serialize: (v: unknown) => Buffer): (v: unknown) => Buffer {
+    const maxSend = this.deps.config.server.grpc.maxSendMessageBytes;
+    const { reasonHeader, exposeReason, errorStatus } = this.deps.config.decision;
+    const reason = 'ERR_RESPONSE_TOO_LARGE';
+    const fallback = serialize({
+      status: exposeReason ? { code: grpc.status.PERMISSION_DENIED, message: reason } : { code: grpc.status.PERMISSION_DENIED },
+      deniedResponse: {
+        status: { code: errorStatus },
+        headers: exposeReason && reasonHeader !== '' ? [{ header: { key: reasonHeader, value: reason } }] : [],
+      },
+    });
+    return (value: unknown): Buffer => {
+      const buf = serialize(value);
+      if (buf.length <= maxSend) return buf;
+      this.deps.metrics.decisions.inc({ result: 'deny', engine: 'none', reason });
+      this.deps.logger.warn({ code: reason, bytes: buf.length, maxSend }, 'CheckResponse too large: sent a deny instead');
+      return fallback;
+    };
   }
 
   private readonly check = (call: grpc.ServerUnaryCall<ReceivedCheckRequest, unknown>, callback: grpc.sendUnaryData<unknown>): void => {
     const timer = this.deps.metrics.checkDuration.startTimer({ protocol: 'grpc' });
     this.deps.pipeline.check(call.request, 'grpc').then(
       (decision) => {
-        callback(null, decisionToCheckResponse(decision, { reasonHeader: this.deps.config.decision.reasonHeader }));
+        const { reasonHeader, exposeReason } = this.deps.config.decision;
+        callback(null, decisionToCheckResponse(decision, { reasonHeader, exposeReason }));
         timer();
       },
       (err: unknown) => {

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listenError } from './listen-error';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/schema';
 import type { Decision } from '../decision/decision';
@@ -38,7 +39,7 @@ export class HttpAuthzServer {
   start(): Promise<number> {
     const { host, port } = this.deps.config.httpAuthz;
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
+      this.server.once('error', (err) => reject(listenError(err, `${host}:${port ?? 0}`, 'httpAuthz.port')));
       this.server.listen(port ?? 0, host, () => resolve((this.server.address() as AddressInfo).port));
     });
   }
@@ -77,6 +78,11 @@ export class HttpAuthzServer {
 
   private respond(res: ServerResponse, decision: Decision): void {
     const r = decision.result;
+    // Dry run: the policy's deny is logged, the request goes through unchanged.
+    if (decision.dryRun) {
+      send(res, 200, [], '');
+      return;
+    }
     if (decision.allowed && r) {
       const headers: KeyValue[] = [...r.headers];
       if (r.requestHeadersToRemove.length > 0) headers.push([HEADERS_TO_REMOVE_HEADER, r.requestHeadersToRemove.join(',')]);
@@ -84,8 +90,8 @@ export class HttpAuthzServer {
       return;
     }
     const headers: KeyValue[] = [...(r?.headers ?? [])];
-    const { reasonHeader, denyStatus } = this.deps.config.decision;
-    if (reasonHeader !== '') headers.push([reasonHeader, decision.reason]);
+    const { reasonHeader, exposeReason, denyStatus } = this.deps.config.decision;
+    if (exposeReason && reasonHeader !== '') headers.push([reasonHeader, decision.reason]);
     // 200 means allow in this protocol: a deny must never answer it.
     const status = decision.httpStatus === 200 ? denyStatus : decision.httpStatus;
     send(res, status, headers, r?.body ?? '');

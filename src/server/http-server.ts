@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listenError } from './listen-error';
 import type { AddressInfo } from 'node:net';
 
 export interface HttpServerDeps {
@@ -23,7 +24,7 @@ export class OpsHttpServer {
 
   start(): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
+      this.server.once('error', (err) => reject(listenError(err, `${this.deps.host}:${this.deps.port}`, 'server.http.port')));
       this.server.listen(this.deps.port, this.deps.host, () => resolve((this.server.address() as AddressInfo).port));
     });
   }

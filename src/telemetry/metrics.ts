@@ -19,6 +19,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** decision.performanceMetrics only (opa-envoy-plugin's enable-performance-metrics): time per pipeline step. */
+  readonly decisionStepDuration = new Histogram({
+    name: 'verdict_decision_step_duration_seconds',
+    help: 'Time of one step of a decision (identity, cache, input, eval), when decision.performanceMetrics is on.',
+    labelNames: ['step'] as const,
+    buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.1],
+    registers: [this.registry],
+  });
+
   readonly bundleInfo = new Gauge({
     name: 'verdict_bundle_info',
     // cluster mode: how the primary combines the workers' values

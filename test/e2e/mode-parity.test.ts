@@ -32,7 +32,7 @@ const cases: { name: string; request: SendOptions; expected: Partial<Outcome> }[
   {
     name: 'policy deny with its own status, body and headers',
     request: { path: '/teapot' },
-    expected: { status: 418, body: 'no tea here\n', reachedUpstream: false },
+    expected: { status: 409, body: 'no tea here\n', reachedUpstream: false },
   },
   {
     name: 'deny by default',

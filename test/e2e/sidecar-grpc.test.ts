@@ -48,7 +48,7 @@ describe('sidecar-grpc: Envoy http ext_authz over gRPC', () => {
   it('denies with the policy status, body and headers, and never reaches upstream', async () => {
     const before = upstream.hits.length;
     const res = await send(port, { path: '/teapot' });
-    expect(res.status).toBe(418);
+    expect(res.status).toBe(409);
     expect(res.body).toBe('no tea here\n');
     expect(res.headers['x-denied-by']).toBe('teapot');
     expect(res.headers['x-verdict-reason']).toBe('DENIED_BY_POLICY');

@@ -1,35 +1,11 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningVerdict } from '../../src/main';
-import { waitFor } from '../helpers/wait-for';
+import { loggedEvent } from '../helpers/logged-event';
 import { checkClient, headerValue, httpCheckRequest, startTestVerdict, tempDir, type CheckClient } from '../helpers/verdict-harness';
 
 // verdict serving the built Cedar and custom-engine bundles over real gRPC; the decision log (its real
 // file sink) records the engine's explanation for every decision.
-
-interface LoggedEvent {
-  decision_id: string;
-  engine?: string;
-  allowed: boolean;
-  reason: string;
-  result?: { reasons?: string[] };
-}
-
-/** Waits (bounded) until the file sink has written the event for this decision id. */
-async function loggedEvent(file: string, decisionId: string | undefined): Promise<LoggedEvent> {
-  let hit: LoggedEvent | undefined;
-  const find = (): boolean => {
-    if (!existsSync(file)) return false;
-    const lines = readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((l) => l !== '');
-    hit = lines.map((l) => JSON.parse(l) as LoggedEvent).find((e) => e.decision_id === decisionId);
-    return hit !== undefined;
-  };
-  await waitFor(find, `decision ${decisionId} in ${file}`, 10_000, 20);
-  return hit as LoggedEvent;
-}
 
 const ROOT = join(__dirname, '../..');
 

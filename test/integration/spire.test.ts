@@ -13,7 +13,7 @@ import { buildTestBundle, headerValue, httpCheckRequest, tempDir } from '../help
 // Allows only a verified caller of example.org and echoes the spiffe block, so the test sees the input.
 const POLICY = `package envoy.authz
 import rego.v1
-default allow := {"allowed": false, "http_status": 418}
+default allow := {"allowed": false, "http_status": 409}
 allow := {"allowed": true, "headers": {"x-spiffe": json.marshal(input.spiffe)}} if input.spiffe.trust_domain == "example.org"
 `;
 const ID = 'spiffe://example.org/verdict';

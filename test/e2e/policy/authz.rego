@@ -42,7 +42,7 @@ else := {
 
 else := {
 	"allowed": false,
-	"http_status": 418,
+	"http_status": 409, # in envoy.type.v3.StatusCode (418 is not)
 	"body": "no tea here\n",
 	"headers": {"x-denied-by": "teapot"},
 } if {

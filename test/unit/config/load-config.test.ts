@@ -59,6 +59,16 @@ describe('config', () => {
     { name: 'wrong type', run: () => loadConfig({ file: yamlFile('limits:\n  maxHeaders: many\n') }), mentions: 'limits.maxHeaders' },
     { name: 'bad enum', run: () => loadConfig({ env: { VERDICT_LOG_LEVEL: 'loud' } }), mentions: 'log.level' },
     { name: 'deny status outside HTTP', run: () => loadConfig({ overrides: ['decision.denyStatus=99'] }), mentions: 'decision.denyStatus' },
+    {
+      name: "deny status 451, outside Envoy's StatusCode enum",
+      run: () => loadConfig({ overrides: ['decision.denyStatus=451'] }),
+      mentions: 'decision.denyStatus',
+    },
+    {
+      name: "error status 418, outside Envoy's StatusCode enum",
+      run: () => loadConfig({ overrides: ['decision.errorStatus=418'] }),
+      mentions: 'decision.errorStatus',
+    },
     { name: 'flag without =', run: () => loadConfig({ overrides: ['server.grpc.port'] }), mentions: 'key.path=value' },
     { name: 'prototype pollution key', run: () => loadConfig({ overrides: ['__proto__.x=1'] }), mentions: 'not a valid key path' },
     { name: 'not YAML', run: () => loadConfig({ file: yamlFile('a: [\n') }), mentions: 'not valid YAML' },

@@ -19,7 +19,7 @@ import { buildTestBundle, checkClient, headerValue, httpCheckRequest, tempDir, t
 // Allows only a verified caller of example.org and echoes the spiffe block, so the test sees the input.
 const POLICY = `package envoy.authz
 import rego.v1
-default allow := {"allowed": false, "http_status": 418}
+default allow := {"allowed": false, "http_status": 409}
 allow := {"allowed": true, "headers": {"x-spiffe": json.marshal(input.spiffe)}} if input.spiffe.trust_domain == "example.org"
 `;
 
@@ -90,9 +90,9 @@ describe('SPIFFE identity step (through Check)', () => {
     expect(JSON.parse(headerValue(res.okResponse?.headers, 'x-spiffe') ?? '{}')).toMatchObject({ id: ID, svid_type: 'jwt' });
   });
 
-  it('no SVID presented: the policy decides (its own 418)', async () => {
+  it('no SVID presented: the policy decides (its own 409)', async () => {
     const res = await client.check(httpCheckRequest({}));
-    expect(res.deniedResponse?.status?.code).toBe(418);
+    expect(res.deniedResponse?.status?.code).toBe(409);
   });
 
   it.each([

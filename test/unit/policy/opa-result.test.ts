@@ -9,26 +9,28 @@ describe('Rego result → PolicyResult', () => {
     expect(opaValueToResult(false).allowed).toBe(false);
   });
 
-  it('maps every object field', () => {
-    const r = opaValueToResult({
-      allowed: false,
-      headers: [{ 'x-a': '1' }, { 'x-a': ['2', '3'] }],
-      response_headers_to_add: { 'x-r': 'r' },
-      request_headers_to_remove: ['cookie'],
-      query_parameters_to_set: { t: ['1', '2'] },
-      query_parameters_to_remove: ['debug'],
-      body: 'no',
-      http_status: 451,
-      dynamic_metadata: { k: { nested: true } },
-      reasons: ['rule-a', 7, 'rule-b'],
-    });
-    expect(r).toEqual({
-      allowed: false,
-      headers: [
-        ['x-a', '1'],
-        ['x-a', '2'],
-        ['x-a', '3'],
-      ],
+  // internal/internal.go check: allow reads the upstream-changing fields, deny reads body and http_status.
+  const full = {
+    headers: [{ 'x-a': '1' }, { 'x-a': ['2', '3'] }],
+    response_headers_to_add: { 'x-r': 'r' },
+    request_headers_to_remove: ['cookie'],
+    query_parameters_to_set: { t: ['1', '2'] },
+    query_parameters_to_remove: ['debug'],
+    body: 'no',
+    http_status: 429,
+    dynamic_metadata: { k: { nested: true } },
+    reasons: ['rule-a', 7, 'rule-b'],
+  };
+  const headers = [
+    ['x-a', '1'],
+    ['x-a', '2'],
+    ['x-a', '3'],
+  ];
+
+  it('an allow maps the allow fields and ignores body and http_status', () => {
+    expect(opaValueToResult({ ...full, allowed: true })).toEqual({
+      allowed: true,
+      headers,
       responseHeadersToAdd: [['x-r', 'r']],
       requestHeadersToRemove: ['cookie'],
       queryParametersToSet: [
@@ -36,8 +38,21 @@ describe('Rego result → PolicyResult', () => {
         ['t', '2'],
       ],
       queryParametersToRemove: ['debug'],
+      dynamicMetadata: { k: { nested: true } },
+      reasons: ['rule-a', 'rule-b'],
+    });
+  });
+
+  it('a deny maps body, http_status, headers and metadata and ignores the allow-only fields', () => {
+    expect(opaValueToResult({ ...full, allowed: false })).toEqual({
+      allowed: false,
+      headers,
+      responseHeadersToAdd: [],
+      requestHeadersToRemove: [],
+      queryParametersToSet: [],
+      queryParametersToRemove: [],
       body: 'no',
-      httpStatus: 451,
+      httpStatus: 429,
       dynamicMetadata: { k: { nested: true } },
       reasons: ['rule-a', 'rule-b'],
     });
@@ -55,6 +70,8 @@ describe('Rego result → PolicyResult', () => {
     { name: 'remove list not strings', value: { allowed: true, request_headers_to_remove: [1] } },
     { name: 'body not a string', value: { allowed: false, body: {} } },
     { name: 'status out of range', value: { allowed: false, http_status: 99 } },
+    { name: 'status 451, not in envoy.type.v3.StatusCode', value: { allowed: false, http_status: 451 } },
+    { name: 'status 418, not in envoy.type.v3.StatusCode', value: { allowed: false, http_status: 418 } },
     { name: 'status not an integer', value: { allowed: false, http_status: 403.5 } },
     { name: 'status a string', value: { allowed: false, http_status: '403' } },
     { name: 'metadata an array', value: { allowed: true, dynamic_metadata: [] } },
@@ -69,11 +86,12 @@ describe('Rego result → PolicyResult', () => {
 
 describe('Decision → CheckResponse', () => {
   const base: Decision = { id: 'd-1', allowed: true, reason: 'ALLOWED', httpStatus: 200 };
+  const opts = { reasonHeader: 'x-verdict-reason', exposeReason: true };
 
   it('allow: OkHttpResponse with set-then-append headers and decision_id metadata', () => {
     const res = decisionToCheckResponse(
       { ...base, result: opaValueToResult({ allowed: true, headers: { 'X-A': ['1', '2'] }, dynamic_metadata: { u: 'x' } }) },
-      { reasonHeader: 'x-verdict-reason' },
+      opts,
     );
     expect(res).toMatchObject({
       status: { code: 0 },
@@ -88,10 +106,7 @@ describe('Decision → CheckResponse', () => {
   });
 
   it('error deny: DeniedHttpResponse with the status and the reason header, no policy body', () => {
-    const res = decisionToCheckResponse(
-      { ...base, allowed: false, reason: 'ERR_POLICY_EVAL', httpStatus: 500 },
-      { reasonHeader: 'x-verdict-reason' },
-    );
+    const res = decisionToCheckResponse({ ...base, allowed: false, reason: 'ERR_POLICY_EVAL', httpStatus: 500 }, opts);
     expect(res).toMatchObject({
       status: { code: 7, message: 'ERR_POLICY_EVAL' },
       deniedResponse: { status: { code: 500 }, body: '', headers: [{ header: { key: 'x-verdict-reason', value: 'ERR_POLICY_EVAL' } }] },
@@ -99,7 +114,35 @@ describe('Decision → CheckResponse', () => {
   });
 
   it('the reason header can be disabled', () => {
-    const res = decisionToCheckResponse({ ...base, allowed: false, reason: 'DENIED_BY_POLICY', httpStatus: 403 }, { reasonHeader: '' });
+    const res = decisionToCheckResponse(
+      { ...base, allowed: false, reason: 'DENIED_BY_POLICY', httpStatus: 403 },
+      { reasonHeader: '', exposeReason: true },
+    );
     expect((res.deniedResponse as { headers: unknown[] }).headers).toEqual([]);
+  });
+
+  it('exposeReason false drops both the reason header and the status message', () => {
+    const deny = { ...base, allowed: false, reason: 'DENIED_BY_POLICY' as const, httpStatus: 403 };
+    const res = decisionToCheckResponse(deny, { ...opts, exposeReason: false });
+    expect(res.status).toEqual({ code: 7 });
+    expect((res.deniedResponse as { headers: unknown[] }).headers).toEqual([]);
+  });
+
+  it('a dry-run deny goes out as a bare allow that keeps the metadata and decision_id', () => {
+    const result = opaValueToResult({ allowed: false, body: 'no', headers: { 'x-d': '1' }, dynamic_metadata: { u: 'x' } });
+    const res = decisionToCheckResponse(
+      { ...base, allowed: false, reason: 'DENIED_BY_POLICY', httpStatus: 403, result, dryRun: true },
+      opts,
+    );
+    expect(res).toEqual({
+      status: { code: 0 },
+      okResponse: {},
+      dynamicMetadata: { fields: { u: { stringValue: 'x' }, decision_id: { stringValue: 'd-1' } } },
+    });
+  });
+
+  it('a status outside envoy.type.v3.StatusCode never reaches the wire', () => {
+    const res = decisionToCheckResponse({ ...base, allowed: false, reason: 'ERR_POLICY_EVAL', httpStatus: 451 }, opts);
+    expect(res.deniedResponse).toMatchObject({ status: { code: 500 } });
   });
 });
