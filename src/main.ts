@@ -17,6 +17,7 @@ import { configureEngines } from './policy/engine-registry';
 import { PolicyStore } from './policy/policy-store';
 import { GrpcServer } from './server/grpc-server';
 import { HttpAuthzServer } from './server/http-authz-server';
+import { startShadow, type ShadowRuntime } from './shadow/start-shadow';
 import { OpsHttpServer } from './server/http-server';
 import { createLogger, type Logger } from './telemetry/logger';
 import { Metrics } from './telemetry/metrics';
@@ -42,6 +43,8 @@ export interface RunningVerdict {
   cache: CacheParts | null;
   /** SPIFFE identity (Workload API client, bundles); null when identity is disabled. */
   identity: IdentityRuntime | null;
+  /** The candidate bundle under shadow evaluation (policy.shadow); null when not configured. */
+  shadow: ShadowRuntime | null;
   stop(): Promise<void>;
 }
 
@@ -90,7 +93,8 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       return { ready: identity.isReady(), ownSVIDExpiresAtMs: own ? Date.parse(own.validTo) : null };
     };
   }
-  const observers = fastpath.observer ? [fastpath.observer] : [];
+  const shadow = startShadow(config, { decisionLog, metrics, logger, clock });
+  const observers = [...(fastpath.observer ? [fastpath.observer] : []), ...(shadow ? [shadow.evaluator] : [])];
   const pipeline = new DecisionPipeline({
     config,
     policy,
@@ -139,6 +143,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     fastpath,
     cache,
     identity,
+    shadow,
     async stop() {
       draining = true;
       await bundles?.stop();
@@ -147,6 +152,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       identity?.close();
       await httpServer?.stop();
       fastpath.close();
+      await shadow?.stop();
       await decisionLog.close();
       logger.info('verdict stopped');
     },

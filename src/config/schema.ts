@@ -6,6 +6,7 @@ import { enginesSchema } from './sections/engines';
 import { fastpathSchema } from './sections/fastpath';
 import { httpAuthzSchema } from './sections/http-authz';
 import { identitySchema } from './sections/identity';
+import { shadowSchema } from './sections/shadow';
 
 /**
  * The whole configuration: one schema with its defaults. Validated once at start-up, then frozen.
@@ -72,6 +73,8 @@ export const configSchema = z.strictObject({
       maxMemoryPages: z.number().int().min(8).max(65_536).default(1024),
       /** Re-instantiate the wasm instance once its memory grows past this many pages. */
       recycleMemoryPages: z.number().int().min(8).max(65_536).default(256),
+      /** A candidate bundle evaluated beside the active one on sampled live traffic (docs/shadow.md). */
+      shadow: shadowSchema,
     })
     .prefault({}),
   decision: z

@@ -41,6 +41,8 @@ interface Flight {
   spiffe: SPIFFEInput | null;
   plan: CachePlan | null;
   cacheKey?: string;
+  /** The built input document (for observers such as the shadow evaluator). */
+  input?: InputDocument;
 }
 
 const DEFAULT_MAX_KEY_BYTES = 4096;
@@ -145,6 +147,7 @@ export class DecisionPipeline {
   private async evaluateAndStore(f: Flight, active: ActivePolicy, message: CheckRequest): Promise<void> {
     const input = buildInputDocument(message, this.deps.config.limits);
     if (f.spiffe) input.spiffe = f.spiffe;
+    f.input = input;
     f.record.input = input;
     f.record.input_kind = 'full';
     const cache = this.deps.cache;
@@ -221,7 +224,10 @@ export class DecisionPipeline {
       reason: decision.reason,
     });
     this.deps.decisionLog.emit(record, decision);
-    for (const o of this.deps.observers ?? []) o.observe(record, decision);
+    const observers = this.deps.observers ?? [];
+    if (observers.length === 0) return;
+    const context = { spiffe: f.spiffe, ...(f.input ? { input: f.input } : {}), ...(f.message ? { message: f.message } : {}) };
+    for (const o of observers) o.observe(record, decision, context);
   }
 
   private statusFor(kind: ErrorKind): number {

@@ -32,6 +32,9 @@ export interface DecisionEvent {
   protocol: string;
   error?: string;
   prev_hash?: string;
+  /** 'shadow': a candidate bundle disagreed with this decision (docs/shadow.md); absent for a decision. */
+  kind?: 'shadow';
+  shadow?: Record<string, unknown>;
 }
 
 export interface EventContext {
@@ -64,6 +67,8 @@ export function toDecisionEvent(record: DecisionRecord, _decision: Decision, ctx
   if (record.input_kind) e.input_kind = record.input_kind;
   if (record.result) e.result = resultToJSON(record.result);
   if (record.error) e.error = record.error;
+  if (record.kind) e.kind = record.kind;
+  if (record.shadow) e.shadow = record.shadow;
   return e;
 }
 
