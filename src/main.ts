@@ -9,6 +9,7 @@ import { createDecisionLog } from './decisionlog/decision-log-setup';
 import type { DecisionLog } from './decisionlog/decision-record';
 import { VerdictError } from './errors';
 import { startFastpath, type Fastpath } from './fastpath/fastpath';
+import { OIDCTokenStep } from './identity/oidc-token-step';
 import { startIdentity, type IdentityRuntime } from './identity/start-identity';
 import { defaultBundlePath } from './package-root';
 import type { BundleLoader } from './policy/bundle-loader';
@@ -93,6 +94,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       return { ready: identity.isReady(), ownSVIDExpiresAtMs: own ? Date.parse(own.validTo) : null };
     };
   }
+  const tokens = OIDCTokenStep.fromConfig(config.identity, { clock, logger });
   const shadow = startShadow(config, { decisionLog, metrics, logger, clock });
   const observers = [...(fastpath.observer ? [fastpath.observer] : []), ...(shadow ? [shadow.evaluator] : [])];
   const pipeline = new DecisionPipeline({
@@ -104,6 +106,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     observers,
     ...(cache ? { cache } : {}),
     ...(identity ? { identity: identity.step } : {}),
+    ...(tokens ? { tokens } : {}),
   });
   const credentials = options.credentials ?? identity?.credentials ?? undefined;
   const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, ...(credentials ? { credentials } : {}) });

@@ -9,6 +9,8 @@ import type { Clock } from '../clock';
 import type { Config } from '../config/schema';
 import type { DecisionLog, DecisionRecord } from '../decisionlog/decision-record';
 import type { IdentityStep } from '../identity/identity-step';
+import type { OIDCTokenStep } from '../identity/oidc-token-step';
+import type { TokenInput } from '../identity/oidc-token-verifier';
 import { VerdictError, toVerdictError, type ErrorKind } from '../errors';
 import type { ActivePolicy, PolicyStore } from '../policy/policy-store';
 import type { PolicyResult } from '../policy/policy-result';
@@ -26,6 +28,8 @@ export interface DecisionPipelineDeps {
   clock: Clock;
   /** SPIFFE verification; absent when identity is not configured. */
   identity?: IdentityStep;
+  /** OIDC / JWT tokens (identity.jwt.issuers) into input.token; absent when no issuer is configured. */
+  tokens?: OIDCTokenStep;
   /** Decision cache and the per-bundle plan; absent when caching is off. */
   cache?: { store: DecisionCache; planner: CachePlanner };
   observers?: readonly DecisionObserver[];
@@ -43,6 +47,8 @@ interface Flight {
   cacheKey?: string;
   /** The built input document (for observers such as the shadow evaluator). */
   input?: InputDocument;
+  /** The verified OIDC / JWT token (input.token). */
+  token?: TokenInput;
 }
 
 const DEFAULT_MAX_KEY_BYTES = 4096;
@@ -115,8 +121,10 @@ export class DecisionPipeline {
   }
 
   private async identify(f: Flight, message: CheckRequest): Promise<void> {
+    const verified = this.deps.tokens ? await this.deps.tokens.verify(message) : null;
+    if (verified) f.token = verified.token;
     const identity = this.deps.identity;
-    if (identity) f.spiffe = (await identity.identify(message)) ?? null;
+    if (identity) f.spiffe = (await identity.identify(verified?.forIdentity ?? message)) ?? null;
   }
 
   /** A hit answers without building the input document; the log records the key fields instead. */
@@ -124,6 +132,8 @@ export class DecisionPipeline {
     const cache = this.deps.cache;
     f.plan = cache?.planner.planFor(active) ?? null;
     if (!cache || !f.plan) return false;
+    // A token's claims are not part of any declared cache key, and its key may be rotated away: never cached.
+    if (f.token) return this.bypass(f);
     if (precheckForCache(message, this.deps.config.limits) === 'bypass') return this.bypass(f);
     if (!f.plan.requestKeyable) return false; // keyed from the built input in evaluateAndStore
     const key = requestKey(f.plan.sha256, f.plan.declaration, message, f.spiffe);
@@ -147,6 +157,7 @@ export class DecisionPipeline {
   private async evaluateAndStore(f: Flight, active: ActivePolicy, message: CheckRequest): Promise<void> {
     const input = buildInputDocument(message, this.deps.config.limits);
     if (f.spiffe) input.spiffe = f.spiffe;
+    if (f.token) (input as InputDocument & { token?: TokenInput }).token = f.token;
     f.input = input;
     f.record.input = input;
     f.record.input_kind = 'full';
