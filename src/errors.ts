@@ -37,6 +37,8 @@ export const ERROR_CODES = {
   ERR_TOKEN_CLAIMS: { kind: 'identity', summary: 'token claims are missing or invalid' },
   ERR_TOKEN_ACT_DEPTH: { kind: 'identity', summary: 'token delegation chain (act) is deeper than allowed' },
   ERR_TOKEN_JWKS: { kind: 'identity', summary: "the issuer's discovery document or JWK Set cannot be fetched or is invalid" },
+  // tenancy/: which tenant's bundle decides (docs/tenancy.md)
+  ERR_TENANT_UNKNOWN: { kind: 'tenant', summary: 'request names no configured tenant' },
   // policy/: bundles and engines
   ERR_BUNDLE_INVALID: { kind: 'bundle', summary: 'policy bundle is malformed' },
   ERR_BUNDLE_TOO_LARGE: { kind: 'bundle', summary: 'policy bundle exceeds a size bound' },

@@ -19,6 +19,7 @@ import { PolicyStore } from './policy/policy-store';
 import { GrpcServer } from './server/grpc-server';
 import { HttpAuthzServer } from './server/http-authz-server';
 import { startShadow, type ShadowRuntime } from './shadow/start-shadow';
+import { startTenants, type TenantsRuntime } from './tenancy/start-tenants';
 import { OpsHttpServer } from './server/http-server';
 import { createLogger, type Logger } from './telemetry/logger';
 import { Metrics } from './telemetry/metrics';
@@ -46,6 +47,8 @@ export interface RunningVerdict {
   identity: IdentityRuntime | null;
   /** The candidate bundle under shadow evaluation (policy.shadow); null when not configured. */
   shadow: ShadowRuntime | null;
+  /** One bundle, cache and counts per tenant (config `tenants`); null when not configured. */
+  tenants: TenantsRuntime | null;
   stop(): Promise<void>;
 }
 
@@ -96,7 +99,12 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   }
   const tokens = OIDCTokenStep.fromConfig(config.identity, { clock, logger });
   const shadow = startShadow(config, { decisionLog, metrics, logger, clock });
-  const observers = [...(fastpath.observer ? [fastpath.observer] : []), ...(shadow ? [shadow.evaluator] : [])];
+  const tenants = startTenants(config, { metrics, logger, clock });
+  const observers = [
+    ...(fastpath.observer ? [fastpath.observer] : []),
+    ...(shadow ? [shadow.evaluator] : []),
+    ...(tenants ? [tenants] : []),
+  ];
   const pipeline = new DecisionPipeline({
     config,
     policy,
@@ -107,6 +115,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     ...(cache ? { cache } : {}),
     ...(identity ? { identity: identity.step } : {}),
     ...(tokens ? { tokens } : {}),
+    ...(tenants ? { tenants } : {}),
   });
   const credentials = options.credentials ?? identity?.credentials ?? undefined;
   const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, ...(credentials ? { credentials } : {}) });
@@ -147,6 +156,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     cache,
     identity,
     shadow,
+    tenants,
     async stop() {
       draining = true;
       await bundles?.stop();
@@ -156,6 +166,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       await httpServer?.stop();
       fastpath.close();
       await shadow?.stop();
+      await tenants?.stop();
       await decisionLog.close();
       logger.info('verdict stopped');
     },

@@ -7,6 +7,7 @@ import { fastpathSchema } from './sections/fastpath';
 import { httpAuthzSchema } from './sections/http-authz';
 import { identitySchema } from './sections/identity';
 import { shadowSchema } from './sections/shadow';
+import { tenantsSchema } from './sections/tenants';
 
 /**
  * The whole configuration: one schema with its defaults. Validated once at start-up, then frozen.
@@ -101,6 +102,7 @@ export const configSchema = z.strictObject({
   decisionLog: decisionLogSchema,
   fastpath: fastpathSchema,
   bundles: bundlesSchema,
+  tenants: tenantsSchema,
 });
 
 export type Config = z.infer<typeof configSchema>;

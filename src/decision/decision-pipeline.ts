@@ -17,6 +17,7 @@ import type { PolicyResult } from '../policy/policy-result';
 import type { CheckRequest, ReceivedCheckRequest } from '../request/check-request';
 import { buildInputDocument, type InputDocument, type SPIFFEInput } from '../request/input-document';
 import type { Metrics } from '../telemetry/metrics';
+import type { TenantRouter } from '../tenancy/tenant-router';
 import type { Decision } from './decision';
 import type { DecisionObserver } from './decision-observer';
 
@@ -33,6 +34,8 @@ export interface DecisionPipelineDeps {
   /** Decision cache and the per-bundle plan; absent when caching is off. */
   cache?: { store: DecisionCache; planner: CachePlanner };
   observers?: readonly DecisionObserver[];
+  /** Tenants (config `tenants`): the request's tenant's bundle and cache decide; absent when not configured. */
+  tenants?: TenantRouter;
 }
 
 /** One request as it goes through the steps. */
@@ -49,6 +52,8 @@ interface Flight {
   input?: InputDocument;
   /** The verified OIDC / JWT token (input.token). */
   token?: TokenInput;
+  /** The decision cache this request uses (the tenant's, with tenants). */
+  cache?: { store: DecisionCache; planner: CachePlanner } | undefined;
 }
 
 const DEFAULT_MAX_KEY_BYTES = 4096;
@@ -63,9 +68,10 @@ export class DecisionPipeline {
   async check(req: ReceivedCheckRequest, protocol: DecisionRecord['protocol']): Promise<Decision> {
     const f = this.begin(protocol);
     try {
-      const active = this.takePolicy(f);
+      const global = this.takePolicy(f);
       const message = this.checkLimits(f, req);
       await this.identify(f, message);
+      const active = this.deps.tenants ? this.takeTenantPolicy(f, message) : global;
       if (this.answerFromCache(f, active, message)) return f.decision;
       await this.evaluateAndStore(f, active, message);
     } catch (err) {
@@ -95,12 +101,12 @@ export class DecisionPipeline {
       fastpath: false,
       timings_ns: { total: 0 },
     };
-    return { decision, record, startedNs: clock.monotonicNs(), spiffe: null, plan: null };
+    return { decision, record, startedNs: clock.monotonicNs(), spiffe: null, plan: null, cache: this.deps.cache };
   }
 
   /** The bundle is taken once: the whole request is decided with it, even if a swap happens meanwhile. */
-  private takePolicy(f: Flight): ActivePolicy {
-    const active = this.deps.policy.current;
+  private takePolicy(f: Flight, store: PolicyStore = this.deps.policy): ActivePolicy {
+    const active = store.current;
     if (!active) throw new VerdictError('ERR_POLICY_NOT_LOADED');
     const { name, revision, sha256 } = active.bundle;
     f.decision.bundle = { name, revision, sha256 };
@@ -109,6 +115,19 @@ export class DecisionPipeline {
     f.record.engine = f.decision.engine;
     f.active = active;
     return active;
+  }
+
+  /** The tenant is chosen after identity (a selector may be the caller's trust domain); its bundle and cache decide. */
+  private takeTenantPolicy(f: Flight, message: CheckRequest): ActivePolicy {
+    // The global bundle taken first does not decide here: a request that names no tenant names no bundle.
+    delete f.decision.bundle;
+    delete f.decision.engine;
+    delete f.record.bundle;
+    delete f.record.engine;
+    const tenant = this.deps.tenants!.route(message, f.spiffe);
+    f.record.tenant = tenant.name;
+    f.cache = tenant.cache ?? undefined;
+    return this.takePolicy(f, tenant.policy);
   }
 
   private checkLimits(f: Flight, req: ReceivedCheckRequest): CheckRequest {
@@ -129,7 +148,7 @@ export class DecisionPipeline {
 
   /** A hit answers without building the input document; the log records the key fields instead. */
   private answerFromCache(f: Flight, active: ActivePolicy, message: CheckRequest): boolean {
-    const cache = this.deps.cache;
+    const cache = f.cache;
     f.plan = cache?.planner.planFor(active) ?? null;
     if (!cache || !f.plan) return false;
     // A token's claims are not part of any declared cache key, and its key may be rotated away: never cached.
@@ -149,7 +168,7 @@ export class DecisionPipeline {
   }
 
   private bypass(f: Flight): false {
-    this.deps.cache?.store.bypassed();
+    f.cache?.store.bypassed();
     f.plan = null;
     return false;
   }
@@ -161,9 +180,9 @@ export class DecisionPipeline {
     f.input = input;
     f.record.input = input;
     f.record.input_kind = 'full';
-    const cache = this.deps.cache;
+    const cache = f.cache;
     if (cache && f.plan && f.cacheKey === undefined) {
-      const key = this.inputCacheKey(f.plan, input);
+      const key = this.inputCacheKey(f, f.plan, input);
       if (key !== undefined) f.cacheKey = key;
     }
     if (!cache || !f.plan || f.cacheKey === undefined) return this.applyResult(f, await this.evaluate(f, active, input));
@@ -183,10 +202,10 @@ export class DecisionPipeline {
     this.applyResult(f, result);
   }
 
-  private inputCacheKey(plan: CachePlan, input: InputDocument): string | undefined {
+  private inputCacheKey(f: Flight, plan: CachePlan, input: InputDocument): string | undefined {
     const key = inputKey(plan.sha256, plan.declaration, input);
     if (key.length <= (this.deps.config.cache?.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES)) return key;
-    this.deps.cache?.store.bypassed();
+    f.cache?.store.bypassed();
     return undefined;
   }
 

@@ -45,7 +45,8 @@ export interface EventContext {
 
 export function toDecisionEvent(record: DecisionRecord, _decision: Decision, ctx: EventContext): DecisionEvent {
   const e: DecisionEvent = {
-    labels: ctx.labels,
+    // A tenant is one more label (OPA's labels identify who decided); the shared object is not mutated.
+    labels: record.tenant === undefined ? ctx.labels : { ...ctx.labels, tenant: record.tenant },
     decision_id: record.decision_id,
     path: ctx.path,
     timestamp: record.timestamp,

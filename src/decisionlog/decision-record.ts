@@ -25,6 +25,8 @@ export interface DecisionRecord {
   /** Error message for an error reason; never contains request secrets. */
   error?: string;
   timings_ns: { total: number; eval?: number };
+  /** The tenant whose bundle decided (config `tenants`); a log label. */
+  tenant?: string;
   /** Absent for a decision; 'shadow' for a candidate bundle's disagreement with it (src/shadow/, docs/shadow.md). */
   kind?: 'shadow';
   /** For kind 'shadow': both outcomes, already in the log's JSON shape. */

@@ -1,21 +1,13 @@
 import type { Clock } from '../clock';
 import type { Config } from '../config/schema';
-import type { ShadowConfig } from '../config/sections/shadow';
 import type { DecisionLog } from '../decisionlog/decision-record';
-import { VerdictError, toVerdictError } from '../errors';
-import { BundleLoader } from '../policy/bundle-loader';
-import { BundlePersist } from '../policy/bundle-persist';
-import { abortableDelay } from '../policy/bundle-source';
-import { bundleSourceFromConfig } from '../policy/bundle-source-config';
-import { trustFromConfig } from '../policy/bundle-verifier';
+import type { BundleLoader } from '../policy/bundle-loader';
+import { loaderFromSection, startLoaderInBackground } from '../policy/bundle-loader-background';
 import { PolicyStore } from '../policy/policy-store';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { ShadowEvaluator } from './shadow-evaluator';
 import { ShadowMetrics } from './shadow-metrics';
-
-const RETRY_INITIAL_MS = 1_000;
-const RETRY_MAX_MS = 60_000;
 
 export interface ShadowRuntime {
   evaluator: ShadowEvaluator;
@@ -49,7 +41,7 @@ export function startShadow(config: Config, deps: ShadowDeps): ShadowRuntime | n
     recycleMemoryPages: config.policy.recycleMemoryPages,
   });
   wireCandidateTelemetry(store, metrics, deps.logger);
-  const loader = candidateLoader(shadow, store, deps.clock);
+  const loader = loaderFromSection(shadow.bundles, store, deps.clock, 'policy.shadow');
   loader.on('source-error', (e) => {
     metrics.bundleLoads.inc({ outcome: 'source-error', reason: e.code });
     deps.logger.warn({ code: e.code, msg: e.message }, 'shadow bundle source failed');
@@ -69,7 +61,9 @@ export function startShadow(config: Config, deps: ShadowDeps): ShadowRuntime | n
     ...(deps.random ? { random: deps.random } : {}),
   });
   const abort = new AbortController();
-  const started = followCandidate(loader, abort.signal, deps.logger);
+  const started = startLoaderInBackground(loader, abort.signal, (err, retryInMs) =>
+    deps.logger.warn({ code: err.code, retryInMs }, 'shadow candidate not loaded yet; retrying'),
+  );
   return {
     evaluator,
     store,
@@ -83,35 +77,6 @@ export function startShadow(config: Config, deps: ShadowDeps): ShadowRuntime | n
       store.current?.engine.close();
     },
   };
-}
-
-function candidateLoader(shadow: ShadowConfig, store: PolicyStore, clock: Clock): BundleLoader {
-  const b = shadow.bundles;
-  const source = bundleSourceFromConfig(b);
-  if (source === null) throw new VerdictError('ERR_CONFIG', 'policy.shadow.bundles.source is required');
-  return new BundleLoader({
-    store,
-    source,
-    trust: trustFromConfig(b),
-    persist: b.persistDir !== null ? new BundlePersist(b.persistDir) : null,
-    rejectOlderSignatures: b.rejectOlderSignatures,
-    clock,
-  });
-}
-
-/** First activation in the background, retried as the source allows; then the loader follows the source. */
-async function followCandidate(loader: BundleLoader, signal: AbortSignal, logger: Logger): Promise<void> {
-  let delayMs = RETRY_INITIAL_MS;
-  while (!signal.aborted) {
-    try {
-      await loader.start();
-      return;
-    } catch (err) {
-      logger.warn({ code: toVerdictError(err).code, retryInMs: delayMs }, 'shadow candidate not loaded yet; retrying');
-      await abortableDelay(delayMs, signal);
-      delayMs = Math.min(delayMs * 2, RETRY_MAX_MS);
-    }
-  }
 }
 
 function wireCandidateTelemetry(store: PolicyStore, metrics: ShadowMetrics, logger: Logger): void {

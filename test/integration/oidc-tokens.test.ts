@@ -2,10 +2,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/clock';
-import { loadConfig } from '../../src/config/load-config';
-import { startVerdict, type RunningVerdict } from '../../src/main';
-import { createLogger } from '../../src/telemetry/logger';
+import type { RunningVerdict } from '../../src/main';
 import { TestOIDCIssuer, unsecuredToken, type IssuerKey } from '../helpers/oidc-issuer';
+import { startVerdictFromDocument } from '../helpers/verdict-from-document';
 import { createJWTAuthority, mintJWTSVID, spiffeBundleJSON } from '../helpers/svid-authority';
 import {
   buildTestBundle,
@@ -39,17 +38,6 @@ function offsetClock(): Clock & { advanceMs(ms: number): void } {
   };
 }
 
-/** A verdict on port 0 from a config document (lists need a file: --set cannot build arrays). */
-function startFromConfig(doc: Record<string, unknown>, clock?: Clock): Promise<RunningVerdict> {
-  const file = join(tempDir(), 'verdict.yaml');
-  writeFileSync(file, JSON.stringify(doc));
-  const config = loadConfig({
-    file,
-    overrides: ['server.grpc.port=0', 'server.http.port=null', 'log.level=silent', 'policy.timeoutMs=5000'],
-  });
-  return startVerdict(config, { logger: createLogger('silent'), ...(clock ? { clock } : {}) });
-}
-
 function reasonOf(res: CheckResponse): string | undefined {
   return headerValue(res.deniedResponse?.headers, 'x-verdict-reason');
 }
@@ -78,7 +66,7 @@ describe('OIDC / JWT tokens from a real issuer (discovery + JWKS over HTTP, rota
     const bundleFile = join(tempDir(), 'spiffe-bundle.json');
     writeFileSync(bundleFile, spiffeBundleJSON([], [await spiffeKey]));
     const policy = await buildTestBundle({ 'authz.rego': ECHO_POLICY });
-    verdict = await startFromConfig(
+    verdict = await startVerdictFromDocument(
       {
         policy: { bundle: policy },
         identity: {
@@ -91,7 +79,7 @@ describe('OIDC / JWT tokens from a real issuer (discovery + JWKS over HTTP, rota
           },
         },
       },
-      clock,
+      { clock },
     );
     client = checkClient(`127.0.0.1:${verdict.grpcPort}`);
   });
@@ -180,7 +168,7 @@ describe('OIDC tokens without JWT-SVID verification', () => {
     const issuer = await TestOIDCIssuer.start();
     const other = await TestOIDCIssuer.start();
     const key = await other.newKey('k1');
-    const verdict = await startFromConfig({
+    const verdict = await startVerdictFromDocument({
       policy: { bundle: await buildTestBundle({ 'authz.rego': ECHO_POLICY }) },
       identity: { jwt: { issuers: [{ issuer: issuer.issuer, audiences: ['verdict'] }] } },
     });
