@@ -13,6 +13,7 @@ import * as identity from './bench-identity';
 import * as peer from './bench-peer';
 import * as shadow from './bench-shadow';
 import * as swap from './bench-swap';
+import * as tenants from './bench-tenants';
 
 /** Scenario modules beside the core one; each prints its own table and returns its numbers. */
 const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
@@ -25,6 +26,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   fastpath: fastpath.run,
   swap: swap.run,
   shadow: shadow.run,
+  tenants: tenants.run,
 };
 
 /**
