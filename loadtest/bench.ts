@@ -11,7 +11,9 @@ import * as envoy from './bench-envoy';
 import * as fastpath from './bench-fastpath';
 import * as identity from './bench-identity';
 import * as peer from './bench-peer';
+import * as shadow from './bench-shadow';
 import * as swap from './bench-swap';
+import * as tenants from './bench-tenants';
 
 /** Scenario modules beside the core one; each prints its own table and returns its numbers. */
 const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
@@ -23,6 +25,8 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   envoy: envoy.run,
   fastpath: fastpath.run,
   swap: swap.run,
+  shadow: shadow.run,
+  tenants: tenants.run,
 };
 
 /**

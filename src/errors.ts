@@ -25,6 +25,20 @@ export const ERROR_CODES = {
   ERR_JWT_KEY_UNKNOWN: { kind: 'identity', summary: 'JWT-SVID key id is not in the trust bundle' },
   ERR_BUNDLE_UNAVAILABLE: { kind: 'identity', summary: 'trust bundles are not available (not yet received, stale, or invalid)' },
   ERR_WORKLOAD_API: { kind: 'identity', summary: 'the SPIFFE Workload API call failed' },
+  // identity/oidc-*: OIDC / JWT tokens from identity.jwt.issuers (deny before policy, docs/tokens.md)
+  ERR_TOKEN_MALFORMED: { kind: 'identity', summary: 'token is not a well-formed, bounded JWS compact JWT' },
+  ERR_TOKEN_ALGORITHM: { kind: 'identity', summary: 'token algorithm is none or not in the issuer allow-list' },
+  ERR_TOKEN_ISSUER: { kind: 'identity', summary: 'token issuer is not configured' },
+  ERR_TOKEN_KEY_UNKNOWN: { kind: 'identity', summary: "token has no kid, or its kid is not in the issuer's JWK Set" },
+  ERR_TOKEN_SIGNATURE: { kind: 'identity', summary: 'token signature does not verify' },
+  ERR_TOKEN_AUDIENCE: { kind: 'identity', summary: 'token audience does not match' },
+  ERR_TOKEN_EXPIRED: { kind: 'identity', summary: 'token is expired' },
+  ERR_TOKEN_NOT_YET_VALID: { kind: 'identity', summary: 'token is not yet valid (nbf / iat in the future)' },
+  ERR_TOKEN_CLAIMS: { kind: 'identity', summary: 'token claims are missing or invalid' },
+  ERR_TOKEN_ACT_DEPTH: { kind: 'identity', summary: 'token delegation chain (act) is deeper than allowed' },
+  ERR_TOKEN_JWKS: { kind: 'identity', summary: "the issuer's discovery document or JWK Set cannot be fetched or is invalid" },
+  // tenancy/: which tenant's bundle decides (docs/tenancy.md)
+  ERR_TENANT_UNKNOWN: { kind: 'tenant', summary: 'request names no configured tenant' },
   // policy/: bundles and engines
   ERR_BUNDLE_INVALID: { kind: 'bundle', summary: 'policy bundle is malformed' },
   ERR_BUNDLE_TOO_LARGE: { kind: 'bundle', summary: 'policy bundle exceeds a size bound' },

@@ -9,6 +9,7 @@ import { createDecisionLog } from './decisionlog/decision-log-setup';
 import type { DecisionLog } from './decisionlog/decision-record';
 import { VerdictError } from './errors';
 import { startFastpath, type Fastpath } from './fastpath/fastpath';
+import { OIDCTokenStep } from './identity/oidc-token-step';
 import { startIdentity, type IdentityRuntime } from './identity/start-identity';
 import { defaultBundlePath } from './package-root';
 import type { BundleLoader } from './policy/bundle-loader';
@@ -17,6 +18,8 @@ import { configureEngines } from './policy/engine-registry';
 import { PolicyStore } from './policy/policy-store';
 import { GrpcServer } from './server/grpc-server';
 import { HttpAuthzServer } from './server/http-authz-server';
+import { startShadow, type ShadowRuntime } from './shadow/start-shadow';
+import { startTenants, type TenantsRuntime } from './tenancy/start-tenants';
 import { OpsHttpServer } from './server/http-server';
 import { createLogger, type Logger } from './telemetry/logger';
 import { Metrics } from './telemetry/metrics';
@@ -42,6 +45,10 @@ export interface RunningVerdict {
   cache: CacheParts | null;
   /** SPIFFE identity (Workload API client, bundles); null when identity is disabled. */
   identity: IdentityRuntime | null;
+  /** The candidate bundle under shadow evaluation (policy.shadow); null when not configured. */
+  shadow: ShadowRuntime | null;
+  /** One bundle, cache and counts per tenant (config `tenants`); null when not configured. */
+  tenants: TenantsRuntime | null;
   stop(): Promise<void>;
 }
 
@@ -90,7 +97,14 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       return { ready: identity.isReady(), ownSVIDExpiresAtMs: own ? Date.parse(own.validTo) : null };
     };
   }
-  const observers = fastpath.observer ? [fastpath.observer] : [];
+  const tokens = OIDCTokenStep.fromConfig(config.identity, { clock, logger });
+  const shadow = startShadow(config, { decisionLog, metrics, logger, clock });
+  const tenants = startTenants(config, { metrics, logger, clock });
+  const observers = [
+    ...(fastpath.observer ? [fastpath.observer] : []),
+    ...(shadow ? [shadow.evaluator] : []),
+    ...(tenants ? [tenants] : []),
+  ];
   const pipeline = new DecisionPipeline({
     config,
     policy,
@@ -100,6 +114,8 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     observers,
     ...(cache ? { cache } : {}),
     ...(identity ? { identity: identity.step } : {}),
+    ...(tokens ? { tokens } : {}),
+    ...(tenants ? { tenants } : {}),
   });
   const credentials = options.credentials ?? identity?.credentials ?? undefined;
   const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, ...(credentials ? { credentials } : {}) });
@@ -139,6 +155,8 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     fastpath,
     cache,
     identity,
+    shadow,
+    tenants,
     async stop() {
       draining = true;
       await bundles?.stop();
@@ -147,6 +165,8 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       identity?.close();
       await httpServer?.stop();
       fastpath.close();
+      await shadow?.stop();
+      await tenants?.stop();
       await decisionLog.close();
       logger.info('verdict stopped');
     },

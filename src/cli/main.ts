@@ -9,6 +9,7 @@ import { registerFastpath } from './command-fastpath';
 import { registerLint } from './command-lint';
 import { registerReplay } from './command-replay';
 import { registerServe } from './command-serve';
+import { registerShadow } from './command-shadow';
 
 // One file per command group; each registers itself here.
 const program = new Command('verdict').description('External authorization for Envoy: SPIFFE identity, policy as WebAssembly.');
@@ -20,6 +21,7 @@ registerEval(program);
 registerFastpath(program);
 registerDecisionLog(program);
 registerReplay(program);
+registerShadow(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof VerdictError) process.stderr.write(`verdict: ${err.code}: ${err.message}\n`);

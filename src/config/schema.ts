@@ -7,6 +7,8 @@ import { fastpathSchema } from './sections/fastpath';
 import { httpAuthzSchema } from './sections/http-authz';
 import { identitySchema } from './sections/identity';
 import { isEnvoyDenyStatus } from '../policy/envoy-status-code';
+import { shadowSchema } from './sections/shadow';
+import { tenantsSchema } from './sections/tenants';
 
 /**
  * The whole configuration: one schema with its defaults. Validated once at start-up, then frozen.
@@ -92,6 +94,8 @@ export const configSchema = z.strictObject({
       maxMemoryPages: z.number().int().min(8).max(65_536).default(1024),
       /** Re-instantiate the wasm instance once its memory grows past this many pages. */
       recycleMemoryPages: z.number().int().min(8).max(65_536).default(256),
+      /** A candidate bundle evaluated beside the active one on sampled live traffic (docs/shadow.md). */
+      shadow: shadowSchema,
     })
     .prefault({}),
   decision: z
@@ -134,6 +138,7 @@ export const configSchema = z.strictObject({
   decisionLog: decisionLogSchema,
   fastpath: fastpathSchema,
   bundles: bundlesSchema,
+  tenants: tenantsSchema,
 });
 
 export type Config = z.infer<typeof configSchema>;

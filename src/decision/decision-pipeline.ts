@@ -9,12 +9,15 @@ import type { Clock } from '../clock';
 import type { Config } from '../config/schema';
 import type { DecisionLog, DecisionRecord, DecisionStep } from '../decisionlog/decision-record';
 import type { IdentityStep } from '../identity/identity-step';
+import type { OIDCTokenStep } from '../identity/oidc-token-step';
+import type { TokenInput } from '../identity/oidc-token-verifier';
 import { VerdictError, toVerdictError, type ErrorKind } from '../errors';
 import type { ActivePolicy, PolicyStore } from '../policy/policy-store';
 import type { PolicyResult } from '../policy/policy-result';
 import type { CheckRequest, ReceivedCheckRequest } from '../request/check-request';
 import { buildInputDocument, type InputDocument, type RequestLimits, type SPIFFEInput } from '../request/input-document';
 import type { Metrics } from '../telemetry/metrics';
+import type { TenantRouter } from '../tenancy/tenant-router';
 import type { Decision } from './decision';
 import type { DecisionObserver } from './decision-observer';
 
@@ -26,9 +29,13 @@ export interface DecisionPipelineDeps {
   clock: Clock;
   /** SPIFFE verification; absent when identity is not configured. */
   identity?: IdentityStep;
+  /** OIDC / JWT tokens (identity.jwt.issuers) into input.token; absent when no issuer is configured. */
+  tokens?: OIDCTokenStep;
   /** Decision cache and the per-bundle plan; absent when caching is off. */
   cache?: { store: DecisionCache; planner: CachePlanner };
   observers?: readonly DecisionObserver[];
+  /** Tenants (config `tenants`): the request's tenant's bundle and cache decide; absent when not configured. */
+  tenants?: TenantRouter;
 }
 
 /** One request as it goes through the steps. */
@@ -41,6 +48,12 @@ interface Flight {
   spiffe: SPIFFEInput | null;
   plan: CachePlan | null;
   cacheKey?: string;
+  /** The built input document (for observers such as the shadow evaluator). */
+  input?: InputDocument;
+  /** The verified OIDC / JWT token (input.token). */
+  token?: TokenInput;
+  /** The decision cache this request uses (the tenant's, with tenants). */
+  cache?: { store: DecisionCache; planner: CachePlanner } | undefined;
 }
 
 const DEFAULT_MAX_KEY_BYTES = 4096;
@@ -60,11 +73,12 @@ export class DecisionPipeline {
   async check(req: ReceivedCheckRequest, protocol: DecisionRecord['protocol']): Promise<Decision> {
     const f = this.begin(protocol);
     try {
-      const active = this.takePolicy(f);
+      const global = this.takePolicy(f);
       const message = this.checkLimits(f, req);
       const t0 = this.stepStart();
       await this.identify(f, message);
       this.stepEnd(f, 'identity', t0);
+      const active = this.deps.tenants ? this.takeTenantPolicy(f, message) : global;
       const t1 = this.stepStart();
       const hit = this.answerFromCache(f, active, message);
       this.stepEnd(f, 'cache', t1);
@@ -97,12 +111,12 @@ export class DecisionPipeline {
       fastpath: false,
       timings_ns: { total: 0 },
     };
-    return { decision, record, startedNs: clock.monotonicNs(), spiffe: null, plan: null };
+    return { decision, record, startedNs: clock.monotonicNs(), spiffe: null, plan: null, cache: this.deps.cache };
   }
 
   /** The bundle is taken once: the whole request is decided with it, even if a swap happens meanwhile. */
-  private takePolicy(f: Flight): ActivePolicy {
-    const active = this.deps.policy.current;
+  private takePolicy(f: Flight, store: PolicyStore = this.deps.policy): ActivePolicy {
+    const active = store.current;
     if (!active) throw new VerdictError('ERR_POLICY_NOT_LOADED');
     const { name, revision, sha256 } = active.bundle;
     f.decision.bundle = { name, revision, sha256 };
@@ -111,6 +125,19 @@ export class DecisionPipeline {
     f.record.engine = f.decision.engine;
     f.active = active;
     return active;
+  }
+
+  /** The tenant is chosen after identity (a selector may be the caller's trust domain); its bundle and cache decide. */
+  private takeTenantPolicy(f: Flight, message: CheckRequest): ActivePolicy {
+    // The global bundle taken first does not decide here: a request that names no tenant names no bundle.
+    delete f.decision.bundle;
+    delete f.decision.engine;
+    delete f.record.bundle;
+    delete f.record.engine;
+    const tenant = this.deps.tenants!.route(message, f.spiffe);
+    f.record.tenant = tenant.name;
+    f.cache = tenant.cache ?? undefined;
+    return this.takePolicy(f, tenant.policy);
   }
 
   private checkLimits(f: Flight, req: ReceivedCheckRequest): CheckRequest {
@@ -123,15 +150,19 @@ export class DecisionPipeline {
   }
 
   private async identify(f: Flight, message: CheckRequest): Promise<void> {
+    const verified = this.deps.tokens ? await this.deps.tokens.verify(message) : null;
+    if (verified) f.token = verified.token;
     const identity = this.deps.identity;
-    if (identity) f.spiffe = (await identity.identify(message)) ?? null;
+    if (identity) f.spiffe = (await identity.identify(verified?.forIdentity ?? message)) ?? null;
   }
 
   /** A hit answers without building the input document; the log records the key fields instead. */
   private answerFromCache(f: Flight, active: ActivePolicy, message: CheckRequest): boolean {
-    const cache = this.deps.cache;
+    const cache = f.cache;
     f.plan = cache?.planner.planFor(active) ?? null;
     if (!cache || !f.plan) return false;
+    // A token's claims are not part of any declared cache key, and its key may be rotated away: never cached.
+    if (f.token) return this.bypass(f);
     if (precheckForCache(message, this.deps.config.limits) === 'bypass') return this.bypass(f);
     if (!f.plan.requestKeyable) return false; // keyed from the built input in evaluateAndStore
     const key = requestKey(f.plan.sha256, f.plan.declaration, message, f.spiffe);
@@ -147,7 +178,7 @@ export class DecisionPipeline {
   }
 
   private bypass(f: Flight): false {
-    this.deps.cache?.store.bypassed();
+    f.cache?.store.bypassed();
     f.plan = null;
     return false;
   }
@@ -157,11 +188,13 @@ export class DecisionPipeline {
     const input = buildInputDocument(message, this.requestLimits);
     this.stepEnd(f, 'input', t);
     if (f.spiffe) input.spiffe = f.spiffe;
+    if (f.token) (input as InputDocument & { token?: TokenInput }).token = f.token;
+    f.input = input;
     f.record.input = input;
     f.record.input_kind = 'full';
-    const cache = this.deps.cache;
+    const cache = f.cache;
     if (cache && f.plan && f.cacheKey === undefined) {
-      const key = this.inputCacheKey(f.plan, input);
+      const key = this.inputCacheKey(f, f.plan, input);
       if (key !== undefined) f.cacheKey = key;
     }
     if (!cache || !f.plan || f.cacheKey === undefined) return this.applyResult(f, await this.evaluate(f, active, input));
@@ -181,10 +214,10 @@ export class DecisionPipeline {
     this.applyResult(f, result);
   }
 
-  private inputCacheKey(plan: CachePlan, input: InputDocument): string | undefined {
+  private inputCacheKey(f: Flight, plan: CachePlan, input: InputDocument): string | undefined {
     const key = inputKey(plan.sha256, plan.declaration, input);
     if (key.length <= (this.deps.config.cache?.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES)) return key;
-    this.deps.cache?.store.bypassed();
+    f.cache?.store.bypassed();
     return undefined;
   }
 
@@ -241,7 +274,10 @@ export class DecisionPipeline {
     this.deps.decisionLog.emit(record, decision);
     // The kernel fast path may only repeat what user space enforced: a dry-run deny was not enforced.
     if (decision.dryRun) return;
-    for (const o of this.deps.observers ?? []) o.observe(record, decision);
+    const observers = this.deps.observers ?? [];
+    if (observers.length === 0) return;
+    const context = { spiffe: f.spiffe, ...(f.input ? { input: f.input } : {}), ...(f.message ? { message: f.message } : {}) };
+    for (const o of observers) o.observe(record, decision, context);
   }
 
   /** decision.performanceMetrics: a step's start (0 when off: no clock read on the hot path). */

@@ -35,6 +35,9 @@ export interface DecisionEvent {
   dry_run?: true;
   error?: string;
   prev_hash?: string;
+  /** 'shadow': a candidate bundle disagreed with this decision (docs/shadow.md); absent for a decision. */
+  kind?: 'shadow';
+  shadow?: Record<string, unknown>;
 }
 
 export interface EventContext {
@@ -45,7 +48,8 @@ export interface EventContext {
 
 export function toDecisionEvent(record: DecisionRecord, _decision: Decision, ctx: EventContext): DecisionEvent {
   const e: DecisionEvent = {
-    labels: ctx.labels,
+    // A tenant is one more label (OPA's labels identify who decided); the shared object is not mutated.
+    labels: record.tenant === undefined ? ctx.labels : { ...ctx.labels, tenant: record.tenant },
     decision_id: record.decision_id,
     path: ctx.path,
     timestamp: record.timestamp,
@@ -72,6 +76,8 @@ export function toDecisionEvent(record: DecisionRecord, _decision: Decision, ctx
   if (record.result) e.result = resultToJSON(record.result);
   if (record.error) e.error = record.error;
   if (record.dry_run) e.dry_run = true;
+  if (record.kind) e.kind = record.kind;
+  if (record.shadow) e.shadow = record.shadow;
   return e;
 }
 

@@ -31,6 +31,12 @@ export interface DecisionRecord {
   error?: string;
   /** total and eval always; identity, cache and input when decision.performanceMetrics is on. */
   timings_ns: { total: number } & Partial<Record<DecisionStep, number>>;
+  /** The tenant whose bundle decided (config `tenants`); a log label. */
+  tenant?: string;
+  /** Absent for a decision; 'shadow' for a candidate bundle's disagreement with it (src/shadow/, docs/shadow.md). */
+  kind?: 'shadow';
+  /** For kind 'shadow': both outcomes, already in the log's JSON shape. */
+  shadow?: Record<string, unknown>;
 }
 
 /** Where records go. Emit never blocks the Check path and never throws. */

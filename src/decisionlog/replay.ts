@@ -44,7 +44,6 @@ export async function replayDecisionLog(file: string, engine: PolicyEngine, maxE
   const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
   for await (const line of lines) {
     if (line.trim() === '') continue;
-    report.events++;
     const e = JSON.parse(line) as {
       decision_id?: string;
       timestamp?: string;
@@ -52,7 +51,11 @@ export async function replayDecisionLog(file: string, engine: PolicyEngine, maxE
       allowed?: unknown;
       result?: { allowed?: unknown };
       input_kind?: string;
+      kind?: string;
     };
+    // A shadow event repeats a decision already in the log (docs/shadow.md): not a decision of its own.
+    if (e.kind === 'shadow') continue;
+    report.events++;
     const before = typeof e.result?.allowed === 'boolean' ? e.result.allowed : undefined;
     if (e.input === undefined || before === undefined) {
       report.skipped++;

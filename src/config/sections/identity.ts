@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { jwtIssuersSchema } from './jwt-issuers';
 
 const httpStatus = z.number().int().min(200).max(599);
 const spiffeIDPattern = z.string().regex(/^spiffe:\/\/[^/?#]+(\/.*)?$/, 'must be a SPIFFE ID, optionally ending in /*');
@@ -60,6 +61,8 @@ export const identitySchema = z
           .min(256)
           .max(1024 * 1024)
           .default(16 * 1024),
+        /** OIDC / JWT issuers (not SPIFFE) verified into input.token; chosen by the token's `iss` (docs/tokens.md). */
+        issuers: jwtIssuersSchema,
       })
       .prefault({}),
     /** Accept attributes.source.principal as an identity Envoy already verified (only if Envoy does mTLS with SPIFFE). */

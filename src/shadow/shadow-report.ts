@@ -1,0 +1,132 @@
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { ShadowDirection } from './shadow-evaluator';
+
+/** Lines longer than this are not events the file sink writes: counted as malformed, never parsed. */
+const MAX_LINE_CHARS = 4 * 1024 * 1024;
+
+export interface ShadowFlip {
+  decision_id: string;
+  /** When the active bundle decided. */
+  decided_at: string;
+  active: string;
+  candidate: string;
+}
+
+export interface ShadowCandidateSummary {
+  name: string;
+  revision: string;
+  sha256: string;
+  disagreements: number;
+}
+
+export interface ShadowReport {
+  /** Lines read (decisions and shadow events). */
+  lines: number;
+  decisions: number;
+  shadowEvents: number;
+  malformed: number;
+  byDirection: Record<ShadowDirection, { count: number; decisionIds: string[]; examples: ShadowFlip[] }>;
+  /** Which candidate bundle disagreed (a log spans swaps of the candidate). */
+  candidates: ShadowCandidateSummary[];
+  /** True when some decision ids were left out of `decisionIds` (maxIds per direction). */
+  truncated: boolean;
+}
+
+interface ShadowSide {
+  bundle?: { name?: string; revision?: string; sha256?: string };
+  reason?: string;
+  allowed?: boolean;
+}
+
+/**
+ * Summarises the shadow events of a decision log (JSON lines as the file sink writes them): the decisions the
+ * candidate would flip, by direction, with every decision id (bounded by `maxIds`) and a few examples.
+ */
+export async function shadowReport(file: string, opts: { maxIds?: number; maxExamples?: number } = {}): Promise<ShadowReport> {
+  const maxIds = opts.maxIds ?? 100_000;
+  const maxExamples = opts.maxExamples ?? 5;
+  const bucket = (): ShadowReport['byDirection'][ShadowDirection] => ({ count: 0, decisionIds: [], examples: [] });
+  const report: ShadowReport = {
+    lines: 0,
+    decisions: 0,
+    shadowEvents: 0,
+    malformed: 0,
+    byDirection: { allow_to_deny: bucket(), deny_to_allow: bucket(), result_changed: bucket() },
+    candidates: [],
+    truncated: false,
+  };
+  const candidates = new Map<string, ShadowCandidateSummary>();
+  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  for await (const line of lines) {
+    if (line.trim() === '') continue;
+    report.lines++;
+    const event = parseLine(line);
+    if (event === null) {
+      report.malformed++;
+      continue;
+    }
+    if (event.kind !== 'shadow') {
+      report.decisions++;
+      continue;
+    }
+    report.shadowEvents++;
+    const direction = event.shadow?.direction;
+    const b = direction !== undefined ? report.byDirection[direction] : undefined;
+    if (b === undefined) {
+      report.malformed++;
+      continue;
+    }
+    b.count++;
+    const id = typeof event.decision_id === 'string' ? event.decision_id : '';
+    if (b.decisionIds.length < maxIds) b.decisionIds.push(id);
+    else report.truncated = true;
+    if (b.examples.length < maxExamples) b.examples.push(flipOf(id, event));
+    countCandidate(candidates, event.shadow?.candidate);
+  }
+  report.candidates = [...candidates.values()];
+  return report;
+}
+
+interface ParsedEvent {
+  kind?: unknown;
+  decision_id?: unknown;
+  shadow?: { direction?: ShadowDirection; decided_at?: string; active?: ShadowSide; candidate?: ShadowSide };
+}
+
+function parseLine(line: string): ParsedEvent | null {
+  if (line.length > MAX_LINE_CHARS) return null;
+  try {
+    const v: unknown = JSON.parse(line);
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as ParsedEvent) : null;
+  } catch {
+    return null;
+  }
+}
+
+function flipOf(id: string, e: ParsedEvent): ShadowFlip {
+  return {
+    decision_id: id,
+    decided_at: e.shadow?.decided_at ?? '',
+    active: e.shadow?.active?.reason ?? '?',
+    candidate: e.shadow?.candidate?.reason ?? '?',
+  };
+}
+
+function countCandidate(map: Map<string, ShadowCandidateSummary>, side: ShadowSide | undefined): void {
+  const sha256 = side?.bundle?.sha256 ?? '';
+  const entry = map.get(sha256) ?? { name: side?.bundle?.name ?? '', revision: side?.bundle?.revision ?? '', sha256, disagreements: 0 };
+  entry.disagreements++;
+  map.set(sha256, entry);
+}
+
+export function formatShadowReport(r: ShadowReport): string {
+  const out = [`lines ${r.lines}  decisions ${r.decisions}  shadow events ${r.shadowEvents}  malformed ${r.malformed}`];
+  for (const c of r.candidates) out.push(`candidate ${c.name} ${c.revision} ${c.sha256.slice(0, 12)}: ${c.disagreements} disagreements`);
+  for (const [direction, b] of Object.entries(r.byDirection)) {
+    out.push(`${direction.replace(/_/g, ' ')}: ${b.count}`);
+    for (const x of b.examples) out.push(`  ${x.decision_id}  ${x.decided_at}  ${x.active} → ${x.candidate}`);
+  }
+  if (r.truncated) out.push('note: decision id lists were truncated');
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,55 @@
+import type { TenantSelector } from '../config/sections/tenants';
+import type { CheckRequest } from '../request/check-request';
+import type { SPIFFEInput } from '../request/input-document';
+
+/**
+ * Finds the tenant a request names, by the one configured selector. Exact values are a Map lookup; SPIFFE ID
+ * prefixes are tried from the longest (at most one lookup per path segment of the caller's ID).
+ */
+export class TenantSelectorIndex<T> {
+  private readonly byValue = new Map<string, T>();
+
+  constructor(
+    private readonly selector: TenantSelector,
+    entries: readonly { match: readonly string[]; tenant: T }[],
+  ) {
+    for (const e of entries) for (const v of e.match) this.byValue.set(this.normalize(v), e.tenant);
+  }
+
+  find(message: CheckRequest, spiffe: SPIFFEInput | null): T | undefined {
+    switch (this.selector.from) {
+      case 'contextExtension': {
+        const value = message.attributes?.contextExtensions?.[this.selector.key];
+        return value === undefined ? undefined : this.byValue.get(value);
+      }
+      case 'trustDomain':
+        return spiffe ? this.byValue.get(spiffe.trust_domain) : undefined;
+      case 'spiffeIDPrefix':
+        return spiffe ? this.longestPrefix(spiffe.id) : undefined;
+      case 'authority': {
+        const host = message.attributes?.request?.http?.host ?? message.attributes?.request?.http?.headers?.[':authority'];
+        return host === undefined ? undefined : this.byValue.get(this.normalize(host));
+      }
+    }
+  }
+
+  /** `spiffe://td/a/b` matches a configured `spiffe://td/a/b` or `spiffe://td/a` (segment boundary), longest first. */
+  private longestPrefix(id: string): T | undefined {
+    let candidate = id.replace(/\/+$/, '');
+    const root = candidate.indexOf('/', 'spiffe://'.length);
+    while (candidate.length > 0) {
+      const hit = this.byValue.get(candidate);
+      if (hit !== undefined) return hit;
+      const cut = candidate.lastIndexOf('/');
+      if (cut < root || root === -1) return undefined;
+      candidate = candidate.slice(0, cut);
+    }
+    return undefined;
+  }
+
+  private normalize(v: string): string {
+    if (this.selector.from === 'authority') return v.toLowerCase().replace(/:\d+$/, '');
+    if (this.selector.from === 'spiffeIDPrefix') return v.replace(/\/+$/, '');
+    return v;
+  }
+}
