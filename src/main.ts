@@ -42,6 +42,8 @@ export interface RunningVerdict {
   cache: CacheParts | null;
   /** SPIFFE identity (Workload API client, bundles); null when identity is disabled. */
   identity: IdentityRuntime | null;
+  /** Health NOT_SERVING (gRPC health and /readyz) while Checks are still answered: the drain window's start. */
+  beginDrain(): void;
   stop(): Promise<void>;
 }
 
@@ -104,11 +106,13 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const credentials = options.credentials ?? identity?.credentials ?? undefined;
   const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, ...(credentials ? { credentials } : {}) });
   const bound = await grpcServer.start();
-  const canDecide = (): boolean => policy.current !== null && (identity?.isReady() ?? true);
-  grpcServer.setServing(canDecide());
-  identity?.onReadyChange(() => grpcServer.setServing(canDecide()));
-
   let draining = false;
+  const canDecide = (): boolean => policy.current !== null && (identity?.isReady() ?? true);
+  // Once draining, nothing (an identity change) may turn health back to SERVING.
+  const serving = (): boolean => !draining && canDecide();
+  grpcServer.setServing(serving());
+  identity?.onReadyChange(() => grpcServer.setServing(serving()));
+
   let httpServer: OpsHttpServer | null = null;
   let httpPort: number | null = null;
   if (config.server.http.port !== null) {
@@ -117,7 +121,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       port: config.server.http.port,
       metricsText: () => metrics.registry.metrics(),
       metricsContentType: metrics.registry.contentType,
-      isReady: () => !draining && canDecide(),
+      isReady: serving,
     });
     httpPort = await httpServer.start();
   }
@@ -139,6 +143,10 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     fastpath,
     cache,
     identity,
+    beginDrain() {
+      draining = true;
+      grpcServer.setServing(false);
+    },
     async stop() {
       draining = true;
       await bundles?.stop();

@@ -5,6 +5,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { loadConfig } from '../config/load-config';
 import type { Config } from '../config/schema';
 import { startVerdict } from '../main';
+import { drainThenStop } from '../server/drain-sequence';
 import { ClusterSupervisor, workerCount, type WorkerReady } from '../server/cluster-supervisor';
 import { createLogger } from '../telemetry/logger';
 
@@ -43,7 +44,13 @@ async function serveProcess(config: Config): Promise<void> {
     AggregatorRegistry.setRegistries([verdict.metrics.registry]);
     process.send?.({ type: 'verdict:ready', grpcPort: verdict.grpcPort } satisfies WorkerReady);
   }
-  onSignals(() => verdict.stop());
+  // Health NOT_SERVING first, answer for the drain window, then drain and close (docs/zero-loss-restarts.md).
+  onSignals(() =>
+    drainThenStop(verdict, {
+      windowMs: config.server.drainWindowMs,
+      onPhase: (phase) => logger.info({ phase, drainWindowMs: config.server.drainWindowMs }, `shutdown: ${phase}`),
+    }),
+  );
 }
 
 /**

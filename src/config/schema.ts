@@ -36,6 +36,11 @@ export const configSchema = z.strictObject({
       workerSlot: z.number().int().min(0).max(255).nullable().default(null),
       /** Serve gRPC server reflection (off by default: it discloses the API surface). */
       reflection: z.boolean().default(false),
+      /**
+       * On SIGTERM, first report NOT_SERVING (gRPC health, /readyz) and keep answering Checks this long, so
+       * Envoy's health checks move traffic to other replicas; then stop (shutdownGraceMs). 0: stop at once.
+       */
+      drainWindowMs: z.number().int().min(0).max(300_000).default(0),
       /** On SIGTERM: stop accepting, wait this long for in-flight calls, then force-close. */
       shutdownGraceMs: z.number().int().min(0).max(300_000).default(10_000),
     })
