@@ -49,6 +49,7 @@ describe('committed Envoy configs', () => {
       VERDICT_PORT_B: 19192,
       VERDICT_PORT_C: 19193,
       HC_INTERVAL: '0.5s',
+      PER_TRY_TIMEOUT: '0.3s',
       HC_NO_TRAFFIC_INTERVAL: '0.5s',
       VERDICT_HTTP_PORT: 19292,
       AUTHZ_TIMEOUT: '1s',
