@@ -6,6 +6,7 @@ import { enginesSchema } from './sections/engines';
 import { fastpathSchema } from './sections/fastpath';
 import { httpAuthzSchema } from './sections/http-authz';
 import { identitySchema } from './sections/identity';
+import { tracingSchema } from './sections/tracing';
 
 /**
  * The whole configuration: one schema with its defaults. Validated once at start-up, then frozen.
@@ -103,6 +104,7 @@ export const configSchema = z.strictObject({
   decisionLog: decisionLogSchema,
   fastpath: fastpathSchema,
   bundles: bundlesSchema,
+  tracing: tracingSchema,
 });
 
 export type Config = z.infer<typeof configSchema>;

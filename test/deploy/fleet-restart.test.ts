@@ -110,8 +110,8 @@ describe('a fleet of three replicas behind Envoy', () => {
     expect(t.sent).toBeGreaterThan(3000);
     expect(t.failed).toEqual({});
     expect(t.ok).toBe(t.sent);
-    // Retries are allowed but must stay rare: far fewer than the Checks of one drain window.
-    expect(retries).toBeLessThan(DRAIN_WINDOW_MS);
+    // Retries are allowed (a Check pending on a connection that closed) but stay rare: under 5% of Checks.
+    expect(retries).toBeLessThan(t.sent / 20);
   }, 180_000);
 
   it('kill -9 of one replica: the retry policy re-sends its Checks; failures counted and bounded', async () => {
