@@ -20,6 +20,7 @@ import { HttpAuthzServer } from './server/http-authz-server';
 import { OpsHttpServer } from './server/http-server';
 import { createLogger, type Logger } from './telemetry/logger';
 import { Metrics } from './telemetry/metrics';
+import { CheckTracer } from './telemetry/tracing';
 
 export interface VerdictOptions {
   logger?: Logger;
@@ -93,6 +94,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     };
   }
   const observers = fastpath.observer ? [fastpath.observer] : [];
+  const tracer = config.tracing.enabled ? new CheckTracer(config.tracing) : null;
   const pipeline = new DecisionPipeline({
     config,
     policy,
@@ -102,6 +104,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     observers,
     ...(cache ? { cache } : {}),
     ...(identity ? { identity: identity.step } : {}),
+    ...(tracer ? { tracer } : {}),
   });
   const credentials = options.credentials ?? identity?.credentials ?? undefined;
   const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, ...(credentials ? { credentials } : {}) });
@@ -156,6 +159,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       await httpServer?.stop();
       fastpath.close();
       await decisionLog.close();
+      await tracer?.shutdown().catch((err: unknown) => logger.warn({ msg: (err as Error).message }, 'trace export at shutdown failed'));
       logger.info('verdict stopped');
     },
   };

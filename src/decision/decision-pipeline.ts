@@ -15,6 +15,7 @@ import type { PolicyResult } from '../policy/policy-result';
 import type { CheckRequest, ReceivedCheckRequest } from '../request/check-request';
 import { buildInputDocument, type InputDocument, type SPIFFEInput } from '../request/input-document';
 import type { Metrics } from '../telemetry/metrics';
+import type { CheckTrace, CheckTracer, TraceStep } from '../telemetry/tracing';
 import type { Decision } from './decision';
 import type { DecisionObserver } from './decision-observer';
 
@@ -29,6 +30,8 @@ export interface DecisionPipelineDeps {
   /** Decision cache and the per-bundle plan; absent when caching is off. */
   cache?: { store: DecisionCache; planner: CachePlanner };
   observers?: readonly DecisionObserver[];
+  /** OpenTelemetry spans per Check; absent when tracing is off (then no tracing work at all). */
+  tracer?: CheckTracer;
 }
 
 /** One request as it goes through the steps. */
@@ -41,6 +44,7 @@ interface Flight {
   spiffe: SPIFFEInput | null;
   plan: CachePlan | null;
   cacheKey?: string;
+  trace: CheckTrace | null;
 }
 
 const DEFAULT_MAX_KEY_BYTES = 4096;
@@ -53,13 +57,14 @@ export class DecisionPipeline {
   constructor(private readonly deps: DecisionPipelineDeps) {}
 
   async check(req: ReceivedCheckRequest, protocol: DecisionRecord['protocol']): Promise<Decision> {
-    const f = this.begin(protocol);
+    const f = this.begin(protocol, req);
+    const step = <T>(name: TraceStep, fn: () => T): T => (f.trace ? f.trace.step(name, fn) : fn());
     try {
       const active = this.takePolicy(f);
       const message = this.checkLimits(f, req);
-      await this.identify(f, message);
-      if (this.answerFromCache(f, active, message)) return f.decision;
-      await this.evaluateAndStore(f, active, message);
+      await step('identity', () => this.identify(f, message));
+      if (step('cache', () => this.answerFromCache(f, active, message))) return f.decision;
+      await step('evaluate', () => this.evaluateAndStore(f, active, message));
     } catch (err) {
       this.applyError(f, toVerdictError(err));
     } finally {
@@ -68,7 +73,7 @@ export class DecisionPipeline {
     return f.decision;
   }
 
-  private begin(protocol: DecisionRecord['protocol']): Flight {
+  private begin(protocol: DecisionRecord['protocol'], req: ReceivedCheckRequest): Flight {
     const { clock } = this.deps;
     const decision: Decision = {
       id: randomUUID(),
@@ -87,7 +92,9 @@ export class DecisionPipeline {
       fastpath: false,
       timings_ns: { total: 0 },
     };
-    return { decision, record, startedNs: clock.monotonicNs(), spiffe: null, plan: null };
+    // The caller's trace context rides in the CheckRequest's HTTP headers (traceparent / b3).
+    const trace = this.deps.tracer?.startCheck(req.message?.attributes?.request?.http?.headers) ?? null;
+    return { decision, record, startedNs: clock.monotonicNs(), spiffe: null, plan: null, trace };
   }
 
   /** The bundle is taken once: the whole request is decided with it, even if a swap happens meanwhile. */
@@ -220,8 +227,10 @@ export class DecisionPipeline {
       engine: decision.engine ?? 'none',
       reason: decision.reason,
     });
-    this.deps.decisionLog.emit(record, decision);
+    if (f.trace) f.trace.step('log', () => this.deps.decisionLog.emit(record, decision));
+    else this.deps.decisionLog.emit(record, decision);
     for (const o of this.deps.observers ?? []) o.observe(record, decision);
+    f.trace?.end(decision);
   }
 
   private statusFor(kind: ErrorKind): number {
