@@ -10,7 +10,7 @@ out="$root/deploy/kubernetes"
 header='# Rendered from deploy/helm/verdict by scripts/render-manifests.sh; do not edit by hand.'
 render() { # name, values files...
   local name=$1; shift
-  { echo "$header"; "$helm" template verdict "$chart" --namespace verdict-system "$@"; } >"$out/$name.yaml"
+  { echo "$header"; "$helm" template verdict "$chart" --namespace verdict-system --kube-version 1.30.0 "$@"; } >"$out/$name.yaml"
 }
 render verdict-deployment
 render verdict-daemonset -f "$chart/ci/daemonset-values.yaml"
