@@ -123,6 +123,19 @@ describe.each(PROFILES)('helm chart, profile %s', (_name, args) => {
   });
 });
 
+describe('helm chart: the schema check itself', () => {
+  it.each([
+    ['a Deployment with replicas "three"', 'Deployment', (o: K8sObject) => (o.spec.replicas = 'three')],
+    ['an AuthorizationPolicy with action BOGUS', 'AuthorizationPolicy', (o: K8sObject) => (o.spec.action = 'BOGUS')],
+    ['a container whose capabilities.drop is not a list', 'Deployment', (o: K8sObject) => (o.spec.template.spec.containers[0].securityContext.capabilities.drop = 'ALL')],
+  ])('refuses %s (so a pass above means something)', async (_name, kind, mutate) => {
+    const o = objects(await render(['-f', join(chart, 'ci', 'istio-values.yaml')])).find((x) => x.kind === kind)!;
+    mutate(o);
+    const Model = await modelFor(o);
+    expect(() => new Model(o).validate()).toThrow();
+  });
+});
+
 describe('helm chart: what the profiles select', () => {
   it('deployment mode: a Deployment behind a Service, PDB, HPA, ServiceMonitor, PrometheusRule, NetworkPolicy, SPIRE socket via csi.spiffe.io', async () => {
     const objs = objects(await render(['-f', join(chart, 'ci', 'deployment-values.yaml')]));
