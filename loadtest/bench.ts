@@ -12,6 +12,7 @@ import * as fastpath from './bench-fastpath';
 import * as identity from './bench-identity';
 import * as peer from './bench-peer';
 import * as swap from './bench-swap';
+import * as tracing from './bench-tracing';
 
 /** Scenario modules beside the core one; each prints its own table and returns its numbers. */
 const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
@@ -23,6 +24,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   envoy: envoy.run,
   fastpath: fastpath.run,
   swap: swap.run,
+  tracing: tracing.run,
 };
 
 /**

@@ -3,7 +3,7 @@ import { CompositePropagator, W3CTraceContextPropagator } from '@opentelemetry/c
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider, type Sampler } from '@opentelemetry/sdk-trace';
+import { AlwaysOnSampler, BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import type { TracingConfig } from '../config/sections/tracing';
 import type { Decision } from '../decision/decision';
 
@@ -37,12 +37,19 @@ export class CheckTracer {
     propagators: [new W3CTraceContextPropagator(), new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER })],
   });
 
-  constructor(config: TracingConfig) {
-    const ratio = new TraceIdRatioBasedSampler(config.sampleRatio);
-    const sampler: Sampler = config.parentBased ? new ParentBasedSampler({ root: ratio }) : ratio;
+  private readonly ratio: number;
+  private readonly parentBased: boolean;
+
+  constructor(
+    config: TracingConfig,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.ratio = config.sampleRatio;
+    this.parentBased = config.parentBased;
     const exporter = new OTLPTraceExporter({ url: config.otlpEndpoint, timeoutMillis: config.exportTimeoutMs });
     this.provider = new TracerProvider({
-      sampler,
+      // The decision is made in startCheck, before any SDK work; what reaches the SDK is traced.
+      sampler: new AlwaysOnSampler(),
       resource: resourceFromAttributes({ 'service.name': config.serviceName }),
       spanProcessors: [
         new BatchSpanProcessor({
@@ -57,12 +64,18 @@ export class CheckTracer {
     this.tracer = this.provider.getTracer('verdict');
   }
 
-  /** Starts the Check span as a child of the context in the request's headers (none: a new trace). */
-  startCheck(headers: Headers | undefined): CheckTrace {
+  /**
+   * Starts the Check span as a child of the context in the request's headers (none: a new trace), or
+   * returns null when this Check is not sampled: an unsampled Check costs a header look-up and, without
+   * a caller's decision, one random number (measured in loadtest/bench-tracing.ts).
+   */
+  startCheck(headers: Headers | undefined): CheckTrace | null {
+    const callerSampled = headers ? sampledFlag(headers) : null;
+    if (this.parentBased && callerSampled !== null) {
+      if (!callerSampled) return null;
+    } else if (this.ratio === 0 || this.random() >= this.ratio) return null;
     const parent = headers ? this.propagator.extract(ROOT_CONTEXT, headers, headerGetter) : ROOT_CONTEXT;
     const span = this.tracer.startSpan('verdict.check', { kind: SpanKind.SERVER }, parent);
-    // An unsampled Check gets a non-recording span: its steps skip span work entirely.
-    if (!span.isRecording()) return new UnsampledTrace(span);
     return new SampledTrace(this.tracer, span, trace.setSpan(parent, span));
   }
 
@@ -72,14 +85,28 @@ export class CheckTracer {
   }
 }
 
-class UnsampledTrace implements CheckTrace {
-  constructor(private readonly span: Span) {}
-  step<T>(_step: TraceStep, fn: () => T): T {
-    return fn();
+/**
+ * The caller's sampling decision, or null when it sent no readable context. W3C Trace Context §3.2.2.5:
+ * bit 0 of trace-flags; B3 single header `{trace}-{span}-{1|d|0}` or a bare `0`/`1`/`d`; B3 multi
+ * `x-b3-sampled: 1|0` or `x-b3-flags: 1` (debug).
+ */
+export function sampledFlag(h: Headers): boolean | null {
+  const tp = h.traceparent;
+  if (tp !== undefined) {
+    const m = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-([0-9a-f]{2})/.exec(tp);
+    if (m) return (parseInt(m[1]!, 16) & 1) === 1;
   }
-  end(): void {
-    this.span.end();
+  const b3 = h.b3;
+  if (b3 !== undefined) {
+    const last = b3.length <= 1 ? b3 : (b3.split('-')[2] ?? '');
+    if (last === '1' || last === 'd') return true;
+    if (last === '0') return false;
   }
+  if (h['x-b3-flags'] === '1') return true;
+  const multi = h['x-b3-sampled'];
+  if (multi === '1' || multi === 'true') return true;
+  if (multi === '0' || multi === 'false') return false;
+  return null;
 }
 
 class SampledTrace implements CheckTrace {

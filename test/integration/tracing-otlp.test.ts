@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { validateConfig } from '../../src/config/load-config';
 import type { RunningVerdict } from '../../src/main';
+import { CheckTracer, sampledFlag } from '../../src/telemetry/tracing';
 import { startOTLPReceiver, type ReceivedSpan } from '../helpers/otlp-receiver';
 import { checkClient, httpCheckRequest, startTestVerdict, type CheckClient } from '../helpers/verdict-harness';
 import { waitFor } from '../helpers/wait-for';
@@ -97,5 +99,36 @@ describe('tracing: OTLP/HTTP spans for Check', () => {
     await client.check(httpCheckRequest({ path: '/healthz', headers: { traceparent: `00-${marker}-${hex(8)}-01` } }));
     await spansOf(marker, 5);
     expect(receiver.spans.filter((s) => s.traceId === traceId)).toEqual([]);
+  });
+});
+
+describe('tracing: the sampling decision', () => {
+  const T = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const S = '00f067aa0ba902b7';
+  it.each([
+    ['traceparent sampled', { traceparent: `00-${T}-${S}-01` }, true],
+    ['traceparent not sampled', { traceparent: `00-${T}-${S}-00` }, false],
+    ['traceparent malformed: no decision', { traceparent: `00-${T}-zz-01` }, null],
+    ['b3 single sampled', { b3: `${T}-${S}-1` }, true],
+    ['b3 single debug', { b3: `${T}-${S}-d` }, true],
+    ['b3 single deny', { b3: '0' }, false],
+    ['b3 single, decision deferred', { b3: `${T}-${S}` }, null],
+    ['b3 multi sampled', { 'x-b3-traceid': T, 'x-b3-spanid': S, 'x-b3-sampled': '1' }, true],
+    ['b3 multi not sampled', { 'x-b3-traceid': T, 'x-b3-spanid': S, 'x-b3-sampled': '0' }, false],
+    ['b3 multi debug flag', { 'x-b3-flags': '1' }, true],
+    ['no context', { 'user-agent': 'curl' }, null],
+  ])('%s', (_name, headers, want) => {
+    expect(sampledFlag(headers)).toBe(want);
+  });
+
+  it.each([
+    ['below the ratio: traced', 0.2, 0.25, true],
+    ['at or above the ratio: not traced', 0.25, 0.25, false],
+    ['ratio 0: never', 0, 0, false],
+  ])('a Check without caller context, random %s', async (_name, random, ratio, traced) => {
+    const config = validateConfig({ tracing: { enabled: true, sampleRatio: ratio, otlpEndpoint: 'http://127.0.0.1:9/v1/traces' } }).tracing;
+    const tracer = new CheckTracer(config, () => random);
+    expect(tracer.startCheck({ 'user-agent': 'curl' }) !== null).toBe(traced);
+    await tracer.shutdown();
   });
 });
