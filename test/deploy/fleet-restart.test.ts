@@ -72,7 +72,13 @@ describe('a fleet of three replicas behind Envoy', () => {
 
   async function report(what: string, t: LoadTally): Promise<void> {
     const text = await (await fetch(`http://127.0.0.1:${envoy.adminPort}/stats`)).text();
-    const stats = text.split('\n').filter((l) => /^(cluster\.verdict\.(upstream_rq_|upstream_cx_(connect_fail|destroy)|outlier)|http\.ingress_http\.ext_authz)/.test(l) && /: [1-9]\d*$/.test(l));
+    const stats = text
+      .split('\n')
+      .filter(
+        (l) =>
+          /^(cluster\.verdict\.(upstream_rq_|upstream_cx_(connect_fail|destroy)|outlier)|http\.ingress_http\.ext_authz)/.test(l) &&
+          /: [1-9]\d*$/.test(l),
+      );
     console.log(
       `${what}: offered ${RATE}/s, sent ${t.sent} in ${t.durationMs} ms (${Math.round((t.sent * 1000) / t.durationMs)}/s), ok ${t.ok}, ` +
         `failed ${t.failedTotal} ${JSON.stringify(t.failed)}, held back by the in-flight cap ${t.skipped}; Envoy (cumulative): ${stats.join(', ')}`,
@@ -93,7 +99,12 @@ describe('a fleet of three replicas behind Envoy', () => {
       let exited = false;
       void stopped.then(() => (exited = true));
       // The drain window at work: Envoy marks the replica unhealthy while its process is still up.
-      await waitFor(async () => (await hostStatus(i)).healthFlags.includes('failed_active_hc'), `replica ${i} NOT_SERVING in Envoy`, 10_000, 20);
+      await waitFor(
+        async () => (await hostStatus(i)).healthFlags.includes('failed_active_hc'),
+        `replica ${i} NOT_SERVING in Envoy`,
+        10_000,
+        20,
+      );
       expect(exited).toBe(false);
       await stopped;
       replicas[i] = await spawnReplica(ports[i]!);

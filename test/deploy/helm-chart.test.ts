@@ -20,7 +20,15 @@ const run = promisify(execFile);
 const KUBE_VERSION = '1.30.0';
 const root = packageRoot();
 const chart = join(root, 'deploy', 'helm', 'verdict');
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; spec?: any; data?: Record<string, string> };
+type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  // Rendered manifests are walked freely in assertions; each one is schema-validated first.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see above
+  spec?: any;
+  data?: Record<string, string>;
+};
 
 const PROFILES: readonly (readonly [string, string[]])[] = [
   ['defaults (deployment)', []],
@@ -38,7 +46,8 @@ async function helm(...args: string[]): Promise<string> {
   }
 }
 
-const render = (args: string[]): Promise<string> => helm('template', 'verdict', chart, '--namespace', 'verdict-system', '--kube-version', KUBE_VERSION, ...args);
+const render = (args: string[]): Promise<string> =>
+  helm('template', 'verdict', chart, '--namespace', 'verdict-system', '--kube-version', KUBE_VERSION, ...args);
 const objects = (text: string): K8sObject[] =>
   parseAllDocuments(text)
     .map((d) => d.toJS() as K8sObject | null)
@@ -72,7 +81,9 @@ describe.each(PROFILES)('helm chart, profile %s', (_name, args) => {
   let rendered: K8sObject[] = [];
 
   it('passes helm lint', async () => {
-    expect(await helm('lint', chart, '--strict', '--kube-version', KUBE_VERSION, ...args)).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+    expect(await helm('lint', chart, '--strict', '--kube-version', KUBE_VERSION, ...args)).toMatch(
+      /1 chart\(s\) linted, 0 chart\(s\) failed/,
+    );
   });
 
   it('renders objects that each validate against their Kubernetes / Istio / Prometheus Operator schema', async () => {
@@ -100,7 +111,11 @@ describe.each(PROFILES)('helm chart, profile %s', (_name, args) => {
   it('probes readiness on /readyz, liveness and start-up on /healthz', () => {
     for (const w of workloads(rendered)) {
       const c = w.spec.template.spec.containers[0];
-      expect([c.readinessProbe.httpGet.path, c.livenessProbe.httpGet.path, c.startupProbe.httpGet.path]).toEqual(['/readyz', '/healthz', '/healthz']);
+      expect([c.readinessProbe.httpGet.path, c.livenessProbe.httpGet.path, c.startupProbe.httpGet.path]).toEqual([
+        '/readyz',
+        '/healthz',
+        '/healthz',
+      ]);
     }
   });
 
@@ -127,7 +142,11 @@ describe('helm chart: the schema check itself', () => {
   it.each([
     ['a Deployment with replicas "three"', 'Deployment', (o: K8sObject) => (o.spec.replicas = 'three')],
     ['an AuthorizationPolicy with action BOGUS', 'AuthorizationPolicy', (o: K8sObject) => (o.spec.action = 'BOGUS')],
-    ['a container whose capabilities.drop is not a list', 'Deployment', (o: K8sObject) => (o.spec.template.spec.containers[0].securityContext.capabilities.drop = 'ALL')],
+    [
+      'a container whose capabilities.drop is not a list',
+      'Deployment',
+      (o: K8sObject) => (o.spec.template.spec.containers[0].securityContext.capabilities.drop = 'ALL'),
+    ],
   ])('refuses %s (so a pass above means something)', async (_name, kind, mutate) => {
     const o = objects(await render(['-f', join(chart, 'ci', 'istio-values.yaml')])).find((x) => x.kind === kind)!;
     mutate(o);
@@ -140,10 +159,22 @@ describe('helm chart: what the profiles select', () => {
   it('deployment mode: a Deployment behind a Service, PDB, HPA, ServiceMonitor, PrometheusRule, NetworkPolicy, SPIRE socket via csi.spiffe.io', async () => {
     const objs = objects(await render(['-f', join(chart, 'ci', 'deployment-values.yaml')]));
     expect(objs.map((o) => o.kind).sort()).toEqual(
-      ['ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'NetworkPolicy', 'PodDisruptionBudget', 'PrometheusRule', 'Service', 'ServiceAccount', 'ServiceMonitor'].sort(),
+      [
+        'ConfigMap',
+        'Deployment',
+        'HorizontalPodAutoscaler',
+        'NetworkPolicy',
+        'PodDisruptionBudget',
+        'PrometheusRule',
+        'Service',
+        'ServiceAccount',
+        'ServiceMonitor',
+      ].sort(),
     );
     const pod = workloads(objs)[0]!.spec.template.spec;
-    expect(pod.volumes.find((v: { name: string }) => v.name === 'spire-agent-socket')).toMatchObject({ csi: { driver: 'csi.spiffe.io', readOnly: true } });
+    expect(pod.volumes.find((v: { name: string }) => v.name === 'spire-agent-socket')).toMatchObject({
+      csi: { driver: 'csi.spiffe.io', readOnly: true },
+    });
     expect(renderedConfig(objs).identity.workloadAPI.socket).toBe('unix:///spiffe-workload-api/spire-agent.sock');
     const rule = objs.find((o) => o.kind === 'PrometheusRule')!;
     expect(rule.spec).toEqual(parse(readFileSync(join(root, 'deploy', 'prometheus', 'verdict-rules.yaml'), 'utf8')));
@@ -158,9 +189,16 @@ describe('helm chart: what the profiles select', () => {
     expect(config.server.grpc.unixSocket).toBe('/run/verdict/verdict.sock');
     expect(config.fastpath).toMatchObject({ enabled: true, cgroupPath: '/sys/fs/cgroup/kubepods.slice' });
     const volumes = Object.fromEntries(
-      (workloads(objs)[0]!.spec.template.spec.volumes as { name: string; hostPath?: { path: string } }[]).map((v) => [v.name, v.hostPath?.path]),
+      (workloads(objs)[0]!.spec.template.spec.volumes as { name: string; hostPath?: { path: string } }[]).map((v) => [
+        v.name,
+        v.hostPath?.path,
+      ]),
     );
-    expect(volumes).toMatchObject({ 'spire-agent-socket': '/run/spire/agent-sockets', 'verdict-socket': '/run/verdict', bpffs: '/sys/fs/bpf' });
+    expect(volumes).toMatchObject({
+      'spire-agent-socket': '/run/spire/agent-sockets',
+      'verdict-socket': '/run/verdict',
+      bpffs: '/sys/fs/bpf',
+    });
   });
 
   it("istio: the extension provider names the chart's Service and the AuthorizationPolicy uses that provider", async () => {
@@ -170,7 +208,11 @@ describe('helm chart: what the profiles select', () => {
     const provider = operator.spec.meshConfig.extensionProviders[0];
     expect(provider.envoyExtAuthzGrpc).toMatchObject({ service: 'verdict.verdict-system.svc.cluster.local', port: 9191, failOpen: false });
     expect(objs.find((o) => o.kind === 'Service')!.metadata.name).toBe('verdict');
-    expect(policy.spec).toMatchObject({ action: 'CUSTOM', provider: { name: provider.name }, selector: { matchLabels: { app: 'orders' } } });
+    expect(policy.spec).toMatchObject({
+      action: 'CUSTOM',
+      provider: { name: provider.name },
+      selector: { matchLabels: { app: 'orders' } },
+    });
   });
 });
 
@@ -183,7 +225,8 @@ describe('helm chart: values and committed files', () => {
     if (o === null || typeof o !== 'object' || Array.isArray(o)) return [[prefix, o]];
     return Object.entries(o).flatMap(([k, v]) => leaves(v, prefix ? `${prefix}.${k}` : k));
   }
-  const get = (o: unknown, path: string): unknown => path.split('.').reduce<unknown>((acc, k) => (acc as Record<string, unknown> | undefined)?.[k], o);
+  const get = (o: unknown, path: string): unknown =>
+    path.split('.').reduce<unknown>((acc, k) => (acc as Record<string, unknown> | undefined)?.[k], o);
 
   it("values.config is verdict's schema defaults except the chart's marked choices", () => {
     const defaults = configSchema.parse({});
@@ -194,7 +237,9 @@ describe('helm chart: values and committed files', () => {
   });
 
   it('ships the promtool-tested rules unchanged inside the chart', () => {
-    expect(readFileSync(join(chart, 'files', 'verdict-rules.yaml'), 'utf8')).toBe(readFileSync(join(root, 'deploy', 'prometheus', 'verdict-rules.yaml'), 'utf8'));
+    expect(readFileSync(join(chart, 'files', 'verdict-rules.yaml'), 'utf8')).toBe(
+      readFileSync(join(root, 'deploy', 'prometheus', 'verdict-rules.yaml'), 'utf8'),
+    );
   });
 
   it.each([

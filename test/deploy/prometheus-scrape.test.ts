@@ -73,7 +73,10 @@ describe('a real Prometheus scraping three replicas', () => {
       'bundles.source.timeoutMs=1000',
     ]);
     const dir = tempDir('verdict-prometheus-');
-    const rules = readFileSync(join(packageRoot(), 'deploy', 'prometheus', 'verdict-rules.yaml'), 'utf8').replace(/^(\s+for:) \S+$/gm, '$1 0s');
+    const rules = readFileSync(join(packageRoot(), 'deploy', 'prometheus', 'verdict-rules.yaml'), 'utf8').replace(
+      /^(\s+for:) \S+$/gm,
+      '$1 0s',
+    );
     writeFileSync(join(dir, 'rules.yaml'), rules);
     prometheus = await startPrometheus(
       dir,
@@ -107,7 +110,12 @@ describe('a real Prometheus scraping three replicas', () => {
       .sort();
 
   it('scrapes all three replicas, decisions included', async () => {
-    await waitFor(async () => (await query('verdict_decisions_total{job="verdict"}')).length >= 6, 'decisions from all replicas', 30_000, 100);
+    await waitFor(
+      async () => (await query('verdict_decisions_total{job="verdict"}')).length >= 6,
+      'decisions from all replicas',
+      30_000,
+      100,
+    );
     const up = await query('up{job="verdict"}');
     expect(up.map((s) => [s.metric.instance, s.value[1]]).sort()).toEqual((['a', 'b', 'c'] as const).map((n) => [instance(n), '1']).sort());
     const reasons = await query('sum by (reason) (verdict_decisions_total{job="verdict"})');

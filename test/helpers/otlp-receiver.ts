@@ -56,7 +56,11 @@ export async function startOTLPReceiver(): Promise<{ url: string; spans: Receive
         const service = rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
         for (const ss of rs.scopeSpans ?? [])
           for (const s of ss.spans ?? [])
-            spans.push({ ...s, serviceName: service, attributes: Object.fromEntries((s.attributes ?? []).map((a) => [a.key, plain(a.value)])) });
+            spans.push({
+              ...s,
+              serviceName: service,
+              attributes: Object.fromEntries((s.attributes ?? []).map((a) => [a.key, plain(a.value)])),
+            });
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });

@@ -42,7 +42,12 @@ describe('tracing: OTLP/HTTP spans for Check', () => {
   });
 
   async function spansOf(traceId: string, count: number): Promise<ReceivedSpan[]> {
-    await waitFor(() => receiver.spans.filter((s) => s.traceId === traceId).length >= count, `${count} spans of trace ${traceId}`, 15_000, 20);
+    await waitFor(
+      () => receiver.spans.filter((s) => s.traceId === traceId).length >= count,
+      `${count} spans of trace ${traceId}`,
+      15_000,
+      20,
+    );
     return receiver.spans.filter((s) => s.traceId === traceId);
   }
 
@@ -73,7 +78,11 @@ describe('tracing: OTLP/HTTP spans for Check', () => {
     const res = await client.check(httpCheckRequest({ path: '/admin', headers: { traceparent: `00-${traceId}-${parent}-01` } }));
     const decisionId = res.dynamicMetadata?.fields?.decision_id?.stringValue;
     const check = expectCheckTree(await spansOf(traceId, 5), traceId, parent);
-    expect(check.attributes).toMatchObject({ 'verdict.allowed': false, 'verdict.reason': 'DENIED_BY_POLICY', 'verdict.decision_id': decisionId });
+    expect(check.attributes).toMatchObject({
+      'verdict.allowed': false,
+      'verdict.reason': 'DENIED_BY_POLICY',
+      'verdict.decision_id': decisionId,
+    });
     expect(check.status?.code ?? 0).not.toBe(2);
   });
 
