@@ -56,8 +56,17 @@ const DEFAULT_MAX_KEY_BYTES = 4096;
 export class DecisionPipeline {
   constructor(private readonly deps: DecisionPipelineDeps) {}
 
-  async check(req: ReceivedCheckRequest, protocol: DecisionRecord['protocol']): Promise<Decision> {
-    const f = this.begin(protocol, req);
+  /**
+   * callHeaders: the transport's own request headers (gRPC call metadata). When they carry a trace
+   * context (Envoy's ext_authz client span, with Envoy tracing on) it wins over the CheckRequest's
+   * HTTP headers (the downstream caller's context).
+   */
+  async check(
+    req: ReceivedCheckRequest,
+    protocol: DecisionRecord['protocol'],
+    callHeaders?: Readonly<Record<string, string>>,
+  ): Promise<Decision> {
+    const f = this.begin(protocol, req, callHeaders);
     const step = <T>(name: TraceStep, fn: () => T): T => (f.trace ? f.trace.step(name, fn) : fn());
     try {
       const active = this.takePolicy(f);
@@ -73,7 +82,7 @@ export class DecisionPipeline {
     return f.decision;
   }
 
-  private begin(protocol: DecisionRecord['protocol'], req: ReceivedCheckRequest): Flight {
+  private begin(protocol: DecisionRecord['protocol'], req: ReceivedCheckRequest, callHeaders?: Readonly<Record<string, string>>): Flight {
     const { clock } = this.deps;
     const decision: Decision = {
       id: randomUUID(),
@@ -93,7 +102,7 @@ export class DecisionPipeline {
       timings_ns: { total: 0 },
     };
     // The caller's trace context rides in the CheckRequest's HTTP headers (traceparent / b3).
-    const trace = this.deps.tracer?.startCheck(req.message?.attributes?.request?.http?.headers) ?? null;
+    const trace = this.deps.tracer?.startCheck(req.message?.attributes?.request?.http?.headers, callHeaders) ?? null;
     return { decision, record, startedNs: clock.monotonicNs(), spiffe: null, plan: null, trace };
   }
 

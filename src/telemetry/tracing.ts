@@ -78,8 +78,10 @@ export class CheckTracer {
    * returns null when this Check is not sampled: an unsampled Check costs a header look-up and, without
    * a caller's decision, one random number (measured in loadtest/bench-tracing.ts).
    */
-  startCheck(headers: Headers | undefined): CheckTrace | null {
-    const callerSampled = headers ? sampledFlag(headers) : null;
+  startCheck(requestHeaders: Headers | undefined, callHeaders?: Headers): CheckTrace | null {
+    const fromCall = callHeaders ? sampledFlag(callHeaders) : null;
+    const headers = fromCall !== null ? callHeaders : requestHeaders;
+    const callerSampled = fromCall ?? (requestHeaders ? sampledFlag(requestHeaders) : null);
     if (this.parentBased && callerSampled !== null) {
       if (!callerSampled) return null;
     } else if (this.ratio === 0 || this.random() >= this.ratio) return null;

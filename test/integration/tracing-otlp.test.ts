@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load-config';
 import type { RunningVerdict } from '../../src/main';
 import { CheckTracer, sampledFlag } from '../../src/telemetry/tracing';
+import { inProcessPipeline } from '../../loadtest/bench-cache';
+import type { CheckRequest } from '../../src/request/check-request';
 import { startOTLPReceiver, type ReceivedSpan } from '../helpers/otlp-receiver';
 import { checkClient, httpCheckRequest, startTestVerdict, type CheckClient } from '../helpers/verdict-harness';
 import { waitFor } from '../helpers/wait-for';
@@ -96,6 +98,20 @@ describe('tracing: OTLP/HTTP spans for Check', () => {
     await spansOf(marker, 5);
     expect(receiver.spans.filter((s) => s.traceId === unsampled)).toEqual([]);
     expect(receiver.spans.filter((s) => s.traceId !== marker && s.parentSpanId === undefined && s.name === 'verdict.check')).toEqual([]);
+  });
+
+  it("prefers the transport's call headers (Envoy's ext_authz span) over the CheckRequest's HTTP headers", async () => {
+    const config = validateConfig({ tracing: { enabled: true, otlpEndpoint: receiver.url, sampleRatio: 0, exportDelayMs: 20 } }).tracing;
+    const tracer = new CheckTracer(config);
+    const { pipeline } = await inProcessPipeline(['cache.enabled=false'], undefined, tracer);
+    const [downstream, envoySpan, traceId] = [hex(8), hex(8), hex(16)];
+    const request = httpCheckRequest({
+      path: '/healthz',
+      headers: { traceparent: `00-${hex(16)}-${downstream}-01` },
+    }) as unknown as CheckRequest;
+    await pipeline.check({ message: request, wireBytes: 500 }, 'grpc', { traceparent: `00-${traceId}-${envoySpan}-01` });
+    expectCheckTree(await spansOf(traceId, 5), traceId, envoySpan);
+    await tracer.shutdown();
   });
 
   it('is off by default: a verdict without tracing config sends nothing', async () => {
