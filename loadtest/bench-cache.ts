@@ -25,6 +25,7 @@ import * as inputDocument from '../src/request/input-document';
 import type { CheckRequest, ReceivedCheckRequest } from '../src/request/check-request';
 import { envoyProtoIncludeDirs } from '../src/server/envoy-protos';
 import { createLogger } from '../src/telemetry/logger';
+import type { CheckTracer } from '../src/telemetry/tracing';
 import { runAsScript } from './lib/run-as-script';
 import { printRows } from './lib/stats';
 
@@ -108,6 +109,7 @@ export async function startBenchVerdict(overrides: string[]): Promise<RunningVer
 export async function inProcessPipeline(
   overrides: string[],
   decisionLog?: DecisionLog,
+  tracer?: CheckTracer,
 ): Promise<{ pipeline: DecisionPipeline; cache: CacheParts | null; policy: PolicyStore }> {
   const config = loadConfig({ overrides: ['log.level=silent', ...overrides] });
   const metrics = new Metrics({ defaultMetrics: false });
@@ -120,7 +122,15 @@ export async function inProcessPipeline(
   await cache?.settled();
   const log = decisionLog ?? new CountingDecisionLog(metrics);
   return {
-    pipeline: new DecisionPipeline({ config, policy, decisionLog: log, metrics, clock: systemClock, ...(cache ? { cache } : {}) }),
+    pipeline: new DecisionPipeline({
+      config,
+      policy,
+      decisionLog: log,
+      metrics,
+      clock: systemClock,
+      ...(cache ? { cache } : {}),
+      ...(tracer ? { tracer } : {}),
+    }),
     cache,
     policy,
   };

@@ -14,6 +14,7 @@ import * as peer from './bench-peer';
 import * as shadow from './bench-shadow';
 import * as swap from './bench-swap';
 import * as tenants from './bench-tenants';
+import * as tracing from './bench-tracing';
 
 /** Scenario modules beside the core one; each prints its own table and returns its numbers. */
 const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
@@ -27,6 +28,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   swap: swap.run,
   shadow: shadow.run,
   tenants: tenants.run,
+  tracing: tracing.run,
 };
 
 /**

@@ -90,6 +90,31 @@ install_registry() {
   (cd "$root/scripts/tools-registry" && go install github.com/distribution/distribution/v3/cmd/registry) || fail "building registry from scripts/tools-registry"
 }
 
+PROMETHEUS_VERSION=v0.316.0 # the Go module version of Prometheus 3.16.0
+HELM_VERSION=v3.22.0
+
+# Stamp files record what was installed: binaries built by go install carry no release version of their own.
+stamped() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1-version" 2>/dev/null)" = "$2" ]; }
+
+# Prometheus and promtool: deploy/prometheus rules are unit-tested with promtool, and a real Prometheus
+# scrapes verdict replicas in test/deploy. The UI assets are not embedded (the tests use the HTTP API only).
+install_prometheus() {
+  if stamped prometheus "$PROMETHEUS_VERSION" && stamped promtool "$PROMETHEUS_VERSION"; then return; fi
+  say "prometheus + promtool $PROMETHEUS_VERSION (go install)"
+  go install "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" \
+    || fail "go install prometheus@$PROMETHEUS_VERSION"
+  echo "$PROMETHEUS_VERSION" >"$bin/.prometheus-version"
+  echo "$PROMETHEUS_VERSION" >"$bin/.promtool-version"
+}
+
+# helm: lints and renders deploy/helm/verdict (test/deploy/helm-chart.test.ts).
+install_helm() {
+  if stamped helm "$HELM_VERSION"; then return; fi
+  say "helm $HELM_VERSION (go install)"
+  go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || fail "go install helm@$HELM_VERSION"
+  echo "$HELM_VERSION" >"$bin/.helm-version"
+}
+
 want=("$@")
 if [ ${#want[@]} -eq 0 ]; then
   mapfile -t want < <(declare -F | awk '{print $3}' | sed -n 's/^install_//p')

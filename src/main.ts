@@ -23,6 +23,7 @@ import { startTenants, type TenantsRuntime } from './tenancy/start-tenants';
 import { OpsHttpServer } from './server/http-server';
 import { createLogger, type Logger } from './telemetry/logger';
 import { Metrics } from './telemetry/metrics';
+import { CheckTracer } from './telemetry/tracing';
 
 export interface VerdictOptions {
   logger?: Logger;
@@ -49,6 +50,8 @@ export interface RunningVerdict {
   shadow: ShadowRuntime | null;
   /** One bundle, cache and counts per tenant (config `tenants`); null when not configured. */
   tenants: TenantsRuntime | null;
+  /** Health NOT_SERVING (gRPC health and /readyz) while Checks are still answered: the drain window's start. */
+  beginDrain(): void;
   stop(): Promise<void>;
 }
 
@@ -105,6 +108,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     ...(shadow ? [shadow.evaluator] : []),
     ...(tenants ? [tenants] : []),
   ];
+  const tracer = config.tracing.enabled ? new CheckTracer(config.tracing) : null;
   const pipeline = new DecisionPipeline({
     config,
     policy,
@@ -116,15 +120,18 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     ...(identity ? { identity: identity.step } : {}),
     ...(tokens ? { tokens } : {}),
     ...(tenants ? { tenants } : {}),
+    ...(tracer ? { tracer } : {}),
   });
   const credentials = options.credentials ?? identity?.credentials ?? undefined;
   const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, ...(credentials ? { credentials } : {}) });
   const bound = await grpcServer.start();
-  const canDecide = (): boolean => policy.current !== null && (identity?.isReady() ?? true);
-  grpcServer.setServing(canDecide());
-  identity?.onReadyChange(() => grpcServer.setServing(canDecide()));
-
   let draining = false;
+  const canDecide = (): boolean => policy.current !== null && (identity?.isReady() ?? true);
+  // Once draining, nothing (an identity change) may turn health back to SERVING.
+  const serving = (): boolean => !draining && canDecide();
+  grpcServer.setServing(serving());
+  identity?.onReadyChange(() => grpcServer.setServing(serving()));
+
   let httpServer: OpsHttpServer | null = null;
   let httpPort: number | null = null;
   if (config.server.http.port !== null) {
@@ -133,7 +140,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       port: config.server.http.port,
       metricsText: () => metrics.registry.metrics(),
       metricsContentType: metrics.registry.contentType,
-      isReady: () => !draining && canDecide(),
+      isReady: serving,
     });
     httpPort = await httpServer.start();
   }
@@ -157,6 +164,10 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     identity,
     shadow,
     tenants,
+    beginDrain() {
+      draining = true;
+      grpcServer.setServing(false);
+    },
     async stop() {
       draining = true;
       await bundles?.stop();
@@ -168,6 +179,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       await shadow?.stop();
       await tenants?.stop();
       await decisionLog.close();
+      await tracer?.shutdown().catch((err: unknown) => logger.warn({ msg: (err as Error).message }, 'trace export at shutdown failed'));
       logger.info('verdict stopped');
     },
   };

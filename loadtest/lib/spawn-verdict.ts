@@ -12,6 +12,8 @@ export interface VerdictProcess {
   /** Peak RSS (VmHWM), KiB. */
   peakRssKiB(): number;
   stop(): Promise<void>;
+  /** Sends a signal (SIGKILL for a crash) and resolves when the process has exited. */
+  kill(signal: NodeJS.Signals): Promise<void>;
 }
 
 /**
@@ -52,11 +54,15 @@ function handle(child: ChildProcess, grpcPort: number, httpPort: number | null):
     httpPort,
     rssKiB: () => status('VmRSS'),
     peakRssKiB: () => status('VmHWM'),
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
+    stop: () => signalAndWait(child, 'SIGTERM'),
+    kill: (signal) => signalAndWait(child, signal),
   };
+}
+
+function signalAndWait(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill(signal);
+  });
 }

@@ -9,6 +9,7 @@ import { ClusterSupervisor, WorkerFailed, workerCount, type WorkerFailure, type 
 import { VerdictError } from '../errors';
 import { routeGrpcLog } from '../telemetry/grpc-log';
 import { createLogger, type Logger } from '../telemetry/logger';
+import { drainThenStop } from '../server/drain-sequence';
 
 export function registerServe(program: Command): void {
   program
@@ -65,7 +66,15 @@ async function serveProcess(config: Config, logger: Logger): Promise<void> {
     AggregatorRegistry.setRegistries([verdict.metrics.registry]);
     process.send?.({ type: 'verdict:ready', grpcPort: verdict.grpcPort } satisfies WorkerReady);
   }
-  onSignals(() => verdict.stop(), logger);
+  // Health NOT_SERVING first, answer for the drain window, then drain and close (docs/zero-loss-restarts.md).
+  onSignals(
+    () =>
+      drainThenStop(verdict, {
+        windowMs: config.server.drainWindowMs,
+        onPhase: (phase) => logger.info({ phase, drainWindowMs: config.server.drainWindowMs }, `shutdown: ${phase}`),
+      }),
+    logger,
+  );
 }
 
 /**

@@ -9,6 +9,7 @@ import { identitySchema } from './sections/identity';
 import { isEnvoyDenyStatus } from '../policy/envoy-status-code';
 import { shadowSchema } from './sections/shadow';
 import { tenantsSchema } from './sections/tenants';
+import { tracingSchema } from './sections/tracing';
 
 /**
  * The whole configuration: one schema with its defaults. Validated once at start-up, then frozen.
@@ -53,6 +54,11 @@ export const configSchema = z.strictObject({
       workerSlot: z.number().int().min(0).max(255).nullable().default(null),
       /** Serve gRPC server reflection (off by default: it discloses the API surface). */
       reflection: z.boolean().default(false),
+      /**
+       * On SIGTERM, first report NOT_SERVING (gRPC health, /readyz) and keep answering Checks this long, so
+       * Envoy's health checks move traffic to other replicas; then stop (shutdownGraceMs). 0: stop at once.
+       */
+      drainWindowMs: z.number().int().min(0).max(300_000).default(0),
       /** On SIGTERM: stop accepting, wait this long for in-flight calls, then force-close. */
       shutdownGraceMs: z.number().int().min(0).max(300_000).default(10_000),
     })
@@ -139,6 +145,7 @@ export const configSchema = z.strictObject({
   fastpath: fastpathSchema,
   bundles: bundlesSchema,
   tenants: tenantsSchema,
+  tracing: tracingSchema,
 });
 
 export type Config = z.infer<typeof configSchema>;

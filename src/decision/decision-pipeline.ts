@@ -18,6 +18,7 @@ import type { CheckRequest, ReceivedCheckRequest } from '../request/check-reques
 import { buildInputDocument, type InputDocument, type RequestLimits, type SPIFFEInput } from '../request/input-document';
 import type { Metrics } from '../telemetry/metrics';
 import type { TenantRouter } from '../tenancy/tenant-router';
+import type { CheckTrace, CheckTracer, TraceStep } from '../telemetry/tracing';
 import type { Decision } from './decision';
 import type { DecisionObserver } from './decision-observer';
 
@@ -36,6 +37,8 @@ export interface DecisionPipelineDeps {
   observers?: readonly DecisionObserver[];
   /** Tenants (config `tenants`): the request's tenant's bundle and cache decide; absent when not configured. */
   tenants?: TenantRouter;
+  /** OpenTelemetry spans per Check; absent when tracing is off (then no tracing work at all). */
+  tracer?: CheckTracer;
 }
 
 /** One request as it goes through the steps. */
@@ -54,6 +57,7 @@ interface Flight {
   token?: TokenInput;
   /** The decision cache this request uses (the tenant's, with tenants). */
   cache?: { store: DecisionCache; planner: CachePlanner } | undefined;
+  trace: CheckTrace | null;
 }
 
 const DEFAULT_MAX_KEY_BYTES = 4096;
@@ -70,20 +74,30 @@ export class DecisionPipeline {
     this.requestLimits = { ...limits, skipBodyParse: policy.skipRequestBodyParse };
   }
 
-  async check(req: ReceivedCheckRequest, protocol: DecisionRecord['protocol']): Promise<Decision> {
-    const f = this.begin(protocol);
+  /**
+   * callHeaders: the transport's own request headers (gRPC call metadata). When they carry a trace
+   * context (Envoy's ext_authz client span, with Envoy tracing on) it wins over the CheckRequest's
+   * HTTP headers (the downstream caller's context).
+   */
+  async check(
+    req: ReceivedCheckRequest,
+    protocol: DecisionRecord['protocol'],
+    callHeaders?: Readonly<Record<string, string>>,
+  ): Promise<Decision> {
+    const f = this.begin(protocol, req, callHeaders);
+    const step = <T>(name: TraceStep, fn: () => T): T => (f.trace ? f.trace.step(name, fn) : fn());
     try {
       const global = this.takePolicy(f);
       const message = this.checkLimits(f, req);
       const t0 = this.stepStart();
-      await this.identify(f, message);
+      await step('identity', () => this.identify(f, message));
       this.stepEnd(f, 'identity', t0);
       const active = this.deps.tenants ? this.takeTenantPolicy(f, message) : global;
       const t1 = this.stepStart();
-      const hit = this.answerFromCache(f, active, message);
+      const hit = step('cache', () => this.answerFromCache(f, active, message));
       this.stepEnd(f, 'cache', t1);
       if (hit) return f.decision;
-      await this.evaluateAndStore(f, active, message);
+      await step('evaluate', () => this.evaluateAndStore(f, active, message));
     } catch (err) {
       this.applyError(f, toVerdictError(err));
     } finally {
@@ -92,7 +106,7 @@ export class DecisionPipeline {
     return f.decision;
   }
 
-  private begin(protocol: DecisionRecord['protocol']): Flight {
+  private begin(protocol: DecisionRecord['protocol'], req: ReceivedCheckRequest, callHeaders?: Readonly<Record<string, string>>): Flight {
     const { clock } = this.deps;
     const decision: Decision = {
       id: randomUUID(),
@@ -111,7 +125,9 @@ export class DecisionPipeline {
       fastpath: false,
       timings_ns: { total: 0 },
     };
-    return { decision, record, startedNs: clock.monotonicNs(), spiffe: null, plan: null, cache: this.deps.cache };
+    // The caller's trace context rides in the CheckRequest's HTTP headers (traceparent / b3).
+    const trace = this.deps.tracer?.startCheck(req.message?.attributes?.request?.http?.headers, callHeaders) ?? null;
+    return { decision, record, startedNs: clock.monotonicNs(), spiffe: null, plan: null, cache: this.deps.cache, trace };
   }
 
   /** The bundle is taken once: the whole request is decided with it, even if a swap happens meanwhile. */
@@ -271,7 +287,13 @@ export class DecisionPipeline {
       engine: decision.engine ?? 'none',
       reason: decision.reason,
     });
-    this.deps.decisionLog.emit(record, decision);
+    if (f.trace) f.trace.step('log', () => this.deps.decisionLog.emit(record, decision));
+    else this.deps.decisionLog.emit(record, decision);
+    this.notifyObservers(f, record, decision);
+    f.trace?.end(decision);
+  }
+
+  private notifyObservers(f: Flight, record: DecisionRecord, decision: Decision): void {
     // The kernel fast path may only repeat what user space enforced: a dry-run deny was not enforced.
     if (decision.dryRun) return;
     const observers = this.deps.observers ?? [];

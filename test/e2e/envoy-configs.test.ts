@@ -29,6 +29,7 @@ describe('committed Envoy configs', () => {
   it('covers every scenario', () => {
     expect(CONFIGS.sort()).toEqual([
       'fastpath-l4.yaml',
+      'fleet-grpc.yaml',
       'http-mode.yaml',
       'mtls-spire-sds.yaml',
       'mtls.yaml',
@@ -44,6 +45,12 @@ describe('committed Envoy configs', () => {
       LISTENER_PORT: 0,
       APP_PORT: 18080,
       VERDICT_PORT: 19191,
+      VERDICT_PORT_A: 19191,
+      VERDICT_PORT_B: 19192,
+      VERDICT_PORT_C: 19193,
+      HC_INTERVAL: '0.5s',
+      PER_TRY_TIMEOUT: '0.3s',
+      HC_NO_TRAFFIC_INTERVAL: '0.5s',
       VERDICT_HTTP_PORT: 19292,
       AUTHZ_TIMEOUT: '1s',
       CA_CERT: pki.ca.certFile,
@@ -53,7 +60,7 @@ describe('committed Envoy configs', () => {
       TRUST_DOMAIN_ID: 'spiffe://example.org',
       SPIRE_AGENT_SOCKET: join(pki.dir, 'agent.sock'),
     };
-    const vars = Object.fromEntries(Object.entries(all).filter(([k]) => text.includes(`template: ${k}`)));
+    const vars = Object.fromEntries(Object.entries(all).filter(([k]) => new RegExp(`template: ${k}\\b`).test(text)));
     await validateEnvoyConfig(renderEnvoyConfigFile(envoyConfig(name), tempDir('verdict-envoy-'), vars));
   });
 });
