@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/*
+ * verdict's kernel telemetry: what each workload's TCP clients do on the wire, aggregated in the kernel per
+ * (cgroup, destination address:port). Nothing goes to user space per packet or per connection: user space
+ * reads the aggregates in batches at scrape time (docs/kernel-telemetry.md).
+ *
+ * connect4/6 (process context, cgroup-scoped) learn the cgroup and destination, count the attempt, see
+ * whether an earlier connect program (the fast path) refused it, and tag the socket. sockops (same cgroup)
+ * follows the tagged socket: SYN time, ESTABLISHED (latency histogram), retransmits, state changes. A
+ * tp_btf program on tcp_receive_reset marks tagged sockets that received a RST; it is the only hook not
+ * scoped by cgroup, and it does one socket-storage lookup on a RST only.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
+#include "kernel-telemetry.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+
+struct sock;
+
+/* Sized by the loader (bpf_map__set_max_entries) before load; LRU, so the bound holds under any traffic. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct kt_key);
+	__type(value, struct kt_stats);
+} conn_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct kt_sock);
+} conn_socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KT_CTR_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} health SEC(".maps");
+
+/* A zeroed value to insert a new aggregate from (too large for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kt_stats);
+} zero_stats SEC(".maps");
+
+static __always_inline void count_health(__u32 slot)
+{
+	__u64 *c = bpf_map_lookup_elem(&health, &slot);
+	if (c)
+		*c += 1;
+}
+
+/* This CPU's aggregate for key, created when absent. NULL only if the insert failed. */
+static __always_inline struct kt_stats *stats_for(const struct kt_key *key)
+{
+	struct kt_stats *s = bpf_map_lookup_elem(&conn_stats, key);
+	if (s)
+		return s;
+	__u32 zero = 0;
+	struct kt_stats *z = bpf_map_lookup_elem(&zero_stats, &zero);
+	if (!z)
+		return NULL;
+	/* NOEXIST: another CPU may have inserted it meanwhile; its slot for this CPU is zero as well. */
+	bpf_map_update_elem(&conn_stats, key, z, BPF_NOEXIST);
+	s = bpf_map_lookup_elem(&conn_stats, key);
+	if (!s)
+		count_health(KT_CTR_STATS_FULL);
+	return s;
+}
+
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0;
+	if (v >> 32) {
+		v >>= 32;
+		r += 32;
+	}
+	if (v >> 16) {
+		v >>= 16;
+		r += 16;
+	}
+	if (v >> 8) {
+		v >>= 8;
+		r += 8;
+	}
+	if (v >> 4) {
+		v >>= 4;
+		r += 4;
+	}
+	if (v >> 2) {
+		v >>= 2;
+		r += 2;
+	}
+	if (v >> 1)
+		r += 1;
+	return r;
+}
+
+/*
+ * Runs after the fast path's connect program when both are attached to the same cgroup (links run in
+ * attach order; an ancestor's after a descendant's), so bpf_get_retval() tells whether it refused.
+ * Always returns 1: telemetry never refuses anything itself.
+ */
+static __always_inline int on_connect(struct bpf_sock_addr *ctx, struct kt_key *key)
+{
+	key->cgroup_id = bpf_get_current_cgroup_id();
+	struct kt_stats *s = stats_for(key);
+	if (!s)
+		return 1;
+	s->attempts += 1;
+	if (bpf_get_retval() != 0) {
+		s->refused_fastpath += 1;
+		return 1;
+	}
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk)
+		return 1;
+	struct kt_sock *ks = bpf_sk_storage_get(&conn_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!ks) {
+		count_health(KT_CTR_NO_STORAGE);
+		return 1;
+	}
+	ks->key = *key;
+	ks->syn_ns = 0;
+	ks->flags = 0;
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int kt_connect4(struct bpf_sock_addr *ctx)
+{
+	struct kt_key key = {};
+	if (ctx->type != 1 /* SOCK_STREAM */)
+		return 1;
+	key.family = 2;
+	key.dst[0] = ctx->user_ip4;
+	key.dst_port = bpf_ntohs((__u16)ctx->user_port);
+	return on_connect(ctx, &key);
+}
+
+SEC("cgroup/connect6")
+int kt_connect6(struct bpf_sock_addr *ctx)
+{
+	struct kt_key key = {};
+	if (ctx->type != 1 /* SOCK_STREAM */)
+		return 1;
+	key.family = 10;
+	key.dst[0] = ctx->user_ip6[0];
+	key.dst[1] = ctx->user_ip6[1];
+	key.dst[2] = ctx->user_ip6[2];
+	key.dst[3] = ctx->user_ip6[3];
+	key.dst_port = bpf_ntohs((__u16)ctx->user_port);
+	return on_connect(ctx, &key);
+}
+
+static __always_inline void on_established(struct kt_sock *ks)
+{
+	struct kt_stats *s = stats_for(&ks->key);
+	ks->flags |= KT_SOCK_ESTABLISHED;
+	if (!s)
+		return;
+	s->established += 1;
+	__u64 ns = ks->syn_ns ? bpf_ktime_get_ns() - ks->syn_ns : 0;
+	__u32 slot = log2_u64(ns);
+	if (slot >= KT_HIST_SLOTS)
+		slot = KT_HIST_SLOTS - 1;
+	s->hist[slot] += 1;
+	s->handshake_ns_sum += ns;
+}
+
+/* The first move to CLOSE decides how the connection ended, and carries its byte and RTT totals. */
+static __always_inline void on_close(struct bpf_sock_ops *skops, struct kt_sock *ks, __u32 old_state)
+{
+	if (ks->flags & KT_SOCK_CLOSED)
+		return;
+	ks->flags |= KT_SOCK_CLOSED;
+	struct kt_stats *s = stats_for(&ks->key);
+	if (!s)
+		return;
+	if (!(ks->flags & KT_SOCK_ESTABLISHED)) {
+		if (old_state == TCP_SYN_SENT) {
+			if (ks->flags & KT_SOCK_RESET)
+				s->refused_peer += 1;
+			else
+				s->failed += 1;
+		}
+		return;
+	}
+	if (ks->flags & KT_SOCK_RESET)
+		s->reset_peer += 1;
+	s->bytes_acked += skops->bytes_acked;
+	s->bytes_received += skops->bytes_received;
+	s->srtt_us_sum += skops->srtt_us >> 3; /* the kernel keeps srtt << 3 */
+	s->srtt_samples += 1;
+}
+
+SEC("sockops")
+int kt_sockops(struct bpf_sock_ops *skops)
+{
+	__u32 op = skops->op;
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_RETRANS_CB &&
+	    op != BPF_SOCK_OPS_STATE_CB)
+		return 1;
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return 1;
+	struct kt_sock *ks = bpf_sk_storage_get(&conn_socks, sk, 0, 0);
+	if (!ks) {
+		if (op == BPF_SOCK_OPS_TCP_CONNECT_CB)
+			count_health(KT_CTR_UNTRACKED_CB);
+		return 1;
+	}
+	switch (op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		ks->syn_ns = bpf_ktime_get_ns();
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG |
+							 BPF_SOCK_OPS_RETRANS_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		on_established(ks);
+		break;
+	case BPF_SOCK_OPS_RETRANS_CB: {
+		struct kt_stats *s = stats_for(&ks->key);
+		if (s)
+			s->retransmits += 1;
+		break;
+	}
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] == TCP_CLOSE)
+			on_close(skops, ks, skops->args[0]);
+		break;
+	}
+	return 1;
+}
+
+/* tcp_reset() fires this before it sets sk_err and moves the socket to CLOSE (the STATE_CB above). */
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(kt_receive_reset, struct sock *sk)
+{
+	struct kt_sock *ks = bpf_sk_storage_get(&conn_socks, sk, 0, 0);
+	if (ks)
+		ks->flags |= KT_SOCK_RESET;
+	return 0;
+}
