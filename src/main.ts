@@ -10,6 +10,7 @@ import type { DecisionLog } from './decisionlog/decision-record';
 import { VerdictError } from './errors';
 import { startFastpath, type Fastpath } from './fastpath/fastpath';
 import { startIdentity, type IdentityRuntime } from './identity/start-identity';
+import { startKernelTelemetry, type KernelTelemetry } from './kerneltelemetry/kernel-telemetry';
 import { defaultBundlePath } from './package-root';
 import type { BundleLoader } from './policy/bundle-loader';
 import { startBundleLoader } from './policy/bundle-startup';
@@ -38,6 +39,8 @@ export interface RunningVerdict {
   bundles: BundleLoader | null;
   metrics: Metrics;
   fastpath: Fastpath;
+  /** Identity-aware kernel telemetry (docs/kernel-telemetry.md); the disabled twin when off. */
+  kernelTelemetry: KernelTelemetry;
   /** The decision cache; null when cache.enabled is false. */
   cache: CacheParts | null;
   /** SPIFFE identity (Workload API client, bundles); null when identity is disabled. */
@@ -61,6 +64,14 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   // Off (one log line + metric saying why) unless configured and the kernel allows it.
   const fastpath = startFastpath(config.fastpath, { clock, logger, metrics });
   policy.on('swap', ({ current }) => fastpath.onPolicySwap(current));
+  // After the fast path: its connect programs must run first so telemetry sees their refusals.
+  const kernelTelemetry = startKernelTelemetry(config.kernelTelemetry, {
+    clock,
+    logger,
+    metrics,
+    decisionLog,
+    workerSlot: config.server.workerSlot,
+  });
 
   const cache = config.cache.enabled ? setUpDecisionCache(config, { policy, metrics, logger, clock, opa: toolPath('opa') }) : null;
   configureEngines(config.engines);
@@ -90,7 +101,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       return { ready: identity.isReady(), ownSVIDExpiresAtMs: own ? Date.parse(own.validTo) : null };
     };
   }
-  const observers = fastpath.observer ? [fastpath.observer] : [];
+  const observers = [fastpath.observer, kernelTelemetry.observer].filter((o) => o !== null);
   const pipeline = new DecisionPipeline({
     config,
     policy,
@@ -137,6 +148,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     bundles,
     metrics,
     fastpath,
+    kernelTelemetry,
     cache,
     identity,
     async stop() {
@@ -146,6 +158,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       await httpAuthz?.stop();
       identity?.close();
       await httpServer?.stop();
+      kernelTelemetry.close();
       fastpath.close();
       await decisionLog.close();
       logger.info('verdict stopped');

@@ -6,6 +6,7 @@ import { enginesSchema } from './sections/engines';
 import { fastpathSchema } from './sections/fastpath';
 import { httpAuthzSchema } from './sections/http-authz';
 import { identitySchema } from './sections/identity';
+import { kernelTelemetrySchema } from './sections/kernel-telemetry';
 
 /**
  * The whole configuration: one schema with its defaults. Validated once at start-up, then frozen.
@@ -97,6 +98,7 @@ export const configSchema = z.strictObject({
   cache: cacheSchema,
   decisionLog: decisionLogSchema,
   fastpath: fastpathSchema,
+  kernelTelemetry: kernelTelemetrySchema,
   bundles: bundlesSchema,
 });
 

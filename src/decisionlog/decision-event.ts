@@ -31,6 +31,9 @@ export interface DecisionEvent {
   input_kind?: 'full' | 'cache_key';
   protocol: string;
   error?: string;
+  /** 'observation': kernel evidence, not a decision (docs/kernel-telemetry.md). */
+  kind?: 'observation';
+  observation?: Readonly<Record<string, unknown>>;
   prev_hash?: string;
 }
 
@@ -64,6 +67,8 @@ export function toDecisionEvent(record: DecisionRecord, _decision: Decision, ctx
   if (record.input_kind) e.input_kind = record.input_kind;
   if (record.result) e.result = resultToJSON(record.result);
   if (record.error) e.error = record.error;
+  if (record.kind) e.kind = record.kind;
+  if (record.observation) e.observation = record.observation;
   return e;
 }
 

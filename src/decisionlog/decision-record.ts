@@ -6,7 +6,11 @@ import type { PolicyResult } from '../policy/policy-result';
 export interface DecisionRecord {
   decision_id: string;
   timestamp: string;
-  protocol: 'grpc' | 'http';
+  /** 'kernel': an observation made from kernel telemetry, not a Check. */
+  protocol: 'grpc' | 'http' | 'kernel';
+  /** 'observation': not a decision but evidence (src/kerneltelemetry/); `observation` holds what was seen. */
+  kind?: 'observation';
+  observation?: Readonly<Record<string, unknown>>;
   bundle?: BundleRef;
   engine?: EngineKind;
   /** The policy input (masking is applied by the log). Absent when the request was refused before it. */

@@ -1,0 +1,96 @@
+import { HIST_SLOTS, STAT_FIELDS, emptyStats, type Aggregate, type Stats } from './telemetry-layout';
+
+/** The destination label every destination past an identity's top-N is folded into. */
+export const OTHER_DESTINATION = 'other';
+
+export interface Series {
+  spiffeId: string;
+  destination: string;
+  stats: Stats;
+}
+
+/** What changed for one kernel aggregate since the previous read. */
+export interface AggregateDelta {
+  spiffeId: string;
+  dstAddress: string;
+  dstPort: number;
+  delta: Stats;
+}
+
+/**
+ * Turns successive kernel reads into monotonic Prometheus series. The kernel map is an LRU (entries can be
+ * evicted and re-created), so each read is diffed against the previous one per kernel key and the deltas
+ * are added to cumulative series per (spiffe_id, destination). A destination keeps its series once given
+ * one (counters must not move between series); an identity gets at most `topDestinations` of them, handed
+ * to the busiest new destinations of each read, and everything else lands in destination="other".
+ * Memory: the previous read (≤ the kernel map bound) plus identities × (topDestinations + 1) series.
+ */
+export class SeriesBook {
+  private previous = new Map<string, Stats>();
+  private readonly series = new Map<string, Map<string, Stats>>();
+
+  constructor(private readonly topDestinations: number) {}
+
+  /** Folds one read in; `complete` false (the read hit its cap) keeps unseen keys' previous values. */
+  apply(aggregates: readonly Aggregate[], complete: boolean, identityOf: (cgroupId: bigint) => string): AggregateDelta[] {
+    const deltas: AggregateDelta[] = [];
+    const next = complete ? new Map<string, Stats>() : this.previous;
+    for (const a of aggregates) {
+      const k = `${a.cgroupId}|${a.dstAddress}|${a.dstPort}`;
+      const delta = diff(a.stats, this.previous.get(k));
+      next.set(k, a.stats);
+      if (delta) deltas.push({ spiffeId: identityOf(a.cgroupId), dstAddress: a.dstAddress, dstPort: a.dstPort, delta });
+    }
+    this.previous = next;
+    // The busiest new destinations claim free slots first.
+    deltas.sort((x, y) => y.delta.attempts - x.delta.attempts);
+    for (const d of deltas) add(this.seriesFor(d.spiffeId, destinationLabel(d.dstAddress, d.dstPort)), d.delta);
+    return deltas;
+  }
+
+  *all(): IterableIterator<Series> {
+    for (const [spiffeId, byDest] of this.series) for (const [destination, stats] of byDest) yield { spiffeId, destination, stats };
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const byDest of this.series.values()) n += byDest.size;
+    return n;
+  }
+
+  private seriesFor(spiffeId: string, destination: string): Stats {
+    let byDest = this.series.get(spiffeId);
+    if (!byDest) this.series.set(spiffeId, (byDest = new Map()));
+    const own = byDest.get(destination);
+    if (own) return own;
+    const named = byDest.size - (byDest.has(OTHER_DESTINATION) ? 1 : 0);
+    const label = named < this.topDestinations ? destination : OTHER_DESTINATION;
+    let stats = byDest.get(label);
+    if (!stats) byDest.set(label, (stats = emptyStats()));
+    return stats;
+  }
+}
+
+export function destinationLabel(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** current − previous; the whole of current when the kernel entry was re-created (a counter went down). Null: nothing new. */
+function diff(current: Stats, previous: Stats | undefined): Stats | null {
+  if (!previous) return nonZero(current);
+  if (STAT_FIELDS.some((f) => current[f] < previous[f]) || current.hist.some((c, i) => c < (previous.hist[i] ?? 0))) return current;
+  const d = emptyStats();
+  let any = false;
+  for (const f of STAT_FIELDS) any = (d[f] = current[f] - previous[f]) !== 0 || any;
+  for (let i = 0; i < HIST_SLOTS; i++) any = (d.hist[i] = (current.hist[i] ?? 0) - (previous.hist[i] ?? 0)) !== 0 || any;
+  return any ? d : null;
+}
+
+function nonZero(s: Stats): Stats | null {
+  return STAT_FIELDS.some((f) => s[f] !== 0) ? s : null;
+}
+
+function add(into: Stats, d: Stats): void {
+  for (const f of STAT_FIELDS) into[f] += d[f];
+  for (let i = 0; i < HIST_SLOTS; i++) into.hist[i] = (into.hist[i] ?? 0) + (d.hist[i] ?? 0);
+}
