@@ -303,17 +303,20 @@ struct kt_read_state {
 	size_t stride_u64;
 };
 
-/* One BPF_MAP_LOOKUP_BATCH call per chunk; returns 1 at the end of the map, 0 to go on, <0 on error. */
+/* One BPF_MAP_LOOKUP_BATCH call per chunk; returns 1 at the end of the map, 0 to go on (or limit reached), <0 on error. */
 static int kt_read_chunk(int fd, struct kt_read_state *st, void *in_batch, void *out_batch, int first)
 {
+	/* Always a whole chunk: the kernel refuses (ENOSPC) some smaller counts; what passes the limit is dropped. */
 	__u32 n = KT_READ_CHUNK;
-	if (st->limit - st->count < n)
-		n = st->limit - st->count;
 	LIBBPF_OPTS(bpf_map_batch_opts, opts);
 	int err = bpf_map_lookup_batch(fd, first ? NULL : in_batch, out_batch, st->chunk_keys, st->chunk_vals, &n, &opts);
 	int end = err && errno == ENOENT;
 	if (err && !end)
 		return -errno;
+	if (n > st->limit - st->count) {
+		n = st->limit - st->count;
+		end = 0;
+	}
 	for (__u32 i = 0; i < n; i++) {
 		st->keys[st->count] = st->chunk_keys[i];
 		kt_sum(&st->vals[st->count], st->chunk_vals + i * st->ncpu * st->stride_u64, st->ncpu, st->stride_u64);

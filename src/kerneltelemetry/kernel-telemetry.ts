@@ -26,6 +26,8 @@ export interface KernelTelemetryStatus {
   pendingJudgements?: number;
   allowsTracked?: number;
   health?: TelemetryHealth;
+  /** The last batched read: aggregates read, whether it reached the end of the map, its duration. */
+  lastRead?: { entries: number; complete: boolean; durationNs: number } | null;
 }
 
 /** Kernel telemetry as the rest of verdict sees it; the disabled twin has the same shape. */
@@ -95,6 +97,7 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
   private lastReadMs = -Infinity;
   private readThisTurn = false;
   private readErrors = 0;
+  private lastRead: { entries: number; complete: boolean; durationNs: number } | null = null;
 
   constructor(
     private readonly settings: KernelTelemetryConfig,
@@ -143,7 +146,14 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
       pendingJudgements: this.drift.pendingCount,
       allowsTracked: this.observer.size,
       health: this.maps.health(),
+      lastRead: this.lastRead,
     };
+  }
+
+  /** A diagnostic read that changes no series (tests and `status`): how many aggregates the kernel holds, up to `limit`. */
+  readAll(limit: number): { count: number; complete: boolean } {
+    const r = this.maps.read(limit);
+    return { count: r.aggregates.length, complete: r.complete };
   }
 
   close(): void {
@@ -156,6 +166,7 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
     const read = this.maps.read(this.settings.readMaxEntries);
     this.deps.metrics.kernelReads.inc({ outcome: read.complete ? 'complete' : 'truncated' });
     this.deps.metrics.kernelReadDuration.set(read.durationNs / 1e9);
+    this.lastRead = { entries: read.aggregates.length, complete: read.complete, durationNs: read.durationNs };
     // A cgroup created (or re-created) after start has an id the table has not seen: look the paths up again, once per read.
     if (read.aggregates.some((a) => !this.identities.has(a.cgroupId))) this.identities.resolve();
     const deltas = this.book.apply(read.aggregates, read.complete, (id) => this.identities.spiffeIdOf(id));
