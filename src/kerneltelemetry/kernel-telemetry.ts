@@ -115,6 +115,7 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
       this.refresh();
       return this.book.all();
     });
+    deps.metrics.kernelTelemetryRefresh = () => this.refresh();
     this.timer = settings.pollIntervalMs > 0 ? setInterval(() => this.refresh(), settings.pollIntervalMs) : null;
     this.timer?.unref();
   }
@@ -158,6 +159,7 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
 
   close(): void {
     if (this.timer) clearInterval(this.timer);
+    this.deps.metrics.kernelTelemetryRefresh = null;
     this.unregister();
     this.maps.close();
   }

@@ -191,6 +191,9 @@ export class Metrics {
   });
 
   // Kernel telemetry (src/kerneltelemetry/); its per-series verdict_kernel_* collectors register themselves.
+  /** Set by kernel telemetry: one batched kernel read, run by the first verdict_kernel_* metric of a scrape. */
+  kernelTelemetryRefresh: (() => void) | null = null;
+
   readonly kernelTelemetryEnabled = new Gauge({
     name: 'verdict_kernel_telemetry_enabled',
     // cluster mode: how the primary combines the workers' values
@@ -198,6 +201,8 @@ export class Metrics {
     help: 'Kernel telemetry on (1) or off (0), labelled with the reason it is off (ENABLED when on).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
+    // Runs before the counters below are serialised, so a scrape shows the read it triggered.
+    collect: () => this.kernelTelemetryRefresh?.(),
   });
 
   readonly kernelUnexplained = new Counter({

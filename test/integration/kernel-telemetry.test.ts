@@ -8,6 +8,7 @@ import { createLogger } from '../../src/telemetry/logger';
 import { Metrics } from '../../src/telemetry/metrics';
 import { startCgroupClient, waitFor, type CgroupClient } from '../helpers/bpf-client';
 import { startEchoServer } from '../helpers/bpf-envoy';
+import { loadTestMap, requireBPF } from '../helpers/bpf-kernel';
 import {
   connectSweepBinary,
   createCgroupTree,
@@ -173,6 +174,30 @@ describe('kernel telemetry: per identity and destination, from the kernel', () =
     );
     expect(observations).toHaveLength(2);
     expect(observations.every((r) => r.reason === 'ERR_KERNEL_UNEXPLAINED_CONNECTION' && r.protocol === 'kernel')).toBe(true);
+  });
+
+  it('a connect the fast path refuses (EPERM, no SYN) is counted as refused by="fastpath", not as a handshake', async () => {
+    // The fast path on a's own cgroup runs before telemetry on the parent (descendants' programs run first).
+    const fastpath = loadTestMap(requireBPF(), tree.child.a!.path);
+    const target = await startEchoServer();
+    try {
+      fastpath.setGeneration(7n);
+      fastpath.write([
+        { srcAddress: '127.0.0.1', dstAddress: '127.0.0.1', dstPort: target.port, action: 'deny', generation: 7n, expiresNs: fastpath.kernelNowNs() + 60_000_000_000n },
+      ]);
+      for (let i = 0; i < 2; i++) expect(await clients.a.connect({ src: '127.0.0.1', host: '127.0.0.1', port: target.port })).toMatchObject({ outcome: 'refused', code: 'EPERM' });
+      // b's cgroup has no fast path: the same destination connects.
+      expect(await clients.b.connect({ src: '127.0.0.1', host: '127.0.0.1', port: target.port })).toMatchObject({ outcome: 'echoed' });
+      const m = await sample();
+      expect(m.get(`verdict_kernel_connect_attempts_total${labels(ID_A, target.port)}`)).toBe(2);
+      expect(m.get(`verdict_kernel_connections_refused_total${labels(ID_A, target.port, ',by="fastpath"')}`)).toBe(2);
+      expect(m.get(`verdict_kernel_connections_established_total${labels(ID_A, target.port)}`)).toBe(0);
+      expect(m.get(`verdict_kernel_connections_refused_total${labels(ID_B, target.port, ',by="fastpath"')}`)).toBe(0);
+      expect(m.get(`verdict_kernel_connections_established_total${labels(ID_B, target.port)}`)).toBe(1);
+    } finally {
+      fastpath.close();
+      target.server.close();
+    }
   });
 
   it('a SYN dropped by a full accept queue is retransmitted after the 1 s RTO: the handshake lands in the (0.537 s, 1.074 s] bucket', async () => {
