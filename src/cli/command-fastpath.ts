@@ -49,7 +49,9 @@ export function registerFastpath(program: Command): void {
     .action(async (opts: Opts) => {
       const report = telemetryReport(await fetchMetricsText(opts.metricsUrl ?? metricsURL(opts)));
       const top = Number(opts.top ?? '20');
-      process.stdout.write(opts.json ? `${JSON.stringify({ ...report, talkers: report.talkers.slice(0, top) }, null, 2)}\n` : formatReport(report, top));
+      process.stdout.write(
+        opts.json ? `${JSON.stringify({ ...report, talkers: report.talkers.slice(0, top) }, null, 2)}\n` : formatReport(report, top),
+      );
     });
 }
 

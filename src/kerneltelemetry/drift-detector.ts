@@ -13,8 +13,6 @@ export interface Unexplained {
   seenMs: number;
 }
 
-interface Pending extends Unexplained {}
-
 /**
  * The drift signal: connections the kernel saw established from a workload to a destination for which
  * verdict made no allow decision for that workload's identity within `windowMs` (traffic that bypassed
@@ -23,7 +21,7 @@ interface Pending extends Unexplained {}
  * identity are never explained. Pending batches are bounded by `maxTracked`; overflow is judged at once.
  */
 export class DriftDetector {
-  private pending: Pending[] = [];
+  private pending: Unexplained[] = [];
 
   constructor(
     private readonly settings: KernelTelemetryConfig['drift'],
@@ -34,10 +32,16 @@ export class DriftDetector {
   judge(deltas: readonly AggregateDelta[], nowMs: number): Unexplained[] {
     for (const d of deltas)
       if (d.delta.established > 0)
-        this.pending.push({ spiffeId: d.spiffeId, dstAddress: d.dstAddress, dstPort: d.dstPort, count: d.delta.established, seenMs: nowMs });
+        this.pending.push({
+          spiffeId: d.spiffeId,
+          dstAddress: d.dstAddress,
+          dstPort: d.dstPort,
+          count: d.delta.established,
+          seenMs: nowMs,
+        });
     const due = this.pending.length > this.settings.maxTracked ? Infinity : nowMs - this.settings.graceMs;
     const out: Unexplained[] = [];
-    const keep: Pending[] = [];
+    const keep: Unexplained[] = [];
     for (const p of this.pending) {
       if (p.seenMs > due) keep.push(p);
       else if (!this.explained(p)) out.push(p);
@@ -50,7 +54,7 @@ export class DriftDetector {
     return this.pending.length;
   }
 
-  private explained(p: Pending): boolean {
+  private explained(p: Unexplained): boolean {
     if (p.spiffeId === UNKNOWN_IDENTITY) return false;
     const at = this.allows.lastAllowed(p.spiffeId, p.dstAddress, p.dstPort);
     return at !== null && at >= p.seenMs - this.settings.windowMs;

@@ -62,24 +62,35 @@ export function startKernelTelemetry(settings: KernelTelemetryConfig, deps: Kern
   }
   const { reason, detail } = started;
   deps.metrics.kernelTelemetryEnabled.set({ reason }, 0);
-  if (reason !== 'DISABLED_IN_CONFIG' && settings.required) throw new VerdictError('ERR_KERNEL_TELEMETRY_UNAVAILABLE', `${reason}: ${detail}`);
+  if (reason !== 'DISABLED_IN_CONFIG' && settings.required)
+    throw new VerdictError('ERR_KERNEL_TELEMETRY_UNAVAILABLE', `${reason}: ${detail}`);
   const log = reason === 'DISABLED_IN_CONFIG' ? deps.logger.info.bind(deps.logger) : deps.logger.warn.bind(deps.logger);
   log({ reason, detail }, `kernel telemetry off: ${detail}`);
   return new DisabledKernelTelemetry(reason, detail);
 }
 
-function tryStart(s: KernelTelemetryConfig, deps: KernelTelemetryDeps): EnabledKernelTelemetry | { reason: KernelTelemetryOffReason; detail: string } {
+function tryStart(
+  s: KernelTelemetryConfig,
+  deps: KernelTelemetryDeps,
+): EnabledKernelTelemetry | { reason: KernelTelemetryOffReason; detail: string } {
   if (!s.enabled) return { reason: 'DISABLED_IN_CONFIG', detail: 'kernelTelemetry.enabled is false' };
-  if (deps.workerSlot !== null) return { reason: 'CLUSTER_MODE', detail: 'kernel telemetry needs server.workers: 1 (drift must see every decision)' };
+  if (deps.workerSlot !== null)
+    return { reason: 'CLUSTER_MODE', detail: 'kernel telemetry needs server.workers: 1 (drift must see every decision)' };
   if (process.platform !== 'linux') return { reason: 'NOT_LINUX', detail: `eBPF needs Linux, this is ${process.platform}` };
   if (process.getuid?.() !== 0) return { reason: 'NOT_ROOT', detail: 'loading BPF programs needs root' };
   const loaded = loadTelemetryAddon();
   if ('reason' in loaded) return { reason: 'ADDON_MISSING', detail: loaded.reason };
-  if (!existsSync(telemetryObjectPath())) return { reason: 'ADDON_MISSING', detail: `${telemetryObjectPath()} is not built (npm run build:native)` };
+  if (!existsSync(telemetryObjectPath()))
+    return { reason: 'ADDON_MISSING', detail: `${telemetryObjectPath()} is not built (npm run build:native)` };
   const cgroupPath = s.cgroupPath as string;
   if (!existsSync(`${cgroupPath}/cgroup.procs`)) return { reason: 'CGROUP_MISSING', detail: `${cgroupPath} is not a cgroup v2 group` };
   try {
-    const maps = KernelTelemetryMaps.load(loaded.addon, { objectPath: telemetryObjectPath(), maxEntries: s.maxEntries, pinDir: s.pinPath, cgroupPath });
+    const maps = KernelTelemetryMaps.load(loaded.addon, {
+      objectPath: telemetryObjectPath(),
+      maxEntries: s.maxEntries,
+      pinDir: s.pinPath,
+      cgroupPath,
+    });
     return new EnabledKernelTelemetry(s, maps, deps);
   } catch (err) {
     return { reason: 'BPF_LOAD_FAILED', detail: (err as Error).message };
@@ -105,7 +116,10 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
     private readonly deps: KernelTelemetryDeps,
   ) {
     this.identities = new CgroupIdentities(settings.identities, (src) =>
-      deps.logger.warn({ sourceAddress: src }, 'kernel telemetry: two verified SPIFFE IDs from one source address; its traffic is now attributed to unknown'),
+      deps.logger.warn(
+        { sourceAddress: src },
+        'kernel telemetry: two verified SPIFFE IDs from one source address; its traffic is now attributed to unknown',
+      ),
     );
     this.observer = new AllowIndex(settings.drift.maxTracked, deps.clock, this.identities);
     this.book = new SeriesBook(settings.topDestinations);

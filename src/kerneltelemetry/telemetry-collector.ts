@@ -24,7 +24,12 @@ const counter =
   (s: Series, base: Labels): Value[] => [{ labels: { ...base, ...extra }, value: pick(s.stats) }];
 
 const FAMILIES: readonly Family[] = [
-  { name: 'verdict_kernel_connect_attempts_total', help: 'TCP connect() calls, per identity and destination.', type: 'counter', values: counter((s) => s.attempts) },
+  {
+    name: 'verdict_kernel_connect_attempts_total',
+    help: 'TCP connect() calls, per identity and destination.',
+    type: 'counter',
+    values: counter((s) => s.attempts),
+  },
   {
     name: 'verdict_kernel_connections_established_total',
     help: 'TCP handshakes completed (SYN-ACK received).',
@@ -35,21 +40,37 @@ const FAMILIES: readonly Family[] = [
     name: 'verdict_kernel_connections_refused_total',
     help: 'Connects refused, by who: fastpath (the kernel fast path, EPERM, no SYN) or peer (the SYN was answered by a RST).',
     type: 'counter',
-    values: (s, base) => [...counter((x) => x.refusedFastpath, { by: 'fastpath' })(s, base), ...counter((x) => x.refusedPeer, { by: 'peer' })(s, base)],
+    values: (s, base) => [
+      ...counter((x) => x.refusedFastpath, { by: 'fastpath' })(s, base),
+      ...counter((x) => x.refusedPeer, { by: 'peer' })(s, base),
+    ],
   },
-  { name: 'verdict_kernel_connections_reset_total', help: 'Established connections ended by a RST from the peer.', type: 'counter', values: counter((s) => s.resetPeer) },
+  {
+    name: 'verdict_kernel_connections_reset_total',
+    help: 'Established connections ended by a RST from the peer.',
+    type: 'counter',
+    values: counter((s) => s.resetPeer),
+  },
   {
     name: 'verdict_kernel_connections_failed_total',
     help: 'Handshakes that ended without a RST or an ESTABLISHED (SYN timeout, unreachable, aborted).',
     type: 'counter',
     values: counter((s) => s.failed),
   },
-  { name: 'verdict_kernel_retransmits_total', help: 'Retransmitted segments, SYNs included.', type: 'counter', values: counter((s) => s.retransmits) },
+  {
+    name: 'verdict_kernel_retransmits_total',
+    help: 'Retransmitted segments, SYNs included.',
+    type: 'counter',
+    values: counter((s) => s.retransmits),
+  },
   {
     name: 'verdict_kernel_bytes_total',
     help: 'TCP sequence space acknowledged (sent) and received, counted when a connection closes (SYN and FIN count one each).',
     type: 'counter',
-    values: (s, base) => [...counter((x) => x.bytesAcked, { direction: 'sent' })(s, base), ...counter((x) => x.bytesReceived, { direction: 'received' })(s, base)],
+    values: (s, base) => [
+      ...counter((x) => x.bytesAcked, { direction: 'sent' })(s, base),
+      ...counter((x) => x.bytesReceived, { direction: 'received' })(s, base),
+    ],
   },
   {
     name: 'verdict_kernel_srtt_seconds',
@@ -60,7 +81,12 @@ const FAMILIES: readonly Family[] = [
       { metricName: 'verdict_kernel_srtt_seconds_count', labels: base, value: s.stats.srttSamples },
     ],
   },
-  { name: 'verdict_kernel_handshake_seconds', help: 'SYN→ESTABLISHED time; buckets are the kernel’s log2 nanosecond slots.', type: 'histogram', values: histogram },
+  {
+    name: 'verdict_kernel_handshake_seconds',
+    help: 'SYN→ESTABLISHED time; buckets are the kernel’s log2 nanosecond slots.',
+    type: 'histogram',
+    values: histogram,
+  },
 ];
 
 function histogram(s: Series, base: Labels): Value[] {
@@ -69,7 +95,11 @@ function histogram(s: Series, base: Labels): Value[] {
   for (let slot = 0; slot < HIST_SLOTS - 1; slot++) {
     cumulative += s.stats.hist[slot] ?? 0;
     if (slot >= FIRST_EXPORTED_SLOT)
-      out.push({ metricName: 'verdict_kernel_handshake_seconds_bucket', labels: { ...base, le: String(slotUpperSeconds(slot)) }, value: cumulative });
+      out.push({
+        metricName: 'verdict_kernel_handshake_seconds_bucket',
+        labels: { ...base, le: String(slotUpperSeconds(slot)) },
+        value: cumulative,
+      });
   }
   cumulative += s.stats.hist[HIST_SLOTS - 1] ?? 0;
   out.push({ metricName: 'verdict_kernel_handshake_seconds_bucket', labels: { ...base, le: '+Inf' }, value: cumulative });

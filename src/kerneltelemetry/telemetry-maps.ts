@@ -21,8 +21,14 @@ export class KernelTelemetryMaps {
     private handle: TelemetryHandle | null,
   ) {}
 
-  static load(addon: KernelTelemetryAddon, o: { objectPath: string; maxEntries: number; pinDir: string | null; cgroupPath: string | null }): KernelTelemetryMaps {
-    const maps = new KernelTelemetryMaps(addon, wrap(() => addon.ktLoad(o.objectPath, o.maxEntries, o.pinDir)));
+  static load(
+    addon: KernelTelemetryAddon,
+    o: { objectPath: string; maxEntries: number; pinDir: string | null; cgroupPath: string | null },
+  ): KernelTelemetryMaps {
+    const maps = new KernelTelemetryMaps(
+      addon,
+      wrap(() => addon.ktLoad(o.objectPath, o.maxEntries, o.pinDir)),
+    );
     if (o.cgroupPath === null) return maps;
     try {
       maps.attach(o.cgroupPath);
@@ -35,7 +41,10 @@ export class KernelTelemetryMaps {
 
   /** Read-only view of a running verdict's pinned maps. */
   static openPinned(addon: KernelTelemetryAddon, pinDir: string): KernelTelemetryMaps {
-    return new KernelTelemetryMaps(addon, wrap(() => addon.ktOpenPinned(pinDir)));
+    return new KernelTelemetryMaps(
+      addon,
+      wrap(() => addon.ktOpenPinned(pinDir)),
+    );
   }
 
   attach(cgroupPath: string): void {

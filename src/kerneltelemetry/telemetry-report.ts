@@ -36,7 +36,8 @@ export async function fetchMetricsText(url: string, timeoutMs = 5000): Promise<s
   let bytes = 0;
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
     bytes += chunk.byteLength;
-    if (bytes > MAX_METRICS_BYTES) throw new VerdictError('ERR_KERNEL_TELEMETRY_UNAVAILABLE', `${url} is larger than ${MAX_METRICS_BYTES} bytes`);
+    if (bytes > MAX_METRICS_BYTES)
+      throw new VerdictError('ERR_KERNEL_TELEMETRY_UNAVAILABLE', `${url} is larger than ${MAX_METRICS_BYTES} bytes`);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');

@@ -14,7 +14,8 @@ import { CGROUP2_ROOT, requireBPF, type TestCgroup } from './bpf-kernel';
 /** requireBPF plus the telemetry object: a loud failure with the reason when either is missing. */
 export function requireTelemetryBPF(): void {
   requireBPF();
-  if (!existsSync(telemetryObjectPath())) throw new Error(`kernel telemetry tests cannot run: ${telemetryObjectPath()} missing (npm run build:native)`);
+  if (!existsSync(telemetryObjectPath()))
+    throw new Error(`kernel telemetry tests cannot run: ${telemetryObjectPath()} missing (npm run build:native)`);
 }
 
 /** A parent cgroup (where the programs attach) with named child groups the workloads run in. */
@@ -84,14 +85,22 @@ export function connectSweepBinary(): string {
 }
 
 /** Runs connect-sweep inside a cgroup (it joins before its first connect: it waits on stdin). */
-export async function runSweep(bin: string, cgroup: TestCgroup, count: number, port: number, mode: 'distinct' | 'same'): Promise<{ ok: number; failed: number }> {
+export async function runSweep(
+  bin: string,
+  cgroup: TestCgroup,
+  count: number,
+  port: number,
+  mode: 'distinct' | 'same',
+): Promise<{ ok: number; failed: number }> {
   // `read` holds the shell until the test has moved it into the cgroup; exec keeps the pid.
   const child = spawn('sh', ['-c', `read go; exec "$0" "$@"`, bin, String(count), String(port), mode], { stdio: 'pipe' });
   cgroup.enter(child.pid as number);
   child.stdin.end('go\n');
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  await new Promise<void>((resolve, reject) => child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`connect-sweep exited ${code}`)))));
+  await new Promise<void>((resolve, reject) =>
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`connect-sweep exited ${code}`)))),
+  );
   const [ok = NaN, failed = NaN] = out.trim().split(' ').map(Number);
   return { ok, failed };
 }

@@ -12,7 +12,11 @@ describe('kernel telemetry off: one log line, a metric, everything else works', 
     { name: 'disabled in config (the default)', overrides: [], reason: 'DISABLED_IN_CONFIG', level: 'info' },
     {
       name: 'enabled, but the cgroup does not exist',
-      overrides: ['kernelTelemetry.enabled=true', 'kernelTelemetry.cgroupPath=/sys/fs/cgroup/unified/verdict-no-such-group', 'kernelTelemetry.pinPath=null'],
+      overrides: [
+        'kernelTelemetry.enabled=true',
+        'kernelTelemetry.cgroupPath=/sys/fs/cgroup/unified/verdict-no-such-group',
+        'kernelTelemetry.pinPath=null',
+      ],
       reason: 'CGROUP_MISSING',
       level: 'warn',
     },
@@ -45,15 +49,25 @@ describe('kernel telemetry off: one log line, a metric, everything else works', 
   });
 
   it('kernelTelemetry.required turns unavailable telemetry into a start failure', async () => {
-    const start = startTestVerdict(['kernelTelemetry.enabled=true', 'kernelTelemetry.required=true', 'kernelTelemetry.cgroupPath=/nonexistent']);
+    const start = startTestVerdict([
+      'kernelTelemetry.enabled=true',
+      'kernelTelemetry.required=true',
+      'kernelTelemetry.cgroupPath=/nonexistent',
+    ]);
     await expect(start).rejects.toMatchObject({ code: 'ERR_KERNEL_TELEMETRY_UNAVAILABLE' });
   });
 
   const invalid = [
     { name: 'enabled without a cgroup', file: { kernelTelemetry: { enabled: true } } },
-    { name: 'an identity row with both spiffeId and sourceAddress', file: { kernelTelemetry: { identities: [{ cgroupPath: '/a', spiffeId: 'spiffe://t/a', sourceAddress: '10.0.0.1' }] } } },
+    {
+      name: 'an identity row with both spiffeId and sourceAddress',
+      file: { kernelTelemetry: { identities: [{ cgroupPath: '/a', spiffeId: 'spiffe://t/a', sourceAddress: '10.0.0.1' }] } },
+    },
     { name: 'an identity row with neither', file: { kernelTelemetry: { identities: [{ cgroupPath: '/a' }] } } },
-    { name: 'a spiffeId that is not a SPIFFE ID', file: { kernelTelemetry: { identities: [{ cgroupPath: '/a', spiffeId: 'https://x' }] } } },
+    {
+      name: 'a spiffeId that is not a SPIFFE ID',
+      file: { kernelTelemetry: { identities: [{ cgroupPath: '/a', spiffeId: 'https://x' }] } },
+    },
     { name: 'a kernel map bound past its maximum', file: { kernelTelemetry: { maxEntries: 2_000_000 } } },
   ];
   it.each(invalid)('config error: $name', async ({ file }) => {

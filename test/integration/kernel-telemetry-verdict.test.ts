@@ -79,7 +79,15 @@ describe('kernel telemetry inside verdict', () => {
 
   it('`verdict fastpath telemetry` prints the top talkers and the unexplained connections', async () => {
     const url = `http://127.0.0.1:${verdict.httpPort}/metrics`;
-    const run = (args: string[]) => promisify(execFile)(process.execPath, [join(packageRoot(), 'bin', 'verdict.js'), 'fastpath', 'telemetry', '--metrics-url', url, ...args]);
+    const run = (args: string[]) =>
+      promisify(execFile)(process.execPath, [
+        join(packageRoot(), 'bin', 'verdict.js'),
+        'fastpath',
+        'telemetry',
+        '--metrics-url',
+        url,
+        ...args,
+      ]);
     const json = JSON.parse((await run(['--json'])).stdout) as TelemetryReport;
     expect(json.talkers.map((t) => [t.spiffeId, t.destination, t.attempts, t.established])).toEqual(
       expect.arrayContaining([

@@ -150,14 +150,20 @@ describe('kernel telemetry: per identity and destination, from the kernel', () =
     ];
     for (const [series, value] of expected) expect(m.get(series), series).toBe(value);
     // The histogram's total is the handshake count of each series.
-    for (const [id, port, n] of [[ID_A, ports.echo, 3], [ID_A, ports.closed, 0], [ID_B, ports.echo, 1]] as const) {
+    for (const [id, port, n] of [
+      [ID_A, ports.echo, 3],
+      [ID_A, ports.closed, 0],
+      [ID_B, ports.echo, 1],
+    ] as const) {
       expect(m.get(`verdict_kernel_handshake_seconds_count${labels(id, port)}`)).toBe(n);
       expect(m.get(`verdict_kernel_handshake_seconds_bucket${labels(id, port, ',le="+Inf"')}`)).toBe(n);
     }
     // Loopback handshakes are far below 1 ms.
     expect(m.get(`verdict_kernel_handshake_seconds_bucket${labels(ID_A, ports.echo, ',le="0.001048576"')}`)).toBe(3);
     // Nothing from the test process itself (outside the cgroups) or from other identities.
-    expect([...m.keys()].filter((k) => k.startsWith('verdict_kernel_connect_attempts_total') && !k.includes(ID_A) && !k.includes(ID_B))).toEqual([]);
+    expect(
+      [...m.keys()].filter((k) => k.startsWith('verdict_kernel_connect_attempts_total') && !k.includes(ID_A) && !k.includes(ID_B)),
+    ).toEqual([]);
   });
 
   it('drift: established connections with no allow decision are unexplained for their identity; the allowed ones are not', async () => {
@@ -168,8 +174,18 @@ describe('kernel telemetry: per identity and destination, from the kernel', () =
     const observations = log.records.filter((r) => r.kind === 'observation');
     expect(observations.map((r) => r.observation)).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ signal: 'unexplained_connection', spiffe_id: ID_A, connections: 1, destination: expect.objectContaining({ port: ports.reset }) }),
-        expect.objectContaining({ signal: 'unexplained_connection', spiffe_id: ID_B, connections: 1, destination: expect.objectContaining({ port: ports.echo }) }),
+        expect.objectContaining({
+          signal: 'unexplained_connection',
+          spiffe_id: ID_A,
+          connections: 1,
+          destination: expect.objectContaining({ port: ports.reset }),
+        }),
+        expect.objectContaining({
+          signal: 'unexplained_connection',
+          spiffe_id: ID_B,
+          connections: 1,
+          destination: expect.objectContaining({ port: ports.echo }),
+        }),
       ]),
     );
     expect(observations).toHaveLength(2);
@@ -183,9 +199,20 @@ describe('kernel telemetry: per identity and destination, from the kernel', () =
     try {
       fastpath.setGeneration(7n);
       fastpath.write([
-        { srcAddress: '127.0.0.1', dstAddress: '127.0.0.1', dstPort: target.port, action: 'deny', generation: 7n, expiresNs: fastpath.kernelNowNs() + 60_000_000_000n },
+        {
+          srcAddress: '127.0.0.1',
+          dstAddress: '127.0.0.1',
+          dstPort: target.port,
+          action: 'deny',
+          generation: 7n,
+          expiresNs: fastpath.kernelNowNs() + 60_000_000_000n,
+        },
       ]);
-      for (let i = 0; i < 2; i++) expect(await clients.a.connect({ src: '127.0.0.1', host: '127.0.0.1', port: target.port })).toMatchObject({ outcome: 'refused', code: 'EPERM' });
+      for (let i = 0; i < 2; i++)
+        expect(await clients.a.connect({ src: '127.0.0.1', host: '127.0.0.1', port: target.port })).toMatchObject({
+          outcome: 'refused',
+          code: 'EPERM',
+        });
       // b's cgroup has no fast path: the same destination connects.
       expect(await clients.b.connect({ src: '127.0.0.1', host: '127.0.0.1', port: target.port })).toMatchObject({ outcome: 'echoed' });
       const m = await sample();

@@ -3,7 +3,12 @@ import { OTHER_DESTINATION, SeriesBook } from '../../../src/kerneltelemetry/seri
 import { emptyStats, type Aggregate, type Stats } from '../../../src/kerneltelemetry/telemetry-layout';
 
 const stats = (over: Partial<Stats>): Stats => ({ ...emptyStats(), ...over });
-const agg = (cgroupId: bigint, port: number, over: Partial<Stats>): Aggregate => ({ cgroupId, dstAddress: '10.0.0.1', dstPort: port, stats: stats(over) });
+const agg = (cgroupId: bigint, port: number, over: Partial<Stats>): Aggregate => ({
+  cgroupId,
+  dstAddress: '10.0.0.1',
+  dstPort: port,
+  stats: stats(over),
+});
 const identity = (id: bigint): string => `spiffe://t/${id}`;
 const byDest = (book: SeriesBook, who: string): Record<string, number> =>
   Object.fromEntries([...book.all()].filter((s) => s.spiffeId === who).map((s) => [s.destination, s.stats.attempts]));
@@ -36,7 +41,11 @@ describe('SeriesBook: kernel reads → monotonic series', () => {
 
   it('top-N per identity: the busiest new destinations get their own series, the rest fold into "other"', () => {
     const book = new SeriesBook(2);
-    book.apply([agg(1n, 1, { attempts: 1 }), agg(1n, 2, { attempts: 50 }), agg(1n, 3, { attempts: 20 }), agg(2n, 9, { attempts: 1 })], true, identity);
+    book.apply(
+      [agg(1n, 1, { attempts: 1 }), agg(1n, 2, { attempts: 50 }), agg(1n, 3, { attempts: 20 }), agg(2n, 9, { attempts: 1 })],
+      true,
+      identity,
+    );
     expect(byDest(book, 'spiffe://t/1')).toEqual({ '10.0.0.1:2': 50, '10.0.0.1:3': 20, [OTHER_DESTINATION]: 1 });
     // A destination keeps its series; a new one finds no free slot.
     book.apply([agg(1n, 1, { attempts: 2 }), agg(1n, 2, { attempts: 51 }), agg(1n, 4, { attempts: 99 })], true, identity);

@@ -27,7 +27,9 @@ function addon() {
 describe('kernel telemetry structs agree between C and TypeScript', () => {
   it('the addon (host C compiler) lays out kt_key and kt_stats as telemetry-layout.ts decodes them', () => {
     const c = addon().ktLayout();
-    expect({ size: c.key.size, cgroupId: c.key.cgroup_id, dst: c.key.dst, dstPort: c.key.dst_port, family: c.key.family }).toEqual(KT_KEY_LAYOUT);
+    expect({ size: c.key.size, cgroupId: c.key.cgroup_id, dst: c.key.dst, dstPort: c.key.dst_port, family: c.key.family }).toEqual(
+      KT_KEY_LAYOUT,
+    );
     expect(c.stats.size).toBe(KT_STATS_LAYOUT.size);
     expect(c.stats.hist).toBe(KT_STATS_LAYOUT.hist);
     STAT_FIELDS.forEach((f, i) => expect(c.stats[Object.keys(c.stats).find((k) => camel(k) === f) as string], f).toBe(8 * i));
@@ -40,7 +42,10 @@ describe('kernel telemetry structs agree between C and TypeScript', () => {
     expect(btf.kt_key).toEqual({ size: KT_KEY_LAYOUT.size, members: { cgroup_id: 0, dst: 8, dst_port: 24, family: 26, pad: 27 } });
     const members = Object.fromEntries(STAT_FIELDS.map((f, i) => [f, 8 * i]));
     expect(btf.kt_stats?.size).toBe(KT_STATS_LAYOUT.size);
-    expect(Object.fromEntries(Object.entries(btf.kt_stats?.members ?? {}).map(([k, v]) => [camel(k), v]))).toEqual({ ...members, hist: KT_STATS_LAYOUT.hist });
+    expect(Object.fromEntries(Object.entries(btf.kt_stats?.members ?? {}).map(([k, v]) => [camel(k), v]))).toEqual({
+      ...members,
+      hist: KT_STATS_LAYOUT.hist,
+    });
   });
 });
 
