@@ -327,10 +327,17 @@ static int kt_read_chunk(int fd, struct kt_read_state *st, void *in_batch, void 
 
 static napi_value kt_read_result(napi_env env, struct kt_read_state *st, int complete)
 {
-	napi_value out, kb, vb, v;
+	napi_value out, kb, vb, ab, v;
 	void *d;
+	double *f;
+	const size_t fields = sizeof(struct kt_stats) / sizeof(__u64);
 	napi_create_buffer_copy(env, st->count * sizeof(struct kt_key), st->keys, &d, &kb);
-	napi_create_buffer_copy(env, st->count * sizeof(struct kt_stats), st->vals, &d, &vb);
+	/* Counters as doubles (exact to 2^53): JS indexes a Float64Array instead of converting BigInts. */
+	napi_create_arraybuffer(env, st->count * fields * sizeof(double), (void **)&f, &ab);
+	for (size_t i = 0; i < st->count; i++)
+		for (size_t j = 0; j < fields; j++)
+			f[i * fields + j] = (double)((__u64 *)&st->vals[i])[j];
+	napi_create_typedarray(env, napi_float64_array, st->count * fields, ab, 0, &vb);
 	napi_create_object(env, &out);
 	napi_set_named_property(env, out, "keys", kb);
 	napi_set_named_property(env, out, "values", vb);
@@ -342,7 +349,7 @@ static napi_value kt_read_result(napi_env env, struct kt_read_state *st, int com
 }
 
 /*
- * ktRead(handle, limit) -> { keys, values, count, complete }: at most `limit` aggregates, CPUs summed.
+ * ktRead(handle, limit) -> { keys, values: Float64Array, count, complete }: at most `limit` aggregates, CPUs summed.
  * `complete` is false when the limit (the scrape cost cap) stopped the walk before the end of the map.
  */
 static napi_value kt_read(napi_env env, napi_callback_info info)

@@ -16,7 +16,8 @@ export interface KernelTelemetryAddon {
   ktAttach(handle: TelemetryHandle, cgroupPath: string): void;
   ktDetach(handle: TelemetryHandle): void;
   ktClose(handle: TelemetryHandle): void;
-  ktRead(handle: TelemetryHandle, limit: number): { keys: Buffer; values: Buffer; count: number; complete: boolean };
+  /** values: every kt_stats field (counters, then histogram slots) of each aggregate, as doubles. */
+  ktRead(handle: TelemetryHandle, limit: number): { keys: Buffer; values: Float64Array; count: number; complete: boolean };
   ktHealth(handle: TelemetryHandle): bigint[];
   ktProgramStats(handle: TelemetryHandle): { name: string; runCount: bigint; runTimeNs: bigint }[];
   ktLayout(): { key: StructLayout; stats: StructLayout; histSlots: number; healthCount: number };

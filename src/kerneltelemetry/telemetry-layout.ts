@@ -50,11 +50,22 @@ export function decodeAggregateKey(buf: Buffer, offset: number): AggregateKey {
   };
 }
 
-/** Counters are u64 in the kernel; as numbers they stay exact up to 2^53, far beyond any process lifetime's counts. */
+/** u64 fields of kt_stats per aggregate (counters, then histogram slots). */
+export const STATS_WORDS = STAT_FIELDS.length + HIST_SLOTS;
+
+/** Decodes one kt_stats from raw struct bytes (u64 little-endian). */
 export function decodeStats(buf: Buffer, offset: number): Stats {
-  const out = { hist: new Array<number>(HIST_SLOTS) } as Stats;
-  STAT_FIELDS.forEach((f, i) => (out[f] = Number(buf.readBigUInt64LE(offset + 8 * i))));
-  for (let i = 0; i < HIST_SLOTS; i++) out.hist[i] = Number(buf.readBigUInt64LE(offset + KT_STATS_LAYOUT.hist + 8 * i));
+  const words = new Float64Array(STATS_WORDS);
+  for (let i = 0; i < STATS_WORDS; i++) words[i] = Number(buf.readBigUInt64LE(offset + 8 * i));
+  return statsFromWords(words, 0);
+}
+
+/** One kt_stats from the addon's doubles (counters are u64 in the kernel; exact as doubles up to 2^53). */
+export function statsFromWords(words: Float64Array, offset: number): Stats {
+  const hist = new Array<number>(HIST_SLOTS);
+  for (let i = 0; i < HIST_SLOTS; i++) hist[i] = words[offset + STAT_FIELDS.length + i] as number;
+  const out = { hist } as Stats;
+  for (let i = 0; i < STAT_FIELDS.length; i++) out[STAT_FIELDS[i] as StatField] = words[offset + i] as number;
   return out;
 }
 

@@ -1,6 +1,6 @@
 import { VerdictError } from '../errors';
 import type { KernelTelemetryAddon, TelemetryHandle } from './telemetry-addon';
-import { HEALTH_NAMES, KT_KEY_LAYOUT, KT_STATS_LAYOUT, decodeAggregateKey, decodeStats, type Aggregate } from './telemetry-layout';
+import { HEALTH_NAMES, KT_KEY_LAYOUT, STATS_WORDS, decodeAggregateKey, statsFromWords, type Aggregate } from './telemetry-layout';
 
 export interface TelemetryRead {
   aggregates: Aggregate[];
@@ -64,7 +64,7 @@ export class KernelTelemetryMaps {
     const raw = wrap(() => this.addon.ktRead(h, limit));
     const aggregates: Aggregate[] = new Array<Aggregate>(raw.count);
     for (let i = 0; i < raw.count; i++)
-      aggregates[i] = { ...decodeAggregateKey(raw.keys, i * KT_KEY_LAYOUT.size), stats: decodeStats(raw.values, i * KT_STATS_LAYOUT.size) };
+      aggregates[i] = { ...decodeAggregateKey(raw.keys, i * KT_KEY_LAYOUT.size), stats: statsFromWords(raw.values, i * STATS_WORDS) };
     return { aggregates, complete: raw.complete, durationNs: Number(process.hrtime.bigint() - t0) };
   }
 
