@@ -135,9 +135,12 @@ async function scrapeCost() {
     const withMs: number[] = [];
     const withoutMs: number[] = [];
     const readMs: number[] = [];
+    let bytes = 0;
     for (let i = 0; i < 20; i++) {
+      // A scrape is its own event-loop turn (an HTTP request); within one turn the kernel is read once.
+      await new Promise((resolve) => setImmediate(resolve));
       let t0 = process.hrtime.bigint();
-      await metrics.registry.metrics();
+      bytes = `${await metrics.registry.metrics()}${telemetry.metricsText()}`.length;
       withMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
       readMs.push((telemetry.status().lastRead?.durationNs ?? NaN) / 1e6);
       t0 = process.hrtime.bigint();
@@ -146,6 +149,7 @@ async function scrapeCost() {
     }
     return {
       series,
+      scrapeBytes: bytes,
       withP50Ms: percentiles(withMs, [50])[0] ?? NaN,
       withoutP50Ms: percentiles(withoutMs, [50])[0] ?? NaN,
       readP50Ms: percentiles(readMs, [50])[0] ?? NaN,

@@ -126,7 +126,8 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     httpServer = new OpsHttpServer({
       host: config.server.http.host,
       port: config.server.http.port,
-      metricsText: () => metrics.registry.metrics(),
+      // The registry first: its verdict_kernel_telemetry_enabled collector does the scrape's one kernel read.
+      metricsText: async () => `${await metrics.registry.metrics()}${kernelTelemetry.metricsText()}`,
       metricsContentType: metrics.registry.contentType,
       isReady: () => !draining && canDecide(),
     });

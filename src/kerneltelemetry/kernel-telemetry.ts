@@ -12,8 +12,8 @@ import { CgroupIdentities } from './cgroup-identities';
 import { DriftDetector, type Unexplained } from './drift-detector';
 import { SeriesBook, destinationLabel, type Series } from './series-book';
 import { loadTelemetryAddon, telemetryObjectPath } from './telemetry-addon';
-import { registerKernelCollectors } from './telemetry-collector';
 import { KernelTelemetryMaps, type TelemetryHealth } from './telemetry-maps';
+import { renderKernelSeries } from './telemetry-text';
 
 export type KernelTelemetryOffReason =
   'DISABLED_IN_CONFIG' | 'CLUSTER_MODE' | 'NOT_LINUX' | 'NOT_ROOT' | 'ADDON_MISSING' | 'CGROUP_MISSING' | 'BPF_LOAD_FAILED';
@@ -39,6 +39,8 @@ export interface KernelTelemetry {
   refresh(force?: boolean): void;
   /** The cumulative series as /metrics shows them. */
   series(): Series[];
+  /** The per-series verdict_kernel_* families in Prometheus text (appended to /metrics); reads the kernel if due. */
+  metricsText(): string;
   status(): KernelTelemetryStatus;
   close(): void;
 }
@@ -103,7 +105,6 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
   private readonly identities: CgroupIdentities;
   private readonly book: SeriesBook;
   private readonly drift: DriftDetector;
-  private readonly unregister: () => void;
   private readonly timer: NodeJS.Timeout | null;
   private lastReadMs = -Infinity;
   private readThisTurn = false;
@@ -122,13 +123,9 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
       ),
     );
     this.observer = new AllowIndex(settings.drift.maxTracked, deps.clock, this.identities);
-    this.book = new SeriesBook(settings.topDestinations);
+    this.book = new SeriesBook(settings.topDestinations, settings.maxSeries);
     this.drift = new DriftDetector(settings.drift, this.observer);
-    // Every family's collector asks for the series; one kernel read serves the whole scrape.
-    this.unregister = registerKernelCollectors(deps.metrics.registry, () => {
-      this.refresh();
-      return this.book.all();
-    });
+    // The scrape's first verdict_kernel_* metric triggers the read; metricsText() of the same scrape reuses it.
     deps.metrics.kernelTelemetryRefresh = () => this.refresh();
     this.timer = settings.pollIntervalMs > 0 ? setInterval(() => this.refresh(), settings.pollIntervalMs) : null;
     this.timer?.unref();
@@ -150,7 +147,12 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
   }
 
   series(): Series[] {
-    return [...this.book.all()];
+    return this.book.all();
+  }
+
+  metricsText(): string {
+    this.refresh();
+    return renderKernelSeries(this.book.all());
   }
 
   status(): KernelTelemetryStatus {
@@ -174,7 +176,6 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.deps.metrics.kernelTelemetryRefresh = null;
-    this.unregister();
     this.maps.close();
   }
 
@@ -236,6 +237,9 @@ class DisabledKernelTelemetry implements KernelTelemetry {
   refresh(): void {}
   series(): Series[] {
     return [];
+  }
+  metricsText(): string {
+    return '';
   }
   status(): KernelTelemetryStatus {
     return { enabled: false, reason: this.reason, detail: this.detail };

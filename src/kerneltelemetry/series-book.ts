@@ -1,4 +1,5 @@
 import { HIST_SLOTS, STAT_FIELDS, emptyStats, type Aggregate, type Stats } from './telemetry-layout';
+import { seriesLabels } from './telemetry-text';
 
 /** The destination label every destination past an identity's top-N is folded into. */
 export const OTHER_DESTINATION = 'other';
@@ -6,6 +7,8 @@ export const OTHER_DESTINATION = 'other';
 export interface Series {
   spiffeId: string;
   destination: string;
+  /** Prometheus label text, built once. */
+  labels: string;
   stats: Stats;
 }
 
@@ -23,13 +26,18 @@ export interface AggregateDelta {
  * are added to cumulative series per (spiffe_id, destination). A destination keeps its series once given
  * one (counters must not move between series); an identity gets at most `topDestinations` of them, handed
  * to the busiest new destinations of each read, and everything else lands in destination="other".
- * Memory: the previous read (≤ the kernel map bound) plus identities × (topDestinations + 1) series.
+ * Memory: the previous read (≤ the kernel map bound) plus at most min(maxSeries, identities × (topDestinations
+ * + 1)) series; once maxSeries is reached, new destinations fold into their identity's "other".
  */
 export class SeriesBook {
   private previous = new Map<string, Stats>();
-  private readonly series = new Map<string, Map<string, Stats>>();
+  private readonly series = new Map<string, Map<string, Series>>();
+  private count = 0;
 
-  constructor(private readonly topDestinations: number) {}
+  constructor(
+    private readonly topDestinations: number,
+    private readonly maxSeries = Infinity,
+  ) {}
 
   /** Folds one read in; `complete` false (the read hit its cap) keeps unseen keys' previous values. */
   apply(aggregates: readonly Aggregate[], complete: boolean, identityOf: (cgroupId: bigint) => string): AggregateDelta[] {
@@ -48,26 +56,29 @@ export class SeriesBook {
     return deltas;
   }
 
-  *all(): IterableIterator<Series> {
-    for (const [spiffeId, byDest] of this.series) for (const [destination, stats] of byDest) yield { spiffeId, destination, stats };
+  all(): Series[] {
+    const out: Series[] = [];
+    for (const byDest of this.series.values()) for (const s of byDest.values()) out.push(s);
+    return out;
   }
 
   get size(): number {
-    let n = 0;
-    for (const byDest of this.series.values()) n += byDest.size;
-    return n;
+    return this.count;
   }
 
   private seriesFor(spiffeId: string, destination: string): Stats {
     let byDest = this.series.get(spiffeId);
     if (!byDest) this.series.set(spiffeId, (byDest = new Map()));
     const own = byDest.get(destination);
-    if (own) return own;
+    if (own) return own.stats;
     const named = byDest.size - (byDest.has(OTHER_DESTINATION) ? 1 : 0);
-    const label = named < this.topDestinations ? destination : OTHER_DESTINATION;
-    let stats = byDest.get(label);
-    if (!stats) byDest.set(label, (stats = emptyStats()));
-    return stats;
+    const label = named < this.topDestinations && this.count < this.maxSeries ? destination : OTHER_DESTINATION;
+    let s = byDest.get(label);
+    if (!s) {
+      byDest.set(label, (s = { spiffeId, destination: label, labels: seriesLabels(spiffeId, label), stats: emptyStats() }));
+      this.count++;
+    }
+    return s.stats;
   }
 }
 

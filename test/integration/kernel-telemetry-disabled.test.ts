@@ -37,7 +37,7 @@ describe('kernel telemetry off: one log line, a metric, everything else works', 
       const off = sink.lines.filter((l) => l.msg.startsWith('kernel telemetry off'));
       expect(off).toHaveLength(1);
       expect(off[0]).toMatchObject({ level, reason });
-      const text = await verdict.metrics.registry.metrics();
+      const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
       expect(text).toContain(`verdict_kernel_telemetry_enabled{reason="${reason}"} 0`);
       expect(text).not.toContain('verdict_kernel_connect_attempts_total{');
       const res = await client.check(httpCheckRequest({ path: '/healthz' }));

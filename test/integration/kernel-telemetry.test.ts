@@ -72,7 +72,8 @@ describe('kernel telemetry: per identity and destination, from the kernel', () =
   let resetter: Server;
   const ports = { echo: 0, reset: 0, closed: 0 };
 
-  const sample = async (): Promise<Map<string, number>> => parseMetrics(await metrics.registry.metrics());
+  // What /metrics serves (src/main.ts): the registry, then the per-series families.
+  const sample = async (): Promise<Map<string, number>> => parseMetrics(`${await metrics.registry.metrics()}${telemetry.metricsText()}`);
   const labels = (id: string, port: number, extra = ''): string => `{spiffe_id="${id}",destination="127.0.0.1:${port}"${extra}}`;
 
   beforeAll(async () => {
@@ -283,7 +284,7 @@ describe('kernel telemetry bounds: 100k distinct destinations', () => {
       telemetry.refresh(true);
       const status = (telemetry as EnabledKernelTelemetry).status();
       expect(status.lastRead).toMatchObject({ entries: 1000, complete: false });
-      const m = parseMetrics(await metrics.registry.metrics());
+      const m = parseMetrics(`${await metrics.registry.metrics()}${telemetry.metricsText()}`);
       expect(m.get('verdict_kernel_reads_total{outcome="truncated"}')).toBeGreaterThanOrEqual(1);
       const series = telemetry.series();
       expect(series.length).toBe(6);

@@ -34,6 +34,8 @@ export const kernelTelemetrySchema = z
     pollIntervalMs: z.number().int().min(0).max(3_600_000).default(10_000),
     /** Per identity, this many destinations get their own series; the rest are folded into destination="other". */
     topDestinations: z.number().int().min(0).max(1000).default(20),
+    /** Scrape cost cap: at most this many (spiffe_id, destination) series in all; past it new destinations fold into "other". */
+    maxSeries: z.number().int().min(1).max(100_000).default(10_000),
     identities: z.array(identityRow).max(1024).default([]),
     drift: z
       .strictObject({
