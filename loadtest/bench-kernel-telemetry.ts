@@ -97,7 +97,9 @@ async function connectionCost() {
       attachedP90Us: a90 / 1e3,
       detachedP90Us: d90 / 1e3,
       programNsPerConnection: attached.length > 0 ? runNs / attached.length : null,
-      programRuns: Object.fromEntries(stats.map((p) => [p.name, p.runCount])),
+      programs: Object.fromEntries(
+        stats.map((p) => [p.name, { runs: p.runCount, nsPerRun: p.runCount > 0 ? round(p.runTimeNs / p.runCount) : null }]),
+      ),
     };
   } finally {
     writeFileSync('/proc/sys/kernel/bpf_stats_enabled', statsWas);

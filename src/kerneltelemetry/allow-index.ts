@@ -21,6 +21,7 @@ interface InputView {
  */
 export class AllowIndex implements DecisionObserver {
   private readonly lastAllowMs: LRUCache<string, number>;
+  private readonly canonicalCache = new Map<string, string | null>();
 
   constructor(
     maxTracked: number,
@@ -47,6 +48,16 @@ export class AllowIndex implements DecisionObserver {
     return this.lastAllowMs.get(key(spiffeId, dstAddress, dstPort)) ?? null;
   }
 
+  /** canonicalAddress, memoised: a mesh has few destination addresses and this runs once per allowed Check. */
+  private canonical(address: string): string | null {
+    let c = this.canonicalCache.get(address);
+    if (c === undefined) {
+      if (this.canonicalCache.size >= 4096) this.canonicalCache.clear();
+      this.canonicalCache.set(address, (c = canonicalAddress(address)));
+    }
+    return c;
+  }
+
   private track(input: InputView | undefined, allowed: boolean): void {
     const verified = typeof input?.spiffe?.id === 'string' ? input.spiffe.id : null;
     const src = input?.attributes?.source?.address?.socketAddress?.address;
@@ -56,7 +67,7 @@ export class AllowIndex implements DecisionObserver {
     const identity = verified ?? (typeof input?.source_principal === 'string' ? input.source_principal : null);
     const dst = input?.attributes?.destination?.address?.socketAddress;
     if (identity === null || typeof dst?.address !== 'string' || typeof dst.portValue !== 'number') return;
-    const address = canonicalAddress(dst.address);
+    const address = this.canonical(dst.address);
     if (address !== null) this.lastAllowMs.set(key(identity, address, dst.portValue), this.clock.nowMs());
   }
 }

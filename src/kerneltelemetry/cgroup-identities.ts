@@ -59,6 +59,7 @@ export class CgroupIdentities {
 
   /** verdict verified `spiffeId` on a request from `sourceAddress`. */
   bindVerified(sourceAddress: string, spiffeId: string): void {
+    if (this.bySource.size === 0) return; // no row is bound by address: nothing to learn (the common case, per Check)
     const src = canonicalAddress(sourceAddress);
     const b = src === null ? undefined : this.bySource.get(src);
     if (!b || b.verified === spiffeId || b.verified === 'ambiguous') return;

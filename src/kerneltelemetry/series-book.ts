@@ -27,7 +27,8 @@ export interface AggregateDelta {
  * one (counters must not move between series); an identity gets at most `topDestinations` of them, handed
  * to the busiest new destinations of each read, and everything else lands in destination="other".
  * Memory: the previous read (≤ the kernel map bound) plus at most min(maxSeries, identities × (topDestinations
- * + 1)) series; once maxSeries is reached, new destinations fold into their identity's "other".
+ * + 1)) series; once maxSeries is reached, new destinations fold into their identity's "other" (an identity seen
+ * only after that still gets its one "other" series, so identities beyond the cap add one series each).
  */
 export class SeriesBook {
   private previous = new Map<string, Stats>();
@@ -72,7 +73,9 @@ export class SeriesBook {
     const own = byDest.get(destination);
     if (own) return own.stats;
     const named = byDest.size - (byDest.has(OTHER_DESTINATION) ? 1 : 0);
-    const label = named < this.topDestinations && this.count < this.maxSeries ? destination : OTHER_DESTINATION;
+    // Room is kept for the identity's own "other" series, so the total never passes maxSeries because of it.
+    const room = this.count + (byDest.has(OTHER_DESTINATION) ? 0 : 1) < this.maxSeries;
+    const label = named < this.topDestinations && room ? destination : OTHER_DESTINATION;
     let s = byDest.get(label);
     if (!s) {
       byDest.set(label, (s = { spiffeId, destination: label, labels: seriesLabels(spiffeId, label), stats: emptyStats() }));

@@ -69,3 +69,22 @@ describe('SeriesBook: kernel reads → monotonic series', () => {
     expect([...book.all()][0]?.stats.hist[14]).toBe(3);
   });
 });
+
+describe('SeriesBook bounds and label text', () => {
+  it('maxSeries caps all series: past it new destinations fold into their identity\'s "other"', () => {
+    const book = new SeriesBook(100, 3);
+    book.apply(
+      [1, 2, 3, 4, 5].map((p) => agg(1n, p, { attempts: 10 - p })),
+      true,
+      identity,
+    );
+    expect(book.size).toBe(3);
+    expect(byDest(book, 'spiffe://t/1')).toEqual({ '10.0.0.1:1': 9, '10.0.0.1:2': 8, [OTHER_DESTINATION]: 7 + 6 + 5 });
+  });
+
+  it('label values are escaped for the Prometheus text format', () => {
+    const book = new SeriesBook(1);
+    book.apply([agg(1n, 80, { attempts: 1 })], true, () => 'spiffe://t/a"b\\c\nd');
+    expect(book.all()[0]?.labels).toBe('spiffe_id="spiffe://t/a\\"b\\\\c\\nd",destination="10.0.0.1:80"');
+  });
+});
