@@ -15,16 +15,18 @@
  */
 #define KT_HIST_SLOTS 36
 
+/* Sockets followed at once (connect → close); past it the least recently used is no longer followed. */
+#define KT_MAX_SOCKETS 65536
+
 /* Per-CPU health counters of the programs themselves (array index). */
-#define KT_CTR_NO_STORAGE 0   /* socket storage could not be created: that connection is not followed */
+#define KT_CTR_NO_STORAGE 0   /* the socket could not be tagged: that connection is not followed */
 #define KT_CTR_STATS_FULL 1   /* the stats entry could not be inserted (never expected with an LRU map) */
 #define KT_CTR_UNTRACKED_CB 2 /* a sockops callback for a socket connect4 did not see (made before attach) */
 #define KT_CTR_COUNT 3
 
-/* sk storage flags */
+/* kt_sock flags */
 #define KT_SOCK_ESTABLISHED 1
 #define KT_SOCK_RESET 2
-#define KT_SOCK_CLOSED 4
 
 /*
  * One aggregate: the workload's cgroup v2 id (the cgroup directory's inode) and the destination the socket
@@ -55,7 +57,7 @@ struct kt_stats {
 	__u64 hist[KT_HIST_SLOTS];
 };
 
-/* Socket-local storage: what connect4 learnt (the cgroup and destination) and the SYN time. */
+/* Per followed socket: what connect4 learnt (the cgroup and destination) and the SYN time. */
 struct kt_sock {
 	struct kt_key key;
 	__u64 syn_ns;

@@ -19,6 +19,8 @@ import { AllowIndex } from '../src/kerneltelemetry/allow-index';
 import { CgroupIdentities } from '../src/kerneltelemetry/cgroup-identities';
 import { EnabledKernelTelemetry, startKernelTelemetry } from '../src/kerneltelemetry/kernel-telemetry';
 import { KernelTelemetryMaps } from '../src/kerneltelemetry/telemetry-maps';
+import { KernelVerdictMap } from '../src/fastpath/kernel-verdict-map';
+import { bpfObjectPath, loadAddon } from '../src/fastpath/native-addon';
 import { loadTelemetryAddon, telemetryObjectPath } from '../src/kerneltelemetry/telemetry-addon';
 import { packageRoot } from '../src/package-root';
 import { createLogger } from '../src/telemetry/logger';
@@ -51,6 +53,8 @@ export async function run(): Promise<Record<string, unknown>> {
     ['connect() p50 µs', f(connection.attachedP50Us), f(connection.detachedP50Us), f(connection.addedP50Us)],
     ['connect() p90 µs', f(connection.attachedP90Us), f(connection.detachedP90Us), f(connection.attachedP90Us - connection.detachedP90Us)],
     ['programs ns / connection', f(connection.programNsPerConnection), '-', '-'],
+    ['fast path connect4 ns (yardstick)', f(connection.fastpathConnect4NsPerRun), '-', '-'],
+    ['telemetry / fast path program', f(connection.ratioToFastpath), '-', '-'],
     [''],
     ['', 'telemetry', 'without', 'ratio'],
     [`scrape ms (${scrape.series} series)`, f(scrape.withP50Ms), f(scrape.withoutP50Ms), f(scrape.withP50Ms / scrape.withoutP50Ms)],
@@ -72,6 +76,11 @@ async function connectionCost() {
     pinDir: null,
     cgroupPath: null,
   });
+  // The fast path's connect program rides along on the same connects: a yardstick measured under the same load.
+  const fpAddon = loadAddon();
+  if ('reason' in fpAddon) throw new Error(fpAddon.reason);
+  const yardstick = KernelVerdictMap.load(fpAddon.addon, { objectPath: bpfObjectPath(), maxEntries: 1024, pinDir: null, cgroupPath: null });
+  yardstick.setGeneration(1n);
   const up = await startEchoServer();
   const statsWas = readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim();
   const probe = await startProbe(tree.child.w!);
@@ -82,11 +91,15 @@ async function connectionCost() {
     // Interleaved blocks, so drift in machine load hits both sides alike.
     for (let block = 0; block < BLOCKS; block++) {
       maps.attach(tree.parent.path);
+      yardstick.attach(tree.parent.path);
       for (let i = 0; i < PER_BLOCK; i++) attached.push(await probe.connect(up.port));
       maps.detach();
+      yardstick.detach();
       for (let i = 0; i < PER_BLOCK; i++) detached.push(await probe.connect(up.port));
     }
     const stats = maps.programStats();
+    const fp = yardstick.programStats().find((p) => p.name === 'connect4');
+    const fastpathNs = fp && fp.runCount > 0 ? fp.runTimeNs / fp.runCount : null;
     const runNs = stats.reduce((n, p) => n + p.runTimeNs, 0);
     const [a50 = NaN, a90 = NaN] = percentiles(attached, [50, 90]);
     const [d50 = NaN, d90 = NaN] = percentiles(detached, [50, 90]);
@@ -97,6 +110,8 @@ async function connectionCost() {
       attachedP90Us: a90 / 1e3,
       detachedP90Us: d90 / 1e3,
       programNsPerConnection: attached.length > 0 ? runNs / attached.length : null,
+      fastpathConnect4NsPerRun: fastpathNs,
+      ratioToFastpath: fastpathNs ? runNs / attached.length / fastpathNs : null,
       programs: Object.fromEntries(
         stats.map((p) => [p.name, { runs: p.runCount, nsPerRun: p.runCount > 0 ? round(p.runTimeNs / p.runCount) : null }]),
       ),
@@ -105,6 +120,7 @@ async function connectionCost() {
     writeFileSync('/proc/sys/kernel/bpf_stats_enabled', statsWas);
     await probe.close();
     maps.close();
+    yardstick.close();
     up.server.close();
     tree.parent.remove();
   }
