@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -10,6 +11,7 @@ import { packageRoot } from '../../src/package-root';
 import { createLogger } from '../../src/telemetry/logger';
 import { startCgroupClient, type CgroupClient } from '../helpers/bpf-client';
 import { startEchoServer } from '../helpers/bpf-envoy';
+import { testPinDir } from '../helpers/bpf-kernel';
 import { createCgroupTree, parseMetrics, requireTelemetryBPF } from '../helpers/kernel-telemetry-fixtures';
 import { checkClient, httpCheckRequest, type CheckClient } from '../helpers/verdict-harness';
 
@@ -23,6 +25,7 @@ describe('kernel telemetry inside verdict', () => {
   let client: CgroupClient;
   let allowed: { server: Server; port: number };
   let bypass: { server: Server; port: number };
+  const pinDir = testPinDir('ktverdict');
 
   beforeAll(async () => {
     requireTelemetryBPF();
@@ -35,7 +38,7 @@ describe('kernel telemetry inside verdict', () => {
         enabled: true,
         required: true,
         cgroupPath: tree.parent.path,
-        pinPath: null,
+        pinPath: pinDir,
         pollIntervalMs: 0,
         minReadIntervalMs: 0,
         identities: [{ cgroupPath: tree.child.frontend!.path, spiffeId: ID }],
@@ -53,6 +56,8 @@ describe('kernel telemetry inside verdict', () => {
     await client?.close();
     check?.close();
     await verdict?.stop();
+    // A clean stop removes the pins it made.
+    expect(existsSync(pinDir)).toBe(false);
     allowed?.server.close();
     bypass?.server.close();
     tree?.parent.remove();
@@ -75,6 +80,10 @@ describe('kernel telemetry inside verdict', () => {
     expect(m.get(`verdict_kernel_connections_established_total{spiffe_id="${ID}",destination="127.0.0.1:${bypass.port}"}`)).toBe(1);
     expect(m.get(`verdict_kernel_unexplained_connections_total{spiffe_id="${ID}"}`)).toBe(1);
     expect(m.get('verdict_kernel_reads_total{outcome="complete"}')).toBe(1);
+  });
+
+  it('pins the aggregate maps for other tools (bpftool map dump pinned …/conn_stats)', () => {
+    expect(['conn_stats', 'health'].map((m) => existsSync(join(pinDir, m)))).toEqual([true, true]);
   });
 
   it('`verdict fastpath telemetry` prints the top talkers and the unexplained connections', async () => {
