@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the kernel programs (build/bpf/fastpath.bpf.o) and the N-API addon (bpf/addon/build/Release/fastpath.node).
+# Builds the kernel programs (build/bpf/fastpath.bpf.o, build/bpf/kernel-telemetry.bpf.o) and the N-API addon (bpf/addon/build/Release/fastpath.node).
 # binding.gyp lives in bpf/addon/, not at the package root, so `npm ci` never runs node-gyp implicitly.
 # Where the toolchain is missing (not Linux, no clang/libbpf) the fast path is simply not built and verdict
 # runs with it off; under CI=true that is an error, because CI must exercise the kernel path.
@@ -23,4 +23,7 @@ case "$arch" in x86_64) target_arch=x86 ;; aarch64) target_arch=arm64 ;; *) targ
 clang -O2 -g -Wall -target bpf -D__TARGET_ARCH_"$target_arch" \
   -I/usr/include/"$arch"-linux-gnu -Ibpf \
   -c bpf/fastpath.bpf.c -o build/bpf/fastpath.bpf.o
-echo "[build:native] build/bpf/fastpath.bpf.o bpf/addon/build/Release/fastpath.node" >&2
+clang -O2 -g -Wall -target bpf -D__TARGET_ARCH_"$target_arch" \
+  -I/usr/include/"$arch"-linux-gnu -Ibpf \
+  -c bpf/kernel-telemetry.bpf.c -o build/bpf/kernel-telemetry.bpf.o
+echo "[build:native] build/bpf/fastpath.bpf.o build/bpf/kernel-telemetry.bpf.o bpf/addon/build/Release/fastpath.node" >&2

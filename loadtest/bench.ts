@@ -10,6 +10,7 @@ import * as engines from './bench-engines';
 import * as envoy from './bench-envoy';
 import * as fastpath from './bench-fastpath';
 import * as identity from './bench-identity';
+import * as kernelTelemetry from './bench-kernel-telemetry';
 import * as peer from './bench-peer';
 import * as shadow from './bench-shadow';
 import * as swap from './bench-swap';
@@ -25,6 +26,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   engines: engines.run,
   envoy: envoy.run,
   fastpath: fastpath.run,
+  'kernel-telemetry': kernelTelemetry.run,
   swap: swap.run,
   shadow: shadow.run,
   tenants: tenants.run,

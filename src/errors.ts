@@ -64,6 +64,9 @@ export const ERROR_CODES = {
   // fastpath/: the kernel path (never on the decision path: its failures switch it off, they do not deny)
   ERR_FASTPATH_UNAVAILABLE: { kind: 'fastpath', summary: 'kernel fast path cannot run here' },
   ERR_FASTPATH_WRITE: { kind: 'fastpath', summary: 'kernel verdict map write failed' },
+  // kerneltelemetry/: observation only (never on the decision path)
+  ERR_KERNEL_TELEMETRY_UNAVAILABLE: { kind: 'fastpath', summary: 'kernel telemetry cannot run here' },
+  ERR_KERNEL_UNEXPLAINED_CONNECTION: { kind: 'fastpath', summary: 'a connection was established with no allow decision from verdict' },
   // decisionlog/: never on the decision path; counted and logged
   ERR_DECISIONLOG_SINK: { kind: 'decisionlog', summary: 'decision-log sink refused or failed a batch' },
   ERR_DECISIONLOG_SPOOL: { kind: 'decisionlog', summary: 'decision-log spool cannot be read or written' },

@@ -11,6 +11,7 @@ import { VerdictError } from './errors';
 import { startFastpath, type Fastpath } from './fastpath/fastpath';
 import { OIDCTokenStep } from './identity/oidc-token-step';
 import { startIdentity, type IdentityRuntime } from './identity/start-identity';
+import { startKernelTelemetry, type KernelTelemetry } from './kerneltelemetry/kernel-telemetry';
 import { defaultBundlePath } from './package-root';
 import type { BundleLoader } from './policy/bundle-loader';
 import { startBundleLoader } from './policy/bundle-startup';
@@ -42,6 +43,8 @@ export interface RunningVerdict {
   bundles: BundleLoader | null;
   metrics: Metrics;
   fastpath: Fastpath;
+  /** Identity-aware kernel telemetry (docs/kernel-telemetry.md); the disabled twin when off. */
+  kernelTelemetry: KernelTelemetry;
   /** The decision cache; null when cache.enabled is false. */
   cache: CacheParts | null;
   /** SPIFFE identity (Workload API client, bundles); null when identity is disabled. */
@@ -71,6 +74,14 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   // Off (one log line + metric saying why) unless configured and the kernel allows it.
   const fastpath = startFastpath(config.fastpath, { clock, logger, metrics });
   policy.on('swap', ({ current }) => fastpath.onPolicySwap(current));
+  // After the fast path: its connect programs must run first so telemetry sees their refusals.
+  const kernelTelemetry = startKernelTelemetry(config.kernelTelemetry, {
+    clock,
+    logger,
+    metrics,
+    decisionLog,
+    workerSlot: config.server.workerSlot,
+  });
 
   const cache = config.cache.enabled ? setUpDecisionCache(config, { policy, metrics, logger, clock, opa: toolPath('opa') }) : null;
   configureEngines(config.engines);
@@ -105,6 +116,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const tenants = startTenants(config, { metrics, logger, clock });
   const observers = [
     ...(fastpath.observer ? [fastpath.observer] : []),
+    ...(kernelTelemetry.observer ? [kernelTelemetry.observer] : []),
     ...(shadow ? [shadow.evaluator] : []),
     ...(tenants ? [tenants] : []),
   ];
@@ -138,7 +150,8 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     httpServer = new OpsHttpServer({
       host: config.server.http.host,
       port: config.server.http.port,
-      metricsText: () => metrics.registry.metrics(),
+      // The registry first: its verdict_kernel_telemetry_enabled collector does the scrape's one kernel read.
+      metricsText: async () => `${await metrics.registry.metrics()}${kernelTelemetry.metricsText()}`,
       metricsContentType: metrics.registry.contentType,
       isReady: serving,
     });
@@ -160,6 +173,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     bundles,
     metrics,
     fastpath,
+    kernelTelemetry,
     cache,
     identity,
     shadow,
@@ -175,6 +189,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       await httpAuthz?.stop();
       identity?.close();
       await httpServer?.stop();
+      kernelTelemetry.close();
       fastpath.close();
       await shadow?.stop();
       await tenants?.stop();

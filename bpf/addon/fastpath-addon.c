@@ -17,6 +17,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "../fastpath.h"
+#include "telemetry-addon.h"
 
 #define MAX_ERR 256
 
@@ -591,6 +592,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{"layout", NULL, fp_layout, NULL, NULL, NULL, napi_default, NULL},
 	};
 	napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+	kt_register(env, exports);
 	return exports;
 }
 

@@ -4,15 +4,18 @@ import { VerdictError } from '../errors';
 import { dumpEntries, readKernelStatus } from '../fastpath/fastpath-status';
 import { KernelVerdictMap } from '../fastpath/kernel-verdict-map';
 import { loadAddon } from '../fastpath/native-addon';
+import { fetchMetricsText, formatReport, telemetryReport } from '../kerneltelemetry/telemetry-report';
 
 interface Opts {
   config?: string;
   set: string[];
   json?: boolean;
   limit?: string;
+  metricsUrl?: string;
+  top?: string;
 }
 
-/** `verdict fastpath status|dump`: reads a running verdict's pinned maps (fastpath.pinPath) and its cgroup. */
+/** `verdict fastpath status|dump|telemetry`: status and dump read a running verdict's pinned maps (fastpath.pinPath) and its cgroup. */
 export function registerFastpath(program: Command): void {
   const fp = program.command('fastpath').description('Inspect the kernel fast path of a running verdict');
   withConfig(fp.command('status').description('Attached programs, entries, generation, kernel counters')).action((opts: Opts) => {
@@ -40,6 +43,24 @@ export function registerFastpath(program: Command): void {
         map.close();
       }
     });
+  withConfig(fp.command('telemetry').description('Kernel telemetry of a running verdict: top talkers and unexplained connections'))
+    .option('--metrics-url <url>', "the running verdict's /metrics (default: from server.http in the config)")
+    .option('--top <n>', 'show this many talkers', '20')
+    .action(async (opts: Opts) => {
+      const report = telemetryReport(await fetchMetricsText(opts.metricsUrl ?? metricsURL(opts)));
+      const top = Number(opts.top ?? '20');
+      process.stdout.write(
+        opts.json ? `${JSON.stringify({ ...report, talkers: report.talkers.slice(0, top) }, null, 2)}\n` : formatReport(report, top),
+      );
+    });
+}
+
+/** Where the running verdict serves /metrics, from the same config `serve` was given. */
+function metricsURL(opts: Opts): string {
+  const http = loadConfig({ file: opts.config, env: process.env, overrides: opts.set }).server.http;
+  if (http.port === null) throw new VerdictError('ERR_KERNEL_TELEMETRY_UNAVAILABLE', 'server.http.port is null: pass --metrics-url');
+  const host = http.host.includes(':') ? `[${http.host}]` : http.host;
+  return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${http.port}/metrics`;
 }
 
 function withConfig(cmd: Command): Command {

@@ -10,6 +10,7 @@ import { isEnvoyDenyStatus } from '../policy/envoy-status-code';
 import { shadowSchema } from './sections/shadow';
 import { tenantsSchema } from './sections/tenants';
 import { tracingSchema } from './sections/tracing';
+import { kernelTelemetrySchema } from './sections/kernel-telemetry';
 
 /**
  * The whole configuration: one schema with its defaults. Validated once at start-up, then frozen.
@@ -143,6 +144,7 @@ export const configSchema = z.strictObject({
   cache: cacheSchema,
   decisionLog: decisionLogSchema,
   fastpath: fastpathSchema,
+  kernelTelemetry: kernelTelemetrySchema,
   bundles: bundlesSchema,
   tenants: tenantsSchema,
   tracing: tracingSchema,

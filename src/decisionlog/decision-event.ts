@@ -34,9 +34,11 @@ export interface DecisionEvent {
   /** The policy denied, but `decision.dryRun` let the request through. */
   dry_run?: true;
   error?: string;
+  /** 'observation': kernel evidence (docs/kernel-telemetry.md); 'shadow': a candidate bundle's disagreement (docs/shadow.md). Absent for a decision. */
+  kind?: 'observation' | 'shadow';
+  observation?: Readonly<Record<string, unknown>>;
   prev_hash?: string;
-  /** 'shadow': a candidate bundle disagreed with this decision (docs/shadow.md); absent for a decision. */
-  kind?: 'shadow';
+  /** For kind 'shadow': both outcomes. */
   shadow?: Record<string, unknown>;
 }
 
@@ -78,6 +80,7 @@ export function toDecisionEvent(record: DecisionRecord, _decision: Decision, ctx
   if (record.dry_run) e.dry_run = true;
   if (record.kind) e.kind = record.kind;
   if (record.shadow) e.shadow = record.shadow;
+  if (record.observation) e.observation = record.observation;
   return e;
 }
 

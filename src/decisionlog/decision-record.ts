@@ -9,7 +9,11 @@ export type DecisionStep = 'identity' | 'cache' | 'input' | 'eval';
 export interface DecisionRecord {
   decision_id: string;
   timestamp: string;
-  protocol: 'grpc' | 'http';
+  /** 'kernel': an observation made from kernel telemetry, not a Check. */
+  protocol: 'grpc' | 'http' | 'kernel';
+  /** 'observation': not a decision but evidence (src/kerneltelemetry/); 'shadow': a candidate bundle's disagreement (src/shadow/). Absent for a decision. */
+  kind?: 'observation' | 'shadow';
+  observation?: Readonly<Record<string, unknown>>;
   bundle?: BundleRef;
   engine?: EngineKind;
   /** The policy input (masking is applied by the log). Absent when the request was refused before it. */
@@ -33,8 +37,6 @@ export interface DecisionRecord {
   timings_ns: { total: number } & Partial<Record<DecisionStep, number>>;
   /** The tenant whose bundle decided (config `tenants`); a log label. */
   tenant?: string;
-  /** Absent for a decision; 'shadow' for a candidate bundle's disagreement with it (src/shadow/, docs/shadow.md). */
-  kind?: 'shadow';
   /** For kind 'shadow': both outcomes, already in the log's JSON shape. */
   shadow?: Record<string, unknown>;
 }

@@ -53,8 +53,8 @@ export async function replayDecisionLog(file: string, engine: PolicyEngine, maxE
       input_kind?: string;
       kind?: string;
     };
-    // A shadow event repeats a decision already in the log (docs/shadow.md): not a decision of its own.
-    if (e.kind === 'shadow') continue;
+    // Events that are not decisions (shadow disagreements, kernel observations) have nothing to replay.
+    if (e.kind !== undefined) continue;
     report.events++;
     const before = typeof e.result?.allowed === 'boolean' ? e.result.allowed : undefined;
     if (e.input === undefined || before === undefined) {

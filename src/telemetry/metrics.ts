@@ -199,6 +199,47 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Kernel telemetry (src/kerneltelemetry/); its per-series verdict_kernel_* collectors register themselves.
+  /** Set by kernel telemetry: one batched kernel read, run by the first verdict_kernel_* metric of a scrape. */
+  kernelTelemetryRefresh: (() => void) | null = null;
+
+  readonly kernelTelemetryEnabled = new Gauge({
+    name: 'verdict_kernel_telemetry_enabled',
+    // cluster mode: how the primary combines the workers' values
+    aggregator: 'max',
+    help: 'Kernel telemetry on (1) or off (0), labelled with the reason it is off (ENABLED when on).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+    // Runs before the counters below are serialised, so a scrape shows the read it triggered.
+    collect: () => this.kernelTelemetryRefresh?.(),
+  });
+
+  readonly kernelUnexplained = new Counter({
+    name: 'verdict_kernel_unexplained_connections_total',
+    help: 'Connections the kernel saw established with no allow decision from verdict for that identity and destination within the window.',
+    labelNames: ['spiffe_id'] as const,
+    registers: [this.registry],
+  });
+
+  readonly kernelReads = new Counter({
+    name: 'verdict_kernel_reads_total',
+    help: 'Batched reads of the kernel telemetry maps, by outcome (complete, truncated: stopped at readMaxEntries, error).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly kernelReadDuration = new Gauge({
+    name: 'verdict_kernel_read_duration_seconds',
+    help: 'Duration of the last batched read of the kernel telemetry maps (decode included).',
+    registers: [this.registry],
+  });
+
+  readonly kernelObservationsDropped = new Counter({
+    name: 'verdict_kernel_observation_events_dropped_total',
+    help: 'Unexplained-connection observations counted but not written to the decision log (over maxEventsPerRead).',
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'verdict_', eventLoopMonitoringPrecision: 1 });

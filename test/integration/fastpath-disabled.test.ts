@@ -1,23 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config';
 import { packageRoot } from '../../src/package-root';
 import { createLogger } from '../../src/telemetry/logger';
+import { logSink } from '../helpers/log-sink';
 import { checkClient, httpCheckRequest, startTestVerdict } from '../helpers/verdict-harness';
-
-/** Collects pino's JSON lines. */
-function logSink(): { lines: { level: string; msg: string; reason?: string }[]; stream: Writable } {
-  const lines: { level: string; msg: string; reason?: string }[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as { level: string; msg: string });
-      done();
-    },
-  });
-  return { lines, stream };
-}
 
 describe('fast path off: everything else works', () => {
   const cases = [

@@ -1,27 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { KEY_LAYOUT, VALUE_LAYOUT, decodeKey, decodeValue, encodeKey, writeValue } from '../../../src/fastpath/map-layout';
 import { bpfObjectPath } from '../../../src/fastpath/native-addon';
+import { btfStructs } from '../../helpers/bpf-btf';
 import { requireBPF } from '../../helpers/bpf-kernel';
-
-/** Struct sizes and member byte offsets from the BPF object's BTF (what the kernel programs were compiled with). */
-function btfStructs(): Record<string, { size: number; members: Record<string, number> }> {
-  const raw = execFileSync('bpftool', ['btf', 'dump', 'file', bpfObjectPath(), 'format', 'raw'], { encoding: 'utf8' });
-  const out: Record<string, { size: number; members: Record<string, number> }> = {};
-  let current: { size: number; members: Record<string, number> } | null = null;
-  for (const line of raw.split('\n')) {
-    const s = /^\[\d+\] STRUCT '(\w+)' size=(\d+)/.exec(line);
-    if (s?.[1] && s[2]) {
-      current = { size: Number(s[2]), members: {} };
-      out[s[1]] = current;
-      continue;
-    }
-    const m = /^\s+'(\w+)' type_id=\d+ bits_offset=(\d+)/.exec(line);
-    if (m?.[1] && m[2] && current && line.startsWith('\t')) current.members[m[1]] = Number(m[2]) / 8;
-    else if (!line.startsWith('\t')) current = null;
-  }
-  return out;
-}
 
 describe('struct layout agrees between C and TypeScript', () => {
   it('the addon (host C compiler) sees the layout map-layout.ts encodes', () => {
@@ -33,7 +14,7 @@ describe('struct layout agrees between C and TypeScript', () => {
 
   it('the BPF object (clang -target bpf) has the same layout in its BTF', () => {
     requireBPF();
-    const btf = btfStructs();
+    const btf = btfStructs(bpfObjectPath());
     expect(btf.fp_key).toEqual({ size: KEY_LAYOUT.size, members: { src: 0, dst: 16, dst_port: 32, family: 34, pad: 35 } });
     expect(btf.fp_verdict).toEqual({ size: VALUE_LAYOUT.size, members: { generation: 0, expires_ns: 8, action: 16, pad: 20 } });
   });

@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/*
+ * verdict's kernel telemetry: what each workload's TCP clients do on the wire, aggregated in the kernel per
+ * (cgroup, destination address:port). Nothing goes to user space per packet or per connection: user space
+ * reads the aggregates in batches at scrape time (docs/kernel-telemetry.md).
+ *
+ * connect4/6 (process context, cgroup-scoped) learn the cgroup and destination, count the attempt, see
+ * whether an earlier connect program (the fast path) refused it, and tag the socket (by its cookie). sockops (same cgroup)
+ * follows the tagged socket: SYN time, ESTABLISHED (latency histogram), retransmits, state changes. A
+ * tp_btf program on tcp_receive_reset marks tagged sockets that received a RST; it is the only hook not
+ * scoped by cgroup, and it does one map lookup on a RST only.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
+#include "kernel-telemetry.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+
+struct sock;
+
+/* Sized by the loader (bpf_map__set_max_entries) before load; LRU, so the bound holds under any traffic. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct kt_key);
+	__type(value, struct kt_stats);
+} conn_stats SEC(".maps");
+
+/*
+ * The sockets being followed, by socket cookie: preallocated LRU, so tagging a socket in connect4 costs a
+ * map update, not an allocation (socket storage measured ~2x slower here). An entry goes at CLOSE; one
+ * evicted meanwhile (more than max_entries connections open at once) is simply not followed any further.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KT_MAX_SOCKETS);
+	__type(key, __u64);
+	__type(value, struct kt_sock);
+} conn_socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KT_CTR_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} health SEC(".maps");
+
+/* A zeroed value to insert a new aggregate from (too large for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kt_stats);
+} zero_stats SEC(".maps");
+
+static __always_inline void count_health(__u32 slot)
+{
+	__u64 *c = bpf_map_lookup_elem(&health, &slot);
+	if (c)
+		*c += 1;
+}
+
+/* This CPU's aggregate for key, created when absent. NULL only if the insert failed. */
+static __always_inline struct kt_stats *stats_for(const struct kt_key *key)
+{
+	struct kt_stats *s = bpf_map_lookup_elem(&conn_stats, key);
+	if (s)
+		return s;
+	__u32 zero = 0;
+	struct kt_stats *z = bpf_map_lookup_elem(&zero_stats, &zero);
+	if (!z)
+		return NULL;
+	/* NOEXIST: another CPU may have inserted it meanwhile; its slot for this CPU is zero as well. */
+	bpf_map_update_elem(&conn_stats, key, z, BPF_NOEXIST);
+	s = bpf_map_lookup_elem(&conn_stats, key);
+	if (!s)
+		count_health(KT_CTR_STATS_FULL);
+	return s;
+}
+
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0;
+	if (v >> 32) {
+		v >>= 32;
+		r += 32;
+	}
+	if (v >> 16) {
+		v >>= 16;
+		r += 16;
+	}
+	if (v >> 8) {
+		v >>= 8;
+		r += 8;
+	}
+	if (v >> 4) {
+		v >>= 4;
+		r += 4;
+	}
+	if (v >> 2) {
+		v >>= 2;
+		r += 2;
+	}
+	if (v >> 1)
+		r += 1;
+	return r;
+}
+
+/*
+ * Runs after the fast path's connect program when both are attached to the same cgroup (links run in
+ * attach order; an ancestor's after a descendant's), so bpf_get_retval() tells whether it refused.
+ * Always returns 1: telemetry never refuses anything itself.
+ */
+static __always_inline int on_connect(struct bpf_sock_addr *ctx, struct kt_key *key)
+{
+	key->cgroup_id = bpf_get_current_cgroup_id();
+	struct kt_stats *s = stats_for(key);
+	if (!s)
+		return 1;
+	s->attempts += 1;
+	if (bpf_get_retval() != 0) {
+		s->refused_fastpath += 1;
+		return 1;
+	}
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct kt_sock ks = {.key = *key};
+	if (bpf_map_update_elem(&conn_socks, &cookie, &ks, BPF_ANY))
+		count_health(KT_CTR_NO_STORAGE);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int kt_connect4(struct bpf_sock_addr *ctx)
+{
+	struct kt_key key = {};
+	if (ctx->type != 1 /* SOCK_STREAM */)
+		return 1;
+	key.family = 2;
+	key.dst[0] = ctx->user_ip4;
+	key.dst_port = bpf_ntohs((__u16)ctx->user_port);
+	return on_connect(ctx, &key);
+}
+
+SEC("cgroup/connect6")
+int kt_connect6(struct bpf_sock_addr *ctx)
+{
+	struct kt_key key = {};
+	if (ctx->type != 1 /* SOCK_STREAM */)
+		return 1;
+	key.family = 10;
+	key.dst[0] = ctx->user_ip6[0];
+	key.dst[1] = ctx->user_ip6[1];
+	key.dst[2] = ctx->user_ip6[2];
+	key.dst[3] = ctx->user_ip6[3];
+	key.dst_port = bpf_ntohs((__u16)ctx->user_port);
+	return on_connect(ctx, &key);
+}
+
+static __always_inline void on_established(struct kt_sock *ks)
+{
+	struct kt_stats *s = stats_for(&ks->key);
+	ks->flags |= KT_SOCK_ESTABLISHED;
+	if (!s)
+		return;
+	s->established += 1;
+	__u64 ns = ks->syn_ns ? bpf_ktime_get_ns() - ks->syn_ns : 0;
+	__u32 slot = log2_u64(ns);
+	if (slot >= KT_HIST_SLOTS)
+		slot = KT_HIST_SLOTS - 1;
+	s->hist[slot] += 1;
+	s->handshake_ns_sum += ns;
+}
+
+/* The first move to CLOSE decides how the connection ended, and carries its byte and RTT totals. */
+static __always_inline void on_close(struct bpf_sock_ops *skops, struct kt_sock *ks, __u32 old_state, __u64 *cookie)
+{
+	struct kt_stats *s = stats_for(&ks->key);
+	/* The socket is done: free its slot (ks stays readable until the end of this program: RCU). */
+	bpf_map_delete_elem(&conn_socks, cookie);
+	if (!s)
+		return;
+	if (!(ks->flags & KT_SOCK_ESTABLISHED)) {
+		if (old_state == TCP_SYN_SENT) {
+			if (ks->flags & KT_SOCK_RESET)
+				s->refused_peer += 1;
+			else
+				s->failed += 1;
+		}
+		return;
+	}
+	if (ks->flags & KT_SOCK_RESET)
+		s->reset_peer += 1;
+	s->bytes_acked += skops->bytes_acked;
+	s->bytes_received += skops->bytes_received;
+	s->srtt_us_sum += skops->srtt_us >> 3; /* the kernel keeps srtt << 3 */
+	s->srtt_samples += 1;
+}
+
+SEC("sockops")
+int kt_sockops(struct bpf_sock_ops *skops)
+{
+	__u32 op = skops->op;
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_RETRANS_CB &&
+	    op != BPF_SOCK_OPS_STATE_CB)
+		return 1;
+	/* Of the state changes only the move to CLOSE matters: skip the lookup for the others. */
+	if (op == BPF_SOCK_OPS_STATE_CB && skops->args[1] != TCP_CLOSE)
+		return 1;
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	struct kt_sock *ks = bpf_map_lookup_elem(&conn_socks, &cookie);
+	if (!ks) {
+		if (op == BPF_SOCK_OPS_TCP_CONNECT_CB)
+			count_health(KT_CTR_UNTRACKED_CB);
+		return 1;
+	}
+	switch (op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		ks->syn_ns = bpf_ktime_get_ns();
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG |
+							 BPF_SOCK_OPS_RETRANS_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		on_established(ks);
+		break;
+	case BPF_SOCK_OPS_RETRANS_CB: {
+		struct kt_stats *s = stats_for(&ks->key);
+		if (s)
+			s->retransmits += 1;
+		break;
+	}
+	case BPF_SOCK_OPS_STATE_CB:
+		on_close(skops, ks, skops->args[0], &cookie);
+		break;
+	}
+	return 1;
+}
+
+/* tcp_reset() fires this before it sets sk_err and moves the socket to CLOSE (the STATE_CB above). */
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(kt_receive_reset, struct sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct kt_sock *ks = bpf_map_lookup_elem(&conn_socks, &cookie);
+	if (ks)
+		ks->flags |= KT_SOCK_RESET;
+	return 0;
+}
