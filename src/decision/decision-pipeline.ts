@@ -38,6 +38,8 @@ interface Flight {
   readonly startedNs: bigint;
   active?: ActivePolicy;
   message?: CheckRequest;
+  /** The decoded request holds an ExactNumber (ReceivedCheckRequest.exactNumbers). */
+  exactNumbers: boolean;
   spiffe: SPIFFEInput | null;
   plan: CachePlan | null;
   cacheKey?: string;
@@ -87,7 +89,7 @@ export class DecisionPipeline {
       fastpath: false,
       timings_ns: { total: 0 },
     };
-    return { decision, record, startedNs: clock.monotonicNs(), spiffe: null, plan: null };
+    return { decision, record, startedNs: clock.monotonicNs(), exactNumbers: false, spiffe: null, plan: null };
   }
 
   /** The bundle is taken once: the whole request is decided with it, even if a swap happens meanwhile. */
@@ -105,10 +107,13 @@ export class DecisionPipeline {
 
   private checkLimits(f: Flight, req: ReceivedCheckRequest): CheckRequest {
     const { limits } = this.deps.config;
+    // A request that did not decode (or broke a bound while decoding) is refused, never evaluated.
+    if (req.refusal) throw req.refusal;
     if (req.message === null || req.wireBytes > limits.maxRequestBytes) {
       throw new VerdictError('ERR_REQUEST_TOO_LARGE', `CheckRequest of ${req.wireBytes} bytes exceeds ${limits.maxRequestBytes}`);
     }
     f.message = req.message;
+    f.exactNumbers = req.exactNumbers === true;
     return req.message;
   }
 
@@ -143,7 +148,7 @@ export class DecisionPipeline {
   }
 
   private async evaluateAndStore(f: Flight, active: ActivePolicy, message: CheckRequest): Promise<void> {
-    const input = buildInputDocument(message, this.deps.config.limits);
+    const input = await buildInputDocument(message, this.deps.config.limits, f.exactNumbers);
     if (f.spiffe) input.spiffe = f.spiffe;
     f.record.input = input;
     f.record.input_kind = 'full';
@@ -204,6 +209,7 @@ export class DecisionPipeline {
     delete decision.result;
     decision.reason = err.code;
     decision.httpStatus = err.httpStatus ?? this.statusFor(err.kind);
+    if (err.code === 'ERR_REQUEST_PARSE' || err.code === 'ERR_REQUEST_BODY_PARSE') decision.parseError = err.message;
     f.record.error = err.message;
   }
 

@@ -22,4 +22,9 @@ export interface Decision {
   result?: PolicyResult;
   bundle?: BundleRef;
   engine?: EngineKind;
+  /**
+   * Set when the request's path, query or body did not parse: opa-envoy-plugin's `request_parse_error`
+   * reason (Go's message), which the response carries as its status message and body.
+   */
+  parseError?: string;
 }

@@ -35,9 +35,12 @@ export function decisionToCheckResponse(decision: Decision, options: ResponseOpt
   const headers = appendHeaderOptions(r?.headers ?? []);
   if (options.reasonHeader !== '')
     headers.push({ header: { key: options.reasonHeader, value: decision.reason }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' });
+  // opa-envoy-plugin internal/internal.go `check`: a RequestToInput error is answered with this text as
+  // both the status message and the denied body (internal/errors.go `Error`: "<code>: <error>").
+  const parseError = decision.parseError !== undefined ? `request_parse_error: ${decision.parseError}` : undefined;
   return {
-    status: { code: RPC_PERMISSION_DENIED, message: decision.reason },
-    deniedResponse: { status: { code: decision.httpStatus }, headers, body: r?.body ?? '' },
+    status: { code: RPC_PERMISSION_DENIED, message: parseError ?? decision.reason },
+    deniedResponse: { status: { code: decision.httpStatus }, headers, body: parseError ?? r?.body ?? '' },
     dynamicMetadata: jsonToStruct(metadata),
   };
 }
