@@ -1,27 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { decodeCheckRequest, type CheckRequestLimits } from '../../../src/request/check-request-decoder';
 import { ExactNumber } from '../../../src/request/exact-number';
+import { attrs, http, int, len, str, tag } from '../../helpers/proto-writer';
 
 const LIMITS: CheckRequestLimits = { maxRequestBytes: 64 * 1024, maxHeaders: 4, maxInputDepth: 16, maxRequestFields: 500 };
-
-// A tiny protobuf writer for hand-made wire bytes (protobuf encoding spec: tag = field << 3 | wire type).
-function varint(n: bigint): number[] {
-  const out: number[] = [];
-  let v = BigInt.asUintN(64, n);
-  do {
-    let b = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v !== 0n) b |= 0x80;
-    out.push(b);
-  } while (v !== 0n);
-  return out;
-}
-const tag = (field: number, wt: number): number[] => varint(BigInt((field << 3) | wt));
-const len = (field: number, body: number[]): number[] => [...tag(field, 2), ...varint(BigInt(body.length)), ...body];
-const str = (field: number, s: string): number[] => len(field, [...Buffer.from(s, 'utf8')]);
-const int = (field: number, n: bigint): number[] => [...tag(field, 0), ...varint(n)];
-const attrs = (...body: number[][]): Buffer => Buffer.from(len(1, body.flat()));
-const http = (...body: number[][]): number[] => len(4, len(2, body.flat()));
 
 describe('decodeCheckRequest: the peer shape (envoyauth/protomap.go protomap)', () => {
   it('int64 size and Timestamp are numbers; past 2^53 they stay exact', () => {
