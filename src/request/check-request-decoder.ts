@@ -72,7 +72,15 @@ function decodeMessage(r: ProtoWireReader, spec: MessageSpec, target: JSONObject
   return target;
 }
 
-function decodeField(r: ProtoWireReader, spec: MessageSpec, f: FieldSpec, wireType: number, target: JSONObject, depth: number, s: DecodeState): void {
+function decodeField(
+  r: ProtoWireReader,
+  spec: MessageSpec,
+  f: FieldSpec,
+  wireType: number,
+  target: JSONObject,
+  depth: number,
+  s: DecodeState,
+): void {
   if (f.kind === 'message') {
     expectWire(wireType, WIRE.LEN, spec, f.json);
     const end = r.lengthDelimited();
@@ -290,7 +298,8 @@ function decodeList(r: ProtoWireReader, list: unknown[], depth: number, s: Decod
 }
 
 function countField(s: DecodeState): void {
-  if (--s.fieldsLeft < 0) throw new VerdictError('ERR_REQUEST_TOO_MANY_FIELDS', `CheckRequest has more than ${s.limits.maxRequestFields} fields`);
+  if (--s.fieldsLeft < 0)
+    throw new VerdictError('ERR_REQUEST_TOO_MANY_FIELDS', `CheckRequest has more than ${s.limits.maxRequestFields} fields`);
 }
 
 function isPlainObject(v: unknown): v is JSONObject {
@@ -311,7 +320,8 @@ function isZero(v: unknown): boolean {
 }
 
 function checkDepth(depth: number, s: DecodeState): void {
-  if (depth > s.limits.maxInputDepth) throw new VerdictError('ERR_REQUEST_TOO_DEEP', `CheckRequest nests deeper than ${s.limits.maxInputDepth} levels`);
+  if (depth > s.limits.maxInputDepth)
+    throw new VerdictError('ERR_REQUEST_TOO_DEEP', `CheckRequest nests deeper than ${s.limits.maxInputDepth} levels`);
 }
 
 /** A known field on another wire type: Go files it as unknown; verdict refuses (deny on doubt). */
@@ -321,6 +331,7 @@ function expectWire(actual: number, expected: number, spec: MessageSpec, json: s
 
 function countHeader(f: FieldSpec, s: DecodeState): void {
   const n = (s.headerEntries.get(f) ?? 0) + 1;
-  if (n > s.limits.maxHeaders) throw new VerdictError('ERR_REQUEST_TOO_MANY_HEADERS', `request has more than ${s.limits.maxHeaders} headers`);
+  if (n > s.limits.maxHeaders)
+    throw new VerdictError('ERR_REQUEST_TOO_MANY_HEADERS', `request has more than ${s.limits.maxHeaders} headers`);
   s.headerEntries.set(f, n);
 }

@@ -70,7 +70,8 @@ class Parser {
   }
 
   private enter(depth: number): void {
-    if (depth > this.maxDepth) throw new VerdictError('ERR_REQUEST_TOO_DEEP', `body nests deeper than the input bound of ${this.maxDepth} levels`);
+    if (depth > this.maxDepth)
+      throw new VerdictError('ERR_REQUEST_TOO_DEEP', `body nests deeper than the input bound of ${this.maxDepth} levels`);
   }
 
   private object(depth: number): Record<string, unknown> {

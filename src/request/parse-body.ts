@@ -56,7 +56,11 @@ export async function parseBody(
       return { parsedBody: value, truncatedBody: false, exactNumbers };
     }
     case 'form':
-      return { parsedBody: parseQuery(payload, limits.maxQueryParams, 'ERR_REQUEST_BODY_PARSE'), truncatedBody: false, exactNumbers: false };
+      return {
+        parsedBody: parseQuery(payload, limits.maxQueryParams, 'ERR_REQUEST_BODY_PARSE'),
+        truncatedBody: false,
+        exactNumbers: false,
+      };
     case 'multipart': {
       const raw = body !== undefined && body !== '' ? Buffer.from(body, 'utf8') : (rawBody as Buffer);
       const parsed = await parseMultipart(contentType, raw, limits);

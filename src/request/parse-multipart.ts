@@ -51,7 +51,8 @@ interface Part {
 function readParts(contentType: string, body: Buffer, limits: MultipartLimits): Promise<Part[]> {
   return new Promise((resolve, reject) => {
     const parts: Part[] = [];
-    const fail = (err: unknown): void => reject(err instanceof VerdictError ? err : new VerdictError('ERR_REQUEST_BODY_PARSE', `multipart: ${(err as Error).message}`));
+    const fail = (err: unknown): void =>
+      reject(err instanceof VerdictError ? err : new VerdictError('ERR_REQUEST_BODY_PARSE', `multipart: ${(err as Error).message}`));
     let bb: ReturnType<typeof Busboy>;
     try {
       bb = Busboy({

@@ -52,8 +52,12 @@ export function generate(type: protobuf.Type, variant: number, depth = 0): Recor
     if (f.partOf && !chosen.has(f.name)) continue;
     if (f.map) {
       const mf = f as protobuf.MapField;
-      out[f.name] = { [`k1_${f.name}`]: sample(f, mf.resolvedType, mf.type, variant, depth), 'k2 é': sample(f, mf.resolvedType, mf.type, variant + 1, depth) };
-    } else if (f.repeated) out[f.name] = [sample(f, f.resolvedType, f.type, variant, depth), sample(f, f.resolvedType, f.type, variant + 1, depth)];
+      out[f.name] = {
+        [`k1_${f.name}`]: sample(f, mf.resolvedType, mf.type, variant, depth),
+        'k2 é': sample(f, mf.resolvedType, mf.type, variant + 1, depth),
+      };
+    } else if (f.repeated)
+      out[f.name] = [sample(f, f.resolvedType, f.type, variant, depth), sample(f, f.resolvedType, f.type, variant + 1, depth)];
     else out[f.name] = sample(f, f.resolvedType, f.type, variant, depth);
   }
   return out;

@@ -79,12 +79,26 @@ describe('malformed CheckRequests over raw HTTP/2', () => {
   };
 
   const denied: { name: string; body: () => Buffer; code: string }[] = [
-    { name: 'random bytes in a well-formed frame', body: () => frame(Buffer.concat([Buffer.from([0x0f]), randomBytes(200)])), code: 'ERR_REQUEST_MALFORMED' },
+    {
+      name: 'random bytes in a well-formed frame',
+      body: () => frame(Buffer.concat([Buffer.from([0x0f]), randomBytes(200)])),
+      code: 'ERR_REQUEST_MALFORMED',
+    },
     { name: 'a truncated varint', body: () => frame(Buffer.from([0x0a, 0xff, 0xff])), code: 'ERR_REQUEST_MALFORMED' },
     { name: 'a length prefix past the message', body: () => frame(Buffer.from([0x0a, 0x7f, 0x00])), code: 'ERR_REQUEST_MALFORMED' },
     {
       name: 'a JSON body nested 20,000 deep',
-      body: () => frame(method.requestSerialize(httpCheckRequest({ method: 'POST', path: '/api', headers: { 'content-type': 'application/json' }, body: '['.repeat(20_000) + ']'.repeat(20_000) }))),
+      body: () =>
+        frame(
+          method.requestSerialize(
+            httpCheckRequest({
+              method: 'POST',
+              path: '/api',
+              headers: { 'content-type': 'application/json' },
+              body: '['.repeat(20_000) + ']'.repeat(20_000),
+            }),
+          ),
+        ),
       code: 'ERR_REQUEST_TOO_DEEP',
     },
     {

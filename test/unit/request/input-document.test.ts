@@ -44,8 +44,18 @@ describe('parsed_path and parsed_query (envoyauth/request.go getParsedPathAndQue
     { name: 'cut escape at the end of the path', path: '/a%4', code: 'ERR_REQUEST_PARSE', message: 'invalid URL escape "%4"' },
     { name: 'semicolon separator', path: '/x?a=1;b=2', code: 'ERR_REQUEST_PARSE', message: 'invalid semicolon separator in query' },
     { name: 'bad escape in a query value', path: '/x?a=%zz&b=1', code: 'ERR_REQUEST_PARSE', message: 'invalid URL escape "%zz"' },
-    { name: 'semicolon wins over an earlier bad escape', path: '/x?a=%g1&b;c', code: 'ERR_REQUEST_PARSE', message: 'invalid semicolon separator in query' },
-    { name: 'too many parameters', path: `/x?${'a=1&'.repeat(25)}`, code: 'ERR_REQUEST_TOO_MANY_PARAMS', message: 'more than 20 query or form parameters' },
+    {
+      name: 'semicolon wins over an earlier bad escape',
+      path: '/x?a=%g1&b;c',
+      code: 'ERR_REQUEST_PARSE',
+      message: 'invalid semicolon separator in query',
+    },
+    {
+      name: 'too many parameters',
+      path: `/x?${'a=1&'.repeat(25)}`,
+      code: 'ERR_REQUEST_TOO_MANY_PARAMS',
+      message: 'more than 20 query or form parameters',
+    },
   ];
   for (const c of errors) {
     it(`refuses: ${c.name}`, () => {
@@ -62,7 +72,10 @@ describe('parsed_path and parsed_query (envoyauth/request.go getParsedPathAndQue
 
 describe('input document (envoyauth/request.go RequestToInput)', () => {
   it('adds version, parsed_*, truncated_body and source_principal to the decoded attributes', async () => {
-    const attributes = { source: { principal: 'spiffe://example.org/ns/default/sa/frontend' }, request: { http: { method: 'GET', path: '/api/orders?limit=10', size: 0 } } };
+    const attributes = {
+      source: { principal: 'spiffe://example.org/ns/default/sa/frontend' },
+      request: { http: { method: 'GET', path: '/api/orders?limit=10', size: 0 } },
+    };
     const input = await buildInputDocument({ attributes } as CheckRequest, LIMITS);
     expect(input.version).toEqual({ ext_authz: 'v3', encoding: 'protojson' });
     expect(input.parsed_path).toEqual(['api', 'orders']);
@@ -79,26 +92,106 @@ describe('input document (envoyauth/request.go RequestToInput)', () => {
     expect('source_principal' in input).toBe(false);
   });
 
-  const bodies: { name: string; headers: Record<string, string>; body?: string; rawBody?: string; parsed: unknown; truncated: boolean }[] = [
-    { name: 'JSON body', headers: { 'content-type': 'application/json' }, body: '{"a":[1,2]}', parsed: { a: [1, 2] }, truncated: false },
-    { name: 'JSON with charset', headers: { 'content-type': 'application/json; charset=utf-8' }, body: '[true]', parsed: [true], truncated: false },
-    { name: 'JSON content type matched as a substring', headers: { 'content-type': 'application/json-patch+json' }, body: '1', parsed: 1, truncated: false },
-    { name: 'form body', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'a=1&a=2&b=x+y', parsed: { a: ['1', '2'], b: ['x y'] }, truncated: false },
-    { name: 'partial body (content-length larger)', headers: { 'content-type': 'application/json', 'content-length': '100' }, body: '{"a":', parsed: null, truncated: true },
-    { name: 'content-length -1 is unknown, not truncated', headers: { 'content-type': 'application/json', 'content-length': '-1' }, body: '{}', parsed: {}, truncated: false },
-    { name: 'x-envoy-auth-partial-body: true', headers: { 'content-type': 'application/json', 'x-envoy-auth-partial-body': 'true' }, body: '{"a":', parsed: null, truncated: true },
-    { name: 'x-envoy-auth-partial-body: false is ignored', headers: { 'content-type': 'application/json', 'x-envoy-auth-partial-body': 'false' }, body: '{}', parsed: {}, truncated: false },
-    { name: 'body over the parse bound', headers: { 'content-type': 'application/json' }, body: `"${'x'.repeat(2000)}"`, parsed: null, truncated: true },
-    { name: 'other content type is not parsed', headers: { 'content-type': 'text/plain' }, body: 'hello', parsed: null, truncated: false },
-    { name: 'gRPC body without a descriptor set', headers: { 'content-type': 'application/grpc' }, rawBody: 'AAAAAAA=', parsed: null, truncated: false },
-    { name: 'no content type', headers: {}, body: '{"a":1}', parsed: null, truncated: false },
-    { name: 'empty JSON body', headers: { 'content-type': 'application/json' }, body: '', parsed: null, truncated: false },
-    { name: 'body wins over raw_body', headers: { 'content-type': 'application/json' }, body: '{"b":1}', rawBody: Buffer.from('{"raw":1}').toString('base64'), parsed: { b: 1 }, truncated: false },
-    { name: 'raw_body when body is empty', headers: { 'content-type': 'application/json' }, rawBody: Buffer.from('{"raw":1}').toString('base64'), parsed: { raw: 1 }, truncated: false },
-  ];
+  const bodies: { name: string; headers: Record<string, string>; body?: string; rawBody?: string; parsed: unknown; truncated: boolean }[] =
+    [
+      { name: 'JSON body', headers: { 'content-type': 'application/json' }, body: '{"a":[1,2]}', parsed: { a: [1, 2] }, truncated: false },
+      {
+        name: 'JSON with charset',
+        headers: { 'content-type': 'application/json; charset=utf-8' },
+        body: '[true]',
+        parsed: [true],
+        truncated: false,
+      },
+      {
+        name: 'JSON content type matched as a substring',
+        headers: { 'content-type': 'application/json-patch+json' },
+        body: '1',
+        parsed: 1,
+        truncated: false,
+      },
+      {
+        name: 'form body',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'a=1&a=2&b=x+y',
+        parsed: { a: ['1', '2'], b: ['x y'] },
+        truncated: false,
+      },
+      {
+        name: 'partial body (content-length larger)',
+        headers: { 'content-type': 'application/json', 'content-length': '100' },
+        body: '{"a":',
+        parsed: null,
+        truncated: true,
+      },
+      {
+        name: 'content-length -1 is unknown, not truncated',
+        headers: { 'content-type': 'application/json', 'content-length': '-1' },
+        body: '{}',
+        parsed: {},
+        truncated: false,
+      },
+      {
+        name: 'x-envoy-auth-partial-body: true',
+        headers: { 'content-type': 'application/json', 'x-envoy-auth-partial-body': 'true' },
+        body: '{"a":',
+        parsed: null,
+        truncated: true,
+      },
+      {
+        name: 'x-envoy-auth-partial-body: false is ignored',
+        headers: { 'content-type': 'application/json', 'x-envoy-auth-partial-body': 'false' },
+        body: '{}',
+        parsed: {},
+        truncated: false,
+      },
+      {
+        name: 'body over the parse bound',
+        headers: { 'content-type': 'application/json' },
+        body: `"${'x'.repeat(2000)}"`,
+        parsed: null,
+        truncated: true,
+      },
+      {
+        name: 'other content type is not parsed',
+        headers: { 'content-type': 'text/plain' },
+        body: 'hello',
+        parsed: null,
+        truncated: false,
+      },
+      {
+        name: 'gRPC body without a descriptor set',
+        headers: { 'content-type': 'application/grpc' },
+        rawBody: 'AAAAAAA=',
+        parsed: null,
+        truncated: false,
+      },
+      { name: 'no content type', headers: {}, body: '{"a":1}', parsed: null, truncated: false },
+      { name: 'empty JSON body', headers: { 'content-type': 'application/json' }, body: '', parsed: null, truncated: false },
+      {
+        name: 'body wins over raw_body',
+        headers: { 'content-type': 'application/json' },
+        body: '{"b":1}',
+        rawBody: Buffer.from('{"raw":1}').toString('base64'),
+        parsed: { b: 1 },
+        truncated: false,
+      },
+      {
+        name: 'raw_body when body is empty',
+        headers: { 'content-type': 'application/json' },
+        rawBody: Buffer.from('{"raw":1}').toString('base64'),
+        parsed: { raw: 1 },
+        truncated: false,
+      },
+    ];
   for (const c of bodies) {
     it(`parsed_body: ${c.name}`, async () => {
-      const http = { method: 'POST', path: '/', headers: c.headers, ...(c.body !== undefined ? { body: c.body } : {}), ...(c.rawBody ? { rawBody: c.rawBody } : {}) };
+      const http = {
+        method: 'POST',
+        path: '/',
+        headers: c.headers,
+        ...(c.body !== undefined ? { body: c.body } : {}),
+        ...(c.rawBody ? { rawBody: c.rawBody } : {}),
+      };
       const input = await buildInputDocument(req(http), LIMITS);
       expect(input.parsed_body).toEqual(c.parsed);
       expect(input.truncated_body).toBe(c.truncated);
@@ -110,7 +203,9 @@ describe('input document (envoyauth/request.go RequestToInput)', () => {
     const input = await buildInputDocument(req({ path: '/', headers: { 'content-type': 'application/json' }, body }), LIMITS);
     expect((input.parsed_body as Record<string, unknown>).big).toEqual(new ExactNumber('12345678901234567890'));
     expect((input.parsed_body as Record<string, unknown>).n).toBe(42);
-    expect(inputToJSON(input)).toContain('"parsed_body":{"big":12345678901234567890,"p53":9007199254740993,"f":1.0,"z":-0,"e":1.5e300,"n":42}');
+    expect(inputToJSON(input)).toContain(
+      '"parsed_body":{"big":12345678901234567890,"p53":9007199254740993,"f":1.0,"z":-0,"e":1.5e300,"n":42}',
+    );
   });
 
   it('multipart/form-data: named parts, JSON parts decoded, unnamed parts skipped', async () => {
@@ -123,7 +218,10 @@ describe('input document (envoyauth/request.go RequestToInput)', () => {
       `--${b}\r\nContent-Disposition: form-data\r\n\r\nno name\r\n`,
       `--${b}--\r\n`,
     ].join('');
-    const input = await buildInputDocument(req({ path: '/', headers: { 'content-type': `multipart/form-data; boundary=${b}` }, body }), LIMITS);
+    const input = await buildInputDocument(
+      req({ path: '/', headers: { 'content-type': `multipart/form-data; boundary=${b}` }, body }),
+      LIMITS,
+    );
     expect(input.parsed_body).toEqual({ a: ['one', 'two'], j: [{ n: new ExactNumber('1.0') }], f: ['file text'] });
   });
 
@@ -134,20 +232,64 @@ describe('input document (envoyauth/request.go RequestToInput)', () => {
 
   const refusals: { name: string; request: CheckRequest; code: string }[] = [
     { name: 'no attributes', request: {}, code: 'ERR_REQUEST_MALFORMED' },
-    { name: 'invalid JSON body', request: req({ path: '/', headers: { 'content-type': 'application/json' }, body: '{' }), code: 'ERR_REQUEST_BODY_PARSE' },
-    { name: 'JSON with trailing data', request: req({ path: '/', headers: { 'content-type': 'application/json' }, body: '{} x' }), code: 'ERR_REQUEST_BODY_PARSE' },
-    { name: 'non-numeric content-length', request: req({ path: '/', headers: { 'content-type': 'application/json', 'content-length': 'ten' }, body: '{}' }), code: 'ERR_REQUEST_BODY_PARSE' },
-    { name: 'form body with a semicolon', request: req({ path: '/', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'a=1;b=2' }), code: 'ERR_REQUEST_BODY_PARSE' },
-    { name: 'form body with a bad escape', request: req({ path: '/', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'a=%' }), code: 'ERR_REQUEST_BODY_PARSE' },
     {
-      name: 'multipart JSON part that is not JSON',
-      request: req({ path: '/', headers: { 'content-type': 'multipart/form-data; boundary=b' }, body: '--b\r\nContent-Disposition: form-data; name="j"\r\nContent-Type: application/json\r\n\r\n{nope\r\n--b--\r\n' }),
+      name: 'invalid JSON body',
+      request: req({ path: '/', headers: { 'content-type': 'application/json' }, body: '{' }),
       code: 'ERR_REQUEST_BODY_PARSE',
     },
-    { name: 'multipart cut before its closing boundary', request: req({ path: '/', headers: { 'content-type': 'multipart/form-data; boundary=b' }, body: '--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nx' }), code: 'ERR_REQUEST_BODY_PARSE' },
-    { name: 'JSON body nested past the depth bound', request: req({ path: '/', headers: { 'content-type': 'application/json' }, body: '['.repeat(40) + ']'.repeat(40) }), code: 'ERR_REQUEST_TOO_DEEP' },
-    { name: 'too many form pairs', request: req({ path: '/', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'a=1&'.repeat(30) }), code: 'ERR_REQUEST_TOO_MANY_PARAMS' },
-    { name: 'too many headers', request: req({ path: '/', headers: Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`h${i}`, 'v'])) }), code: 'ERR_REQUEST_TOO_MANY_HEADERS' },
+    {
+      name: 'JSON with trailing data',
+      request: req({ path: '/', headers: { 'content-type': 'application/json' }, body: '{} x' }),
+      code: 'ERR_REQUEST_BODY_PARSE',
+    },
+    {
+      name: 'non-numeric content-length',
+      request: req({ path: '/', headers: { 'content-type': 'application/json', 'content-length': 'ten' }, body: '{}' }),
+      code: 'ERR_REQUEST_BODY_PARSE',
+    },
+    {
+      name: 'form body with a semicolon',
+      request: req({ path: '/', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'a=1;b=2' }),
+      code: 'ERR_REQUEST_BODY_PARSE',
+    },
+    {
+      name: 'form body with a bad escape',
+      request: req({ path: '/', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'a=%' }),
+      code: 'ERR_REQUEST_BODY_PARSE',
+    },
+    {
+      name: 'multipart JSON part that is not JSON',
+      request: req({
+        path: '/',
+        headers: { 'content-type': 'multipart/form-data; boundary=b' },
+        body: '--b\r\nContent-Disposition: form-data; name="j"\r\nContent-Type: application/json\r\n\r\n{nope\r\n--b--\r\n',
+      }),
+      code: 'ERR_REQUEST_BODY_PARSE',
+    },
+    {
+      name: 'multipart cut before its closing boundary',
+      request: req({
+        path: '/',
+        headers: { 'content-type': 'multipart/form-data; boundary=b' },
+        body: '--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nx',
+      }),
+      code: 'ERR_REQUEST_BODY_PARSE',
+    },
+    {
+      name: 'JSON body nested past the depth bound',
+      request: req({ path: '/', headers: { 'content-type': 'application/json' }, body: '['.repeat(40) + ']'.repeat(40) }),
+      code: 'ERR_REQUEST_TOO_DEEP',
+    },
+    {
+      name: 'too many form pairs',
+      request: req({ path: '/', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'a=1&'.repeat(30) }),
+      code: 'ERR_REQUEST_TOO_MANY_PARAMS',
+    },
+    {
+      name: 'too many headers',
+      request: req({ path: '/', headers: Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`h${i}`, 'v'])) }),
+      code: 'ERR_REQUEST_TOO_MANY_HEADERS',
+    },
     { name: 'bad path escape', request: req({ path: '/a%zz' }), code: 'ERR_REQUEST_PARSE' },
   ];
   for (const c of refusals) {
