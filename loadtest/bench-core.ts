@@ -62,10 +62,7 @@ async function inProcess(memoryCalls: number): Promise<Record<string, unknown>> 
     time(20_000, () => engine.evaluate(input)),
     [50, 99],
   );
-  const [decodeP50] = percentiles(
-    time(20_000, decode),
-    [50],
-  );
+  const [decodeP50] = percentiles(time(20_000, decode), [50]);
   const [inputP50] = percentiles(
     time(20_000, () => buildInputDocument(message, config.limits)),
     [50],
@@ -73,8 +70,7 @@ async function inProcess(memoryCalls: number): Promise<Record<string, unknown>> 
 
   // Memory: the whole decision path (decode → input → evaluate → record) memoryCalls times.
   const gc = (globalThis as { gc?: () => void }).gc;
-  for (let i = 0; i < 10_000; i++)
-    await pipeline.check(decode(), 'grpc');
+  for (let i = 0; i < 10_000; i++) await pipeline.check(decode(), 'grpc');
   gc?.();
   const rssBefore = process.memoryUsage().rss / 1048576;
   const heapBefore = process.memoryUsage().heapUsed / 1048576;

@@ -51,7 +51,7 @@ export function generate(type: protobuf.Type, variant: number, depth = 0): Recor
   for (const f of type.fieldsArray) {
     if (f.partOf && !chosen.has(f.name)) continue;
     if (f.map) {
-      const mf = f as protobuf.MapField;
+      const mf = f as unknown as protobuf.MapField;
       out[f.name] = {
         [`k1_${f.name}`]: sample(f, mf.resolvedType, mf.type, variant, depth),
         'k2 é': sample(f, mf.resolvedType, mf.type, variant + 1, depth),
@@ -122,7 +122,7 @@ export function expectedByPeerRules(type: protobuf.Type, value: Record<string, u
     if (v === undefined) continue;
     const name = jsonName(f.name);
     if (f.map) {
-      const mf = f as protobuf.MapField;
+      const mf = f as unknown as protobuf.MapField;
       const m: Record<string, unknown> = {};
       for (const [k, item] of Object.entries(v as Record<string, unknown>)) m[k] = convert(mf.resolvedType, mf.type, item);
       if (Object.keys(m).length > 0) out[name] = m;
