@@ -60,7 +60,8 @@ export function decodeCheckRequest(buf: Buffer, limits: CheckRequestLimits): Rec
 function decodeMessage(r: ProtoWireReader, spec: MessageSpec, target: JSONObject, depth: number, s: DecodeState): JSONObject {
   checkDepth(depth, s);
   while (r.pos < r.end) {
-    const { field, wireType } = r.tag();
+    const field = r.tag();
+    const wireType = r.wireType;
     countField(s);
     const f = spec.fields[field];
     if (f === undefined) {
@@ -83,42 +84,42 @@ function decodeField(
 ): void {
   if (f.kind === 'message') {
     expectWire(wireType, WIRE.LEN, spec, f.json);
-    const end = r.lengthDelimited();
+    const outer = r.enter(r.lengthDelimited());
     const existing = target[f.json];
     const into = typeof existing === 'object' && existing !== null ? (existing as JSONObject) : {};
     if (f.oneof !== undefined) clearOneof(spec, f, target);
-    target[f.json] = decodeMessage(sub(r, end), f.type(), into, depth + 1, s);
-    r.pos = end;
+    target[f.json] = decodeMessage(r, f.type(), into, depth + 1, s);
+    r.leave(outer);
     return;
   }
   if (f.kind === 'repeated') {
     expectWire(wireType, WIRE.LEN, spec, f.json);
-    const end = r.lengthDelimited();
+    const outer = r.enter(r.lengthDelimited());
     const list = (target[f.json] as unknown[] | undefined) ?? [];
     checkDepth(depth + 1, s);
     if (f.countsAsHeader) countHeader(f, s);
-    list.push(decodeMessage(sub(r, end), f.type(), {}, depth + 2, s));
+    list.push(decodeMessage(r, f.type(), {}, depth + 2, s));
     target[f.json] = list;
-    r.pos = end;
+    r.leave(outer);
     return;
   }
   if (f.kind === 'map') {
     expectWire(wireType, WIRE.LEN, spec, f.json);
-    const end = r.lengthDelimited();
-    const map = (target[f.json] as JSONObject | undefined) ?? (Object.create(null) as JSONObject);
+    const outer = r.enter(r.lengthDelimited());
+    const map = (target[f.json] as JSONObject | undefined) ?? {};
     checkDepth(depth + 1, s);
     if (f.countsAsHeader) countHeader(f, s);
-    decodeMapEntry(sub(r, end), f, map, depth + 1, s);
+    decodeMapEntry(r, f, map, depth + 1, s);
     target[f.json] = map;
-    r.pos = end;
+    r.leave(outer);
     return;
   }
   if (f.kind === 'struct') {
     expectWire(wireType, WIRE.LEN, spec, f.json);
-    const end = r.lengthDelimited();
+    const outer = r.enter(r.lengthDelimited());
     const existing = target[f.json] as JSONObject | undefined;
-    target[f.json] = decodeStruct(sub(r, end), existing ?? (Object.create(null) as JSONObject), depth + 1, s);
-    r.pos = end;
+    target[f.json] = decodeStruct(r, existing ?? {}, depth + 1, s);
+    r.leave(outer);
     return;
   }
   const value = decodeScalar(r, f.kind, wireType, spec, f.json, s);
@@ -163,7 +164,8 @@ function decodeMapEntry(r: ProtoWireReader, f: FieldSpec & { kind: 'map' }, map:
   let key = '';
   let value: unknown;
   while (r.pos < r.end) {
-    const { field, wireType } = r.tag();
+    const field = r.tag();
+    const wireType = r.wireType;
     countField(s);
     if (field === 1) {
       expectWire(wireType, WIRE.LEN, MAP_ENTRY, f.json);
@@ -173,20 +175,17 @@ function decodeMapEntry(r: ProtoWireReader, f: FieldSpec & { kind: 'map' }, map:
       value = decodeMapValue(r, f, value, depth, s);
     } else r.skip(field, wireType, s.limits.maxInputDepth - depth);
   }
-  map[key] = value ?? defaultMapValue(f);
+  setKey(map, key, value ?? defaultMapValue(f));
 }
 
 const MAP_ENTRY: MessageSpec = { name: 'map entry', fields: [] };
 
 function decodeMapValue(r: ProtoWireReader, f: FieldSpec & { kind: 'map' }, previous: unknown, depth: number, s: DecodeState): unknown {
   if (f.value === 'string') return r.string(`${f.json} value`);
-  const end = r.lengthDelimited();
+  const outer = r.enter(r.lengthDelimited());
   const into = typeof previous === 'object' && previous !== null ? (previous as JSONObject) : undefined;
-  const out =
-    f.value === 'struct'
-      ? decodeStruct(sub(r, end), into ?? (Object.create(null) as JSONObject), depth + 1, s)
-      : decodeMessage(sub(r, end), f.value(), into ?? {}, depth + 1, s);
-  r.pos = end;
+  const out = f.value === 'struct' ? decodeStruct(r, into ?? {}, depth + 1, s) : decodeMessage(r, f.value(), into ?? {}, depth + 1, s);
+  r.leave(outer);
   return out;
 }
 
@@ -198,32 +197,33 @@ function defaultMapValue(f: FieldSpec & { kind: 'map' }): unknown {
 function decodeStruct(r: ProtoWireReader, target: JSONObject, depth: number, s: DecodeState): JSONObject {
   checkDepth(depth, s);
   while (r.pos < r.end) {
-    const { field, wireType } = r.tag();
+    const field = r.tag();
+    const wireType = r.wireType;
     countField(s);
     if (field !== 1) {
       r.skip(field, wireType, s.limits.maxInputDepth - depth);
       continue;
     }
     expectWire(wireType, WIRE.LEN, STRUCT, 'fields');
-    const end = r.lengthDelimited();
-    const entry = sub(r, end);
+    const outer = r.enter(r.lengthDelimited());
     let key = '';
     let value: unknown = null;
-    while (entry.pos < entry.end) {
-      const t = entry.tag();
+    while (r.pos < r.end) {
+      const f = r.tag();
+      const wt = r.wireType;
       countField(s);
-      if (t.field === 1) {
-        expectWire(t.wireType, WIRE.LEN, STRUCT, 'fields key');
-        key = entry.string('google.protobuf.Struct key');
-      } else if (t.field === 2) {
-        expectWire(t.wireType, WIRE.LEN, STRUCT, 'fields value');
-        const vend = entry.lengthDelimited();
-        value = decodeValue(sub(entry, vend), value, depth + 1, s);
-        entry.pos = vend;
-      } else entry.skip(t.field, t.wireType, s.limits.maxInputDepth - depth);
+      if (f === 1) {
+        expectWire(wt, WIRE.LEN, STRUCT, 'fields key');
+        key = r.string('google.protobuf.Struct key');
+      } else if (f === 2) {
+        expectWire(wt, WIRE.LEN, STRUCT, 'fields value');
+        const inner = r.enter(r.lengthDelimited());
+        value = decodeValue(r, value, depth + 1, s);
+        r.leave(inner);
+      } else r.skip(f, wt, s.limits.maxInputDepth - depth);
     }
-    target[key] = value;
-    r.pos = end;
+    setKey(target, key, value);
+    r.leave(outer);
   }
   return target;
 }
@@ -238,7 +238,8 @@ const VALUE: MessageSpec = { name: 'google.protobuf.Value', fields: [] };
 function decodeValue(r: ProtoWireReader, previous: unknown, depth: number, s: DecodeState): unknown {
   let value: unknown = previous ?? null;
   while (r.pos < r.end) {
-    const { field, wireType } = r.tag();
+    const field = r.tag();
+    const wireType = r.wireType;
     countField(s);
     switch (field) {
       case 1:
@@ -261,16 +262,16 @@ function decodeValue(r: ProtoWireReader, previous: unknown, depth: number, s: De
         break;
       case 5: {
         expectWire(wireType, WIRE.LEN, VALUE, 'structValue');
-        const end = r.lengthDelimited();
-        value = decodeStruct(sub(r, end), isPlainObject(value) ? value : (Object.create(null) as JSONObject), depth, s);
-        r.pos = end;
+        const outer = r.enter(r.lengthDelimited());
+        value = decodeStruct(r, isPlainObject(value) ? value : {}, depth, s);
+        r.leave(outer);
         break;
       }
       case 6: {
         expectWire(wireType, WIRE.LEN, VALUE, 'listValue');
-        const end = r.lengthDelimited();
-        value = decodeList(sub(r, end), Array.isArray(value) ? value : [], depth, s);
-        r.pos = end;
+        const outer = r.enter(r.lengthDelimited());
+        value = decodeList(r, Array.isArray(value) ? value : [], depth, s);
+        r.leave(outer);
         break;
       }
       default:
@@ -283,18 +284,28 @@ function decodeValue(r: ProtoWireReader, previous: unknown, depth: number, s: De
 function decodeList(r: ProtoWireReader, list: unknown[], depth: number, s: DecodeState): unknown[] {
   checkDepth(depth, s);
   while (r.pos < r.end) {
-    const { field, wireType } = r.tag();
+    const field = r.tag();
+    const wireType = r.wireType;
     countField(s);
     if (field !== 1) {
       r.skip(field, wireType, s.limits.maxInputDepth - depth);
       continue;
     }
     expectWire(wireType, WIRE.LEN, STRUCT, 'values');
-    const end = r.lengthDelimited();
-    list.push(decodeValue(sub(r, end), undefined, depth + 1, s));
-    r.pos = end;
+    const outer = r.enter(r.lengthDelimited());
+    list.push(decodeValue(r, undefined, depth + 1, s));
+    r.leave(outer);
   }
   return list;
+}
+
+/**
+ * Map keys come from the wire: `__proto__` is stored as an own property (never the prototype setter), so
+ * plain objects are safe and stay on V8's fast path.
+ */
+function setKey(obj: JSONObject, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  else obj[key] = value;
 }
 
 function countField(s: DecodeState): void {
@@ -304,10 +315,6 @@ function countField(s: DecodeState): void {
 
 function isPlainObject(v: unknown): v is JSONObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function sub(r: ProtoWireReader, end: number): ProtoWireReader {
-  return new ProtoWireReader(r.buf, r.pos, end);
 }
 
 function clearOneof(spec: MessageSpec, f: FieldSpec, target: JSONObject): void {
