@@ -8,7 +8,7 @@ import { DecisionPipeline } from '../src/decision/decision-pipeline';
 import { CountingDecisionLog } from '../src/decisionlog/decision-log-setup';
 import { defaultBundlePath, packageRoot } from '../src/package-root';
 import { PolicyStore } from '../src/policy/policy-store';
-import type { CheckRequest } from '../src/request/check-request';
+import { decodeCheckRequest } from '../src/request/check-request-decoder';
 import { buildInputDocument } from '../src/request/input-document';
 import { AUTHORIZATION_SERVICE, loadAuthorizationProtos } from '../src/server/envoy-protos';
 import { Metrics } from '../src/telemetry/metrics';
@@ -24,8 +24,8 @@ export interface CoreBenchOptions {
 
 const FIXTURE = join(packageRoot(), 'test', 'fixtures', 'check-request-api.json');
 
-/** The fixture as proto-loader's object form (Timestamp as seconds/nanos), and its wire bytes. */
-function fixtureRequest(): { message: CheckRequest; bytes: Buffer } {
+/** The fixture's wire bytes (encoded by proto-loader from its JSON form). */
+function fixtureRequest(): { bytes: Buffer } {
   const json = JSON.parse(readFileSync(FIXTURE, 'utf8')) as { attributes: { request: { time: unknown } } };
   const ms = Date.parse(json.attributes.request.time as string);
   json.attributes.request.time = { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 };
@@ -33,8 +33,7 @@ function fixtureRequest(): { message: CheckRequest; bytes: Buffer } {
     unknown,
     unknown
   >;
-  const bytes = check.requestSerialize(json);
-  return { message: check.requestDeserialize(bytes) as CheckRequest, bytes };
+  return { bytes: check.requestSerialize(json) };
 }
 
 async function inProcess(memoryCalls: number): Promise<Record<string, unknown>> {
@@ -43,13 +42,11 @@ async function inProcess(memoryCalls: number): Promise<Record<string, unknown>> 
   const policy = new PolicyStore({ entrypoint: config.policy.entrypoint, maxMemoryPages: 1024, recycleMemoryPages: 256 });
   await policy.activateFile(defaultBundlePath());
   const pipeline = new DecisionPipeline({ config, policy, metrics, clock: systemClock, decisionLog: new CountingDecisionLog(metrics) });
-  const { message, bytes } = fixtureRequest();
-  const check = (loadAuthorizationProtos()[AUTHORIZATION_SERVICE] as grpc.ServiceDefinition).Check as grpc.MethodDefinition<
-    unknown,
-    unknown
-  >;
+  const { bytes } = fixtureRequest();
+  const decode = (): ReturnType<typeof decodeCheckRequest> => decodeCheckRequest(bytes, config.limits);
+  const message = decode().message!;
   const engine = policy.current!.engine;
-  const input = buildInputDocument(message, config.limits);
+  const input = await buildInputDocument(message, config.limits);
 
   const time = (n: number, fn: () => unknown): Float64Array => {
     const out = new Float64Array(n);
@@ -65,10 +62,7 @@ async function inProcess(memoryCalls: number): Promise<Record<string, unknown>> 
     time(20_000, () => engine.evaluate(input)),
     [50, 99],
   );
-  const [decodeP50] = percentiles(
-    time(20_000, () => check.requestDeserialize(bytes)),
-    [50],
-  );
+  const [decodeP50] = percentiles(time(20_000, decode), [50]);
   const [inputP50] = percentiles(
     time(20_000, () => buildInputDocument(message, config.limits)),
     [50],
@@ -76,14 +70,13 @@ async function inProcess(memoryCalls: number): Promise<Record<string, unknown>> 
 
   // Memory: the whole decision path (decode → input → evaluate → record) memoryCalls times.
   const gc = (globalThis as { gc?: () => void }).gc;
-  for (let i = 0; i < 10_000; i++)
-    await pipeline.check({ message: check.requestDeserialize(bytes) as CheckRequest, wireBytes: bytes.length }, 'grpc');
+  for (let i = 0; i < 10_000; i++) await pipeline.check(decode(), 'grpc');
   gc?.();
   const rssBefore = process.memoryUsage().rss / 1048576;
   const heapBefore = process.memoryUsage().heapUsed / 1048576;
   const started = process.hrtime.bigint();
   for (let i = 0; i < memoryCalls; i++) {
-    await pipeline.check({ message: check.requestDeserialize(bytes) as CheckRequest, wireBytes: bytes.length }, 'grpc');
+    await pipeline.check(decode(), 'grpc');
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   gc?.();

@@ -1,7 +1,7 @@
-import { attributesToProtoJSON, timestampToRFC3339 } from '../request/protojson';
-import type { CheckRequest, ProtoTimestamp } from '../request/check-request';
+import type { CheckRequest } from '../request/check-request';
+import { ExactNumber } from '../request/exact-number';
 import type { InputDocument, SPIFFEInput } from '../request/input-document';
-import { parseRequestPath } from '../request/parse-url';
+import { parseRequestPath } from '../request/go-url';
 import type { CacheDeclaration } from './cache-declaration';
 
 /**
@@ -61,8 +61,13 @@ export function requestValue(segs: readonly string[], req: CheckRequest, spiffe:
       return walk(attrs?.source?.principal || undefined, segs, 1);
     case 'parsed_path':
     case 'parsed_query': {
-      const url = parseRequestPath(attrs?.request?.http?.path ?? '');
-      if (url === null) return undefined; // the pre-check refused it already
+      let url;
+      try {
+        // The pre-check (request-precheck.ts) has refused bad and over-long queries already.
+        url = parseRequestPath(attrs?.request?.http?.path ?? '', Number.MAX_SAFE_INTEGER);
+      } catch {
+        return undefined;
+      }
       return walk(segs[0] === 'parsed_path' ? url.parsedPath : url.parsedQuery, segs, 1);
     }
     case 'attributes':
@@ -72,23 +77,9 @@ export function requestValue(segs: readonly string[], req: CheckRequest, spiffe:
   }
 }
 
-/**
- * protojson converts three nodes (request.time, metadataContext, routeMetadataContext); a path into one of
- * them is read from the converted node, so the key sees exactly what the policy sees.
- */
+/** The decoder already produced the policy's shape (check-request-decoder.ts): read it as it is. */
 function attributesValue(segs: readonly string[], req: CheckRequest): unknown {
-  const attrs = req.attributes;
-  if (!attrs) return undefined;
-  const second = segs[1];
-  if (second === 'metadataContext' || second === 'routeMetadataContext') {
-    if (attrs[second] === undefined) return undefined;
-    return walk(attributesToProtoJSON({ [second]: attrs[second] })[second], segs, 2);
-  }
-  if (second === 'request' && segs[2] === 'time') {
-    const t = attrs.request?.time;
-    return walk(t !== undefined && typeof t === 'object' ? timestampToRFC3339(t as ProtoTimestamp) : t, segs, 3);
-  }
-  return walk(attrs, segs, 1);
+  return walk(req.attributes, segs, 1);
 }
 
 function walk(root: unknown, segs: readonly string[], from: number): unknown {
@@ -115,6 +106,8 @@ export function encode(v: unknown): string {
       return `s${v.length}:${v}`;
     case 'object': {
       if (v === null) return 'z';
+      // Its own tag: an exact number never collides with an object of the same keys, nor with a double.
+      if (v instanceof ExactNumber) return `x${v.lexeme.length}:${v.lexeme}`;
       if (Array.isArray(v)) {
         let out = `a${v.length}[`;
         for (const item of v) out += encode(item);

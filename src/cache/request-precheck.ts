@@ -1,14 +1,17 @@
 import { VerdictError } from '../errors';
 import type { CheckRequest } from '../request/check-request';
 import type { RequestLimits } from '../request/input-document';
-import { parseRequestPath } from '../request/parse-url';
+import { parseRequestPath } from '../request/go-url';
 
 /**
  * A cache hit skips building the input document, so it must not skip the refusals that building would
- * have made: no attributes, too many headers, a path with a bad escape. These are re-checked here cheaply.
+ * have made: no attributes, too many headers, a path or query that does not parse, too many parameters. These are re-checked here cheaply.
  * A body the input builder would parse (JSON or form) can be refused only by parsing it, so such a request
  * is not answered from the cache ('bypass'): deny on doubt beats a cached allow for a malformed body.
  */
+/** Content types whose body the input builder parses, and so may refuse (request/parse-body.ts). */
+const PARSED_BODY_TYPES = ['application/json', 'application/x-www-form-urlencoded', 'multipart/form-data'];
+
 export function precheckForCache(req: CheckRequest, limits: RequestLimits): 'ok' | 'bypass' {
   const attrs = req.attributes;
   if (!attrs) throw new VerdictError('ERR_REQUEST_MALFORMED', 'CheckRequest has no attributes');
@@ -19,13 +22,12 @@ export function precheckForCache(req: CheckRequest, limits: RequestLimits): 'ok'
   if (Math.max(count, http.headerMap?.headers?.length ?? 0) > limits.maxHeaders) {
     throw new VerdictError('ERR_REQUEST_TOO_MANY_HEADERS', `request has more than ${limits.maxHeaders} headers`);
   }
+  // Throws the same coded refusals (ERR_REQUEST_PARSE, ERR_REQUEST_TOO_MANY_PARAMS) building would.
   const path = http.path;
-  if (path !== undefined && path.includes('%') && parseRequestPath(path) === null) {
-    throw new VerdictError('ERR_REQUEST_MALFORMED', 'request path has an invalid percent escape');
-  }
+  if (path !== undefined && (path.includes('%') || path.includes('?'))) parseRequestPath(path, limits.maxQueryParams);
   if ((http.body !== undefined && http.body !== '') || (http.rawBody !== undefined && http.rawBody !== '')) {
     const type = http.headers?.['content-type'];
-    if (type !== undefined && (type.includes('application/json') || type.includes('application/x-www-form-urlencoded'))) return 'bypass';
+    if (type !== undefined && PARSED_BODY_TYPES.some((t) => type.includes(t))) return 'bypass';
   }
   return 'ok';
 }

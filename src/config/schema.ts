@@ -82,6 +82,16 @@ export const configSchema = z.strictObject({
         .min(0)
         .max(16 * 1024 * 1024)
         .default(64 * 1024),
+      /**
+       * Nesting bound of the input document (objects and lists from its root, metadata Structs and bodies
+       * included): deeper is refused (ERR_REQUEST_TOO_DEEP) while decoding, long before any serializer's
+       * stack would overflow (JSON.stringify survives a few thousand levels).
+       */
+      maxInputDepth: z.number().int().min(8).max(1000).default(64),
+      /** Fields read off the wire per CheckRequest, known or unknown (ERR_REQUEST_TOO_MANY_FIELDS). */
+      maxRequestFields: z.number().int().min(100).max(10_000_000).default(50_000),
+      /** Query parameters, form-body pairs and multipart parts per request (ERR_REQUEST_TOO_MANY_PARAMS). */
+      maxQueryParams: z.number().int().min(1).max(1_000_000).default(1000),
     })
     .prefault({}),
   policy: z

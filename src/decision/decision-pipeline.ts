@@ -48,6 +48,8 @@ interface Flight {
   readonly startedNs: bigint;
   active?: ActivePolicy;
   message?: CheckRequest;
+  /** The decoded request holds an ExactNumber (ReceivedCheckRequest.exactNumbers). */
+  exactNumbers: boolean;
   spiffe: SPIFFEInput | null;
   plan: CachePlan | null;
   cacheKey?: string;
@@ -127,7 +129,16 @@ export class DecisionPipeline {
     };
     // The caller's trace context rides in the CheckRequest's HTTP headers (traceparent / b3).
     const trace = this.deps.tracer?.startCheck(req.message?.attributes?.request?.http?.headers, callHeaders) ?? null;
-    return { decision, record, startedNs: clock.monotonicNs(), spiffe: null, plan: null, cache: this.deps.cache, trace };
+    return {
+      decision,
+      record,
+      startedNs: clock.monotonicNs(),
+      exactNumbers: false,
+      spiffe: null,
+      plan: null,
+      cache: this.deps.cache,
+      trace,
+    };
   }
 
   /** The bundle is taken once: the whole request is decided with it, even if a swap happens meanwhile. */
@@ -158,10 +169,13 @@ export class DecisionPipeline {
 
   private checkLimits(f: Flight, req: ReceivedCheckRequest): CheckRequest {
     const { limits } = this.deps.config;
+    // A request that did not decode (or broke a bound while decoding) is refused, never evaluated.
+    if (req.refusal) throw req.refusal;
     if (req.message === null || req.wireBytes > limits.maxRequestBytes) {
       throw new VerdictError('ERR_REQUEST_TOO_LARGE', `CheckRequest of ${req.wireBytes} bytes exceeds ${limits.maxRequestBytes}`);
     }
     f.message = req.message;
+    f.exactNumbers = req.exactNumbers === true;
     return req.message;
   }
 
@@ -201,7 +215,7 @@ export class DecisionPipeline {
 
   private async evaluateAndStore(f: Flight, active: ActivePolicy, message: CheckRequest): Promise<void> {
     const t = this.stepStart();
-    const input = buildInputDocument(message, this.requestLimits);
+    const input = await buildInputDocument(message, this.requestLimits, f.exactNumbers);
     this.stepEnd(f, 'input', t);
     if (f.spiffe) input.spiffe = f.spiffe;
     if (f.token) (input as InputDocument & { token?: TokenInput }).token = f.token;
@@ -270,6 +284,7 @@ export class DecisionPipeline {
     delete decision.dryRun;
     decision.reason = err.code;
     decision.httpStatus = err.httpStatus ?? this.statusFor(err.kind);
+    if (err.code === 'ERR_REQUEST_PARSE' || err.code === 'ERR_REQUEST_BODY_PARSE') decision.parseError = err.message;
     f.record.error = err.message;
   }
 

@@ -27,4 +27,9 @@ export interface Decision {
    * `dry-run`). `allowed` and `reason` keep the real outcome, for the decision log.
    */
   dryRun?: true;
+  /**
+   * Set when the request's path, query or body did not parse: opa-envoy-plugin's `request_parse_error`
+   * reason (Go's message), which the response carries as its status message and body.
+   */
+  parseError?: string;
 }

@@ -68,12 +68,18 @@ export class CedarEngine implements PolicyEngine {
 
   evaluate(input: InputDocument): PolicyResult {
     const req = inputToCedarRequest(input, this.loaded.store, this.loaded.mapping);
-    const answer = cedarWasm().statefulIsAuthorized({
-      ...req,
-      preparsedSchemaName: this.loaded.id,
-      preparsedPolicySetId: this.loaded.id,
-      validateRequest: true,
-    });
+    let answer: AuthorizationAnswer;
+    try {
+      // Inside a guard, as every engine: whatever the input, a failure here is ERR_POLICY_EVAL, not ERR_INTERNAL.
+      answer = cedarWasm().statefulIsAuthorized({
+        ...req,
+        preparsedSchemaName: this.loaded.id,
+        preparsedPolicySetId: this.loaded.id,
+        validateRequest: true,
+      });
+    } catch (err) {
+      throw new VerdictError('ERR_POLICY_EVAL', `cedar: ${(err as Error).message}`);
+    }
     return this.toResult(answer);
   }
 

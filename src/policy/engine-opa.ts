@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { VerdictError } from '../errors';
 import type { InputDocument } from '../request/input-document';
+import { inputToJSON } from '../request/input-json';
 import type { PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
 import { opaValueToResult } from './opa-result';
@@ -62,9 +63,10 @@ export class OPAEngine implements PolicyEngine {
   };
 
   evaluate(input: InputDocument): PolicyResult {
-    const buf = this.encoder.encode(JSON.stringify(input)).buffer as ArrayBuffer;
     let resultSet: unknown;
     try {
+      // Serialized inside the guard: no input can escape as ERR_INTERNAL. Exact numbers keep their text.
+      const buf = this.encoder.encode(inputToJSON(input)).buffer as ArrayBuffer;
       resultSet = this.instance.evaluate(buf, this.entrypointId);
     } catch (err) {
       this.recycle('trap');

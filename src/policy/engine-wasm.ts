@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { DEFAULT_ENGINES_CONFIG, type EnginesConfig } from '../config/sections/engines';
 import { VerdictError } from '../errors';
 import type { InputDocument } from '../request/input-document';
+import { inputToJSON } from '../request/input-json';
 import type { PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
 import { inspectWasmModule } from './engine-wasm-module';
@@ -89,7 +90,12 @@ export class WasmEngine implements PolicyEngine {
   }
 
   private writeInput(input: InputDocument): number {
-    const json = JSON.stringify(input);
+    let json: string;
+    try {
+      json = inputToJSON(input);
+    } catch (err) {
+      throw new VerdictError('ERR_POLICY_EVAL', `input does not serialize: ${(err as Error).message}`);
+    }
     const { read, written } = this.encoder.encodeInto(json, this.data.subarray(0, this.settings.maxInputBytes));
     // encodeInto stops at the end of the region: a cut input is refused, never evaluated.
     if (read < json.length)

@@ -1,36 +1,96 @@
 import { VerdictError } from '../errors';
-import { parseQuery } from './parse-url';
+import { parseExactJSON } from './exact-json-parse';
+import { parseQuery } from './go-url';
+import { parseMultipart } from './parse-multipart';
 
 export interface ParsedBody {
   parsedBody: unknown;
   truncatedBody: boolean;
+  exactNumbers: boolean;
 }
 
-const NONE: ParsedBody = { parsedBody: null, truncatedBody: false };
+export interface BodyLimits {
+  /** Bodies over this are not parsed and reported truncated (verdict's bound; the peer has none). */
+  maxParsedBodyBytes: number;
+  maxInputDepth: number;
+  maxQueryParams: number;
+}
+
+export const NOT_PARSED: ParsedBody = Object.freeze({ parsedBody: null, truncatedBody: false, exactNumbers: false });
+const TRUNCATED: ParsedBody = Object.freeze({ parsedBody: null, truncatedBody: true, exactNumbers: false });
+
+/** `parsed_body` sits one level under the input root. */
+const BODY_DEPTH = 1;
 
 /**
- * `parsed_body` / `truncated_body` as opa-envoy-plugin defines them, plus form bodies: a JSON body is
- * parsed when the content type says so and Envoy sent all of it (content-length not larger than the body).
- * Bodies over maxBytes are not parsed (reported truncated) so a large body costs no parse.
+ * `parsed_body` / `truncated_body` as opa-envoy-plugin's envoyauth/request.go `getParsedBody` builds them.
+ * Only the `headers` map is read (lowercase keys, as Envoy sends them), never `headerMap`.
+ * 1. `x-envoy-auth-partial-body: true` → truncated, not parsed (Envoy cut the body; chunked bodies have no
+ *    content-length to tell).
+ * 2. The content type is matched by substring, in this order: application/json, application/grpc (null
+ *    here: no descriptor set is configured), application/x-www-form-urlencoded, multipart/form-data.
+ * 3. The body is `body`, else `rawBody`; none → null. A `content-length` larger than the body's bytes →
+ *    truncated; a content-length that is not an int64 → parse error (strconv.ParseInt's message).
+ * Parse errors are ERR_REQUEST_BODY_PARSE, answered as `request_parse_error: <reason>`.
  */
-export function parseBody(headers: Readonly<Record<string, string>>, body: string, maxBytes: number): ParsedBody {
+export async function parseBody(
+  headers: Readonly<Record<string, string>>,
+  body: string | undefined,
+  rawBody: Buffer | undefined,
+  limits: BodyLimits,
+): Promise<ParsedBody> {
+  if (headers['x-envoy-auth-partial-body'] === 'true') return TRUNCATED;
   const contentType = headers['content-type'];
-  if (contentType === undefined || body === '') return NONE;
-  const isJSON = contentType.includes('application/json');
-  const isForm = !isJSON && contentType.includes('application/x-www-form-urlencoded');
-  if (!isJSON && !isForm) return NONE;
-
+  if (contentType === undefined) return NOT_PARSED;
+  const kind = bodyKind(contentType);
+  if (kind === null) return NOT_PARSED;
+  const payload = body !== undefined && body !== '' ? body : rawBody !== undefined && rawBody.length > 0 ? rawBody.toString('utf8') : '';
+  if (payload === '') return NOT_PARSED;
+  const bytes = body !== undefined && body !== '' ? Buffer.byteLength(body, 'utf8') : (rawBody as Buffer).length;
   const declared = headers['content-length'];
-  if (declared !== undefined) {
-    if (!/^-?\d+$/.test(declared)) throw new VerdictError('ERR_REQUEST_BODY_PARSE', 'content-length is not an integer');
-    const length = Number(declared);
-    if (length !== -1 && length > Buffer.byteLength(body, 'utf8')) return { parsedBody: null, truncatedBody: true };
+  if (declared !== undefined && isTruncated(declared, bytes)) return TRUNCATED;
+  if (bytes > limits.maxParsedBodyBytes) return TRUNCATED;
+  switch (kind) {
+    case 'json': {
+      const { value, exactNumbers } = parseExactJSON(payload, BODY_DEPTH, limits.maxInputDepth);
+      return { parsedBody: value, truncatedBody: false, exactNumbers };
+    }
+    case 'form':
+      return {
+        parsedBody: parseQuery(payload, limits.maxQueryParams, 'ERR_REQUEST_BODY_PARSE'),
+        truncatedBody: false,
+        exactNumbers: false,
+      };
+    case 'multipart': {
+      const raw = body !== undefined && body !== '' ? Buffer.from(body, 'utf8') : (rawBody as Buffer);
+      const parsed = await parseMultipart(contentType, raw, limits);
+      if (parsed === null) return NOT_PARSED;
+      return { parsedBody: parsed.value, truncatedBody: false, exactNumbers: parsed.exactNumbers };
+    }
   }
-  if (body.length > maxBytes) return { parsedBody: null, truncatedBody: true };
-  if (isForm) return { parsedBody: parseQuery(body), truncatedBody: false };
-  try {
-    return { parsedBody: JSON.parse(body) as unknown, truncatedBody: false };
-  } catch {
-    throw new VerdictError('ERR_REQUEST_BODY_PARSE', 'body declared as JSON is not valid JSON');
+}
+
+type BodyKind = 'json' | 'form' | 'multipart';
+
+function bodyKind(contentType: string): BodyKind | null {
+  if (contentType.includes('application/json')) return 'json';
+  if (contentType.includes('application/grpc')) return null;
+  if (contentType.includes('application/x-www-form-urlencoded')) return 'form';
+  if (contentType.includes('multipart/form-data')) return 'multipart';
+  return null;
+}
+
+const INT64_MAX = 9223372036854775807n;
+const INT64_MIN = -9223372036854775808n;
+
+/** envoyauth `checkIfHTTPBodyTruncated`: strconv.ParseInt(contentLength, 10, 64); -1 means unknown. */
+function isTruncated(contentLength: string, bodyBytes: number): boolean {
+  if (!/^[+-]?\d+$/.test(contentLength)) {
+    throw new VerdictError('ERR_REQUEST_BODY_PARSE', `strconv.ParseInt: parsing ${JSON.stringify(contentLength)}: invalid syntax`);
   }
+  const n = BigInt(contentLength);
+  if (n > INT64_MAX || n < INT64_MIN) {
+    throw new VerdictError('ERR_REQUEST_BODY_PARSE', `strconv.ParseInt: parsing ${JSON.stringify(contentLength)}: value out of range`);
+  }
+  return n !== -1n && n > BigInt(bodyBytes);
 }

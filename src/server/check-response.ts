@@ -44,10 +44,14 @@ export function decisionToCheckResponse(decision: Decision, options: ResponseOpt
   const headers = appendHeaderOptions(r?.headers ?? []);
   if (options.exposeReason && options.reasonHeader !== '')
     headers.push({ header: { key: options.reasonHeader, value: decision.reason }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' });
+  // opa-envoy-plugin internal/internal.go `check`: a RequestToInput error is answered with this text as
+  // both the status message and the denied body (internal/errors.go `Error`: "<code>: <error>").
+  const parseError = decision.parseError !== undefined ? `request_parse_error: ${decision.parseError}` : undefined;
   const status = isEnvoyDenyStatus(decision.httpStatus) ? decision.httpStatus : WIRE_FALLBACK_STATUS;
+  const message = parseError ?? (options.exposeReason ? decision.reason : undefined);
   return {
-    status: options.exposeReason ? { code: RPC_PERMISSION_DENIED, message: decision.reason } : { code: RPC_PERMISSION_DENIED },
-    deniedResponse: { status: { code: status }, headers, body: r?.body ?? '' },
+    status: message !== undefined ? { code: RPC_PERMISSION_DENIED, message } : { code: RPC_PERMISSION_DENIED },
+    deniedResponse: { status: { code: status }, headers, body: parseError ?? r?.body ?? '' },
     dynamicMetadata: jsonToStruct(metadata),
   };
 }

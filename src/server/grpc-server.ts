@@ -5,6 +5,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { Config } from '../config/schema';
 import type { DecisionPipeline } from '../decision/decision-pipeline';
 import type { ReceivedCheckRequest } from '../request/check-request';
+import { decodeCheckRequest } from '../request/check-request-decoder';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { decisionToCheckResponse } from './check-response';
@@ -28,7 +29,9 @@ export interface BoundAddresses {
 
 /**
  * envoy.service.auth.v3.Authorization/Check, grpc.health.v1.Health and (optionally) reflection.
- * The request deserializer refuses oversize messages before decoding them, so memory stays bounded.
+ * The request deserializer is verdict's own decoder (request/check-request-decoder.ts): it refuses oversize
+ * messages before decoding, and undecodable or over-bound ones with a code, so memory stays bounded and a
+ * bad message is never evaluated.
  */
 export class GrpcServer {
   private readonly server: grpc.Server;
@@ -95,17 +98,9 @@ export class GrpcServer {
   private authorizationService(defs: PackageDefinition): grpc.ServiceDefinition {
     const service = defs[AUTHORIZATION_SERVICE] as grpc.ServiceDefinition;
     const check = service.Check as grpc.MethodDefinition<unknown, unknown>;
-    const decode = check.requestDeserialize;
-    const max = this.maxBytes;
+    const limits = this.deps.config.limits;
     const responseSerialize = this.boundedSerialize(check.responseSerialize);
-    const requestDeserialize = (buf: Buffer): ReceivedCheckRequest => {
-      if (buf.length > max) return { message: null, wireBytes: buf.length };
-      try {
-        return { message: decode(buf) as ReceivedCheckRequest['message'], wireBytes: buf.length };
-      } catch {
-        return { message: {}, wireBytes: buf.length };
-      }
-    };
+    const requestDeserialize = (buf: Buffer): ReceivedCheckRequest => decodeCheckRequest(buf, limits);
     return { Check: { ...check, requestDeserialize, responseSerialize } };
   }
 

@@ -24,7 +24,7 @@ export function httpAuthzToCheckRequest(req: IncomingMessage, body: string, path
   if (id !== undefined) http.id = id;
   if (body !== '') {
     http.body = body;
-    http.size = String(Buffer.byteLength(body));
+    http.size = Buffer.byteLength(body);
   }
   headers[':method'] = method;
   headers[':path'] = path;
@@ -32,9 +32,17 @@ export function httpAuthzToCheckRequest(req: IncomingMessage, body: string, path
     attributes: {
       source: { address: { socketAddress: socketAddress(req.socket.remoteAddress, req.socket.remotePort) } },
       destination: { address: { socketAddress: socketAddress(req.socket.localAddress, req.socket.localPort) } },
-      request: { time: new Date().toISOString(), http },
+      request: { time: timestampNow(), http },
     },
   };
+}
+
+/** google.protobuf.Timestamp as the decoder gives it (protomap: zero parts absent). */
+function timestampNow(): { seconds?: number; nanos?: number } {
+  const ms = Date.now();
+  const seconds = Math.floor(ms / 1000);
+  const nanos = (ms - seconds * 1000) * 1e6;
+  return { ...(seconds !== 0 ? { seconds } : {}), ...(nanos !== 0 ? { nanos } : {}) };
 }
 
 function stripPrefix(url: string, prefix: string): string {

@@ -94,7 +94,8 @@ export class HttpAuthzServer {
     if (exposeReason && reasonHeader !== '') headers.push([reasonHeader, decision.reason]);
     // 200 means allow in this protocol: a deny must never answer it.
     const status = decision.httpStatus === 200 ? denyStatus : decision.httpStatus;
-    send(res, status, headers, r?.body ?? '');
+    const body = decision.parseError !== undefined ? `request_parse_error: ${decision.parseError}` : (r?.body ?? '');
+    send(res, status, headers, body);
   }
 }
 

@@ -143,7 +143,7 @@ export class ShadowEvaluator implements DecisionObserver {
   private async compare(job: ShadowJob): Promise<void> {
     const candidate = this.options.candidate();
     if (candidate === null) return this.options.metrics.evaluations.inc({ outcome: 'no_candidate' });
-    const input = job.context.input ?? this.rebuildInput(job.context);
+    const input = job.context.input ?? (await this.rebuildInput(job.context));
     const startedNs = this.options.clock.monotonicNs();
     const after = await this.decide(candidate, input);
     const evalNs = Number(this.options.clock.monotonicNs() - startedNs);
@@ -156,9 +156,9 @@ export class ShadowEvaluator implements DecisionObserver {
   }
 
   /** A cache hit built no input document: build it as the pipeline would have (same message, same identity). */
-  private rebuildInput(context: DecisionContext): InputDocument {
+  private async rebuildInput(context: DecisionContext): Promise<InputDocument> {
     if (!context.message) throw new VerdictError('ERR_INTERNAL', 'shadow job has neither input nor request');
-    const input = buildInputDocument(context.message, this.options.limits);
+    const input = await buildInputDocument(context.message, this.options.limits);
     if (context.spiffe) input.spiffe = context.spiffe;
     return input;
   }

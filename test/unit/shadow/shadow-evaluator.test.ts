@@ -71,7 +71,7 @@ describe('ShadowEvaluator', () => {
       timeoutMs: 5000,
       denyStatus: 403,
       errorStatus: 500,
-      limits: { maxHeaders: 100, maxParsedBodyBytes: 1024 },
+      limits: { maxHeaders: 100, maxParsedBodyBytes: 1024, maxInputDepth: 64, maxQueryParams: 1000 },
       decisionLog: log,
       metrics,
       clock: manualClock(),
