@@ -82,6 +82,8 @@ function mapJoseError(err: unknown): VerdictError {
   else if (err instanceof joseErrors.JWTClaimValidationFailed) code = claimCode(err.claim, err.reason);
   else if (err instanceof joseErrors.JWSSignatureVerificationFailed) code = 'ERR_SVID_SIGNATURE';
   else if (err instanceof joseErrors.JOSEAlgNotAllowed) code = 'ERR_JWT_ALGORITHM';
+  // jose: the header's algorithm does not fit the bundle key (e.g. ES384 with a P-256 key, RS256 with an EC key).
+  else if (err instanceof joseErrors.JOSENotSupported) code = 'ERR_JWT_ALGORITHM';
   else if (err instanceof TypeError) code = 'ERR_JWT_ALGORITHM'; // key type does not fit the alg
   return new VerdictError(code, message, { cause: err });
 }
