@@ -26,6 +26,35 @@ export interface TestCA {
 export interface CertOptions {
   notBefore?: Date;
   notAfter?: Date;
+  /** Add an Authority Key Identifier (default true; RFC 5280 §4.2.1.1). */
+  withAKI?: boolean;
+  /** Add an extension of an OID no verifier knows, marked critical (RFC 5280 §4.2). */
+  unknownCritical?: boolean;
+  /** Reuse these keys (a re-issued CA keeps its key). */
+  keys?: CryptoKeyPair;
+}
+
+export interface NameConstraintOptions {
+  permittedURIs?: string[];
+  excludedURIs?: string[];
+  permittedDNS?: string[];
+  /** A directoryName constraint (a form verdict does not evaluate). */
+  permittedDirectoryName?: boolean;
+}
+
+export interface CAOptions extends CertOptions {
+  parent?: TestCA;
+  keyCertSign?: boolean;
+  /** Key usage bits as given (null: no key usage extension); overrides keyCertSign. */
+  keyUsage?: number | null;
+  /** basicConstraints cA (default true). */
+  ca?: boolean;
+  pathLen?: number;
+  nameConstraints?: NameConstraintOptions;
+  /** URI SANs on the CA (SPIRE puts the trust domain's ID on its CAs). */
+  uris?: string[];
+  /** Subject DN (default `CN=<name>`). */
+  subject?: string;
 }
 
 let serial = 1;
@@ -41,13 +70,60 @@ async function newKeys(): Promise<CryptoKeyPair> {
   return (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
 }
 
+// Minimal DER writer for the extensions @peculiar/x509 has no class for (name constraints).
+function der(tag: number, content: Buffer): Buffer {
+  const n = content.length;
+  const len = n < 0x80 ? Buffer.from([n]) : n < 0x100 ? Buffer.from([0x81, n]) : Buffer.from([0x82, n >> 8, n & 0xff]);
+  return Buffer.concat([Buffer.from([tag]), len, content]);
+}
+
+function subtrees(tag: number, names: Buffer[]): Buffer[] {
+  return names.length === 0 ? [] : [der(tag, Buffer.concat(names.map((n) => der(0x30, n))))];
+}
+
+/** nameConstraints (RFC 5280 §4.2.1.10), critical as the RFC requires. */
+function nameConstraintsExtension(nc: NameConstraintOptions): px509.Extension {
+  const ia5 = (tag: number) => (v: string) => der(tag, Buffer.from(v, 'latin1'));
+  const permitted = [...(nc.permittedURIs ?? []).map(ia5(0x86)), ...(nc.permittedDNS ?? []).map(ia5(0x82))];
+  if (nc.permittedDirectoryName) {
+    // [4] directoryName: Name ::= SEQUENCE OF RDN; O=example
+    const o = der(0x31, der(0x30, Buffer.concat([der(0x06, Buffer.from('55040a', 'hex')), der(0x0c, Buffer.from('example'))])));
+    permitted.push(der(0xa4, der(0x30, o)));
+  }
+  const excluded = (nc.excludedURIs ?? []).map(ia5(0x86));
+  const value = der(0x30, Buffer.concat([...subtrees(0xa0, permitted), ...subtrees(0xa1, excluded)]));
+  return new px509.Extension('2.5.29.30', true, value);
+}
+
+/** An extension under a private-arc OID (1.3.6.1.4.1.55555.1), critical: a verifier must refuse it. */
+function unknownCriticalExtension(): px509.Extension {
+  return new px509.Extension('1.3.6.1.4.1.55555.1', true, der(0x05, Buffer.alloc(0)));
+}
+
+async function keyIDExtensions(publicKey: CryptoKey, issuerPublicKey: CryptoKey | null, withAKI: boolean): Promise<px509.Extension[]> {
+  const out: px509.Extension[] = [await px509.SubjectKeyIdentifierExtension.create(publicKey)];
+  if (withAKI && issuerPublicKey) out.push(await px509.AuthorityKeyIdentifierExtension.create(issuerPublicKey));
+  return out;
+}
+
 /** A root CA (self-signed), or an intermediate when `parent` is given. */
-export async function createCA(name: string, opts: CertOptions & { parent?: TestCA; keyCertSign?: boolean } = {}): Promise<TestCA> {
-  const keys = await newKeys();
+export async function createCA(name: string, opts: CAOptions = {}): Promise<TestCA> {
+  const keys = opts.keys ?? (await newKeys());
   const now = Date.now();
   const usages =
-    opts.keyCertSign === false ? px509.KeyUsageFlags.digitalSignature : px509.KeyUsageFlags.keyCertSign | px509.KeyUsageFlags.cRLSign;
-  const extensions = [new px509.BasicConstraintsExtension(true, undefined, true), new px509.KeyUsagesExtension(usages, true)];
+    opts.keyUsage !== undefined
+      ? opts.keyUsage
+      : opts.keyCertSign === false
+        ? px509.KeyUsageFlags.digitalSignature
+        : px509.KeyUsageFlags.keyCertSign | px509.KeyUsageFlags.cRLSign;
+  const extensions: px509.Extension[] = [new px509.BasicConstraintsExtension(opts.ca ?? true, opts.pathLen, true)];
+  if (usages !== null) extensions.push(new px509.KeyUsagesExtension(usages, true));
+  // A self-signed root's AKI would name its own key; RFC 5280 §4.2.1.1 lets it be omitted there.
+  extensions.push(...(await keyIDExtensions(keys.publicKey, opts.parent?.keys.publicKey ?? null, opts.withAKI ?? true)));
+  if (opts.uris) extensions.push(new px509.SubjectAlternativeNameExtension(opts.uris.map((value) => ({ type: 'url' as const, value }))));
+  if (opts.nameConstraints) extensions.push(nameConstraintsExtension(opts.nameConstraints));
+  if (opts.unknownCritical) extensions.push(unknownCriticalExtension());
+  const subject = opts.subject ?? `CN=${name}`;
   const common = {
     serialNumber: nextSerial(),
     notBefore: opts.notBefore ?? new Date(now - DAY_MS),
@@ -58,18 +134,19 @@ export async function createCA(name: string, opts: CertOptions & { parent?: Test
   const cert = opts.parent
     ? await px509.X509CertificateGenerator.create({
         ...common,
-        subject: `CN=${name}`,
+        subject,
         issuer: opts.parent.cert.subject.replace(/\n/g, ', '),
         publicKey: keys.publicKey,
         signingKey: opts.parent.keys.privateKey,
       })
-    : await px509.X509CertificateGenerator.createSelfSigned({ ...common, name: `CN=${name}`, keys });
+    : await px509.X509CertificateGenerator.createSelfSigned({ ...common, name: subject, keys });
   return { name, cert: toNode(cert), pem: cert.toString('pem'), keys };
 }
 
 export interface LeafOptions extends CertOptions {
   /** URI SANs (exactly one SPIFFE ID for a good SVID). */
   uris?: string[];
+  dnsNames?: string[];
   ca?: boolean;
   keyUsage?: number | null;
 }
@@ -82,17 +159,23 @@ export interface TestSVID {
 
 /** An X509-SVID issued by `issuer`; options make it bad in exactly one way. */
 export async function issueX509SVID(issuer: TestCA, spiffeID: string, opts: LeafOptions = {}): Promise<TestSVID> {
-  const keys = await newKeys();
+  const keys = opts.keys ?? (await newKeys());
   const now = Date.now();
+  const names = [
+    ...(opts.uris ?? [spiffeID]).map((value) => ({ type: 'url' as const, value })),
+    ...(opts.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+  ];
   const extensions: px509.Extension[] = [
     new px509.BasicConstraintsExtension(opts.ca ?? false, undefined, true),
-    new px509.SubjectAlternativeNameExtension((opts.uris ?? [spiffeID]).map((value) => ({ type: 'url' as const, value }))),
+    ...(names.length > 0 ? [new px509.SubjectAlternativeNameExtension(names)] : []),
+    ...(await keyIDExtensions(keys.publicKey, issuer.keys.publicKey, opts.withAKI ?? true)),
   ];
   const ku =
     opts.keyUsage === undefined
       ? px509.KeyUsageFlags.digitalSignature | px509.KeyUsageFlags.keyEncipherment | px509.KeyUsageFlags.keyAgreement
       : opts.keyUsage;
   if (ku !== null) extensions.push(new px509.KeyUsagesExtension(ku, true));
+  if (opts.unknownCritical) extensions.push(unknownCriticalExtension());
   const cert = await px509.X509CertificateGenerator.create({
     serialNumber: nextSerial(),
     subject: 'O=SPIRE, C=US',
