@@ -225,22 +225,38 @@ export function spiffeBundleJSON(cas: TestCA[], jwt: JWTAuthority[]): string {
 }
 
 export interface JWTOptions {
-  audience?: string | string[];
+  /** null: no aud claim. */
+  audience?: string | string[] | null;
   expiresInS?: number | null;
-  kid?: string;
+  /** null: no kid header. */
+  kid?: string | null;
   alg?: string;
-  sub?: string;
+  /** null: no sub claim. */
+  sub?: string | null;
+  /** null: no typ header. */
+  typ?: string | null;
+  /** Extra protected-header parameters (e.g. `crit`). */
+  header?: Record<string, unknown>;
+  /** Extra claims (e.g. `nbf`), or claims overriding the defaults. */
+  claims?: Record<string, unknown>;
+  /** Sign with this key instead of the authority's (the header still names the authority's kid). */
+  signingKey?: CryptoKey | KeyObject;
 }
 
 export async function mintJWTSVID(authority: JWTAuthority, spiffeID: string, opts: JWTOptions = {}): Promise<string> {
   const nowS = Math.floor(Date.now() / 1000);
-  const jwt = new SignJWT({})
-    .setProtectedHeader({ alg: opts.alg ?? 'ES256', kid: opts.kid ?? authority.kid, typ: 'JWT' })
-    .setSubject(opts.sub ?? spiffeID)
-    .setAudience(opts.audience ?? 'verdict')
-    .setIssuedAt(nowS);
+  const header: Record<string, unknown> = { alg: opts.alg ?? 'ES256', ...opts.header };
+  const kid = opts.kid === undefined ? authority.kid : opts.kid;
+  if (kid !== null) header.kid = kid;
+  const typ = opts.typ === undefined ? 'JWT' : opts.typ;
+  if (typ !== null) header.typ = typ;
+  const jwt = new SignJWT({ ...opts.claims }).setProtectedHeader(header as { alg: string }).setIssuedAt(nowS);
+  const sub = opts.sub === undefined ? spiffeID : opts.sub;
+  if (sub !== null) jwt.setSubject(sub);
+  const aud = opts.audience === undefined ? 'verdict' : opts.audience;
+  if (aud !== null) jwt.setAudience(aud);
   if (opts.expiresInS !== null) jwt.setExpirationTime(nowS + (opts.expiresInS ?? 300));
-  return jwt.sign(authority.privateKey);
+  return jwt.sign(opts.signingKey ?? authority.privateKey);
 }
 
 /** An unsigned token (`alg: none`), built by hand since jose refuses to make one. */
