@@ -71,9 +71,13 @@ export function certificateInfo(cert: X509Certificate): CertificateInfo {
       info = decode(cert);
     } catch (err) {
       if (err instanceof VerdictError) throw err;
-      throw new VerdictError('ERR_SVID_MALFORMED', `certificate ${cert.subject || '(no subject)'} does not decode: ${(err as Error).message}`, {
-        cause: err,
-      });
+      throw new VerdictError(
+        'ERR_SVID_MALFORMED',
+        `certificate ${cert.subject || '(no subject)'} does not decode: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
     }
     infos.set(cert, info);
   }

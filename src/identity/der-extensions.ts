@@ -211,7 +211,8 @@ export function nameConstraints(value: Buffer): NameConstraintSet {
       if (subtree.tag !== SEQUENCE) throw new Error('GeneralSubtree is not a SEQUENCE');
       const [base, ...rest] = children(value, subtree);
       if (!base) throw new Error('GeneralSubtree has no base');
-      if (rest.some((r) => r.tag !== 0x80 || r.end - r.start !== 1 || value[r.start] !== 0)) throw new Error('GeneralSubtree minimum/maximum is not supported');
+      if (rest.some((r) => r.tag !== 0x80 || r.end - r.start !== 1 || value[r.start] !== 0))
+        throw new Error('GeneralSubtree minimum/maximum is not supported');
       const one = generalNames(value, { tag: SEQUENCE, at: subtree.at, start: base.at, end: base.next, next: base.next });
       into.uris.push(...one.uris);
       into.dnsNames.push(...one.dnsNames);

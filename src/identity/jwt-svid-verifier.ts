@@ -69,7 +69,8 @@ const KEY_FOR_ALG: Record<string, { types: readonly string[]; curve?: string }> 
 function checkKeyFitsAlgorithm(alg: string, key: KeyObject): void {
   const need = KEY_FOR_ALG[alg];
   const type = key.asymmetricKeyType ?? 'none';
-  const fits = need !== undefined && need.types.includes(type) && (need.curve === undefined || key.asymmetricKeyDetails?.namedCurve === need.curve);
+  const fits =
+    need !== undefined && need.types.includes(type) && (need.curve === undefined || key.asymmetricKeyDetails?.namedCurve === need.curve);
   if (!fits) throw new VerdictError('ERR_JWT_ALGORITHM', `algorithm ${alg} does not fit the bundle key (${type})`);
 }
 

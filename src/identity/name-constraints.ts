@@ -8,7 +8,8 @@ import type { GeneralNames, NameConstraintSet } from './der-extensions';
  * Returns why the names break the constraints, or null when they fit.
  */
 export function nameConstraintViolation(constraints: NameConstraintSet, names: GeneralNames): string | null {
-  if (constraints.permitted.others > 0 || constraints.excluded.others > 0) return 'the CA has a name constraint of a form verdict does not evaluate';
+  if (constraints.permitted.others > 0 || constraints.excluded.others > 0)
+    return 'the CA has a name constraint of a form verdict does not evaluate';
   for (const uri of names.uris) {
     const host = uriHost(uri);
     const why = check('URI', uri, host, constraints.permitted.uris, constraints.excluded.uris, hostMatchesURIConstraint);
@@ -31,7 +32,8 @@ function check(
 ): string | null {
   const shown = JSON.stringify(name.slice(0, 128));
   // §4.2.1.10: a URI without a host (e.g. a URN) cannot fit a URI constraint.
-  if (host === null) return permitted.length > 0 || excluded.length > 0 ? `${form} ${shown} has no host to check against the name constraints` : null;
+  if (host === null)
+    return permitted.length > 0 || excluded.length > 0 ? `${form} ${shown} has no host to check against the name constraints` : null;
   if (excluded.some((c) => matches(host, c))) return `${form} ${shown} is in an excluded subtree`;
   if (permitted.length > 0 && !permitted.some((c) => matches(host, c))) return `${form} ${shown} is outside the permitted subtrees`;
   return null;

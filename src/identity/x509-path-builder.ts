@@ -85,7 +85,10 @@ class PathSearch {
     };
     const named = (list: readonly CertificateInfo[]): CertificateInfo[] =>
       list.filter((c) => c.subjectName === current.issuerName).sort((a, b) => rank(a) - rank(b));
-    return [...named(this.anchors).map((c): [CertificateInfo, boolean] => [c, true]), ...named(this.intermediates).map((c): [CertificateInfo, boolean] => [c, false])];
+    return [
+      ...named(this.anchors).map((c): [CertificateInfo, boolean] => [c, true]),
+      ...named(this.intermediates).map((c): [CertificateInfo, boolean] => [c, false]),
+    ];
   }
 
   private fail(err: VerdictError): void {
@@ -100,7 +103,8 @@ class PathSearch {
 function checkIssuer(issuer: CertificateInfo, chain: readonly CertificateInfo[], nowMs: number): VerdictError | null {
   const who = describe(issuer);
   // §4.2: a certificate with a critical extension the verifier does not process is refused.
-  if (issuer.unknownCritical.length > 0) return new VerdictError('ERR_SVID_CRITICAL_EXTENSION', `${who} has unknown critical extension(s) ${issuer.unknownCritical.join(', ')}`);
+  if (issuer.unknownCritical.length > 0)
+    return new VerdictError('ERR_SVID_CRITICAL_EXTENSION', `${who} has unknown critical extension(s) ${issuer.unknownCritical.join(', ')}`);
   // §6.1.4 (k), X509-SVID §4.1: a signing certificate is a CA.
   if (!issuer.ca) return new VerdictError('ERR_SVID_BAD_KEY_USAGE', `${who} is not a CA (basicConstraints cA is not set)`);
   // §6.1.4 (n), X509-SVID §4.3: a signing certificate sets keyCertSign.
@@ -117,7 +121,8 @@ function checkIssuer(issuer: CertificateInfo, chain: readonly CertificateInfo[],
   signatureChecks++;
   const current = chain[chain.length - 1] as CertificateInfo;
   // §6.1.3 (a)(1): the signature verifies with the issuer's public key.
-  if (!current.cert.verify(issuer.publicKey)) return new VerdictError('ERR_SVID_SIGNATURE', `signature of ${describe(current)} does not verify with the key of ${who}`);
+  if (!current.cert.verify(issuer.publicKey))
+    return new VerdictError('ERR_SVID_SIGNATURE', `signature of ${describe(current)} does not verify with the key of ${who}`);
   return null;
 }
 

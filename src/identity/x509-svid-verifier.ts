@@ -2,6 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import { VerdictError } from '../errors';
 import type { BundleSource } from './bundle-source';
 import { certificateInfo, type CertificateInfo } from './certificate-info';
+import type { IntermediateSource } from './intermediate-source';
 import { parseSPIFFEID, type SPIFFEID } from './spiffe-id';
 import type { VerifiedSVID } from './verified-svid';
 import { buildCertificatePath, validityFailure } from './x509-path-builder';
@@ -24,7 +25,7 @@ export interface X509SVIDVerifyOptions {
    * More path-building candidates besides the presented ones (verdict's own SVID chain, XFCC `Chain=`, a
    * file). Untrusted: each one used must itself chain to the bundle and pass every rule.
    */
-  intermediates?: readonly X509Certificate[];
+  intermediates?: IntermediateSource;
 }
 
 export const DEFAULT_MAX_PATH_LENGTH = 8;
@@ -45,11 +46,16 @@ export function verifyX509SVID(chain: readonly X509Certificate[], source: Bundle
   if (!bundle || bundle.x509Authorities.length === 0) {
     throw new VerdictError('ERR_SVID_UNTRUSTED', `no X.509 authorities for trust domain "${spiffeID.trustDomain}"`);
   }
-  const path = buildCertificatePath(leaf, candidatePool(chain.slice(1), options.intermediates ?? []), bundle.x509Authorities.map(certificateInfo), {
-    nowMs: options.nowMs,
-    maxPathLength: maxPath,
-    maxCandidates: options.maxCandidates ?? DEFAULT_MAX_CANDIDATES,
-  });
+  const path = buildCertificatePath(
+    leaf,
+    candidatePool(chain.slice(1), options.intermediates?.intermediatesFor(spiffeID.trustDomain) ?? []),
+    bundle.x509Authorities.map(certificateInfo),
+    {
+      nowMs: options.nowMs,
+      maxPathLength: maxPath,
+      maxCandidates: options.maxCandidates ?? DEFAULT_MAX_CANDIDATES,
+    },
+  );
   return { spiffeID, svidType: 'x509', expiresAtMs: leaf.notAfterMs, validUntilMs: path.validUntilMs, bundle };
 }
 
@@ -90,7 +96,8 @@ function checkLeaf(leaf: CertificateInfo, nowMs: number): void {
   if (ca) throw new VerdictError('ERR_SVID_BAD_KEY_USAGE', 'leaf SVID has the CA flag set');
   if (keyUsage === null) throw new VerdictError('ERR_SVID_BAD_KEY_USAGE', 'leaf SVID lacks the key usage extension');
   if (!keyUsage.digitalSignature) throw new VerdictError('ERR_SVID_BAD_KEY_USAGE', 'leaf SVID key usage lacks digitalSignature');
-  if (keyUsage.keyCertSign || keyUsage.cRLSign) throw new VerdictError('ERR_SVID_BAD_KEY_USAGE', 'leaf SVID key usage has keyCertSign or cRLSign');
+  if (keyUsage.keyCertSign || keyUsage.cRLSign)
+    throw new VerdictError('ERR_SVID_BAD_KEY_USAGE', 'leaf SVID key usage has keyCertSign or cRLSign');
   const validity = validityFailure(leaf, nowMs);
   if (validity) throw validity;
 }

@@ -1,5 +1,7 @@
 import { webcrypto } from 'node:crypto';
 import { generateKeyPair } from 'jose';
+
+type CryptoKey = webcrypto.CryptoKey;
 import { beforeAll, describe, expect, it } from 'vitest';
 import { verifyJWTSVID, type JWTSVIDVerifyOptions } from '../../../src/identity/jwt-svid-verifier';
 import { StaticBundleSource } from '../../../src/identity/static-bundle-source';
@@ -65,7 +67,12 @@ const cases: JWTCase[] = [
   { name: 'ES384 with a P-384 bundle key', rule: 'JWT-SVID §3', code: 'ok', token: () => mintJWTSVID(es384, ID, { alg: 'ES384' }) },
   { name: 'PS256 with an RSA bundle key', rule: 'JWT-SVID §3', code: 'ok', token: () => mintJWTSVID(ps256, ID, { alg: 'PS256' }) },
   { name: 'RS256 with an RSA bundle key', rule: 'JWT-SVID §3', code: 'ok', token: () => mintJWTSVID(rs256, ID, { alg: 'RS256' }) },
-  { name: 'aud list holding verdict', rule: 'JWT-SVID §3.2', code: 'ok', token: () => mintJWTSVID(es256, ID, { audience: ['other', 'verdict'] }) },
+  {
+    name: 'aud list holding verdict',
+    rule: 'JWT-SVID §3.2',
+    code: 'ok',
+    token: () => mintJWTSVID(es256, ID, { audience: ['other', 'verdict'] }),
+  },
   { name: 'typ JOSE', rule: 'JWT-SVID §2.3', code: 'ok', token: () => mintJWTSVID(es256, ID, { typ: 'JOSE' }) },
   { name: 'no typ', rule: 'JWT-SVID §2.3 (optional)', code: 'ok', token: () => mintJWTSVID(es256, ID, { typ: null }) },
   // algorithm
@@ -78,11 +85,36 @@ const cases: JWTCase[] = [
     token: () => mintJWTSVID(ps256, ID, { alg: 'PS256' }),
     options: { algorithms: ['ES256'] },
   },
-  { name: 'ES384 header, P-256 bundle key', rule: 'RFC 7518 §3.4 (alg fits the key)', code: 'ERR_JWT_ALGORITHM', token: () => mintJWTSVID(es256, ID, { alg: 'ES384', signingKey: p384Key }) },
-  { name: 'ES256 header, P-384 bundle key', rule: 'RFC 7518 §3.4', code: 'ERR_JWT_ALGORITHM', token: () => mintJWTSVID(es384, ID, { alg: 'ES256', signingKey: es256.privateKey }) },
-  { name: 'RS256 header, EC bundle key', rule: 'RFC 7518 §3.3', code: 'ERR_JWT_ALGORITHM', token: () => mintJWTSVID(es256, ID, { alg: 'RS256', signingKey: rsaKey }) },
-  { name: 'ES256 header, RSA bundle key', rule: 'RFC 7518 §3.4', code: 'ERR_JWT_ALGORITHM', token: () => mintJWTSVID(rs256, ID, { alg: 'ES256', signingKey: es256.privateKey }) },
-  { name: 'PS256 header, EC bundle key', rule: 'RFC 7518 §3.5', code: 'ERR_JWT_ALGORITHM', token: () => mintJWTSVID(es256, ID, { alg: 'PS256', signingKey: ps256.privateKey }) },
+  {
+    name: 'ES384 header, P-256 bundle key',
+    rule: 'RFC 7518 §3.4 (alg fits the key)',
+    code: 'ERR_JWT_ALGORITHM',
+    token: () => mintJWTSVID(es256, ID, { alg: 'ES384', signingKey: p384Key }),
+  },
+  {
+    name: 'ES256 header, P-384 bundle key',
+    rule: 'RFC 7518 §3.4',
+    code: 'ERR_JWT_ALGORITHM',
+    token: () => mintJWTSVID(es384, ID, { alg: 'ES256', signingKey: es256.privateKey }),
+  },
+  {
+    name: 'RS256 header, EC bundle key',
+    rule: 'RFC 7518 §3.3',
+    code: 'ERR_JWT_ALGORITHM',
+    token: () => mintJWTSVID(es256, ID, { alg: 'RS256', signingKey: rsaKey }),
+  },
+  {
+    name: 'ES256 header, RSA bundle key',
+    rule: 'RFC 7518 §3.4',
+    code: 'ERR_JWT_ALGORITHM',
+    token: () => mintJWTSVID(rs256, ID, { alg: 'ES256', signingKey: es256.privateKey }),
+  },
+  {
+    name: 'PS256 header, EC bundle key',
+    rule: 'RFC 7518 §3.5',
+    code: 'ERR_JWT_ALGORITHM',
+    token: () => mintJWTSVID(es256, ID, { alg: 'PS256', signingKey: ps256.privateKey }),
+  },
   // key selection and signature
   { name: 'no kid', rule: 'JWT-SVID §2.2', code: 'ERR_JWT_KEY_UNKNOWN', token: () => mintJWTSVID(es256, ID, { kid: null }) },
   { name: 'unknown kid', rule: 'JWT-SVID §2.2', code: 'ERR_JWT_KEY_UNKNOWN', token: () => mintJWTSVID(es256, ID, { kid: 'k9' }) },
@@ -92,13 +124,28 @@ const cases: JWTCase[] = [
     code: 'ERR_JWT_KEY_UNKNOWN',
     token: () => mintJWTSVID(es256, 'spiffe://other.org/web'),
   },
-  { name: 'signed by a stranger under a known kid', rule: 'JWT-SVID §4', code: 'ERR_SVID_SIGNATURE', token: () => mintJWTSVID(stranger, ID) },
-  { name: 'payload altered after signing', rule: 'RFC 7515 §5.2', code: 'ERR_SVID_SIGNATURE', token: async () => tamper(await mintJWTSVID(es256, ID)) },
+  {
+    name: 'signed by a stranger under a known kid',
+    rule: 'JWT-SVID §4',
+    code: 'ERR_SVID_SIGNATURE',
+    token: () => mintJWTSVID(stranger, ID),
+  },
+  {
+    name: 'payload altered after signing',
+    rule: 'RFC 7515 §5.2',
+    code: 'ERR_SVID_SIGNATURE',
+    token: async () => tamper(await mintJWTSVID(es256, ID)),
+  },
   // claims
   { name: 'wrong aud', rule: 'JWT-SVID §3.2', code: 'ERR_JWT_AUDIENCE', token: () => mintJWTSVID(es256, ID, { audience: 'someone-else' }) },
   { name: 'no aud', rule: 'JWT-SVID §3.2 (required)', code: 'ERR_JWT_CLAIMS', token: () => mintJWTSVID(es256, ID, { audience: null }) },
   { name: 'no exp', rule: 'JWT-SVID §3.3 (required)', code: 'ERR_JWT_CLAIMS', token: () => mintJWTSVID(es256, ID, { expiresInS: null }) },
-  { name: 'exp not a number', rule: 'RFC 7519 §4.1.4', code: 'ERR_JWT_CLAIMS', token: () => mintJWTSVID(es256, ID, { expiresInS: null, claims: { exp: 'soon' } }) },
+  {
+    name: 'exp not a number',
+    rule: 'RFC 7519 §4.1.4',
+    code: 'ERR_JWT_CLAIMS',
+    token: () => mintJWTSVID(es256, ID, { expiresInS: null, claims: { exp: 'soon' } }),
+  },
   { name: 'expired', rule: 'JWT-SVID §3.3', code: 'ERR_SVID_EXPIRED', token: () => mintJWTSVID(es256, ID, { expiresInS: -600 }) },
   {
     name: 'expired by the injected clock',
@@ -114,15 +161,40 @@ const cases: JWTCase[] = [
     token: () => mintJWTSVID(es256, ID, { claims: { nbf: Math.floor(Date.now() / 1000) + 3600 } }),
   },
   { name: 'no sub', rule: 'JWT-SVID §3.1 (required)', code: 'ERR_JWT_CLAIMS', token: () => mintJWTSVID(es256, ID, { sub: null }) },
-  { name: 'sub not a SPIFFE ID', rule: 'JWT-SVID §3.1; SPIFFE-ID §2', code: 'ERR_SPIFFE_ID_INVALID', token: () => mintJWTSVID(es256, ID, { sub: 'web' }) },
-  { name: 'sub with a query', rule: 'SPIFFE-ID §2', code: 'ERR_SPIFFE_ID_INVALID', token: () => mintJWTSVID(es256, ID, { sub: `${ID}?x=1` }) },
-  { name: 'unknown trust domain', rule: 'JWT-SVID §4', code: 'ERR_SVID_UNTRUSTED', token: () => mintJWTSVID(es256, 'spiffe://evil.org/web') },
+  {
+    name: 'sub not a SPIFFE ID',
+    rule: 'JWT-SVID §3.1; SPIFFE-ID §2',
+    code: 'ERR_SPIFFE_ID_INVALID',
+    token: () => mintJWTSVID(es256, ID, { sub: 'web' }),
+  },
+  {
+    name: 'sub with a query',
+    rule: 'SPIFFE-ID §2',
+    code: 'ERR_SPIFFE_ID_INVALID',
+    token: () => mintJWTSVID(es256, ID, { sub: `${ID}?x=1` }),
+  },
+  {
+    name: 'unknown trust domain',
+    rule: 'JWT-SVID §4',
+    code: 'ERR_SVID_UNTRUSTED',
+    token: () => mintJWTSVID(es256, 'spiffe://evil.org/web'),
+  },
   // shape
   { name: 'typ at+jwt', rule: 'JWT-SVID §2.3', code: 'ERR_SVID_MALFORMED', token: () => mintJWTSVID(es256, ID, { typ: 'at+jwt' }) },
-  { name: 'crit header extension', rule: 'RFC 7515 §4.1.11', code: 'ERR_SVID_MALFORMED', token: () => signedByHand(es256, { alg: 'ES256', kid: 'k1', crit: ['x-ext'], 'x-ext': 1 }) },
+  {
+    name: 'crit header extension',
+    rule: 'RFC 7515 §4.1.11',
+    code: 'ERR_SVID_MALFORMED',
+    token: () => signedByHand(es256, { alg: 'ES256', kid: 'k1', crit: ['x-ext'], 'x-ext': 1 }),
+  },
   { name: 'garbage', rule: 'RFC 7515 §7.1', code: 'ERR_SVID_MALFORMED', token: async () => 'not.a.jwt' },
   { name: 'five parts (JWE shape)', rule: 'JWT-SVID §2 (JWS compact only)', code: 'ERR_SVID_MALFORMED', token: async () => 'a.b.c.d.e' },
-  { name: 'oversize', rule: 'bounded input (identity.jwt.maxTokenBytes)', code: 'ERR_SVID_MALFORMED', token: async () => 'a'.repeat(20_000) },
+  {
+    name: 'oversize',
+    rule: 'bounded input (identity.jwt.maxTokenBytes)',
+    code: 'ERR_SVID_MALFORMED',
+    token: async () => 'a'.repeat(20_000),
+  },
 ];
 
 describe('JWT-SVID table', () => {

@@ -3,6 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { fixedIntermediates } from '../../../src/identity/intermediate-source';
 import { StaticBundleSource } from '../../../src/identity/static-bundle-source';
 import { makeTrustBundle } from '../../../src/identity/trust-bundle';
 import { verifyX509SVID } from '../../../src/identity/x509-svid-verifier';
@@ -58,7 +59,8 @@ beforeAll(async () => {
   dir = tempDir('x509-table-');
 });
 
-const leaf = async (issuer: TestCA, opts: LeafOptions = {}, id = ID): Promise<X509Certificate> => (await issueX509SVID(issuer, id, opts)).cert;
+const leaf = async (issuer: TestCA, opts: LeafOptions = {}, id = ID): Promise<X509Certificate> =>
+  (await issueX509SVID(issuer, id, opts)).cert;
 const ca = (name: string, opts: CAOptions): Promise<TestCA> => createCA(name, opts);
 const viaRoot = async (caOpts: CAOptions, leafOpts: LeafOptions = {}): Promise<Built> => {
   const r = await ca('constrained root', caOpts);
@@ -74,7 +76,13 @@ const future = { notBefore: new Date(Date.now() + DAY), notAfter: new Date(Date.
 const cases: Case[] = [
   // --- valid controls: the table fails if verdict refuses good paths ---
   { name: 'leaf signed by the root', rule: 'X509-SVID §5.1', code: 'ok', openssl: 'ok', make: async () => ({ chain: [await leaf(root)] }) },
-  { name: 'leaf via one intermediate', rule: 'RFC 5280 §6.1', code: 'ok', openssl: 'ok', make: async () => ({ chain: [await leaf(int1), int1.cert] }) },
+  {
+    name: 'leaf via one intermediate',
+    rule: 'RFC 5280 §6.1',
+    code: 'ok',
+    openssl: 'ok',
+    make: async () => ({ chain: [await leaf(int1), int1.cert] }),
+  },
   {
     name: 'leaf via two intermediates',
     rule: 'RFC 5280 §6.1',
@@ -192,7 +200,11 @@ const cases: Case[] = [
     rule: 'RFC 5280 §4.2.1.10 (dNSName)',
     code: 'ok',
     openssl: 'ok',
-    make: () => viaIntermediate({ nameConstraints: { permittedURIs: ['example.org'], permittedDNS: ['example.org'] } }, { dnsNames: ['web.example.org'] }),
+    make: () =>
+      viaIntermediate(
+        { nameConstraints: { permittedURIs: ['example.org'], permittedDNS: ['example.org'] } },
+        { dnsNames: ['web.example.org'] },
+      ),
   },
   // --- basic constraints, path length ---
   {
@@ -265,7 +277,14 @@ const cases: Case[] = [
     openssl: 'fail',
     make: () => viaRoot({ keyUsage: KU.cRLSign | KU.digitalSignature }),
   },
-  { name: 'leaf with the CA flag', rule: 'X509-SVID §4.1', code: 'ERR_SVID_BAD_KEY_USAGE', openssl: 'ok', differs: 'OpenSSL accepts a CA certificate as the end entity', make: async () => ({ chain: [await leaf(root, { ca: true })] }) },
+  {
+    name: 'leaf with the CA flag',
+    rule: 'X509-SVID §4.1',
+    code: 'ERR_SVID_BAD_KEY_USAGE',
+    openssl: 'ok',
+    differs: 'OpenSSL accepts a CA certificate as the end entity',
+    make: async () => ({ chain: [await leaf(root, { ca: true })] }),
+  },
   {
     name: 'leaf with keyCertSign',
     rule: 'X509-SVID §4.3',
@@ -346,7 +365,8 @@ const cases: Case[] = [
     rule: 'RFC 5280 §4.2.1.10 (dNSName)',
     code: 'ERR_SVID_NAME_CONSTRAINT',
     openssl: 'fail',
-    make: () => viaIntermediate({ nameConstraints: { permittedURIs: ['example.org'], permittedDNS: ['example.org'] } }, { dnsNames: ['evil.com'] }),
+    make: () =>
+      viaIntermediate({ nameConstraints: { permittedURIs: ['example.org'], permittedDNS: ['example.org'] } }, { dnsNames: ['evil.com'] }),
   },
   {
     name: 'directoryName constraint (a form verdict does not evaluate)',
@@ -356,15 +376,63 @@ const cases: Case[] = [
     make: () => viaIntermediate({ nameConstraints: { permittedDirectoryName: true } }),
   },
   // --- critical extensions ---
-  { name: 'unknown critical extension on the leaf', rule: 'RFC 5280 §4.2', code: 'ERR_SVID_CRITICAL_EXTENSION', openssl: 'fail', make: async () => ({ chain: [await leaf(root, { unknownCritical: true })] }) },
-  { name: 'unknown critical extension on an intermediate', rule: 'RFC 5280 §4.2', code: 'ERR_SVID_CRITICAL_EXTENSION', openssl: 'fail', make: () => viaIntermediate({ unknownCritical: true }) },
-  { name: 'unknown critical extension on the root', rule: 'RFC 5280 §4.2', code: 'ERR_SVID_CRITICAL_EXTENSION', openssl: 'fail', make: () => viaRoot({ unknownCritical: true }) },
+  {
+    name: 'unknown critical extension on the leaf',
+    rule: 'RFC 5280 §4.2',
+    code: 'ERR_SVID_CRITICAL_EXTENSION',
+    openssl: 'fail',
+    make: async () => ({ chain: [await leaf(root, { unknownCritical: true })] }),
+  },
+  {
+    name: 'unknown critical extension on an intermediate',
+    rule: 'RFC 5280 §4.2',
+    code: 'ERR_SVID_CRITICAL_EXTENSION',
+    openssl: 'fail',
+    make: () => viaIntermediate({ unknownCritical: true }),
+  },
+  {
+    name: 'unknown critical extension on the root',
+    rule: 'RFC 5280 §4.2',
+    code: 'ERR_SVID_CRITICAL_EXTENSION',
+    openssl: 'fail',
+    make: () => viaRoot({ unknownCritical: true }),
+  },
   // --- validity of every certificate ---
-  { name: 'expired leaf', rule: 'RFC 5280 §6.1.3 (a)(2)', code: 'ERR_SVID_EXPIRED', openssl: 'fail', make: async () => ({ chain: [await leaf(root, past)] }) },
-  { name: 'leaf not yet valid', rule: 'RFC 5280 §6.1.3 (a)(2)', code: 'ERR_SVID_NOT_YET_VALID', openssl: 'fail', make: async () => ({ chain: [await leaf(root, future)] }) },
-  { name: 'expired intermediate', rule: 'RFC 5280 §6.1.3 (a)(2)', code: 'ERR_SVID_EXPIRED', openssl: 'fail', make: () => viaIntermediate(past, { notBefore: new Date(Date.now() - 2 * DAY) }) },
-  { name: 'intermediate not yet valid', rule: 'RFC 5280 §6.1.3 (a)(2)', code: 'ERR_SVID_NOT_YET_VALID', openssl: 'fail', make: () => viaIntermediate(future) },
-  { name: 'expired root', rule: 'RFC 5280 §6.1.3 (a)(2)', code: 'ERR_SVID_EXPIRED', openssl: 'fail', make: () => viaRoot(past, { notBefore: new Date(Date.now() - 2 * DAY) }) },
+  {
+    name: 'expired leaf',
+    rule: 'RFC 5280 §6.1.3 (a)(2)',
+    code: 'ERR_SVID_EXPIRED',
+    openssl: 'fail',
+    make: async () => ({ chain: [await leaf(root, past)] }),
+  },
+  {
+    name: 'leaf not yet valid',
+    rule: 'RFC 5280 §6.1.3 (a)(2)',
+    code: 'ERR_SVID_NOT_YET_VALID',
+    openssl: 'fail',
+    make: async () => ({ chain: [await leaf(root, future)] }),
+  },
+  {
+    name: 'expired intermediate',
+    rule: 'RFC 5280 §6.1.3 (a)(2)',
+    code: 'ERR_SVID_EXPIRED',
+    openssl: 'fail',
+    make: () => viaIntermediate(past, { notBefore: new Date(Date.now() - 2 * DAY) }),
+  },
+  {
+    name: 'intermediate not yet valid',
+    rule: 'RFC 5280 §6.1.3 (a)(2)',
+    code: 'ERR_SVID_NOT_YET_VALID',
+    openssl: 'fail',
+    make: () => viaIntermediate(future),
+  },
+  {
+    name: 'expired root',
+    rule: 'RFC 5280 §6.1.3 (a)(2)',
+    code: 'ERR_SVID_EXPIRED',
+    openssl: 'fail',
+    make: () => viaRoot(past, { notBefore: new Date(Date.now() - 2 * DAY) }),
+  },
   // --- SPIFFE ID ---
   {
     name: 'leaf SPIFFE ID without a path',
@@ -374,8 +442,22 @@ const cases: Case[] = [
     differs: 'SPIFFE rule',
     make: async () => ({ chain: [await leaf(root, {}, 'spiffe://example.org')] }),
   },
-  { name: 'two URI SANs', rule: 'X509-SVID §2', code: 'ERR_SVID_BAD_SAN', openssl: 'ok', differs: 'SPIFFE rule', make: async () => ({ chain: [await leaf(root, { uris: [ID, `${ID}2`] })] }) },
-  { name: 'no URI SAN', rule: 'X509-SVID §2', code: 'ERR_SVID_BAD_SAN', openssl: 'ok', differs: 'SPIFFE rule', make: async () => ({ chain: [await leaf(root, { uris: [] })] }) },
+  {
+    name: 'two URI SANs',
+    rule: 'X509-SVID §2',
+    code: 'ERR_SVID_BAD_SAN',
+    openssl: 'ok',
+    differs: 'SPIFFE rule',
+    make: async () => ({ chain: [await leaf(root, { uris: [ID, `${ID}2`] })] }),
+  },
+  {
+    name: 'no URI SAN',
+    rule: 'X509-SVID §2',
+    code: 'ERR_SVID_BAD_SAN',
+    openssl: 'ok',
+    differs: 'SPIFFE rule',
+    make: async () => ({ chain: [await leaf(root, { uris: [] })] }),
+  },
   {
     name: 'URI SAN that is not a SPIFFE ID',
     rule: 'X509-SVID §2; SPIFFE-ID §2',
@@ -399,7 +481,13 @@ const cases: Case[] = [
     openssl: 'fail',
     make: async () => ({ chain: [await leaf(await ca('example.org root', {}))] }),
   },
-  { name: 'intermediate not presented', rule: 'RFC 5280 §6.1', code: 'ERR_SVID_UNTRUSTED', openssl: 'fail', make: async () => ({ chain: [await leaf(int2), int2.cert] }) },
+  {
+    name: 'intermediate not presented',
+    rule: 'RFC 5280 §6.1',
+    code: 'ERR_SVID_UNTRUSTED',
+    openssl: 'fail',
+    make: async () => ({ chain: [await leaf(int2), int2.cert] }),
+  },
   {
     name: 'leaf of example.org signed by the other.org root',
     rule: 'X509-SVID §5.1 (only its own trust domain’s bundle)',
@@ -504,14 +592,17 @@ describe('X.509-SVID path table (verdict vs openssl verify -x509_strict)', () =>
     const got = codeOf(() =>
       verifyX509SVID(built.chain, sourceOf(built), {
         nowMs: Date.now(),
-        ...(built.extra ? { intermediates: built.extra } : {}),
+        ...(built.extra ? { intermediates: fixedIntermediates(built.extra) } : {}),
         ...(built.maxPathLength !== undefined ? { maxPathLength: built.maxPathLength } : {}),
         ...(built.maxCandidates !== undefined ? { maxCandidates: built.maxCandidates } : {}),
       }),
     );
     expect(got, `${c.name} (${c.rule})`).toBe(c.code === 'ok' ? 'no error' : c.code);
     if (c.openssl === 'n/a') return;
-    expect(opensslVerdict(built, built.trustDomain ?? 'example.org'), `openssl on "${c.name}"${c.differs ? ` (differs: ${c.differs})` : ''}`).toBe(c.openssl);
+    expect(
+      opensslVerdict(built, built.trustDomain ?? 'example.org'),
+      `openssl on "${c.name}"${c.differs ? ` (differs: ${c.differs})` : ''}`,
+    ).toBe(c.openssl);
     // A case where openssl and verdict disagree must say why.
     if ((c.code === 'ok') !== (c.openssl === 'ok')) expect(c.differs, `${c.name} needs a reason for differing from openssl`).toBeTruthy();
   });
