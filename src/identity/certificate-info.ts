@@ -107,6 +107,7 @@ function decode(cert: X509Certificate): CertificateInfo {
   }
   const issuerName = names.issuer.toString('hex');
   const subjectName = names.subject.toString('hex');
+  let publicKey: KeyObject | undefined;
   return Object.freeze({
     cert,
     issuerName,
@@ -116,7 +117,10 @@ function decode(cert: X509Certificate): CertificateInfo {
     unknownCritical: Object.freeze(unknownCritical),
     notBeforeMs: Date.parse(cert.validFrom),
     notAfterMs: Date.parse(cert.validTo),
-    publicKey: cert.publicKey,
+    // Only issuers' keys are ever used: a leaf never pays for building its KeyObject.
+    get publicKey(): KeyObject {
+      return (publicKey ??= cert.publicKey);
+    },
     fingerprint: cert.fingerprint256,
   });
 }

@@ -1,4 +1,5 @@
 import { createHash, createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { VerdictError } from '../errors';
 
 /**
@@ -35,14 +36,24 @@ export function makeTrustBundle(
   return Object.freeze({ trustDomain, x509Authorities: Object.freeze([...x509Authorities]), jwtAuthorities, digest: hash.digest('hex') });
 }
 
+/**
+ * Certificates already parsed, by their PEM block: OpenSSL's parse is the largest cold cost (COSTS.md), and the
+ * intermediates every caller of a domain presents are the same bytes. Certificates are immutable; bounded.
+ */
+const parsedPEM = new LRUCache<string, X509Certificate>({ max: 4096 });
+
 /** PEM text with one or more CERTIFICATE blocks → certificates. */
 export function parsePEMCertificates(pem: string, what = 'PEM'): X509Certificate[] {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
   if (blocks.length > MAX_AUTHORITIES)
     throw new VerdictError('ERR_SVID_MALFORMED', `${what} holds more than ${MAX_AUTHORITIES} certificates`);
   return blocks.map((block) => {
+    const known = parsedPEM.get(block);
+    if (known) return known;
     try {
-      return new X509Certificate(block);
+      const cert = new X509Certificate(block);
+      parsedPEM.set(block, cert);
+      return cert;
     } catch (err) {
       throw new VerdictError('ERR_SVID_MALFORMED', `${what}: a certificate does not parse`, { cause: err });
     }

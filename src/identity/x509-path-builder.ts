@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { VerdictError } from '../errors';
 import type { CertificateInfo } from './certificate-info';
 import { nameConstraintViolation } from './name-constraints';
@@ -18,6 +19,13 @@ export interface CertificatePath {
 }
 
 let signatureChecks = 0;
+
+/**
+ * Signatures already verified, by (certificate, issuer) sha256 fingerprints: bytes that verified once verify
+ * forever, so the intermediate → root link every caller of a domain shares costs one check per process.
+ * Only successes are kept; bounded.
+ */
+const verifiedLinks = new LRUCache<string, true>({ max: 10_000 });
 
 /** Signature verifications done so far in this process (a cached verification adds none). */
 export function signatureCheckCount(): number {
@@ -118,12 +126,21 @@ function checkIssuer(issuer: CertificateInfo, chain: readonly CertificateInfo[],
   }
   const names = nameConstraintsFailure(issuer, chain);
   if (names) return names;
-  signatureChecks++;
   const current = chain[chain.length - 1] as CertificateInfo;
   // §6.1.3 (a)(1): the signature verifies with the issuer's public key.
-  if (!current.cert.verify(issuer.publicKey))
+  if (!signatureVerifies(current, issuer)) {
     return new VerdictError('ERR_SVID_SIGNATURE', `signature of ${describe(current)} does not verify with the key of ${who}`);
+  }
   return null;
+}
+
+function signatureVerifies(cert: CertificateInfo, issuer: CertificateInfo): boolean {
+  const link = `${cert.fingerprint}|${issuer.fingerprint}`;
+  if (verifiedLinks.has(link)) return true;
+  signatureChecks++;
+  if (!cert.cert.verify(issuer.publicKey)) return false;
+  verifiedLinks.set(link, true);
+  return true;
 }
 
 /** §6.1.3 (b)(c): the CA's constraints bind every certificate below it, except self-issued intermediates. */

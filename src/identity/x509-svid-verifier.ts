@@ -33,6 +33,13 @@ export const DEFAULT_MAX_CANDIDATES = 32;
 /** Candidates beyond these many are not considered (the pool itself is bounded). */
 const MAX_POOL = 256;
 
+let pathValidations = 0;
+
+/** Full path validations run so far in this process (a cache hit runs none). */
+export function pathValidationCount(): number {
+  return pathValidations;
+}
+
 export function verifyX509SVID(chain: readonly X509Certificate[], source: BundleSource, options: X509SVIDVerifyOptions): VerifiedSVID {
   const first = chain[0];
   if (!first) throw new VerdictError('ERR_SVID_MALFORMED', 'no certificate presented');
@@ -46,6 +53,7 @@ export function verifyX509SVID(chain: readonly X509Certificate[], source: Bundle
   if (!bundle || bundle.x509Authorities.length === 0) {
     throw new VerdictError('ERR_SVID_UNTRUSTED', `no X.509 authorities for trust domain "${spiffeID.trustDomain}"`);
   }
+  pathValidations++;
   const path = buildCertificatePath(
     leaf,
     candidatePool(chain.slice(1), options.intermediates?.intermediatesFor(spiffeID.trustDomain) ?? []),
