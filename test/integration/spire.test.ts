@@ -7,6 +7,7 @@ import { loadConfig } from '../../src/config/load-config';
 import { WorkloadAPIClient, type OwnX509SVID } from '../../src/identity/workload-api-client';
 import { startVerdict, type RunningVerdict } from '../../src/main';
 import { createLogger } from '../../src/telemetry/logger';
+import { createTestCgroup, requireBPF, testPinDir } from '../helpers/bpf-kernel';
 import { mtlsCheckClient, SPIRE, waitFor } from '../helpers/spire-harness';
 import { buildTestBundle, headerValue, httpCheckRequest, tempDir } from '../helpers/verdict-harness';
 
@@ -51,6 +52,24 @@ function bearer(token: string): Record<string, unknown> {
   return httpCheckRequest({ headers: { authorization: `Bearer ${token}` } });
 }
 
+// A policy whose decisions the cache may keep (the key covers all it reads), for the bundle-change test.
+const CACHED_POLICY = `package envoy.authz
+import rego.v1
+default allow := false
+allow if input.attributes.request.http.path == "/cached"
+`;
+const CACHED_MANIFEST = JSON.stringify({
+  revision: 'cached',
+  roots: ['envoy'],
+  metadata: { verdict: { cache: { key: ['attributes.request.http.path'], ttlMs: 60_000, denyTtlMs: 60_000 } } },
+});
+let cachedBundle: string | undefined;
+const counterValue = async (v: RunningVerdict): Promise<number> => (await v.metrics.trustBundleUpdates.get()).values[0]?.value ?? 0;
+async function cachedPolicyBundle(): Promise<string> {
+  cachedBundle ??= await buildTestBundle({ '.manifest': CACHED_MANIFEST, 'p.rego': CACHED_POLICY });
+  return cachedBundle;
+}
+
 beforeAll(async () => {
   try {
     await spire.start();
@@ -76,7 +95,7 @@ beforeAll(async () => {
 }, 180_000);
 
 /** verdict with identity from the agent's Workload API and its listener on mTLS for `allowedCallers`. */
-async function startSPIFFEVerdict(allowedCallers: string[]): Promise<RunningVerdict> {
+async function startSPIFFEVerdict(allowedCallers: string[], overrides: string[] = []): Promise<RunningVerdict> {
   const dir = tempDir();
   writeFileSync(
     join(dir, 'verdict.yaml'),
@@ -91,7 +110,7 @@ async function startSPIFFEVerdict(allowedCallers: string[]): Promise<RunningVerd
   policyBundle ??= await buildTestBundle({ 'p.rego': POLICY });
   const config = loadConfig({
     file: join(dir, 'verdict.yaml'),
-    overrides: ['server.grpc.port=0', 'server.http.port=null', 'log.level=silent', `policy.bundle=${policyBundle}`],
+    overrides: ['server.grpc.port=0', 'server.http.port=null', 'log.level=silent', `policy.bundle=${policyBundle}`, ...overrides],
   });
   const started = await startVerdict(config, { logger: createLogger('silent') });
   await waitFor('verdict identity ready (bundles and own SVID)', () => started.identity?.isReady() === true, 60_000);
@@ -164,6 +183,7 @@ describe('verdict against a real SPIRE (v1.13.3)', () => {
 
   it('after SPIRE rotates the SVIDs, verdict keeps serving with the new ones, without restart', async () => {
     const before = verdict.identity?.workloadAPI?.currentX509SVID?.certificates[0]?.fingerprint256;
+    const beforeSerial = verdict.identity?.workloadAPI?.currentX509SVID?.certificates[0]?.serialNumber;
     await waitFor(
       "SPIRE to rotate verdict's X509-SVID",
       () => verdict.identity?.workloadAPI?.currentX509SVID?.certificates[0]?.fingerprint256 !== before,
@@ -181,8 +201,59 @@ describe('verdict against a real SPIRE (v1.13.3)', () => {
     try {
       const res = await client.check(withCertificate(rotated));
       expect(JSON.parse(headerValue(res.okResponse?.headers, 'x-spiffe') ?? '{}')).toMatchObject({ id: ID, svid_type: 'x509' });
+      // The listener served the NEW certificate on this fresh connection: the serial the client saw is that
+      // of verdict's current SVID, not the one from before the rotation.
+      const served = verdict.identity?.workloadAPI?.currentX509SVID?.certificates[0];
+      expect(client.serverSerials.length).toBeGreaterThan(0);
+      expect(client.serverSerials.at(-1)).toBe(served?.serialNumber);
+      expect(client.serverSerials.at(-1)).not.toBe(beforeSerial);
     } finally {
       client.close();
+    }
+  }, 90_000);
+
+  it('a trust-bundle change from SPIRE clears the decision cache and bumps the kernel generation', async () => {
+    const cgroup = createTestCgroup('spire');
+    const pinDir = testPinDir('spire');
+    requireBPF();
+    const cached = await startSPIFFEVerdict(
+      [ID],
+      [
+        `policy.bundle=${await cachedPolicyBundle()}`,
+        'fastpath.enabled=true',
+        'fastpath.required=true',
+        `fastpath.cgroupPath=${cgroup.path}`,
+        `fastpath.pinPath=${pinDir}`,
+      ],
+    );
+    const client = clientFor(workload.currentX509SVID, cached.grpcPort);
+    try {
+      const req = httpCheckRequest({ path: '/cached' });
+      await client.check(req);
+      await client.check(req);
+      expect(cached.cache?.store.stats().entries).toBe(1);
+      expect(cached.cache?.store.stats().hits).toBeGreaterThan(0);
+      const generation = cached.fastpath.status().generation;
+      const updates = await counterValue(cached);
+      const authoritiesBefore = cached.identity?.bundles.bundleForTrustDomain('example.org')?.x509Authorities.length ?? 0;
+      await spire.prepareX509Authority();
+      await waitFor(
+        'the new X.509 authority to reach verdict through the Workload API',
+        () => (cached.identity?.bundles.bundleForTrustDomain('example.org')?.x509Authorities.length ?? 0) > authoritiesBefore,
+        30_000,
+        100,
+      );
+      expect(await counterValue(cached)).toBeGreaterThan(updates);
+      expect(cached.cache?.store.stats().entries).toBe(0);
+      expect(cached.fastpath.status().generation).not.toBe(generation);
+      // And the next identical request is evaluated again (a miss), not answered from before the change.
+      const misses = cached.cache?.store.stats().misses ?? 0;
+      await client.check(req);
+      expect(cached.cache?.store.stats().misses).toBe(misses + 1);
+    } finally {
+      client.close();
+      await cached.stop();
+      cgroup.remove();
     }
   }, 90_000);
 
