@@ -55,11 +55,18 @@ export interface CAOptions extends CertOptions {
   uris?: string[];
   /** Subject DN (default `CN=<name>`). */
   subject?: string;
+  /** Copy this certificate's subject Name byte for byte (an impostor of a real CA). */
+  subjectOf?: X509Certificate;
 }
 
 let serial = 1;
 function nextSerial(): string {
   return (serial++).toString(16).padStart(2, '0');
+}
+
+/** The issuer's subject Name exactly as encoded in its certificate (name chaining compares the bytes). */
+function issuerName(issuer: X509Certificate): px509.Name {
+  return new px509.X509Certificate(issuer.raw).subjectName;
 }
 
 function toNode(cert: px509.X509Certificate): X509Certificate {
@@ -123,7 +130,7 @@ export async function createCA(name: string, opts: CAOptions = {}): Promise<Test
   if (opts.uris) extensions.push(new px509.SubjectAlternativeNameExtension(opts.uris.map((value) => ({ type: 'url' as const, value }))));
   if (opts.nameConstraints) extensions.push(nameConstraintsExtension(opts.nameConstraints));
   if (opts.unknownCritical) extensions.push(unknownCriticalExtension());
-  const subject = opts.subject ?? `CN=${name}`;
+  const subject = opts.subjectOf ? issuerName(opts.subjectOf) : (opts.subject ?? `CN=${name}`);
   const common = {
     serialNumber: nextSerial(),
     notBefore: opts.notBefore ?? new Date(now - DAY_MS),
@@ -135,7 +142,7 @@ export async function createCA(name: string, opts: CAOptions = {}): Promise<Test
     ? await px509.X509CertificateGenerator.create({
         ...common,
         subject,
-        issuer: opts.parent.cert.subject.replace(/\n/g, ', '),
+        issuer: issuerName(opts.parent.cert),
         publicKey: keys.publicKey,
         signingKey: opts.parent.keys.privateKey,
       })
@@ -179,7 +186,7 @@ export async function issueX509SVID(issuer: TestCA, spiffeID: string, opts: Leaf
   const cert = await px509.X509CertificateGenerator.create({
     serialNumber: nextSerial(),
     subject: 'O=SPIRE, C=US',
-    issuer: issuer.cert.subject.replace(/\n/g, ', '),
+    issuer: issuerName(issuer.cert),
     notBefore: opts.notBefore ?? new Date(now - 60_000),
     notAfter: opts.notAfter ?? new Date(now + DAY_MS),
     signingAlgorithm: SIGN,

@@ -9,7 +9,8 @@ import { startVerdict, type RunningVerdict } from '../../src/main';
 import { createLogger } from '../../src/telemetry/logger';
 import { createTestCgroup, requireBPF, testPinDir } from '../helpers/bpf-kernel';
 import { mtlsCheckClient, SPIRE, waitFor } from '../helpers/spire-harness';
-import { buildTestBundle, headerValue, httpCheckRequest, tempDir } from '../helpers/verdict-harness';
+import { createCA, exportCA, issueX509SVID, type TestCA } from '../helpers/svid-authority';
+import { buildTestBundle, checkClient, headerValue, httpCheckRequest, tempDir } from '../helpers/verdict-harness';
 
 // Allows only a verified caller of example.org and echoes the spiffe block, so the test sees the input.
 const POLICY = `package envoy.authz
@@ -272,4 +273,131 @@ describe('verdict against a real SPIRE (v1.13.3)', () => {
       client.close();
     }
   }, 90_000);
+});
+
+/**
+ * SPIRE behind a `disk` UpstreamAuthority whose CA the test makes at run time: SPIRE's own CA is then an
+ * intermediate, so every SVID chains leaf → SPIRE intermediate → upstream CA, and only the upstream CA is in
+ * the bundle. Envoy forwards only the leaf; verdict finds the intermediate in its own SVID's chain (a).
+ */
+describe('SPIRE with a disk UpstreamAuthority (SVIDs issued by an intermediate)', () => {
+  const UP_ID = 'spiffe://example.org/ns/verdict/sa/verdict';
+  let upstreamCA: TestCA;
+  let upstream: SPIRE;
+  let upWorkload: WorkloadAPIClient;
+  const started: RunningVerdict[] = [];
+
+  beforeAll(async () => {
+    upstreamCA = await createCA('verdict test upstream CA');
+    const dir = tempDir('verdict-upstream-ca-');
+    const { certPEM, keyPEM } = await exportCA(upstreamCA);
+    writeFileSync(join(dir, 'ca.pem'), certPEM);
+    writeFileSync(join(dir, 'ca-key.pem'), keyPEM);
+    upstream = new SPIRE({ upstreamCA: { certPath: join(dir, 'ca.pem'), keyPath: join(dir, 'ca-key.pem') } });
+    try {
+      await upstream.start();
+      await upstream.registerWorkload(UP_ID);
+    } catch (err) {
+      throw new Error(String(err) + upstream.tail());
+    }
+    upWorkload = new WorkloadAPIClient({
+      socket: `unix://${upstream.agentSocket}`,
+      clock: systemClock,
+      logger: createLogger('silent'),
+      reconnectInitialMs: 100,
+      reconnectMaxMs: 1000,
+      bundleStalenessMs: 60_000,
+      fetchX509SVID: true,
+    });
+    upWorkload.start();
+    await waitFor('the workload SVID from the upstream-backed SPIRE', () => upWorkload.isReady(), 60_000).catch((e: unknown) => {
+      throw new Error(String(e) + upstream.tail());
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const v of started.splice(0)) await v.stop();
+    upWorkload?.close();
+    await upstream?.stop();
+  });
+
+  async function verdictWith(fromWorkloadAPI: boolean): Promise<RunningVerdict> {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, 'verdict.yaml'),
+      [
+        'identity:',
+        '  enabled: true',
+        `  workloadAPI: { socket: "unix://${upstream.agentSocket}", reconnectInitialMs: 100, reconnectMaxMs: 1000 }`,
+        `  x509: { intermediates: { fromWorkloadAPI: ${fromWorkloadAPI} } }`,
+      ].join('\n'),
+    );
+    policyBundle ??= await buildTestBundle({ 'p.rego': POLICY });
+    const config = loadConfig({
+      file: join(dir, 'verdict.yaml'),
+      overrides: ['server.grpc.port=0', 'server.http.port=null', 'log.level=silent', `policy.bundle=${policyBundle}`],
+    });
+    const v = await startVerdict(config, { logger: createLogger('silent') });
+    started.push(v);
+    await waitFor('verdict identity ready', () => v.identity?.isReady() === true, 60_000);
+    if (fromWorkloadAPI)
+      await waitFor("verdict's own SVID (its chain is the candidate)", () => v.identity?.workloadAPI?.currentX509SVID != null, 60_000);
+    return v;
+  }
+
+  /** What Envoy sends: the leaf alone, URL-encoded PEM. */
+  function leafOnly(leafPEM: string): Record<string, unknown> {
+    const req = httpCheckRequest({}) as { attributes: { source: Record<string, unknown> } };
+    req.attributes.source.certificate = encodeURIComponent(leafPEM);
+    return req;
+  }
+
+  it('SVIDs chain through SPIRE’s intermediate to the upstream CA, which alone is in the bundle', () => {
+    const svid = upWorkload.currentX509SVID as OwnX509SVID;
+    expect(svid.certificates.length).toBeGreaterThanOrEqual(2);
+    const authorities = upWorkload.bundleForTrustDomain('example.org')?.x509Authorities.map((c) => c.fingerprint256) ?? [];
+    expect(authorities).toContain(upstreamCA.cert.fingerprint256);
+    expect(authorities).not.toContain(svid.certificates[1]?.fingerprint256);
+    expect(svid.certificates[1]?.checkIssued(upstreamCA.cert)).toBe(true);
+  });
+
+  it('(a) a caller forwarded as Envoy does (leaf only) is accepted with the own-SVID chain, refused without it', async () => {
+    const leaf = (upWorkload.currentX509SVID as OwnX509SVID).certificates[0] as X509Certificate;
+    const withChain = await verdictWith(true);
+    const without = await verdictWith(false);
+    const a = checkClient(`127.0.0.1:${withChain.grpcPort}`);
+    const b = checkClient(`127.0.0.1:${without.grpcPort}`);
+    try {
+      const ok = await a.check(leafOnly(leaf.toString()));
+      expect(JSON.parse(headerValue(ok.okResponse?.headers, 'x-spiffe') ?? '{}')).toMatchObject({ id: UP_ID, svid_type: 'x509' });
+      const refused = await b.check(leafOnly(leaf.toString()));
+      expect(refused.deniedResponse?.status?.code).toBe(403);
+      expect(headerValue(refused.deniedResponse?.headers, 'x-verdict-reason')).toBe('ERR_SVID_UNTRUSTED');
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  it('(a) a caller whose SVID a foreign CA signed is refused, even one naming SPIRE’s intermediate as issuer', async () => {
+    const v = started.find((s) => s.identity?.workloadAPI?.currentX509SVID) ?? (await verdictWith(true));
+    const spireIntermediate = (upWorkload.currentX509SVID as OwnX509SVID).certificates[1] as X509Certificate;
+    const foreignRoot = await createCA('foreign CA');
+    // An impostor with SPIRE's intermediate's subject name but its own key: name chaining finds the real
+    // intermediate as a candidate, whose key did not sign this leaf.
+    const impostor = await createCA('impostor', { subjectOf: spireIntermediate, parent: foreignRoot });
+    const cases: [string, string, string][] = [
+      ['foreign root', (await issueX509SVID(foreignRoot, 'spiffe://example.org/ns/evil/sa/x')).pem, 'ERR_SVID_UNTRUSTED'],
+      ['impostor intermediate', (await issueX509SVID(impostor, 'spiffe://example.org/ns/evil/sa/x')).pem, 'ERR_SVID_SIGNATURE'],
+    ];
+    const client = checkClient(`127.0.0.1:${v.grpcPort}`);
+    try {
+      for (const [name, pemText, code] of cases) {
+        const res = await client.check(leafOnly(pemText));
+        expect(headerValue(res.deniedResponse?.headers, 'x-verdict-reason'), name).toBe(code);
+      }
+    } finally {
+      client.close();
+    }
+  });
 });
