@@ -197,11 +197,16 @@ export async function issueX509SVID(issuer: TestCA, spiffeID: string, opts: Leaf
   return { cert: toNode(cert), pem: cert.toString('pem'), keys };
 }
 
-/** A test CA as PEM files' contents (certificate, PKCS#8 key), e.g. for SPIRE's `disk` UpstreamAuthority. */
-export async function exportCA(ca: TestCA): Promise<{ certPEM: string; keyPEM: string }> {
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', ca.keys.privateKey));
+/** A private key as PKCS#8 PEM (for SPIRE's `disk` UpstreamAuthority, or a TLS client). */
+export async function privateKeyPEM(keys: CryptoKeyPair): Promise<string> {
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   const body = (pkcs8.toString('base64').match(/.{1,64}/g) ?? []).join('\n');
-  return { certPEM: ca.pem, keyPEM: `-----BEGIN PRIVATE KEY-----\n${body}\n-----END PRIVATE KEY-----\n` };
+  return `-----BEGIN PRIVATE KEY-----\n${body}\n-----END PRIVATE KEY-----\n`;
+}
+
+/** A test CA as PEM files' contents (certificate, PKCS#8 key). */
+export async function exportCA(ca: TestCA): Promise<{ certPEM: string; keyPEM: string }> {
+  return { certPEM: ca.pem, keyPEM: await privateKeyPEM(ca.keys) };
 }
 
 /** The same certificate with one signed byte changed (subject O=SPIRE → O=SPIRF), so its signature no longer fits. */

@@ -1,4 +1,6 @@
 import { X509Certificate } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,8 +10,10 @@ import { WorkloadAPIClient, type OwnX509SVID } from '../../src/identity/workload
 import { startVerdict, type RunningVerdict } from '../../src/main';
 import { createLogger } from '../../src/telemetry/logger';
 import { createTestCgroup, requireBPF, testPinDir } from '../helpers/bpf-kernel';
+import { startEnvoyFor } from '../helpers/envoy-stack';
+import { startEchoUpstream } from '../helpers/upstream-echo';
 import { mtlsCheckClient, SPIRE, waitFor } from '../helpers/spire-harness';
-import { createCA, exportCA, issueX509SVID, type TestCA } from '../helpers/svid-authority';
+import { createCA, exportCA, issueX509SVID, privateKeyPEM, type TestCA } from '../helpers/svid-authority';
 import { buildTestBundle, checkClient, headerValue, httpCheckRequest, tempDir } from '../helpers/verdict-harness';
 
 // Allows only a verified caller of example.org and echoes the spiffe block, so the test sees the input.
@@ -275,6 +279,39 @@ describe('verdict against a real SPIRE (v1.13.3)', () => {
   }, 90_000);
 });
 
+/** One HTTPS request to Envoy with a client SVID; Envoy's certificate names a SPIFFE ID, not a host. */
+function httpsVia(
+  port: number,
+  ca: string,
+  cert: string,
+  key: string,
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/api/orders',
+        agent: false,
+        ca,
+        cert,
+        key,
+        timeout: 10_000,
+        checkServerIdentity: (_host, peer) =>
+          peer.subjectaltname?.includes('URI:spiffe://example.org/') ? undefined : new Error('not a SPIFFE server'),
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
 /**
  * SPIRE behind a `disk` UpstreamAuthority whose CA the test makes at run time: SPIRE's own CA is then an
  * intermediate, so every SVID chains leaf → SPIRE intermediate → upstream CA, and only the upstream CA is in
@@ -321,7 +358,7 @@ describe('SPIRE with a disk UpstreamAuthority (SVIDs issued by an intermediate)'
     await upstream?.stop();
   });
 
-  async function verdictWith(fromWorkloadAPI: boolean): Promise<RunningVerdict> {
+  async function verdictWith(fromWorkloadAPI: boolean, extra: string[] = []): Promise<RunningVerdict> {
     const dir = tempDir();
     writeFileSync(
       join(dir, 'verdict.yaml'),
@@ -330,6 +367,7 @@ describe('SPIRE with a disk UpstreamAuthority (SVIDs issued by an intermediate)'
         '  enabled: true',
         `  workloadAPI: { socket: "unix://${upstream.agentSocket}", reconnectInitialMs: 100, reconnectMaxMs: 1000 }`,
         `  x509: { intermediates: { fromWorkloadAPI: ${fromWorkloadAPI} } }`,
+        ...extra,
       ].join('\n'),
     );
     policyBundle ??= await buildTestBundle({ 'p.rego': POLICY });
@@ -400,4 +438,43 @@ describe('SPIRE with a disk UpstreamAuthority (SVIDs issued by an intermediate)'
       client.close();
     }
   });
+
+  it('through a real Envoy sidecar: the caller is accepted with (a), refused when a foreign CA signed its SVID', async () => {
+    const dir = tempDir('verdict-upstream-envoy-');
+    const own = upWorkload.currentX509SVID as OwnX509SVID;
+    const foreignRoot = await createCA('foreign CA at the edge');
+    const foreignCaller = await issueX509SVID(foreignRoot, 'spiffe://example.org/ns/evil/sa/x');
+    const chainPEM = own.certificates.map((c) => c.toString()).join('');
+    const keyPEM = own.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+    writeFileSync(join(dir, 'envoy.pem'), chainPEM);
+    writeFileSync(join(dir, 'envoy-key.pem'), keyPEM);
+    // Envoy trusts the foreign CA too (a shared edge, or a mistake): only verdict's check, against the bundle of
+    // the SVID's own trust domain, stands between that caller and the app.
+    writeFileSync(join(dir, 'ca.pem'), upstreamCA.pem + foreignRoot.pem);
+    const v = await verdictWith(true, [`  mtls: { enabled: true, allowedCallers: ["${UP_ID}"] }`]);
+    const app = await startEchoUpstream();
+    const envoy = await startEnvoyFor('mtls.yaml', {
+      LISTENER_PORT: 0,
+      APP_PORT: app.port,
+      VERDICT_PORT: v.grpcPort,
+      AUTHZ_TIMEOUT: '2s',
+      CA_CERT: join(dir, 'ca.pem'),
+      ENVOY_CERT: join(dir, 'envoy.pem'),
+      ENVOY_KEY: join(dir, 'envoy-key.pem'),
+    });
+    try {
+      const port = envoy.listenerPort('ingress_http');
+      const ok = await httpsVia(port, upstreamCA.pem, chainPEM, keyPEM);
+      expect(ok.status, ok.body).toBe(200);
+      expect(JSON.parse(String(app.hits.at(-1)?.headers['x-spiffe']))).toMatchObject({ id: UP_ID, svid_type: 'x509' });
+      const before = app.hits.length;
+      const refused = await httpsVia(port, upstreamCA.pem, foreignCaller.pem, await privateKeyPEM(foreignCaller.keys));
+      expect(refused.status).toBe(403);
+      expect(refused.headers['x-verdict-reason']).toBe('ERR_SVID_UNTRUSTED');
+      expect(app.hits.length).toBe(before);
+    } finally {
+      await envoy.stop();
+      await app.stop();
+    }
+  }, 90_000);
 });
