@@ -450,7 +450,7 @@ describe('SPIRE with a disk UpstreamAuthority (SVIDs issued by an intermediate)'
     writeFileSync(join(dir, 'envoy-key.pem'), keyPEM);
     // Envoy trusts the foreign CA too (a shared edge, or a mistake): only verdict's check, against the bundle of
     // the SVID's own trust domain, stands between that caller and the app.
-    writeFileSync(join(dir, 'ca.pem'), upstreamCA.pem + foreignRoot.pem);
+    writeFileSync(join(dir, 'ca.pem'), `${upstreamCA.pem}\n${foreignRoot.pem}\n`);
     const v = await verdictWith(true, [`  mtls: { enabled: true, allowedCallers: ["${UP_ID}"] }`]);
     const app = await startEchoUpstream();
     const envoy = await startEnvoyFor('mtls.yaml', {
