@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import type { Clock } from '../clock';
 import { VerdictError } from '../errors';
-import { ownSVIDIntermediates } from './intermediate-source';
+import { NO_INTERMEDIATES, type IntermediateSource } from './intermediate-source';
 import { SVIDCache } from './svid-cache';
 import { verifyCallerChain } from './verify-caller-chain';
 import type { OwnX509SVID, WorkloadAPIClient } from './workload-api-client';
@@ -64,13 +64,15 @@ export interface SPIFFEServerCredentialsOptions {
   clock: Clock;
   /** Exact SPIFFE IDs or `spiffe://td/prefix/*`. */
   allowedCallers: readonly string[];
+  /** Path-building candidates besides the presented chain (identity.x509.intermediates). */
+  intermediates?: IntermediateSource;
 }
 
 /**
  * Server credentials for verdict's gRPC listener: TLS with verdict's SVID, client certificates required,
  * and an interceptor that admits only callers whose presented chain verifies (verifyCallerChain: every
  * rule of RFC 5280 §6.1 and X509-SVID) against the bundle of the leaf's own trust domain (TLS alone accepts
- * any of the loaded CAs for any name) and whose SPIFFE ID is allowed.
+ * any of the loaded CAs for any name) and whose SPIFFE ID is allowed; `intermediates` add candidates.
  */
 export function createSPIFFEServerCredentials(options: SPIFFEServerCredentialsOptions): grpc.ServerCredentials {
   const provider = new WorkloadAPICertificateProvider(options.client);
@@ -82,7 +84,7 @@ export function createSPIFFEServerCredentials(options: SPIFFEServerCredentialsOp
 
 function callerAuthorization(options: SPIFFEServerCredentialsOptions): grpc.ServerInterceptor {
   const cache = new SVIDCache(10_000);
-  const intermediates = ownSVIDIntermediates(options.client);
+  const intermediates = options.intermediates ?? NO_INTERMEDIATES;
   return (_method, call) =>
     new grpc.ServerInterceptingCall(call, {
       start: (next) => {

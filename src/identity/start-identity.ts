@@ -47,7 +47,7 @@ export function startIdentity(config: IdentityConfig, deps: { clock: Clock; logg
   const bundles: BundleSource = workloadAPI ? new ChainedBundleSource([workloadAPI, staticSource]) : staticSource;
   const credentials =
     workloadAPI && config.mtls.enabled
-      ? createSPIFFEServerCredentials({ client: workloadAPI, clock: deps.clock, allowedCallers: config.mtls.allowedCallers })
+      ? createSPIFFEServerCredentials({ client: workloadAPI, clock: deps.clock, allowedCallers: config.mtls.allowedCallers, intermediates })
       : null;
   workloadAPI?.on('bundles', (tds: string[]) => deps.logger.info({ trustDomains: tds }, 'SPIFFE trust bundles updated'));
   workloadAPI?.on('x509svid', (svid: { spiffeID: string }) => deps.logger.info({ spiffeID: svid.spiffeID }, 'own X509-SVID rotated'));

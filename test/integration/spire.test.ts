@@ -439,6 +439,30 @@ describe('SPIRE with a disk UpstreamAuthority (SVIDs issued by an intermediate)'
     }
   });
 
+  it("verdict's mTLS listener verifies the whole chain the client presents (no other candidates configured)", async () => {
+    const v = await verdictWith(false, [`  mtls: { enabled: true, allowedCallers: ["${UP_ID}"] }`]);
+    const own = upWorkload.currentX509SVID as OwnX509SVID;
+    const rootsPEM = upWorkload
+      .allX509Authorities()
+      .map((c) => c.toString())
+      .join('');
+    const keyPEM = own.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+    const client = mtlsCheckClient(`127.0.0.1:${v.grpcPort}`, {
+      rootsPEM,
+      serverID: UP_ID,
+      certPEM: own.certificates.map((c) => c.toString()).join(''),
+      keyPEM,
+    });
+    try {
+      // The listener admits the caller (else PERMISSION_DENIED rejects the call) only if it built
+      // leaf → presented intermediate → upstream CA: no other candidate is configured.
+      await expect(client.check(httpCheckRequest({}))).resolves.toBeDefined();
+      expect(client.serverSerials.at(-1)).toBe(v.identity?.workloadAPI?.currentX509SVID?.certificates[0]?.serialNumber);
+    } finally {
+      client.close();
+    }
+  });
+
   it('through a real Envoy sidecar: the caller is accepted with (a), refused when a foreign CA signed its SVID', async () => {
     const dir = tempDir('verdict-upstream-envoy-');
     const own = upWorkload.currentX509SVID as OwnX509SVID;
