@@ -40,7 +40,12 @@ export function makeTrustBundle(
  * Certificates already parsed, by their PEM block: OpenSSL's parse is the largest cold cost (COSTS.md), and the
  * intermediates every caller of a domain presents are the same bytes. Certificates are immutable; bounded.
  */
-const parsedPEM = new LRUCache<string, X509Certificate>({ max: 4096 });
+const parsedPEM = new LRUCache<string, X509Certificate>({
+  max: 4096,
+  // Bounded by bytes too: a caller can send large blocks; at most ~8 MiB of PEM text is kept.
+  maxSize: 8 * 1024 * 1024,
+  sizeCalculation: (_cert, block) => block.length,
+});
 
 /** PEM text with one or more CERTIFICATE blocks → certificates. */
 export function parsePEMCertificates(pem: string, what = 'PEM'): X509Certificate[] {
