@@ -13,6 +13,8 @@ export interface RawExtension {
 
 interface TLV {
   tag: number;
+  /** Where the element (its tag octet) begins. */
+  at: number;
   start: number;
   end: number;
   next: number;
@@ -33,7 +35,7 @@ function readTLV(der: Buffer, offset: number, limit: number): TLV {
   }
   const end = start + length;
   if (end > limit) throw new Error('DER element overruns its parent');
-  return { tag, start, end, next: end };
+  return { tag, at: offset, start, end, next: end };
 }
 
 const SEQUENCE = 0x30;
@@ -109,4 +111,113 @@ export function keyUsageBits(value: Buffer): KeyUsageBits {
   if (bits.tag !== 0x03 || bits.end <= bits.start) throw new Error('keyUsage is not a BIT STRING');
   const first = bits.end > bits.start + 1 ? (value[bits.start + 1] as number) : 0;
   return { digitalSignature: (first & 0x80) !== 0, keyCertSign: (first & 0x04) !== 0, cRLSign: (first & 0x02) !== 0 };
+}
+
+/** tbsCertificate's issuer and subject Names (RFC 5280 §4.1.2.4, §4.1.2.6), as their raw DER, for byte-exact name chaining. */
+export function certificateNames(der: Buffer): { issuer: Buffer; subject: Buffer } {
+  const cert = readTLV(der, 0, der.length);
+  if (cert.tag !== SEQUENCE) throw new Error('not a certificate');
+  const tbs = readTLV(der, cert.start, cert.end);
+  if (tbs.tag !== SEQUENCE) throw new Error('no tbsCertificate');
+  const fields = children(der, tbs);
+  // [0] version is optional (v1); then serialNumber, signature, issuer, validity, subject.
+  const base = fields[0]?.tag === 0xa0 ? 1 : 0;
+  const issuer = fields[base + 2];
+  const subject = fields[base + 4];
+  if (!issuer || !subject || issuer.tag !== SEQUENCE || subject.tag !== SEQUENCE) throw new Error('tbsCertificate lacks its names');
+  return { issuer: der.subarray(issuer.at, issuer.end), subject: der.subarray(subject.at, subject.end) };
+}
+
+/** GeneralNames of the forms path validation reads; anything else is counted, not decoded. */
+export interface GeneralNames {
+  uris: string[];
+  dnsNames: string[];
+  /** Names of other forms (rfc822Name, iPAddress, directoryName, …). */
+  others: number;
+}
+
+function generalNames(value: Buffer, list: TLV): GeneralNames {
+  const out: GeneralNames = { uris: [], dnsNames: [], others: 0 };
+  for (const n of children(value, list)) {
+    if (n.tag === 0x86) out.uris.push(value.toString('latin1', n.start, n.end));
+    else if (n.tag === 0x82) out.dnsNames.push(value.toString('latin1', n.start, n.end));
+    else out.others++;
+  }
+  return out;
+}
+
+/** subjectAltName (RFC 5280 §4.2.1.6): URI and dNSName forms, and a count of the rest. */
+export function subjectAltNames(value: Buffer): GeneralNames {
+  const names = readTLV(value, 0, value.length);
+  if (names.tag !== SEQUENCE) throw new Error('subjectAltName is not a SEQUENCE');
+  return generalNames(value, names);
+}
+
+/** basicConstraints (RFC 5280 §4.2.1.9): cA (default FALSE) and pathLenConstraint (null when absent). */
+export function basicConstraints(value: Buffer): { ca: boolean; pathLen: number | null } {
+  const seq = readTLV(value, 0, value.length);
+  if (seq.tag !== SEQUENCE) throw new Error('basicConstraints is not a SEQUENCE');
+  let ca = false;
+  let pathLen: number | null = null;
+  for (const f of children(value, seq)) {
+    if (f.tag === 0x01) ca = f.end > f.start && value[f.start] !== 0;
+    else if (f.tag === 0x02) pathLen = smallInteger(value, f);
+    else throw new Error('basicConstraints holds an unexpected field');
+  }
+  return { ca, pathLen };
+}
+
+/** A non-negative INTEGER of at most 4 content octets (pathLenConstraint is INTEGER (0..MAX)). */
+function smallInteger(der: Buffer, f: TLV): number {
+  const len = f.end - f.start;
+  if (len < 1 || len > 4 || ((der[f.start] as number) & 0x80) !== 0) throw new Error('integer out of range');
+  let n = 0;
+  for (let i = f.start; i < f.end; i++) n = n * 256 + (der[i] as number);
+  return n;
+}
+
+/** subjectKeyIdentifier (RFC 5280 §4.2.1.2): the KeyIdentifier OCTET STRING, hex. */
+export function subjectKeyIdentifier(value: Buffer): string {
+  const id = readTLV(value, 0, value.length);
+  if (id.tag !== 0x04) throw new Error('subjectKeyIdentifier is not an OCTET STRING');
+  return value.toString('hex', id.start, id.end);
+}
+
+/** authorityKeyIdentifier (RFC 5280 §4.2.1.1): [0] keyIdentifier, hex; null when only issuer+serial is given. */
+export function authorityKeyIdentifier(value: Buffer): string | null {
+  const seq = readTLV(value, 0, value.length);
+  if (seq.tag !== SEQUENCE) throw new Error('authorityKeyIdentifier is not a SEQUENCE');
+  const keyID = children(value, seq).find((f) => f.tag === 0x80);
+  return keyID ? value.toString('hex', keyID.start, keyID.end) : null;
+}
+
+export interface NameConstraintSet {
+  permitted: GeneralNames;
+  excluded: GeneralNames;
+}
+
+/**
+ * nameConstraints (RFC 5280 §4.2.1.10): permitted [0] and excluded [1] GeneralSubtrees. Each subtree's
+ * minimum must be 0 and maximum absent (the RFC's rule for conforming CAs), else the extension is refused.
+ */
+export function nameConstraints(value: Buffer): NameConstraintSet {
+  const seq = readTLV(value, 0, value.length);
+  if (seq.tag !== SEQUENCE) throw new Error('nameConstraints is not a SEQUENCE');
+  const out: NameConstraintSet = { permitted: { uris: [], dnsNames: [], others: 0 }, excluded: { uris: [], dnsNames: [], others: 0 } };
+  for (const part of children(value, seq)) {
+    if (part.tag !== 0xa0 && part.tag !== 0xa1) throw new Error('nameConstraints holds an unexpected field');
+    const into = part.tag === 0xa0 ? out.permitted : out.excluded;
+    for (const subtree of children(value, part)) {
+      if (subtree.tag !== SEQUENCE) throw new Error('GeneralSubtree is not a SEQUENCE');
+      const [base, ...rest] = children(value, subtree);
+      if (!base) throw new Error('GeneralSubtree has no base');
+      if (rest.some((r) => r.tag !== 0x80 || r.end - r.start !== 1 || value[r.start] !== 0))
+        throw new Error('GeneralSubtree minimum/maximum is not supported');
+      const one = generalNames(value, { tag: SEQUENCE, at: subtree.at, start: base.at, end: base.next, next: base.next });
+      into.uris.push(...one.uris);
+      into.dnsNames.push(...one.dnsNames);
+      into.others += one.others;
+    }
+  }
+  return out;
 }

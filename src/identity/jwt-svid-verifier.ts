@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { VerdictError, type ErrorCode } from '../errors';
 import type { BundleSource } from './bundle-source';
@@ -34,6 +35,7 @@ export async function verifyJWTSVID(token: string, source: BundleSource, options
   if (!bundle) throw new VerdictError('ERR_SVID_UNTRUSTED', `no JWT authorities for trust domain "${spiffeID.trustDomain}"`);
   const key = bundle.jwtAuthorities.get(kid);
   if (!key) throw new VerdictError('ERR_JWT_KEY_UNKNOWN', `kid ${JSON.stringify(kid)} is not in the bundle of ${spiffeID.trustDomain}`);
+  checkKeyFitsAlgorithm(alg, key);
   let payload: JWTPayload;
   try {
     ({ payload } = await jwtVerify(token, key, {
@@ -50,12 +52,36 @@ export async function verifyJWTSVID(token: string, source: BundleSource, options
   return { spiffeID, svidType: 'jwt', expiresAtMs, validUntilMs: expiresAtMs, bundle };
 }
 
+/** The key type (and curve) each JWT-SVID algorithm needs (RFC 7518 §3.3–§3.5). */
+const KEY_FOR_ALG: Record<string, { types: readonly string[]; curve?: string }> = {
+  RS256: { types: ['rsa'] },
+  RS384: { types: ['rsa'] },
+  RS512: { types: ['rsa'] },
+  PS256: { types: ['rsa', 'rsa-pss'] },
+  PS384: { types: ['rsa', 'rsa-pss'] },
+  PS512: { types: ['rsa', 'rsa-pss'] },
+  ES256: { types: ['ec'], curve: 'prime256v1' },
+  ES384: { types: ['ec'], curve: 'secp384r1' },
+  ES512: { types: ['ec'], curve: 'secp521r1' },
+};
+
+/** An algorithm that does not fit the bundle key (ES384 with a P-256 key, RS256 with an EC key) is the token's fault. */
+function checkKeyFitsAlgorithm(alg: string, key: KeyObject): void {
+  const need = KEY_FOR_ALG[alg];
+  const type = key.asymmetricKeyType ?? 'none';
+  const fits =
+    need !== undefined && need.types.includes(type) && (need.curve === undefined || key.asymmetricKeyDetails?.namedCurve === need.curve);
+  if (!fits) throw new VerdictError('ERR_JWT_ALGORITHM', `algorithm ${alg} does not fit the bundle key (${type})`);
+}
+
 function readHeader(token: string): { alg?: string; kid?: string } {
   try {
     const h = decodeProtectedHeader(token);
     // JWT-SVID §2.3: typ, when present, is JWT or JOSE.
     if (h.typ !== undefined && h.typ !== 'JWT' && h.typ !== 'JOSE')
       throw new VerdictError('ERR_SVID_MALFORMED', `typ ${h.typ} is not allowed`);
+    // RFC 7515 §4.1.11: a `crit` extension the recipient does not process is refused; JWT-SVID defines none.
+    if (h.crit !== undefined) throw new VerdictError('ERR_SVID_MALFORMED', 'JWT-SVID header has crit extensions');
     return { ...(h.alg ? { alg: h.alg } : {}), ...(h.kid ? { kid: h.kid } : {}) };
   } catch (err) {
     if (err instanceof VerdictError) throw err;
@@ -82,6 +108,8 @@ function mapJoseError(err: unknown): VerdictError {
   else if (err instanceof joseErrors.JWTClaimValidationFailed) code = claimCode(err.claim, err.reason);
   else if (err instanceof joseErrors.JWSSignatureVerificationFailed) code = 'ERR_SVID_SIGNATURE';
   else if (err instanceof joseErrors.JOSEAlgNotAllowed) code = 'ERR_JWT_ALGORITHM';
+  // jose: the header's algorithm does not fit the bundle key (e.g. ES384 with a P-256 key, RS256 with an EC key).
+  else if (err instanceof joseErrors.JOSENotSupported) code = 'ERR_JWT_ALGORITHM';
   else if (err instanceof TypeError) code = 'ERR_JWT_ALGORITHM'; // key type does not fit the alg
   return new VerdictError(code, message, { cause: err });
 }

@@ -12,12 +12,18 @@ import { SVIDCache } from './svid-cache';
 import { parsePEMCertificates } from './trust-bundle';
 import { toSPIFFEInput, type VerifiedSVID } from './verified-svid';
 import { verifyX509SVID } from './x509-svid-verifier';
+import { chainFromXFCC } from './xfcc-chain';
+import { combinedIntermediates, fixedIntermediates, NO_INTERMEDIATES, type IntermediateSource } from './intermediate-source';
 
 export interface SPIFFEIdentityStepDeps {
   config: IdentityConfig;
   bundles: BundleSource;
   clock: Clock;
+  /** Path-building candidates the caller did not present (own SVID chain, files). */
+  intermediates?: IntermediateSource;
 }
+
+const XFCC_HEADER = 'x-forwarded-client-cert';
 
 /** Envoy sends one certificate (the leaf); a chain with intermediates is accepted too, within bounds. */
 const MAX_CERTIFICATE_FIELD_BYTES = 64 * 1024;
@@ -47,19 +53,28 @@ export class SPIFFEIdentityStep implements IdentityStep {
   private identifyX509(req: CheckRequest): VerifiedSVID | null {
     const field = req.attributes?.source?.certificate;
     if (!this.deps.config.x509.enabled || !field) return null;
-    const cached = this.fromCache('x509', field);
-    if (cached) return cached;
     const { config, bundles, clock } = this.deps;
+    // The XFCC header is read only when the operator declared that Envoy sanitizes and sets it.
+    const xfcc = config.x509.intermediates.trustXFCCChain ? (headerValue(req.attributes?.request?.http, XFCC_HEADER) ?? '') : '';
     try {
-      const svid = verifyX509SVID(decodeCertificateField(field), bundles, {
-        nowMs: clock.nowMs(),
-        maxPathLength: config.x509.maxPathLength,
-      });
-      this.remember('x509', field, svid);
-      return svid;
+      const key = SVIDCache.keyOf('x509', field, xfcc);
+      const nowMs = clock.nowMs();
+      const verify = (): VerifiedSVID =>
+        verifyX509SVID(decodeCertificateField(field), bundles, {
+          nowMs,
+          maxPathLength: config.x509.maxPathLength,
+          maxCandidates: config.x509.maxCandidates,
+          intermediates: this.candidatesWith(chainFromXFCC(xfcc)),
+        });
+      return this.cache ? this.cache.getOrVerify(key, bundles, nowMs, verify) : verify();
     } catch (err) {
       throw withStatus(err, config.x509.failureStatus);
     }
+  }
+
+  private candidatesWith(forwarded: readonly X509Certificate[]): IntermediateSource {
+    const configured = this.deps.intermediates ?? NO_INTERMEDIATES;
+    return forwarded.length === 0 ? configured : combinedIntermediates([fixedIntermediates(forwarded), configured]);
   }
 
   private async verifyJWT(token: string): Promise<VerifiedSVID> {

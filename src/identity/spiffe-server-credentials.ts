@@ -1,11 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
-import { X509Certificate } from 'node:crypto';
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import type { Clock } from '../clock';
 import { VerdictError } from '../errors';
-import { matchesSPIFFEIDPattern } from './spiffe-id';
+import { NO_INTERMEDIATES, type IntermediateSource } from './intermediate-source';
 import { SVIDCache } from './svid-cache';
+import { verifyCallerChain } from './verify-caller-chain';
 import type { OwnX509SVID, WorkloadAPIClient } from './workload-api-client';
-import { verifyX509SVID } from './x509-svid-verifier';
 
 type CAListener = grpc.experimental.CaCertificateUpdateListener;
 type IdentityListener = grpc.experimental.IdentityCertificateUpdateListener;
@@ -64,12 +64,15 @@ export interface SPIFFEServerCredentialsOptions {
   clock: Clock;
   /** Exact SPIFFE IDs or `spiffe://td/prefix/*`. */
   allowedCallers: readonly string[];
+  /** Path-building candidates besides the presented chain (identity.x509.intermediates). */
+  intermediates?: IntermediateSource;
 }
 
 /**
  * Server credentials for verdict's gRPC listener: TLS with verdict's SVID, client certificates required,
- * and an interceptor that admits only callers whose X509-SVID verifies against the bundle of its own trust
- * domain (TLS alone accepts any of the loaded CAs for any name) and whose SPIFFE ID is allowed.
+ * and an interceptor that admits only callers whose presented chain verifies (verifyCallerChain: every
+ * rule of RFC 5280 §6.1 and X509-SVID) against the bundle of the leaf's own trust domain (TLS alone accepts
+ * any of the loaded CAs for any name) and whose SPIFFE ID is allowed; `intermediates` add candidates.
  */
 export function createSPIFFEServerCredentials(options: SPIFFEServerCredentialsOptions): grpc.ServerCredentials {
   const provider = new WorkloadAPICertificateProvider(options.client);
@@ -81,27 +84,20 @@ export function createSPIFFEServerCredentials(options: SPIFFEServerCredentialsOp
 
 function callerAuthorization(options: SPIFFEServerCredentialsOptions): grpc.ServerInterceptor {
   const cache = new SVIDCache(10_000);
-  const authorize = (raw: Buffer | undefined): string => {
-    if (!raw) throw new VerdictError('ERR_SVID_UNTRUSTED', 'no client certificate');
-    const key = SVIDCache.keyOf('x509', raw.toString('base64'));
-    const nowMs = options.clock.nowMs();
-    let svid = cache.get(key, options.client, nowMs);
-    if (!svid) {
-      svid = verifyX509SVID([new X509Certificate(raw)], options.client, { nowMs });
-      cache.set(key, svid);
-    }
-    if (!options.allowedCallers.some((p) => matchesSPIFFEIDPattern(svid.spiffeID.id, p))) {
-      throw new VerdictError('ERR_SVID_UNTRUSTED', `caller ${svid.spiffeID.id} is not allowed`);
-    }
-    return svid.spiffeID.id;
-  };
+  const intermediates = options.intermediates ?? NO_INTERMEDIATES;
   return (_method, call) =>
     new grpc.ServerInterceptingCall(call, {
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, mdNext) => {
             try {
-              authorize(call.getAuthContext().sslPeerCertificate?.raw);
+              verifyCallerChain(presentedChain(call), {
+                bundles: options.client,
+                allowedCallers: options.allowedCallers,
+                nowMs: options.clock.nowMs(),
+                intermediates,
+                cache,
+              });
               mdNext(metadata);
             } catch (err) {
               const code = err instanceof VerdictError ? err.code : 'ERR_SVID_MALFORMED';
@@ -111,4 +107,31 @@ function callerAuthorization(options: SPIFFEServerCredentialsOptions): grpc.Serv
         });
       },
     });
+}
+
+const MAX_PRESENTED = 16;
+
+/**
+ * The chain the client presented, leaf first. grpc-js's auth context carries only the leaf, so the TLS
+ * socket under the call is asked for the whole chain (`getPeerCertificate(true)` walks the certificates the
+ * peer sent, then the local CA store); without it, the leaf alone (fewer candidates only ever deny more).
+ */
+function presentedChain(call: grpc.ServerInterceptingCallInterface): Buffer[] {
+  const socket = (call as unknown as { stream?: { session?: { socket?: TLSSocket } } }).stream?.session?.socket;
+  if (socket && typeof socket.getPeerCertificate === 'function') {
+    const out: Buffer[] = [];
+    const seen = new Set<string>();
+    for (
+      let c: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+      c?.raw && out.length < MAX_PRESENTED;
+      c = c.issuerCertificate
+    ) {
+      if (seen.has(c.fingerprint256)) break; // a self-signed root points at itself
+      seen.add(c.fingerprint256);
+      out.push(c.raw);
+    }
+    if (out.length > 0) return out;
+  }
+  const leaf = call.getAuthContext().sslPeerCertificate?.raw;
+  return leaf ? [leaf] : [];
 }

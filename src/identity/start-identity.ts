@@ -4,6 +4,7 @@ import type { IdentityConfig } from '../config/sections/identity';
 import type { Logger } from '../telemetry/logger';
 import type { BundleSource } from './bundle-source';
 import type { IdentityStep } from './identity-step';
+import { combinedIntermediates, intermediatesFromFiles, ownSVIDIntermediates } from './intermediate-source';
 import { createSPIFFEServerCredentials } from './spiffe-server-credentials';
 import { SPIFFEIdentityStep } from './spiffe-identity-step';
 import { ChainedBundleSource, StaticBundleSource } from './static-bundle-source';
@@ -35,19 +36,24 @@ export function startIdentity(config: IdentityConfig, deps: { clock: Clock; logg
         reconnectInitialMs: config.workloadAPI.reconnectInitialMs,
         reconnectMaxMs: config.workloadAPI.reconnectMaxMs,
         bundleStalenessMs: config.workloadAPI.bundleStalenessMs,
-        fetchX509SVID: config.mtls.enabled,
+        fetchX509SVID: config.mtls.enabled || config.x509.intermediates.fromWorkloadAPI,
+        x509SVIDRequired: config.mtls.enabled,
       })
     : null;
+  const intermediates = combinedIntermediates([
+    ...(workloadAPI && config.x509.intermediates.fromWorkloadAPI ? [ownSVIDIntermediates(workloadAPI)] : []),
+    ...(config.x509.intermediates.files.length > 0 ? [intermediatesFromFiles(config.x509.intermediates.files)] : []),
+  ]);
   const bundles: BundleSource = workloadAPI ? new ChainedBundleSource([workloadAPI, staticSource]) : staticSource;
   const credentials =
     workloadAPI && config.mtls.enabled
-      ? createSPIFFEServerCredentials({ client: workloadAPI, clock: deps.clock, allowedCallers: config.mtls.allowedCallers })
+      ? createSPIFFEServerCredentials({ client: workloadAPI, clock: deps.clock, allowedCallers: config.mtls.allowedCallers, intermediates })
       : null;
   workloadAPI?.on('bundles', (tds: string[]) => deps.logger.info({ trustDomains: tds }, 'SPIFFE trust bundles updated'));
   workloadAPI?.on('x509svid', (svid: { spiffeID: string }) => deps.logger.info({ spiffeID: svid.spiffeID }, 'own X509-SVID rotated'));
   workloadAPI?.start();
   return {
-    step: new SPIFFEIdentityStep({ config, bundles, clock: deps.clock }),
+    step: new SPIFFEIdentityStep({ config, bundles, clock: deps.clock, intermediates }),
     bundles,
     workloadAPI,
     credentials,

@@ -4,9 +4,11 @@ import type { BundleSource } from './bundle-source';
 import type { VerifiedSVID } from './verified-svid';
 
 /**
- * Verified SVIDs by the sha256 of the presented document (certificate field or token), so a repeat
- * caller costs a hash and a lookup, not a parse and a signature check. An entry holds until the SVID
- * (or a certificate on its path) expires, or until the bundle it chained to is replaced.
+ * Verified SVIDs by the sha256 of what was presented (certificate field and any extra chain, or token), so
+ * a repeat caller costs a hash and a lookup, not a parse and a signature check. An entry ends at
+ * `validUntilMs` — the earliest notAfter of every certificate on the validated path (or the JWT's exp) —
+ * and as soon as the bundle of its trust domain (the only bundle a path uses, X509-SVID §5.1) is not the
+ * one it was verified with: same object, or the same digest (a re-sent bundle keeps its entries).
  */
 export class SVIDCache {
   private readonly entries: LRUCache<string, VerifiedSVID>;
@@ -15,8 +17,11 @@ export class SVIDCache {
     this.entries = new LRUCache({ max: maxEntries });
   }
 
-  static keyOf(kind: 'x509' | 'jwt', document: string): string {
-    return createHash('sha256').update(kind).update('\0').update(document).digest('base64');
+  /** Key over every presented part, in order (`parts` joined unambiguously). */
+  static keyOf(kind: 'x509' | 'jwt', ...parts: readonly (string | Uint8Array)[]): string {
+    const hash = createHash('sha256').update(kind);
+    for (const part of parts) hash.update(`\0${part.length}\0`).update(part);
+    return hash.digest('base64');
   }
 
   get(key: string, source: BundleSource, nowMs: number): VerifiedSVID | undefined {
@@ -31,6 +36,15 @@ export class SVIDCache {
 
   set(key: string, svid: VerifiedSVID): void {
     this.entries.set(key, svid);
+  }
+
+  /** The cached result, or `verify()`'s, remembered. A failure is not cached (a refusal stays cheap to repeat only by being fast). */
+  getOrVerify(key: string, source: BundleSource, nowMs: number, verify: () => VerifiedSVID): VerifiedSVID {
+    const hit = this.get(key, source, nowMs);
+    if (hit) return hit;
+    const svid = verify();
+    this.set(key, svid);
+    return svid;
   }
 
   get size(): number {

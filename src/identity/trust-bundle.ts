@@ -1,4 +1,5 @@
 import { createHash, createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { VerdictError } from '../errors';
 
 /**
@@ -35,14 +36,29 @@ export function makeTrustBundle(
   return Object.freeze({ trustDomain, x509Authorities: Object.freeze([...x509Authorities]), jwtAuthorities, digest: hash.digest('hex') });
 }
 
+/**
+ * Certificates already parsed, by their PEM block: OpenSSL's parse is the largest cold cost (COSTS.md), and the
+ * intermediates every caller of a domain presents are the same bytes. Certificates are immutable; bounded.
+ */
+const parsedPEM = new LRUCache<string, X509Certificate>({
+  max: 4096,
+  // Bounded by bytes too: a caller can send large blocks; at most ~8 MiB of PEM text is kept.
+  maxSize: 8 * 1024 * 1024,
+  sizeCalculation: (_cert, block) => block.length,
+});
+
 /** PEM text with one or more CERTIFICATE blocks → certificates. */
 export function parsePEMCertificates(pem: string, what = 'PEM'): X509Certificate[] {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
   if (blocks.length > MAX_AUTHORITIES)
     throw new VerdictError('ERR_SVID_MALFORMED', `${what} holds more than ${MAX_AUTHORITIES} certificates`);
   return blocks.map((block) => {
+    const known = parsedPEM.get(block);
+    if (known) return known;
     try {
-      return new X509Certificate(block);
+      const cert = new X509Certificate(block);
+      parsedPEM.set(block, cert);
+      return cert;
     } catch (err) {
       throw new VerdictError('ERR_SVID_MALFORMED', `${what}: a certificate does not parse`, { cause: err });
     }
@@ -110,7 +126,7 @@ function jwkToKey(trustDomain: string, jwk: JsonWebKey): KeyObject {
 
 /**
  * SPIFFE bundle format (Trust Domain and Bundle §4): a JWK set whose keys say `use`: `x509-svid` keys carry
- * exactly one certificate in `x5c` (§4.2.1); `jwt-svid` keys carry a `kid` (§4.2.2). Other uses are ignored
+ * their authority in `x5c` (§4.2.2, X509-SVID §6.2); `jwt-svid` keys carry a `kid`. Other uses are ignored
  * (§4.1: unknown uses must be ignored).
  */
 export function parseSPIFFEBundle(trustDomain: string, text: string | Uint8Array): TrustBundle {
@@ -119,14 +135,26 @@ export function parseSPIFFEBundle(trustDomain: string, text: string | Uint8Array
   const jwt = new Map<string, KeyObject>();
   for (const raw of keys as JsonWebKey[]) {
     if (raw.use === 'x509-svid') {
-      const x5c = raw.x5c as unknown;
-      if (!Array.isArray(x5c) || x5c.length !== 1 || typeof x5c[0] !== 'string') throw bad(trustDomain, 'x509-svid key must carry one x5c');
-      x509.push(...parseDERCertificates(Buffer.from(x5c[0], 'base64'), `bundle ${trustDomain}`));
+      const authority = x509Authority(trustDomain, raw.x5c as unknown);
+      if (authority) x509.push(authority);
     } else if (raw.use === 'jwt-svid') {
       addJWTAuthority(trustDomain, jwt, raw);
     }
   }
   return makeTrustBundle(trustDomain, x509, jwt);
+}
+
+/**
+ * X509-SVID §6.2 / Trust Domain and Bundle §4.2.2: the authority is the first `x5c` value (further values are
+ * not used); an entry with no `x5c` value is ignored, not the whole bundle. A first value that is not exactly
+ * one certificate refuses the bundle (the old one stays).
+ */
+function x509Authority(trustDomain: string, x5c: unknown): X509Certificate | null {
+  if (x5c === undefined || (Array.isArray(x5c) && x5c.length === 0)) return null;
+  if (!Array.isArray(x5c) || typeof x5c[0] !== 'string') throw bad(trustDomain, 'x509-svid key has an x5c that is not a list of strings');
+  const certs = parseDERCertificates(Buffer.from(x5c[0], 'base64'), `bundle ${trustDomain}`);
+  if (certs.length !== 1) throw bad(trustDomain, `x509-svid key's first x5c value holds ${certs.length} certificates, not one`);
+  return certs[0] as X509Certificate;
 }
 
 /** JWT bundle as the Workload API sends it (§6.3 JWTBundlesResponse): a JWK set; every key needs a `kid`. */

@@ -27,8 +27,10 @@ export interface WorkloadAPIClientOptions {
   reconnectMaxMs: number;
   /** Bundles are stale once a bundle stream has been down this long. */
   bundleStalenessMs: number;
-  /** Also stream the caller's own X509-SVID (for verdict's mTLS listener). */
+  /** Also stream the caller's own X509-SVID (for verdict's mTLS listener, or its chain's intermediates). */
   fetchX509SVID: boolean;
+  /** Readiness waits for the own SVID (the mTLS listener needs it; intermediates alone do not). Default: fetchX509SVID. */
+  x509SVIDRequired?: boolean;
 }
 
 /** verdict's own identity, as FetchX509SVID delivers it (the default, first SVID: Workload API §5.3). */
@@ -106,7 +108,7 @@ export class WorkloadAPIClient extends EventEmitter implements BundleSource {
   isReady(): boolean {
     const { x509Bundles, jwtBundles, x509SVID } = this.streams;
     if (!x509Bundles.received || !jwtBundles.received) return false;
-    if (this.options.fetchX509SVID && !x509SVID.received) return false;
+    if ((this.options.x509SVIDRequired ?? this.options.fetchX509SVID) && !x509SVID.received) return false;
     return !this.isStale();
   }
 

@@ -47,6 +47,11 @@ export interface SPIREOptions {
   trustDomain?: string;
   /** Default X509-SVID TTL of the server (short, to watch rotation). */
   x509SVIDTTLs?: number;
+  /**
+   * A `disk` UpstreamAuthority: SPIRE's CA becomes an intermediate signed by this CA (PEM files), so SVIDs
+   * chain leaf → SPIRE intermediate → this CA, and the bundle holds this CA.
+   */
+  upstreamCA?: { certPath: string; keyPath: string };
 }
 
 /**
@@ -108,6 +113,14 @@ export class SPIRE {
     await stopProcess(this.server);
   }
 
+  /**
+   * Prepares a new X.509 authority (`localauthority x509 prepare`): SPIRE adds it to the trust bundle at once,
+   * so every agent and workload sees a bundle change, while the active authority keeps signing.
+   */
+  async prepareX509Authority(): Promise<void> {
+    await this.serverCmd(['localauthority', 'x509', 'prepare']);
+  }
+
   /** Recent SPIRE output, for failure messages. */
   tail(): string {
     return this.logs.slice(-40).join('');
@@ -159,9 +172,21 @@ plugins {
   }
   KeyManager "memory" {
     plugin_data {}
-  }
+  }${this.upstreamAuthorityConf()}
 }
 `;
+  }
+
+  private upstreamAuthorityConf(): string {
+    const up = this.options.upstreamCA;
+    if (!up) return '';
+    return `
+  UpstreamAuthority "disk" {
+    plugin_data {
+      cert_file_path = "${up.certPath}"
+      key_file_path = "${up.keyPath}"
+    }
+  }`;
   }
 
   private agentConf(port: number): string {
@@ -207,7 +232,8 @@ function stopProcess(child: ChildProcess | null): Promise<void> {
 export function mtlsCheckClient(
   target: string,
   tls: { rootsPEM: string; certPEM?: string; keyPEM?: string; serverID: string },
-): { check(req: unknown): Promise<CheckResponse>; close(): void } {
+): { check(req: unknown): Promise<CheckResponse>; close(): void; serverSerials: string[] } {
+  const serverSerials: string[] = [];
   const Ctor = authorizationClientClass();
   const creds = grpc.credentials.createSsl(
     Buffer.from(tls.rootsPEM),
@@ -215,8 +241,11 @@ export function mtlsCheckClient(
     tls.certPEM ? Buffer.from(tls.certPEM) : null,
     {
       // An SVID names a SPIFFE ID, not a host: check the URI SAN instead of the hostname.
-      checkServerIdentity: (_host, cert) =>
-        cert.subjectaltname?.split(', ').includes(`URI:${tls.serverID}`) ? undefined : new Error(`server is not ${tls.serverID}`),
+      checkServerIdentity: (_host, cert) => {
+        // Which certificate the server presented on each handshake, for rotation tests.
+        serverSerials.push(cert.serialNumber);
+        return cert.subjectaltname?.split(', ').includes(`URI:${tls.serverID}`) ? undefined : new Error(`server is not ${tls.serverID}`);
+      },
     },
   );
   const client = new Ctor(target, creds, { 'grpc.use_local_subchannel_pool': 1 });
@@ -234,5 +263,6 @@ export function mtlsCheckClient(
         );
       }),
     close: () => client.close(),
+    serverSerials,
   };
 }

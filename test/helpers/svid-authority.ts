@@ -26,11 +26,47 @@ export interface TestCA {
 export interface CertOptions {
   notBefore?: Date;
   notAfter?: Date;
+  /** Add an Authority Key Identifier (default true; RFC 5280 §4.2.1.1). */
+  withAKI?: boolean;
+  /** Add an extension of an OID no verifier knows, marked critical (RFC 5280 §4.2). */
+  unknownCritical?: boolean;
+  /** Reuse these keys (a re-issued CA keeps its key). */
+  keys?: CryptoKeyPair;
+}
+
+export interface NameConstraintOptions {
+  permittedURIs?: string[];
+  excludedURIs?: string[];
+  permittedDNS?: string[];
+  /** A directoryName constraint (a form verdict does not evaluate). */
+  permittedDirectoryName?: boolean;
+}
+
+export interface CAOptions extends CertOptions {
+  parent?: TestCA;
+  keyCertSign?: boolean;
+  /** Key usage bits as given (null: no key usage extension); overrides keyCertSign. */
+  keyUsage?: number | null;
+  /** basicConstraints cA (default true). */
+  ca?: boolean;
+  pathLen?: number;
+  nameConstraints?: NameConstraintOptions;
+  /** URI SANs on the CA (SPIRE puts the trust domain's ID on its CAs). */
+  uris?: string[];
+  /** Subject DN (default `CN=<name>`). */
+  subject?: string;
+  /** Copy this certificate's subject Name byte for byte (an impostor of a real CA). */
+  subjectOf?: X509Certificate;
 }
 
 let serial = 1;
 function nextSerial(): string {
   return (serial++).toString(16).padStart(2, '0');
+}
+
+/** The issuer's subject Name exactly as encoded in its certificate (name chaining compares the bytes). */
+function issuerName(issuer: X509Certificate): px509.Name {
+  return new px509.X509Certificate(issuer.raw).subjectName;
 }
 
 function toNode(cert: px509.X509Certificate): X509Certificate {
@@ -41,13 +77,60 @@ async function newKeys(): Promise<CryptoKeyPair> {
   return (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
 }
 
+// Minimal DER writer for the extensions @peculiar/x509 has no class for (name constraints).
+function der(tag: number, content: Buffer): Buffer {
+  const n = content.length;
+  const len = n < 0x80 ? Buffer.from([n]) : n < 0x100 ? Buffer.from([0x81, n]) : Buffer.from([0x82, n >> 8, n & 0xff]);
+  return Buffer.concat([Buffer.from([tag]), len, content]);
+}
+
+function subtrees(tag: number, names: Buffer[]): Buffer[] {
+  return names.length === 0 ? [] : [der(tag, Buffer.concat(names.map((n) => der(0x30, n))))];
+}
+
+/** nameConstraints (RFC 5280 §4.2.1.10), critical as the RFC requires. */
+function nameConstraintsExtension(nc: NameConstraintOptions): px509.Extension {
+  const ia5 = (tag: number) => (v: string) => der(tag, Buffer.from(v, 'latin1'));
+  const permitted = [...(nc.permittedURIs ?? []).map(ia5(0x86)), ...(nc.permittedDNS ?? []).map(ia5(0x82))];
+  if (nc.permittedDirectoryName) {
+    // [4] directoryName: Name ::= SEQUENCE OF RDN; O=example
+    const o = der(0x31, der(0x30, Buffer.concat([der(0x06, Buffer.from('55040a', 'hex')), der(0x0c, Buffer.from('example'))])));
+    permitted.push(der(0xa4, der(0x30, o)));
+  }
+  const excluded = (nc.excludedURIs ?? []).map(ia5(0x86));
+  const value = der(0x30, Buffer.concat([...subtrees(0xa0, permitted), ...subtrees(0xa1, excluded)]));
+  return new px509.Extension('2.5.29.30', true, value);
+}
+
+/** An extension under a private-arc OID (1.3.6.1.4.1.55555.1), critical: a verifier must refuse it. */
+function unknownCriticalExtension(): px509.Extension {
+  return new px509.Extension('1.3.6.1.4.1.55555.1', true, der(0x05, Buffer.alloc(0)));
+}
+
+async function keyIDExtensions(publicKey: CryptoKey, issuerPublicKey: CryptoKey | null, withAKI: boolean): Promise<px509.Extension[]> {
+  const out: px509.Extension[] = [await px509.SubjectKeyIdentifierExtension.create(publicKey)];
+  if (withAKI && issuerPublicKey) out.push(await px509.AuthorityKeyIdentifierExtension.create(issuerPublicKey));
+  return out;
+}
+
 /** A root CA (self-signed), or an intermediate when `parent` is given. */
-export async function createCA(name: string, opts: CertOptions & { parent?: TestCA; keyCertSign?: boolean } = {}): Promise<TestCA> {
-  const keys = await newKeys();
+export async function createCA(name: string, opts: CAOptions = {}): Promise<TestCA> {
+  const keys = opts.keys ?? (await newKeys());
   const now = Date.now();
   const usages =
-    opts.keyCertSign === false ? px509.KeyUsageFlags.digitalSignature : px509.KeyUsageFlags.keyCertSign | px509.KeyUsageFlags.cRLSign;
-  const extensions = [new px509.BasicConstraintsExtension(true, undefined, true), new px509.KeyUsagesExtension(usages, true)];
+    opts.keyUsage !== undefined
+      ? opts.keyUsage
+      : opts.keyCertSign === false
+        ? px509.KeyUsageFlags.digitalSignature
+        : px509.KeyUsageFlags.keyCertSign | px509.KeyUsageFlags.cRLSign;
+  const extensions: px509.Extension[] = [new px509.BasicConstraintsExtension(opts.ca ?? true, opts.pathLen, true)];
+  if (usages !== null) extensions.push(new px509.KeyUsagesExtension(usages, true));
+  // A self-signed root's AKI would name its own key; RFC 5280 §4.2.1.1 lets it be omitted there.
+  extensions.push(...(await keyIDExtensions(keys.publicKey, opts.parent?.keys.publicKey ?? null, opts.withAKI ?? true)));
+  if (opts.uris) extensions.push(new px509.SubjectAlternativeNameExtension(opts.uris.map((value) => ({ type: 'url' as const, value }))));
+  if (opts.nameConstraints) extensions.push(nameConstraintsExtension(opts.nameConstraints));
+  if (opts.unknownCritical) extensions.push(unknownCriticalExtension());
+  const subject = opts.subjectOf ? issuerName(opts.subjectOf) : (opts.subject ?? `CN=${name}`);
   const common = {
     serialNumber: nextSerial(),
     notBefore: opts.notBefore ?? new Date(now - DAY_MS),
@@ -58,18 +141,19 @@ export async function createCA(name: string, opts: CertOptions & { parent?: Test
   const cert = opts.parent
     ? await px509.X509CertificateGenerator.create({
         ...common,
-        subject: `CN=${name}`,
-        issuer: opts.parent.cert.subject.replace(/\n/g, ', '),
+        subject,
+        issuer: issuerName(opts.parent.cert),
         publicKey: keys.publicKey,
         signingKey: opts.parent.keys.privateKey,
       })
-    : await px509.X509CertificateGenerator.createSelfSigned({ ...common, name: `CN=${name}`, keys });
+    : await px509.X509CertificateGenerator.createSelfSigned({ ...common, name: subject, keys });
   return { name, cert: toNode(cert), pem: cert.toString('pem'), keys };
 }
 
 export interface LeafOptions extends CertOptions {
   /** URI SANs (exactly one SPIFFE ID for a good SVID). */
   uris?: string[];
+  dnsNames?: string[];
   ca?: boolean;
   keyUsage?: number | null;
 }
@@ -82,21 +166,27 @@ export interface TestSVID {
 
 /** An X509-SVID issued by `issuer`; options make it bad in exactly one way. */
 export async function issueX509SVID(issuer: TestCA, spiffeID: string, opts: LeafOptions = {}): Promise<TestSVID> {
-  const keys = await newKeys();
+  const keys = opts.keys ?? (await newKeys());
   const now = Date.now();
+  const names = [
+    ...(opts.uris ?? [spiffeID]).map((value) => ({ type: 'url' as const, value })),
+    ...(opts.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+  ];
   const extensions: px509.Extension[] = [
     new px509.BasicConstraintsExtension(opts.ca ?? false, undefined, true),
-    new px509.SubjectAlternativeNameExtension((opts.uris ?? [spiffeID]).map((value) => ({ type: 'url' as const, value }))),
+    ...(names.length > 0 ? [new px509.SubjectAlternativeNameExtension(names)] : []),
+    ...(await keyIDExtensions(keys.publicKey, issuer.keys.publicKey, opts.withAKI ?? true)),
   ];
   const ku =
     opts.keyUsage === undefined
       ? px509.KeyUsageFlags.digitalSignature | px509.KeyUsageFlags.keyEncipherment | px509.KeyUsageFlags.keyAgreement
       : opts.keyUsage;
   if (ku !== null) extensions.push(new px509.KeyUsagesExtension(ku, true));
+  if (opts.unknownCritical) extensions.push(unknownCriticalExtension());
   const cert = await px509.X509CertificateGenerator.create({
     serialNumber: nextSerial(),
     subject: 'O=SPIRE, C=US',
-    issuer: issuer.cert.subject.replace(/\n/g, ', '),
+    issuer: issuerName(issuer.cert),
     notBefore: opts.notBefore ?? new Date(now - 60_000),
     notAfter: opts.notAfter ?? new Date(now + DAY_MS),
     signingAlgorithm: SIGN,
@@ -105,6 +195,18 @@ export async function issueX509SVID(issuer: TestCA, spiffeID: string, opts: Leaf
     extensions,
   });
   return { cert: toNode(cert), pem: cert.toString('pem'), keys };
+}
+
+/** A private key as PKCS#8 PEM (for SPIRE's `disk` UpstreamAuthority, or a TLS client). */
+export async function privateKeyPEM(keys: CryptoKeyPair): Promise<string> {
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  const body = (pkcs8.toString('base64').match(/.{1,64}/g) ?? []).join('\n');
+  return `-----BEGIN PRIVATE KEY-----\n${body}\n-----END PRIVATE KEY-----\n`;
+}
+
+/** A test CA as PEM files' contents (certificate, PKCS#8 key). */
+export async function exportCA(ca: TestCA): Promise<{ certPEM: string; keyPEM: string }> {
+  return { certPEM: ca.pem, keyPEM: await privateKeyPEM(ca.keys) };
 }
 
 /** The same certificate with one signed byte changed (subject O=SPIRE → O=SPIRF), so its signature no longer fits. */
@@ -142,22 +244,38 @@ export function spiffeBundleJSON(cas: TestCA[], jwt: JWTAuthority[]): string {
 }
 
 export interface JWTOptions {
-  audience?: string | string[];
+  /** null: no aud claim. */
+  audience?: string | string[] | null;
   expiresInS?: number | null;
-  kid?: string;
+  /** null: no kid header. */
+  kid?: string | null;
   alg?: string;
-  sub?: string;
+  /** null: no sub claim. */
+  sub?: string | null;
+  /** null: no typ header. */
+  typ?: string | null;
+  /** Extra protected-header parameters (e.g. `crit`). */
+  header?: Record<string, unknown>;
+  /** Extra claims (e.g. `nbf`), or claims overriding the defaults. */
+  claims?: Record<string, unknown>;
+  /** Sign with this key instead of the authority's (the header still names the authority's kid). */
+  signingKey?: CryptoKey | KeyObject;
 }
 
 export async function mintJWTSVID(authority: JWTAuthority, spiffeID: string, opts: JWTOptions = {}): Promise<string> {
   const nowS = Math.floor(Date.now() / 1000);
-  const jwt = new SignJWT({})
-    .setProtectedHeader({ alg: opts.alg ?? 'ES256', kid: opts.kid ?? authority.kid, typ: 'JWT' })
-    .setSubject(opts.sub ?? spiffeID)
-    .setAudience(opts.audience ?? 'verdict')
-    .setIssuedAt(nowS);
+  const header: Record<string, unknown> = { alg: opts.alg ?? 'ES256', ...opts.header };
+  const kid = opts.kid === undefined ? authority.kid : opts.kid;
+  if (kid !== null) header.kid = kid;
+  const typ = opts.typ === undefined ? 'JWT' : opts.typ;
+  if (typ !== null) header.typ = typ;
+  const jwt = new SignJWT({ ...opts.claims }).setProtectedHeader(header as { alg: string }).setIssuedAt(nowS);
+  const sub = opts.sub === undefined ? spiffeID : opts.sub;
+  if (sub !== null) jwt.setSubject(sub);
+  const aud = opts.audience === undefined ? 'verdict' : opts.audience;
+  if (aud !== null) jwt.setAudience(aud);
   if (opts.expiresInS !== null) jwt.setExpirationTime(nowS + (opts.expiresInS ?? 300));
-  return jwt.sign(authority.privateKey);
+  return jwt.sign(opts.signingKey ?? authority.privateKey);
 }
 
 /** An unsigned token (`alg: none`), built by hand since jose refuses to make one. */

@@ -34,6 +34,25 @@ export const identitySchema = z
         /** Status of the deny when a presented X.509-SVID fails verification. */
         failureStatus: httpStatus.default(403),
         maxPathLength: z.number().int().min(1).max(16).default(8),
+        /** Most issuer candidates examined per verification (bounded work against hostile chains). */
+        maxCandidates: z.number().int().min(1).max(1000).default(32),
+        /**
+         * Path-building candidates besides what the caller presents (Envoy forwards only the leaf). Each must
+         * itself chain to the trust domain's bundle; see docs/identity.md "Intermediates".
+         */
+        intermediates: z
+          .strictObject({
+            /** The chain of verdict's own X509-SVID from the Workload API, for callers of its trust domain. */
+            fromWorkloadAPI: z.boolean().default(false),
+            /**
+             * Read `x-forwarded-client-cert` `Chain=`. Only when Envoy sanitizes and sets that header
+             * (`forward_client_cert_details: SANITIZE_SET`, `set_current_client_cert_details.chain: true`).
+             */
+            trustXFCCChain: z.boolean().default(false),
+            /** PEM files of intermediates, read at start. */
+            files: z.array(z.string().min(1)).max(100).default([]),
+          })
+          .prefault({}),
       })
       .prefault({}),
     jwt: z
@@ -85,6 +104,9 @@ export const identitySchema = z
     }
     if (s.mtls.enabled && s.workloadAPI.socket === null) {
       ctx.addIssue({ code: 'custom', path: ['mtls', 'enabled'], message: "mTLS needs the Workload API (verdict's own SVID)" });
+    }
+    if (s.x509.intermediates.fromWorkloadAPI && s.workloadAPI.socket === null) {
+      ctx.addIssue({ code: 'custom', path: ['x509', 'intermediates', 'fromWorkloadAPI'], message: 'needs the Workload API socket' });
     }
     if (s.mtls.enabled && s.mtls.allowedCallers.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['mtls', 'allowedCallers'], message: 'mTLS needs at least one allowed caller' });

@@ -20,6 +20,9 @@ describe('identity config', () => {
     expect(identity.enabled).toBe(false);
     expect(identity.jwt.failureStatus).toBe(401);
     expect(identity.x509.failureStatus).toBe(403);
+    // No intermediate source and no XFCC trust unless the operator turns them on.
+    expect(identity.x509.intermediates).toEqual({ fromWorkloadAPI: false, trustXFCCChain: false, files: [] });
+    expect(identity.x509.maxCandidates).toBe(32);
   });
 
   it.each([
@@ -38,6 +41,11 @@ describe('identity config', () => {
       { enabled: true, workloadAPI: { socket: 'unix:///s' }, mtls: { enabled: true, allowedCallers: ['envoy'] } },
     ],
     ['HS256 among the algorithms', { jwt: { algorithms: ['HS256'] } }],
+    [
+      'intermediates from the Workload API without its socket',
+      { enabled: true, staticBundles: [{ trustDomain: 'td', path: '/b.pem' }], x509: { intermediates: { fromWorkloadAPI: true } } },
+    ],
+    ['maxCandidates of 0', { x509: { maxCandidates: 0 } }],
     ['an unknown key', { enabled: true, workloadAPI: { socket: 'unix:///s' }, bogus: 1 }],
   ])('rejects %s with ERR_CONFIG', (_name, identity) => {
     expect(configCode(identity)).toBe('ERR_CONFIG');

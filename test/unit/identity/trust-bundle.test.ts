@@ -41,6 +41,23 @@ describe('trust bundles', () => {
     expect(parseBundleFile('td', a.pem).digest).not.toBe(parseBundleFile('td', a.pem + b.pem).digest);
   });
 
+  const x5cEntry = (x5c: unknown): object => ({ use: 'x509-svid', kty: 'EC', crv: 'P-256', ...(x5c === undefined ? {} : { x5c }) });
+  const b64 = (c: TestCA): string => Buffer.from(c.cert.raw).toString('base64');
+
+  it('x509-svid entry with two x5c values: the first is the authority (Trust Domain and Bundle §4.2.2, X509-SVID §6.2)', () => {
+    const bundle = parseBundleFile('td', JSON.stringify({ keys: [x5cEntry([b64(a), b64(b)])] }));
+    expect(bundle.x509Authorities.map((c) => c.fingerprint256)).toEqual([a.cert.fingerprint256]);
+  });
+
+  it.each([
+    ['an empty x5c list', []],
+    ['no x5c member', undefined],
+  ])('x509-svid entry with %s is ignored, the rest of the bundle kept (§4.2.2)', (_name, x5c) => {
+    const bundle = parseBundleFile('td', JSON.stringify({ keys: [x5cEntry(x5c), x5cEntry([b64(b)]), jwt.publicJWK] }));
+    expect(bundle.x509Authorities.map((c) => c.fingerprint256)).toEqual([b.cert.fingerprint256]);
+    expect([...bundle.jwtAuthorities.keys()]).toEqual(['kid-1']);
+  });
+
   it.each([
     ['truncated DER', 'ERR_SVID_MALFORMED', () => parseDERCertificates(a.cert.raw.subarray(0, 100))],
     [
@@ -55,6 +72,12 @@ describe('trust bundles', () => {
     ],
     ['not JSON', 'ERR_BUNDLE_UNAVAILABLE', () => parseBundleFile('td', '{nope')],
     ['PEM without certificates', 'ERR_BUNDLE_UNAVAILABLE', () => parseBundleFile('td', 'hello')],
+    [
+      'x5c first value holding two certificates',
+      'ERR_BUNDLE_UNAVAILABLE',
+      () => parseBundleFile('td', JSON.stringify({ keys: [x5cEntry([Buffer.concat([a.cert.raw, b.cert.raw]).toString('base64')])] })),
+    ],
+    ['x5c that is not a list', 'ERR_BUNDLE_UNAVAILABLE', () => parseBundleFile('td', JSON.stringify({ keys: [x5cEntry('abc')] }))],
   ])('rejects %s with %s', (_name, code, fn) => {
     expect(codeOf(fn)).toBe(code);
   });

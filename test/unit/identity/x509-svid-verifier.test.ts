@@ -102,7 +102,7 @@ describe('verifyX509SVID', () => {
     ],
     [
       'intermediate that is not allowed to sign',
-      'ERR_SVID_UNTRUSTED',
+      'ERR_SVID_BAD_KEY_USAGE',
       async () => {
         const weak = await createCA('weak intermediate', { parent: root, keyCertSign: false });
         return [(await issueX509SVID(weak, ID)).cert, weak.cert];
