@@ -16,6 +16,7 @@ import { startBundleLoader } from './policy/bundle-startup';
 import { configureEngines } from './policy/engine-registry';
 import { PolicyStore } from './policy/policy-store';
 import { GrpcServer } from './server/grpc-server';
+import { selectServerTLS } from './server/select-server-tls';
 import { HttpAuthzServer } from './server/http-authz-server';
 import { OpsHttpServer } from './server/http-server';
 import { createLogger, type Logger } from './telemetry/logger';
@@ -25,6 +26,7 @@ export interface VerdictOptions {
   logger?: Logger;
   clock?: Clock;
   decisionLog?: DecisionLog;
+  /** TLS for the gRPC listener the grpc-js way (e.g. ServerCredentials.createSsl); overrides identity.mtls. */
   credentials?: ServerCredentials;
 }
 
@@ -101,8 +103,8 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     ...(cache ? { cache } : {}),
     ...(identity ? { identity: identity.step } : {}),
   });
-  const credentials = options.credentials ?? identity?.credentials ?? undefined;
-  const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, ...(credentials ? { credentials } : {}) });
+  const tls = selectServerTLS(config, identity?.workloadAPI ?? null, options.credentials);
+  const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, clock, ...(tls ? { tls } : {}) });
   const bound = await grpcServer.start();
   const canDecide = (): boolean => policy.current !== null && (identity?.isReady() ?? true);
   grpcServer.setServing(canDecide());

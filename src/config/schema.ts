@@ -4,6 +4,7 @@ import { cacheSchema } from './sections/cache';
 import { decisionLogSchema } from './sections/decision-log';
 import { enginesSchema } from './sections/engines';
 import { fastpathSchema } from './sections/fastpath';
+import { grpcTransportSchema } from './sections/grpc-transport';
 import { httpAuthzSchema } from './sections/http-authz';
 import { identitySchema } from './sections/identity';
 
@@ -25,6 +26,8 @@ export const configSchema = z.strictObject({
   server: z
     .strictObject({
       grpc: listenSchema.prefault({}),
+      /** HTTP/2 limits and connection lifetimes of the gRPC listener. */
+      transport: grpcTransportSchema,
       /** HTTP listener for /healthz, /readyz, /metrics. port null disables it. */
       http: z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: port.nullable().default(8181) }).prefault({}),
       /**
@@ -36,6 +39,8 @@ export const configSchema = z.strictObject({
       workerSlot: z.number().int().min(0).max(255).nullable().default(null),
       /** Serve gRPC server reflection (off by default: it discloses the API surface). */
       reflection: z.boolean().default(false),
+      /** Port of the reflection listener (grpc-js, plaintext, on server.grpc.host); used only when reflection is on. */
+      reflectionPort: port.default(9193),
       /** On SIGTERM: stop accepting, wait this long for in-flight calls, then force-close. */
       shutdownGraceMs: z.number().int().min(0).max(300_000).default(10_000),
     })

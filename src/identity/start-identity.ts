@@ -1,21 +1,17 @@
-import type { ServerCredentials } from '@grpc/grpc-js';
 import type { Clock } from '../clock';
 import type { IdentityConfig } from '../config/sections/identity';
 import type { Logger } from '../telemetry/logger';
 import type { BundleSource } from './bundle-source';
 import type { IdentityStep } from './identity-step';
-import { createSPIFFEServerCredentials } from './spiffe-server-credentials';
 import { SPIFFEIdentityStep } from './spiffe-identity-step';
 import { ChainedBundleSource, StaticBundleSource } from './static-bundle-source';
 import { WorkloadAPIClient } from './workload-api-client';
 
-/** The identity capability as main.ts wires it: the pipeline step, optional mTLS credentials, readiness. */
+/** The identity capability as main.ts wires it: the pipeline step, the Workload API client (whose SVID the mTLS listener serves), readiness. */
 export interface IdentityRuntime {
   step: IdentityStep;
   bundles: BundleSource;
   workloadAPI: WorkloadAPIClient | null;
-  /** verdict's own mTLS listener credentials, when identity.mtls.enabled. */
-  credentials: ServerCredentials | null;
   /** False until the Workload API's first bundles (and own SVID) arrive, and again when they go stale. */
   isReady(): boolean;
   /** Called with the new readiness whenever it flips. */
@@ -39,10 +35,6 @@ export function startIdentity(config: IdentityConfig, deps: { clock: Clock; logg
       })
     : null;
   const bundles: BundleSource = workloadAPI ? new ChainedBundleSource([workloadAPI, staticSource]) : staticSource;
-  const credentials =
-    workloadAPI && config.mtls.enabled
-      ? createSPIFFEServerCredentials({ client: workloadAPI, clock: deps.clock, allowedCallers: config.mtls.allowedCallers })
-      : null;
   workloadAPI?.on('bundles', (tds: string[]) => deps.logger.info({ trustDomains: tds }, 'SPIFFE trust bundles updated'));
   workloadAPI?.on('x509svid', (svid: { spiffeID: string }) => deps.logger.info({ spiffeID: svid.spiffeID }, 'own X509-SVID rotated'));
   workloadAPI?.start();
@@ -50,7 +42,6 @@ export function startIdentity(config: IdentityConfig, deps: { clock: Clock; logg
     step: new SPIFFEIdentityStep({ config, bundles, clock: deps.clock }),
     bundles,
     workloadAPI,
-    credentials,
     isReady: () => workloadAPI?.isReady() ?? true,
     onReadyChange: (listener) => workloadAPI?.on('ready', listener),
     close: () => workloadAPI?.close(),

@@ -1,0 +1,16 @@
+import type { ServerCredentials } from '@grpc/grpc-js';
+import type { Config } from '../config/schema';
+import type { WorkloadAPIClient } from '../identity/workload-api-client';
+import { serverTLSFromGrpcCredentials } from './grpc-js-server-tls';
+import type { ServerTLS } from './server-tls';
+import { SPIFFEServerTLS } from './spiffe-server-tls';
+
+/**
+ * The gRPC listener's TLS: explicit credentials win; else verdict's SVID from the Workload API with the
+ * caller allow-list when identity.mtls is enabled; else none (plaintext h2c).
+ */
+export function selectServerTLS(config: Config, workloadAPI: WorkloadAPIClient | null, credentials?: ServerCredentials): ServerTLS | null {
+  if (credentials) return serverTLSFromGrpcCredentials(credentials);
+  if (workloadAPI && config.identity.mtls.enabled) return new SPIFFEServerTLS({ client: workloadAPI, allowedCallers: config.identity.mtls.allowedCallers });
+  return null;
+}

@@ -1,0 +1,74 @@
+import type { X509Certificate } from 'node:crypto';
+import type { SecureContextOptions } from 'node:tls';
+import { VerdictError } from '../errors';
+import { matchesSPIFFEIDPattern } from '../identity/spiffe-id';
+import type { OwnX509SVID, WorkloadAPIClient } from '../identity/workload-api-client';
+import { verifyX509SVID } from '../identity/x509-svid-verifier';
+import type { CallerCheck, CallerVerdict, ServerTLS } from './server-tls';
+
+export interface SPIFFEServerTLSOptions {
+  client: WorkloadAPIClient;
+  /** Exact SPIFFE IDs or `spiffe://td/prefix/*`. */
+  allowedCallers: readonly string[];
+}
+
+/**
+ * verdict's mTLS listener fed by the Workload API: its own X509-SVID as the server certificate, every
+ * trust domain's X.509 authorities as client CAs, rotated in place. TLS alone accepts any loaded CA for
+ * any name, so each connection's leaf is then verified against the bundle of its own trust domain and its
+ * SPIFFE ID matched against the allow-list — once per connection; a bundle change bumps the generation
+ * and every connection is judged again on its next call.
+ */
+export class SPIFFEServerTLS implements ServerTLS, CallerCheck {
+  readonly requireClientCertificate = true;
+  readonly callers: CallerCheck = this;
+  private gen = 0;
+  private readonly listeners = new Set<(o: SecureContextOptions) => void>();
+
+  constructor(private readonly options: SPIFFEServerTLSOptions) {
+    options.client.on('x509svid', () => this.changed());
+    options.client.on('bundles', () => {
+      this.gen++;
+      this.changed();
+    });
+  }
+
+  get generation(): number {
+    return this.gen;
+  }
+
+  contextOptions(): SecureContextOptions | null {
+    const svid = this.options.client.currentX509SVID;
+    const cas = this.options.client.allX509Authorities();
+    if (!svid || cas.length === 0) return null;
+    return { ...ownIdentity(svid), ca: cas.map((c) => c.toString()) };
+  }
+
+  onContextChange(listener: (o: SecureContextOptions) => void): void {
+    this.listeners.add(listener);
+  }
+
+  verify(leaf: X509Certificate | undefined, nowMs: number): CallerVerdict {
+    try {
+      if (!leaf) throw new VerdictError('ERR_SVID_UNTRUSTED', 'no client certificate');
+      const svid = verifyX509SVID([leaf], this.options.client, { nowMs });
+      const id = svid.spiffeID.id;
+      if (!this.options.allowedCallers.some((p) => matchesSPIFFEIDPattern(id, p))) return { ok: false, code: 'ERR_SVID_UNTRUSTED' };
+      return { ok: true, callerID: id, validUntilMs: svid.validUntilMs };
+    } catch (err) {
+      return { ok: false, code: err instanceof VerdictError ? err.code : 'ERR_SVID_MALFORMED' };
+    }
+  }
+
+  private changed(): void {
+    const options = this.contextOptions();
+    if (options) for (const l of this.listeners) l(options);
+  }
+}
+
+function ownIdentity(svid: OwnX509SVID): SecureContextOptions {
+  return {
+    cert: svid.certificates.map((c) => c.toString()).join(''),
+    key: svid.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
+  };
+}
