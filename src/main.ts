@@ -17,6 +17,7 @@ import { configureEngines } from './policy/engine-registry';
 import { PolicyStore } from './policy/policy-store';
 import { GrpcServer } from './server/grpc-server';
 import { selectServerTLS } from './server/select-server-tls';
+import type { ServerTLS } from './server/server-tls';
 import { HttpAuthzServer } from './server/http-authz-server';
 import { OpsHttpServer } from './server/http-server';
 import { createLogger, type Logger } from './telemetry/logger';
@@ -28,6 +29,8 @@ export interface VerdictOptions {
   decisionLog?: DecisionLog;
   /** TLS for the gRPC listener the grpc-js way (e.g. ServerCredentials.createSsl); overrides identity.mtls. */
   credentials?: ServerCredentials;
+  /** TLS for the gRPC listener as verdict's own interface (src/server/server-tls.ts); wins over both. */
+  tls?: ServerTLS;
 }
 
 export interface RunningVerdict {
@@ -103,7 +106,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     ...(cache ? { cache } : {}),
     ...(identity ? { identity: identity.step } : {}),
   });
-  const tls = selectServerTLS(config, identity?.workloadAPI ?? null, options.credentials);
+  const tls = selectServerTLS(config, identity?.workloadAPI ?? null, options);
   const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, clock, ...(tls ? { tls } : {}) });
   const bound = await grpcServer.start();
   const canDecide = (): boolean => policy.current !== null && (identity?.isReady() ?? true);

@@ -6,11 +6,16 @@ import type { ServerTLS } from './server-tls';
 import { SPIFFEServerTLS } from './spiffe-server-tls';
 
 /**
- * The gRPC listener's TLS: explicit credentials win; else verdict's SVID from the Workload API with the
+ * The gRPC listener's TLS: an explicit ServerTLS or grpc-js credentials win; else verdict's SVID from the Workload API with the
  * caller allow-list when identity.mtls is enabled; else none (plaintext h2c).
  */
-export function selectServerTLS(config: Config, workloadAPI: WorkloadAPIClient | null, credentials?: ServerCredentials): ServerTLS | null {
-  if (credentials) return serverTLSFromGrpcCredentials(credentials);
+export function selectServerTLS(
+  config: Config,
+  workloadAPI: WorkloadAPIClient | null,
+  given: { credentials?: ServerCredentials; tls?: ServerTLS },
+): ServerTLS | null {
+  if (given.tls) return given.tls;
+  if (given.credentials) return serverTLSFromGrpcCredentials(given.credentials);
   if (workloadAPI && config.identity.mtls.enabled) return new SPIFFEServerTLS({ client: workloadAPI, allowedCallers: config.identity.mtls.allowedCallers });
   return null;
 }

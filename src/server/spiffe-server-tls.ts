@@ -2,12 +2,20 @@ import type { X509Certificate } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import { VerdictError } from '../errors';
 import { matchesSPIFFEIDPattern } from '../identity/spiffe-id';
-import type { OwnX509SVID, WorkloadAPIClient } from '../identity/workload-api-client';
+import type { BundleSource } from '../identity/bundle-source';
+import type { OwnX509SVID } from '../identity/workload-api-client';
 import { verifyX509SVID } from '../identity/x509-svid-verifier';
 import type { CallerCheck, CallerVerdict, ServerTLS } from './server-tls';
 
+/** What the listener needs of the Workload API client (which implements it): own SVID, CAs, and their changes. */
+export interface ServerSVIDSource extends BundleSource {
+  readonly currentX509SVID: OwnX509SVID | null;
+  allX509Authorities(): X509Certificate[];
+  on(event: 'x509svid' | 'bundles', listener: () => void): unknown;
+}
+
 export interface SPIFFEServerTLSOptions {
-  client: WorkloadAPIClient;
+  client: ServerSVIDSource;
   /** Exact SPIFFE IDs or `spiffe://td/prefix/*`. */
   allowedCallers: readonly string[];
 }

@@ -6,6 +6,7 @@ import type { RunningVerdict } from '../../src/main';
 import { CHECK_PATH, connectRaw, decodeCheckResponse, encodeCheckRequest, grpcHeaders, lpm, rawCall } from '../helpers/grpc-raw-client';
 import { checkClient, headerValue, httpCheckRequest, startTestVerdict, tempDir } from '../helpers/verdict-harness';
 import { join } from 'node:path';
+import { waitFor } from '../helpers/wait-for';
 
 // Transport conformance of verdict's own gRPC edge (src/server/grpc-server.ts) against grpc/grpc
 // doc/PROTOCOL-HTTP2.md, over real sockets: hand-written HTTP/2 frames for what no gRPC library sends, and a
@@ -194,7 +195,7 @@ describe('grpc.health.v1 on the gRPC edge', () => {
       const unknown: number[] = [];
       const ended = watch(client, '', (s) => seen.push(s));
       const endedUnknown = watch(client, 'nope', (s) => unknown.push(s));
-      await waitForValue(() => seen.length >= 1 && unknown.length >= 1);
+      await waitFor(() => seen.length >= 1 && unknown.length >= 1, 'health Watch messages');
       expect(seen).toEqual([1]);
       expect(unknown).toEqual([3]); // SERVICE_UNKNOWN, and the stream stays open
       const stopping = verdict.stop();
@@ -286,9 +287,4 @@ function watch(client: grpc.Client, service: string, onStatus: (s: number) => vo
       if (s.code === 0) resolve(0);
     });
   });
-}
-
-async function waitForValue(cond: () => boolean): Promise<void> {
-  const { waitFor } = await import('../helpers/wait-for');
-  await waitFor(cond, 'health Watch messages');
 }
