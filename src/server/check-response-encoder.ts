@@ -196,7 +196,14 @@ function writeMap(w: ReverseWriter, number: number, map: Readonly<Record<string,
   }
 }
 
-function writeScalar(w: ReverseWriter, number: number, kind: Scalar | { enum: Readonly<Record<string, number>> }, value: unknown, path: string, always: boolean): void {
+function writeScalar(
+  w: ReverseWriter,
+  number: number,
+  kind: Scalar | { enum: Readonly<Record<string, number>> },
+  value: unknown,
+  path: string,
+  always: boolean,
+): void {
   if (typeof kind === 'object') {
     const n = typeof value === 'number' ? value : kind.enum[value as string];
     if (n === undefined) throw new TypeError(`encodeCheckResponse: ${path} has no enum value ${String(value)}`);

@@ -21,7 +21,11 @@ export interface GrpcCallOptions {
 
 // setTimeout's ceiling; a longer deadline is as good as none.
 const MAX_TIMER_MS = 2 ** 31 - 1;
-const RESPONSE_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity,gzip,deflate' });
+const RESPONSE_HEADERS = Object.freeze({
+  ':status': 200,
+  'content-type': 'application/grpc',
+  'grpc-accept-encoding': 'identity,gzip,deflate',
+});
 const OK_TRAILERS = Object.freeze({ 'grpc-status': '0' });
 type Inflate = (buf: InputType, options: ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void;
 const INFLATERS: Record<Exclude<MessageEncoding, 'identity'>, Inflate> = { gzip: gunzip, deflate: inflate };
@@ -137,7 +141,10 @@ export class GrpcCall {
             : refuse(GrpcStatus.INTERNAL, 'ERR_GRPC_ENCODING', `cannot ${encoding}-inflate the message`),
         );
       }
-      this.onMessage(this, out.length > this.options.maxBytes ? { kind: 'oversize', wireBytes: out.length } : { kind: 'message', bytes: out });
+      this.onMessage(
+        this,
+        out.length > this.options.maxBytes ? { kind: 'oversize', wireBytes: out.length } : { kind: 'message', bytes: out },
+      );
     });
   }
 

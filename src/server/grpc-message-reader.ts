@@ -93,7 +93,8 @@ export class UnaryMessageReader {
     if (flag !== 0 && flag !== 1) return refuse(GrpcStatus.INTERNAL, 'ERR_GRPC_FRAME', 'compressed flag must be 0 or 1');
     this.compressed = flag === 1;
     const length = this.prefix.readUInt32BE(1);
-    if (length > this.hardMaxBytes) return refuse(GrpcStatus.RESOURCE_EXHAUSTED, 'ERR_REQUEST_TOO_LARGE', `message of ${length} bytes exceeds ${this.hardMaxBytes}`);
+    if (length > this.hardMaxBytes)
+      return refuse(GrpcStatus.RESOURCE_EXHAUSTED, 'ERR_REQUEST_TOO_LARGE', `message of ${length} bytes exceeds ${this.hardMaxBytes}`);
     this.length = length;
     if (length <= this.maxBytes) {
       if (!this.budget.reserve(length)) return refuse(GrpcStatus.RESOURCE_EXHAUSTED, 'ERR_GRPC_BUSY', 'request buffer budget exhausted');

@@ -85,7 +85,9 @@ export class GrpcServer {
       [HEALTH_CHECK_PATH, this.healthCheck],
       [HEALTH_WATCH_PATH, this.healthWatch],
     ]);
-    this.reflection = deps.config.server.reflection ? new ReflectionServer(deps.config.server.grpc.host, deps.config.server.reflectionPort) : null;
+    this.reflection = deps.config.server.reflection
+      ? new ReflectionServer(deps.config.server.grpc.host, deps.config.server.reflectionPort)
+      : null;
   }
 
   /** Health of '' and of the Authorization service; Watch streams see each change. */
@@ -176,7 +178,10 @@ export class GrpcServer {
     if (headers[':method'] !== 'POST' || contentType === undefined || !GRPC_CONTENT_TYPE.test(contentType)) {
       // PROTOCOL-HTTP2.md: a content-type not starting with application/grpc gets HTTP 415, so that no HTTP
       // client takes a gRPC error (status 200) for success.
-      stream.respond({ ':status': 415, 'grpc-status': String(GrpcStatus.INTERNAL), 'grpc-message': 'ERR_GRPC_CONTENT_TYPE' }, { endStream: true });
+      stream.respond(
+        { ':status': 415, 'grpc-status': String(GrpcStatus.INTERNAL), 'grpc-message': 'ERR_GRPC_CONTENT_TYPE' },
+        { endStream: true },
+      );
       return;
     }
     const call = new GrpcCall(stream, this.callOptions(headers), this.routes.get(headers[':path'] ?? '') ?? this.unimplemented);
@@ -186,7 +191,8 @@ export class GrpcServer {
 
   /** Refusals decided from the headers alone: unknown method, caller, grpc-encoding, grpc-timeout. */
   private admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Refusal | null {
-    if (!this.routes.has(headers[':path'] ?? '')) return refuse(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_UNIMPLEMENTED', `no method ${headers[':path']}`);
+    if (!this.routes.has(headers[':path'] ?? ''))
+      return refuse(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_UNIMPLEMENTED', `no method ${headers[':path']}`);
     const caller = stream.session ? this.callerOf(stream.session as ServerHttp2Session) : null;
     if (caller && !caller.ok) return refuse(GrpcStatus.PERMISSION_DENIED, caller.code, 'mTLS caller refused');
     const encoding = headers['grpc-encoding'];
@@ -194,7 +200,8 @@ export class GrpcServer {
       // compression.md: an unsupported encoding is UNIMPLEMENTED (grpc-accept-encoding names what is).
       return refuse(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_ENCODING', `grpc-encoding ${String(encoding)}`);
     }
-    if (Number.isNaN(parseGrpcTimeoutMs(headers['grpc-timeout']))) return refuse(GrpcStatus.INTERNAL, 'ERR_GRPC_TIMEOUT_HEADER', 'malformed grpc-timeout');
+    if (Number.isNaN(parseGrpcTimeoutMs(headers['grpc-timeout'])))
+      return refuse(GrpcStatus.INTERNAL, 'ERR_GRPC_TIMEOUT_HEADER', 'malformed grpc-timeout');
     return null;
   }
 
@@ -221,7 +228,8 @@ export class GrpcServer {
     if (!check) return null;
     const nowMs = this.clock.nowMs();
     const cached = this.callers.get(session);
-    if (cached && cached.generation === check.generation && (!cached.verdict.ok || nowMs < cached.verdict.validUntilMs)) return cached.verdict;
+    if (cached && cached.generation === check.generation && (!cached.verdict.ok || nowMs < cached.verdict.validUntilMs))
+      return cached.verdict;
     const socket = session.socket as TLSSocket;
     const leaf: X509Certificate | undefined = socket.getPeerX509Certificate?.();
     const verdict = check.verify(leaf, nowMs);
@@ -271,7 +279,10 @@ export class GrpcServer {
   };
 }
 
-function listenOn(server: http2.Http2Server | http2.Http2SecureServer, where: { host: string; port: number } | { path: string }): Promise<number> {
+function listenOn(
+  server: http2.Http2Server | http2.Http2SecureServer,
+  where: { host: string; port: number } | { path: string },
+): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(where, () => {

@@ -16,6 +16,7 @@ export function selectServerTLS(
 ): ServerTLS | null {
   if (given.tls) return given.tls;
   if (given.credentials) return serverTLSFromGrpcCredentials(given.credentials);
-  if (workloadAPI && config.identity.mtls.enabled) return new SPIFFEServerTLS({ client: workloadAPI, allowedCallers: config.identity.mtls.allowedCallers });
+  if (workloadAPI && config.identity.mtls.enabled)
+    return new SPIFFEServerTLS({ client: workloadAPI, allowedCallers: config.identity.mtls.allowedCallers });
   return null;
 }

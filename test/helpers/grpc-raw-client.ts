@@ -43,7 +43,11 @@ export function lpm(message: Buffer, flag = 0, declaredLength = message.length):
 }
 
 /** Opens a stream; `drive` writes to it (and ends it, or not); resolves with everything the server sent. */
-export function rawCall(session: ClientHttp2Session, headers: OutgoingHttpHeaders, drive: (s: ClientHttp2Stream) => void): Promise<RawAnswer> {
+export function rawCall(
+  session: ClientHttp2Session,
+  headers: OutgoingHttpHeaders,
+  drive: (s: ClientHttp2Stream) => void,
+): Promise<RawAnswer> {
   return new Promise((resolve) => {
     const stream = session.request(headers, { endStream: false });
     const chunks: Buffer[] = [];

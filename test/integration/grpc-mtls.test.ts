@@ -114,7 +114,10 @@ describe('mTLS on the gRPC edge: caller checked once per connection', () => {
 
   it.each([
     { name: 'no client certificate', client: async (): Promise<TestSVID | null> => null },
-    { name: 'an SVID from an untrusted CA', client: async (): Promise<TestSVID | null> => issueX509SVID(await createCA('rogue'), ENVOY_ID) },
+    {
+      name: 'an SVID from an untrusted CA',
+      client: async (): Promise<TestSVID | null> => issueX509SVID(await createCA('rogue'), ENVOY_ID),
+    },
   ])('refuses the TLS handshake for $name', async ({ client }) => {
     const session = connectAs(await client());
     const res = await rawCall(session, grpcHeaders(CHECK_PATH), (s) => s.end(GOOD));

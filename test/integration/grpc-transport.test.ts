@@ -107,7 +107,9 @@ describe('gRPC transport conformance (PROTOCOL-HTTP2.md)', () => {
     const big = encodeCheckRequest(httpCheckRequest({ method: 'POST', path: '/healthz', body: 'x'.repeat(MAX_BYTES * 2) }));
     const res = await rawCall(session, grpcHeaders(CHECK_PATH), (s) => s.end(lpm(big)));
     expect(res.grpcStatus).toBe(0);
-    const answer = decodeCheckResponse(res.data.subarray(5)) as { deniedResponse?: { headers?: { header?: { key?: string; value?: string } }[] } };
+    const answer = decodeCheckResponse(res.data.subarray(5)) as {
+      deniedResponse?: { headers?: { header?: { key?: string; value?: string } }[] };
+    };
     expect(headerValue(answer.deniedResponse?.headers, 'x-verdict-reason')).toBe('ERR_REQUEST_TOO_LARGE');
   });
 
@@ -121,7 +123,13 @@ describe('gRPC transport conformance (PROTOCOL-HTTP2.md)', () => {
   });
 
   it.each([
-    { name: 'an unsupported grpc-encoding', headers: { 'grpc-encoding': 'snappy' }, body: lpm(GOOD, 1), status: grpc.status.UNIMPLEMENTED, code: 'ERR_GRPC_ENCODING' },
+    {
+      name: 'an unsupported grpc-encoding',
+      headers: { 'grpc-encoding': 'snappy' },
+      body: lpm(GOOD, 1),
+      status: grpc.status.UNIMPLEMENTED,
+      code: 'ERR_GRPC_ENCODING',
+    },
     {
       name: 'a gzip bomb (6 MiB of zeros in 6 KiB, over the 4 MiB hard limit)',
       headers: { 'grpc-encoding': 'gzip' },
@@ -129,9 +137,27 @@ describe('gRPC transport conformance (PROTOCOL-HTTP2.md)', () => {
       status: grpc.status.RESOURCE_EXHAUSTED,
       code: 'ERR_REQUEST_TOO_LARGE',
     },
-    { name: 'corrupt gzip', headers: { 'grpc-encoding': 'gzip' }, body: lpm(Buffer.from('not gzip at all'), 1), status: grpc.status.INTERNAL, code: 'ERR_GRPC_ENCODING' },
-    { name: 'a malformed grpc-timeout', headers: { 'grpc-timeout': '5 seconds' }, body: lpm(GOOD), status: grpc.status.INTERNAL, code: 'ERR_GRPC_TIMEOUT_HEADER' },
-    { name: 'a grpc-timeout of nine digits', headers: { 'grpc-timeout': '123456789S' }, body: lpm(GOOD), status: grpc.status.INTERNAL, code: 'ERR_GRPC_TIMEOUT_HEADER' },
+    {
+      name: 'corrupt gzip',
+      headers: { 'grpc-encoding': 'gzip' },
+      body: lpm(Buffer.from('not gzip at all'), 1),
+      status: grpc.status.INTERNAL,
+      code: 'ERR_GRPC_ENCODING',
+    },
+    {
+      name: 'a malformed grpc-timeout',
+      headers: { 'grpc-timeout': '5 seconds' },
+      body: lpm(GOOD),
+      status: grpc.status.INTERNAL,
+      code: 'ERR_GRPC_TIMEOUT_HEADER',
+    },
+    {
+      name: 'a grpc-timeout of nine digits',
+      headers: { 'grpc-timeout': '123456789S' },
+      body: lpm(GOOD),
+      status: grpc.status.INTERNAL,
+      code: 'ERR_GRPC_TIMEOUT_HEADER',
+    },
   ])('refuses $name', async ({ headers, body, status, code }) => {
     const res = await rawCall(session, grpcHeaders(CHECK_PATH, headers), (s) => s.end(body));
     expect(res.grpcStatus).toBe(status);
@@ -259,7 +285,12 @@ function healthRequest(service: string): Buffer {
   return service === '' ? Buffer.alloc(0) : Buffer.concat([Buffer.from([0x0a, name.length]), name]);
 }
 
-function unary(client: grpc.Client, path: string, body: Buffer, deadline: number = Date.now() + 10_000): Promise<{ code: number; body?: Buffer }> {
+function unary(
+  client: grpc.Client,
+  path: string,
+  body: Buffer,
+  deadline: number = Date.now() + 10_000,
+): Promise<{ code: number; body?: Buffer }> {
   return new Promise((resolve) => {
     client.makeUnaryRequest(
       path,

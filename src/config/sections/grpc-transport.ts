@@ -1,6 +1,10 @@
 import { z } from 'zod';
 
-const ms = z.number().int().min(1).max(365 * 24 * 3600 * 1000);
+const ms = z
+  .number()
+  .int()
+  .min(1)
+  .max(365 * 24 * 3600 * 1000);
 
 /**
  * HTTP/2 settings of verdict's own gRPC edge (src/server/grpc-server.ts). Each bound protects the process

@@ -10,11 +10,18 @@ import { AUTHORIZATION_SERVICE, envoyProtoIncludeDirs, PROTO_OPTIONS } from '../
 // Decoded with defaults filled in: proto3 scalars at their default are absent on the wire or present with
 // the default (protobufjs writes them), both meaning the same.
 
-const defs = loadSync('envoy/service/auth/v3/external_auth.proto', { ...PROTO_OPTIONS, defaults: true, includeDirs: envoyProtoIncludeDirs() });
+const defs = loadSync('envoy/service/auth/v3/external_auth.proto', {
+  ...PROTO_OPTIONS,
+  defaults: true,
+  includeDirs: envoyProtoIncludeDirs(),
+});
 const check = (defs[AUTHORIZATION_SERVICE] as grpc.ServiceDefinition).Check as grpc.MethodDefinition<unknown, unknown>;
 const reference = (bytes: Buffer): unknown => check.responseDeserialize(bytes);
 
-const header = (key: string, value: string, appendAction = 'APPEND_IF_EXISTS_OR_ADD'): Record<string, unknown> => ({ header: { key, value }, appendAction });
+const header = (key: string, value: string, appendAction = 'APPEND_IF_EXISTS_OR_ADD'): Record<string, unknown> => ({
+  header: { key, value },
+  appendAction,
+});
 
 /** Deterministic pseudo-random JSON (nested objects, lists, floats, negatives, unicode, empty strings). */
 function generatedJSON(seed: number, depth = 0): unknown {
@@ -23,7 +30,10 @@ function generatedJSON(seed: number, depth = 0): unknown {
   const leaf = (): unknown => [null, true, false, -1.5, 0, 2 ** 40, 'ünïcødé ✓', '', 'x'.repeat(300), 1e-300][Math.floor(next() * 10)];
   if (depth > 3) return leaf();
   const kind = next();
-  if (kind < 0.4) return Object.fromEntries(Array.from({ length: 1 + Math.floor(next() * 4) }, (_, i) => [`k${i}-${Math.floor(next() * 99)}`, generatedJSON(s + i, depth + 1)]));
+  if (kind < 0.4)
+    return Object.fromEntries(
+      Array.from({ length: 1 + Math.floor(next() * 4) }, (_, i) => [`k${i}-${Math.floor(next() * 99)}`, generatedJSON(s + i, depth + 1)]),
+    );
   if (kind < 0.6) return Array.from({ length: Math.floor(next() * 4) }, (_, i) => generatedJSON(s + i, depth + 1));
   return leaf();
 }
@@ -58,11 +68,18 @@ const CASES: { name: string; response: Record<string, unknown> }[] = [
       dynamicMetadata: jsonToStruct({ decision_id: 'd' }),
     },
   },
-  { name: 'deny with an empty body and no headers', response: { status: { code: 7, message: 'ERR_INTERNAL' }, deniedResponse: { status: { code: 500 }, headers: [], body: '' } } },
+  {
+    name: 'deny with an empty body and no headers',
+    response: { status: { code: 7, message: 'ERR_INTERNAL' }, deniedResponse: { status: { code: 500 }, headers: [], body: '' } },
+  },
   { name: 'allow with an empty OkHttpResponse', response: { status: { code: 0 }, okResponse: {} } },
   ...Array.from({ length: 20 }, (_, i) => ({
     name: `generated dynamic metadata #${i}`,
-    response: { status: { code: 0 }, okResponse: {}, dynamicMetadata: jsonToStruct({ decision_id: String(i), data: generatedJSON(i + 1) }) },
+    response: {
+      status: { code: 0 },
+      okResponse: {},
+      dynamicMetadata: jsonToStruct({ decision_id: String(i), data: generatedJSON(i + 1) }),
+    },
   })),
 ];
 
