@@ -133,6 +133,15 @@ class ReverseWriter {
     this.buf.writeDoubleLE(d, this.pos);
   }
 
+  /** Prepends the gRPC Length-Prefixed-Message header (flag 0, big-endian length) for what is written so far. */
+  lengthPrefix(): void {
+    const length = this.written;
+    this.reserve(5);
+    this.pos -= 5;
+    this.buf[this.pos] = 0;
+    this.buf.writeUInt32BE(length, this.pos + 1);
+  }
+
   result(): Buffer {
     return Buffer.from(this.buf.subarray(this.pos));
   }
@@ -150,6 +159,14 @@ class ReverseWriter {
 export function encodeCheckResponse(response: Readonly<Record<string, unknown>>): Buffer {
   const w = new ReverseWriter();
   writeMessage(w, response, CHECK_RESPONSE, 'CheckResponse');
+  return w.result();
+}
+
+/** The same, already framed as the gRPC Length-Prefixed-Message the server sends (saves a copy per call). */
+export function encodeCheckResponseMessage(response: Readonly<Record<string, unknown>>): Buffer {
+  const w = new ReverseWriter();
+  writeMessage(w, response, CHECK_RESPONSE, 'CheckResponse');
+  w.lengthPrefix();
   return w.result();
 }
 

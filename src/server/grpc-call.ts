@@ -68,12 +68,17 @@ export class GrpcCall {
 
   /** Unary answer: headers, one Length-Prefixed-Message, trailers with OK. */
   sendUnary(message: Buffer): void {
+    this.sendUnaryFramed(frame(message));
+  }
+
+  /** The same with a message already framed (5-byte prefix included). */
+  sendUnaryFramed(framed: Buffer): void {
     if (!this.open) return;
     this.end();
     const stream = this.stream;
     stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
     stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
-    stream.end(frame(message));
+    stream.end(framed);
   }
 
   /** Server streaming: one more message (headers go out before the first). */

@@ -8,7 +8,7 @@ import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { protoLoaderCheckRequestDecoder, type CheckRequestDecoder } from './check-request-decoder';
 import { decisionToCheckResponse } from './check-response';
-import { encodeCheckResponse } from './check-response-encoder';
+import { encodeCheckResponseMessage } from './check-response-encoder';
 import { AUTHORIZATION_SERVICE } from './envoy-protos';
 import { GrpcCall, type MessageEncoding, type ReceivedMessage } from './grpc-call';
 import { refuse, type BufferBudget, type Refusal } from './grpc-message-reader';
@@ -184,13 +184,14 @@ export class GrpcServer {
       );
       return;
     }
-    const call = new GrpcCall(stream, this.callOptions(headers), this.routes.get(headers[':path'] ?? '') ?? this.unimplemented);
-    const refusal = this.admit(stream, headers);
+    const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
+    const call = new GrpcCall(stream, this.callOptions(headers, timeoutMs), this.routes.get(headers[':path'] ?? '') ?? this.unimplemented);
+    const refusal = this.admit(stream, headers, timeoutMs);
     if (refusal) call.refuse(refusal);
   };
 
   /** Refusals decided from the headers alone: unknown method, caller, grpc-encoding, grpc-timeout. */
-  private admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Refusal | null {
+  private admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, timeoutMs: number | undefined): Refusal | null {
     if (!this.routes.has(headers[':path'] ?? ''))
       return refuse(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_UNIMPLEMENTED', `no method ${headers[':path']}`);
     const caller = stream.session ? this.callerOf(stream.session as ServerHttp2Session) : null;
@@ -205,9 +206,8 @@ export class GrpcServer {
     return null;
   }
 
-  private callOptions(headers: IncomingHttpHeaders): ConstructorParameters<typeof GrpcCall>[1] {
+  private callOptions(headers: IncomingHttpHeaders, timeoutMs: number | undefined): ConstructorParameters<typeof GrpcCall>[1] {
     const max = this.deps.config.limits.maxRequestBytes;
-    const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
     const encoding = headers['grpc-encoding'];
     return {
       maxBytes: max,
@@ -215,7 +215,7 @@ export class GrpcServer {
       budget: this.budget,
       encoding: (typeof encoding === 'string' && ENCODINGS.has(encoding) ? encoding : 'identity') as MessageEncoding,
       timeoutMs: timeoutMs !== undefined && !Number.isNaN(timeoutMs) ? timeoutMs : undefined,
-      onRefused: (r) => this.deps.logger.debug({ code: r.code, why: r.why }, 'gRPC call refused'),
+      onRefused: this.logRefusal,
     };
   }
 
@@ -237,6 +237,8 @@ export class GrpcServer {
     return verdict;
   }
 
+  private readonly logRefusal = (r: Refusal): void => this.deps.logger.debug({ code: r.code, why: r.why }, 'gRPC call refused');
+
   private readonly unimplemented: Handler = (call) => call.finish(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_UNIMPLEMENTED');
 
   private readonly check: Handler = (call, message) => {
@@ -244,7 +246,9 @@ export class GrpcServer {
     const received = message.kind === 'message' ? this.decode(message.bytes) : { message: null, wireBytes: message.wireBytes };
     this.deps.pipeline.check(received, 'grpc').then(
       (decision) => {
-        call.sendUnary(encodeCheckResponse(decisionToCheckResponse(decision, { reasonHeader: this.deps.config.decision.reasonHeader })));
+        call.sendUnaryFramed(
+          encodeCheckResponseMessage(decisionToCheckResponse(decision, { reasonHeader: this.deps.config.decision.reasonHeader })),
+        );
         timer();
       },
       (err: unknown) => {

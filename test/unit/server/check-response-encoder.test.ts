@@ -2,7 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
 import { jsonToStruct } from '../../../src/request/protojson';
-import { encodeCheckResponse } from '../../../src/server/check-response-encoder';
+import { encodeCheckResponse, encodeCheckResponseMessage } from '../../../src/server/check-response-encoder';
 import { AUTHORIZATION_SERVICE, envoyProtoIncludeDirs, PROTO_OPTIONS } from '../../../src/server/envoy-protos';
 
 // The hand-written encoder against the reference: protobufjs reflection (proto-loader) over Envoy's own
@@ -87,6 +87,10 @@ describe('encodeCheckResponse', () => {
   it.each(CASES)('$name decodes to what protobufjs encodes', ({ response }) => {
     const ours = encodeCheckResponse(response);
     expect(reference(ours)).toEqual(reference(check.responseSerialize(response)));
+    const framed = encodeCheckResponseMessage(response);
+    expect(framed[0]).toBe(0);
+    expect(framed.readUInt32BE(1)).toBe(ours.length);
+    expect(framed.subarray(5)).toEqual(ours);
   });
 
   it.each([
