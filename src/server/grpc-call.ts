@@ -104,7 +104,7 @@ export class GrpcCall {
       return;
     }
     // PROTOCOL-HTTP2.md "Trailers-Only": one HEADERS frame with :status, content-type and the status.
-    this.stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, { endStream: true });
+    this.stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
     // "Early Server Closure": trailers before the client's END_STREAM are followed by RST_STREAM(NO_ERROR).
     if (!this.stream.readableEnded) this.stream.close(constants.NGHTTP2_NO_ERROR);
   }

@@ -201,8 +201,7 @@ export class GrpcServer {
       // compression.md: an unsupported encoding is UNIMPLEMENTED (grpc-accept-encoding names what is).
       return refuse(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_ENCODING', `grpc-encoding ${String(encoding)}`);
     }
-    if (Number.isNaN(parseGrpcTimeoutMs(headers['grpc-timeout'])))
-      return refuse(GrpcStatus.INTERNAL, 'ERR_GRPC_TIMEOUT_HEADER', 'malformed grpc-timeout');
+    if (Number.isNaN(timeoutMs)) return refuse(GrpcStatus.INTERNAL, 'ERR_GRPC_TIMEOUT_HEADER', 'malformed grpc-timeout');
     return null;
   }
 

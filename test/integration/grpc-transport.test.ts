@@ -162,6 +162,7 @@ describe('gRPC transport conformance (PROTOCOL-HTTP2.md)', () => {
     const res = await rawCall(session, grpcHeaders(CHECK_PATH, headers), (s) => s.end(body));
     expect(res.grpcStatus).toBe(status);
     expect(res.grpcMessage).toBe(code);
+    expect(res.headers['grpc-accept-encoding']).toBe('identity,gzip,deflate');
   });
 
   it('ends a call whose grpc-timeout passes with DEADLINE_EXCEEDED, and the call is cancelled', async () => {
