@@ -9,7 +9,10 @@ export interface H2loadOptions {
   url: string;
   /** File holding one framed gRPC request (5-byte prefix + message). */
   dataFile: string;
-  durationS: number;
+  /** Run this long (-D) … */
+  durationS?: number;
+  /** … or send exactly this many requests (-n). */
+  requests?: number;
   clients: number;
   /** Concurrent streams per client (-m). */
   streams: number;
@@ -49,8 +52,7 @@ export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
       '-c',
       String(o.cpu),
       bin,
-      '-D',
-      String(o.durationS),
+      ...(o.requests !== undefined ? ['-n', String(o.requests)] : ['-D', String(o.durationS ?? 10)]),
       '-c',
       String(o.clients),
       '-m',

@@ -7,6 +7,10 @@ import { CHECK_PATH, connectRaw, decodeCheckResponse, encodeCheckRequest, grpcHe
 import { checkClient, headerValue, httpCheckRequest, startTestVerdict, tempDir } from '../helpers/verdict-harness';
 import { join } from 'node:path';
 import { waitFor } from '../helpers/wait-for';
+import { writeFileSync } from 'node:fs';
+import { runGhz } from '../../loadtest/lib/ghz';
+import { runH2load } from '../../loadtest/lib/h2load';
+import { packageRoot } from '../../src/package-root';
 
 // Transport conformance of verdict's own gRPC edge (src/server/grpc-server.ts) against grpc/grpc
 // doc/PROTOCOL-HTTP2.md, over real sockets: hand-written HTTP/2 frames for what no gRPC library sends, and a
@@ -204,6 +208,46 @@ describe('gRPC transport conformance (PROTOCOL-HTTP2.md)', () => {
     expect(res.grpcStatus).not.toBe(0);
     const after = await rawCall(session, grpcHeaders(CHECK_PATH), (s) => s.end(lpm(GOOD)));
     expect(after.grpcStatus).toBe(0);
+  });
+});
+
+describe('real load clients get correct answers', () => {
+  let verdict: RunningVerdict;
+  beforeAll(async () => {
+    verdict = await startTestVerdict();
+  });
+  afterAll(async () => {
+    await verdict.stop();
+  });
+
+  async function decisions(): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
+    return [...text.matchAll(/^verdict_decisions_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  }
+
+  it('ghz (grpc-go): every call OK and decided', async () => {
+    const before = await decisions();
+    const dataFile = join(packageRoot(), 'test', 'fixtures', 'check-request-api.json');
+    const r = await runGhz({ target: `127.0.0.1:${verdict.grpcPort}`, dataFile, rps: 0, total: 400, concurrency: 8, connections: 2 });
+    expect(r.errors).toBe(0);
+    expect((await decisions()) - before).toBe(400);
+  });
+
+  it('h2load (nghttp2): every request answered 200 and decided', async () => {
+    const before = await decisions();
+    const dataFile = join(tempDir('verdict-h2load-'), 'check.bin');
+    writeFileSync(dataFile, lpm(GOOD));
+    const r = await runH2load({
+      url: `http://127.0.0.1:${verdict.grpcPort}${CHECK_PATH}`,
+      dataFile,
+      requests: 400,
+      clients: 2,
+      streams: 4,
+      cpu: 1,
+    });
+    expect(r.failed).toBe(0);
+    expect(r.succeeded).toBe(400);
+    expect((await decisions()) - before).toBe(400);
   });
 });
 
