@@ -188,6 +188,8 @@ async function memoryAfterCalls(
 ): Promise<void> {
   if (o.memoryCalls <= 0) return;
   for (const s of servers) {
+    const row = rows.find((r) => r.server === s.name)!;
+    Object.assign(row, { [`RSS MiB after ${o.memoryCalls}`]: NaN, 'RSS growth MiB': NaN });
     if (s.name.startsWith('node:http2')) continue;
     const start = s.rssKiB() / 1024;
     let sent = 0;
@@ -197,7 +199,6 @@ async function memoryAfterCalls(
       const chunk = await measure(s, dataFile, Math.max(1, Math.min(30, Math.ceil((o.memoryCalls - sent) / perSecond))));
       sent += chunk.result.succeeded;
     }
-    const row = rows.find((r) => r.server === s.name)!;
     Object.assign(row, { [`RSS MiB after ${o.memoryCalls}`]: s.rssKiB() / 1024, 'RSS growth MiB': s.rssKiB() / 1024 - start });
   }
 }

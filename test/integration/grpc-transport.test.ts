@@ -8,6 +8,7 @@ import { checkClient, headerValue, httpCheckRequest, startTestVerdict, tempDir }
 import { join } from 'node:path';
 import { waitFor } from '../helpers/wait-for';
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { runGhz } from '../../loadtest/lib/ghz';
 import { runH2load } from '../../loadtest/lib/h2load';
 import { packageRoot } from '../../src/package-root';
@@ -310,6 +311,32 @@ describe('GOAWAY and drain on shutdown', () => {
   });
 });
 
+describe('reflection on its own grpc-js listener', () => {
+  it('lists the Authorization service on server.reflectionPort, not on the Check port', async () => {
+    const port = await freePort();
+    const verdict = await startTestVerdict(['server.reflection=true', `server.reflectionPort=${port}`]);
+    const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    try {
+      // ServerReflectionRequest { string list_services = 7 } (empty string: list all)
+      const call = client.makeBidiStreamRequest(
+        '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+      );
+      const answer = new Promise<Buffer>((resolve, reject) => {
+        call.once('data', (b: Buffer) => resolve(b));
+        call.once('error', reject);
+      });
+      call.write(Buffer.from([0x3a, 0x00]));
+      expect((await answer).toString('latin1')).toContain('envoy.service.auth.v3.Authorization');
+      call.end();
+    } finally {
+      client.close();
+      await verdict.stop();
+    }
+  });
+});
+
 describe('gRPC over a Unix socket', () => {
   it('serves Check on server.grpc.unixSocket', async () => {
     const path = join(tempDir('verdict-uds-'), 'grpc.sock');
@@ -324,6 +351,17 @@ describe('gRPC over a Unix socket', () => {
     }
   });
 });
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
 
 function healthRequest(service: string): Buffer {
   const name = Buffer.from(service);
