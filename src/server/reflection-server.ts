@@ -1,9 +1,10 @@
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
+import { loadAuthorizationProtos } from './envoy-protos';
 
 /**
  * gRPC server reflection stays on grpc-js, on a listener of its own (server.reflectionPort, plaintext): it is a
- * debugging aid, not on the Check path, and @grpc/reflection needs grpc-js and the full descriptors. Both are
- * loaded only when reflection is enabled, so the serving process does not pay for them otherwise.
+ * debugging aid, not on the Check path, and @grpc/reflection needs grpc-js and the full descriptors. The
+ * reflection package and the descriptors are loaded only when reflection is enabled.
  */
 export class ReflectionServer {
   private server: grpc.Server | null = null;
@@ -14,17 +15,14 @@ export class ReflectionServer {
   ) {}
 
   async start(): Promise<number> {
-    /* eslint-disable @typescript-eslint/no-require-imports -- loaded on demand; see the class comment */
-    const grpcJs = require('@grpc/grpc-js') as typeof grpc;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand; see the class comment
     const { ReflectionService } = require('@grpc/reflection') as typeof import('@grpc/reflection');
-    const { loadAuthorizationProtos } = require('./envoy-protos') as typeof import('./envoy-protos');
-    /* eslint-enable @typescript-eslint/no-require-imports */
-    const server = new grpcJs.Server();
+    const server = new grpc.Server();
     new ReflectionService(loadAuthorizationProtos()).addToServer(server);
     this.server = server;
     const address = `${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`;
     return new Promise((resolve, reject) => {
-      server.bindAsync(address, grpcJs.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
     });
   }
 
