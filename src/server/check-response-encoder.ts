@@ -4,6 +4,8 @@
  * verdict sends (numbers from envoy/service/auth/v3/external_auth.proto, config/core/v3/base.proto,
  * google/rpc/status.proto, google/protobuf/struct.proto and wrappers.proto); a key the table does not know
  * throws, so a new response field cannot be dropped silently (a test decodes the output with protobufjs).
+ * As protobufjs does, a field present in the object is written even at its proto3 default (code 0, false,
+ * ''), so decoders that keep presence (proto-loader with defaults off) see the same object.
  *
  * The writer fills a scratch buffer from the end backwards: a sub-message is written before its length,
  * so each length is known when it is needed and the encoding takes one pass and one copy.
@@ -15,8 +17,6 @@ interface Field {
   number: number;
   kind: Kind;
   repeated?: boolean;
-  /** Member of a oneof: written even when it holds the default value. */
-  oneof?: boolean;
 }
 type Schema = Readonly<Record<string, Field>>;
 
@@ -26,12 +26,12 @@ const NULL_VALUE = { NULL_VALUE: 0 };
 const LIST_VALUE: Record<string, Field> = {};
 const STRUCT: Record<string, Field> = {};
 const VALUE: Schema = {
-  nullValue: { number: 1, kind: { enum: NULL_VALUE }, oneof: true },
-  numberValue: { number: 2, kind: 'double', oneof: true },
-  stringValue: { number: 3, kind: 'string', oneof: true },
-  boolValue: { number: 4, kind: 'bool', oneof: true },
-  structValue: { number: 5, kind: { message: STRUCT }, oneof: true },
-  listValue: { number: 6, kind: { message: LIST_VALUE }, oneof: true },
+  nullValue: { number: 1, kind: { enum: NULL_VALUE } },
+  numberValue: { number: 2, kind: 'double' },
+  stringValue: { number: 3, kind: 'string' },
+  boolValue: { number: 4, kind: 'bool' },
+  structValue: { number: 5, kind: { message: STRUCT } },
+  listValue: { number: 6, kind: { message: LIST_VALUE } },
 };
 LIST_VALUE.values = { number: 1, kind: { message: VALUE }, repeated: true };
 STRUCT.fields = { number: 1, kind: { map: VALUE } };
@@ -48,7 +48,6 @@ const CHECK_RESPONSE: Schema = {
   status: { number: 1, kind: { message: { code: { number: 1, kind: 'int32' }, message: { number: 2, kind: 'string' } } } },
   deniedResponse: {
     number: 2,
-    oneof: true,
     kind: {
       message: {
         status: { number: 1, kind: { message: { code: { number: 1, kind: 'int32' } } } },
@@ -59,7 +58,6 @@ const CHECK_RESPONSE: Schema = {
   },
   okResponse: {
     number: 3,
-    oneof: true,
     kind: {
       message: {
         headers: { number: 2, kind: HEADERS, repeated: true },
@@ -180,12 +178,12 @@ function writeMessage(w: ReverseWriter, obj: Readonly<Record<string, unknown>>, 
     if (!field) throw new TypeError(`encodeCheckResponse: ${path}.${key} is not a field verdict knows how to encode`);
     if (field.repeated) {
       if (!Array.isArray(value)) throw new TypeError(`encodeCheckResponse: ${path}.${key} must be an array`);
-      for (let i = value.length - 1; i >= 0; i--) writeField(w, field, value[i], `${path}.${key}`, true);
-    } else writeField(w, field, value, `${path}.${key}`, field.oneof === true);
+      for (let i = value.length - 1; i >= 0; i--) writeField(w, field, value[i], `${path}.${key}`);
+    } else writeField(w, field, value, `${path}.${key}`);
   }
 }
 
-function writeField(w: ReverseWriter, field: Field, value: unknown, path: string, always: boolean): void {
+function writeField(w: ReverseWriter, field: Field, value: unknown, path: string): void {
   const kind = field.kind;
   if (typeof kind === 'object' && 'message' in kind) {
     const before = w.written;
@@ -194,7 +192,7 @@ function writeField(w: ReverseWriter, field: Field, value: unknown, path: string
     return w.tag(field.number, WIRE_LEN);
   }
   if (typeof kind === 'object' && 'map' in kind) return writeMap(w, field.number, value as Record<string, unknown>, kind.map, path);
-  writeScalar(w, field.number, kind, value, path, always);
+  writeScalar(w, field.number, kind, value, path);
 }
 
 function writeMap(w: ReverseWriter, number: number, map: Readonly<Record<string, unknown>>, valueSchema: Schema, path: string): void {
@@ -219,32 +217,27 @@ function writeScalar(
   kind: Scalar | { enum: Readonly<Record<string, number>> },
   value: unknown,
   path: string,
-  always: boolean,
 ): void {
   if (typeof kind === 'object') {
     const n = typeof value === 'number' ? value : kind.enum[value as string];
     if (n === undefined) throw new TypeError(`encodeCheckResponse: ${path} has no enum value ${String(value)}`);
-    if (n === 0 && !always) return;
     w.varint(n);
     return w.tag(number, WIRE_VARINT);
   }
   switch (kind) {
     case 'string':
       if (typeof value !== 'string') throw new TypeError(`encodeCheckResponse: ${path} must be a string`);
-      if (value === '' && !always) return;
       w.string(value);
       return w.tag(number, WIRE_LEN);
     case 'int32':
     case 'bool': {
       const n = kind === 'bool' ? (value === true ? 1 : 0) : Number(value);
       if (kind === 'int32' && !Number.isInteger(n)) throw new TypeError(`encodeCheckResponse: ${path} must be an integer`);
-      if (n === 0 && !always) return;
       w.varint(n);
       return w.tag(number, WIRE_VARINT);
     }
     case 'double':
       if (typeof value !== 'number') throw new TypeError(`encodeCheckResponse: ${path} must be a number`);
-      if (value === 0 && !always && !Object.is(value, -0)) return;
       w.double(value);
       return w.tag(number, WIRE_FIXED64);
   }

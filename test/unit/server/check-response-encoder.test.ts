@@ -3,12 +3,12 @@ import { loadSync } from '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
 import { jsonToStruct } from '../../../src/request/protojson';
 import { encodeCheckResponse, encodeCheckResponseMessage } from '../../../src/server/check-response-encoder';
-import { AUTHORIZATION_SERVICE, envoyProtoIncludeDirs, PROTO_OPTIONS } from '../../../src/server/envoy-protos';
+import { AUTHORIZATION_SERVICE, envoyProtoIncludeDirs, loadAuthorizationProtos, PROTO_OPTIONS } from '../../../src/server/envoy-protos';
 
 // The hand-written encoder against the reference: protobufjs reflection (proto-loader) over Envoy's own
 // protos. Each case is encoded both ways and both are decoded by the reference; the results must match.
-// Decoded with defaults filled in: proto3 scalars at their default are absent on the wire or present with
-// the default (protobufjs writes them), both meaning the same.
+// Decoded twice: as verdict's clients decode it (proto-loader, no defaults, so field presence shows) and
+// with defaults filled in.
 
 const defs = loadSync('envoy/service/auth/v3/external_auth.proto', {
   ...PROTO_OPTIONS,
@@ -16,6 +16,10 @@ const defs = loadSync('envoy/service/auth/v3/external_auth.proto', {
   includeDirs: envoyProtoIncludeDirs(),
 });
 const check = (defs[AUTHORIZATION_SERVICE] as grpc.ServiceDefinition).Check as grpc.MethodDefinition<unknown, unknown>;
+const presence = (loadAuthorizationProtos()[AUTHORIZATION_SERVICE] as grpc.ServiceDefinition).Check as grpc.MethodDefinition<
+  unknown,
+  unknown
+>;
 const reference = (bytes: Buffer): unknown => check.responseDeserialize(bytes);
 
 const header = (key: string, value: string, appendAction = 'APPEND_IF_EXISTS_OR_ADD'): Record<string, unknown> => ({
@@ -86,7 +90,9 @@ const CASES: { name: string; response: Record<string, unknown> }[] = [
 describe('encodeCheckResponse', () => {
   it.each(CASES)('$name decodes to what protobufjs encodes', ({ response }) => {
     const ours = encodeCheckResponse(response);
-    expect(reference(ours)).toEqual(reference(check.responseSerialize(response)));
+    const theirs = check.responseSerialize(response);
+    expect(reference(ours)).toEqual(reference(theirs));
+    expect(presence.responseDeserialize(ours)).toEqual(presence.responseDeserialize(theirs));
     const framed = encodeCheckResponseMessage(response);
     expect(framed[0]).toBe(0);
     expect(framed.readUInt32BE(1)).toBe(ours.length);
