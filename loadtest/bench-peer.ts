@@ -44,7 +44,7 @@ function freePort(): Promise<number> {
   });
 }
 
-async function startPeer(bin: string): Promise<{ target: string; rssKiB: () => number; stop: () => Promise<void> }> {
+export async function startPeer(bin: string): Promise<{ pid: number; target: string; rssKiB: () => number; stop: () => Promise<void> }> {
   const port = await freePort();
   const child = spawn(
     bin,
@@ -74,6 +74,7 @@ async function startPeer(bin: string): Promise<{ target: string; rssKiB: () => n
   }
   const { readFileSync } = await import('node:fs');
   return {
+    pid: child.pid!,
     target,
     rssKiB: () => Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN),
     stop: () =>

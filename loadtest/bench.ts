@@ -16,6 +16,7 @@ import * as shadow from './bench-shadow';
 import * as swap from './bench-swap';
 import * as tenants from './bench-tenants';
 import * as tracing from './bench-tracing';
+import * as transport from './bench-transport';
 
 /** Scenario modules beside the core one; each prints its own table and returns its numbers. */
 const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
@@ -34,7 +35,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
 };
 
 /**
- * `npm run bench [-- --seconds N --memory-calls N --only core,peer,... --skip fastpath]`: runs every scenario
+ * `npm run bench [-- --seconds N --memory-calls N --rounds N --before DIR --only core,transport,peer,... --skip fastpath]`: runs every scenario
  * in one run (each compares its A and B side by side), prints tables, and writes bench-results/<time>.json
  * with machine info so runs can be compared. A scenario that fails is reported and makes the exit code 1.
  */
@@ -44,6 +45,9 @@ async function main(): Promise<void> {
       seconds: { type: 'string', default: '10' },
       'memory-calls': { type: 'string', default: '1000000' },
       'fixed-rps': { type: 'string', default: '2000' },
+      rounds: { type: 'string', default: '3' },
+      /** A built checkout of an earlier verdict (the grpc-js edge) measured beside this one in the transport scenario. */
+      before: { type: 'string' },
       only: { type: 'string' },
       skip: { type: 'string' },
     },
@@ -60,6 +64,16 @@ async function main(): Promise<void> {
       seconds: Number(values.seconds),
       memoryCalls: Number(values['memory-calls']),
       fixedRps: Number(values['fixed-rps']),
+    });
+  }
+  if (want('transport')) {
+    process.stdout.write('\n== transport\n');
+    results.transport = await transport.run({
+      seconds: Number(values.seconds),
+      rounds: Number(values.rounds),
+      fixedRps: Number(values['fixed-rps']),
+      memoryCalls: Number(values['memory-calls']),
+      before: values.before ?? null,
     });
   }
   for (const [name, run] of Object.entries(SCENARIOS)) {

@@ -73,6 +73,15 @@ install_bpf() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev bpftool >/dev/null || fail "apt-get install clang libbpf-dev bpftool"
 }
 
+# h2load (nghttp2's HTTP/2 load generator) drives the gRPC saturation and fixed-rate benches: ghz saturates its
+# own core near 11k calls/s, below what the server can do on one core.
+install_h2load() {
+  if command -v h2load >/dev/null; then return; fi
+  say "h2load (apt nghttp2-client)"
+  apt-get update -qq || fail "apt-get update"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null || fail "apt-get install nghttp2-client"
+}
+
 COSIGN_VERSION=v2.6.5
 REGISTRY_VERSION=v3.1.2
 

@@ -78,6 +78,17 @@ export const ERROR_CODES = {
   ERR_DECISIONLOG_SINK: { kind: 'decisionlog', summary: 'decision-log sink refused or failed a batch' },
   ERR_DECISIONLOG_SPOOL: { kind: 'decisionlog', summary: 'decision-log spool cannot be read or written' },
   ERR_DECISIONLOG_CHAIN: { kind: 'decisionlog', summary: 'decision-log hash chain is broken' },
+  // server/: the gRPC call itself breaks the transport rules (PROTOCOL-HTTP2.md); refused with a gRPC status
+  ERR_GRPC_CONTENT_TYPE: { kind: 'transport', summary: 'content-type is not application/grpc (HTTP 415)' },
+  ERR_GRPC_UNIMPLEMENTED: { kind: 'transport', summary: 'unknown gRPC service or method' },
+  ERR_GRPC_ENCODING: { kind: 'transport', summary: 'grpc-encoding not supported, or compressed flag without one' },
+  ERR_GRPC_FRAME: { kind: 'transport', summary: 'Length-Prefixed-Message is malformed' },
+  ERR_GRPC_NO_MESSAGE: { kind: 'transport', summary: 'unary call ended without a request message' },
+  ERR_GRPC_TOO_MANY_MESSAGES: { kind: 'transport', summary: 'unary call carried more than one request message' },
+  ERR_GRPC_TRUNCATED: { kind: 'transport', summary: 'stream ended inside a request message' },
+  ERR_GRPC_TIMEOUT_HEADER: { kind: 'transport', summary: 'grpc-timeout header is malformed' },
+  ERR_GRPC_DEADLINE: { kind: 'transport', summary: 'the call deadline (grpc-timeout) passed before the answer' },
+  ERR_GRPC_BUSY: { kind: 'transport', summary: 'the process-wide request buffer budget is exhausted' },
   // config
   ERR_CONFIG: { kind: 'config', summary: 'configuration is invalid' },
   ERR_LISTEN: { kind: 'config', summary: 'a listener cannot bind its address (in use, not permitted or not local)' },

@@ -18,6 +18,8 @@ import { startBundleLoader } from './policy/bundle-startup';
 import { configureEngines } from './policy/engine-registry';
 import { PolicyStore } from './policy/policy-store';
 import { GrpcServer } from './server/grpc-server';
+import { selectServerTLS } from './server/select-server-tls';
+import type { ServerTLS } from './server/server-tls';
 import { HttpAuthzServer } from './server/http-authz-server';
 import { startShadow, type ShadowRuntime } from './shadow/start-shadow';
 import { startTenants, type TenantsRuntime } from './tenancy/start-tenants';
@@ -30,7 +32,10 @@ export interface VerdictOptions {
   logger?: Logger;
   clock?: Clock;
   decisionLog?: DecisionLog;
+  /** TLS for the gRPC listener the grpc-js way (e.g. ServerCredentials.createSsl); overrides identity.mtls. */
   credentials?: ServerCredentials;
+  /** TLS for the gRPC listener as verdict's own interface (src/server/server-tls.ts); wins over both. */
+  tls?: ServerTLS;
 }
 
 export interface RunningVerdict {
@@ -134,8 +139,8 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     ...(tenants ? { tenants } : {}),
     ...(tracer ? { tracer } : {}),
   });
-  const credentials = options.credentials ?? identity?.credentials ?? undefined;
-  const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, ...(credentials ? { credentials } : {}) });
+  const tls = selectServerTLS(config, identity?.workloadAPI ?? null, identity?.intermediates, options);
+  const grpcServer = new GrpcServer({ config, pipeline, metrics, logger, clock, ...(tls ? { tls } : {}) });
   const bound = await grpcServer.start();
   let draining = false;
   const canDecide = (): boolean => policy.current !== null && (identity?.isReady() ?? true);

@@ -13,6 +13,10 @@ export interface GhzOptions {
   total?: number;
   concurrency: number;
   connections: number;
+  /** mTLS: client certificate and key (PEM files); the server's SVID names no host, so its name is not checked. */
+  tls?: { certFile: string; keyFile: string };
+  /** Pin ghz to this CPU (taskset), leaving the other to the server. */
+  cpu?: number;
 }
 
 export interface LoadResult {
@@ -34,7 +38,7 @@ interface GhzReport {
 /** Runs the pinned ghz against a Check endpoint and returns throughput and latency percentiles. */
 export async function runGhz(o: GhzOptions): Promise<LoadResult> {
   const args = [
-    '--insecure',
+    ...(o.tls ? ['--skipTLS', '--cert', o.tls.certFile, '--key', o.tls.keyFile] : ['--insecure']),
     '--proto',
     'envoy/service/auth/v3/external_auth.proto',
     '--import-paths',
@@ -57,7 +61,8 @@ export async function runGhz(o: GhzOptions): Promise<LoadResult> {
   if (o.total !== undefined) args.push('-n', String(o.total));
   else args.push('-z', `${o.durationS ?? 10}s`);
   args.push(o.target);
-  const { stdout } = await promisify(execFile)(toolPath('ghz'), args, { maxBuffer: 64 * 1024 * 1024 });
+  const [bin, argv] = o.cpu === undefined ? [toolPath('ghz'), args] : ['taskset', ['-c', String(o.cpu), toolPath('ghz'), ...args]];
+  const { stdout } = await promisify(execFile)(bin, argv, { maxBuffer: 64 * 1024 * 1024 });
   const r = JSON.parse(stdout) as GhzReport;
   const pct = (p: number): number => (r.latencyDistribution?.find((d) => d.percentage === p)?.latency ?? NaN) / 1e6;
   const ok = r.statusCodeDistribution.OK ?? 0;

@@ -4,6 +4,7 @@ import { cacheSchema } from './sections/cache';
 import { decisionLogSchema } from './sections/decision-log';
 import { enginesSchema } from './sections/engines';
 import { fastpathSchema } from './sections/fastpath';
+import { grpcTransportSchema } from './sections/grpc-transport';
 import { httpAuthzSchema } from './sections/http-authz';
 import { identitySchema } from './sections/identity';
 import { isEnvoyDenyStatus } from '../policy/envoy-status-code';
@@ -44,6 +45,8 @@ export const configSchema = z.strictObject({
   server: z
     .strictObject({
       grpc: listenSchema.prefault({}),
+      /** HTTP/2 limits and connection lifetimes of the gRPC listener. */
+      transport: grpcTransportSchema,
       /** HTTP listener for /healthz, /readyz, /metrics. port null disables it. */
       http: z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: port.nullable().default(8181) }).prefault({}),
       /**
@@ -60,6 +63,8 @@ export const configSchema = z.strictObject({
        * Envoy's health checks move traffic to other replicas; then stop (shutdownGraceMs). 0: stop at once.
        */
       drainWindowMs: z.number().int().min(0).max(300_000).default(0),
+      /** Port of the reflection listener (grpc-js, plaintext, on server.grpc.host); used only when reflection is on. */
+      reflectionPort: port.default(9193),
       /** On SIGTERM: stop accepting, wait this long for in-flight calls, then force-close. */
       shutdownGraceMs: z.number().int().min(0).max(300_000).default(10_000),
     })

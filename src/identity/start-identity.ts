@@ -1,22 +1,21 @@
-import type { ServerCredentials } from '@grpc/grpc-js';
 import type { Clock } from '../clock';
 import type { IdentityConfig } from '../config/sections/identity';
 import type { Logger } from '../telemetry/logger';
 import type { BundleSource } from './bundle-source';
 import type { IdentityStep } from './identity-step';
+import type { IntermediateSource } from './intermediate-source';
 import { combinedIntermediates, intermediatesFromFiles, ownSVIDIntermediates } from './intermediate-source';
-import { createSPIFFEServerCredentials } from './spiffe-server-credentials';
 import { SPIFFEIdentityStep } from './spiffe-identity-step';
 import { ChainedBundleSource, StaticBundleSource } from './static-bundle-source';
 import { WorkloadAPIClient } from './workload-api-client';
 
-/** The identity capability as main.ts wires it: the pipeline step, optional mTLS credentials, readiness. */
+/** The identity capability as main.ts wires it: the pipeline step, the Workload API client (whose SVID the mTLS listener serves), readiness. */
 export interface IdentityRuntime {
   step: IdentityStep;
   bundles: BundleSource;
   workloadAPI: WorkloadAPIClient | null;
-  /** verdict's own mTLS listener credentials, when identity.mtls.enabled. */
-  credentials: ServerCredentials | null;
+  /** Path-building candidates from identity.x509.intermediates (also for the mTLS listener's caller check). */
+  intermediates: IntermediateSource;
   /** False until the Workload API's first bundles (and own SVID) arrive, and again when they go stale. */
   isReady(): boolean;
   /** Called with the new readiness whenever it flips. */
@@ -45,10 +44,6 @@ export function startIdentity(config: IdentityConfig, deps: { clock: Clock; logg
     ...(config.x509.intermediates.files.length > 0 ? [intermediatesFromFiles(config.x509.intermediates.files)] : []),
   ]);
   const bundles: BundleSource = workloadAPI ? new ChainedBundleSource([workloadAPI, staticSource]) : staticSource;
-  const credentials =
-    workloadAPI && config.mtls.enabled
-      ? createSPIFFEServerCredentials({ client: workloadAPI, clock: deps.clock, allowedCallers: config.mtls.allowedCallers, intermediates })
-      : null;
   workloadAPI?.on('bundles', (tds: string[]) => deps.logger.info({ trustDomains: tds }, 'SPIFFE trust bundles updated'));
   workloadAPI?.on('x509svid', (svid: { spiffeID: string }) => deps.logger.info({ spiffeID: svid.spiffeID }, 'own X509-SVID rotated'));
   workloadAPI?.start();
@@ -56,7 +51,7 @@ export function startIdentity(config: IdentityConfig, deps: { clock: Clock; logg
     step: new SPIFFEIdentityStep({ config, bundles, clock: deps.clock, intermediates }),
     bundles,
     workloadAPI,
-    credentials,
+    intermediates,
     isReady: () => workloadAPI?.isReady() ?? true,
     onReadyChange: (listener) => workloadAPI?.on('ready', listener),
     close: () => workloadAPI?.close(),

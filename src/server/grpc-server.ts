@@ -1,24 +1,33 @@
-import * as grpc from '@grpc/grpc-js';
-import type { PackageDefinition } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import http2, { type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
+import { systemClock, type Clock } from '../clock';
 import type { Config } from '../config/schema';
 import type { DecisionPipeline } from '../decision/decision-pipeline';
-import type { ReceivedCheckRequest } from '../request/check-request';
 import { decodeCheckRequest } from '../request/check-request-decoder';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { decisionToCheckResponse } from './check-response';
-import { AUTHORIZATION_SERVICE, loadAuthorizationProtos } from './envoy-protos';
+import { encodeCheckResponseMessage } from './check-response-encoder';
+import { AUTHORIZATION_SERVICE } from './envoy-protos';
+import { GrpcCall, type MessageEncoding, type ReceivedMessage } from './grpc-call';
+import { refuse, type BufferBudget, type Refusal } from './grpc-message-reader';
+import { GrpcStatus } from './grpc-status';
 import { listenError } from './listen-error';
+import { parseGrpcTimeoutMs } from './grpc-timeout';
+import { decodeHealthRequest, HealthService } from './health-service';
+import { ReflectionServer } from './reflection-server';
+import type { CallerVerdict, ServerTLS } from './server-tls';
+import { applySessionLifetime } from './session-lifetime';
 
 export interface GrpcServerDeps {
   config: Config;
   pipeline: DecisionPipeline;
   metrics: Metrics;
   logger: Logger;
-  /** Server credentials (mTLS with verdict's SVID when configured); insecure otherwise. */
-  credentials?: grpc.ServerCredentials;
+  /** TLS material (mTLS with verdict's SVID when configured); plaintext h2c otherwise. */
+  tls?: ServerTLS;
+  /** For the expiry of cached per-connection caller verdicts. */
+  clock?: Clock;
 }
 
 export interface BoundAddresses {
@@ -27,33 +36,60 @@ export interface BoundAddresses {
   unixSocket: string | null;
 }
 
+const CHECK_PATH = `/${AUTHORIZATION_SERVICE}/Check`;
+const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
+const HEALTH_WATCH_PATH = '/grpc.health.v1.Health/Watch';
+// PROTOCOL-HTTP2.md Content-Type: "application/grpc" [("+proto" / "+json" / {custom})]; verdict speaks proto.
+const GRPC_CONTENT_TYPE = /^application\/grpc(\+proto)?(;|$)/;
+const ENCODINGS = new Set<string>(['identity', 'gzip', 'deflate']);
+// Requests over the limit but within max(4×, 4 MiB) are counted unread and denied with a coded reason (a
+// CheckResponse Envoy can show); beyond that the call is refused outright (RESOURCE_EXHAUSTED; Envoy fails closed).
+const HARD_LIMIT_FACTOR = 4;
+const HARD_LIMIT_FLOOR_BYTES = 4 * 1024 * 1024;
+
+type Handler = (call: GrpcCall, message: ReceivedMessage, headers: IncomingHttpHeaders) => void;
+
+interface CachedCaller {
+  generation: number;
+  verdict: CallerVerdict;
+}
+
 /**
- * envoy.service.auth.v3.Authorization/Check, grpc.health.v1.Health and (optionally) reflection.
- * The request deserializer is verdict's own decoder (request/check-request-decoder.ts): it refuses oversize
- * messages before decoding, and undecodable or over-bound ones with a code, so memory stays bounded and a
- * bad message is never evaluated.
+ * verdict's gRPC edge on node:http2, written against grpc/grpc doc/PROTOCOL-HTTP2.md (docs/transport.md):
+ * envoy.service.auth.v3.Authorization/Check and grpc.health.v1.Health/{Check,Watch}. Everything else is
+ * refused at the door: wrong content-type (415), unknown method (UNIMPLEMENTED, trailers-only), bad
+ * grpc-timeout or grpc-encoding, a message over the limit (judged from its 5-byte prefix before a byte of
+ * it is buffered), zero or two messages. With mTLS the caller is checked once per connection.
  */
 export class GrpcServer {
-  private readonly server: grpc.Server;
-  private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHORIZATION_SERVICE]: 'NOT_SERVING' });
-  private readonly maxBytes: number;
+  private readonly servers: (http2.Http2Server | http2.Http2SecureServer)[] = [];
+  private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly callers = new WeakMap<ServerHttp2Session, CachedCaller>();
+  private readonly watches = new Set<GrpcCall>();
+  private readonly health = new HealthService(['', AUTHORIZATION_SERVICE]);
+  private readonly routes: ReadonlyMap<string, Handler>;
+  /** server.grpc.maxSendMessageBytes: what goes out instead of a CheckResponse over the bound (encoded once). */
+  private readonly tooLargeResponse: Buffer;
+  private readonly budget: BufferBudget;
+  private readonly clock: Clock;
+  private readonly reflection: ReflectionServer | null;
+  private stopping = false;
 
   constructor(private readonly deps: GrpcServerDeps) {
-    this.maxBytes = deps.config.limits.maxRequestBytes;
-    this.server = new grpc.Server({
-      // Messages up to 4× the limit are received so they can be denied with a coded reason; beyond
-      // that grpc-js refuses them itself (RESOURCE_EXHAUSTED; Envoy then fails closed).
-      'grpc.max_receive_message_length': Math.max(this.maxBytes * 4, 4 * 1024 * 1024),
-      'grpc.max_concurrent_streams': 1000,
-      // channelz keeps per-call statistics nobody reads here; off saves CPU on every call (measured).
-      'grpc.enable_channelz': 0,
-    });
-    const defs = loadAuthorizationProtos();
-    this.server.addService(this.authorizationService(defs), { check: this.check });
-    this.health.addToServer(this.server);
-    if (deps.config.server.reflection) new ReflectionService(defs).addToServer(this.server);
+    this.tooLargeResponse = this.encodeTooLargeDeny();
+    this.clock = deps.clock ?? systemClock;
+    this.budget = byteBudget(deps.config.server.transport.maxBufferedBytes);
+    this.routes = new Map<string, Handler>([
+      [CHECK_PATH, this.check],
+      [HEALTH_CHECK_PATH, this.healthCheck],
+      [HEALTH_WATCH_PATH, this.healthWatch],
+    ]);
+    this.reflection = deps.config.server.reflection
+      ? new ReflectionServer(deps.config.server.grpc.host, deps.config.server.reflectionPort)
+      : null;
   }
 
+  /** Health of '' and of the Authorization service; Watch streams see each change. */
   setServing(serving: boolean): void {
     const status = serving ? 'SERVING' : 'NOT_SERVING';
     this.health.setStatus('', status);
@@ -62,86 +98,270 @@ export class GrpcServer {
 
   async start(): Promise<BoundAddresses> {
     const { grpc: listen } = this.deps.config.server;
-    const creds = this.deps.credentials ?? grpc.ServerCredentials.createInsecure();
     const address = `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
-    const port = await this.bind(address, creds).catch((err: unknown) => Promise.reject(listenError(err, address, 'server.grpc.port')));
+    const port = await listenOn(this.createServer(), { host: listen.host, port: listen.port }).catch((err: unknown) =>
+      Promise.reject(listenError(err, address, 'server.grpc.port')),
+    );
     if (listen.unixSocket) {
-      const socket = `unix:${listen.unixSocket}`;
-      await this.bind(socket, creds).catch((err: unknown) => Promise.reject(listenError(err, socket, 'server.grpc.unixSocket')));
+      const socket = listen.unixSocket;
+      await listenOn(this.createServer(), { path: socket }).catch((err: unknown) =>
+        Promise.reject(listenError(err, socket, 'server.grpc.unixSocket')),
+      );
     }
+    await this.reflection?.start();
     return { port, unixSocket: listen.unixSocket };
   }
 
-  /** Stop accepting; let in-flight calls finish within graceMs; then force-close. */
-  stop(graceMs: number): Promise<void> {
-    this.setServing(false);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.deps.logger.warn({ graceMs }, 'grace period over, closing remaining calls');
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs);
-      timer.unref();
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  }
-
-  private bind(address: string, creds: grpc.ServerCredentials): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port)));
-    });
-  }
-
-  private authorizationService(defs: PackageDefinition): grpc.ServiceDefinition {
-    const service = defs[AUTHORIZATION_SERVICE] as grpc.ServiceDefinition;
-    const check = service.Check as grpc.MethodDefinition<unknown, unknown>;
-    const limits = this.deps.config.limits;
-    const responseSerialize = this.boundedSerialize(check.responseSerialize);
-    const requestDeserialize = (buf: Buffer): ReceivedCheckRequest => decodeCheckRequest(buf, limits);
-    return { Check: { ...check, requestDeserialize, responseSerialize } };
-  }
-
   /**
-   * server.grpc.maxSendMessageBytes: a response over the bound is replaced by a small coded deny, so the
-   * answer is still a deny Envoy understands (grpc-js would fail the call, and Envoy could fail open).
+   * Stop accepting; GOAWAY every connection (in-flight calls finish, new streams are refused); Watch
+   * streams end with UNAVAILABLE; connections still open after graceMs are destroyed.
    */
-  private boundedSerialize(serialize: (v: unknown) => Buffer): (v: unknown) => Buffer {
-    const maxSend = this.deps.config.server.grpc.maxSendMessageBytes;
-    const { reasonHeader, exposeReason, errorStatus } = this.deps.config.decision;
-    const reason = 'ERR_RESPONSE_TOO_LARGE';
-    const fallback = serialize({
-      status: exposeReason ? { code: grpc.status.PERMISSION_DENIED, message: reason } : { code: grpc.status.PERMISSION_DENIED },
-      deniedResponse: {
-        status: { code: errorStatus },
-        headers: exposeReason && reasonHeader !== '' ? [{ header: { key: reasonHeader, value: reason } }] : [],
-      },
+  async stop(graceMs: number): Promise<void> {
+    this.setServing(false);
+    this.stopping = true;
+    for (const w of this.watches) w.finish(GrpcStatus.UNAVAILABLE);
+    const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const s of this.sessions) s.close();
+    const drained = Promise.all(closed).then(() => true);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), graceMs);
     });
-    return (value: unknown): Buffer => {
-      const buf = serialize(value);
-      if (buf.length <= maxSend) return buf;
-      this.deps.metrics.decisions.inc({ result: 'deny', engine: 'none', reason });
-      this.deps.logger.warn({ code: reason, bytes: buf.length, maxSend }, 'CheckResponse too large: sent a deny instead');
-      return fallback;
+    const inTime = await Promise.race([drained, late]);
+    clearTimeout(timer);
+    if (!inTime) {
+      this.deps.logger.warn({ graceMs, connections: this.sessions.size }, 'grace period over, closing remaining calls');
+      for (const s of this.sessions) s.destroy();
+      await drained;
+    }
+    await this.reflection?.stop();
+  }
+
+  private createServer(): http2.Http2Server | http2.Http2SecureServer {
+    const t = this.deps.config.server.transport;
+    const options: http2.ServerOptions = {
+      maxSessionMemory: t.maxSessionMemoryMb,
+      maxHeaderListPairs: t.maxHeaderListPairs,
+      settings: { maxConcurrentStreams: t.maxConcurrentStreams, maxHeaderListSize: t.maxHeaderListBytes },
+    };
+    const tls = this.deps.tls;
+    const server = tls ? this.createSecureServer(options, tls) : http2.createServer(options);
+    server.on('session', this.onSession);
+    server.on('stream', this.onStream);
+    server.on('sessionError', (err) => this.deps.logger.debug({ err: err.message }, 'HTTP/2 session error'));
+    this.servers.push(server);
+    return server;
+  }
+
+  private createSecureServer(options: http2.ServerOptions, tls: ServerTLS): http2.Http2SecureServer {
+    const server = http2.createSecureServer({
+      ...options,
+      ...(tls.contextOptions() ?? {}),
+      requestCert: tls.requireClientCertificate,
+      rejectUnauthorized: tls.requireClientCertificate,
+      allowHTTP1: false,
+    });
+    // SVID rotation: new handshakes use the new material; open connections keep theirs.
+    tls.onContextChange((ctx) => server.setSecureContext(ctx));
+    server.on('tlsClientError', (err) => this.deps.logger.debug({ err: err.message }, 'TLS handshake refused'));
+    return server;
+  }
+
+  private readonly onSession = (session: ServerHttp2Session): void => {
+    if (this.stopping) {
+      session.close();
+      return;
+    }
+    this.sessions.add(session);
+    session.once('close', () => this.sessions.delete(session));
+    session.on('error', (err) => this.deps.logger.debug({ err: err.message }, 'HTTP/2 session error'));
+    applySessionLifetime(session, this.deps.config.server.transport);
+  };
+
+  private readonly onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void => {
+    stream.on('error', (err) => this.deps.logger.debug({ err: err.message }, 'HTTP/2 stream error'));
+    const contentType = headers['content-type'];
+    if (headers[':method'] !== 'POST' || contentType === undefined || !GRPC_CONTENT_TYPE.test(contentType)) {
+      // PROTOCOL-HTTP2.md: a content-type not starting with application/grpc gets HTTP 415, so that no HTTP
+      // client takes a gRPC error (status 200) for success.
+      stream.respond(
+        { ':status': 415, 'grpc-status': String(GrpcStatus.INTERNAL), 'grpc-message': 'ERR_GRPC_CONTENT_TYPE' },
+        { endStream: true },
+      );
+      return;
+    }
+    const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
+    const handler = this.routes.get(headers[':path'] ?? '') ?? this.unimplemented;
+    const call = new GrpcCall(stream, this.callOptions(headers, timeoutMs), (c, m) => handler(c, m, headers));
+    const refusal = this.admit(stream, headers, timeoutMs);
+    if (refusal) call.refuse(refusal);
+  };
+
+  /** Refusals decided from the headers alone: unknown method, caller, grpc-encoding, grpc-timeout. */
+  private admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, timeoutMs: number | undefined): Refusal | null {
+    if (!this.routes.has(headers[':path'] ?? ''))
+      return refuse(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_UNIMPLEMENTED', `no method ${headers[':path']}`);
+    const caller = stream.session ? this.callerOf(stream.session as ServerHttp2Session) : null;
+    if (caller && !caller.ok) return refuse(GrpcStatus.PERMISSION_DENIED, caller.code, 'mTLS caller refused');
+    const encoding = headers['grpc-encoding'];
+    if (encoding !== undefined && !ENCODINGS.has(encoding as string)) {
+      // compression.md: an unsupported encoding is UNIMPLEMENTED (grpc-accept-encoding names what is).
+      return refuse(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_ENCODING', `grpc-encoding ${String(encoding)}`);
+    }
+    if (Number.isNaN(timeoutMs)) return refuse(GrpcStatus.INTERNAL, 'ERR_GRPC_TIMEOUT_HEADER', 'malformed grpc-timeout');
+    return null;
+  }
+
+  private callOptions(headers: IncomingHttpHeaders, timeoutMs: number | undefined): ConstructorParameters<typeof GrpcCall>[1] {
+    const max = this.deps.config.limits.maxRequestBytes;
+    const encoding = headers['grpc-encoding'];
+    return {
+      maxBytes: max,
+      hardMaxBytes: Math.max(max * HARD_LIMIT_FACTOR, HARD_LIMIT_FLOOR_BYTES),
+      budget: this.budget,
+      encoding: (typeof encoding === 'string' && ENCODINGS.has(encoding) ? encoding : 'identity') as MessageEncoding,
+      timeoutMs: timeoutMs !== undefined && !Number.isNaN(timeoutMs) ? timeoutMs : undefined,
+      onRefused: this.logRefusal,
     };
   }
 
-  private readonly check = (call: grpc.ServerUnaryCall<ReceivedCheckRequest, unknown>, callback: grpc.sendUnaryData<unknown>): void => {
+  /**
+   * The mTLS caller verdict of a connection, computed on its first call and cached on the session until
+   * the trust bundle / allow-list generation moves or the caller's SVID expires. null: no caller check.
+   */
+  private callerOf(session: ServerHttp2Session): CallerVerdict | null {
+    const check = this.deps.tls?.callers;
+    if (!check) return null;
+    const nowMs = this.clock.nowMs();
+    const cached = this.callers.get(session);
+    if (cached && cached.generation === check.generation && (!cached.verdict.ok || nowMs < cached.verdict.validUntilMs))
+      return cached.verdict;
+    const verdict = check.verify(presentedChain(session.socket as TLSSocket), nowMs);
+    this.callers.set(session, { generation: check.generation, verdict });
+    return verdict;
+  }
+
+  private readonly logRefusal = (r: Refusal): void => this.deps.logger.debug({ code: r.code, why: r.why }, 'gRPC call refused');
+
+  private readonly unimplemented: Handler = (call) => call.finish(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_UNIMPLEMENTED');
+
+  private readonly check: Handler = (call, message, headers) => {
     const timer = this.deps.metrics.checkDuration.startTimer({ protocol: 'grpc' });
-    this.deps.pipeline.check(call.request, 'grpc').then(
+    const { limits, tracing, decision: decisionConfig } = this.deps.config;
+    const received =
+      message.kind === 'message' ? decodeCheckRequest(message.bytes, limits) : { message: null, wireBytes: message.wireBytes };
+    // Envoy's ext_authz client span travels in the call's own headers (read only when tracing is on).
+    const callHeaders = tracing.enabled ? (headers as Readonly<Record<string, string>>) : undefined;
+    this.deps.pipeline.check(received, 'grpc', callHeaders).then(
       (decision) => {
-        const { reasonHeader, exposeReason } = this.deps.config.decision;
-        callback(null, decisionToCheckResponse(decision, { reasonHeader, exposeReason }));
+        const { reasonHeader, exposeReason } = decisionConfig;
+        call.sendUnaryFramed(this.bounded(encodeCheckResponseMessage(decisionToCheckResponse(decision, { reasonHeader, exposeReason }))));
         timer();
       },
       (err: unknown) => {
         // The pipeline turns every failure into a deny; reaching here is a bug. Still fail closed.
         this.deps.logger.error({ err }, 'decision pipeline threw');
-        callback({ code: grpc.status.INTERNAL, details: 'ERR_INTERNAL' });
+        call.finish(GrpcStatus.INTERNAL, 'ERR_INTERNAL');
         timer();
       },
     );
+  };
+
+  /**
+   * server.grpc.maxSendMessageBytes (the peer's max send message size): a response over the bound is
+   * replaced by a small coded deny, so the answer is still a deny Envoy understands.
+   */
+  private bounded(framed: Buffer): Buffer {
+    const maxSend = this.deps.config.server.grpc.maxSendMessageBytes;
+    if (framed.length - 5 <= maxSend) return framed;
+    const reason = 'ERR_RESPONSE_TOO_LARGE';
+    this.deps.metrics.decisions.inc({ result: 'deny', engine: 'none', reason });
+    this.deps.logger.warn({ code: reason, bytes: framed.length - 5, maxSend }, 'CheckResponse too large: sent a deny instead');
+    return this.tooLargeResponse;
+  }
+
+  private encodeTooLargeDeny(): Buffer {
+    const { reasonHeader, exposeReason, errorStatus } = this.deps.config.decision;
+    const reason = 'ERR_RESPONSE_TOO_LARGE';
+    return encodeCheckResponseMessage({
+      status: exposeReason ? { code: GrpcStatus.PERMISSION_DENIED, message: reason } : { code: GrpcStatus.PERMISSION_DENIED },
+      deniedResponse: {
+        status: { code: errorStatus },
+        headers: exposeReason && reasonHeader !== '' ? [{ header: { key: reasonHeader, value: reason } }] : [],
+      },
+    });
+  }
+
+  private readonly healthCheck: Handler = (call, message) => {
+    const service = message.kind === 'message' ? decodeHealthRequest(message.bytes) : null;
+    if (service === null) return call.finish(GrpcStatus.INVALID_ARGUMENT, 'ERR_GRPC_FRAME');
+    const answer = this.health.check(service);
+    if (answer === null) return call.finish(GrpcStatus.NOT_FOUND);
+    call.sendUnary(answer);
+  };
+
+  private readonly healthWatch: Handler = (call, message) => {
+    const service = message.kind === 'message' ? decodeHealthRequest(message.bytes) : null;
+    if (service === null) return call.finish(GrpcStatus.INVALID_ARGUMENT, 'ERR_GRPC_FRAME');
+    if (this.stopping) return call.finish(GrpcStatus.UNAVAILABLE);
+    this.watches.add(call);
+    const unwatch = this.health.watch(service, (m) => call.write(m));
+    const done = (): void => {
+      unwatch();
+      this.watches.delete(call);
+    };
+    call.onCancel(done);
+    call.stream.once('close', done);
+  };
+}
+
+function listenOn(
+  server: http2.Http2Server | http2.Http2SecureServer,
+  where: { host: string; port: number } | { path: string },
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(where, () => {
+      server.off('error', reject);
+      const address = server.address();
+      resolve(typeof address === 'object' && address !== null ? address.port : 0);
+    });
+  });
+}
+
+const MAX_PRESENTED_CERTIFICATES = 16;
+
+/**
+ * The chain the client presented, leaf first (DER). `getPeerCertificate(true)` walks the certificates the
+ * peer sent, then the local CA store; the caller check builds and validates the path itself, so extra
+ * certificates only add candidates. Read once per connection.
+ */
+function presentedChain(socket: TLSSocket): Buffer[] {
+  const out: Buffer[] = [];
+  const seen = new Set<string>();
+  for (
+    let c: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+    c?.raw && out.length < MAX_PRESENTED_CERTIFICATES;
+    c = c.issuerCertificate
+  ) {
+    if (seen.has(c.fingerprint256)) break; // a self-signed root points at itself
+    seen.add(c.fingerprint256);
+    out.push(c.raw);
+  }
+  return out;
+}
+
+/** One process-wide cap on request bytes buffered at once, across all connections and streams. */
+function byteBudget(maxBytes: number): BufferBudget {
+  let used = 0;
+  return {
+    reserve(bytes) {
+      if (used + bytes > maxBytes) return false;
+      used += bytes;
+      return true;
+    },
+    release(bytes) {
+      used -= bytes;
+    },
   };
 }

@@ -1,0 +1,286 @@
+/**
+ * The gRPC edge under load, measured as server CPU per Check (process CPU time from /proc / calls answered):
+ * the robust figure on a noisy 2-core box. Every server runs as its own process pinned to CPU 0; the load
+ * client (h2load for saturation and fixed rate; ghz for mTLS, since h2load sends no client certificate) is
+ * pinned to CPU 1. Servers are measured in interleaved rounds in one run, and reported as medians with
+ * ratios: the bare node:http2 echo (the floor), verdict uncached and on cache hits, verdict with V8
+ * semi-space flags, the grpc-js verdict of an earlier checkout (`--before DIR`), and opa-envoy-plugin when
+ * .tools/bin/opa-envoy-plugin is present (it is not installed by setup; the table says so).
+ * Run: npm run build && node dist/loadtest/bench-transport.js [--seconds 5 --rounds 3 --before DIR]
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import type * as grpc from '@grpc/grpc-js';
+import { packageRoot } from '../src/package-root';
+import { AUTHORIZATION_SERVICE, loadAuthorizationProtos } from '../src/server/envoy-protos';
+import { startPeer } from './bench-peer';
+import { runGhz } from './lib/ghz';
+import { runH2load, type H2loadResult } from './lib/h2load';
+import { pinToCpu, processCpuMicros } from './lib/proc-cpu';
+import { runAsScript } from './lib/run-as-script';
+import { spawnVerdict } from './lib/spawn-verdict';
+import { printTable } from './lib/stats';
+
+export interface TransportBenchOptions {
+  seconds: number;
+  rounds: number;
+  fixedRps: number;
+  /** Checks sent at saturation before the RSS reading (the memory goal is after 1M). */
+  memoryCalls: number;
+  /** A checkout (built) of the grpc-js verdict to measure beside this one; null skips it. */
+  before: string | null;
+}
+
+const SERVER_CPU = 0;
+const CLIENT_CPU = 1;
+const FIXTURE = join(packageRoot(), 'test', 'fixtures', 'check-request-api.json');
+const PEER_BIN = join(packageRoot(), '.tools', 'bin', 'opa-envoy-plugin');
+
+interface Server {
+  name: string;
+  pid: number;
+  port: number;
+  rssKiB(): number;
+  stop(): Promise<void>;
+}
+
+/** The fixture request framed as one Length-Prefixed-Message (h2load's -d body) and as protojson (ghz). */
+function framedFixture(): string {
+  const json = JSON.parse(readFileSync(FIXTURE, 'utf8')) as { attributes: { request: { time: unknown } } };
+  const ms = Date.parse(json.attributes.request.time as string);
+  json.attributes.request.time = { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 };
+  const check = (loadAuthorizationProtos()[AUTHORIZATION_SERVICE] as grpc.ServiceDefinition).Check as grpc.MethodDefinition<
+    unknown,
+    unknown
+  >;
+  const message = check.requestSerialize(json);
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(message.length, 1);
+  const file = join(mkdtempSync(join(tmpdir(), 'verdict-bench-')), 'check.bin');
+  writeFileSync(file, Buffer.concat([prefix, message]));
+  return file;
+}
+
+/** A node script that prints one JSON line ({port, ...}) when it is serving. */
+function spawnScript(name: string, script: string, args: string[] = []): Promise<Server & { info: Record<string, unknown> }> {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`${name} exited (${code}) before serving`)));
+    createInterface({ input: child.stdout! }).once('line', (line) => {
+      const info = JSON.parse(line) as { port: number };
+      resolve({
+        name,
+        pid: child.pid!,
+        port: info.port,
+        info,
+        rssKiB: () => Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN),
+        stop: () => new Promise((done) => (child.exitCode !== null ? done() : (child.once('exit', () => done()), child.kill('SIGTERM')))),
+      });
+    });
+  });
+}
+
+async function verdictServer(name: string, root: string, sets: string[], nodeArgs: string[] = []): Promise<Server> {
+  const v = await spawnVerdict(root, ['--set', 'server.workers=1', ...sets.flatMap((s) => ['--set', s])], nodeArgs);
+  return { name, pid: v.pid, port: v.grpcPort, rssKiB: () => v.rssKiB(), stop: () => v.stop() };
+}
+
+async function startServers(o: TransportBenchOptions, notes: string[]): Promise<Server[]> {
+  const root = packageRoot();
+  const servers: Server[] = [
+    await spawnScript('node:http2 echo', join(root, 'dist', 'loadtest', 'lib', 'h2-echo.js')),
+    await verdictServer('verdict uncached', root, ['cache.enabled=false']),
+    await verdictServer('verdict cache hit', root, ['cache.enabled=true']),
+    await verdictServer(
+      'verdict cache hit +semi-space',
+      root,
+      ['cache.enabled=true'],
+      ['--min-semi-space-size=16', '--max-semi-space-size=64'],
+    ),
+  ];
+  if (o.before) {
+    servers.push(await verdictServer('before (grpc-js) uncached', o.before, ['cache.enabled=false']));
+    servers.push(await verdictServer('before (grpc-js) cache hit', o.before, ['cache.enabled=true']));
+  } else notes.push('before (grpc-js): not measured (pass --before DIR, a built checkout of the grpc-js edge)');
+  if (existsSync(PEER_BIN)) {
+    const peer = await startPeer(PEER_BIN);
+    servers.push({
+      name: 'opa-envoy-plugin',
+      pid: peer.pid,
+      port: Number(peer.target.split(':')[1]),
+      rssKiB: peer.rssKiB,
+      stop: peer.stop,
+    });
+  } else notes.push(`opa-envoy-plugin: not measured — ${PEER_BIN} is not present (setup does not install it)`);
+  for (const s of servers) pinToCpu(s.pid, SERVER_CPU);
+  return servers;
+}
+
+interface Sample {
+  result: H2loadResult;
+  cpuMicrosPerCall: number;
+}
+
+async function measure(server: Server, dataFile: string, seconds: number, rpsPerClient?: number): Promise<Sample> {
+  const before = processCpuMicros(server.pid);
+  const result = await runH2load({
+    url: `http://127.0.0.1:${server.port}/${AUTHORIZATION_SERVICE}/Check`,
+    dataFile,
+    durationS: seconds,
+    clients: 4,
+    streams: rpsPerClient ? 32 : 13,
+    ...(rpsPerClient ? { rpsPerClient } : {}),
+    cpu: CLIENT_CPU,
+  });
+  return { result, cpuMicrosPerCall: (processCpuMicros(server.pid) - before) / Math.max(1, result.succeeded) };
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+async function saturationAndLatency(o: TransportBenchOptions): Promise<Record<string, unknown>[]> {
+  const notes: string[] = [];
+  const servers = await startServers(o, notes);
+  const dataFile = framedFixture();
+  try {
+    for (const s of servers) await measure(s, dataFile, 1); // warm-up (JIT, wasm tier-up, cache fill)
+    const sat = new Map<string, Sample[]>(servers.map((s) => [s.name, []]));
+    for (let r = 0; r < o.rounds; r++) for (const s of servers) sat.get(s.name)!.push(await measure(s, dataFile, o.seconds));
+    const fixed = new Map<string, Sample>();
+    for (const s of servers) fixed.set(s.name, await measure(s, dataFile, o.seconds, o.fixedRps / 4));
+    const rows: Record<string, unknown>[] = servers.map((s) => {
+      const samples = sat.get(s.name)!;
+      const f = fixed.get(s.name)!;
+      return {
+        server: s.name,
+        'CPU µs/Check sat': median(samples.map((x) => x.cpuMicrosPerCall)),
+        'Check/s sat': median(samples.map((x) => x.result.rps)),
+        'failed sat': samples.reduce((n, x) => n + x.result.failed, 0),
+        [`CPU µs/Check @${o.fixedRps}/s`]: f.cpuMicrosPerCall,
+        [`p50 ms @${o.fixedRps}/s`]: f.result.p50Ms,
+        [`p99 ms @${o.fixedRps}/s`]: f.result.p99Ms,
+        [`p99.9 ms @${o.fixedRps}/s`]: f.result.p999Ms,
+        'RSS MiB': s.rssKiB() / 1024,
+      };
+    });
+    await memoryAfterCalls(o, servers, dataFile, rows);
+    addRatios(rows);
+    printTable(
+      `gRPC Check per server, pinned to one core (h2load on the other; ${o.rounds} interleaved rounds of ${o.seconds}s, medians)`,
+      rows,
+    );
+    for (const n of notes) process.stdout.write(`note: ${n}\n`);
+    return [...rows, ...notes.map((note) => ({ note }))];
+  } finally {
+    for (const s of servers) await s.stop();
+  }
+}
+
+/** RSS after memoryCalls Checks at saturation, for the verdicts and the peer (the memory goal). */
+async function memoryAfterCalls(
+  o: TransportBenchOptions,
+  servers: Server[],
+  dataFile: string,
+  rows: Record<string, unknown>[],
+): Promise<void> {
+  if (o.memoryCalls <= 0) return;
+  for (const s of servers) {
+    const row = rows.find((r) => r.server === s.name)!;
+    Object.assign(row, { [`RSS MiB after ${o.memoryCalls}`]: NaN, 'RSS growth MiB': NaN });
+    if (s.name.startsWith('node:http2')) continue;
+    const start = s.rssKiB() / 1024;
+    let sent = 0;
+    const probe = await measure(s, dataFile, 1);
+    const perSecond = Math.max(1000, probe.result.rps);
+    while (sent < o.memoryCalls) {
+      const chunk = await measure(s, dataFile, Math.max(1, Math.min(30, Math.ceil((o.memoryCalls - sent) / perSecond))));
+      sent += chunk.result.succeeded;
+    }
+    Object.assign(row, { [`RSS MiB after ${o.memoryCalls}`]: s.rssKiB() / 1024, 'RSS growth MiB': s.rssKiB() / 1024 - start });
+  }
+}
+
+function addRatios(rows: Record<string, unknown>[]): void {
+  const cpu = (name: string): number => Number(rows.find((r) => r.server === name)?.['CPU µs/Check sat'] ?? NaN);
+  for (const r of rows) {
+    const mine = Number(r['CPU µs/Check sat']);
+    r['× echo'] = mine / cpu('node:http2 echo');
+    r['× peer'] = mine / cpu('opa-envoy-plugin');
+    r['× before'] =
+      mine / cpu(String(r.server).startsWith('verdict uncached') ? 'before (grpc-js) uncached' : 'before (grpc-js) cache hit');
+  }
+}
+
+/** verdict plaintext vs mTLS with a caller allow-list, same process shape, ghz at a fixed rate (interleaved). */
+async function mtls(o: TransportBenchOptions): Promise<Record<string, unknown>[]> {
+  const script = join(packageRoot(), 'dist', 'loadtest', 'lib', 'tls-verdict.js');
+  const plain = await spawnScript('verdict plaintext', script, ['plain', '--set', 'cache.enabled=true']);
+  const secure = await spawnScript('verdict mTLS + allow-list', script, ['mtls', '--set', 'cache.enabled=true']);
+  try {
+    for (const s of [plain, secure]) pinToCpu(s.pid, SERVER_CPU);
+    const dir = String(secure.info.dir);
+    const tls = { certFile: join(dir, 'client.pem'), keyFile: join(dir, 'client-key.pem') };
+    const run = async (s: typeof plain, durationS: number): Promise<{ cpu: number; p99: number; errors: number }> => {
+      const before = processCpuMicros(s.pid);
+      const r = await runGhz({
+        target: `127.0.0.1:${s.port}`,
+        dataFile: FIXTURE,
+        rps: 3000,
+        durationS,
+        concurrency: 32,
+        connections: 4,
+        cpu: CLIENT_CPU,
+        ...(s === secure ? { tls } : {}),
+      });
+      return { cpu: (processCpuMicros(s.pid) - before) / Math.max(1, r.count - r.errors), p99: r.p99Ms, errors: r.errors };
+    };
+    for (const s of [plain, secure]) await run(s, 2);
+    const samples = new Map<string, { cpu: number; p99: number; errors: number }[]>([
+      [plain.name, []],
+      [secure.name, []],
+    ]);
+    for (let r = 0; r < o.rounds; r++) for (const s of [plain, secure]) samples.get(s.name)!.push(await run(s, o.seconds));
+    const rows = [plain, secure].map((s) => {
+      const xs = samples.get(s.name)!;
+      return {
+        server: s.name,
+        'CPU µs/Check @3000/s': median(xs.map((x) => x.cpu)),
+        'p99 ms': median(xs.map((x) => x.p99)),
+        errors: xs.reduce((n, x) => n + x.errors, 0),
+      };
+    });
+    const base = rows[0]!['CPU µs/Check @3000/s'];
+    for (const r of rows) Object.assign(r, { '× plaintext': r['CPU µs/Check @3000/s'] / base });
+    printTable('mTLS: caller checked once per connection (ghz on the other core, cache hits, interleaved rounds, medians)', rows);
+    return rows;
+  } finally {
+    await plain.stop();
+    await secure.stop();
+  }
+}
+
+export async function run(o: TransportBenchOptions): Promise<Record<string, unknown>> {
+  return { grpc: await saturationAndLatency(o), mtls: await mtls(o) };
+}
+
+runAsScript(module, () => {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '3' },
+      'fixed-rps': { type: 'string', default: '2000' },
+      'memory-calls': { type: 'string', default: '0' },
+      before: { type: 'string' },
+    },
+  });
+  return run({
+    seconds: Number(values.seconds),
+    rounds: Number(values.rounds),
+    fixedRps: Number(values['fixed-rps']),
+    memoryCalls: Number(values['memory-calls']),
+    before: values.before ?? null,
+  });
+});

@@ -1,0 +1,90 @@
+/**
+ * grpc.health.v1.Health state (grpc/grpc doc/health-checking.md): one status per service name, '' being
+ * the whole server. Check answers the current status (NOT_FOUND for an unknown name); Watch streams it,
+ * first the current value, then every change. Wire encoding of the two tiny messages is done here.
+ */
+export type ServingStatus = 'SERVING' | 'NOT_SERVING';
+
+/** HealthCheckResponse.ServingStatus numbers. */
+const STATUS_NUMBER = { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 } as const;
+
+type Watcher = (encoded: Buffer) => void;
+
+export class HealthService {
+  private readonly statuses = new Map<string, ServingStatus>();
+  private readonly watchers = new Map<string, Set<Watcher>>();
+
+  constructor(services: readonly string[]) {
+    for (const s of services) this.statuses.set(s, 'NOT_SERVING');
+  }
+
+  setStatus(service: string, status: ServingStatus): void {
+    if (this.statuses.get(service) === status) return;
+    this.statuses.set(service, status);
+    const encoded = encodeHealthResponse(STATUS_NUMBER[status]);
+    for (const w of this.watchers.get(service) ?? []) w(encoded);
+  }
+
+  /** The encoded HealthCheckResponse for `service`, or null when the name is unknown. */
+  check(service: string): Buffer | null {
+    const status = this.statuses.get(service);
+    return status === undefined ? null : encodeHealthResponse(STATUS_NUMBER[status]);
+  }
+
+  /** Calls `send` now with the current status (SERVICE_UNKNOWN for an unknown name) and on each change. */
+  watch(service: string, send: Watcher): () => void {
+    const status = this.statuses.get(service);
+    send(encodeHealthResponse(status === undefined ? STATUS_NUMBER.SERVICE_UNKNOWN : STATUS_NUMBER[status]));
+    let set = this.watchers.get(service);
+    if (!set) {
+      set = new Set();
+      this.watchers.set(service, set);
+    }
+    set.add(send);
+    return () => {
+      set.delete(send);
+      if (set.size === 0) this.watchers.delete(service);
+    };
+  }
+}
+
+/** HealthCheckResponse { ServingStatus status = 1 } — field 1, varint (proto3 omits the 0 default). */
+function encodeHealthResponse(status: number): Buffer {
+  return status === 0 ? Buffer.alloc(0) : Buffer.from([0x08, status]);
+}
+
+/**
+ * HealthCheckRequest { string service = 1 }: the service name, or null when the bytes are not that message.
+ * Other fields are skipped by wire type; the message is already bounded by the transport's size limit.
+ */
+export function decodeHealthRequest(buf: Buffer): string | null {
+  let service = '';
+  let i = 0;
+  const varint = (): number | null => {
+    let v = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      if (i >= buf.length) return null;
+      const b = buf[i++] as number;
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return v;
+    }
+    return null;
+  };
+  while (i < buf.length) {
+    const tag = varint();
+    if (tag === null) return null;
+    const wire = tag & 7;
+    if (wire === 0) {
+      if (varint() === null) return null;
+    } else if (wire === 2) {
+      const len = varint();
+      if (len === null || i + len > buf.length) return null;
+      if (tag >>> 3 === 1) service = buf.toString('utf8', i, i + len);
+      i += len;
+    } else if (wire === 1 || wire === 5) {
+      i += wire === 1 ? 8 : 4;
+      if (i > buf.length) return null;
+    } else return null;
+  }
+  return service;
+}

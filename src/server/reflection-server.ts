@@ -1,0 +1,34 @@
+import * as grpc from '@grpc/grpc-js';
+import { loadAuthorizationProtos } from './envoy-protos';
+
+/**
+ * gRPC server reflection stays on grpc-js, on a listener of its own (server.reflectionPort, plaintext): it is a
+ * debugging aid, not on the Check path, and @grpc/reflection needs grpc-js and the full descriptors. The
+ * reflection package and the descriptors are loaded only when reflection is enabled.
+ */
+export class ReflectionServer {
+  private server: grpc.Server | null = null;
+
+  constructor(
+    private readonly host: string,
+    private readonly port: number,
+  ) {}
+
+  async start(): Promise<number> {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand; see the class comment
+    const { ReflectionService } = require('@grpc/reflection') as typeof import('@grpc/reflection');
+    const server = new grpc.Server();
+    new ReflectionService(loadAuthorizationProtos()).addToServer(server);
+    this.server = server;
+    const address = `${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`;
+    return new Promise((resolve, reject) => {
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+    });
+  }
+
+  stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return Promise.resolve();
+    return new Promise((resolve) => server.tryShutdown(() => resolve()));
+  }
+}
