@@ -26,6 +26,8 @@ export interface VerdictOptions {
   clock?: Clock;
   decisionLog?: DecisionLog;
   credentials?: ServerCredentials;
+  /** The metrics registry to use (the CLI makes it first so its crash handler can count into it). */
+  metrics?: Metrics;
 }
 
 export interface RunningVerdict {
@@ -49,12 +51,13 @@ export interface RunningVerdict {
 export async function startVerdict(config: Config, options: VerdictOptions = {}): Promise<RunningVerdict> {
   const logger = options.logger ?? createLogger(config.log.level);
   const clock = options.clock ?? systemClock;
-  const metrics = new Metrics();
+  const metrics = options.metrics ?? new Metrics();
   const decisionLog = options.decisionLog ?? (await createDecisionLog(config, { metrics, logger, clock }));
   const policy = new PolicyStore({
     entrypoint: config.policy.entrypoint,
     maxMemoryPages: config.policy.maxMemoryPages,
     recycleMemoryPages: config.policy.recycleMemoryPages,
+    loadTimeoutMs: config.bundles.loadTimeoutMs,
     onRecycle: (why) => metrics.engineRecycles.inc({ engine: 'opa', why }),
   });
   wirePolicyTelemetry(policy, metrics, logger);
@@ -73,10 +76,18 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
         metrics.bundleLoads.inc({ outcome: 'source-error', reason: e.code });
         logger.warn({ code: e.code, msg: e.message }, 'policy bundle source failed');
       },
+      onPersisted: ({ bundle }, why) => {
+        metrics.bundleLoads.inc({ outcome: 'persisted', reason: why.code });
+        logger.warn(
+          { code: why.code, msg: why.message, bundle: bundle.name, revision: bundle.revision, sha256: bundle.sha256 },
+          'bundle source gave no usable bundle at start; serving the persisted last good bundle',
+        );
+      },
     },
     resolveBundlePath,
   );
-  if (bundles === null) await policy.activateFile(resolveBundlePath(config));
+  // No good bundle at all is not fatal: NOT_SERVING until the followed source delivers one.
+  if (policy.current === null) logger.error({ code: 'ERR_POLICY_NOT_LOADED' }, 'no policy bundle could be activated; NOT_SERVING until one is');
   const identity = startIdentity(config.identity, { clock, logger });
   // A trust-bundle change may revoke what earlier verdicts relied on: drop cached and kernel verdicts.
   identity?.workloadAPI?.on('bundles', () => {
@@ -107,6 +118,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const canDecide = (): boolean => policy.current !== null && (identity?.isReady() ?? true);
   grpcServer.setServing(canDecide());
   identity?.onReadyChange(() => grpcServer.setServing(canDecide()));
+  policy.on('swap', () => grpcServer.setServing(canDecide()));
 
   let draining = false;
   let httpServer: OpsHttpServer | null = null;
@@ -127,7 +139,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     httpAuthz = new HttpAuthzServer({ config, pipeline, metrics, logger });
     httpAuthzPort = await httpAuthz.start();
   }
-  logger.info({ grpcPort: bound.port, unixSocket: bound.unixSocket, httpPort, httpAuthzPort }, 'verdict serving');
+  logger.info({ grpcPort: bound.port, unixSocket: bound.unixSocket, httpPort, httpAuthzPort, serving: canDecide() }, 'verdict serving');
 
   return {
     grpcPort: bound.port,

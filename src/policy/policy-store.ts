@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { readFile } from 'node:fs/promises';
 import { VerdictError, toVerdictError } from '../errors';
-import type { PolicyBundle } from './bundle';
+import { DEFAULT_BUNDLE_LIMITS, type BundleLimits, type PolicyBundle } from './bundle';
+import { readRegularFileBounded } from './bundle-file-read';
 import { readBundle } from './bundle-reader';
 import { engineFactory } from './engine-registry';
 import type { InputDocument } from '../request/input-document';
@@ -105,22 +105,14 @@ export class PolicyStore extends EventEmitter<{ swap: [SwapEvent]; rejected: [Ve
     }
   }
 
-  async activateFile(path: string): Promise<ActivePolicy> {
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(path);
-    } catch (err) {
-      const e = new VerdictError('ERR_BUNDLE_INVALID', `cannot read bundle ${path}: ${(err as Error).message}`);
-      this.emit('rejected', e);
-      throw e;
-    }
+  /** Reads a local bundle (regular file, bounded like any delivery), then activates it. */
+  async activateFile(path: string, limits: BundleLimits = DEFAULT_BUNDLE_LIMITS): Promise<ActivePolicy> {
     let bundle: PolicyBundle;
     try {
-      bundle = await readBundle(bytes, path);
+      const bytes = await readRegularFileBounded(path, limits.maxCompressedBytes, 'bundle');
+      bundle = await readBundle(bytes, path, limits);
     } catch (err) {
-      const e = toVerdictError(err, 'ERR_BUNDLE_INVALID');
-      this.emit('rejected', e);
-      throw e;
+      throw this.refuse(toVerdictError(err, 'ERR_BUNDLE_INVALID'));
     }
     return this.activate(bundle);
   }
