@@ -80,8 +80,9 @@ export function verifyOPASignature(files: ReadonlyMap<string, Buffer>, config: O
   const claims = decodeSegment(payloadPart, 'payload') as JWTClaims;
   const keyId = config.keyId ?? str(header.kid) ?? str(claims.keyid);
   if (keyId === undefined) throw sigError('signature names no key id and none is configured');
-  const key = config.keys[keyId];
-  if (key === undefined) throw sigError(`signature key id "${keyId}" is not configured`);
+  // Own properties only: a kid of "__proto__", "constructor" or "toString" must not reach Object.prototype.
+  const key = Object.hasOwn(config.keys, keyId) ? config.keys[keyId] : undefined;
+  if (key === undefined || typeof key !== 'object' || key === null) throw sigError(`signature key id "${keyId}" is not configured`);
   if (header.alg !== key.algorithm) throw sigError(`signature uses ${String(header.alg)}; key "${keyId}" is ${key.algorithm}`);
   verifyJWS(`${headerPart}.${payloadPart}`, signaturePart, key);
   const scope = config.scope ?? key.scope;
@@ -174,7 +175,7 @@ function verifyFileHashes(files: ReadonlyMap<string, Buffer>, listed: SignedFile
     if (name === SIGNATURES_FILE) continue;
     const entry = byName.get(name);
     if (entry === undefined) throw sigError(`file "${name}" is not covered by the signature`);
-    const hash = HASHES[entry.algorithm];
+    const hash = Object.hasOwn(HASHES, entry.algorithm) ? HASHES[entry.algorithm] : undefined;
     // MD5 and SHA-1 are accepted by OPA; verdict refuses them (collisions make substitution feasible).
     if (hash === undefined) throw sigError(`file "${name}" is hashed with unsupported algorithm "${entry.algorithm}"`);
     if (fileHash(name, data, hash) !== entry.hash.toLowerCase()) throw sigError(`file "${name}" does not match its signed hash`);
@@ -191,7 +192,11 @@ function fileHash(name: string, data: Buffer, hash: 'sha256' | 'sha384' | 'sha51
   return createHash(hash).update(data).digest('hex');
 }
 
+/** One JWT over a file list: generous for 10,000 files, small enough to parse on the event loop. */
+const MAX_SIGNATURES_BYTES = 4 * 1024 * 1024;
+
 function singleToken(raw: Buffer): string {
+  if (raw.length > MAX_SIGNATURES_BYTES) throw sigError(`${SIGNATURES_FILE} is ${raw.length} bytes (max ${MAX_SIGNATURES_BYTES})`);
   let doc: unknown;
   try {
     doc = JSON.parse(raw.toString('utf8'));

@@ -7,6 +7,7 @@ import type { InputDocument } from '../request/input-document';
 import type { PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
 import { CedarEntityStore } from './cedar-entity-store';
+import { guardEngineStep } from './engine-input';
 import { CEDAR_NAMESPACE, inputToCedarRequest, type CedarMappingOptions } from './cedar-request';
 import type { EngineFactory, PolicyEngine } from './policy-engine';
 import { EMPTY_RESULT_FIELDS, type KeyValue, type PolicyResult } from './policy-result';
@@ -67,12 +68,15 @@ export class CedarEngine implements PolicyEngine {
   }
 
   evaluate(input: InputDocument): PolicyResult {
-    const req = inputToCedarRequest(input, this.loaded.store, this.loaded.mapping);
-    const answer = cedarWasm().statefulIsAuthorized({
-      ...req,
-      preparsedSchemaName: this.loaded.id,
-      preparsedPolicySetId: this.loaded.id,
-      validateRequest: true,
+    // Mapping and the wasm call both walk the input: inside the guard, so depth is a coded refusal.
+    const answer = guardEngineStep('cedar', () => {
+      const req = inputToCedarRequest(input, this.loaded.store, this.loaded.mapping);
+      return cedarWasm().statefulIsAuthorized({
+        ...req,
+        preparsedSchemaName: this.loaded.id,
+        preparsedPolicySetId: this.loaded.id,
+        validateRequest: true,
+      });
     });
     return this.toResult(answer);
   }

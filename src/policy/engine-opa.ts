@@ -2,9 +2,12 @@ import { createRequire } from 'node:module';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { VerdictError } from '../errors';
 import type { InputDocument } from '../request/input-document';
-import type { PolicyBundle } from './bundle';
+import { DEFAULT_LOAD_TIMEOUT_MS, type PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
+import { serializeInput } from './engine-input';
+import { trialRunOPA } from './engine-opa-trial';
 import { opaValueToResult } from './opa-result';
+import { SELF_TEST_INPUT } from './engine-self-test-input';
 import type { EngineFactory, EngineOptions, PolicyEngine } from './policy-engine';
 import type { PolicyResult } from './policy-result';
 
@@ -58,11 +61,20 @@ export class OPAEngine implements PolicyEngine {
     const data = dataFile && dataFile.length > 0 ? toArrayBuffer(dataFile) : null;
     const declared = verdictMetadata(bundle.manifest).entrypoint;
     const entrypoint = typeof declared === 'string' && declared !== '' ? declared : options.entrypoint;
+    await trialRunOPA({
+      module,
+      data,
+      entrypoint,
+      input: SELF_TEST_INPUT,
+      initialPages: INITIAL_PAGES,
+      maxPages: options.maxMemoryPages,
+      timeoutMs: options.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
+    });
     return new OPAEngine(module, data, entrypoint, options);
   };
 
   evaluate(input: InputDocument): PolicyResult {
-    const buf = this.encoder.encode(JSON.stringify(input)).buffer as ArrayBuffer;
+    const buf = this.encoder.encode(serializeInput(input)).buffer as ArrayBuffer;
     let resultSet: unknown;
     try {
       resultSet = this.instance.evaluate(buf, this.entrypointId);
