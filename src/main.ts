@@ -74,12 +74,12 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       clock,
       onSourceError: (e) => {
         metrics.bundleLoads.inc({ outcome: 'source-error', reason: e.code });
-        logger.warn({ code: e.code, msg: e.message }, 'policy bundle source failed');
+        logger.warn({ code: e.code, detail: e.message }, 'policy bundle source failed');
       },
       onPersisted: ({ bundle }, why) => {
         metrics.bundleLoads.inc({ outcome: 'persisted', reason: why.code });
         logger.warn(
-          { code: why.code, msg: why.message, bundle: bundle.name, revision: bundle.revision, sha256: bundle.sha256 },
+          { code: why.code, detail: why.message, bundle: bundle.name, revision: bundle.revision, sha256: bundle.sha256 },
           'bundle source gave no usable bundle at start; serving the persisted last good bundle',
         );
       },
@@ -190,6 +190,6 @@ function wirePolicyTelemetry(policy: PolicyStore, metrics: Metrics, logger: Logg
   });
   policy.on('rejected', (err) => {
     metrics.bundleLoads.inc({ outcome: 'rejected', reason: err.code });
-    logger.error({ code: err.code, msg: err.message }, 'policy bundle refused');
+    logger.error({ code: err.code, detail: err.message }, 'policy bundle refused');
   });
 }

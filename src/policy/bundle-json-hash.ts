@@ -14,8 +14,10 @@ export function hashStructuredJSON(text: Buffer, algorithm: 'sha256' | 'sha384' 
 }
 
 const MAX_DEPTH = 512;
-// eslint-disable-next-line no-control-regex -- JSON forbids raw control characters in strings (RFC 8259 §7)
-const STRING = /"(?:[^"\\\u0000-\u001f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"/y;
+// One run of plain characters, or one escape (RFC 8259 §7). Matched piecewise in a loop, never as one
+// `(…)*` over the whole string: a backtracking star over a multi-megabyte string overflows the regexp stack.
+// eslint-disable-next-line no-control-regex -- JSON forbids raw control characters in strings
+const STRING_PIECE = /[^"\\\u0000-\u001f]+|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4}/y;
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 
 class CanonicalJSON {
@@ -90,9 +92,13 @@ class CanonicalJSON {
   }
 
   private string(): string {
-    const m = this.match(STRING);
-    if (m === null) this.fail('bad string');
-    return JSON.parse(m) as string;
+    const start = this.pos;
+    this.pos++; // opening quote
+    while (this.s[this.pos] !== '"') {
+      if (this.pos >= this.s.length || this.match(STRING_PIECE) === null) this.fail('bad string');
+    }
+    this.pos++;
+    return JSON.parse(this.s.slice(start, this.pos)) as string;
   }
 
   private number(): string {
