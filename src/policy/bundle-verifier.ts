@@ -14,6 +14,8 @@ export interface BundleTrust {
   sha256: string | null;
   opa: OPAVerificationConfig | null;
   cosignPublicKeyPEM: string | null;
+  /** Deadline of the off-loop hashing step (bundles.loadTimeoutMs). */
+  loadTimeoutMs?: number;
 }
 
 /**
@@ -38,7 +40,7 @@ export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust)
     cosign = verifyCosignSignature(artifact.bytes, artifact.cosignSignature, trust.cosignPublicKeyPEM);
   }
   const bundle = await readBundle(artifact.bytes, artifact.origin, trust.limits, sha256);
-  const opa = trust.opa !== null ? verifyOPASignature(bundle.files, trust.opa) : null;
+  const opa = trust.opa !== null ? await verifyOPASignature(bundle.files, trust.opa, trust.loadTimeoutMs !== undefined ? { timeoutMs: trust.loadTimeoutMs } : {}) : null;
   checkBundleRoots(bundle);
   return { ...bundle, signer: opa === null && cosign === null ? null : { opa, cosign } };
 }
@@ -63,6 +65,7 @@ export function trustFromConfig(config: BundlesConfig): BundleTrust {
     sha256: config.sha256,
     opa,
     cosignPublicKeyPEM: config.cosign === null ? null : readKey(config.cosign.publicKeyFile),
+    loadTimeoutMs: config.loadTimeoutMs,
   };
 }
 

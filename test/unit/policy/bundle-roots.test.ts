@@ -2,7 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { checkBundleRoots } from '../../../src/policy/bundle-roots';
 import { signOPABundle, verifyOPASignature } from '../../../src/policy/bundle-signature-opa';
-import { codeOf } from '../../helpers/error-code';
+import { codeOf, codeOfAsync } from '../../helpers/error-code';
 
 const files = (entries: Record<string, string>): Map<string, Buffer> =>
   new Map(Object.entries(entries).map(([k, v]) => [k, Buffer.from(v)]));
@@ -36,13 +36,22 @@ describe('signature key ids resolve to configured keys only (own properties)', (
     f.set('.signatures.json', signOPABundle(f, { privateKey, algorithm: 'ES256', keyId, issuedAtSec: 1 }));
     return f;
   };
-  it.each(['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf'])('kid "%s" → ERR_BUNDLE_SIGNATURE', (kid) => {
-    const run = (): unknown => verifyOPASignature(signedWith(kid), { keys });
-    expect(codeOf(run)).toBe('ERR_BUNDLE_SIGNATURE');
+  it.each(['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf'])('kid "%s" → ERR_BUNDLE_SIGNATURE', async (kid) => {
+    const run = (): Promise<unknown> => verifyOPASignature(signedWith(kid), { keys });
+    expect(await codeOfAsync(run)).toBe('ERR_BUNDLE_SIGNATURE');
     // Refused as an unknown key, not by tripping over a prototype member.
-    expect(run).toThrow(`signature key id "${kid}" is not configured`);
+    await expect(run()).rejects.toThrow(`signature key id "${kid}" is not configured`);
   });
-  it('the configured kid verifies', () => {
-    expect(verifyOPASignature(signedWith('main'), { keys }).keyId).toBe('main');
+  it('a large data.json is hashed off the event loop to the same canonical digest; a tampered one is refused', async () => {
+    const data = JSON.stringify({ users: Array.from({ length: 20_000 }, (_, i) => ({ id: `u${i}`, score: 1.5, tags: ['a', 'b'] })) });
+    const f = files({ 'policy.wasm': 'w', 'data.json': data });
+    expect(f.get('data.json')?.length).toBeGreaterThan(256 * 1024);
+    f.set('.signatures.json', signOPABundle(f, { privateKey, algorithm: 'ES256', keyId: 'main', issuedAtSec: 1 }));
+    expect((await verifyOPASignature(f, { keys })).keyId).toBe('main');
+    f.set('data.json', Buffer.from(data.replace('"u7"', '"u8"')));
+    expect(await codeOfAsync(() => verifyOPASignature(f, { keys }))).toBe('ERR_BUNDLE_SIGNATURE');
+  });
+  it('the configured kid verifies', async () => {
+    expect((await verifyOPASignature(signedWith('main'), { keys })).keyId).toBe('main');
   });
 });
