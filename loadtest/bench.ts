@@ -11,6 +11,7 @@ import * as envoy from './bench-envoy';
 import * as fastpath from './bench-fastpath';
 import * as identity from './bench-identity';
 import * as peer from './bench-peer';
+import * as refusal from './bench-refusal';
 import * as swap from './bench-swap';
 
 /** Scenario modules beside the core one; each prints its own table and returns its numbers. */
@@ -23,6 +24,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   envoy: envoy.run,
   fastpath: fastpath.run,
   swap: swap.run,
+  refusal: refusal.run,
 };
 
 /**
