@@ -52,7 +52,12 @@ export async function run(): Promise<Record<string, unknown>> {
   // Two tampered variants, alternated: the file source skips a rewrite of identical bytes.
   const signed = forge.sign(forge.goodFiles);
   const tampered = [1, 2].map((v) => pack(new Map([...signed, ['data.json', bigData(v)]])));
-  const verdict = await startTestVerdict(['bundles.source.type=file', `bundles.source.path=${live}`, 'bundles.source.debounceMs=1', ...forge.trustSets()]);
+  const verdict = await startTestVerdict([
+    'bundles.source.type=file',
+    `bundles.source.path=${live}`,
+    'bundles.source.debounceMs=1',
+    ...forge.trustSets(),
+  ]);
   const client = checkClient(`127.0.0.1:${verdict.grpcPort}`);
   try {
     await window(client, async () => new Promise((r) => setTimeout(r, 1000))); // warm-up (tier-up, connection)
@@ -129,7 +134,14 @@ async function window(client: ReturnType<typeof checkClient>, during: () => Prom
   loop.disable();
   await Promise.all(inflight);
   const [p50, p99] = percentiles(latencies, [50, 99]);
-  return { checks: latencies.length, failed, p50Ms: round(p50 ?? NaN), p99Ms: round(p99 ?? NaN), maxLoopBlockMs: round(loop.max / 1e6), durationMs };
+  return {
+    checks: latencies.length,
+    failed,
+    p50Ms: round(p50 ?? NaN),
+    p99Ms: round(p99 ?? NaN),
+    maxLoopBlockMs: round(loop.max / 1e6),
+    durationMs,
+  };
 }
 
 runAsScript(module, run);

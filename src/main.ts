@@ -87,7 +87,8 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     resolveBundlePath,
   );
   // No good bundle at all is not fatal: NOT_SERVING until the followed source delivers one.
-  if (policy.current === null) logger.error({ code: 'ERR_POLICY_NOT_LOADED' }, 'no policy bundle could be activated; NOT_SERVING until one is');
+  if (policy.current === null)
+    logger.error({ code: 'ERR_POLICY_NOT_LOADED' }, 'no policy bundle could be activated; NOT_SERVING until one is');
   const identity = startIdentity(config.identity, { clock, logger });
   // A trust-bundle change may revoke what earlier verdicts relied on: drop cached and kernel verdicts.
   identity?.workloadAPI?.on('bundles', () => {

@@ -72,7 +72,10 @@ function fileKind(st: Stats): string {
 }
 
 function tooLarge(path: string, what: string, size: number, maxBytes: number): VerdictError {
-  return new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} ${path} is ${size === maxBytes + 1 ? `over ${maxBytes}` : size} bytes (max ${maxBytes})`);
+  return new VerdictError(
+    'ERR_BUNDLE_TOO_LARGE',
+    `${what} ${path} is ${size === maxBytes + 1 ? `over ${maxBytes}` : size} bytes (max ${maxBytes})`,
+  );
 }
 
 function sourceError(path: string, what: string, err: unknown): VerdictError {

@@ -74,7 +74,9 @@ export function hashFilesOffLoop(files: readonly FileToHash[], timeoutMs = DEFAU
         reject(new VerdictError('ERR_BUNDLE_INVALID', `${files[failed]?.name}: ${(out[failed] as { error: string }).error}`));
       }),
     );
-    worker.once('error', (err) => settle(() => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `hashing bundle files failed: ${err.message}`))));
+    worker.once('error', (err) =>
+      settle(() => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `hashing bundle files failed: ${err.message}`))),
+    );
     worker.once('exit', () => settle(() => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', 'hashing worker exited'))));
   });
 }

@@ -53,7 +53,8 @@ export async function sha256Hex(bytes: Buffer): Promise<string> {
 
 function parseManifest(raw: Buffer | undefined): BundleManifest {
   if (raw === undefined) return {};
-  if (raw.length > MAX_MANIFEST_BYTES) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `.manifest is ${raw.length} bytes (max ${MAX_MANIFEST_BYTES})`);
+  if (raw.length > MAX_MANIFEST_BYTES)
+    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `.manifest is ${raw.length} bytes (max ${MAX_MANIFEST_BYTES})`);
   let m: unknown;
   try {
     m = JSON.parse(raw.toString('utf8'));

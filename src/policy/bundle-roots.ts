@@ -26,7 +26,12 @@ export function checkBundleRoots(bundle: Pick<PolicyBundle, 'manifest' | 'files'
     else if (name.endsWith('.rego')) checkPolicy(roots, regoPackage(body.toString('utf8')), name);
   }
   for (const w of bundle.manifest.wasm ?? []) {
-    if (typeof w?.entrypoint === 'string') checkPolicy(roots, w.entrypoint.split('/').filter((s) => s !== ''), `wasm entrypoint ${w.entrypoint}`);
+    if (typeof w?.entrypoint === 'string')
+      checkPolicy(
+        roots,
+        w.entrypoint.split('/').filter((s) => s !== ''),
+        `wasm entrypoint ${w.entrypoint}`,
+      );
   }
 }
 

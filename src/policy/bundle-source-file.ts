@@ -1,6 +1,5 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { VerdictError } from '../errors';
 import type { BundleArtifact } from './bundle';
 import { readRegularFileBounded } from './bundle-file-read';
 import { sha256Hex } from './bundle-reader';

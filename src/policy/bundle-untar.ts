@@ -87,7 +87,8 @@ class UntarRun {
     stream.on('data', (data: unknown) => {
       const c = data as Buffer;
       if (this.settled) return;
-      if (offset + c.length > size) return this.fail(new VerdictError('ERR_BUNDLE_INVALID', `tar entry "${path}" exceeds its declared size`));
+      if (offset + c.length > size)
+        return this.fail(new VerdictError('ERR_BUNDLE_INVALID', `tar entry "${path}" exceeds its declared size`));
       c.copy(buf, offset);
       offset += c.length;
     });
@@ -102,13 +103,17 @@ class UntarRun {
   /** The checks an entry must pass before any of its bytes is kept. */
   private check(header: Header): VerdictError | null {
     const { name, type } = header;
-    if (++this.entries > this.limits.maxFiles) return new VerdictError('ERR_BUNDLE_TOO_LARGE', `bundle has more than ${this.limits.maxFiles} entries`);
-    if (type !== 'file' && type !== 'directory') return new VerdictError('ERR_BUNDLE_UNSAFE_PATH', `tar entry "${name}" is a ${String(type)}, not a file`);
-    if (name.length > MAX_PATH_CHARS) return new VerdictError('ERR_BUNDLE_TOO_LARGE', `tar entry name is ${name.length} characters (max ${MAX_PATH_CHARS})`);
+    if (++this.entries > this.limits.maxFiles)
+      return new VerdictError('ERR_BUNDLE_TOO_LARGE', `bundle has more than ${this.limits.maxFiles} entries`);
+    if (type !== 'file' && type !== 'directory')
+      return new VerdictError('ERR_BUNDLE_UNSAFE_PATH', `tar entry "${name}" is a ${String(type)}, not a file`);
+    if (name.length > MAX_PATH_CHARS)
+      return new VerdictError('ERR_BUNDLE_TOO_LARGE', `tar entry name is ${name.length} characters (max ${MAX_PATH_CHARS})`);
     const path = type === 'directory' ? dirPath(name) : entryPath(name);
     if (path === null) return new VerdictError('ERR_BUNDLE_UNSAFE_PATH', `tar entry "${name}" has an unsafe path`);
     const depth = path === '' ? 0 : path.split('/').length;
-    if (depth > this.limits.maxPathDepth) return new VerdictError('ERR_BUNDLE_TOO_LARGE', `tar entry "${name}" is ${depth} levels deep (max ${this.limits.maxPathDepth})`);
+    if (depth > this.limits.maxPathDepth)
+      return new VerdictError('ERR_BUNDLE_TOO_LARGE', `tar entry "${name}" is ${depth} levels deep (max ${this.limits.maxPathDepth})`);
     if (this.files.has(path) || this.dirs.has(path)) return new VerdictError('ERR_BUNDLE_INVALID', `tar entry "${path}" appears twice`);
     if (type === 'directory') {
       this.dirs.add(path);
@@ -126,7 +131,8 @@ class UntarRun {
     // A file that is also used as a directory ("a" and "a/b") has no meaning in a bundle.
     for (const path of [...this.files.keys(), ...this.dirs]) {
       for (let i = path.indexOf('/'); i !== -1; i = path.indexOf('/', i + 1)) {
-        if (this.files.has(path.slice(0, i))) return this.fail(new VerdictError('ERR_BUNDLE_INVALID', `"${path.slice(0, i)}" is both a file and a directory`));
+        if (this.files.has(path.slice(0, i)))
+          return this.fail(new VerdictError('ERR_BUNDLE_INVALID', `"${path.slice(0, i)}" is both a file and a directory`));
       }
     }
     this.settled = true;

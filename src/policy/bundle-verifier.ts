@@ -40,7 +40,10 @@ export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust)
     cosign = verifyCosignSignature(artifact.bytes, artifact.cosignSignature, trust.cosignPublicKeyPEM);
   }
   const bundle = await readBundle(artifact.bytes, artifact.origin, trust.limits, sha256);
-  const opa = trust.opa !== null ? await verifyOPASignature(bundle.files, trust.opa, trust.loadTimeoutMs !== undefined ? { timeoutMs: trust.loadTimeoutMs } : {}) : null;
+  const opa =
+    trust.opa !== null
+      ? await verifyOPASignature(bundle.files, trust.opa, trust.loadTimeoutMs !== undefined ? { timeoutMs: trust.loadTimeoutMs } : {})
+      : null;
   checkBundleRoots(bundle);
   return { ...bundle, signer: opa === null && cosign === null ? null : { opa, cosign } };
 }

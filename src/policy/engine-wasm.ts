@@ -66,7 +66,8 @@ export class WasmEngine implements PolicyEngine {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `custom engine did not start within ${loadTimeoutMs} ms (start function)`)),
+        () =>
+          reject(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `custom engine did not start within ${loadTimeoutMs} ms (start function)`)),
         loadTimeoutMs,
       );
     });

@@ -80,7 +80,11 @@ export class PolicyStore extends EventEmitter<{ swap: [SwapEvent]; rejected: [Ve
    */
   private async selfTest(engine: PolicyEngine, bundle: PolicyBundle): Promise<void> {
     try {
-      await withDeadline(Promise.resolve().then(() => engine.evaluate(SELF_TEST_INPUT)), this.loadTimeoutMs, 'self-test');
+      await withDeadline(
+        Promise.resolve().then(() => engine.evaluate(SELF_TEST_INPUT)),
+        this.loadTimeoutMs,
+        'self-test',
+      );
     } catch (err) {
       if (err instanceof VerdictError && ANSWERED.has(err.code)) return;
       if (err instanceof VerdictError && err.code === 'ERR_BUNDLE_LOAD_TIMEOUT') {

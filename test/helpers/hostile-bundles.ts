@@ -63,24 +63,73 @@ export class BundleForge {
     const wasmManifest = JSON.stringify({ revision: 'LOOP', metadata: { verdict: { engine: 'wasm' } } });
     const rootsManifest = JSON.stringify({ ...JSON.parse((good.get('.manifest') as Buffer).toString()), roots: ['envoy'] });
     return [
-      { name: 'entry declares more bytes than it holds', bytes: tarGz([...entries, { name: '/x', body: 'ab', declaredSize: 9000 }], { end: false }), code: 'ERR_BUNDLE_INVALID' },
+      {
+        name: 'entry declares more bytes than it holds',
+        bytes: tarGz([...entries, { name: '/x', body: 'ab', declaredSize: 9000 }], { end: false }),
+        code: 'ERR_BUNDLE_INVALID',
+      },
       { name: 'truncated gzip stream', bytes: pack(good).subarray(0, 200), code: 'ERR_BUNDLE_INVALID' },
       // Three files of 10 MiB of zeros (each under the per-file bound) inflate past the 24 MiB total bound.
-      { name: 'gzip bomb', bytes: gzipSync(tarBytes([manifest, ...[1, 2, 3].map((i) => ({ name: `/bomb${i}`, body: Buffer.alloc(10 * 1024 * 1024) }))])), code: 'ERR_BUNDLE_TOO_LARGE' },
+      {
+        name: 'gzip bomb',
+        bytes: gzipSync(tarBytes([manifest, ...[1, 2, 3].map((i) => ({ name: `/bomb${i}`, body: Buffer.alloc(10 * 1024 * 1024) }))])),
+        code: 'ERR_BUNDLE_TOO_LARGE',
+      },
       { name: 'parent traversal', bytes: tarGz([...entries, { name: '/../../etc/cron.d/x', body: 'x' }]), code: 'ERR_BUNDLE_UNSAFE_PATH' },
       { name: 'directory traversal', bytes: tarGz([...entries, { name: '../up/', type: 'directory' }]), code: 'ERR_BUNDLE_UNSAFE_PATH' },
-      { name: 'symlink', bytes: tarGz([...entries, { name: '/link', type: 'symlink', linkname: '/etc/shadow' }]), code: 'ERR_BUNDLE_UNSAFE_PATH' },
-      { name: 'hard link', bytes: tarGz([...entries, { name: '/hard', type: 'link', linkname: '/.manifest' }]), code: 'ERR_BUNDLE_UNSAFE_PATH' },
+      {
+        name: 'symlink',
+        bytes: tarGz([...entries, { name: '/link', type: 'symlink', linkname: '/etc/shadow' }]),
+        code: 'ERR_BUNDLE_UNSAFE_PATH',
+      },
+      {
+        name: 'hard link',
+        bytes: tarGz([...entries, { name: '/hard', type: 'link', linkname: '/.manifest' }]),
+        code: 'ERR_BUNDLE_UNSAFE_PATH',
+      },
       { name: 'character device entry', bytes: tarGz([...entries, { name: '/zero', type: 'char' }]), code: 'ERR_BUNDLE_UNSAFE_PATH' },
       { name: 'FIFO entry', bytes: tarGz([...entries, { name: '/fifo', type: 'fifo' }]), code: 'ERR_BUNDLE_UNSAFE_PATH' },
       { name: 'duplicate name', bytes: tarGz([...entries, manifest]), code: 'ERR_BUNDLE_INVALID' },
-      { name: 'directory flood', bytes: tarGz([...entries, ...Array.from({ length: 100 }, (_, i) => ({ name: `/d${i}/`, type: 'directory' as const }))]), code: 'ERR_BUNDLE_TOO_LARGE' },
-      { name: 'path too deep', bytes: tarGz([...entries, { name: `/${'a/'.repeat(12)}data.json`, body: '{}' }]), code: 'ERR_BUNDLE_TOO_LARGE' },
-      { name: 'huge data.json (tampered)', bytes: pack(replaced('data.json', `{"blob":"${'x'.repeat(12 * 1024 * 1024)}"}`)), code: 'ERR_BUNDLE_SIGNATURE' },
+      {
+        name: 'directory flood',
+        bytes: tarGz([...entries, ...Array.from({ length: 100 }, (_, i) => ({ name: `/d${i}/`, type: 'directory' as const }))]),
+        code: 'ERR_BUNDLE_TOO_LARGE',
+      },
+      {
+        name: 'path too deep',
+        bytes: tarGz([...entries, { name: `/${'a/'.repeat(12)}data.json`, body: '{}' }]),
+        code: 'ERR_BUNDLE_TOO_LARGE',
+      },
+      {
+        name: 'huge data.json (tampered)',
+        bytes: pack(replaced('data.json', `{"blob":"${'x'.repeat(12 * 1024 * 1024)}"}`)),
+        code: 'ERR_BUNDLE_SIGNATURE',
+      },
       { name: 'deeply nested data.json', bytes: pack(replaced('data.json', deep)), code: 'ERR_BUNDLE_INVALID' },
-      { name: 'data outside the manifest roots (validly signed)', bytes: pack(this.sign(new Map([...good, ['.manifest', Buffer.from(rootsManifest)], ['data.json', Buffer.from('{"elsewhere":{"x":1}}')]]))), code: 'ERR_BUNDLE_ROOTS' },
-      ...['__proto__', 'constructor', 'toString'].map((kid) => ({ name: `kid "${kid}"`, bytes: pack(this.sign(this.goodFiles, kid)), code: 'ERR_BUNDLE_SIGNATURE' as const })),
-      { name: 'custom engine whose start function loops (validly signed)', bytes: pack(this.sign(new Map([['.manifest', Buffer.from(wasmManifest)], ['engine.wasm', engineWasm]]))), code: 'ERR_BUNDLE_LOAD_TIMEOUT' },
+      {
+        name: 'data outside the manifest roots (validly signed)',
+        bytes: pack(
+          this.sign(new Map([...good, ['.manifest', Buffer.from(rootsManifest)], ['data.json', Buffer.from('{"elsewhere":{"x":1}}')]])),
+        ),
+        code: 'ERR_BUNDLE_ROOTS',
+      },
+      ...['__proto__', 'constructor', 'toString'].map((kid) => ({
+        name: `kid "${kid}"`,
+        bytes: pack(this.sign(this.goodFiles, kid)),
+        code: 'ERR_BUNDLE_SIGNATURE' as const,
+      })),
+      {
+        name: 'custom engine whose start function loops (validly signed)',
+        bytes: pack(
+          this.sign(
+            new Map([
+              ['.manifest', Buffer.from(wasmManifest)],
+              ['engine.wasm', engineWasm],
+            ]),
+          ),
+        ),
+        code: 'ERR_BUNDLE_LOAD_TIMEOUT',
+      },
     ];
   }
 }

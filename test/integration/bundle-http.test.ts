@@ -133,7 +133,11 @@ describe('HTTP bundle service source', () => {
   });
 
   it('starts NOT_SERVING when the service rejects the credentials (no bundle to serve), reporting the source error', async () => {
-    const v = await startTestVerdict(['bundles.source.type=http', `bundles.source.url=${url}`, 'bundles.source.authorization=Bearer wrong']);
+    const v = await startTestVerdict([
+      'bundles.source.type=http',
+      `bundles.source.url=${url}`,
+      'bundles.source.authorization=Bearer wrong',
+    ]);
     try {
       expect(v.policy.current).toBeNull();
       const metrics = await v.metrics.registry.getSingleMetricAsString('verdict_bundle_loads_total');

@@ -11,7 +11,13 @@ import { checkClient, headerValue, httpCheckRequest, tempDir } from '../helpers/
 // and is healed by a good bundle without a restart — in one process and in cluster mode.
 
 /** The tar.gz that used to crash verdict before any signature check: an entry declaring more than it holds. */
-const CRASHER = tarGz([{ name: '/.manifest', body: '{}' }, { name: '/data.json', body: '{}', declaredSize: 4096 }], { end: false });
+const CRASHER = tarGz(
+  [
+    { name: '/.manifest', body: '{}' },
+    { name: '/data.json', body: '{}', declaredSize: 4096 },
+  ],
+  { end: false },
+);
 
 async function revision(v: VerdictChild): Promise<string | undefined> {
   const client = checkClient(`127.0.0.1:${v.grpcPort}`);

@@ -13,7 +13,12 @@ describe('manifest roots, as opa enforces them', () => {
     { name: 'data under its root', roots: ['acl'], files: { 'data.json': '{"acl":{"x":1}}' }, code: 'no error' },
     { name: 'data in a root directory', roots: ['acl/users'], files: { 'acl/users/data.json': '[1,2]' }, code: 'no error' },
     { name: 'data outside the roots', roots: ['acl'], files: { 'data.json': '{"acl":{},"other":{"x":1}}' }, code: 'ERR_BUNDLE_ROOTS' },
-    { name: 'data on the way to a root but not an object', roots: ['acl/users'], files: { 'data.json': '{"acl":[1]}' }, code: 'ERR_BUNDLE_ROOTS' },
+    {
+      name: 'data on the way to a root but not an object',
+      roots: ['acl/users'],
+      files: { 'data.json': '{"acl":[1]}' },
+      code: 'ERR_BUNDLE_ROOTS',
+    },
     { name: 'data in a directory outside the roots', roots: ['acl'], files: { 'other/data.json': '{}' }, code: 'ERR_BUNDLE_ROOTS' },
     { name: 'segment-wise: "acl" does not own "aclx"', roots: ['acl'], files: { 'data.json': '{"aclx":1}' }, code: 'ERR_BUNDLE_ROOTS' },
     { name: 'overlapping roots', roots: ['a', 'a/b'], files: {}, code: 'ERR_BUNDLE_ROOTS' },
@@ -23,7 +28,10 @@ describe('manifest roots, as opa enforces them', () => {
     { name: 'roots not a list of strings', roots: [1], files: {}, code: 'ERR_BUNDLE_ROOTS' },
   ];
   it.each(cases)('$name → $code', ({ roots, files: f, wasm, code }) => {
-    const manifest = { ...(roots !== undefined ? { roots: roots as string[] } : {}), ...(wasm ? { wasm: [{ entrypoint: wasm, module: '/policy.wasm' }] } : {}) };
+    const manifest = {
+      ...(roots !== undefined ? { roots: roots as string[] } : {}),
+      ...(wasm ? { wasm: [{ entrypoint: wasm, module: '/policy.wasm' }] } : {}),
+    };
     expect(codeOf(() => checkBundleRoots({ manifest, files: files(f) }))).toBe(code);
   });
 });

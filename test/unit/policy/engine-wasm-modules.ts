@@ -89,7 +89,24 @@ export function assemble(spec: ModuleSpec): Buffer {
   const bodies = [body([OP.i32Const, ...leb(1024)]), body(spec.evaluate), ...(spec.start ? [body(spec.start)] : [])];
   const code = section(10, vec(bodies));
   const data = spec.data ? section(11, vec([[0, OP.i32Const, 0, OP.end, ...str(spec.data)]])) : [];
-  return Buffer.from([0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...types, ...imports, ...funcs, ...memory, ...exports, ...start, ...code, ...data]);
+  return Buffer.from([
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    1,
+    0,
+    0,
+    0,
+    ...types,
+    ...imports,
+    ...funcs,
+    ...memory,
+    ...exports,
+    ...start,
+    ...code,
+    ...data,
+  ]);
 }
 
 /** i64.const (ptr << 32 | len). */
