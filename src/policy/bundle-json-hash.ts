@@ -49,6 +49,12 @@ export function canonicalJSONText(s: string): string {
     JSON.stringify(v)
       .replace(/\u2028/g, '\\u2028')
       .replace(/\u2029/g, '\\u2029');
+  // Go sorts keys by UTF-8 bytes. UTF-16 code-unit order agrees with it below U+D800 (no surrogates, no
+  // U+E000–U+FFFF), the overwhelmingly common case, which then needs no byte conversion.
+  const byUTF8 = (a: string, b: string): number => {
+    if (/[\ud800-\uffff]/.test(a) || /[\ud800-\uffff]/.test(b)) return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+    return a < b ? -1 : a > b ? 1 : 0;
+  };
   const string = (): string => {
     const start = pos;
     pos++; // opening quote
@@ -95,7 +101,7 @@ export function canonicalJSONText(s: string): string {
       if (c === '}') break;
       if (c !== ',') fail('expected "," or "}"');
     }
-    const keys = [...members.keys()].sort((a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
+    const keys = [...members.keys()].sort(byUTF8);
     return `{${keys.map((k) => `${goString(k)}:${members.get(k) as string}`).join(',')}}`;
   };
   const array = (depth: number): string => {

@@ -26,7 +26,7 @@ export function untarBounded(gz: Buffer, limits: BundleLimits): Promise<Map<stri
 class UntarRun {
   private readonly files = new Map<string, Buffer>();
   private readonly dirs = new Set<string>();
-  private readonly gunzip = createGunzip();
+  private readonly gunzip = createGunzip({ chunkSize: 64 * 1024 });
   private readonly ex = extract();
   private inflated = 0;
   private entries = 0;
@@ -58,10 +58,13 @@ class UntarRun {
     if (this.inflated > this.limits.maxUncompressedBytes) {
       return this.fail(new VerdictError('ERR_BUNDLE_TOO_LARGE', `bundle expands beyond ${this.limits.maxUncompressedBytes} bytes`));
     }
-    if (!this.ex.write(chunk)) {
-      this.gunzip.pause();
-      this.ex.once('drain', () => this.gunzip.resume());
-    }
+    // One inflated chunk per event-loop turn: the tar parser works through what it is given in one
+    // (microtask) run, so feeding it a chunk at a time keeps every turn short whatever the bundle holds.
+    this.gunzip.pause();
+    const drained = this.ex.write(chunk);
+    const resume = (): void => void setImmediate(() => this.settled || this.gunzip.resume());
+    if (drained) resume();
+    else this.ex.once('drain', resume);
   }
 
   private entry(header: Header, stream: EntryStream, next: () => void): void {
