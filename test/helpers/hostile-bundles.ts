@@ -102,7 +102,7 @@ export class BundleForge {
       },
       {
         name: 'huge data.json (tampered)',
-        bytes: pack(replaced('data.json', `{"blob":"${'x'.repeat(12 * 1024 * 1024)}"}`)),
+        bytes: pack(replaced('data.json', `{"blob":"${'x'.repeat(4 * 1024 * 1024)}"}`)),
         code: 'ERR_BUNDLE_SIGNATURE',
       },
       { name: 'deeply nested data.json', bytes: pack(replaced('data.json', deep)), code: 'ERR_BUNDLE_INVALID' },
