@@ -13,6 +13,7 @@ import * as identity from './bench-identity';
 import * as kernelTelemetry from './bench-kernel-telemetry';
 import * as peer from './bench-peer';
 import * as shadow from './bench-shadow';
+import * as refusal from './bench-refusal';
 import * as swap from './bench-swap';
 import * as tenants from './bench-tenants';
 import * as tracing from './bench-tracing';
@@ -32,6 +33,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   shadow: shadow.run,
   tenants: tenants.run,
   tracing: tracing.run,
+  refusal: refusal.run,
 };
 
 /**

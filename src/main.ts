@@ -36,6 +36,8 @@ export interface VerdictOptions {
   credentials?: ServerCredentials;
   /** TLS for the gRPC listener as verdict's own interface (src/server/server-tls.ts); wins over both. */
   tls?: ServerTLS;
+  /** The metrics registry to use (the CLI makes it first so its crash handler can count into it). */
+  metrics?: Metrics;
 }
 
 export interface RunningVerdict {
@@ -67,12 +69,13 @@ export interface RunningVerdict {
 export async function startVerdict(config: Config, options: VerdictOptions = {}): Promise<RunningVerdict> {
   const logger = options.logger ?? createLogger(config.log.level);
   const clock = options.clock ?? systemClock;
-  const metrics = new Metrics();
+  const metrics = options.metrics ?? new Metrics();
   const decisionLog = options.decisionLog ?? (await createDecisionLog(config, { metrics, logger, clock }));
   const policy = new PolicyStore({
     entrypoint: config.policy.entrypoint,
     maxMemoryPages: config.policy.maxMemoryPages,
     recycleMemoryPages: config.policy.recycleMemoryPages,
+    loadTimeoutMs: config.bundles.loadTimeoutMs,
     onRecycle: (why) => metrics.engineRecycles.inc({ engine: 'opa', why }),
   });
   wirePolicyTelemetry(policy, metrics, logger);
@@ -99,10 +102,19 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
         metrics.bundleLoads.inc({ outcome: 'source-error', reason: e.code });
         logger.warn({ code: e.code, detail: e.message }, 'policy bundle source failed');
       },
+      onPersisted: ({ bundle }, why) => {
+        metrics.bundleLoads.inc({ outcome: 'persisted', reason: why.code });
+        logger.warn(
+          { code: why.code, detail: why.message, bundle: bundle.name, revision: bundle.revision, sha256: bundle.sha256 },
+          'bundle source gave no usable bundle at start; serving the persisted last good bundle',
+        );
+      },
     },
     resolveBundlePath,
   );
-  if (bundles === null) await policy.activateFile(resolveBundlePath(config));
+  // No good bundle at all is not fatal: NOT_SERVING until the followed source delivers one.
+  if (policy.current === null)
+    logger.error({ code: 'ERR_POLICY_NOT_LOADED' }, 'no policy bundle could be activated; NOT_SERVING until one is');
   const identity = startIdentity(config.identity, { clock, logger });
   // A trust-bundle change may revoke what earlier verdicts relied on: drop cached and kernel verdicts.
   identity?.workloadAPI?.on('bundles', () => {
@@ -148,6 +160,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const serving = (): boolean => !draining && canDecide();
   grpcServer.setServing(serving());
   identity?.onReadyChange(() => grpcServer.setServing(serving()));
+  policy.on('swap', () => grpcServer.setServing(serving()));
 
   let httpServer: OpsHttpServer | null = null;
   let httpPort: number | null = null;
@@ -168,7 +181,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     httpAuthz = new HttpAuthzServer({ config, pipeline, metrics, logger });
     httpAuthzPort = await httpAuthz.start();
   }
-  logger.info({ grpcPort: bound.port, unixSocket: bound.unixSocket, httpPort, httpAuthzPort }, 'verdict serving');
+  logger.info({ grpcPort: bound.port, unixSocket: bound.unixSocket, httpPort, httpAuthzPort, serving: canDecide() }, 'verdict serving');
 
   return {
     grpcPort: bound.port,

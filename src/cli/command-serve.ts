@@ -10,6 +10,7 @@ import { VerdictError } from '../errors';
 import { routeGrpcLog } from '../telemetry/grpc-log';
 import { createLogger, type Logger } from '../telemetry/logger';
 import { drainThenStop } from '../server/drain-sequence';
+import { Metrics } from '../telemetry/metrics';
 
 export function registerServe(program: Command): void {
   program
@@ -59,12 +60,17 @@ async function servePrimary(config: Config, logger: Logger): Promise<void> {
 /** A single process, or one cluster worker: the whole decision path; the primary serves ops endpoints. */
 async function serveProcess(config: Config, logger: Logger): Promise<void> {
   const inWorker = cluster.isWorker;
-  const verdict = await startVerdict(inWorker ? workerConfig(config) : config, { logger });
+  const metrics = new Metrics();
+  onCrash(logger, metrics);
+  const verdict = await startVerdict(inWorker ? workerConfig(config) : config, { logger, metrics });
   if (inWorker) {
     // Constructing an aggregator installs prom-client's worker-side IPC responder.
     new AggregatorRegistry();
     AggregatorRegistry.setRegistries([verdict.metrics.registry]);
-    process.send?.({ type: 'verdict:ready', grpcPort: verdict.grpcPort } satisfies WorkerReady);
+    const serving = (): boolean => verdict.policy.current !== null;
+    process.send?.({ type: 'verdict:ready', grpcPort: verdict.grpcPort, serving: serving() } satisfies WorkerReady);
+    // The primary's /readyz reflects whether any worker has a bundle to decide with.
+    verdict.policy.on('swap', () => process.send?.({ type: 'verdict:ready', grpcPort: verdict.grpcPort, serving: serving() }));
   }
   // Health NOT_SERVING first, answer for the drain window, then drain and close (docs/zero-loss-restarts.md).
   onSignals(
@@ -94,6 +100,23 @@ function workerConfig(config: Config): Config {
       file: log.file ? { ...log.file, path: log.file.path.replace(/(\.[^./]*)?$/, `.worker-${slot}$1`) } : log.file,
     },
   };
+}
+
+/**
+ * Last line of defence: anything that reaches the top level (a bug, never a bundle or a request — those
+ * are refused with codes) is logged with its stack and counted before the process exits, so the crash
+ * is seen. The state after an uncaught exception is unknown: exiting (and letting the supervisor or the
+ * cluster primary restart) is safer than serving on. The logger writes synchronously to stderr.
+ */
+function onCrash(logger: Logger, metrics: Metrics): void {
+  const die = (kind: string) => (err: unknown) => {
+    metrics.uncaughtExceptions.inc({ kind });
+    const e = err instanceof Error ? err : new Error(String(err));
+    logger.fatal({ kind, err: { message: e.message, stack: e.stack } }, 'uncaught exception; exiting');
+    process.exit(70);
+  };
+  process.on('uncaughtException', die('exception'));
+  process.on('unhandledRejection', die('rejection'));
 }
 
 function onSignals(stop: () => Promise<void>, logger: Logger): void {

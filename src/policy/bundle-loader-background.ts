@@ -42,7 +42,7 @@ export function loaderFromSection(section: BundlesConfig, store: PolicyStore, cl
     store,
     source,
     trust: trustFromConfig(section),
-    persist: section.persistDir !== null ? new BundlePersist(section.persistDir) : null,
+    persist: section.persistDir !== null ? new BundlePersist(section.persistDir, section.limits.maxCompressedBytes) : null,
     rejectOlderSignatures: section.rejectOlderSignatures,
     clock,
   });

@@ -22,7 +22,12 @@ export interface BundleLoaderOptions {
  * Offers are serialized, so two deliveries never race to the swap. Any failure leaves the serving bundle
  * in place; refusals are reported through the store's 'rejected' event (one place counts and logs them).
  */
-export class BundleLoader extends EventEmitter<{ activated: [ActivePolicy]; 'source-error': [VerdictError] }> {
+export class BundleLoader extends EventEmitter<{
+  activated: [ActivePolicy];
+  'source-error': [VerdictError];
+  /** At start, the source gave no usable bundle (why) and the persisted one serves. */
+  persisted: [ActivePolicy, VerdictError];
+}> {
   private readonly abort = new AbortController();
   private queue: Promise<unknown> = Promise.resolve();
   private newestIssuedAtSec: number | null = null;
@@ -33,25 +38,23 @@ export class BundleLoader extends EventEmitter<{ activated: [ActivePolicy]; 'sou
   }
 
   /**
-   * First activation: the source, else the persisted last good bundle. Throws when neither yields a
-   * bundle (nothing to serve). Then keeps following the source in the background.
+   * First activation: the source, else the persisted last good bundle (said with a 'persisted' event).
+   * Never throws for a bundle: with neither, it resolves null — the server starts NOT_SERVING — and the
+   * source keeps being followed, so a good bundle heals it without a restart. Then follows the source.
    */
-  async start(): Promise<ActivePolicy> {
+  async start(): Promise<ActivePolicy | null> {
     const persisted = this.options.persist ? await this.options.persist.load() : null;
     if (persisted?.opaIssuedAtSec != null) this.newestIssuedAtSec = persisted.opaIssuedAtSec;
-    let first: ActivePolicy | null = null;
     let firstError: VerdictError | null = null;
-    const artifact = await this.fetch().catch((err: VerdictError) => {
-      firstError = err;
-      return null;
-    });
-    if (artifact !== null) first = await this.offer(artifact).catch((err: unknown) => ((firstError = toVerdictError(err)), null));
+    const noteError = (err: unknown): null => ((firstError = toVerdictError(err, 'ERR_BUNDLE_INVALID')), null);
+    const artifact = await this.fetch().catch(noteError);
+    let first = artifact !== null ? await this.offer(artifact).catch(noteError) : null;
     if (first === null && persisted !== null) {
       // Serve the last good bundle until the source answers; it is verified again like any delivery.
-      first = await this.offer(persisted, { persist: false });
+      first = await this.offer(persisted, { persist: false }).catch(() => null);
+      const why = firstError ?? new VerdictError('ERR_POLICY_NOT_LOADED', `${this.options.source.description} delivered no bundle`);
+      if (first !== null) this.emit('persisted', first, why);
     }
-    if (first === null)
-      throw firstError ?? new VerdictError('ERR_POLICY_NOT_LOADED', `${this.options.source.description} delivered no bundle`);
     this.loop = this.follow();
     return first;
   }
@@ -78,7 +81,8 @@ export class BundleLoader extends EventEmitter<{ activated: [ActivePolicy]; 'sou
       if (signal.aborted) return;
       failed = false;
       const artifact = await this.fetch().catch(() => ((failed = true), null));
-      if (artifact !== null) await this.offer(artifact).catch(() => undefined);
+      // A refusal is counted where it happens (store 'rejected'); the loop itself never ends on one.
+      if (artifact !== null) await this.offer(artifact).catch(() => (failed = true));
     }
   }
 

@@ -1,6 +1,9 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BundleArtifact } from './bundle';
+import { readRegularFileBounded } from './bundle-file-read';
+
+const MAX_SMALL_FILE_BYTES = 1024 * 1024;
 
 interface PersistMeta {
   origin: string;
@@ -18,7 +21,11 @@ interface PersistMeta {
  * the disk is not trusted more than the network. Writes go to a temp name then rename (atomic on POSIX).
  */
 export class BundlePersist {
-  constructor(private readonly dir: string) {}
+  /** `maxBytes`: the bundle bound (bundles.limits.maxCompressedBytes); the disk is read as boundedly as the network. */
+  constructor(
+    private readonly dir: string,
+    private readonly maxBytes: number,
+  ) {}
 
   async save(artifact: BundleArtifact, sha256: string, opaIssuedAtSec: number | null, nowMs: number): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
@@ -40,13 +47,16 @@ export class BundlePersist {
   async load(): Promise<(BundleArtifact & { sha256: string; opaIssuedAtSec: number | null }) | null> {
     let meta: PersistMeta;
     try {
-      meta = JSON.parse(await readFile(join(this.dir, 'meta.json'), 'utf8')) as PersistMeta;
+      const raw = await readRegularFileBounded(join(this.dir, 'meta.json'), MAX_SMALL_FILE_BYTES, 'persisted meta');
+      meta = JSON.parse(raw.toString('utf8')) as PersistMeta;
     } catch {
       return null;
     }
     try {
-      const bytes = await readFile(join(this.dir, 'bundle.tar.gz'));
-      const cosignSignature = meta.hasSignature ? await readFile(join(this.dir, 'bundle.sig')) : undefined;
+      const bytes = await readRegularFileBounded(join(this.dir, 'bundle.tar.gz'), this.maxBytes, 'persisted bundle');
+      const cosignSignature = meta.hasSignature
+        ? await readRegularFileBounded(join(this.dir, 'bundle.sig'), MAX_SMALL_FILE_BYTES, 'persisted signature')
+        : undefined;
       return {
         bytes,
         origin: `persisted ${meta.origin}`,

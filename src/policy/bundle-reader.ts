@@ -1,14 +1,16 @@
 import { basename } from 'node:path';
-import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
-import { extract } from 'tar-stream';
 import { VerdictError } from '../errors';
 import { DEFAULT_BUNDLE_LIMITS, type BundleLimits, type BundleManifest, type PolicyBundle } from './bundle';
+import { untarBounded } from './bundle-untar';
 import type { EngineKind } from './policy-engine';
+
+/** .manifest is parsed on the event loop: it is small by nature, so it is bounded well below other files. */
+const MAX_MANIFEST_BYTES = 1024 * 1024;
 
 /**
  * Reads an OPA-format bundle (.tar.gz) within bounds: compressed and uncompressed size (decompression-bomb
- * safe), file count; only regular files; no "..", no absolute-beyond-root or odd paths. Pure: no policy runs.
+ * safe), entry count, path depth, per-file size; only regular files and directories; no "..", no
+ * absolute-beyond-root or odd paths (bundle-untar.ts). Pure: no policy runs.
  */
 export async function readBundle(
   bytes: Buffer,
@@ -18,8 +20,7 @@ export async function readBundle(
 ): Promise<PolicyBundle> {
   checkCompressedSize(bytes, limits);
   const sha256 = knownSha256 ?? (await sha256Hex(bytes));
-  const tar = await gunzipBounded(bytes, limits.maxUncompressedBytes);
-  const files = await untar(tar, limits.maxFiles);
+  const files = await untarBounded(bytes, limits);
   const manifest = parseManifest(files.get('.manifest'));
   const engine = detectEngine(manifest, files);
   const meta = verdictMetadata(manifest);
@@ -50,69 +51,10 @@ export async function sha256Hex(bytes: Buffer): Promise<string> {
   return Buffer.from(await crypto.subtle.digest('SHA-256', bytes)).toString('hex');
 }
 
-const gunzipAsync = promisify(gunzip);
-
-/** Inflates off the event loop (libuv pool), stopping at `max` output bytes (decompression-bomb safe). */
-async function gunzipBounded(bytes: Buffer, max: number): Promise<Buffer> {
-  try {
-    return await gunzipAsync(bytes, { maxOutputLength: max });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ERR_BUFFER_TOO_LARGE') {
-      throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `bundle expands beyond ${max} bytes`);
-    }
-    throw new VerdictError('ERR_BUNDLE_INVALID', `bundle is not gzip: ${(err as Error).message}`);
-  }
-}
-
-function untar(tar: Buffer, maxFiles: number): Promise<Map<string, Buffer>> {
-  return new Promise((resolve, reject) => {
-    const files = new Map<string, Buffer>();
-    const ex = extract();
-    let failed = false;
-    const fail = (err: VerdictError): void => {
-      if (failed) return;
-      failed = true;
-      ex.destroy();
-      reject(err);
-    };
-    ex.on('entry', (header, stream, next) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: unknown) => chunks.push(c as Buffer));
-      stream.on('end', () => {
-        if (failed) return;
-        if (header.type === 'directory') return next();
-        if (header.type !== 'file')
-          return fail(new VerdictError('ERR_BUNDLE_UNSAFE_PATH', `tar entry "${header.name}" is a ${header.type}, not a file`));
-        const path = safePath(header.name);
-        if (path === null) return fail(new VerdictError('ERR_BUNDLE_UNSAFE_PATH', `tar entry "${header.name}" has an unsafe path`));
-        if (files.has(path)) return fail(new VerdictError('ERR_BUNDLE_INVALID', `tar entry "${path}" appears twice`));
-        if (files.size >= maxFiles) return fail(new VerdictError('ERR_BUNDLE_TOO_LARGE', `bundle has more than ${maxFiles} files`));
-        files.set(path, Buffer.concat(chunks));
-        next();
-      });
-      stream.resume();
-    });
-    ex.on('finish', () => {
-      if (!failed) resolve(files);
-    });
-    ex.on('error', (err: Error) => fail(new VerdictError('ERR_BUNDLE_INVALID', `bundle is not a valid tar: ${err.message}`)));
-    ex.end(tar);
-  });
-}
-
-/** OPA writes entries as "/file"; one leading "/" means the bundle root. Anything that could escape is refused. */
-export function safePath(name: string): string | null {
-  let p = name.startsWith('/') ? name.slice(1) : name;
-  if (p.startsWith('./')) p = p.slice(2);
-  if (p === '' || p.startsWith('/') || p.includes('\\') || p.includes('\0')) return null;
-  const parts = p.split('/');
-  if (parts.some((s) => s === '..' || s === '.' || s === '')) return null;
-  return p;
-}
-
 function parseManifest(raw: Buffer | undefined): BundleManifest {
   if (raw === undefined) return {};
+  if (raw.length > MAX_MANIFEST_BYTES)
+    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `.manifest is ${raw.length} bytes (max ${MAX_MANIFEST_BYTES})`);
   let m: unknown;
   try {
     m = JSON.parse(raw.toString('utf8'));

@@ -1,5 +1,6 @@
 import { constants, createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { VerdictError } from '../errors';
+import { hashFilesOffLoop, OFF_LOOP_BYTES, type FileHashAlgorithm, type FileToHash } from './bundle-hash-worker';
 import { hashStructuredJSON } from './bundle-json-hash';
 
 /** OPA's bundle signature file (OPA docs, "Bundle signing"): one JWT over the files' hashes. */
@@ -71,7 +72,11 @@ export function isOPASigningAlgorithm(alg: string): alg is OPASigningAlgorithm {
  * must match; every file in the bundle (but the signature file) is listed with a matching hash, and
  * every listed file exists. Any doubt refuses with ERR_BUNDLE_SIGNATURE.
  */
-export function verifyOPASignature(files: ReadonlyMap<string, Buffer>, config: OPAVerificationConfig): OPASigner {
+export async function verifyOPASignature(
+  files: ReadonlyMap<string, Buffer>,
+  config: OPAVerificationConfig,
+  options: { timeoutMs?: number } = {},
+): Promise<OPASigner> {
   const raw = files.get(SIGNATURES_FILE);
   if (raw === undefined) throw sigError(`bundle is unsigned: no ${SIGNATURES_FILE}, and a verification key is configured`);
   const token = singleToken(raw);
@@ -80,13 +85,14 @@ export function verifyOPASignature(files: ReadonlyMap<string, Buffer>, config: O
   const claims = decodeSegment(payloadPart, 'payload') as JWTClaims;
   const keyId = config.keyId ?? str(header.kid) ?? str(claims.keyid);
   if (keyId === undefined) throw sigError('signature names no key id and none is configured');
-  const key = config.keys[keyId];
-  if (key === undefined) throw sigError(`signature key id "${keyId}" is not configured`);
+  // Own properties only: a kid of "__proto__", "constructor" or "toString" must not reach Object.prototype.
+  const key = Object.hasOwn(config.keys, keyId) ? config.keys[keyId] : undefined;
+  if (key === undefined || typeof key !== 'object' || key === null) throw sigError(`signature key id "${keyId}" is not configured`);
   if (header.alg !== key.algorithm) throw sigError(`signature uses ${String(header.alg)}; key "${keyId}" is ${key.algorithm}`);
   verifyJWS(`${headerPart}.${payloadPart}`, signaturePart, key);
   const scope = config.scope ?? key.scope;
   if ((claims.scope ?? undefined) !== (scope ?? undefined)) throw sigError('signature scope does not match the configured scope');
-  verifyFileHashes(files, claims.files);
+  await verifyFileHashes(files, claims.files, options.timeoutMs);
   return {
     keyId,
     algorithm: key.algorithm,
@@ -163,35 +169,57 @@ function verifyJWS(signingInput: string, signaturePart: string, key: OPAVerifica
   if (!ok) throw sigError('JWT signature does not verify with the configured key');
 }
 
-function verifyFileHashes(files: ReadonlyMap<string, Buffer>, listed: SignedFile[] | undefined): void {
+/**
+ * Every file but the signature file is listed, with a matching hash; every listed file exists. Large files
+ * are hashed off the event loop (bundle-hash-worker.ts), small ones here.
+ */
+async function verifyFileHashes(files: ReadonlyMap<string, Buffer>, listed: SignedFile[] | undefined, timeoutMs?: number): Promise<void> {
   if (!Array.isArray(listed)) throw sigError('signature lists no files');
   const byName = new Map<string, SignedFile>();
   for (const f of listed) {
     if (typeof f?.name !== 'string' || typeof f.hash !== 'string') throw sigError('signature has a malformed file entry');
     byName.set(f.name.replace(/^\//, ''), f);
   }
+  const large: (FileToHash & { expected: string })[] = [];
   for (const [name, data] of files) {
     if (name === SIGNATURES_FILE) continue;
     const entry = byName.get(name);
     if (entry === undefined) throw sigError(`file "${name}" is not covered by the signature`);
-    const hash = HASHES[entry.algorithm];
+    const hash = Object.hasOwn(HASHES, entry.algorithm) ? HASHES[entry.algorithm] : undefined;
     // MD5 and SHA-1 are accepted by OPA; verdict refuses them (collisions make substitution feasible).
     if (hash === undefined) throw sigError(`file "${name}" is hashed with unsupported algorithm "${entry.algorithm}"`);
-    if (fileHash(name, data, hash) !== entry.hash.toLowerCase()) throw sigError(`file "${name}" does not match its signed hash`);
     byName.delete(name);
+    if (data.length >= OFF_LOOP_BYTES) {
+      large.push({ name, data, algorithm: hash, structured: isStructured(name), expected: entry.hash.toLowerCase() });
+      continue;
+    }
+    if (fileHash(name, data, hash) !== entry.hash.toLowerCase()) throw sigError(`file "${name}" does not match its signed hash`);
   }
   if (byName.size > 0) throw sigError(`signed file(s) missing from the bundle: ${[...byName.keys()].join(', ')}`);
+  if (large.length === 0) return;
+  const hashes = await hashFilesOffLoop(large, timeoutMs);
+  large.forEach((f, i) => {
+    if (hashes[i] !== f.expected) throw sigError(`file "${f.name}" does not match its signed hash`);
+  });
+}
+
+function isStructured(name: string): boolean {
+  const base = name.slice(name.lastIndexOf('/') + 1);
+  if (base === 'data.yaml' || base === 'data.yml') throw sigError(`signed YAML data (${name}) is not supported`);
+  return base === 'data.json' || base === '.manifest';
 }
 
 /** OPA hashes data.json and .manifest structurally; everything else as bytes. data.yaml is not supported. */
-function fileHash(name: string, data: Buffer, hash: 'sha256' | 'sha384' | 'sha512'): string {
-  const base = name.slice(name.lastIndexOf('/') + 1);
-  if (base === 'data.yaml' || base === 'data.yml') throw sigError(`signed YAML data (${name}) is not supported`);
-  if (base === 'data.json' || base === '.manifest') return hashStructuredJSON(data, hash);
+function fileHash(name: string, data: Buffer, hash: FileHashAlgorithm): string {
+  if (isStructured(name)) return hashStructuredJSON(data, hash);
   return createHash(hash).update(data).digest('hex');
 }
 
+/** One JWT over a file list: generous for 10,000 files, small enough to parse on the event loop. */
+const MAX_SIGNATURES_BYTES = 4 * 1024 * 1024;
+
 function singleToken(raw: Buffer): string {
+  if (raw.length > MAX_SIGNATURES_BYTES) throw sigError(`${SIGNATURES_FILE} is ${raw.length} bytes (max ${MAX_SIGNATURES_BYTES})`);
   let doc: unknown;
   try {
     doc = JSON.parse(raw.toString('utf8'));

@@ -1,17 +1,19 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { VerdictError } from '../errors';
 import type { BundleArtifact } from './bundle';
+import { readRegularFileBounded } from './bundle-file-read';
 import { sha256Hex } from './bundle-reader';
 import { abortableDelay, type BundleSource } from './bundle-source';
+
+/** A cosign signature (detached or a sigstore bundle) is a few KiB; this leaves room for certificate chains. */
+const MAX_SIGNATURE_BYTES = 1024 * 1024;
 
 export interface FileSourceOptions {
   path: string;
   /** cosign signature file, read with the bundle; null when none is expected. */
   signaturePath: string | null;
   debounceMs: number;
-  /** Files larger than this are refused before they are read. */
+  /** Bundle files larger than this are refused; the read stops one byte past it. */
   maxBytes: number;
 }
 
@@ -80,15 +82,8 @@ export class FileBundleSource implements BundleSource {
     });
   }
 
-  private async read(path: string, what: string): Promise<Buffer> {
-    try {
-      const { size } = await stat(path);
-      if (size > this.options.maxBytes)
-        throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} ${path} is ${size} bytes (max ${this.options.maxBytes})`);
-      return await readFile(path);
-    } catch (err) {
-      if (err instanceof VerdictError) throw err;
-      throw new VerdictError('ERR_BUNDLE_SOURCE', `cannot read ${what} ${path}: ${(err as Error).message}`);
-    }
+  /** Regular files only, bounded by the configured maximum whatever stat says (bundle-file-read.ts). */
+  private read(path: string, what: string): Promise<Buffer> {
+    return readRegularFileBounded(path, what === 'bundle' ? this.options.maxBytes : MAX_SIGNATURE_BYTES, what);
   }
 }

@@ -3,6 +3,7 @@ import type { BundlesConfig } from '../config/sections/bundles';
 import { VerdictError } from '../errors';
 import type { BundleArtifact, BundleLimits, BundleSigner, PolicyBundle } from './bundle';
 import { checkCompressedSize, readBundle, sha256Hex } from './bundle-reader';
+import { checkBundleRoots } from './bundle-roots';
 import { verifyCosignSignature } from './bundle-signature-cosign';
 import { verifyOPASignature, type OPAVerificationConfig } from './bundle-signature-opa';
 
@@ -13,12 +14,14 @@ export interface BundleTrust {
   sha256: string | null;
   opa: OPAVerificationConfig | null;
   cosignPublicKeyPEM: string | null;
+  /** Deadline of the off-loop hashing step (bundles.loadTimeoutMs). */
+  loadTimeoutMs?: number;
 }
 
 /**
  * Turns delivered bytes into a trusted PolicyBundle, cheapest refusal first and before any policy byte
  * runs: size bound → sha256 pin → cosign signature over the whole file → bounded untar → OPA signature
- * over every file. A pin mismatch refuses a bundle even when it is validly signed (replay guard).
+ * over every file → manifest roots. A pin mismatch refuses a bundle even when it is validly signed (replay guard).
  */
 export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust): Promise<PolicyBundle> {
   checkCompressedSize(artifact.bytes, trust.limits);
@@ -37,7 +40,11 @@ export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust)
     cosign = verifyCosignSignature(artifact.bytes, artifact.cosignSignature, trust.cosignPublicKeyPEM);
   }
   const bundle = await readBundle(artifact.bytes, artifact.origin, trust.limits, sha256);
-  const opa = trust.opa !== null ? verifyOPASignature(bundle.files, trust.opa) : null;
+  const opa =
+    trust.opa !== null
+      ? await verifyOPASignature(bundle.files, trust.opa, trust.loadTimeoutMs !== undefined ? { timeoutMs: trust.loadTimeoutMs } : {})
+      : null;
+  checkBundleRoots(bundle);
   return { ...bundle, signer: opa === null && cosign === null ? null : { opa, cosign } };
 }
 
@@ -61,6 +68,7 @@ export function trustFromConfig(config: BundlesConfig): BundleTrust {
     sha256: config.sha256,
     opa,
     cosignPublicKeyPEM: config.cosign === null ? null : readKey(config.cosign.publicKeyFile),
+    loadTimeoutMs: config.loadTimeoutMs,
   };
 }
 

@@ -45,11 +45,21 @@ export interface BundleArtifact {
 export interface BundleLimits {
   maxCompressedBytes: number;
   maxUncompressedBytes: number;
+  /** Tar entries of any kind: files and directories. */
   maxFiles: number;
+  /** One file's size, as declared by its tar header and as streamed. */
+  maxFileBytes?: number;
+  /** Path segments of one entry (a/b/c is 3). */
+  maxPathDepth?: number;
 }
 
-export const DEFAULT_BUNDLE_LIMITS: BundleLimits = Object.freeze({
+export const DEFAULT_BUNDLE_LIMITS = Object.freeze({
   maxCompressedBytes: 32 * 1024 * 1024,
   maxUncompressedBytes: 128 * 1024 * 1024,
   maxFiles: 10_000,
-});
+  maxFileBytes: 64 * 1024 * 1024,
+  maxPathDepth: 32,
+}) satisfies Required<BundleLimits>;
+
+/** Deadline for each step of loading one bundle (read and verify, instantiate, start function, self-test). */
+export const DEFAULT_LOAD_TIMEOUT_MS = 10_000;

@@ -7,6 +7,7 @@ import type { InputDocument } from '../request/input-document';
 import type { PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
 import { CedarEntityStore } from './cedar-entity-store';
+import { guardEngineStep } from './engine-input';
 import { CEDAR_NAMESPACE, inputToCedarRequest, type CedarMappingOptions } from './cedar-request';
 import type { EngineFactory, PolicyEngine } from './policy-engine';
 import { EMPTY_RESULT_FIELDS, type KeyValue, type PolicyResult } from './policy-result';
@@ -67,19 +68,16 @@ export class CedarEngine implements PolicyEngine {
   }
 
   evaluate(input: InputDocument): PolicyResult {
-    const req = inputToCedarRequest(input, this.loaded.store, this.loaded.mapping);
-    let answer: AuthorizationAnswer;
-    try {
-      // Inside a guard, as every engine: whatever the input, a failure here is ERR_POLICY_EVAL, not ERR_INTERNAL.
-      answer = cedarWasm().statefulIsAuthorized({
+    // Mapping and the wasm call both walk the input: inside the guard, so depth is a coded refusal.
+    const answer = guardEngineStep('cedar', () => {
+      const req = inputToCedarRequest(input, this.loaded.store, this.loaded.mapping);
+      return cedarWasm().statefulIsAuthorized({
         ...req,
         preparsedSchemaName: this.loaded.id,
         preparsedPolicySetId: this.loaded.id,
         validateRequest: true,
       });
-    } catch (err) {
-      throw new VerdictError('ERR_POLICY_EVAL', `cedar: ${(err as Error).message}`);
-    }
+    });
     return this.toResult(answer);
   }
 

@@ -2,10 +2,12 @@ import { createRequire } from 'node:module';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { VerdictError } from '../errors';
 import type { InputDocument } from '../request/input-document';
-import { inputToJSON } from '../request/input-json';
-import type { PolicyBundle } from './bundle';
+import { DEFAULT_LOAD_TIMEOUT_MS, type PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
+import { serializeInput } from './engine-input';
+import { trialRunOPA } from './engine-opa-trial';
 import { opaValueToResult } from './opa-result';
+import { SELF_TEST_INPUT } from './engine-self-test-input';
 import type { EngineFactory, EngineOptions, PolicyEngine } from './policy-engine';
 import type { PolicyResult } from './policy-result';
 
@@ -59,14 +61,22 @@ export class OPAEngine implements PolicyEngine {
     const data = dataFile && dataFile.length > 0 ? toArrayBuffer(dataFile) : null;
     const declared = verdictMetadata(bundle.manifest).entrypoint;
     const entrypoint = typeof declared === 'string' && declared !== '' ? declared : options.entrypoint;
+    await trialRunOPA({
+      module,
+      data,
+      entrypoint,
+      input: SELF_TEST_INPUT,
+      initialPages: INITIAL_PAGES,
+      maxPages: options.maxMemoryPages,
+      timeoutMs: options.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
+    });
     return new OPAEngine(module, data, entrypoint, options);
   };
 
   evaluate(input: InputDocument): PolicyResult {
+    const buf = this.encoder.encode(serializeInput(input)).buffer as ArrayBuffer;
     let resultSet: unknown;
     try {
-      // Serialized inside the guard: no input can escape as ERR_INTERNAL. Exact numbers keep their text.
-      const buf = this.encoder.encode(inputToJSON(input)).buffer as ArrayBuffer;
       resultSet = this.instance.evaluate(buf, this.entrypointId);
     } catch (err) {
       this.recycle('trap');

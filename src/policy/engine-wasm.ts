@@ -2,9 +2,9 @@ import { Worker } from 'node:worker_threads';
 import { DEFAULT_ENGINES_CONFIG, type EnginesConfig } from '../config/sections/engines';
 import { VerdictError } from '../errors';
 import type { InputDocument } from '../request/input-document';
-import { inputToJSON } from '../request/input-json';
-import type { PolicyBundle } from './bundle';
+import { DEFAULT_LOAD_TIMEOUT_MS, type PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
+import { serializeInput } from './engine-input';
 import { inspectWasmModule } from './engine-wasm-module';
 import { CTRL, STATE, STATUS, WASM_WORKER_SOURCE } from './engine-wasm-worker';
 import { opaValueToResult } from './opa-result';
@@ -43,10 +43,19 @@ export class WasmEngine implements PolicyEngine {
   }
 
   static factory(settings: WasmSettings = DEFAULT_ENGINES_CONFIG.wasm): EngineFactory {
-    return (bundle: PolicyBundle) => WasmEngine.load(bundle, settings);
+    return (bundle: PolicyBundle, options) => WasmEngine.load(bundle, settings, options.loadTimeoutMs);
   }
 
-  static async load(bundle: PolicyBundle, settings: WasmSettings = DEFAULT_ENGINES_CONFIG.wasm): Promise<WasmEngine> {
+  /**
+   * Compiles, checks and starts the module in its worker. Instantiation runs the module's start function
+   * (WebAssembly core spec §4.5.4, step 15): one that never returns is stopped at `loadTimeoutMs` — the
+   * worker is terminated and the bundle refused with ERR_BUNDLE_LOAD_TIMEOUT.
+   */
+  static async load(
+    bundle: PolicyBundle,
+    settings: WasmSettings = DEFAULT_ENGINES_CONFIG.wasm,
+    loadTimeoutMs: number = DEFAULT_LOAD_TIMEOUT_MS,
+  ): Promise<WasmEngine> {
     const declared = verdictMetadata(bundle.manifest).module;
     const path = (typeof declared === 'string' && declared !== '' ? declared : DEFAULT_ENGINE_MODULE).replace(/^\//, '');
     const bytes = bundle.files.get(path);
@@ -54,7 +63,22 @@ export class WasmEngine implements PolicyEngine {
     const { module } = await inspectWasmModule(bytes, settings.maxMemoryPages);
     const engine = new WasmEngine(module, settings);
     engine.spawn();
-    await engine.ready;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `custom engine did not start within ${loadTimeoutMs} ms (start function)`)),
+        loadTimeoutMs,
+      );
+    });
+    try {
+      await Promise.race([engine.ready, deadline]);
+    } catch (err) {
+      engine.close();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
     return engine;
   }
 
@@ -90,12 +114,7 @@ export class WasmEngine implements PolicyEngine {
   }
 
   private writeInput(input: InputDocument): number {
-    let json: string;
-    try {
-      json = inputToJSON(input);
-    } catch (err) {
-      throw new VerdictError('ERR_POLICY_EVAL', `input does not serialize: ${(err as Error).message}`);
-    }
+    const json = serializeInput(input);
     const { read, written } = this.encoder.encodeInto(json, this.data.subarray(0, this.settings.maxInputBytes));
     // encodeInto stops at the end of the region: a cut input is refused, never evaluated.
     if (read < json.length)

@@ -18,6 +18,8 @@ export interface EngineOptions {
   entrypoint: string;
   maxMemoryPages: number;
   recycleMemoryPages: number;
+  /** Deadline of each load step (instantiate + start function, self-test); default DEFAULT_LOAD_TIMEOUT_MS. */
+  loadTimeoutMs?: number;
   /** Called when an engine replaces its instance (for metrics). */
   onRecycle?: (why: string) => void;
 }

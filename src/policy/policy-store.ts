@@ -1,31 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { readFile } from 'node:fs/promises';
 import { VerdictError, toVerdictError } from '../errors';
-import type { PolicyBundle } from './bundle';
+import { DEFAULT_BUNDLE_LIMITS, DEFAULT_LOAD_TIMEOUT_MS, type BundleLimits, type PolicyBundle } from './bundle';
+import { readRegularFileBounded } from './bundle-file-read';
 import { readBundle } from './bundle-reader';
+import { checkBundleRoots } from './bundle-roots';
 import { engineFactory } from './engine-registry';
-import type { InputDocument } from '../request/input-document';
+import { SELF_TEST_INPUT } from './engine-self-test-input';
 import type { EngineOptions, PolicyEngine } from './policy-engine';
-
-/**
- * A GET / with no identity, in the input shape every engine receives. Evaluating it proves the new
- * engine runs end to end (memory, data, entrypoint) before it may replace the serving one.
- */
-export const SELF_TEST_INPUT: InputDocument = Object.freeze({
-  attributes: {
-    source: { address: { socketAddress: { address: '127.0.0.1', portValue: 1 } } },
-    destination: { address: { socketAddress: { address: '127.0.0.1', portValue: 2 } } },
-    request: {
-      http: { id: 'verdict-self-test', method: 'GET', path: '/', host: 'verdict.self-test', headers: { ':method': 'GET', ':path': '/' } },
-    },
-  },
-  parsed_path: [],
-  parsed_query: {},
-  parsed_body: null,
-  truncated_body: false,
-  version: { ext_authz: 'v3', encoding: 'protojson' },
-}) as InputDocument;
 
 /** Codes that mean the engine evaluated and the policy's answer was unusable (not that the engine failed). */
 const ANSWERED: ReadonlySet<string> = new Set(['ERR_POLICY_UNDEFINED', 'ERR_POLICY_RESULT']);
@@ -55,6 +37,10 @@ export class PolicyStore extends EventEmitter<{ swap: [SwapEvent]; rejected: [Ve
     super();
   }
 
+  private get loadTimeoutMs(): number {
+    return this.engineOptions.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS;
+  }
+
   get current(): ActivePolicy | null {
     return this.active;
   }
@@ -62,7 +48,9 @@ export class PolicyStore extends EventEmitter<{ swap: [SwapEvent]; rejected: [Ve
   async activate(bundle: PolicyBundle): Promise<ActivePolicy> {
     let engine: PolicyEngine;
     try {
-      engine = await engineFactory(bundle.engine)(bundle, this.engineOptions);
+      const building = Promise.resolve().then(() => engineFactory(bundle.engine)(bundle, this.engineOptions));
+      // An engine that turns up after its deadline is closed, never served.
+      engine = await withDeadline(building, this.loadTimeoutMs, `instantiating bundle ${bundle.name}`, (late) => late.close());
     } catch (err) {
       throw this.refuse(toVerdictError(err, 'ERR_BUNDLE_ENGINE'));
     }
@@ -92,9 +80,17 @@ export class PolicyStore extends EventEmitter<{ swap: [SwapEvent]; rejected: [Ve
    */
   private async selfTest(engine: PolicyEngine, bundle: PolicyBundle): Promise<void> {
     try {
-      await engine.evaluate(SELF_TEST_INPUT);
+      await withDeadline(
+        Promise.resolve().then(() => engine.evaluate(SELF_TEST_INPUT)),
+        this.loadTimeoutMs,
+        'self-test',
+      );
     } catch (err) {
       if (err instanceof VerdictError && ANSWERED.has(err.code)) return;
+      if (err instanceof VerdictError && err.code === 'ERR_BUNDLE_LOAD_TIMEOUT') {
+        engine.close();
+        throw this.refuse(err);
+      }
       engine.close();
       throw this.refuse(
         new VerdictError(
@@ -105,23 +101,42 @@ export class PolicyStore extends EventEmitter<{ swap: [SwapEvent]; rejected: [Ve
     }
   }
 
-  async activateFile(path: string): Promise<ActivePolicy> {
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(path);
-    } catch (err) {
-      const e = new VerdictError('ERR_BUNDLE_INVALID', `cannot read bundle ${path}: ${(err as Error).message}`);
-      this.emit('rejected', e);
-      throw e;
-    }
+  /** Reads a local bundle (regular file, bounded like any delivery), then activates it. */
+  async activateFile(path: string, limits: BundleLimits = DEFAULT_BUNDLE_LIMITS): Promise<ActivePolicy> {
     let bundle: PolicyBundle;
     try {
-      bundle = await readBundle(bytes, path);
+      const bytes = await readRegularFileBounded(path, limits.maxCompressedBytes, 'bundle');
+      bundle = await readBundle(bytes, path, limits);
+      checkBundleRoots(bundle);
     } catch (err) {
-      const e = toVerdictError(err, 'ERR_BUNDLE_INVALID');
-      this.emit('rejected', e);
-      throw e;
+      throw this.refuse(toVerdictError(err, 'ERR_BUNDLE_INVALID'));
     }
     return this.activate(bundle);
   }
+}
+
+/**
+ * Races one asynchronous load step against its deadline (ERR_BUNDLE_LOAD_TIMEOUT). Steps that cannot be
+ * interrupted from here (a worker's start function) stop themselves on their own deadline; this bound
+ * guarantees the serialized load queue moves on whatever a step does.
+ */
+export function withDeadline<T>(work: Promise<T>, ms: number, step: string, onLate?: (value: T) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      reject(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `${step} ran past its ${ms} ms deadline`));
+    }, ms);
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        if (late) onLate?.(value);
+        else resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (!late) reject(err as Error);
+      },
+    );
+  });
 }

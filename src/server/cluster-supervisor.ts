@@ -5,10 +5,15 @@ import type { Config } from '../config/schema';
 import type { Logger } from '../telemetry/logger';
 import { OpsHttpServer } from './http-server';
 
-/** Message a worker sends when its gRPC listener is bound and its first bundle is active. */
+/**
+ * Message a worker sends when its gRPC listener is bound, and again whenever its bundle state changes:
+ * `serving` says whether it has an active bundle (a worker without one answers NOT_SERVING and keeps
+ * following its bundle source).
+ */
 export interface WorkerReady {
   type: 'verdict:ready';
   grpcPort: number;
+  serving?: boolean;
 }
 
 /** Message a worker sends when it cannot start: its error code, so the primary logs one line that names it. */
@@ -37,17 +42,26 @@ export function isWorkerReady(m: unknown): m is WorkerReady {
 
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5000;
+/** Consecutive start-up deaths, with no worker ever ready, after which the cluster gives up (e.g. port in use). */
+const MAX_STARTUP_FAILURES = 5;
 
 /**
  * The primary of cluster mode: forks N workers that share the gRPC listener (the primary accepts and hands
  * connections round-robin), serves /healthz /readyz /metrics itself with the workers' metrics aggregated,
- * restarts a worker that dies after it was ready (with backoff), and stops all on SIGTERM. A worker that
- * dies before it was ever ready (bad config, bad bundle) stops the whole cluster: restarting cannot help.
+ * restarts a worker that dies (with backoff), and stops all on SIGTERM. A worker's death is never a reason
+ * to stop the cluster — a bundle cannot kill a worker (it is refused with a code, and a worker with no good
+ * bundle starts NOT_SERVING), and whatever did is retried. Only when no worker has ever become ready and
+ * start-ups keep failing (MAX_STARTUP_FAILURES in a row: the port is taken, the build is broken) does the
+ * primary stop.
  */
 export class ClusterSupervisor {
   private readonly ready = new Set<number>();
   /** Worker id → why it could not start (its verdict:failed message). */
   private readonly failures = new Map<number, WorkerFailure>();
+  /** Workers with an active bundle. */
+  private readonly serving = new Set<number>();
+  private everReady = false;
+  private startupFailures = 0;
   /** Worker id → its slot (0..N-1). A replacement takes the dead worker's slot, and so its files. */
   private readonly slots = new Map<number, number>();
   private readonly aggregator = new AggregatorRegistry();
@@ -68,6 +82,10 @@ export class ClusterSupervisor {
         if (isWorkerFailure(msg)) this.failures.set(worker.id, msg);
         if (!isWorkerReady(msg)) return;
         this.ready.add(worker.id);
+        this.everReady = true;
+        this.startupFailures = 0;
+        if (msg.serving === false) this.serving.delete(worker.id);
+        else this.serving.add(worker.id);
         this.grpcPort = msg.grpcPort;
         this.restartDelayMs = RESTART_MIN_MS;
         if (this.ready.size === n) resolve();
@@ -83,7 +101,7 @@ export class ClusterSupervisor {
         port: this.config.server.http.port,
         metricsText: () => this.aggregator.clusterMetrics(),
         metricsContentType: this.aggregator.contentType,
-        isReady: () => !this.stopping && this.ready.size > 0,
+        isReady: () => !this.stopping && this.serving.size > 0,
       });
       httpPort = await this.ops.start();
     }
@@ -110,14 +128,20 @@ export class ClusterSupervisor {
 
   private onExit(worker: Worker, code: number | null, signal: string | null, reject: (e: Error) => void): void {
     const wasReady = this.ready.delete(worker.id);
+    this.serving.delete(worker.id);
     const slot = this.slots.get(worker.id) ?? 0;
     this.slots.delete(worker.id);
     if (this.stopping) return;
-    if (!wasReady) {
-      // One line for the cluster: the first worker's reason; the others fail the same way and stay quiet.
+    const why = this.failures.get(worker.id);
+    this.failures.delete(worker.id);
+    // A worker that said why it cannot start (ERR_LISTEN, a bad config) fails the same way every time: one
+    // line for the cluster and stop. A silent death is retried until start-ups keep failing.
+    const hopeless = !wasReady && (why !== undefined || (!this.everReady && ++this.startupFailures >= MAX_STARTUP_FAILURES));
+    if (hopeless) {
       this.stopping = true;
-      const why = this.failures.get(worker.id);
-      const fields = why ? { code: why.code, detail: why.detail } : { code: 'ERR_INTERNAL', exit: signal ?? code };
+      const fields = why
+        ? { code: why.code, detail: why.detail }
+        : { code: 'ERR_INTERNAL', exit: signal ?? code, failures: this.startupFailures };
       this.logger.fatal({ worker: worker.id, ...fields }, 'verdict cannot start: a worker failed before it was ready');
       reject(new WorkerFailed(`worker exited with ${signal ?? code} before it was ready`));
       void this.stop().then(() => process.exit(1));
@@ -125,7 +149,7 @@ export class ClusterSupervisor {
     }
     const delay = this.restartDelayMs;
     this.restartDelayMs = Math.min(this.restartDelayMs * 2, RESTART_MAX_MS);
-    this.logger.error({ worker: worker.id, code, signal, restartInMs: delay }, 'worker died; restarting');
+    this.logger.error({ worker: worker.id, code, signal, wasReady, restartInMs: delay }, 'worker died; restarting');
     setTimeout(() => {
       if (!this.stopping) this.fork(slot);
     }, delay).unref();
@@ -134,5 +158,6 @@ export class ClusterSupervisor {
   private fork(slot: number): void {
     const worker = cluster.fork({ VERDICT_WORKER_SLOT: String(slot) });
     this.slots.set(worker.id, slot);
+    this.logger.info({ worker: worker.id, pid: worker.process.pid, slot }, 'worker forked');
   }
 }

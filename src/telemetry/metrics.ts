@@ -44,6 +44,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly uncaughtExceptions = new Counter({
+    name: 'verdict_uncaught_exceptions_total',
+    help: 'Exceptions (or unhandled rejections) that reached the process top level; each ends the process after it is logged.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
   readonly engineRecycles = new Counter({
     name: 'verdict_engine_recycles_total',
     help: 'Policy engine instances replaced (memory bound reached or trap).',

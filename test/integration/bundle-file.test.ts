@@ -106,10 +106,17 @@ describe('file bundle source: hot reload, refusals, persistence', () => {
     expect(await servingRevision(verdict)).toBe('B');
   });
 
-  it('refuses to start with an unsigned bundle when a key is configured', async () => {
+  it('refuses an unsigned bundle when a key is configured: starts NOT_SERVING instead of serving it', async () => {
     const d = tempDir('verdict-file-unsigned-');
     const live = join(d, 'bundle.tar.gz');
     publishBundle(await opaBuild({ files: revisionPolicy('U') }), live);
-    await expect(start(live, join(d, 'state'))).rejects.toMatchObject({ code: 'ERR_BUNDLE_SIGNATURE' });
+    verdict = await start(live, join(d, 'state'));
+    expect(verdict.policy.current).toBeNull();
+    const metrics = await verdict.metrics.registry.getSingleMetricAsString('verdict_bundle_loads_total');
+    expect(metrics).toContain('outcome="rejected",reason="ERR_BUNDLE_SIGNATURE"} 1');
+    const client = checkClient(`127.0.0.1:${verdict.grpcPort}`);
+    const res = await client.check(httpCheckRequest({ path: '/x' }));
+    client.close();
+    expect(res.okResponse).toBeUndefined();
   });
 });

@@ -132,9 +132,18 @@ describe('HTTP bundle service source', () => {
     expect(metrics).toMatch(/outcome="source-error",reason="ERR_BUNDLE_SOURCE"} [1-9]/);
   });
 
-  it('refuses to start when the service rejects the credentials (no bundle to serve)', async () => {
-    await expect(
-      startTestVerdict(['bundles.source.type=http', `bundles.source.url=${url}`, 'bundles.source.authorization=Bearer wrong']),
-    ).rejects.toMatchObject({ code: 'ERR_BUNDLE_SOURCE' });
+  it('starts NOT_SERVING when the service rejects the credentials (no bundle to serve), reporting the source error', async () => {
+    const v = await startTestVerdict([
+      'bundles.source.type=http',
+      `bundles.source.url=${url}`,
+      'bundles.source.authorization=Bearer wrong',
+    ]);
+    try {
+      expect(v.policy.current).toBeNull();
+      const metrics = await v.metrics.registry.getSingleMetricAsString('verdict_bundle_loads_total');
+      expect(metrics).toContain('outcome="source-error",reason="ERR_BUNDLE_SOURCE"}');
+    } finally {
+      await v.stop();
+    }
   });
 });

@@ -82,6 +82,11 @@ export const bundlesSchema = z
     rejectOlderSignatures: z.boolean().default(true),
     /** Keep the last good bundle here so a restart works while the source is down. null: no persistence. */
     persistDir: z.string().min(1).nullable().default(null),
+    /**
+     * Deadline of each load step of one bundle (read and verify, instantiate and start function, self-test).
+     * A step past it refuses the bundle (ERR_BUNDLE_LOAD_TIMEOUT) and frees the load queue.
+     */
+    loadTimeoutMs: z.number().int().min(10).max(600_000).default(10_000),
     limits: z
       .strictObject({
         maxCompressedBytes: z
@@ -96,7 +101,17 @@ export const bundlesSchema = z
           .min(1024)
           .max(4 * 1024 * 1024 * 1024)
           .default(128 * 1024 * 1024),
+        /** Tar entries of any kind (files and directories). */
         maxFiles: z.number().int().min(1).max(1_000_000).default(10_000),
+        /** One file inside the bundle (checked on its tar header and while streaming). */
+        maxFileBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(4 * 1024 * 1024 * 1024)
+          .default(64 * 1024 * 1024),
+        /** Path segments of one tar entry. */
+        maxPathDepth: z.number().int().min(1).max(256).default(32),
       })
       .prefault({}),
   })

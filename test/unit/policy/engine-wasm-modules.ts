@@ -54,6 +54,8 @@ export interface ModuleSpec {
   withImport?: boolean;
   /** Memory maximum in pages; null for none. */
   maxPages?: number | null;
+  /** Body of a start function (run at instantiation, core spec §2.5.9), without its final `end`. */
+  start?: number[];
 }
 
 export function assemble(spec: ModuleSpec): Buffer {
@@ -63,11 +65,12 @@ export function assemble(spec: ModuleSpec): Buffer {
       [0x60, ...vec([[I32]]), ...vec([[I32]])],
       [0x60, ...vec([[I32], [I32]]), ...vec([[I64]])],
       [0x60, 0, ...vec([[I64]])],
+      [0x60, 0, 0],
     ]),
   );
   const imports = spec.withImport ? section(2, vec([[...str('env'), ...str('host_clock'), 0x00, 2]])) : [];
   const base = spec.withImport ? 1 : 0;
-  const funcs = section(3, vec([[0], [1]]));
+  const funcs = section(3, vec(spec.start ? [[0], [1], [3]] : [[0], [1]]));
   const max = spec.maxPages === undefined ? 4 : spec.maxPages;
   const memory = section(5, vec([max === null ? [0x00, 1] : [0x01, 1, ...leb(max)]]));
   const exports = section(
@@ -82,9 +85,28 @@ export function assemble(spec: ModuleSpec): Buffer {
     const b = [0, ...code, OP.end];
     return [...leb(b.length), ...b];
   };
-  const code = section(10, vec([body([OP.i32Const, ...leb(1024)]), body(spec.evaluate)]));
+  const start = spec.start ? section(8, leb(base + 2)) : [];
+  const bodies = [body([OP.i32Const, ...leb(1024)]), body(spec.evaluate), ...(spec.start ? [body(spec.start)] : [])];
+  const code = section(10, vec(bodies));
   const data = spec.data ? section(11, vec([[0, OP.i32Const, 0, OP.end, ...str(spec.data)]])) : [];
-  return Buffer.from([0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...types, ...imports, ...funcs, ...memory, ...exports, ...code, ...data]);
+  return Buffer.from([
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    1,
+    0,
+    0,
+    0,
+    ...types,
+    ...imports,
+    ...funcs,
+    ...memory,
+    ...exports,
+    ...start,
+    ...code,
+    ...data,
+  ]);
 }
 
 /** i64.const (ptr << 32 | len). */

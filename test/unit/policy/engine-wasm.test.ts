@@ -24,6 +24,8 @@ const MODULES: Record<string, Buffer> = {
   badPointer: assemble({ evaluate: returns(0x7fff0000, 64) }),
   imports: assemble({ evaluate: CALL_IMPORT, withImport: true }),
   noMaximum: assemble({ evaluate: returns(0, 4), data: 'true', maxPages: null }),
+  // A start function runs at instantiation, before any call: this one never returns.
+  startLoops: assemble({ evaluate: returns(0, 4), data: 'true', start: LOOP_FOREVER }),
 };
 
 function bundleOf(module: Buffer): PolicyBundle {
@@ -99,6 +101,13 @@ describe('custom wasm engine', () => {
     expect(await codeOfAsync(() => WasmEngine.load(bundleOf(modules.trap as Buffer), { ...SETTINGS, maxMemoryPages: 2 }))).toBe(
       'ERR_BUNDLE_ENGINE',
     );
+  });
+
+  it('refuses a module whose start function never returns (ERR_BUNDLE_LOAD_TIMEOUT) and stops its worker', async () => {
+    expect(await codeOfAsync(() => WasmEngine.load(bundleOf(modules.startLoops as Buffer), SETTINGS, 300))).toBe('ERR_BUNDLE_LOAD_TIMEOUT');
+    // The next load is not held up: the same settings load a good module at once.
+    const e = await load('trap');
+    expect(e.evaluate(input('even'))).toMatchObject({ allowed: true });
   });
 
   it('refuses a bundle without its module, and bytes that are not wasm', async () => {
