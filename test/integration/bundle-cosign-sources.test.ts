@@ -95,7 +95,9 @@ function rejectedCount(metrics: string, code: string): number {
 }
 
 /** Each refused case in turn: refused with ERR_BUNDLE_SIGNATURE, counted once, and the good bundle keeps answering. */
-function refusalCases(ctx: () => { verdict: RunningVerdict; material: Material; publish: (d: Delivery) => void; form: SignatureForm }): void {
+function refusalCases(
+  ctx: () => { verdict: RunningVerdict; material: Material; publish: (d: Delivery) => void; form: SignatureForm },
+): void {
   // Run in order against one server: each refusal must add exactly one to the count.
   it.each(REFUSED_CASES.map((name, index) => ({ name, index })))('$name → ERR_BUNDLE_SIGNATURE', async ({ name, index }) => {
     const { verdict, material, publish, form } = ctx();
