@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { VerdictError } from '../../src/errors';
 import type { RunningVerdict } from '../../src/main';
 import { cosign, opaBuild, revisionPolicy } from '../helpers/bundle-fixtures';
 import { nextRefusal } from '../helpers/bundle-publish';
@@ -160,6 +161,8 @@ class SignedBundleService {
   readonly server: Server;
   private current: Delivery = { bundle: Buffer.alloc(0), signature: null };
   private next: Delivery | null = null;
+  /** Set: the signature URL answers this status (an outage of the signature store, not a missing signature). */
+  signatureStatus: number | null = null;
 
   constructor() {
     this.server = createServer((req, res) => {
@@ -168,6 +171,10 @@ class SignedBundleService {
         const etag = `"${sha256(this.current.bundle).slice(0, 16)}"`;
         if (req.headers['if-none-match'] === etag) res.writeHead(304).end();
         else res.writeHead(200, { etag, 'content-type': 'application/gzip' }).end(this.current.bundle);
+        return;
+      }
+      if (req.url === '/bundles/authz.tar.gz.sig' && this.signatureStatus !== null) {
+        res.writeHead(this.signatureStatus).end();
         return;
       }
       if (req.url === '/bundles/authz.tar.gz.sig' && this.current.signature !== null) {
@@ -218,6 +225,20 @@ describe('cosign-signed bundle from an HTTP source (real cosign sign-blob, sigst
 
   describe('refuses, keeping the good bundle', () => {
     refusalCases(() => ({ verdict, material, publish: (d) => service.publish(d), form: 'sigstore-bundle' }));
+  });
+
+  // Only a 404 means "unsigned"; any other failure to fetch the signature is a source error (retried), and
+  // nothing is activated either way.
+  it('a signature URL answering 503 is ERR_BUNDLE_SOURCE, not a refusal; the good bundle keeps answering', async () => {
+    const loader = verdict.bundles;
+    if (loader === null) throw new Error('an http source must start a bundle loader');
+    const failed = once(loader, 'source-error') as Promise<[VerdictError]>;
+    service.signatureStatus = 503;
+    service.publish(material.refused['signed with another key']);
+    const [err] = await failed;
+    expect(err.code).toBe('ERR_BUNDLE_SOURCE');
+    expect(rejectedCount(await scrape(verdict), 'ERR_BUNDLE_SIGNATURE')).toBe(REFUSED_CASES.length);
+    await expectGoodServing(verdict, material.good, 'sigstore-bundle');
   });
 });
 
