@@ -145,7 +145,8 @@ class MessageDecoder {
     const slots = this.nested(entry, depthLeft);
     const keyField = entry.fieldsById[1];
     const valueField = entry.fieldsById[2];
-    if (keyField === undefined || valueField === undefined) throw new VerdictError('ERR_REQUEST_BODY_PARSE', `map entry ${entry.name} lacks key or value`);
+    if (keyField === undefined || valueField === undefined)
+      throw new VerdictError('ERR_REQUEST_BODY_PARSE', `map entry ${entry.name} lacks key or value`);
     const key = slots.values.has(keyField) ? slots.values.get(keyField) : scalarDefault(keyField);
     map.set(key, slots.values.has(valueField) ? slots.values.get(valueField) : defaultOf(valueField));
     values.set(field, map);

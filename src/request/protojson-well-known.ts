@@ -59,7 +59,8 @@ function timestamp(seconds: number, nanos: number): string {
   if (seconds < MIN_TIMESTAMP_SECONDS || seconds > MAX_TIMESTAMP_SECONDS) {
     throw new VerdictError('ERR_REQUEST_BODY_PARSE', `proto: google.protobuf.Timestamp: seconds out of range ${seconds}`);
   }
-  if (nanos < 0 || nanos >= 1e9) throw new VerdictError('ERR_REQUEST_BODY_PARSE', `proto: google.protobuf.Timestamp: nanos out of range ${nanos}`);
+  if (nanos < 0 || nanos >= 1e9)
+    throw new VerdictError('ERR_REQUEST_BODY_PARSE', `proto: google.protobuf.Timestamp: nanos out of range ${nanos}`);
   const base = new Date(seconds * 1000).toISOString().slice(0, 19); // whole seconds, years 0001–9999
   return `${base}${fraction(nanos)}Z`;
 }

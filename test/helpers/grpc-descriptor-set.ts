@@ -6,7 +6,11 @@ import descriptor from 'protobufjs/ext/descriptor';
  * `protoc --include_imports --descriptor_set_out` file would hold it. Imports of google/protobuf
  * well-known types resolve from protobufjs' bundled copies. `root` encodes test messages.
  */
-export function descriptorSetFromProto(source: string): { set: Buffer; root: protobuf.Root } {
+export function descriptorSetFromProto(
+  source: string,
+  /** `pkg.Msg.field` → a json_name to write (protobufjs' toDescriptor writes none; protoc always does). */
+  jsonNames: Record<string, string> = {},
+): { set: Buffer; root: protobuf.Root } {
   const root = new protobuf.Root();
   const parsed = protobuf.parse(source, root, { keepCase: true });
   for (const file of parsed.imports ?? []) {
@@ -15,6 +19,7 @@ export function descriptorSetFromProto(source: string): { set: Buffer; root: pro
   }
   root.resolveAll();
   const set = (root as unknown as { toDescriptor(syntax: string): protobuf.Message }).toDescriptor('proto3');
+  setJSONNames(set as unknown as DescriptorSet, jsonNames);
   return { set: Buffer.from(descriptor.FileDescriptorSet.encode(set).finish()), root };
 }
 
@@ -24,4 +29,19 @@ export function grpcFrame(message: Uint8Array, compressed = false, declaredLengt
   head[0] = compressed ? 1 : 0;
   head.writeUInt32BE(declaredLength, 1);
   return Buffer.concat([head, message]);
+}
+
+interface DescriptorSet {
+  file: { package?: string; messageType?: { name: string; field?: { name: string; jsonName?: string }[] }[] }[];
+}
+
+function setJSONNames(set: DescriptorSet, jsonNames: Record<string, string>): void {
+  for (const file of set.file) {
+    for (const msg of file.messageType ?? []) {
+      for (const field of msg.field ?? []) {
+        const name = jsonNames[`${file.package ?? ''}.${msg.name}.${field.name}`];
+        if (name !== undefined) field.jsonName = name;
+      }
+    }
+  }
 }
