@@ -132,7 +132,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     };
   }
   const tokens = OIDCTokenStep.fromConfig(config.identity, { clock, logger });
-  const shadow = startShadow(config, { decisionLog, metrics, logger, clock });
+  const shadow = startShadow(config, { decisionLog, metrics, logger, clock, grpcBodyTypes });
   const tenants = startTenants(config, { metrics, logger, clock });
   const observers = [
     ...(fastpath.observer ? [fastpath.observer] : []),

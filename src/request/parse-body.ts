@@ -16,12 +16,17 @@ export interface BodyLimits {
   maxParsedBodyBytes: number;
   maxInputDepth: number;
   maxQueryParams: number;
+  /** Fields read from a gRPC body (ERR_REQUEST_TOO_MANY_FIELDS); the CheckRequest's own bound by default. */
+  maxRequestFields?: number;
   /** policy.protoDescriptor, loaded at start-up; without it gRPC bodies stay null, as in the peer. */
   grpcBodyTypes?: GRPCBodyTypes | undefined;
 }
 
 export const NOT_PARSED: ParsedBody = Object.freeze({ parsedBody: null, truncatedBody: false, exactNumbers: false });
 const TRUNCATED: ParsedBody = Object.freeze({ parsedBody: null, truncatedBody: true, exactNumbers: false });
+
+/** limits.maxRequestFields' default, for callers that build limits by hand. */
+const DEFAULT_MAX_FIELDS = 50_000;
 
 /** `parsed_body` sits one level under the input root. */
 const BODY_DEPTH = 1;
@@ -84,7 +89,10 @@ export async function parseBody(
 function grpcBody(rawBody: Buffer | undefined, parsedPath: readonly string[], limits: BodyLimits): ParsedBody {
   if (limits.grpcBodyTypes === undefined || rawBody === undefined || rawBody.length === 0) return NOT_PARSED;
   if (rawBody.length > limits.maxParsedBodyBytes) return TRUNCATED;
-  return parseGRPCBody(rawBody, parsedPath, limits.grpcBodyTypes, limits.maxInputDepth - BODY_DEPTH);
+  return parseGRPCBody(rawBody, parsedPath, limits.grpcBodyTypes, {
+    depthLeft: limits.maxInputDepth - BODY_DEPTH,
+    maxFields: limits.maxRequestFields ?? DEFAULT_MAX_FIELDS,
+  });
 }
 
 type BodyKind = 'json' | 'grpc' | 'form' | 'multipart';

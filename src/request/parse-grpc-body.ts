@@ -31,7 +31,12 @@ const CUT: GRPCBody = Object.freeze({ parsedBody: null, truncatedBody: true, exa
  *   and given as protojson.Marshal writes it (json_name keys, int64 as strings, enum names, base64 bytes,
  *   implicit-presence defaults omitted, well-known types in their JSON forms), numbers kept as written.
  */
-export function parseGRPCBody(raw: Buffer, parsedPath: readonly string[], types: GRPCBodyTypes, depthLeft: number): GRPCBody {
+export function parseGRPCBody(
+  raw: Buffer,
+  parsedPath: readonly string[],
+  types: GRPCBodyTypes,
+  bounds: { depthLeft: number; maxFields: number },
+): GRPCBody {
   if (parsedPath.length !== 2) throw new VerdictError('ERR_REQUEST_BODY_PARSE', 'invalid parsed path');
   if (raw.length < 5) throw new VerdictError('ERR_REQUEST_BODY_PARSE', 'less than 5 bytes');
   if (raw[0] !== 0) return NONE;
@@ -39,10 +44,10 @@ export function parseGRPCBody(raw: Buffer, parsedPath: readonly string[], types:
   if (size > raw.length - 5) return CUT;
   const type = types.inputType(parsedPath[0] as string, parsedPath[1] as string);
   if (type === null) return NONE;
-  const decoder = new MessageDecoder(types, raw, 5, 5 + size);
+  const decoder = new MessageDecoder(types, raw, 5, 5 + size, bounds.maxFields);
   let slots: MessageSlots;
   try {
-    slots = decoder.message(type, depthLeft);
+    slots = decoder.message(type, bounds.depthLeft);
   } catch (err) {
     if (err instanceof VerdictError && err.code === 'ERR_REQUEST_MALFORMED') {
       // Go proto.Unmarshal's error text for any wire-format fault.
@@ -62,14 +67,22 @@ const I32_TYPES = new Set(['fixed32', 'sfixed32', 'float']);
 /** Reads one message's fields into slots; unknown fields and wire-type mismatches are skipped, as Go does. */
 class MessageDecoder {
   private readonly r: ProtoWireReader;
+  /** Fields and packed elements still allowed: memory stays proportional to a bound, not to the body. */
+  private fieldsLeft: number;
 
   constructor(
     private readonly types: GRPCBodyTypes,
     buf: Buffer,
     start: number,
     end: number,
+    maxFields: number,
   ) {
     this.r = new ProtoWireReader(buf, start, end);
+    this.fieldsLeft = maxFields;
+  }
+
+  private count(): void {
+    if (--this.fieldsLeft < 0) throw new VerdictError('ERR_REQUEST_TOO_MANY_FIELDS', 'gRPC body carries more fields than the bound');
   }
 
   message(type: protobuf.Type, depthLeft: number, into?: MessageSlots): MessageSlots {
@@ -78,6 +91,7 @@ class MessageDecoder {
     const { r } = this;
     while (r.pos < r.end) {
       const id = r.tag();
+      this.count();
       const field = type.fieldsById[id];
       if (field === undefined || !this.field(slots, field, r.wireType, depthLeft)) r.skip(id, r.wireType, depthLeft);
     }
@@ -107,7 +121,10 @@ class MessageDecoder {
       } else if (wire === WIRE.LEN && field.type !== 'string' && field.type !== 'bytes') {
         const stop = this.r.lengthDelimited();
         const outer = this.r.enter(stop);
-        while (this.r.pos < this.r.end) list.push(this.scalar(field));
+        while (this.r.pos < this.r.end) {
+          this.count();
+          list.push(this.scalar(field));
+        }
         this.r.leave(outer);
       } else {
         if (!this.wireFits(field, wire)) return false;

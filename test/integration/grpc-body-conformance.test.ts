@@ -438,6 +438,12 @@ const REFUSAL_CASES: RefusalCase[] = [
     code: 'ERR_REQUEST_BODY_PARSE',
   },
   {
+    name: 'more packed elements than limits.maxRequestFields',
+    rule: BOUND,
+    request: grpcCall(grpcFrame(Buffer.concat([Buffer.from([0x42]), varint(60_000), Buffer.alloc(60_000, 1)]))),
+    code: 'ERR_REQUEST_TOO_MANY_FIELDS',
+  },
+  {
     name: 'messages nested past limits.maxInputDepth',
     rule: BOUND,
     request: grpcCall(grpcFrame(nodes(200)), { path: '/shop.v1.Orders/Walk' }),
