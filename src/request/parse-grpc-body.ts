@@ -134,6 +134,7 @@ class MessageDecoder {
       return true;
     }
     if (isMessage) {
+      if (wire === WIRE.SGROUP) throw new VerdictError('ERR_REQUEST_BODY_PARSE', 'proto2 groups in a gRPC body are not supported');
       if (wire !== WIRE.LEN) return false;
       const prior = values.get(field) as MessageSlots | undefined;
       this.clearOneof(values, field);
