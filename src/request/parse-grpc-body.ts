@@ -123,12 +123,14 @@ class MessageDecoder {
         const outer = this.r.enter(stop);
         while (this.r.pos < this.r.end) {
           this.count();
-          list.push(this.scalar(field));
+          const v = this.scalar(field);
+          if (!isUnknownClosedEnum(field, v)) list.push(v);
         }
         this.r.leave(outer);
       } else {
         if (!this.wireFits(field, wire)) return false;
-        list.push(this.scalar(field));
+        const v = this.scalar(field);
+        if (!isUnknownClosedEnum(field, v)) list.push(v);
       }
       values.set(field, list);
       return true;
@@ -143,6 +145,7 @@ class MessageDecoder {
     }
     if (!this.wireFits(field, wire)) return false;
     const v = this.scalar(field);
+    if (isUnknownClosedEnum(field, v)) return true;
     this.clearOneof(values, field);
     values.set(field, v);
     return true;
@@ -234,6 +237,17 @@ class MessageDecoder {
     r.pos += n;
     return out;
   }
+}
+
+/**
+ * A closed (proto2) enum keeps a number it does not name as an unknown field, so it is not set (protobuf
+ * spec "Enum Behavior"); an open (proto3) enum keeps the number.
+ */
+function isUnknownClosedEnum(field: protobuf.Field, v: unknown): boolean {
+  const t = field.resolvedType;
+  if (t === null || !isEnum(t)) return false;
+  const features = (t as unknown as { _features?: { enum_type?: string } })._features;
+  return features?.enum_type === 'CLOSED' && t.valuesById[v as number] === undefined;
 }
 
 function isEnum(t: protobuf.Type | protobuf.Enum): t is protobuf.Enum {

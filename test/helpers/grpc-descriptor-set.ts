@@ -10,6 +10,7 @@ export function descriptorSetFromProto(
   source: string,
   /** `pkg.Msg.field` → a json_name to write (protobufjs' toDescriptor writes none; protoc always does). */
   jsonNames: Record<string, string> = {},
+  syntax: 'proto2' | 'proto3' = 'proto3',
 ): { set: Buffer; root: protobuf.Root } {
   const root = new protobuf.Root();
   const parsed = protobuf.parse(source, root, { keepCase: true });
@@ -18,7 +19,7 @@ export function descriptorSetFromProto(
     if (common?.nested) root.addJSON(common.nested);
   }
   root.resolveAll();
-  const set = (root as unknown as { toDescriptor(syntax: string): protobuf.Message }).toDescriptor('proto3');
+  const set = (root as unknown as { toDescriptor(syntax: string): protobuf.Message }).toDescriptor(syntax);
   setJSONNames(set as unknown as DescriptorSet, jsonNames);
   return { set: Buffer.from(descriptor.FileDescriptorSet.encode(set).finish()), root };
 }
