@@ -73,14 +73,61 @@ export class GRPCBodyTypes {
 
   /** A `map<K, V>` field: repeated entries of a map_entry message (key 1, value 2). */
   isMapField(field: protobuf.Field): boolean {
-    const t = field.resolvedType;
-    return field.repeated && t instanceof protobuf.Type && this.mapEntries.has(t.fullName.slice(1));
+    let known = this.mapFields.get(field);
+    if (known === undefined) {
+      const t = field.resolvedType;
+      known = field.repeated && t instanceof protobuf.Type && this.mapEntries.has(t.fullName.slice(1));
+      this.mapFields.set(field, known);
+    }
+    return known;
   }
 
   /** protojson's key for a field: the descriptor's json_name, else Go's JSONCamelCase of the name. */
   jsonName(type: protobuf.Type, field: protobuf.Field): string {
-    return this.jsonNames.get(`${type.fullName.slice(1)}#${field.id}`) ?? jsonCamelCase(field.name);
+    let name = this.keys.get(field);
+    if (name === undefined) {
+      name = this.jsonNames.get(`${type.fullName.slice(1)}#${field.id}`) ?? jsonCamelCase(field.name);
+      this.keys.set(field, name);
+    }
+    return name;
   }
+
+  /** A type's proto2 required fields (checked after each message, as proto.Unmarshal does). */
+  requiredFields(type: protobuf.Type): readonly protobuf.Field[] {
+    let list = this.required.get(type);
+    if (list === undefined) {
+      list = type.fieldsArray.filter((f) => f.required);
+      this.required.set(type, list);
+    }
+    return list;
+  }
+
+  /** Whether a zero value is still written (explicit presence: proto2, `optional`, oneof members). */
+  hasPresence(field: protobuf.Field): boolean {
+    let known = this.presence.get(field);
+    if (known === undefined) {
+      known = field.hasPresence;
+      this.presence.set(field, known);
+    }
+    return known;
+  }
+
+  /** A type's full name without the leading dot (protobufjs recomputes fullName on every read). */
+  fullName(t: protobuf.Type | protobuf.Enum): string {
+    let name = this.names.get(t);
+    if (name === undefined) {
+      name = t.fullName.slice(1);
+      this.names.set(t, name);
+    }
+    return name;
+  }
+
+  private readonly required = new WeakMap<protobuf.Type, protobuf.Field[]>();
+  private readonly presence = new WeakMap<protobuf.Field, boolean>();
+  private readonly names = new WeakMap<protobuf.ReflectionObject, string>();
+  /** Per-field answers, computed once: the descriptor never changes after start-up. */
+  private readonly mapFields = new WeakMap<protobuf.Field, boolean>();
+  private readonly keys = new WeakMap<protobuf.Field, string>();
 }
 
 function readBounded(path: string): Buffer {

@@ -95,9 +95,9 @@ class MessageDecoder {
       const field = type.fieldsById[id];
       if (field === undefined || !this.field(slots, field, r.wireType, depthLeft)) r.skip(id, r.wireType, depthLeft);
     }
-    for (const f of type.fieldsArray) {
-      if (f.required && !slots.values.has(f)) {
-        throw new VerdictError('ERR_REQUEST_BODY_PARSE', `proto: required field ${type.fullName.slice(1)}.${f.name} not set`);
+    for (const f of this.types.requiredFields(type)) {
+      if (!slots.values.has(f)) {
+        throw new VerdictError('ERR_REQUEST_BODY_PARSE', `proto: required field ${this.types.fullName(type)}.${f.name} not set`);
       }
     }
     return slots;
@@ -288,7 +288,7 @@ function isZero(v: unknown): boolean {
 export class ProtojsonRenderer {
   exactNumbers = false;
 
-  constructor(private readonly types: GRPCBodyTypes) {}
+  constructor(readonly types: GRPCBodyTypes) {}
 
   message(slots: MessageSlots): unknown {
     const wkt = protojsonWellKnown(slots, this);
@@ -298,7 +298,7 @@ export class ProtojsonRenderer {
       if (!slots.values.has(field)) continue;
       const raw = slots.values.get(field);
       // Implicit presence (proto3 scalars without `optional`): a zero value is not written.
-      if (!field.hasPresence && !field.repeated && isZero(raw)) continue;
+      if (!field.repeated && isZero(raw) && !this.types.hasPresence(field)) continue;
       if (Array.isArray(raw) && raw.length === 0) continue; // an empty packed run
 
       defineKey(out, this.types.jsonName(slots.type, field), this.value(field, raw));
@@ -322,7 +322,7 @@ export class ProtojsonRenderer {
     const t = field.resolvedType;
     if (t !== null) {
       if (!isEnum(t)) return this.message(raw as MessageSlots);
-      if (t.fullName === '.google.protobuf.NullValue') return null;
+      if (this.types.fullName(t) === 'google.protobuf.NullValue') return null;
       return t.valuesById[raw as number] ?? raw;
     }
     if (field.type === 'double') return this.float(raw as number, String(raw));
@@ -352,5 +352,6 @@ function float32Text(v: number): string {
 
 /** Sets a key without ever invoking a setter (`__proto__` is a legal json_name). */
 export function defineKey(o: Record<string, unknown>, k: string, v: unknown): void {
-  Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  if (k === '__proto__') Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
 }

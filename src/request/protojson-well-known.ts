@@ -7,7 +7,7 @@ const MIN_TIMESTAMP_SECONDS = -62135596800; // 0001-01-01T00:00:00Z
 const MAX_DURATION_SECONDS = 315576000000;
 
 const WRAPPERS = new Set(
-  ['Bool', 'Int32', 'Int64', 'UInt32', 'UInt64', 'Float', 'Double', 'String', 'Bytes'].map((w) => `.google.protobuf.${w}Value`),
+  ['Bool', 'Int32', 'Int64', 'UInt32', 'UInt64', 'Float', 'Double', 'String', 'Bytes'].map((w) => `google.protobuf.${w}Value`),
 );
 
 /**
@@ -16,8 +16,8 @@ const WRAPPERS = new Set(
  * the peer resolves its type URL only against the types compiled into its own binary.
  */
 export function protojsonWellKnown(slots: MessageSlots, render: ProtojsonRenderer): { value: unknown } | undefined {
-  const name = slots.type.fullName;
-  if (!name.startsWith('.google.protobuf.')) return undefined;
+  const name = render.types.fullName(slots.type);
+  if (!name.startsWith('google.protobuf.')) return undefined;
   // By field number, as the wire is: descriptor sets may spell the names either way.
   const byId = (id: number): protobuf.Field | undefined => slots.type.fieldsById[id];
   const get = (id: number): unknown => {
@@ -25,20 +25,20 @@ export function protojsonWellKnown(slots: MessageSlots, render: ProtojsonRendere
     return f === undefined ? undefined : slots.values.get(f);
   };
   switch (name) {
-    case '.google.protobuf.Timestamp':
+    case 'google.protobuf.Timestamp':
       return { value: timestamp(Number(get(1) ?? '0'), Number(get(2) ?? 0)) };
-    case '.google.protobuf.Duration':
+    case 'google.protobuf.Duration':
       return { value: duration(BigInt((get(1) as string | undefined) ?? '0'), Number(get(2) ?? 0)) };
-    case '.google.protobuf.Struct':
+    case 'google.protobuf.Struct':
       return { value: struct(slots, render) };
-    case '.google.protobuf.ListValue': {
+    case 'google.protobuf.ListValue': {
       return { value: ((get(1) as MessageSlots[] | undefined) ?? []).map((v) => render.message(v)) };
     }
-    case '.google.protobuf.Value':
+    case 'google.protobuf.Value':
       return { value: value(slots, render) };
-    case '.google.protobuf.Any':
-    case '.google.protobuf.FieldMask':
-      throw new VerdictError('ERR_REQUEST_BODY_PARSE', `proto: ${name.slice(1)} in a gRPC body is not supported`);
+    case 'google.protobuf.Any':
+    case 'google.protobuf.FieldMask':
+      throw new VerdictError('ERR_REQUEST_BODY_PARSE', `proto: ${name} in a gRPC body is not supported`);
     default: {
       if (!WRAPPERS.has(name)) return undefined;
       const f = byId(1) as protobuf.Field;
