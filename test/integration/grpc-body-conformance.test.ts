@@ -68,6 +68,7 @@ message Order {
   string note = 22;
   fixed64 stamp = 23;
   google.protobuf.Any extra = 24;
+  string odd_key = 25;
 }
 message Node { Node child = 1; string tag = 2; }
 service Orders {
@@ -83,7 +84,11 @@ enum Level { LOW = 1; HIGH = 2; }
 message Req { required string id = 1; optional Level level = 2; optional int32 n = 3; }
 service Legacy { rpc Get(Req) returns (Req); }`;
 
-const { set: SHOP_SET, root: ROOT } = descriptorSetFromProto(PROTO, { 'shop.v1.Order.note': 'customNote' });
+const { set: SHOP_SET, root: ROOT } = descriptorSetFromProto(PROTO, {
+  'shop.v1.Order.note': 'customNote',
+  // A legal json_name that a careless `obj[key] = v` would turn into a prototype change.
+  'shop.v1.Order.odd_key': '__proto__',
+});
 const { set: LEGACY_SET, root: LEGACY_ROOT } = descriptorSetFromProto(LEGACY_PROTO, {}, 'proto2');
 /** Two sets' bytes concatenated are one set holding both files (protobuf merge appends repeated fields). */
 const DESCRIPTOR_SET = Buffer.concat([SHOP_SET, LEGACY_SET]);
@@ -304,6 +309,13 @@ const BODY_CASES: BodyCase[] = [
     parsedBody: { customNote: 'hi' },
   },
   {
+    name: 'a json_name of __proto__ is an ordinary key',
+    rule: PROTOJSON,
+    request: grpcCall(grpcFrame(order({ odd_key: 'v', order_id: 'k' }))),
+    parsedBody: JSON.parse('{"orderId":"k","__proto__":"v"}') as unknown,
+    text: ['"__proto__":"v"'],
+  },
+  {
     name: 'fields the descriptor does not know are skipped',
     rule: PROTOJSON,
     // field 99 (varint) before order_id: dynamicpb keeps it as unknown; protojson never writes unknowns.
@@ -357,6 +369,12 @@ const BODY_CASES: BodyCase[] = [
     name: 'unknown method is null, not an error',
     rule: FIND,
     request: grpcCall(grpcFrame(order({ order_id: 'x' })), { path: '/shop.v1.Orders/Delete' }),
+    parsedBody: null,
+  },
+  {
+    name: 'a method named like an Object.prototype member is unknown',
+    rule: FIND,
+    request: grpcCall(grpcFrame(order({ order_id: 'x' })), { path: '/shop.v1.Orders/constructor' }),
     parsedBody: null,
   },
   {
