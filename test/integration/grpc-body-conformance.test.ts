@@ -579,7 +579,7 @@ describe('gRPC bodies from policy.protoDescriptor over the real gRPC server', ()
   });
 });
 
-describe('policy.protoDescriptor refuses the start (cmd/opa-envoy-plugin loads it once at start-up)', () => {
+describe('policy.protoDescriptor refuses the start (internal/internal.go Validate → internal/util/util.go ReadProtoSet)', () => {
   const cases: { name: string; file: () => string }[] = [
     { name: 'a missing file', file: () => join(tempDir('verdict-grpc-desc-'), 'absent.binpb') },
     { name: 'bytes that are not a FileDescriptorSet', file: () => descriptorFile(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])) },
