@@ -1,3 +1,4 @@
+import type { GRPCBodyTypes } from '../request/grpc-body-types';
 import { randomUUID } from 'node:crypto';
 import type { CachePlan } from '../cache/cache-plan';
 import { expiryFor } from '../cache/cache-plan';
@@ -35,6 +36,8 @@ export interface DecisionPipelineDeps {
   /** Decision cache and the per-bundle plan; absent when caching is off. */
   cache?: { store: DecisionCache; planner: CachePlanner };
   observers?: readonly DecisionObserver[];
+  /** policy.protoDescriptor's message types (gRPC request bodies); absent when not configured. */
+  grpcBodyTypes?: GRPCBodyTypes;
   /** Tenants (config `tenants`): the request's tenant's bundle and cache decide; absent when not configured. */
   tenants?: TenantRouter;
   /** OpenTelemetry spans per Check; absent when tracing is off (then no tracing work at all). */
@@ -73,7 +76,7 @@ export class DecisionPipeline {
 
   constructor(private readonly deps: DecisionPipelineDeps) {
     const { limits, policy } = deps.config;
-    this.requestLimits = { ...limits, skipBodyParse: policy.skipRequestBodyParse };
+    this.requestLimits = { ...limits, skipBodyParse: policy.skipRequestBodyParse, grpcBodyTypes: deps.grpcBodyTypes };
   }
 
   /**
