@@ -95,7 +95,8 @@ export class DecisionPipeline {
       const global = this.takePolicy(f);
       const message = this.checkLimits(f, req);
       const t0 = this.stepStart();
-      await step('identity', () => this.identify(f, message));
+      // Nothing to verify (no SPIFFE, no token issuer) and no span to show: no promise, no microtask turn.
+      if (this.deps.tokens || this.deps.identity || f.trace) await step('identity', () => this.identify(f, message));
       this.stepEnd(f, 'identity', t0);
       const active = this.deps.tenants ? this.takeTenantPolicy(f, message) : global;
       const t1 = this.stepStart();
