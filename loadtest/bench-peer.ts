@@ -44,7 +44,11 @@ function freePort(): Promise<number> {
   });
 }
 
-export async function startPeer(bin: string): Promise<{ pid: number; target: string; rssKiB: () => number; stop: () => Promise<void> }> {
+/** extraEnv: e.g. GOMAXPROCS=1 when the peer is pinned to one core (Go sizes its scheduler at start). */
+export async function startPeer(
+  bin: string,
+  extraEnv: Record<string, string> = {},
+): Promise<{ pid: number; target: string; rssKiB: () => number; stop: () => Promise<void> }> {
   const port = await freePort();
   const child = spawn(
     bin,
@@ -59,7 +63,7 @@ export async function startPeer(bin: string): Promise<{ pid: number; target: str
       '-b',
       join(packageRoot(), 'policies', 'default'),
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...extraEnv } },
   );
   const target = `127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
