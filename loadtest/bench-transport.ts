@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import type * as grpc from '@grpc/grpc-js';
 import { packageRoot } from '../src/package-root';
 import { AUTHORIZATION_SERVICE, loadAuthorizationProtos } from '../src/server/envoy-protos';
-import { startPeer } from './bench-peer';
+import { PEER_BIN, startPeer } from './bench-peer';
 import { runGhz } from './lib/ghz';
 import { runH2load, type H2loadResult } from './lib/h2load';
 import { pinToCpu, processCpuMicros } from './lib/proc-cpu';
@@ -38,7 +38,6 @@ export interface TransportBenchOptions {
 const SERVER_CPU = 0;
 const CLIENT_CPU = 1;
 const FIXTURE = join(packageRoot(), 'test', 'fixtures', 'check-request-api.json');
-const PEER_BIN = join(packageRoot(), '.tools', 'bin', 'opa-envoy-plugin');
 const PEER_NAME = 'opa-envoy-plugin (GOMAXPROCS=1)';
 
 interface Server {
