@@ -35,7 +35,7 @@ export interface InputDocument {
 export interface RequestLimits {
   maxHeaders: number;
   maxParsedBodyBytes: number;
-  /** policy.skipRequestBodyParse (set by issue 13b; see the marked lines below). */
+  /** policy.skipRequestBodyParse: the peer's skip-request-body-parse (no parsed_body / truncated_body keys). */
   skipBodyParse?: boolean;
   /** Nesting bound of the whole input document (ERR_REQUEST_TOO_DEEP). */
   maxInputDepth: number;
