@@ -27,7 +27,13 @@ class Probe {
   private async loop(): Promise<void> {
     while (this.running) {
       const res = await this.client.check(httpCheckRequest({ path: '/probe' })).catch((e: Error) => ({ error: e.message }));
-      this.answers.push('error' in res ? `error: ${res.error}` : headerValue(res.okResponse?.headers, 'x-bundle-rev'));
+      // A deny names its reason (e.g. ERR_POLICY_TIMEOUT if loading stalled the loop), so a failure says why.
+      const answer =
+        'error' in res
+          ? `error: ${res.error}`
+          : (headerValue(res.okResponse?.headers, 'x-bundle-rev') ??
+            `deny: ${headerValue(res.deniedResponse?.headers, 'x-verdict-reason')}`);
+      this.answers.push(answer);
     }
   }
   async stop(): Promise<(string | undefined)[]> {

@@ -8,10 +8,11 @@ import { checkClient, httpCheckRequest, startTestVerdict, tempDir, type CheckCli
 
 const root = join(__dirname, '..', '..');
 
-function logSettings(url: string, spoolDir: string): string[] {
+/** timeoutMs: short where a stall must be seen; long where a slow answer must not count as lost (a timed-out upload is sent again). */
+function logSettings(url: string, spoolDir: string, timeoutMs = 300): string[] {
   return [
     `decisionLog.http.url=${url}`,
-    'decisionLog.http.timeoutMs=300',
+    `decisionLog.http.timeoutMs=${timeoutMs}`,
     `decisionLog.spool.dir=${spoolDir}`,
     'decisionLog.batch.delayMs=5',
     'decisionLog.batch.bytes=4096',
@@ -111,7 +112,7 @@ describe('decision logs across kill -9', () => {
     const url = await service.start();
     const spool = join(tempDir(), 'spool');
     service.mode = 'fail';
-    const first = await serve(logSettings(url, spool));
+    const first = await serve(logSettings(url, spool, 5000));
     const c1 = checkClient(`127.0.0.1:${first.port}`);
     const sent = await decide(c1, 40, 0);
     c1.close();
@@ -120,7 +121,7 @@ describe('decision logs across kill -9', () => {
     await new Promise((r) => first.child.once('exit', r));
     expect(service.received).toHaveLength(0);
     service.mode = 'ok';
-    const second = await serve(logSettings(url, spool));
+    const second = await serve(logSettings(url, spool, 5000));
     const c2 = checkClient(`127.0.0.1:${second.port}`);
     sent.push(...(await decide(c2, 10, 40)));
     c2.close();
