@@ -23,7 +23,7 @@ import { percentiles, printTable, round } from './lib/stats';
  * server (same run, same bundles) for a before/after figure.
  */
 const RATE = Number(process.env.BENCH_REFUSAL_RPS ?? 2000);
-const REFUSALS = Number(process.env.BENCH_REFUSALS ?? 3);
+const REFUSALS = Number(process.env.BENCH_REFUSALS ?? 2);
 const DATA_BYTES = 50 * 1024 * 1024;
 const CLIENTS = 4;
 /** h2load's core; the server is left unpinned so its hashing thread can use the other one. */
@@ -59,6 +59,9 @@ interface Setup {
   requestFile: string;
 }
 
+/** Progress on stderr: the run takes minutes. */
+const step = (what: string): void => void process.stderr.write(`${new Date().toISOString()} refusal bench: ${what}\n`);
+
 async function setup(): Promise<Setup> {
   const forge = await BundleForge.create('BENCH');
   const live = join(tempDir('verdict-bench-refusal-'), 'bundle.tar.gz');
@@ -69,6 +72,7 @@ async function setup(): Promise<Setup> {
   };
   // Two tampered variants, alternated: the file source skips a rewrite of identical bytes.
   const signed = forge.sign(forge.goodFiles);
+  step('building two tampered 50 MiB bundles');
   const tampered = [1, 2].map((v) => pack(new Map([...signed, ['data.json', bigData(v)]])));
   return { forge, live, publish, tampered, requestFile: writeFramedCheckRequest(httpCheckRequest({ path: '/probe' })) };
 }
@@ -77,7 +81,11 @@ export async function run(): Promise<Record<string, unknown>> {
   const s = await setup();
   const roots: [string, string][] = [['after', packageRoot()]];
   if (process.env.BENCH_REFUSAL_BEFORE) roots.unshift(['before', process.env.BENCH_REFUSAL_BEFORE]);
-  const results: Record<string, unknown> = { rate: RATE, dataMiB: DATA_BYTES / 2 ** 20, compressedMiB: round((s.tampered[0] as Buffer).length / 2 ** 20) };
+  const results: Record<string, unknown> = {
+    rate: RATE,
+    dataMiB: DATA_BYTES / 2 ** 20,
+    compressedMiB: round((s.tampered[0] as Buffer).length / 2 ** 20),
+  };
   for (const [label, root] of roots) results[label] = await measureServer(s, label, root);
   return results;
 }
@@ -93,20 +101,26 @@ async function measureServer(s: Setup, label: string, root: string): Promise<Rec
     'bundles.loadTimeoutMs=120000',
     ...s.forge.trustSets(),
   ];
-  const verdict = await spawnVerdict(root, sets.flatMap((x) => ['--set', x]));
+  const verdict = await spawnVerdict(
+    root,
+    sets.flatMap((x) => ['--set', x]),
+  );
   try {
     const codes: string[] = [];
     const refuseAll = async (): Promise<void> => {
       for (let i = 0; i < REFUSALS; i++) codes.push(await refuseOne(verdict, s, s.tampered[i % 2] as Buffer));
     };
     // Calibration, unloaded: how long a refusal takes sets the length of the windows.
+    step(`${label}: calibration refusal`);
     const t0 = Date.now();
     codes.push(await refuseOne(verdict, s, s.tampered[1] as Buffer));
     const unloadedRefusalMs = Date.now() - t0;
-    await load(verdict, s.requestFile, 2000, async () => sleep(500)); // warm-up (JIT, wasm tier-up)
-    const windowMs = Math.max(3000, Math.ceil(REFUSALS * unloadedRefusalMs * 3));
-    const quiet = await load(verdict, s.requestFile, windowMs, () => sleep(windowMs));
-    const refusing = await load(verdict, s.requestFile, windowMs, refuseAll);
+    await load(verdict, s.requestFile, 500, async () => sleep(500)); // warm-up (JIT, wasm tier-up)
+    step(`${label}: ${REFUSALS} refusals under load (one took ${unloadedRefusalMs} ms unloaded)`);
+    // Refusals under load take longer than unloaded: h2load runs for up to three times as long.
+    const refusing = await load(verdict, s.requestFile, 3 * REFUSALS * unloadedRefusalMs, refuseAll);
+    step(`${label}: a window as long without a refusal`);
+    const quiet = await load(verdict, s.requestFile, refusing.durationMs, () => sleep(refusing.durationMs));
     printTable(`[${label}] Check at ${RATE}/s (h2load) while a bundle with ${DATA_BYTES / 2 ** 20} MiB of data.json is refused`, [
       { window: 'A: no refusal', ...quiet },
       { window: `B: ${REFUSALS} refusals back to back`, ...refusing },
@@ -144,13 +158,13 @@ async function scrapeLoopMaxMs(verdict: VerdictProcess): Promise<number> {
 
 /**
  * Fixed-rate Checks from h2load for a lead-in, then `during` (its window, opened and closed by a scrape),
- * then a tail; h2load runs long enough to cover a window up to three times `expectMs`.
+ * then a tail; h2load runs long enough to cover a window of `maxMs`.
  */
-async function load(verdict: VerdictProcess, dataFile: string, expectMs: number, during: () => Promise<unknown>): Promise<WindowResult> {
+async function load(verdict: VerdictProcess, dataFile: string, maxMs: number, during: () => Promise<unknown>): Promise<WindowResult> {
   const h2 = runH2load({
     url: `http://127.0.0.1:${verdict.grpcPort}/${AUTHORIZATION_SERVICE}/Check`,
     dataFile,
-    durationS: Math.ceil((LEAD_IN_MS + 3 * expectMs + 1000) / 1000),
+    durationS: Math.ceil((LEAD_IN_MS + maxMs + 1000) / 1000),
     clients: CLIENTS,
     streams: 32,
     rpsPerClient: RATE / CLIENTS,
