@@ -15,7 +15,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/package-root';
 import { AUTHORIZATION_SERVICE } from '../src/server/envoy-protos';
-import { startPeer } from './bench-peer';
+import { PEER_BIN, startPeer } from './bench-peer';
 import { writeFramedCheckRequest } from './lib/framed-check-request';
 import { runGhz } from './lib/ghz';
 import { runH2load, type H2loadResult } from './lib/h2load';
@@ -37,7 +37,7 @@ export interface TransportBenchOptions {
 const SERVER_CPU = 0;
 const CLIENT_CPU = 1;
 const FIXTURE = join(packageRoot(), 'test', 'fixtures', 'check-request-api.json');
-const PEER_BIN = join(packageRoot(), '.tools', 'bin', 'opa-envoy-plugin');
+const PEER_NAME = 'opa-envoy-plugin (GOMAXPROCS=1)';
 
 interface Server {
   name: string;
@@ -97,9 +97,9 @@ async function startServers(o: TransportBenchOptions, notes: string[]): Promise<
     servers.push(await verdictServer('before (grpc-js) cache hit', o.before, ['cache.enabled=true']));
   } else notes.push('before (grpc-js): not measured (pass --before DIR, a built checkout of the grpc-js edge)');
   if (existsSync(PEER_BIN)) {
-    const peer = await startPeer(PEER_BIN);
+    const peer = await startPeer(PEER_BIN, { GOMAXPROCS: '1' });
     servers.push({
-      name: 'opa-envoy-plugin',
+      name: PEER_NAME,
       pid: peer.pid,
       port: Number(peer.target.split(':')[1]),
       rssKiB: peer.rssKiB,
@@ -198,7 +198,7 @@ function addRatios(rows: Record<string, unknown>[]): void {
   for (const r of rows) {
     const mine = Number(r['CPU µs/Check sat']);
     r['× echo'] = mine / cpu('node:http2 echo');
-    r['× peer'] = mine / cpu('opa-envoy-plugin');
+    r['× peer'] = mine / cpu(PEER_NAME);
     r['× before'] =
       mine / cpu(String(r.server).startsWith('verdict uncached') ? 'before (grpc-js) uncached' : 'before (grpc-js) cache hit');
   }

@@ -13,7 +13,10 @@ export const ERROR_CODES = {
   ERR_REQUEST_TOO_MANY_FIELDS: { kind: 'request', summary: 'CheckRequest carries more fields than the configured bound' },
   ERR_REQUEST_TOO_MANY_PARAMS: { kind: 'request', summary: 'query or form body has more parameters than the configured bound' },
   ERR_REQUEST_PARSE: { kind: 'request', summary: 'request path or query does not parse (opa-envoy-plugin request_parse_error)' },
-  ERR_REQUEST_BODY_PARSE: { kind: 'request', summary: 'declared JSON, form or multipart body could not be parsed (request_parse_error)' },
+  ERR_REQUEST_BODY_PARSE: {
+    kind: 'request',
+    summary: 'declared JSON, form, multipart or gRPC body could not be parsed (request_parse_error)',
+  },
   // identity/: SPIFFE verification (deny before policy)
   ERR_SPIFFE_ID_INVALID: { kind: 'identity', summary: 'not a valid SPIFFE ID' },
   ERR_SVID_MALFORMED: { kind: 'identity', summary: 'SVID could not be decoded' },

@@ -1,3 +1,4 @@
+import { GRPCBodyTypes } from './request/grpc-body-types';
 import type { ServerCredentials } from '@grpc/grpc-js';
 import { existsSync } from 'node:fs';
 import { systemClock, type Clock } from './clock';
@@ -69,6 +70,8 @@ export interface RunningVerdict {
 export async function startVerdict(config: Config, options: VerdictOptions = {}): Promise<RunningVerdict> {
   const logger = options.logger ?? createLogger(config.log.level);
   const clock = options.clock ?? systemClock;
+  // Before anything starts: a bad descriptor set refuses the start (ERR_CONFIG) with nothing to undo.
+  const grpcBodyTypes = config.policy.protoDescriptor === null ? undefined : GRPCBodyTypes.fromFile(config.policy.protoDescriptor);
   const metrics = options.metrics ?? new Metrics();
   const decisionLog = options.decisionLog ?? (await createDecisionLog(config, { metrics, logger, clock }));
   const policy = new PolicyStore({
@@ -129,7 +132,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     };
   }
   const tokens = OIDCTokenStep.fromConfig(config.identity, { clock, logger });
-  const shadow = startShadow(config, { decisionLog, metrics, logger, clock });
+  const shadow = startShadow(config, { decisionLog, metrics, logger, clock, grpcBodyTypes });
   const tenants = startTenants(config, { metrics, logger, clock });
   const observers = [
     ...(fastpath.observer ? [fastpath.observer] : []),
@@ -140,6 +143,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const tracer = config.tracing.enabled ? new CheckTracer(config.tracing) : null;
   const pipeline = new DecisionPipeline({
     config,
+    ...(grpcBodyTypes ? { grpcBodyTypes } : {}),
     policy,
     decisionLog,
     metrics,

@@ -17,6 +17,7 @@
 #include <node_api.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "percpu-sums.h"
 #include "../kernel-telemetry.h"
 #include "telemetry-addon.h"
 
@@ -395,28 +396,15 @@ static napi_value kt_read(napi_env env, napi_callback_info info)
 static napi_value kt_health(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
-	napi_value argv[1], out, v;
+	napi_value argv[1];
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
 	struct kt_handle *h = argc == 1 ? kt_get(env, argv[0]) : NULL;
 	if (!h)
 		return NULL;
-	int ncpu = libbpf_num_possible_cpus();
-	if (ncpu <= 0)
-		return kt_throw(env, "NCPU", -ncpu);
-	__u64 *per_cpu = calloc((size_t)ncpu, sizeof(__u64));
-	if (!per_cpu)
-		return kt_throw(env, "ALLOC", ENOMEM);
-	napi_create_array_with_length(env, KT_CTR_COUNT, &out);
-	for (__u32 slot = 0; slot < KT_CTR_COUNT; slot++) {
-		__u64 sum = 0;
-		if (bpf_map_lookup_elem(h->health_fd, &slot, per_cpu) == 0)
-			for (int c = 0; c < ncpu; c++)
-				sum += per_cpu[c];
-		napi_create_bigint_uint64(env, sum, &v);
-		napi_set_element(env, out, slot, v);
-	}
-	free(per_cpu);
-	return out;
+	const char *what = NULL;
+	int err = 0;
+	napi_value out = percpu_sums(env, h->health_fd, KT_CTR_COUNT, &what, &err);
+	return out ? out : kt_throw(env, what, err);
 }
 
 /* ktProgramStats(handle) -> [{ name, runCount, runTimeNs }] (counted only while kernel.bpf_stats_enabled=1). */

@@ -22,8 +22,21 @@ export function isRequestKeyable(decl: CacheDeclaration): boolean {
 }
 
 export function requestKey(bundleSHA256: string, decl: CacheDeclaration, req: CheckRequest, spiffe: SPIFFEInput | null): string {
+  return keyFromValues(bundleSHA256, requestKeyValues(decl, req, spiffe));
+}
+
+/**
+ * The declared paths' values read from the request, in declaration order: computed once per Check and
+ * used for both the key and, on a hit, the logged key fields. The request path is parsed at most once.
+ */
+export function requestKeyValues(decl: CacheDeclaration, req: CheckRequest, spiffe: SPIFFEInput | null): unknown[] {
+  const url: ParsedUrlMemo = { parsed: undefined };
+  return decl.keySegments.map((segs) => requestValue(segs, req, spiffe, url));
+}
+
+export function keyFromValues(bundleSHA256: string, values: readonly unknown[]): string {
   let key = bundleSHA256;
-  for (const segs of decl.keySegments) key += `|${encode(requestValue(segs, req, spiffe))}`;
+  for (const v of values) key += `|${encode(v)}`;
   return key;
 }
 
@@ -35,23 +48,38 @@ export function inputKey(bundleSHA256: string, decl: CacheDeclaration, input: In
 
 /** The declared key fields as a nested object (what the decision log records on a cache hit). */
 export function requestKeyFields(decl: CacheDeclaration, req: CheckRequest, spiffe: SPIFFEInput | null): Record<string, unknown> {
+  return keyFieldsFromValues(decl, requestKeyValues(decl, req, spiffe));
+}
+
+/** The same from values already read by requestKeyValues. */
+export function keyFieldsFromValues(decl: CacheDeclaration, values: readonly unknown[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const segs of decl.keySegments) {
-    const value = requestValue(segs, req, spiffe);
-    if (value === undefined) continue;
+  decl.keySegments.forEach((segs, i) => {
+    const value = values[i];
+    if (value === undefined) return;
     let node = out;
-    for (let i = 0; i < segs.length - 1; i++) {
-      const s = segs[i] as string;
+    for (let j = 0; j < segs.length - 1; j++) {
+      const s = segs[j] as string;
       const next = node[s];
       node = (typeof next === 'object' && next !== null ? next : (node[s] = {})) as Record<string, unknown>;
     }
     node[segs[segs.length - 1] as string] = value;
-  }
+  });
   return out;
 }
 
+/** The parsed request path of one request, shared by its key paths (null: it does not parse). */
+interface ParsedUrlMemo {
+  parsed: ReturnType<typeof parseRequestPath> | null | undefined;
+}
+
 /** The value the input document would hold at `segs`, computed from the request without building it. */
-export function requestValue(segs: readonly string[], req: CheckRequest, spiffe: SPIFFEInput | null): unknown {
+export function requestValue(
+  segs: readonly string[],
+  req: CheckRequest,
+  spiffe: SPIFFEInput | null,
+  memo: ParsedUrlMemo = { parsed: undefined },
+): unknown {
   const attrs = req.attributes;
   switch (segs[0]) {
     case 'spiffe':
@@ -61,13 +89,16 @@ export function requestValue(segs: readonly string[], req: CheckRequest, spiffe:
       return walk(attrs?.source?.principal || undefined, segs, 1);
     case 'parsed_path':
     case 'parsed_query': {
-      let url;
-      try {
-        // The pre-check (request-precheck.ts) has refused bad and over-long queries already.
-        url = parseRequestPath(attrs?.request?.http?.path ?? '', Number.MAX_SAFE_INTEGER);
-      } catch {
-        return undefined;
+      if (memo.parsed === undefined) {
+        try {
+          // The pre-check (request-precheck.ts) has refused bad and over-long queries already.
+          memo.parsed = parseRequestPath(attrs?.request?.http?.path ?? '', Number.MAX_SAFE_INTEGER);
+        } catch {
+          memo.parsed = null;
+        }
       }
+      const url = memo.parsed;
+      if (url === null) return undefined;
       return walk(segs[0] === 'parsed_path' ? url.parsedPath : url.parsedQuery, segs, 1);
     }
     case 'attributes':

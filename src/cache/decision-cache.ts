@@ -61,10 +61,10 @@ export class DecisionCache {
       },
     });
     if (metrics) {
-      this.m.hit = metrics.cacheRequests.labels({ outcome: 'hit' });
-      this.m.miss = metrics.cacheRequests.labels({ outcome: 'miss' });
-      this.m.coalesced = metrics.cacheRequests.labels({ outcome: 'coalesced' });
-      this.m.bypass = metrics.cacheRequests.labels({ outcome: 'bypass' });
+      this.m.hit = metrics.cacheRequestCounter('hit');
+      this.m.miss = metrics.cacheRequestCounter('miss');
+      this.m.coalesced = metrics.cacheRequestCounter('coalesced');
+      this.m.bypass = metrics.cacheRequestCounter('bypass');
       metrics.cacheSize = () => ({ entries: this.lru.size, bytes: this.lru.calculatedSize });
     }
   }

@@ -110,6 +110,12 @@ export const configSchema = z.strictObject({
        * `parsed_body` / `truncated_body` (the raw body stays in attributes). Saves the parse when no rule reads it.
        */
       skipRequestBodyParse: z.boolean().default(false),
+      /**
+       * opa-envoy-plugin's `proto-descriptor`: a FileDescriptorSet file (`protoc --include_imports
+       * --descriptor_set_out`). With it, application/grpc bodies sent as raw_body are decoded into
+       * parsed_body (docs/grpc-body.md). Read once at start-up; a bad file refuses the start (ERR_CONFIG).
+       */
+      protoDescriptor: z.string().min(1).nullable().default(null),
       /** A decision that takes longer than this is discarded and denied. */
       timeoutMs: z.number().int().min(1).max(60_000).default(100),
       /** opa-wasm linear memory bound, in 64 KiB pages. */

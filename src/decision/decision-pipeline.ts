@@ -1,7 +1,8 @@
+import type { GRPCBodyTypes } from '../request/grpc-body-types';
 import { randomUUID } from 'node:crypto';
 import type { CachePlan } from '../cache/cache-plan';
 import { expiryFor } from '../cache/cache-plan';
-import { inputKey, requestKey, requestKeyFields } from '../cache/cache-key';
+import { inputKey, keyFieldsFromValues, keyFromValues, requestKeyValues } from '../cache/cache-key';
 import type { DecisionCache } from '../cache/decision-cache';
 import type { CachePlanner } from '../cache/cache-plan';
 import { precheckForCache } from '../cache/request-precheck';
@@ -35,6 +36,8 @@ export interface DecisionPipelineDeps {
   /** Decision cache and the per-bundle plan; absent when caching is off. */
   cache?: { store: DecisionCache; planner: CachePlanner };
   observers?: readonly DecisionObserver[];
+  /** policy.protoDescriptor's message types (gRPC request bodies); absent when not configured. */
+  grpcBodyTypes?: GRPCBodyTypes;
   /** Tenants (config `tenants`): the request's tenant's bundle and cache decide; absent when not configured. */
   tenants?: TenantRouter;
   /** OpenTelemetry spans per Check; absent when tracing is off (then no tracing work at all). */
@@ -70,10 +73,13 @@ const DEFAULT_MAX_KEY_BYTES = 4096;
  */
 export class DecisionPipeline {
   private readonly requestLimits: RequestLimits;
+  // The record's ISO timestamp, formatted once per millisecond (at saturation ~10 Checks share one).
+  private stampMs = Number.NaN;
+  private stamp = '';
 
   constructor(private readonly deps: DecisionPipelineDeps) {
     const { limits, policy } = deps.config;
-    this.requestLimits = { ...limits, skipBodyParse: policy.skipRequestBodyParse };
+    this.requestLimits = { ...limits, skipBodyParse: policy.skipRequestBodyParse, grpcBodyTypes: deps.grpcBodyTypes };
   }
 
   /**
@@ -92,7 +98,8 @@ export class DecisionPipeline {
       const global = this.takePolicy(f);
       const message = this.checkLimits(f, req);
       const t0 = this.stepStart();
-      await step('identity', () => this.identify(f, message));
+      // Nothing to verify (no SPIFFE, no token issuer) and no span to show: no promise, no microtask turn.
+      if (this.deps.tokens || this.deps.identity || f.trace) await step('identity', () => this.identify(f, message));
       this.stepEnd(f, 'identity', t0);
       const active = this.deps.tenants ? this.takeTenantPolicy(f, message) : global;
       const t1 = this.stepStart();
@@ -118,7 +125,7 @@ export class DecisionPipeline {
     };
     const record: DecisionRecord = {
       decision_id: decision.id,
-      timestamp: new Date(clock.nowMs()).toISOString(),
+      timestamp: this.timestamp(clock.nowMs()),
       protocol,
       allowed: false,
       http_status: decision.httpStatus,
@@ -139,6 +146,14 @@ export class DecisionPipeline {
       cache: this.deps.cache,
       trace,
     };
+  }
+
+  private timestamp(ms: number): string {
+    if (ms !== this.stampMs) {
+      this.stamp = new Date(ms).toISOString();
+      this.stampMs = ms;
+    }
+    return this.stamp;
   }
 
   /** The bundle is taken once: the whole request is decided with it, even if a swap happens meanwhile. */
@@ -195,14 +210,15 @@ export class DecisionPipeline {
     if (f.token) return this.bypass(f);
     if (precheckForCache(message, this.deps.config.limits) === 'bypass') return this.bypass(f);
     if (!f.plan.requestKeyable) return false; // keyed from the built input in evaluateAndStore
-    const key = requestKey(f.plan.sha256, f.plan.declaration, message, f.spiffe);
+    const values = requestKeyValues(f.plan.declaration, message, f.spiffe);
+    const key = keyFromValues(f.plan.sha256, values);
     if (key.length > (this.deps.config.cache?.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES)) return this.bypass(f);
     f.cacheKey = key;
     const result = cache.store.get(key);
     if (result === undefined) return false;
     f.record.cached = true;
     f.record.input_kind = 'cache_key';
-    f.record.input = requestKeyFields(f.plan.declaration, message, f.spiffe);
+    f.record.input = keyFieldsFromValues(f.plan.declaration, values);
     this.applyResult(f, result);
     return true;
   }
@@ -297,11 +313,7 @@ export class DecisionPipeline {
     if (decision.result && decision.result.reasons.length > 0) record.reasons = decision.result.reasons;
     if (decision.dryRun) record.dry_run = true;
     record.timings_ns.total = Number(this.deps.clock.monotonicNs() - f.startedNs);
-    this.deps.metrics.decisions.inc({
-      result: decision.allowed ? 'allow' : 'deny',
-      engine: decision.engine ?? 'none',
-      reason: decision.reason,
-    });
+    this.deps.metrics.countDecision(decision.allowed ? 'allow' : 'deny', decision.engine ?? 'none', decision.reason);
     if (f.trace) f.trace.step('log', () => this.deps.decisionLog.emit(record, decision));
     else this.deps.decisionLog.emit(record, decision);
     this.notifyObservers(f, record, decision);

@@ -63,8 +63,8 @@ export class DecisionLogPipeline implements DecisionLog {
     this.head = this.spool.open();
     this.mask = new EventMask(options.mask);
     const { metrics } = options;
-    this.emitted = metrics.decisionLogEvents.labels({ stage: 'emitted', sink: '' });
-    const spooledChild = metrics.decisionLogEvents.labels({ stage: 'spooled', sink: '' });
+    this.emitted = metrics.decisionLogEventCounter('emitted', '');
+    const spooledChild = metrics.decisionLogEventCounter('spooled', '');
     this.spooled = { inc: (n) => spooledChild.inc(n) };
     this.shippers = options.sinks.map(
       (sink) =>

@@ -52,7 +52,7 @@ export class CountingDecisionLog implements DecisionLog {
   private readonly emitted: { inc(): void };
 
   constructor(metrics: Metrics) {
-    this.emitted = metrics.decisionLogEvents.labels({ stage: 'emitted', sink: '' });
+    this.emitted = metrics.decisionLogEventCounter('emitted', '');
   }
 
   emit(_record: DecisionRecord, _decision: Decision): void {

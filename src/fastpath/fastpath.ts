@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import type { Clock } from '../clock';
 import type { Config } from '../config/schema';
 import type { DecisionObserver } from '../decision/decision-observer';
@@ -11,6 +10,7 @@ import { dumpEntries, readKernelStatus, type DumpedEntry, type KernelStatus } fr
 import { HotnessTracker, type EligibleBundle } from './hotness-tracker';
 import { KernelVerdictMap } from './kernel-verdict-map';
 import { KernelWriter } from './kernel-writer';
+import { checkKernelPrerequisites } from './kernel-prerequisites';
 import { bpfObjectPath, loadAddon } from './native-addon';
 
 export type FastpathOffReason = 'DISABLED_IN_CONFIG' | 'NOT_LINUX' | 'NOT_ROOT' | 'ADDON_MISSING' | 'CGROUP_MISSING' | 'BPF_LOAD_FAILED';
@@ -68,13 +68,9 @@ export function startFastpath(settings: Settings, deps: FastpathDeps): Fastpath 
 
 function tryStart(s: Settings, deps: FastpathDeps): EnabledFastpath | { reason: FastpathOffReason; detail: string } {
   if (!s.enabled) return { reason: 'DISABLED_IN_CONFIG', detail: 'fastpath.enabled is false' };
-  if (process.platform !== 'linux') return { reason: 'NOT_LINUX', detail: `eBPF needs Linux, this is ${process.platform}` };
-  if (process.getuid?.() !== 0) return { reason: 'NOT_ROOT', detail: 'loading BPF programs needs root' };
-  const loaded = loadAddon();
-  if ('reason' in loaded) return { reason: 'ADDON_MISSING', detail: loaded.reason };
-  if (!existsSync(bpfObjectPath())) return { reason: 'ADDON_MISSING', detail: `${bpfObjectPath()} is not built (npm run build:native)` };
   const cgroupPath = s.cgroupPath as string;
-  if (!existsSync(`${cgroupPath}/cgroup.procs`)) return { reason: 'CGROUP_MISSING', detail: `${cgroupPath} is not a cgroup v2 group` };
+  const loaded = checkKernelPrerequisites(loadAddon, bpfObjectPath(), cgroupPath);
+  if ('reason' in loaded) return loaded;
   try {
     const map = KernelVerdictMap.load(loaded.addon, {
       objectPath: bpfObjectPath(),

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { checkKernelPrerequisites } from '../fastpath/kernel-prerequisites';
 import type { Clock } from '../clock';
 import type { KernelTelemetryConfig } from '../config/sections/kernel-telemetry';
 import type { DecisionObserver } from '../decision/decision-observer';
@@ -78,14 +78,9 @@ function tryStart(
   if (!s.enabled) return { reason: 'DISABLED_IN_CONFIG', detail: 'kernelTelemetry.enabled is false' };
   if (deps.workerSlot !== null)
     return { reason: 'CLUSTER_MODE', detail: 'kernel telemetry needs server.workers: 1 (drift must see every decision)' };
-  if (process.platform !== 'linux') return { reason: 'NOT_LINUX', detail: `eBPF needs Linux, this is ${process.platform}` };
-  if (process.getuid?.() !== 0) return { reason: 'NOT_ROOT', detail: 'loading BPF programs needs root' };
-  const loaded = loadTelemetryAddon();
-  if ('reason' in loaded) return { reason: 'ADDON_MISSING', detail: loaded.reason };
-  if (!existsSync(telemetryObjectPath()))
-    return { reason: 'ADDON_MISSING', detail: `${telemetryObjectPath()} is not built (npm run build:native)` };
   const cgroupPath = s.cgroupPath as string;
-  if (!existsSync(`${cgroupPath}/cgroup.procs`)) return { reason: 'CGROUP_MISSING', detail: `${cgroupPath} is not a cgroup v2 group` };
+  const loaded = checkKernelPrerequisites(loadTelemetryAddon, telemetryObjectPath(), cgroupPath);
+  if ('reason' in loaded) return loaded;
   try {
     const maps = KernelTelemetryMaps.load(loaded.addon, {
       objectPath: telemetryObjectPath(),

@@ -79,5 +79,10 @@ function tooLarge(path: string, what: string, size: number, maxBytes: number): V
 }
 
 function sourceError(path: string, what: string, err: unknown): VerdictError {
-  return new VerdictError('ERR_BUNDLE_SOURCE', `cannot read ${what} ${path}: ${(err as Error).message}`);
+  return new VerdictError('ERR_BUNDLE_SOURCE', `cannot read ${what} ${path}: ${(err as Error).message}`, { cause: err });
+}
+
+/** True when a read failed because the file does not exist (the cause kept by ERR_BUNDLE_SOURCE). */
+export function isMissingFile(err: unknown): boolean {
+  return err instanceof VerdictError && (err.cause as { code?: unknown } | undefined)?.code === 'ENOENT';
 }

@@ -1,7 +1,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { BundleArtifact } from './bundle';
-import { readRegularFileBounded } from './bundle-file-read';
+import { isMissingFile, readRegularFileBounded } from './bundle-file-read';
 import { sha256Hex } from './bundle-reader';
 import { abortableDelay, type BundleSource } from './bundle-source';
 
@@ -36,7 +36,7 @@ export class FileBundleSource implements BundleSource {
   async fetch(): Promise<BundleArtifact | null> {
     this.ensureWatching();
     const bytes = await this.read(this.options.path, 'bundle');
-    const cosignSignature = this.options.signaturePath === null ? undefined : await this.read(this.options.signaturePath, 'signature');
+    const cosignSignature = this.options.signaturePath === null ? undefined : await this.signature(this.options.signaturePath);
     const key = `${await sha256Hex(bytes)}:${cosignSignature ? await sha256Hex(cosignSignature) : ''}`;
     if (key === this.lastKey) return null;
     this.lastKey = key;
@@ -80,6 +80,19 @@ export class FileBundleSource implements BundleSource {
       this.pending = true;
       this.wake?.();
     });
+  }
+
+  /**
+   * No signature file beside the bundle means an unsigned bundle, not a broken source: the verifier then
+   * refuses it as ERR_BUNDLE_SIGNATURE (the code an operator looks for), and the serving bundle stays.
+   */
+  private async signature(path: string): Promise<Buffer | undefined> {
+    try {
+      return await this.read(path, 'signature');
+    } catch (err) {
+      if (isMissingFile(err)) return undefined;
+      throw err;
+    }
   }
 
   /** Regular files only, bounded by the configured maximum whatever stat says (bundle-file-read.ts). */

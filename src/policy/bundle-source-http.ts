@@ -54,8 +54,13 @@ export class HTTPBundleSource implements BundleSource {
 
   close(): void {}
 
-  private async signature(url: string): Promise<Buffer> {
+  /** 404: no signature published, i.e. an unsigned bundle (refused by the verifier as ERR_BUNDLE_SIGNATURE). */
+  private async signature(url: string): Promise<Buffer | undefined> {
     const res = await this.get(url, null);
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
     if (res.status !== 200) {
       await res.body?.cancel();
       throw new VerdictError('ERR_BUNDLE_SOURCE', `signature ${redactURL(url)} answered HTTP ${res.status}`);

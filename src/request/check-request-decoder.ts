@@ -134,7 +134,7 @@ function decodeScalar(r: ProtoWireReader, kind: ScalarKind, wireType: number, sp
   switch (kind) {
     case 'string':
       expectWire(wireType, WIRE.LEN, spec, json);
-      return r.string(`${spec.name}.${json}`);
+      return r.string(spec.name, '.', json);
     case 'bytes':
       expectWire(wireType, WIRE.LEN, spec, json);
       return r.bytesBase64();
@@ -169,7 +169,7 @@ function decodeMapEntry(r: ProtoWireReader, f: FieldSpec & { kind: 'map' }, map:
     countField(s);
     if (field === 1) {
       expectWire(wireType, WIRE.LEN, MAP_ENTRY, f.json);
-      key = r.string(`${f.json} key`);
+      key = r.string(f.json, ' key');
     } else if (field === 2) {
       expectWire(wireType, WIRE.LEN, MAP_ENTRY, f.json);
       value = decodeMapValue(r, f, value, depth, s);
@@ -181,7 +181,7 @@ function decodeMapEntry(r: ProtoWireReader, f: FieldSpec & { kind: 'map' }, map:
 const MAP_ENTRY: MessageSpec = { name: 'map entry', fields: [] };
 
 function decodeMapValue(r: ProtoWireReader, f: FieldSpec & { kind: 'map' }, previous: unknown, depth: number, s: DecodeState): unknown {
-  if (f.value === 'string') return r.string(`${f.json} value`);
+  if (f.value === 'string') return r.string(f.json, ' value');
   const outer = r.enter(r.lengthDelimited());
   const into = typeof previous === 'object' && previous !== null ? (previous as JSONObject) : undefined;
   const out = f.value === 'struct' ? decodeStruct(r, into ?? {}, depth + 1, s) : decodeMessage(r, f.value(), into ?? {}, depth + 1, s);

@@ -1,6 +1,7 @@
 import { VerdictError } from '../errors';
 import type { CheckRequest, HttpRequest } from './check-request';
 import { parseRequestPath } from './go-url';
+import type { GRPCBodyTypes } from './grpc-body-types';
 import { HAS_EXACT_NUMBERS } from './input-json';
 import { NOT_PARSED, parseBody } from './parse-body';
 
@@ -34,12 +35,14 @@ export interface InputDocument {
 export interface RequestLimits {
   maxHeaders: number;
   maxParsedBodyBytes: number;
-  /** policy.skipRequestBodyParse (set by issue 13b; see the marked lines below). */
+  /** policy.skipRequestBodyParse: the peer's skip-request-body-parse (no parsed_body / truncated_body keys). */
   skipBodyParse?: boolean;
   /** Nesting bound of the whole input document (ERR_REQUEST_TOO_DEEP). */
   maxInputDepth: number;
   /** Query parameters, form pairs and multipart parts (ERR_REQUEST_TOO_MANY_PARAMS). */
   maxQueryParams: number;
+  /** policy.protoDescriptor's message types, loaded once at start-up (gRPC bodies). */
+  grpcBodyTypes?: GRPCBodyTypes | undefined;
 }
 
 const VERSION = Object.freeze({ ext_authz: 'v3', encoding: 'protojson' } as const);
@@ -59,7 +62,7 @@ export async function buildInputDocument(req: CheckRequest, limits: RequestLimit
   const rawBody = http.rawBody !== undefined ? Buffer.from(http.rawBody, 'base64') : undefined;
   // policy.skipRequestBodyParse is opa-envoy-plugin's skip-request-body-parse (envoyauth/request.go
   // RequestToInput): the body is not parsed and the input has no parsed_body / truncated_body keys.
-  const body = limits.skipBodyParse ? NOT_PARSED : await parseBody(http.headers ?? {}, http.body, rawBody, limits);
+  const body = limits.skipBodyParse ? NOT_PARSED : await parseBody(http.headers ?? {}, http.body, rawBody, limits, url.parsedPath);
 
   const input: InputDocument = {
     attributes: attrs as Record<string, unknown>,

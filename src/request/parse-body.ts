@@ -1,6 +1,8 @@
 import { VerdictError } from '../errors';
 import { parseExactJSON } from './exact-json-parse';
 import { parseQuery } from './go-url';
+import type { GRPCBodyTypes } from './grpc-body-types';
+import { parseGRPCBody } from './parse-grpc-body';
 import { parseMultipart } from './parse-multipart';
 
 export interface ParsedBody {
@@ -14,10 +16,17 @@ export interface BodyLimits {
   maxParsedBodyBytes: number;
   maxInputDepth: number;
   maxQueryParams: number;
+  /** Fields read from a gRPC body (ERR_REQUEST_TOO_MANY_FIELDS); the CheckRequest's own bound by default. */
+  maxRequestFields?: number;
+  /** policy.protoDescriptor, loaded at start-up; without it gRPC bodies stay null, as in the peer. */
+  grpcBodyTypes?: GRPCBodyTypes | undefined;
 }
 
 export const NOT_PARSED: ParsedBody = Object.freeze({ parsedBody: null, truncatedBody: false, exactNumbers: false });
 const TRUNCATED: ParsedBody = Object.freeze({ parsedBody: null, truncatedBody: true, exactNumbers: false });
+
+/** limits.maxRequestFields' default, for callers that build limits by hand. */
+const DEFAULT_MAX_FIELDS = 50_000;
 
 /** `parsed_body` sits one level under the input root. */
 const BODY_DEPTH = 1;
@@ -28,7 +37,8 @@ const BODY_DEPTH = 1;
  * 1. `x-envoy-auth-partial-body: true` → truncated, not parsed (Envoy cut the body; chunked bodies have no
  *    content-length to tell).
  * 2. The content type is matched by substring, in this order: application/json, application/grpc (null
- *    here: no descriptor set is configured), application/x-www-form-urlencoded, multipart/form-data.
+ *    unless a descriptor set is configured; then parse-grpc-body.ts), application/x-www-form-urlencoded,
+ *    multipart/form-data.
  * 3. The body is `body`, else `rawBody`; none → null. A `content-length` larger than the body's bytes →
  *    truncated; a content-length that is not an int64 → parse error (strconv.ParseInt's message).
  * Parse errors are ERR_REQUEST_BODY_PARSE, answered as `request_parse_error: <reason>`.
@@ -38,12 +48,14 @@ export async function parseBody(
   body: string | undefined,
   rawBody: Buffer | undefined,
   limits: BodyLimits,
+  parsedPath: readonly string[] = [],
 ): Promise<ParsedBody> {
   if (headers['x-envoy-auth-partial-body'] === 'true') return TRUNCATED;
   const contentType = headers['content-type'];
   if (contentType === undefined) return NOT_PARSED;
   const kind = bodyKind(contentType);
   if (kind === null) return NOT_PARSED;
+  if (kind === 'grpc') return grpcBody(rawBody, parsedPath, limits);
   const payload = body !== undefined && body !== '' ? body : rawBody !== undefined && rawBody.length > 0 ? rawBody.toString('utf8') : '';
   if (payload === '') return NOT_PARSED;
   const bytes = body !== undefined && body !== '' ? Buffer.byteLength(body, 'utf8') : (rawBody as Buffer).length;
@@ -70,11 +82,24 @@ export async function parseBody(
   }
 }
 
-type BodyKind = 'json' | 'form' | 'multipart';
+/**
+ * The application/grpc branch of `getParsedBody`: only `raw_body` is read (Envoy's pack_as_bytes; a string
+ * `body` is ignored), none → null. Bodies over maxParsedBodyBytes are reported truncated (verdict's bound).
+ */
+function grpcBody(rawBody: Buffer | undefined, parsedPath: readonly string[], limits: BodyLimits): ParsedBody {
+  if (limits.grpcBodyTypes === undefined || rawBody === undefined || rawBody.length === 0) return NOT_PARSED;
+  if (rawBody.length > limits.maxParsedBodyBytes) return TRUNCATED;
+  return parseGRPCBody(rawBody, parsedPath, limits.grpcBodyTypes, {
+    depthLeft: limits.maxInputDepth - BODY_DEPTH,
+    maxFields: limits.maxRequestFields ?? DEFAULT_MAX_FIELDS,
+  });
+}
+
+type BodyKind = 'json' | 'grpc' | 'form' | 'multipart';
 
 function bodyKind(contentType: string): BodyKind | null {
   if (contentType.includes('application/json')) return 'json';
-  if (contentType.includes('application/grpc')) return null;
+  if (contentType.includes('application/grpc')) return 'grpc';
   if (contentType.includes('application/x-www-form-urlencoded')) return 'form';
   if (contentType.includes('multipart/form-data')) return 'multipart';
   return null;

@@ -143,15 +143,18 @@ export class ProtoWireReader {
     return v;
   }
 
-  /** A proto3 `string`: Go's decoder refuses invalid UTF-8 ("string field contains invalid UTF-8"). */
-  string(what: string): string {
+  /**
+   * A proto3 `string`: Go's decoder refuses invalid UTF-8 ("string field contains invalid UTF-8").
+   * The field's name comes in parts, joined only for the error: this runs for every string on the wire.
+   */
+  string(what: string, what2 = '', what3 = ''): string {
     const stop = this.lengthDelimited();
     const { buf } = this;
     const start = this.pos;
     this.pos = stop;
     for (let i = start; i < stop; i++) {
       if ((buf[i] as number) >= 0x80) {
-        if (!isUtf8(buf.subarray(start, stop))) throw malformed(`${what}: string field contains invalid UTF-8`);
+        if (!isUtf8(buf.subarray(start, stop))) throw malformed(`${what}${what2}${what3}: string field contains invalid UTF-8`);
         return (buf as SliceableBuffer).utf8Slice(start, stop);
       }
     }

@@ -82,9 +82,15 @@ const WIRE_VARINT = 0;
 const WIRE_FIXED64 = 1;
 const WIRE_LEN = 2;
 
+/**
+ * The buffer every encode starts in. Encoding is synchronous and result() copies out, so one buffer
+ * serves all calls (a fresh 4 KiB Buffer.allocUnsafe is not pooled: it cost a new ArrayBuffer per Check).
+ */
+const SCRATCH = Buffer.allocUnsafe(4096);
+
 /** Appends bytes before what is already written (the buffer fills from its end). */
 class ReverseWriter {
-  private buf = Buffer.allocUnsafe(4096);
+  private buf = SCRATCH;
   private pos = this.buf.length;
 
   get written(): number {
@@ -93,21 +99,28 @@ class ReverseWriter {
 
   varint(value: number): void {
     // int32 negatives are 10-byte two's complement varints (proto3 encoding rules).
-    let v = value < 0 ? BigInt.asUintN(64, BigInt(value)) : value;
-    const bytes: number[] = [];
-    if (typeof v === 'bigint') {
-      while (v > 0x7fn) {
-        bytes.push(Number(v & 0x7fn) | 0x80);
-        v >>= 7n;
-      }
-      bytes.push(Number(v));
-    } else {
-      while (v > 0x7f) {
-        bytes.push((v % 0x80) | 0x80);
-        v = Math.floor(v / 0x80);
-      }
-      bytes.push(v);
+    if (value < 0) return this.bigVarint(BigInt.asUintN(64, BigInt(value)));
+    // Non-negative: count the bytes, then write them in place (no array per call; this runs per field).
+    let n = 1;
+    for (let v = value; v > 0x7f; v = Math.floor(v / 0x80)) n++;
+    this.reserve(n);
+    this.pos -= n;
+    let v = value;
+    for (let i = 0; i < n - 1; i++) {
+      this.buf[this.pos + i] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
     }
+    this.buf[this.pos + n - 1] = v;
+  }
+
+  private bigVarint(value: bigint): void {
+    let v = value;
+    const bytes: number[] = [];
+    while (v > 0x7fn) {
+      bytes.push(Number(v & 0x7fn) | 0x80);
+      v >>= 7n;
+    }
+    bytes.push(Number(v));
     this.reserve(bytes.length);
     this.pos -= bytes.length;
     for (let i = 0; i < bytes.length; i++) this.buf[this.pos + i] = bytes[i] as number;

@@ -46,6 +46,8 @@ const ENCODINGS = new Set<string>(['identity', 'gzip', 'deflate']);
 // CheckResponse Envoy can show); beyond that the call is refused outright (RESOURCE_EXHAUSTED; Envoy fails closed).
 const HARD_LIMIT_FACTOR = 4;
 const HARD_LIMIT_FLOOR_BYTES = 4 * 1024 * 1024;
+// One frozen label object for every Check: startTimer() would allocate a closure and merge labels per call.
+const GRPC_LABELS = Object.freeze({ protocol: 'grpc' });
 
 type Handler = (call: GrpcCall, message: ReceivedMessage, headers: IncomingHttpHeaders) => void;
 
@@ -246,7 +248,7 @@ export class GrpcServer {
   private readonly unimplemented: Handler = (call) => call.finish(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_UNIMPLEMENTED');
 
   private readonly check: Handler = (call, message, headers) => {
-    const timer = this.deps.metrics.checkDuration.startTimer({ protocol: 'grpc' });
+    const startedNs = process.hrtime.bigint();
     const { limits, tracing, decision: decisionConfig } = this.deps.config;
     const received =
       message.kind === 'message' ? decodeCheckRequest(message.bytes, limits) : { message: null, wireBytes: message.wireBytes };
@@ -256,16 +258,20 @@ export class GrpcServer {
       (decision) => {
         const { reasonHeader, exposeReason } = decisionConfig;
         call.sendUnaryFramed(this.bounded(encodeCheckResponseMessage(decisionToCheckResponse(decision, { reasonHeader, exposeReason }))));
-        timer();
+        this.observeCheck(startedNs);
       },
       (err: unknown) => {
         // The pipeline turns every failure into a deny; reaching here is a bug. Still fail closed.
         this.deps.logger.error({ err }, 'decision pipeline threw');
         call.finish(GrpcStatus.INTERNAL, 'ERR_INTERNAL');
-        timer();
+        this.observeCheck(startedNs);
       },
     );
   };
+
+  private observeCheck(startedNs: bigint): void {
+    this.deps.metrics.checkDuration.observe(GRPC_LABELS, Number(process.hrtime.bigint() - startedNs) / 1e9);
+  }
 
   /**
    * server.grpc.maxSendMessageBytes (the peer's max send message size): a response over the bound is

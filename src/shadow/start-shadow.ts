@@ -4,6 +4,7 @@ import type { DecisionLog } from '../decisionlog/decision-record';
 import type { BundleLoader } from '../policy/bundle-loader';
 import { loaderFromSection, startLoaderInBackground } from '../policy/bundle-loader-background';
 import { PolicyStore } from '../policy/policy-store';
+import type { GRPCBodyTypes } from '../request/grpc-body-types';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { ShadowEvaluator } from './shadow-evaluator';
@@ -24,6 +25,8 @@ export interface ShadowDeps {
   logger: Logger;
   clock: Clock;
   random?: () => number;
+  /** policy.protoDescriptor's types, so the candidate sees gRPC bodies as the active policy does. */
+  grpcBodyTypes?: GRPCBodyTypes | undefined;
 }
 
 /**
@@ -54,7 +57,7 @@ export function startShadow(config: Config, deps: ShadowDeps): ShadowRuntime | n
     timeoutMs: config.policy.timeoutMs,
     denyStatus: config.decision.denyStatus,
     errorStatus: config.decision.errorStatus,
-    limits: config.limits,
+    limits: { ...config.limits, grpcBodyTypes: deps.grpcBodyTypes },
     decisionLog: deps.decisionLog,
     metrics,
     clock: deps.clock,

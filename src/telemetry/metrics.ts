@@ -1,15 +1,26 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { BoundCounters, type BoundCounter } from './bound-counter';
+
+type DecisionLabel = 'result' | 'engine' | 'reason';
 
 /** One registry per verdict instance (tests run several side by side). */
 export class Metrics {
   readonly registry = new Registry();
 
-  readonly decisions = new Counter({
+  private readonly decisionChildren = new BoundCounters<DecisionLabel>();
+  /** result → engine → reason → bound child (nested maps: no key string built per Check). */
+  private readonly decisionIndex = new Map<string, Map<string, Map<string, BoundCounter>>>();
+
+  readonly decisions: Counter<DecisionLabel> = new Counter({
     name: 'verdict_decisions_total',
     help: 'Decisions made, by result, engine and reason code.',
     labelNames: ['result', 'engine', 'reason'] as const,
     registers: [this.registry],
+    collect: (): void => this.decisionChildren.flush(this.decisions),
   });
+
+  private readonly cacheRequestChildren = new BoundCounters<'outcome'>();
+  private readonly cacheRequestIndex = new Map<string, BoundCounter>();
 
   readonly checkDuration = new Histogram({
     name: 'verdict_check_duration_seconds',
@@ -90,11 +101,12 @@ export class Metrics {
   });
 
   // Decision cache (src/cache/).
-  readonly cacheRequests = new Counter({
+  readonly cacheRequests: Counter<'outcome'> = new Counter({
     name: 'verdict_cache_requests_total',
     help: 'Decision-cache lookups by outcome: hit, miss (evaluated), coalesced (joined an identical in-flight miss), bypass.',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
+    collect: (): void => this.cacheRequestChildren.flush(this.cacheRequests),
   });
 
   readonly cacheEvictions = new Counter({
@@ -145,11 +157,15 @@ export class Metrics {
   });
 
   // Decision logs (src/decisionlog/).
-  readonly decisionLogEvents = new Counter({
+  private readonly decisionLogEventChildren = new BoundCounters<'stage' | 'sink'>();
+  private readonly decisionLogEventIndex = new Map<string, BoundCounter>();
+
+  readonly decisionLogEvents: Counter<'stage' | 'sink'> = new Counter({
     name: 'verdict_decisionlog_events_total',
     help: 'Decision-log events by stage: emitted (by a Check), spooled (written to the spool), delivered (acknowledged by a sink).',
     labelNames: ['stage', 'sink'] as const,
     registers: [this.registry],
+    collect: (): void => this.decisionLogEventChildren.flush(this.decisionLogEvents),
   });
 
   readonly decisionLogLost = new Counter({
@@ -250,5 +266,32 @@ export class Metrics {
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'verdict_', eventLoopMonitoringPrecision: 1 });
+  }
+
+  /** verdict_decisions_total +1 on the hot path (see BoundCounters). */
+  countDecision(result: string, engine: string, reason: string): void {
+    let byEngine = this.decisionIndex.get(result);
+    if (!byEngine) this.decisionIndex.set(result, (byEngine = new Map()));
+    let byReason = byEngine.get(engine);
+    if (!byReason) byEngine.set(engine, (byReason = new Map()));
+    let child = byReason.get(reason);
+    if (!child) byReason.set(reason, (child = this.decisionChildren.bind({ result, engine, reason })));
+    child.inc();
+  }
+
+  /** A bound verdict_decisionlog_events_total child (emitted / spooled run once per Check). */
+  decisionLogEventCounter(stage: 'emitted' | 'spooled', sink: string): BoundCounter {
+    const key = `${stage}\u0000${sink}`;
+    let child = this.decisionLogEventIndex.get(key);
+    if (!child) this.decisionLogEventIndex.set(key, (child = this.decisionLogEventChildren.bind({ stage, sink })));
+    return child;
+  }
+
+  /** A bound verdict_cache_requests_total child for one outcome. */
+  cacheRequestCounter(outcome: 'hit' | 'miss' | 'coalesced' | 'bypass'): BoundCounter {
+    // One child per outcome, shared by every cache (tenants, rebuilt caches): the list stays bounded.
+    let child = this.cacheRequestIndex.get(outcome);
+    if (!child) this.cacheRequestIndex.set(outcome, (child = this.cacheRequestChildren.bind({ outcome })));
+    return child;
   }
 }

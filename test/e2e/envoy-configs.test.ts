@@ -35,6 +35,7 @@ describe('committed Envoy configs', () => {
       'mtls.yaml',
       'network-l4.yaml',
       'sidecar-grpc.yaml',
+      'tracing-otel.yaml',
     ]);
   });
 
@@ -59,6 +60,7 @@ describe('committed Envoy configs', () => {
       ENVOY_SPIFFE_ID: 'spiffe://example.org/ns/default/sa/envoy',
       TRUST_DOMAIN_ID: 'spiffe://example.org',
       SPIRE_AGENT_SOCKET: join(pki.dir, 'agent.sock'),
+      OTLP_PORT: 14318,
     };
     const vars = Object.fromEntries(Object.entries(all).filter(([k]) => new RegExp(`template: ${k}\\b`).test(text)));
     await validateEnvoyConfig(renderEnvoyConfigFile(envoyConfig(name), tempDir('verdict-envoy-'), vars));

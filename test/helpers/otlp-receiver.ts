@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { decodeOTLPTraceProtobuf, type OTLPJSONBody, type OTLPJSONValue } from './otlp-protobuf';
 
 export interface ReceivedSpan {
   traceId: string;
@@ -12,27 +13,15 @@ export interface ReceivedSpan {
   serviceName: string;
 }
 
-interface OTLPValue {
-  stringValue?: string;
-  boolValue?: boolean;
-  intValue?: string | number;
-  doubleValue?: number;
-}
-interface OTLPSpan extends Omit<ReceivedSpan, 'attributes' | 'serviceName'> {
-  attributes?: { key: string; value: OTLPValue }[];
-}
-interface OTLPBody {
-  resourceSpans?: { resource?: { attributes?: { key: string; value: OTLPValue }[] }; scopeSpans?: { spans?: OTLPSpan[] }[] }[];
-}
-
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
-function plain(v: OTLPValue): unknown {
+function plain(v: OTLPJSONValue): unknown {
   return v.stringValue ?? v.boolValue ?? (v.intValue !== undefined ? Number(v.intValue) : v.doubleValue);
 }
 
 /**
- * An OTLP/HTTP trace receiver (JSON encoding, OTLP spec "OTLP/HTTP"): POST /v1/traces, answers 200.
+ * An OTLP/HTTP trace receiver (OTLP spec "OTLP/HTTP"): POST /v1/traces, JSON (what verdict sends) or binary
+ * protobuf (what Envoy's OpenTelemetry tracer sends), answers 200.
  * Stands in for a collector: Jaeger would have to be built with go install (another long cold build on
  * this 2-core host), and this reads exactly what verdict sends.
  */
@@ -47,11 +36,14 @@ export async function startOTLPReceiver(): Promise<{ url: string; spans: Receive
       else chunks.push(c);
     });
     req.on('end', () => {
-      if (req.method !== 'POST' || req.url !== '/v1/traces' || !String(req.headers['content-type']).includes('json')) {
+      const type = String(req.headers['content-type']);
+      const json = type.includes('json');
+      if (req.method !== 'POST' || req.url !== '/v1/traces' || !(json || type.includes('application/x-protobuf'))) {
         res.writeHead(415).end();
         return;
       }
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as OTLPBody;
+      const raw = Buffer.concat(chunks);
+      const body = json ? (JSON.parse(raw.toString('utf8')) as OTLPJSONBody) : decodeOTLPTraceProtobuf(raw);
       for (const rs of body.resourceSpans ?? []) {
         const service = rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
         for (const ss of rs.scopeSpans ?? [])
@@ -75,4 +67,20 @@ export async function startOTLPReceiver(): Promise<{ url: string; spans: Receive
         server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * verdict config for tracing tests: export to the receiver quickly, trace only what the caller sampled
+ * (sampleRatio 0, parent-based), no identity, and no decision cache so every Check evaluates (a cache hit
+ * would have no evaluate span).
+ */
+export function tracedVerdictOverrides(receiverURL: string): string[] {
+  return [
+    'tracing.enabled=true',
+    `tracing.otlpEndpoint=${receiverURL}`,
+    'tracing.sampleRatio=0',
+    'tracing.exportDelayMs=20',
+    'identity.enabled=false',
+    'cache.enabled=false',
+  ];
 }

@@ -5,7 +5,7 @@ import type { RunningVerdict } from '../../src/main';
 import { CheckTracer, sampledFlag } from '../../src/telemetry/tracing';
 import { inProcessPipeline } from '../../loadtest/bench-cache';
 import type { CheckRequest } from '../../src/request/check-request';
-import { startOTLPReceiver, type ReceivedSpan } from '../helpers/otlp-receiver';
+import { startOTLPReceiver, tracedVerdictOverrides, type ReceivedSpan } from '../helpers/otlp-receiver';
 import { checkClient, httpCheckRequest, startTestVerdict, type CheckClient } from '../helpers/verdict-harness';
 import { waitFor } from '../helpers/wait-for';
 
@@ -24,15 +24,7 @@ describe('tracing: OTLP/HTTP spans for Check', () => {
   beforeAll(async () => {
     receiver = await startOTLPReceiver();
     // sampleRatio 0: only Checks whose caller sampled them are traced (parent-based).
-    traced = await startTestVerdict([
-      'tracing.enabled=true',
-      `tracing.otlpEndpoint=${receiver.url}`,
-      'tracing.sampleRatio=0',
-      'tracing.exportDelayMs=20',
-      'identity.enabled=false',
-      // Every Check evaluates (a cache hit would have no evaluate span).
-      'cache.enabled=false',
-    ]);
+    traced = await startTestVerdict(tracedVerdictOverrides(receiver.url));
     untraced = await startTestVerdict([]);
     client = checkClient(`127.0.0.1:${traced.grpcPort}`);
   });

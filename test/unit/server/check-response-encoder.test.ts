@@ -99,6 +99,22 @@ describe('encodeCheckResponse', () => {
     expect(framed.subarray(5)).toEqual(ours);
   });
 
+  it('returns buffers that later encodes do not overwrite (one scratch buffer serves every call)', () => {
+    // Bodies whose lengths need 1-, 2- and 3-byte varints; the 20,000-byte one outgrows the scratch buffer.
+    const responses = [5, 300, 20_000, 7].map((n) => ({
+      status: { code: 7, message: 'DENIED_BY_POLICY' },
+      deniedResponse: { status: { code: 403 }, headers: [header('x-n', String(n))], body: 'b'.repeat(n) },
+      dynamicMetadata: jsonToStruct({ decision_id: `id-${n}` }),
+    }));
+    const encoded = responses.map((r) => encodeCheckResponse(r));
+    const snapshots = encoded.map((b) => Buffer.from(b));
+    for (const r of responses) encodeCheckResponse(r);
+    encoded.forEach((b, i) => {
+      expect(b).toEqual(snapshots[i]);
+      expect(reference(b)).toEqual(reference(check.responseSerialize(responses[i])));
+    });
+  });
+
   it.each([
     { name: 'an unknown top-level field', response: { status: { code: 0 }, okResponse: {}, extra: 1 } },
     { name: 'an unknown nested field', response: { okResponse: { headers: [{ header: { key: 'a', value: 'b', rawValue: 'x' } }] } } },

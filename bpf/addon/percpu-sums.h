@@ -1,0 +1,44 @@
+/* Shared by the fast-path and kernel-telemetry addons: reading a per-CPU counter array in one call. */
+#ifndef VERDICT_PERCPU_SUMS_H
+#define VERDICT_PERCPU_SUMS_H
+
+#include <errno.h>
+#include <stdlib.h>
+#include <node_api.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+/*
+ * The first `count` slots of a BPF_MAP_TYPE_PERCPU_ARRAY of __u64, each summed over the possible CPUs, as a
+ * JS array of bigint. A slot that cannot be read counts as 0. NULL on failure, with *what and *err set for
+ * the caller's own coded throw.
+ */
+static inline napi_value percpu_sums(napi_env env, int map_fd, __u32 count, const char **what, int *err)
+{
+	napi_value out, v;
+	int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0) {
+		*what = "NCPU";
+		*err = -ncpu;
+		return NULL;
+	}
+	__u64 *per_cpu = calloc((size_t)ncpu, sizeof(__u64));
+	if (!per_cpu) {
+		*what = "ALLOC";
+		*err = ENOMEM;
+		return NULL;
+	}
+	napi_create_array_with_length(env, count, &out);
+	for (__u32 slot = 0; slot < count; slot++) {
+		__u64 sum = 0;
+		if (bpf_map_lookup_elem(map_fd, &slot, per_cpu) == 0)
+			for (int c = 0; c < ncpu; c++)
+				sum += per_cpu[c];
+		napi_create_bigint_uint64(env, sum, &v);
+		napi_set_element(env, out, slot, v);
+	}
+	free(per_cpu);
+	return out;
+}
+
+#endif
