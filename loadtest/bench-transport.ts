@@ -9,15 +9,14 @@
  * Run: npm run build && node dist/loadtest/bench-transport.js [--seconds 5 --rounds 3 --before DIR]
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import type * as grpc from '@grpc/grpc-js';
 import { packageRoot } from '../src/package-root';
-import { AUTHORIZATION_SERVICE, loadAuthorizationProtos } from '../src/server/envoy-protos';
+import { AUTHORIZATION_SERVICE } from '../src/server/envoy-protos';
 import { PEER_BIN, startPeer } from './bench-peer';
+import { writeFramedCheckRequest } from './lib/framed-check-request';
 import { runGhz } from './lib/ghz';
 import { runH2load, type H2loadResult } from './lib/h2load';
 import { pinToCpu, processCpuMicros } from './lib/proc-cpu';
@@ -48,21 +47,12 @@ interface Server {
   stop(): Promise<void>;
 }
 
-/** The fixture request framed as one Length-Prefixed-Message (h2load's -d body) and as protojson (ghz). */
+/** The fixture request framed as one Length-Prefixed-Message (h2load's -d body). */
 function framedFixture(): string {
   const json = JSON.parse(readFileSync(FIXTURE, 'utf8')) as { attributes: { request: { time: unknown } } };
   const ms = Date.parse(json.attributes.request.time as string);
   json.attributes.request.time = { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 };
-  const check = (loadAuthorizationProtos()[AUTHORIZATION_SERVICE] as grpc.ServiceDefinition).Check as grpc.MethodDefinition<
-    unknown,
-    unknown
-  >;
-  const message = check.requestSerialize(json);
-  const prefix = Buffer.alloc(5);
-  prefix.writeUInt32BE(message.length, 1);
-  const file = join(mkdtempSync(join(tmpdir(), 'verdict-bench-')), 'check.bin');
-  writeFileSync(file, Buffer.concat([prefix, message]));
-  return file;
+  return writeFramedCheckRequest(json);
 }
 
 /** A node script that prints one JSON line ({port, ...}) when it is serving. */

@@ -30,6 +30,8 @@ export interface H2loadResult {
   p50Ms: number;
   p99Ms: number;
   p999Ms: number;
+  /** Every request: when it started (ms since the epoch) and how long it took (ms), from --log-file. */
+  requestLog: { startMs: number; ms: number }[];
 }
 
 /** Locates h2load (Debian nghttp2-client, installed by scripts/setup-tools.sh h2load); throws saying so if absent. */
@@ -73,12 +75,19 @@ export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
     if (!m) throw new Error(`unexpected h2load output:\n${stdout}`);
     const rps = Number(/finished in [^,]+, ([\d.]+) req\/s/.exec(stdout)?.[1] ?? NaN);
     // --log-file lines: start time (µs), HTTP status, elapsed time (µs).
-    const elapsed = readFileSync(log, 'utf8')
+    const requestLog = readFileSync(log, 'utf8')
       .split('\n')
       .filter(Boolean)
-      .map((l) => Number(l.split('\t')[2]) / 1000);
-    const [p50Ms, p99Ms, p999Ms] = percentiles(elapsed, [50, 99, 99.9]);
-    return { done: Number(m[3]), succeeded: Number(m[4]), failed: Number(m[5]), rps, p50Ms: p50Ms!, p99Ms: p99Ms!, p999Ms: p999Ms! };
+      .map((l) => {
+        const [start, , elapsed] = l.split('\t');
+        return { startMs: Number(start) / 1000, ms: Number(elapsed) / 1000 };
+      });
+    const [p50Ms, p99Ms, p999Ms] = percentiles(
+      requestLog.map((r) => r.ms),
+      [50, 99, 99.9],
+    );
+    const counts = { done: Number(m[3]), succeeded: Number(m[4]), failed: Number(m[5]) };
+    return { ...counts, rps, p50Ms: p50Ms!, p99Ms: p99Ms!, p999Ms: p999Ms!, requestLog };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { createInterface, type Interface } from 'node:readline';
 
 export interface VerdictProcess {
   pid: number;
@@ -14,6 +14,8 @@ export interface VerdictProcess {
   stop(): Promise<void>;
   /** Sends a signal (SIGKILL for a crash) and resolves when the process has exited. */
   kill(signal: NodeJS.Signals): Promise<void>;
+  /** Calls `listener` with every later stderr (log) line; returns the function that stops it. */
+  onLog(listener: (line: string) => void): () => void;
 }
 
 /**
@@ -38,12 +40,12 @@ export function spawnVerdict(root: string, args: string[] = [], nodeArgs: string
       if (!line.includes('verdict serving') || line.includes('"worker"')) return;
       const msg = JSON.parse(line) as { grpcPort: number; httpPort: number | null };
       child.off('exit', onExit);
-      resolve(handle(child, msg.grpcPort, msg.httpPort));
+      resolve(handle(child, rl, msg.grpcPort, msg.httpPort));
     });
   });
 }
 
-function handle(child: ChildProcess, grpcPort: number, httpPort: number | null): VerdictProcess {
+function handle(child: ChildProcess, rl: Interface, grpcPort: number, httpPort: number | null): VerdictProcess {
   const status = (field: string): number => {
     const m = new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
     return m ? Number(m[1]) : NaN;
@@ -56,6 +58,10 @@ function handle(child: ChildProcess, grpcPort: number, httpPort: number | null):
     peakRssKiB: () => status('VmHWM'),
     stop: () => signalAndWait(child, 'SIGTERM'),
     kill: (signal) => signalAndWait(child, signal),
+    onLog: (listener) => {
+      rl.on('line', listener);
+      return () => void rl.off('line', listener);
+    },
   };
 }
 
