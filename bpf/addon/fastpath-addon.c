@@ -16,7 +16,7 @@
 #include <node_api.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include "percpu-sums.h"
+#include "addon-common.h"
 #include "../fastpath.h"
 #include "telemetry-addon.h"
 
@@ -205,7 +205,7 @@ static napi_value fp_open_pinned(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
 	napi_value argv[1];
-	char dir[256], path[512];
+	char dir[256];
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
 	if (argc < 1 || get_string(env, argv[0], dir, sizeof dir))
 		return napi_throw_type_error(env, NULL, "openPinned(pinDir)"), NULL;
@@ -213,15 +213,11 @@ static napi_value fp_open_pinned(napi_env env, napi_callback_info info)
 	if (!h)
 		return throw_errno(env, "ALLOC", ENOMEM);
 	int *fds[] = {&h->verdicts_fd, &h->generation_fd, &h->counters_fd};
-	for (int i = 0; i < 3; i++) {
-		snprintf(path, sizeof path, "%s/%s", dir, MAP_NAMES[i]);
-		*fds[i] = bpf_obj_get(path);
-		if (*fds[i] < 0) {
-			int err = errno;
-			close_handle(h);
-			free(h);
-			return throw_errno(env, "OPEN_PINNED", err);
-		}
+	int err = open_pinned_maps(dir, MAP_NAMES, fds, 3);
+	if (err) {
+		close_handle(h);
+		free(h);
+		return throw_errno(env, "OPEN_PINNED", err);
 	}
 	return wrap_handle(env, h);
 }

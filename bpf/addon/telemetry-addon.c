@@ -17,7 +17,7 @@
 #include <node_api.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include "percpu-sums.h"
+#include "addon-common.h"
 #include "../kernel-telemetry.h"
 #include "telemetry-addon.h"
 
@@ -208,7 +208,7 @@ static napi_value kt_open_pinned(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
 	napi_value argv[1];
-	char dir[256], path[512];
+	char dir[256];
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
 	if (argc < 1 || kt_string(env, argv[0], dir, sizeof dir))
 		return napi_throw_type_error(env, NULL, "ktOpenPinned(pinDir)"), NULL;
@@ -216,15 +216,11 @@ static napi_value kt_open_pinned(napi_env env, napi_callback_info info)
 	if (!h)
 		return kt_throw(env, "ALLOC", ENOMEM);
 	int *fds[] = {&h->stats_fd, &h->health_fd};
-	for (int i = 0; i < 2; i++) {
-		snprintf(path, sizeof path, "%s/%s", dir, KT_PINNED[i]);
-		*fds[i] = bpf_obj_get(path);
-		if (*fds[i] < 0) {
-			int err = errno;
-			kt_close_handle(h);
-			free(h);
-			return kt_throw(env, "OPEN_PINNED", err);
-		}
+	int err = open_pinned_maps(dir, KT_PINNED, fds, 2);
+	if (err) {
+		kt_close_handle(h);
+		free(h);
+		return kt_throw(env, "OPEN_PINNED", err);
 	}
 	return kt_wrap(env, h);
 }

@@ -1,8 +1,9 @@
-/* Shared by the fast-path and kernel-telemetry addons: reading a per-CPU counter array in one call. */
-#ifndef VERDICT_PERCPU_SUMS_H
-#define VERDICT_PERCPU_SUMS_H
+/* Shared by the fast-path and kernel-telemetry addons: opening pinned maps, reading per-CPU counters. */
+#ifndef VERDICT_ADDON_COMMON_H
+#define VERDICT_ADDON_COMMON_H
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <node_api.h>
 #include <bpf/bpf.h>
@@ -39,6 +40,19 @@ static inline napi_value percpu_sums(napi_env env, int map_fd, __u32 count, cons
 	}
 	free(per_cpu);
 	return out;
+}
+
+/* Opens `n` maps pinned under `dir` by name into *fds[i]; 0, or the errno of the first that fails. */
+static inline int open_pinned_maps(const char *dir, const char *const *names, int *const *fds, int n)
+{
+	char path[512];
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		*fds[i] = bpf_obj_get(path);
+		if (*fds[i] < 0)
+			return errno;
+	}
+	return 0;
 }
 
 #endif
