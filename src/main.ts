@@ -72,7 +72,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const clock = options.clock ?? systemClock;
   // Before anything starts: a bad descriptor set refuses the start (ERR_CONFIG) with nothing to undo.
   const grpcBodyTypes = config.policy.protoDescriptor === null ? undefined : GRPCBodyTypes.fromFile(config.policy.protoDescriptor);
-  const metrics = options.metrics ?? new Metrics();
+  const metrics = options.metrics ?? new Metrics({ eventLoopResolutionMs: config.server.http.eventLoopResolutionMs });
   const decisionLog = options.decisionLog ?? (await createDecisionLog(config, { metrics, logger, clock }));
   const policy = new PolicyStore({
     entrypoint: config.policy.entrypoint,

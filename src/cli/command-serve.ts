@@ -60,7 +60,7 @@ async function servePrimary(config: Config, logger: Logger): Promise<void> {
 /** A single process, or one cluster worker: the whole decision path; the primary serves ops endpoints. */
 async function serveProcess(config: Config, logger: Logger): Promise<void> {
   const inWorker = cluster.isWorker;
-  const metrics = new Metrics();
+  const metrics = new Metrics({ eventLoopResolutionMs: config.server.http.eventLoopResolutionMs });
   onCrash(logger, metrics);
   const verdict = await startVerdict(inWorker ? workerConfig(config) : config, { logger, metrics });
   if (inWorker) {

@@ -48,7 +48,18 @@ export const configSchema = z.strictObject({
       /** HTTP/2 limits and connection lifetimes of the gRPC listener. */
       transport: grpcTransportSchema,
       /** HTTP listener for /healthz, /readyz, /metrics. port null disables it. */
-      http: z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: port.nullable().default(8181) }).prefault({}),
+      http: z
+        .strictObject({
+          host: z.string().min(1).default('127.0.0.1'),
+          port: port.nullable().default(8181),
+          /**
+           * Sampling period of the event-loop delay behind verdict_nodejs_eventloop_lag_*. A block shorter
+           * than it can go unseen; each sample wakes the loop, so 1 ms costs ~2.5% of a core idle and
+           * ~10% CPU per Check at saturation (docs/transport.md). prom-client's default is 10.
+           */
+          eventLoopResolutionMs: z.number().int().min(1).max(1000).default(10),
+        })
+        .prefault({}),
       /**
        * Worker processes sharing the gRPC listener (cluster mode). "auto" = one per core. 1 = a single
        * process (no supervisor). See docs/scaling.md.

@@ -217,6 +217,7 @@ export class DecisionPipeline {
     const result = cache.store.get(key);
     if (result === undefined) return false;
     f.record.cached = true;
+    f.decision.cached = true;
     f.record.input_kind = 'cache_key';
     f.record.input = keyFieldsFromValues(f.plan.declaration, values);
     this.applyResult(f, result);
@@ -247,6 +248,7 @@ export class DecisionPipeline {
     const hit = f.plan.requestKeyable ? undefined : cache.store.get(f.cacheKey);
     if (hit) {
       f.record.cached = true;
+      f.decision.cached = true;
       return this.applyResult(f, hit);
     }
     const { declaration } = f.plan;

@@ -32,4 +32,6 @@ export interface Decision {
    * reason (Go's message), which the response carries as its status message and body.
    */
   parseError?: string;
+  /** Answered from the decision cache: `result` is the cache's own object, the same for every hit on it. */
+  cached?: true;
 }

@@ -6,8 +6,8 @@ import type { DecisionPipeline } from '../decision/decision-pipeline';
 import { decodeCheckRequest } from '../request/check-request-decoder';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
-import { decisionToCheckResponse } from './check-response';
 import { encodeCheckResponseMessage } from './check-response-encoder';
+import { CachedResponseEncoder } from './cached-response-encoder';
 import { AUTHORIZATION_SERVICE } from './envoy-protos';
 import { GrpcCall, type MessageEncoding, type ReceivedMessage } from './grpc-call';
 import { refuse, type BufferBudget, type Refusal } from './grpc-message-reader';
@@ -73,12 +73,15 @@ export class GrpcServer {
   /** server.grpc.maxSendMessageBytes: what goes out instead of a CheckResponse over the bound (encoded once). */
   private readonly tooLargeResponse: Buffer;
   private readonly budget: BufferBudget;
+  private readonly responses: CachedResponseEncoder;
   private readonly clock: Clock;
   private readonly reflection: ReflectionServer | null;
   private stopping = false;
 
   constructor(private readonly deps: GrpcServerDeps) {
     this.tooLargeResponse = this.encodeTooLargeDeny();
+    const { reasonHeader, exposeReason } = deps.config.decision;
+    this.responses = new CachedResponseEncoder({ reasonHeader, exposeReason });
     this.clock = deps.clock ?? systemClock;
     this.budget = byteBudget(deps.config.server.transport.maxBufferedBytes);
     this.routes = new Map<string, Handler>([
@@ -249,15 +252,14 @@ export class GrpcServer {
 
   private readonly check: Handler = (call, message, headers) => {
     const startedNs = process.hrtime.bigint();
-    const { limits, tracing, decision: decisionConfig } = this.deps.config;
+    const { limits, tracing } = this.deps.config;
     const received =
       message.kind === 'message' ? decodeCheckRequest(message.bytes, limits) : { message: null, wireBytes: message.wireBytes };
     // Envoy's ext_authz client span travels in the call's own headers (read only when tracing is on).
     const callHeaders = tracing.enabled ? (headers as Readonly<Record<string, string>>) : undefined;
     this.deps.pipeline.check(received, 'grpc', callHeaders).then(
       (decision) => {
-        const { reasonHeader, exposeReason } = decisionConfig;
-        call.sendUnaryFramed(this.bounded(encodeCheckResponseMessage(decisionToCheckResponse(decision, { reasonHeader, exposeReason }))));
+        call.sendUnaryFramed(this.bounded(this.responses.encode(decision)));
         this.observeCheck(startedNs);
       },
       (err: unknown) => {

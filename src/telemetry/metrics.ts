@@ -263,9 +263,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(options: { defaultMetrics?: boolean } = {}) {
+  constructor(options: { defaultMetrics?: boolean; eventLoopResolutionMs?: number } = {}) {
     if (options.defaultMetrics ?? true)
-      collectDefaultMetrics({ register: this.registry, prefix: 'verdict_', eventLoopMonitoringPrecision: 1 });
+      collectDefaultMetrics({
+        register: this.registry,
+        prefix: 'verdict_',
+        eventLoopMonitoringPrecision: options.eventLoopResolutionMs ?? 10,
+      });
   }
 
   /** verdict_decisions_total +1 on the hot path (see BoundCounters). */

@@ -49,6 +49,21 @@ describe('decision cache through gRPC Check (real OPA)', () => {
     expect(b?.input).toEqual({ attributes: { request: { http: { method: 'GET', path: '/healthz' } } } });
   });
 
+  it('every cache hit answers with its own decision_id (the one its log record has), all else equal', async () => {
+    const req = httpCheckRequest({ method: 'GET', path: '/healthz/ids' });
+    const responses = [];
+    for (let i = 0; i < 4; i++) responses.push(await client.check(req));
+    const records = log.records.slice(-4);
+    expect(records.map((r) => r.cached)).toEqual([false, true, true, true]);
+    const ids = responses.map(
+      (r) => (r.dynamicMetadata as { fields: { decision_id: { stringValue: string } } }).fields.decision_id.stringValue,
+    );
+    expect(ids).toEqual(records.map((r) => r.decision_id));
+    expect(new Set(ids).size).toBe(4);
+    const withoutId = responses.map((r) => ({ ...r, dynamicMetadata: undefined }));
+    for (const r of withoutId.slice(1)) expect(r).toEqual(withoutId[0]);
+  });
+
   it('caches denies too, and a different declared field is a different entry', async () => {
     const before = verdict.cache!.store.stats();
     await client.check(httpCheckRequest({ method: 'DELETE', path: '/x' }));

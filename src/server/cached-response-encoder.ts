@@ -1,0 +1,84 @@
+import type { Decision } from '../decision/decision';
+import type { PolicyResult } from '../policy/policy-result';
+import { decisionToCheckResponse, type ResponseOptions } from './check-response';
+import { encodeCheckResponseMessage } from './check-response-encoder';
+
+/**
+ * Encodes a decision as the framed CheckResponse. A decision answered from the decision cache carries the
+ * cached PolicyResult object itself, so every hit on one entry sends the same bytes except its own
+ * decision_id: those bytes are encoded once per entry into a template, and a hit copies the template and
+ * writes its id in place. Everything else (and any decision the template does not fit) is encoded afresh.
+ */
+export class CachedResponseEncoder {
+  // Keyed by the cache's own result object: an evicted entry's template goes with it.
+  private readonly templates = new WeakMap<PolicyResult, Template | null>();
+
+  constructor(private readonly options: ResponseOptions) {}
+
+  encode(decision: Decision): Buffer {
+    const result = decision.result;
+    if (!decision.cached || !result || decision.id.length !== ID_LENGTH) return this.fresh(decision);
+    let template = this.templates.get(result);
+    if (template === undefined) {
+      template = buildTemplate(decision, (d) => this.fresh(d));
+      this.templates.set(result, template);
+    }
+    if (template === null || !sameShape(template, decision)) return this.fresh(decision);
+    const out = Buffer.allocUnsafe(template.bytes.length);
+    template.bytes.copy(out);
+    out.write(decision.id, template.idOffset, ID_LENGTH, 'latin1');
+    return out;
+  }
+
+  private fresh(decision: Decision): Buffer {
+    return encodeCheckResponseMessage(decisionToCheckResponse(decision, this.options));
+  }
+}
+
+/** decision_id is a UUID (crypto.randomUUID): always 36 ASCII bytes on the wire. */
+const ID_LENGTH = 36;
+const PROBE_A = '00000000-0000-4000-8000-000000000000';
+const PROBE_B = 'ffffffff-ffff-4fff-bfff-ffffffffffff';
+
+interface Template {
+  bytes: Buffer;
+  idOffset: number;
+  // The decision fields besides the result that shape the response.
+  allowed: boolean;
+  reason: Decision['reason'];
+  httpStatus: number;
+  dryRun: boolean;
+  parseError: string | undefined;
+}
+
+/**
+ * Encodes the decision with two different probe ids: the template is valid only when the two encodings
+ * differ in exactly the probe's 36 bytes (so the id occurs once, and nothing else depends on it).
+ */
+function buildTemplate(decision: Decision, encode: (d: Decision) => Buffer): Template | null {
+  const a = encode({ ...decision, id: PROBE_A });
+  const b = encode({ ...decision, id: PROBE_B });
+  const at = a.indexOf(PROBE_A, 0, 'latin1');
+  if (at < 0 || a.length !== b.length || b.indexOf(PROBE_B, 0, 'latin1') !== at) return null;
+  const end = at + ID_LENGTH;
+  if (!a.subarray(0, at).equals(b.subarray(0, at)) || !a.subarray(end).equals(b.subarray(end))) return null;
+  return {
+    bytes: a,
+    idOffset: at,
+    allowed: decision.allowed,
+    reason: decision.reason,
+    httpStatus: decision.httpStatus,
+    dryRun: decision.dryRun === true,
+    parseError: decision.parseError,
+  };
+}
+
+function sameShape(t: Template, d: Decision): boolean {
+  return (
+    t.allowed === d.allowed &&
+    t.reason === d.reason &&
+    t.httpStatus === d.httpStatus &&
+    t.dryRun === (d.dryRun === true) &&
+    t.parseError === d.parseError
+  );
+}
