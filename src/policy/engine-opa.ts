@@ -6,6 +6,7 @@ import { DEFAULT_LOAD_TIMEOUT_MS, type PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
 import { serializeInput } from './engine-input';
 import { trialRunOPA } from './engine-opa-trial';
+import { evaluateText } from './opa-eval-text';
 import { opaValueToResult } from './opa-result';
 import { SELF_TEST_INPUT } from './engine-self-test-input';
 import type { EngineFactory, EngineOptions, PolicyEngine } from './policy-engine';
@@ -18,8 +19,8 @@ const WASM_PAGE_BYTES = 64 * 1024;
 const INITIAL_PAGES = 5;
 
 /**
- * Rego compiled by `opa build -t wasm`, run with opa-wasm. The input is serialized once per call into an
- * ArrayBuffer (opa-wasm would stringify it anyway). Memory is bounded two ways: the wasm memory has a
+ * Rego compiled by `opa build -t wasm`, run with opa-wasm. The input is serialized once per call and written
+ * straight into the instance's memory (opa-eval-text.ts). Memory is bounded two ways: the wasm memory has a
  * hard maximum, and an instance whose memory grew past `recycleMemoryPages` (one large input) or that
  * trapped is replaced by a fresh one from the already-compiled module, so growth never accumulates.
  */
@@ -27,7 +28,6 @@ export class OPAEngine implements PolicyEngine {
   readonly kind = 'opa' as const;
   private instance: LoadedPolicy;
   private readonly entrypointId: number;
-  private readonly encoder = new TextEncoder();
 
   private constructor(
     private readonly module: WebAssembly.Module,
@@ -74,10 +74,10 @@ export class OPAEngine implements PolicyEngine {
   };
 
   evaluate(input: InputDocument): PolicyResult {
-    const buf = this.encoder.encode(serializeInput(input)).buffer as ArrayBuffer;
+    const text = serializeInput(input);
     let resultSet: unknown;
     try {
-      resultSet = this.instance.evaluate(buf, this.entrypointId);
+      resultSet = evaluateText(this.instance, this.entrypointId, text);
     } catch (err) {
       this.recycle('trap');
       throw new VerdictError('ERR_POLICY_EVAL', `opa-wasm: ${typeof err === 'string' ? err : (err as Error).message}`);
