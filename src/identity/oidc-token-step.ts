@@ -2,6 +2,7 @@ import type { Clock } from '../clock';
 import type { IdentityConfig } from '../config/sections/identity';
 import { VerdictError, toVerdictError } from '../errors';
 import type { CheckRequest, HttpRequest } from '../request/check-request';
+import { requestHeader } from '../request/request-header';
 import type { Logger } from '../telemetry/logger';
 import { OIDCTokenVerifier, type TokenInput } from './oidc-token-verifier';
 
@@ -49,11 +50,7 @@ export class OIDCTokenStep {
 }
 
 function bearerToken(http: HttpRequest | undefined, header: string, scheme: string): string | null {
-  const entry = http?.headerMap?.headers?.find((h) => h.key === header);
-  const value =
-    http?.headers?.[header] ??
-    entry?.value ??
-    (entry?.rawValue !== undefined ? Buffer.from(entry.rawValue, 'base64').toString('utf8') : undefined);
+  const value = requestHeader(http, header);
   if (value === undefined) return null;
   if (scheme === '') return value.trim();
   const space = value.indexOf(' ');

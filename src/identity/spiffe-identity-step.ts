@@ -3,6 +3,7 @@ import type { Clock } from '../clock';
 import type { IdentityConfig } from '../config/sections/identity';
 import { VerdictError, toVerdictError } from '../errors';
 import type { CheckRequest, HttpRequest } from '../request/check-request';
+import { requestHeader } from '../request/request-header';
 import type { SPIFFEInput } from '../request/input-document';
 import type { BundleSource } from './bundle-source';
 import type { IdentityStep } from './identity-step';
@@ -55,7 +56,7 @@ export class SPIFFEIdentityStep implements IdentityStep {
     if (!this.deps.config.x509.enabled || !field) return null;
     const { config, bundles, clock } = this.deps;
     // The XFCC header is read only when the operator declared that Envoy sanitizes and sets it.
-    const xfcc = config.x509.intermediates.trustXFCCChain ? (headerValue(req.attributes?.request?.http, XFCC_HEADER) ?? '') : '';
+    const xfcc = config.x509.intermediates.trustXFCCChain ? (requestHeader(req.attributes?.request?.http, XFCC_HEADER) ?? '') : '';
     try {
       const key = SVIDCache.keyOf('x509', field, xfcc);
       const nowMs = clock.nowMs();
@@ -97,7 +98,7 @@ export class SPIFFEIdentityStep implements IdentityStep {
   private jwtFromRequest(http: HttpRequest | undefined): string | null {
     const { jwt } = this.deps.config;
     if (!jwt.enabled || jwt.audiences.length === 0) return null;
-    const value = headerValue(http, jwt.header);
+    const value = requestHeader(http, jwt.header);
     if (value === undefined) return null;
     if (jwt.scheme === '') return value.trim();
     const space = value.indexOf(' ');
@@ -140,14 +141,6 @@ export function decodeCertificateField(field: string): X509Certificate[] {
   const certs = parsePEMCertificates(pem, 'peer certificate');
   if (certs.length === 0) throw new VerdictError('ERR_SVID_MALFORMED', 'peer certificate holds no PEM CERTIFICATE block');
   return certs;
-}
-
-function headerValue(http: HttpRequest | undefined, name: string): string | undefined {
-  const direct = http?.headers?.[name];
-  if (direct !== undefined) return direct;
-  const entry = http?.headerMap?.headers?.find((h) => h.key === name);
-  if (!entry) return undefined;
-  return entry.value ?? (entry.rawValue !== undefined ? Buffer.from(entry.rawValue, 'base64').toString('utf8') : undefined);
 }
 
 function withStatus(err: unknown, httpStatus: number): VerdictError {
