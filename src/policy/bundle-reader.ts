@@ -10,17 +10,18 @@ const MAX_MANIFEST_BYTES = 1024 * 1024;
 /**
  * Reads an OPA-format bundle (.tar.gz) within bounds: compressed and uncompressed size (decompression-bomb
  * safe), entry count, path depth, per-file size; only regular files and directories; no "..", no
- * absolute-beyond-root or odd paths (bundle-untar.ts). Pure: no policy runs.
+ * absolute-beyond-root or odd paths (bundle-untar.ts, in the bundle worker). Pure: no policy runs.
  */
 export async function readBundle(
   bytes: Buffer,
   sourceName: string,
   limits: BundleLimits = DEFAULT_BUNDLE_LIMITS,
   knownSha256?: string,
+  timeoutMs?: number,
 ): Promise<PolicyBundle> {
   checkCompressedSize(bytes, limits);
   const sha256 = knownSha256 ?? (await sha256Hex(bytes));
-  const files = await untarBounded(bytes, limits);
+  const files = await untarBounded(bytes, limits, timeoutMs);
   const manifest = parseManifest(files.get('.manifest'));
   const engine = detectEngine(manifest, files);
   const meta = verdictMetadata(manifest);

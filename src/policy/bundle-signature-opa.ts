@@ -1,6 +1,7 @@
 import { constants, createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { VerdictError } from '../errors';
-import { hashFilesOffLoop, OFF_LOOP_BYTES, type FileHashAlgorithm, type FileToHash } from './bundle-hash-worker';
+import { hashFilesOffLoop, type FileHashAlgorithm, type FileToHash } from './bundle-hash-off-loop';
+import { OFF_LOOP_BYTES } from './bundle-worker';
 import { hashStructuredJSON } from './bundle-json-hash';
 
 /** OPA's bundle signature file (OPA docs, "Bundle signing"): one JWT over the files' hashes. */
@@ -171,7 +172,7 @@ function verifyJWS(signingInput: string, signaturePart: string, key: OPAVerifica
 
 /**
  * Every file but the signature file is listed, with a matching hash; every listed file exists. Large files
- * are hashed off the event loop (bundle-hash-worker.ts), small ones here.
+ * are hashed off the event loop (bundle-hash-off-loop.ts), small ones here.
  */
 async function verifyFileHashes(files: ReadonlyMap<string, Buffer>, listed: SignedFile[] | undefined, timeoutMs?: number): Promise<void> {
   if (!Array.isArray(listed)) throw sigError('signature lists no files');

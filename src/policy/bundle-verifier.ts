@@ -14,7 +14,7 @@ export interface BundleTrust {
   sha256: string | null;
   opa: OPAVerificationConfig | null;
   cosignPublicKeyPEM: string | null;
-  /** Deadline of the off-loop hashing step (bundles.loadTimeoutMs). */
+  /** Deadline of each off-loop step: untar, cosign, file hashes (bundles.loadTimeoutMs). */
   loadTimeoutMs?: number;
 }
 
@@ -25,6 +25,7 @@ export interface BundleTrust {
  */
 export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust): Promise<PolicyBundle> {
   checkCompressedSize(artifact.bytes, trust.limits);
+  const deadline = trust.loadTimeoutMs !== undefined ? { timeoutMs: trust.loadTimeoutMs } : {};
   const sha256 = await sha256Hex(artifact.bytes);
   if (trust.sha256 !== null && sha256 !== trust.sha256) {
     throw new VerdictError('ERR_BUNDLE_HASH_MISMATCH', `bundle sha256 ${sha256} differs from the pinned ${trust.sha256}`);
@@ -37,13 +38,10 @@ export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust)
         'bundle is unsigned: no cosign signature came with it, and a cosign key is configured',
       );
     }
-    cosign = verifyCosignSignature(artifact.bytes, artifact.cosignSignature, trust.cosignPublicKeyPEM);
+    cosign = await verifyCosignSignature(artifact.bytes, artifact.cosignSignature, trust.cosignPublicKeyPEM, deadline);
   }
-  const bundle = await readBundle(artifact.bytes, artifact.origin, trust.limits, sha256);
-  const opa =
-    trust.opa !== null
-      ? await verifyOPASignature(bundle.files, trust.opa, trust.loadTimeoutMs !== undefined ? { timeoutMs: trust.loadTimeoutMs } : {})
-      : null;
+  const bundle = await readBundle(artifact.bytes, artifact.origin, trust.limits, sha256, trust.loadTimeoutMs);
+  const opa = trust.opa !== null ? await verifyOPASignature(bundle.files, trust.opa, deadline) : null;
   checkBundleRoots(bundle);
   return { ...bundle, signer: opa === null && cosign === null ? null : { opa, cosign } };
 }
