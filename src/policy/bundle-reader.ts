@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import { VerdictError } from '../errors';
 import { DEFAULT_BUNDLE_LIMITS, type BundleLimits, type BundleManifest, type PolicyBundle } from './bundle';
+import type { PrecomputedHash } from './bundle-signed-hashes';
 import { untarBounded } from './bundle-untar';
 import type { EngineKind } from './policy-engine';
 
@@ -17,15 +18,24 @@ export async function readBundle(
   sourceName: string,
   limits: BundleLimits = DEFAULT_BUNDLE_LIMITS,
   knownSha256?: string,
-  timeoutMs?: number,
 ): Promise<PolicyBundle> {
+  return (await readBundleForVerification(bytes, sourceName, limits, { knownSha256 })).bundle;
+}
+
+/** readBundle, plus the large files' hashes for the OPA signature check when `hashSignedFrom` asks for them. */
+export async function readBundleForVerification(
+  bytes: Buffer,
+  sourceName: string,
+  limits: BundleLimits,
+  options: { knownSha256?: string | undefined; timeoutMs?: number | undefined; hashSignedFrom?: number },
+): Promise<{ bundle: PolicyBundle; signedHashes: Map<string, PrecomputedHash> }> {
   checkCompressedSize(bytes, limits);
-  const sha256 = knownSha256 ?? (await sha256Hex(bytes));
-  const files = await untarBounded(bytes, limits, timeoutMs);
+  const sha256 = options.knownSha256 ?? (await sha256Hex(bytes));
+  const { files, signedHashes } = await untarBounded(bytes, limits, options);
   const manifest = parseManifest(files.get('.manifest'));
   const engine = detectEngine(manifest, files);
   const meta = verdictMetadata(manifest);
-  return {
+  const bundle: PolicyBundle = {
     name: typeof meta.name === 'string' && meta.name !== '' ? meta.name : basename(sourceName).replace(/\.tar\.gz$|\.tgz$/, ''),
     revision: typeof manifest.revision === 'string' ? manifest.revision : '',
     sha256,
@@ -34,6 +44,7 @@ export async function readBundle(
     files,
     compressedBytes: bytes.length,
   };
+  return { bundle, signedHashes };
 }
 
 export function verdictMetadata(manifest: BundleManifest): Record<string, unknown> {

@@ -1,6 +1,7 @@
 import { constants, createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { VerdictError } from '../errors';
 import { hashFilesOffLoop, type FileHashAlgorithm, type FileToHash } from './bundle-hash-off-loop';
+import type { PrecomputedHash } from './bundle-signed-hashes';
 import { OFF_LOOP_BYTES } from './bundle-worker';
 import { hashStructuredJSON } from './bundle-json-hash';
 
@@ -76,7 +77,7 @@ export function isOPASigningAlgorithm(alg: string): alg is OPASigningAlgorithm {
 export async function verifyOPASignature(
   files: ReadonlyMap<string, Buffer>,
   config: OPAVerificationConfig,
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; precomputed?: ReadonlyMap<string, PrecomputedHash> } = {},
 ): Promise<OPASigner> {
   const raw = files.get(SIGNATURES_FILE);
   if (raw === undefined) throw sigError(`bundle is unsigned: no ${SIGNATURES_FILE}, and a verification key is configured`);
@@ -93,7 +94,7 @@ export async function verifyOPASignature(
   verifyJWS(`${headerPart}.${payloadPart}`, signaturePart, key);
   const scope = config.scope ?? key.scope;
   if ((claims.scope ?? undefined) !== (scope ?? undefined)) throw sigError('signature scope does not match the configured scope');
-  await verifyFileHashes(files, claims.files, options.timeoutMs);
+  await verifyFileHashes(files, claims.files, options);
   return {
     keyId,
     algorithm: key.algorithm,
@@ -172,9 +173,14 @@ function verifyJWS(signingInput: string, signaturePart: string, key: OPAVerifica
 
 /**
  * Every file but the signature file is listed, with a matching hash; every listed file exists. Large files
- * are hashed off the event loop (bundle-hash-off-loop.ts), small ones here.
+ * are hashed off the event loop: already by the worker that untarred them when `precomputed` holds their
+ * hash with the algorithm the (now verified) listing names, else now (bundle-hash-off-loop.ts). Small ones here.
  */
-async function verifyFileHashes(files: ReadonlyMap<string, Buffer>, listed: SignedFile[] | undefined, timeoutMs?: number): Promise<void> {
+async function verifyFileHashes(
+  files: ReadonlyMap<string, Buffer>,
+  listed: SignedFile[] | undefined,
+  options: { timeoutMs?: number; precomputed?: ReadonlyMap<string, PrecomputedHash> },
+): Promise<void> {
   if (!Array.isArray(listed)) throw sigError('signature lists no files');
   const byName = new Map<string, SignedFile>();
   for (const f of listed) {
@@ -190,6 +196,13 @@ async function verifyFileHashes(files: ReadonlyMap<string, Buffer>, listed: Sign
     // MD5 and SHA-1 are accepted by OPA; verdict refuses them (collisions make substitution feasible).
     if (hash === undefined) throw sigError(`file "${name}" is hashed with unsupported algorithm "${entry.algorithm}"`);
     byName.delete(name);
+    const pre = options.precomputed?.get(name);
+    if (data.length >= OFF_LOOP_BYTES && pre?.algorithm === hash) {
+      isStructured(name); // signed YAML is refused whoever hashed it
+      if (typeof pre.hash !== 'string') throw new VerdictError('ERR_BUNDLE_INVALID', `${name}: ${pre.hash.error}`);
+      if (pre.hash !== entry.hash.toLowerCase()) throw sigError(`file "${name}" does not match its signed hash`);
+      continue;
+    }
     if (data.length >= OFF_LOOP_BYTES) {
       large.push({ name, data, algorithm: hash, structured: isStructured(name), expected: entry.hash.toLowerCase() });
       continue;
@@ -198,12 +211,13 @@ async function verifyFileHashes(files: ReadonlyMap<string, Buffer>, listed: Sign
   }
   if (byName.size > 0) throw sigError(`signed file(s) missing from the bundle: ${[...byName.keys()].join(', ')}`);
   if (large.length === 0) return;
-  const hashes = await hashFilesOffLoop(large, timeoutMs);
+  const hashes = await hashFilesOffLoop(large, options.timeoutMs);
   large.forEach((f, i) => {
     if (hashes[i] !== f.expected) throw sigError(`file "${f.name}" does not match its signed hash`);
   });
 }
 
+/** The same rule as precomputeSignedHashes (bundle-signed-hashes.ts) applies in the worker. */
 function isStructured(name: string): boolean {
   const base = name.slice(name.lastIndexOf('/') + 1);
   if (base === 'data.yaml' || base === 'data.yml') throw sigError(`signed YAML data (${name}) is not supported`);

@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs';
 import type { BundlesConfig } from '../config/sections/bundles';
 import { VerdictError } from '../errors';
 import type { BundleArtifact, BundleLimits, BundleSigner, PolicyBundle } from './bundle';
-import { checkCompressedSize, readBundle, sha256Hex } from './bundle-reader';
+import { checkCompressedSize, readBundleForVerification, sha256Hex } from './bundle-reader';
 import { checkBundleRoots } from './bundle-roots';
 import { verifyCosignSignature } from './bundle-signature-cosign';
 import { verifyOPASignature, type OPAVerificationConfig } from './bundle-signature-opa';
+import { OFF_LOOP_BYTES } from './bundle-worker';
 
 /** What makes a bundle trusted: a pin and/or keys. With neither, any well-formed bundle is accepted. */
 export interface BundleTrust {
@@ -40,8 +41,13 @@ export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust)
     }
     cosign = await verifyCosignSignature(artifact.bytes, artifact.cosignSignature, trust.cosignPublicKeyPEM, deadline);
   }
-  const bundle = await readBundle(artifact.bytes, artifact.origin, trust.limits, sha256, trust.loadTimeoutMs);
-  const opa = trust.opa !== null ? await verifyOPASignature(bundle.files, trust.opa, deadline) : null;
+  const { bundle, signedHashes } = await readBundleForVerification(artifact.bytes, artifact.origin, trust.limits, {
+    knownSha256: sha256,
+    timeoutMs: trust.loadTimeoutMs,
+    // Large files are hashed in the worker that untars them: the event loop never hands them over again.
+    ...(trust.opa !== null ? { hashSignedFrom: OFF_LOOP_BYTES } : {}),
+  });
+  const opa = trust.opa !== null ? await verifyOPASignature(bundle.files, trust.opa, { ...deadline, precomputed: signedHashes }) : null;
   checkBundleRoots(bundle);
   return { ...bundle, signer: opa === null && cosign === null ? null : { opa, cosign } };
 }

@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { VerdictError, type ErrorCode } from '../errors';
 import { canonicalJSONText } from './bundle-json-hash';
 import { cosignVerifyBlob } from './bundle-cosign-blob';
+import { precomputeSignedHashes } from './bundle-signed-hashes';
 import { untarStream } from './bundle-untar-stream';
 
 /** The heavy steps of reading a candidate bundle, each run in a throw-away worker thread. */
@@ -21,12 +22,20 @@ const crypto = require('node:crypto');
 const canonicalJSONText = (${canonicalJSONText.toString()});
 const untarStream = (${untarStream.toString()});
 const cosignVerifyBlob = (${cosignVerifyBlob.toString()});
+const precomputeSignedHashes = (${precomputeSignedHashes.toString()});
+// A lower CPU priority for this thread alone (Linux nice values are per thread; /proc/thread-self names its
+// id), so that a worker at full speed yields the core to the event loop whenever the loop has work. Nice 10,
+// not 19: the task still has its deadline, and on a saturated machine nice 19 would starve it past it.
+try {
+  require('node:os').setPriority(Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop()), 10);
+} catch {}
 const asBuffer = (u8) => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 const tasks = {
   async untar(w) {
     const lib = { createGunzip: require('node:zlib').createGunzip, extract: require(w.tarStreamPath).extract };
     const files = await untarStream(w.gz, w.bounds, lib);
-    return { value: files, transfer: files.map(([, d]) => d.buffer) };
+    const hashes = w.hashSignedFrom > 0 ? precomputeSignedHashes(files, w.hashSignedFrom, crypto, canonicalJSONText) : [];
+    return { value: { files, hashes }, transfer: files.map(([, d]) => d.buffer) };
   },
   async hash(w) {
     const value = w.files.map((f) => {
