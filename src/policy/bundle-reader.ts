@@ -1,7 +1,6 @@
 import { basename } from 'node:path';
 import { VerdictError } from '../errors';
 import { DEFAULT_BUNDLE_LIMITS, type BundleLimits, type BundleManifest, type PolicyBundle } from './bundle';
-import type { PrecomputedHash } from './bundle-signed-hashes';
 import { untarBounded } from './bundle-untar';
 import type { EngineKind } from './policy-engine';
 
@@ -19,32 +18,26 @@ export async function readBundle(
   limits: BundleLimits = DEFAULT_BUNDLE_LIMITS,
   knownSha256?: string,
 ): Promise<PolicyBundle> {
-  return (await readBundleForVerification(bytes, sourceName, limits, { knownSha256 })).bundle;
+  checkCompressedSize(bytes, limits);
+  const sha256 = knownSha256 ?? (await sha256Hex(bytes));
+  const { files } = await untarBounded(bytes, limits);
+  return assembleBundle(files, sourceName, sha256, bytes.length);
 }
 
-/** readBundle, plus the large files' hashes for the OPA signature check when `hashSignedFrom` asks for them. */
-export async function readBundleForVerification(
-  bytes: Buffer,
-  sourceName: string,
-  limits: BundleLimits,
-  options: { knownSha256?: string | undefined; timeoutMs?: number | undefined; hashSignedFrom?: number },
-): Promise<{ bundle: PolicyBundle; signedHashes: Map<string, PrecomputedHash> }> {
-  checkCompressedSize(bytes, limits);
-  const sha256 = options.knownSha256 ?? (await sha256Hex(bytes));
-  const { files, signedHashes } = await untarBounded(bytes, limits, options);
+/** A PolicyBundle from untarred files: manifest, engine, name and revision. */
+export function assembleBundle(files: Map<string, Buffer>, sourceName: string, sha256: string, compressedBytes: number): PolicyBundle {
   const manifest = parseManifest(files.get('.manifest'));
   const engine = detectEngine(manifest, files);
   const meta = verdictMetadata(manifest);
-  const bundle: PolicyBundle = {
+  return {
     name: typeof meta.name === 'string' && meta.name !== '' ? meta.name : basename(sourceName).replace(/\.tar\.gz$|\.tgz$/, ''),
     revision: typeof manifest.revision === 'string' ? manifest.revision : '',
     sha256,
     engine,
     manifest,
     files,
-    compressedBytes: bytes.length,
+    compressedBytes,
   };
-  return { bundle, signedHashes };
 }
 
 export function verdictMetadata(manifest: BundleManifest): Record<string, unknown> {

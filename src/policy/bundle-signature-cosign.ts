@@ -23,7 +23,9 @@ export async function verifyCosignSignature(
   const { signature, digest, form } = parseSignatureFile(signatureFile);
   publicKey(publicKeyPEM); // a bad key is a config error, whatever the signature
   const outcome =
-    blob.length < OFF_LOOP_BYTES ? cosignVerifyBlob(crypto, blob, publicKeyPEM, signature, digest) : await verifyOffLoop(blob, publicKeyPEM, signature, digest, options);
+    blob.length < OFF_LOOP_BYTES
+      ? cosignVerifyBlob(crypto, blob, publicKeyPEM, signature, digest)
+      : await verifyOffLoop(blob, publicKeyPEM, signature, digest, options);
   if (outcome === 'digest-mismatch') throw sigError('sigstore bundle message digest does not match the bundle file');
   if (outcome !== 'ok') throw sigError('cosign signature does not verify with the configured public key');
   return { form };

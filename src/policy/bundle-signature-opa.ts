@@ -77,7 +77,7 @@ export function isOPASigningAlgorithm(alg: string): alg is OPASigningAlgorithm {
 export async function verifyOPASignature(
   files: ReadonlyMap<string, Buffer>,
   config: OPAVerificationConfig,
-  options: { timeoutMs?: number; precomputed?: ReadonlyMap<string, PrecomputedHash> } = {},
+  options: FileHashOptions = {},
 ): Promise<OPASigner> {
   const raw = files.get(SIGNATURES_FILE);
   if (raw === undefined) throw sigError(`bundle is unsigned: no ${SIGNATURES_FILE}, and a verification key is configured`);
@@ -171,6 +171,14 @@ function verifyJWS(signingInput: string, signaturePart: string, key: OPAVerifica
   if (!ok) throw sigError('JWT signature does not verify with the configured key');
 }
 
+interface FileHashOptions {
+  timeoutMs?: number;
+  /** Large files' hashes from the worker that untarred them (bundle-signed-hashes.ts). */
+  precomputed?: ReadonlyMap<string, PrecomputedHash>;
+  /** Files still held by that worker (name → size): checked by their precomputed hash alone. */
+  held?: ReadonlyMap<string, number>;
+}
+
 /**
  * Every file but the signature file is listed, with a matching hash; every listed file exists. Large files
  * are hashed off the event loop: already by the worker that untarred them when `precomputed` holds their
@@ -179,7 +187,7 @@ function verifyJWS(signingInput: string, signaturePart: string, key: OPAVerifica
 async function verifyFileHashes(
   files: ReadonlyMap<string, Buffer>,
   listed: SignedFile[] | undefined,
-  options: { timeoutMs?: number; precomputed?: ReadonlyMap<string, PrecomputedHash> },
+  options: FileHashOptions,
 ): Promise<void> {
   if (!Array.isArray(listed)) throw sigError('signature lists no files');
   const byName = new Map<string, SignedFile>();
@@ -188,7 +196,8 @@ async function verifyFileHashes(
     byName.set(f.name.replace(/^\//, ''), f);
   }
   const large: (FileToHash & { expected: string })[] = [];
-  for (const [name, data] of files) {
+  const held = options.held ?? new Map<string, number>();
+  for (const [name, data] of [...files, ...held]) {
     if (name === SIGNATURES_FILE) continue;
     const entry = byName.get(name);
     if (entry === undefined) throw sigError(`file "${name}" is not covered by the signature`);
@@ -197,12 +206,15 @@ async function verifyFileHashes(
     if (hash === undefined) throw sigError(`file "${name}" is hashed with unsupported algorithm "${entry.algorithm}"`);
     byName.delete(name);
     const pre = options.precomputed?.get(name);
-    if (data.length >= OFF_LOOP_BYTES && pre?.algorithm === hash) {
+    const isHeld = typeof data === 'number';
+    if (pre !== undefined && pre.algorithm === hash && (isHeld || data.length >= OFF_LOOP_BYTES)) {
       isStructured(name); // signed YAML is refused whoever hashed it
       if (typeof pre.hash !== 'string') throw new VerdictError('ERR_BUNDLE_INVALID', `${name}: ${pre.hash.error}`);
       if (pre.hash !== entry.hash.toLowerCase()) throw sigError(`file "${name}" does not match its signed hash`);
       continue;
     }
+    // A held file is checked by its precomputed hash or not at all (deny on doubt).
+    if (isHeld) throw sigError(`file "${name}" was not hashed as its signature lists it`);
     if (data.length >= OFF_LOOP_BYTES) {
       large.push({ name, data, algorithm: hash, structured: isStructured(name), expected: entry.hash.toLowerCase() });
       continue;

@@ -41,7 +41,8 @@ export function precomputeSignedHashes(
     const base = name.slice(name.lastIndexOf('/') + 1);
     const h = crypto.createHash(algorithm);
     try {
-      if (base === 'data.json' || base === '.manifest') h.update(canonicalJSONText(Buffer.from(data.buffer, data.byteOffset, data.length).toString('utf8')), 'utf8');
+      if (base === 'data.json' || base === '.manifest')
+        h.update(canonicalJSONText(Buffer.from(data.buffer, data.byteOffset, data.length).toString('utf8')), 'utf8');
       else h.update(data);
       out.push([name, { algorithm, hash: h.digest('hex') }]);
     } catch (err) {

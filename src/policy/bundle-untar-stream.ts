@@ -123,7 +123,8 @@ export function untarStream(gz: Uint8Array, bounds: UntarBounds, lib: UntarLibra
       if (settled) return;
       inflated += chunk.length;
       // Decompression-bomb bound: stop inflating the moment the output passes the limit.
-      if (inflated > bounds.maxUncompressedBytes) return fail('ERR_BUNDLE_TOO_LARGE', `bundle expands beyond ${bounds.maxUncompressedBytes} bytes`);
+      if (inflated > bounds.maxUncompressedBytes)
+        return fail('ERR_BUNDLE_TOO_LARGE', `bundle expands beyond ${bounds.maxUncompressedBytes} bytes`);
       if (!ex.write(chunk)) {
         gunzip.pause();
         ex.once('drain', () => settled || gunzip.resume());

@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs';
 import type { BundlesConfig } from '../config/sections/bundles';
 import { VerdictError } from '../errors';
 import type { BundleArtifact, BundleLimits, BundleSigner, PolicyBundle } from './bundle';
-import { checkCompressedSize, readBundleForVerification, sha256Hex } from './bundle-reader';
+import { assembleBundle, checkCompressedSize, sha256Hex } from './bundle-reader';
 import { checkBundleRoots } from './bundle-roots';
 import { verifyCosignSignature } from './bundle-signature-cosign';
 import { verifyOPASignature, type OPAVerificationConfig } from './bundle-signature-opa';
+import { untarBounded } from './bundle-untar';
 import { OFF_LOOP_BYTES } from './bundle-worker';
 
 /** What makes a bundle trusted: a pin and/or keys. With neither, any well-formed bundle is accepted. */
@@ -41,13 +42,22 @@ export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust)
     }
     cosign = await verifyCosignSignature(artifact.bytes, artifact.cosignSignature, trust.cosignPublicKeyPEM, deadline);
   }
-  const { bundle, signedHashes } = await readBundleForVerification(artifact.bytes, artifact.origin, trust.limits, {
-    knownSha256: sha256,
+  const untarred = await untarBounded(artifact.bytes, trust.limits, {
     timeoutMs: trust.loadTimeoutMs,
-    // Large files are hashed in the worker that untars them: the event loop never hands them over again.
+    // Large files are hashed in the worker that untars them and stay there until their signature verified.
     ...(trust.opa !== null ? { hashSignedFrom: OFF_LOOP_BYTES } : {}),
   });
-  const opa = trust.opa !== null ? await verifyOPASignature(bundle.files, trust.opa, { ...deadline, precomputed: signedHashes }) : null;
+  let opa: BundleSigner['opa'] = null;
+  try {
+    if (trust.opa !== null) {
+      opa = await verifyOPASignature(untarred.files, trust.opa, { ...deadline, precomputed: untarred.signedHashes, held: untarred.held });
+    }
+    await untarred.takeHeld();
+  } catch (err) {
+    untarred.discard();
+    throw err;
+  }
+  const bundle = assembleBundle(untarred.files, artifact.origin, sha256, artifact.bytes.length);
   checkBundleRoots(bundle);
   return { ...bundle, signer: opa === null && cosign === null ? null : { opa, cosign } };
 }

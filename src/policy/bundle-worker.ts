@@ -35,7 +35,15 @@ const tasks = {
     const lib = { createGunzip: require('node:zlib').createGunzip, extract: require(w.tarStreamPath).extract };
     const files = await untarStream(w.gz, w.bounds, lib);
     const hashes = w.hashSignedFrom > 0 ? precomputeSignedHashes(files, w.hashSignedFrom, crypto, canonicalJSONText) : [];
-    return { value: { files, hashes }, transfer: files.map(([, d]) => d.buffer) };
+    const large = w.hashSignedFrom > 0 ? files.filter(([, d]) => d.length >= w.hashSignedFrom) : [];
+    if (large.length === 0) return { value: { files, hashes, held: [] }, transfer: files.map(([, d]) => d.buffer) };
+    // Large files stay here until the signature over them has verified: a refused bundle's 50 MB never
+    // reaches the event loop's heap accounting (whose collections are what would block it).
+    const small = files.filter(([, d]) => d.length < w.hashSignedFrom);
+    const held = large.map(([name, d]) => [name, d.length]);
+    parentPort.postMessage({ value: { files: small, hashes, held }, more: true }, small.map(([, d]) => d.buffer));
+    await new Promise((resolve) => parentPort.once('message', resolve));
+    return { value: large, transfer: large.map(([, d]) => d.buffer) };
   },
   async hash(w) {
     const value = w.files.map((f) => {
@@ -77,7 +85,21 @@ export interface BundleWorkerRun {
  * ERR_BUNDLE_LOAD_TIMEOUT) and a heap limit. The event loop only posts the task and receives the finished
  * result; the work, its allocations and their garbage collection are the worker's.
  */
-export function runInBundleWorker<T>(task: BundleWorkerTask, run: BundleWorkerRun): Promise<T> {
+export async function runInBundleWorker<T>(task: BundleWorkerTask, run: BundleWorkerRun): Promise<T> {
+  return (await runStagedInBundleWorker<T, never>(task, run)).value;
+}
+
+/** A task's first answer; `more()` asks a worker that holds more (the untar's large files) for the rest. */
+export interface StagedResult<T, U> {
+  value: T;
+  /** Resolves with the held rest (same deadline as the first stage), or rejects when nothing is held. */
+  more(): Promise<U>;
+  /** Ends the worker without taking the rest. */
+  stop(): void;
+}
+
+/** runInBundleWorker for a task that may hold part of its result back until asked. */
+export function runStagedInBundleWorker<T, U>(task: BundleWorkerTask, run: BundleWorkerRun): Promise<StagedResult<T, U>> {
   const worker = new Worker(WORKER_SOURCE, {
     eval: true,
     workerData: { task, tarStreamPath, ...run.payload },
@@ -85,25 +107,50 @@ export function runInBundleWorker<T>(task: BundleWorkerTask, run: BundleWorkerRu
     resourceLimits: { maxOldGenerationSizeMb: run.heapMb },
   });
   worker.unref();
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      void worker.terminate();
-      reject(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `${run.what} ran past its ${run.timeoutMs} ms deadline`));
-    }, run.timeoutMs);
-    const settle = (fn: () => void): void => {
-      clearTimeout(timer);
-      void worker.terminate();
-      fn();
+  const stop = (): void => void worker.terminate();
+  const answer = <V>(): Promise<{ value: V; more: boolean }> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        stop();
+        reject(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `${run.what} ran past its ${run.timeoutMs} ms deadline`));
+      }, run.timeoutMs);
+      const onMessage = (out: { value: V; more?: boolean } | { refusal: { code: unknown; message: string } }): void =>
+        settle(
+          () => {
+            if ('value' in out) return resolve({ value: out.value, more: out.more === true });
+            const code = run.codes.find((c) => c === out.refusal.code) ?? 'ERR_BUNDLE_INVALID';
+            reject(new VerdictError(code, out.refusal.message));
+          },
+          'value' in out && out.more === true,
+        );
+      const onError = (err: Error): void =>
+        settle(() => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `${run.what} failed: ${err.message}`)));
+      const onExit = (): void => settle(() => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `${run.what}: its worker exited`)));
+      function settle(fn: () => void, keep = false): void {
+        clearTimeout(timer);
+        worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+        if (!keep) stop();
+        fn();
+      }
+      worker.once('message', onMessage).once('error', onError).once('exit', onExit);
+    });
+  return answer<T>().then(({ value, more }) => {
+    // A worker holding bytes is never left behind: unclaimed within the deadline, it is ended.
+    const unclaimed = more ? setTimeout(stop, run.timeoutMs) : undefined;
+    return {
+      value,
+      more: async () => {
+        clearTimeout(unclaimed);
+        if (!more) throw new VerdictError('ERR_INTERNAL', `${run.what}: nothing was held back`);
+        const rest = answer<U>();
+        worker.postMessage('more');
+        return (await rest).value;
+      },
+      stop: () => {
+        clearTimeout(unclaimed);
+        stop();
+      },
     };
-    worker.once('message', (out: { value: T } | { refusal: { code: unknown; message: string } }) =>
-      settle(() => {
-        if ('value' in out) return resolve(out.value);
-        const code = run.codes.find((c) => c === out.refusal.code) ?? 'ERR_BUNDLE_INVALID';
-        reject(new VerdictError(code, out.refusal.message));
-      }),
-    );
-    worker.once('error', (err) => settle(() => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `${run.what} failed: ${err.message}`))));
-    worker.once('exit', () => settle(() => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `${run.what}: its worker exited`))));
   });
 }
 
