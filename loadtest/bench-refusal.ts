@@ -20,7 +20,7 @@ import { percentiles, printTable, round } from './lib/stats';
  * monitorEventLoopDelay at 1 ms resolution, verdict_nodejs_eventloop_lag_max_seconds, which resets at each
  * scrape: one scrape opens a window, one closes it); p99 is over the Checks that started inside the window.
  * Goal: worst block in B ≤ 10 ms; p99 B/A ≤ 1.2. BENCH_REFUSAL_BEFORE=<built checkout> adds a second
- * server (same run, same bundles) for a before/after figure.
+ * server (same run, same bundles) for a before/after figure; BENCH_REFUSAL_NODE_ARGS passes flags to the servers.
  */
 const RATE = Number(process.env.BENCH_REFUSAL_RPS ?? 2000);
 const REFUSALS = Number(process.env.BENCH_REFUSALS ?? 2);
@@ -29,6 +29,8 @@ const CLIENTS = 4;
 /** h2load's core; the server is left unpinned so its hashing thread can use the other one. */
 const CLIENT_CPU = 1;
 const LEAD_IN_MS = 1500;
+/** Extra node flags for the server, e.g. BENCH_REFUSAL_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" to find what blocks. */
+const NODE_ARGS = (process.env.BENCH_REFUSAL_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
 interface WindowResult {
   checks: number;
@@ -106,6 +108,7 @@ async function measureServer(s: Setup, label: string, root: string): Promise<Rec
   const verdict = await spawnVerdict(
     root,
     sets.flatMap((x) => ['--set', x]),
+    NODE_ARGS,
   );
   try {
     const codes: string[] = [];

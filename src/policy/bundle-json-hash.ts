@@ -19,7 +19,7 @@ export function hashStructuredJSON(text: Buffer, algorithm: 'sha256' | 'sha384' 
 
 /**
  * The canonical text itself. Self-contained on purpose — no reference to anything outside its body — so
- * its source can also run in the hashing worker (bundle-hash-worker.ts) as the very same code. Throws a
+ * its source can also run in the bundle worker (bundle-worker.ts) as the very same code. Throws a
  * plain Error on malformed input (the callers turn it into ERR_BUNDLE_INVALID).
  */
 export function canonicalJSONText(s: string): string {

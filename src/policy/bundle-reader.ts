@@ -10,7 +10,7 @@ const MAX_MANIFEST_BYTES = 1024 * 1024;
 /**
  * Reads an OPA-format bundle (.tar.gz) within bounds: compressed and uncompressed size (decompression-bomb
  * safe), entry count, path depth, per-file size; only regular files and directories; no "..", no
- * absolute-beyond-root or odd paths (bundle-untar.ts). Pure: no policy runs.
+ * absolute-beyond-root or odd paths (bundle-untar.ts, in the bundle worker). Pure: no policy runs.
  */
 export async function readBundle(
   bytes: Buffer,
@@ -20,7 +20,12 @@ export async function readBundle(
 ): Promise<PolicyBundle> {
   checkCompressedSize(bytes, limits);
   const sha256 = knownSha256 ?? (await sha256Hex(bytes));
-  const files = await untarBounded(bytes, limits);
+  const { files } = await untarBounded(bytes, limits);
+  return assembleBundle(files, sourceName, sha256, bytes.length);
+}
+
+/** A PolicyBundle from untarred files: manifest, engine, name and revision. */
+export function assembleBundle(files: Map<string, Buffer>, sourceName: string, sha256: string, compressedBytes: number): PolicyBundle {
   const manifest = parseManifest(files.get('.manifest'));
   const engine = detectEngine(manifest, files);
   const meta = verdictMetadata(manifest);
@@ -31,7 +36,7 @@ export async function readBundle(
     engine,
     manifest,
     files,
-    compressedBytes: bytes.length,
+    compressedBytes,
   };
 }
 

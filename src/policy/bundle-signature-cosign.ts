@@ -1,5 +1,8 @@
-import { createHash, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { VerdictError } from '../errors';
+import { DEFAULT_LOAD_TIMEOUT_MS } from './bundle';
+import { cosignVerifyBlob, type CosignBlobOutcome } from './bundle-cosign-blob';
+import { copyInSlices, OFF_LOOP_BYTES, runInBundleWorker } from './bundle-worker';
 
 /**
  * Verifies a cosign `sign-blob --key` signature over the bundle file, offline, with a plain public key.
@@ -8,25 +11,43 @@ import { VerdictError } from '../errors';
  *  - cosign's own bundle (`--bundle`): JSON with `base64Signature`;
  *  - a sigstore bundle (`--new-bundle-format --bundle`): JSON with `messageSignature.{messageDigest,signature}`.
  * ECDSA (P-256/384) and RSA keys sign a SHA-256 digest of the blob; Ed25519 signs the blob itself.
- * Transparency-log entries are not checked: trust comes from the configured key (keyed signing).
+ * Transparency-log entries are not checked: trust comes from the configured key (keyed signing). A bundle of
+ * OFF_LOOP_BYTES or more is hashed and verified in the bundle worker, so the event loop never reads it whole.
  */
-export function verifyCosignSignature(blob: Buffer, signatureFile: Buffer, publicKeyPEM: string): { form: CosignSignatureForm } {
+export async function verifyCosignSignature(
+  blob: Buffer,
+  signatureFile: Buffer,
+  publicKeyPEM: string,
+  options: { timeoutMs?: number } = {},
+): Promise<{ form: CosignSignatureForm }> {
   const { signature, digest, form } = parseSignatureFile(signatureFile);
-  const key = publicKey(publicKeyPEM);
-  if (digest !== null) {
-    const actual = createHash('sha256').update(blob).digest();
-    if (digest.length !== actual.length || !timingSafeEqual(digest, actual)) {
-      throw sigError('sigstore bundle message digest does not match the bundle file');
-    }
-  }
-  let ok = false;
-  try {
-    ok = verify(key.asymmetricKeyType === 'ed25519' ? null : 'sha256', blob, key, signature);
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw sigError('cosign signature does not verify with the configured public key');
+  publicKey(publicKeyPEM); // a bad key is a config error, whatever the signature
+  const outcome =
+    blob.length < OFF_LOOP_BYTES
+      ? cosignVerifyBlob(crypto, blob, publicKeyPEM, signature, digest)
+      : await verifyOffLoop(blob, publicKeyPEM, signature, digest, options);
+  if (outcome === 'digest-mismatch') throw sigError('sigstore bundle message digest does not match the bundle file');
+  if (outcome !== 'ok') throw sigError('cosign signature does not verify with the configured public key');
   return { form };
+}
+
+/** Reading every byte of a large bundle (hash, then verify) would block the event loop: the bundle worker does it. */
+async function verifyOffLoop(
+  blob: Buffer,
+  publicKeyPEM: string,
+  signature: Buffer,
+  digest: Buffer | null,
+  options: { timeoutMs?: number },
+): Promise<CosignBlobOutcome> {
+  const copy = await copyInSlices(blob);
+  return runInBundleWorker<CosignBlobOutcome>('cosign', {
+    payload: { blob: copy, publicKeyPEM, signature, digest },
+    transfer: [copy.buffer as ArrayBuffer],
+    timeoutMs: options.timeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
+    heapMb: 64,
+    codes: [],
+    what: 'verifying the cosign signature',
+  });
 }
 
 export type CosignSignatureForm = 'detached' | 'cosign-bundle' | 'sigstore-bundle';
@@ -57,9 +78,9 @@ function parseSignatureFile(raw: Buffer): { signature: Buffer; digest: Buffer | 
   throw sigError('cosign signature file has no signature (expected base64, a cosign bundle or a sigstore bundle)');
 }
 
-function publicKey(pem: string): KeyObject {
+function publicKey(pem: string): crypto.KeyObject {
   try {
-    return createPublicKey(pem);
+    return crypto.createPublicKey(pem);
   } catch (err) {
     throw new VerdictError('ERR_CONFIG', `cosign public key is not a PEM public key: ${(err as Error).message}`);
   }

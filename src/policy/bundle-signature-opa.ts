@@ -1,6 +1,8 @@
 import { constants, createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { VerdictError } from '../errors';
-import { hashFilesOffLoop, OFF_LOOP_BYTES, type FileHashAlgorithm, type FileToHash } from './bundle-hash-worker';
+import { hashFilesOffLoop, type FileHashAlgorithm, type FileToHash } from './bundle-hash-off-loop';
+import type { PrecomputedHash } from './bundle-signed-hashes';
+import { OFF_LOOP_BYTES } from './bundle-worker';
 import { hashStructuredJSON } from './bundle-json-hash';
 
 /** OPA's bundle signature file (OPA docs, "Bundle signing"): one JWT over the files' hashes. */
@@ -75,7 +77,7 @@ export function isOPASigningAlgorithm(alg: string): alg is OPASigningAlgorithm {
 export async function verifyOPASignature(
   files: ReadonlyMap<string, Buffer>,
   config: OPAVerificationConfig,
-  options: { timeoutMs?: number } = {},
+  options: FileHashOptions = {},
 ): Promise<OPASigner> {
   const raw = files.get(SIGNATURES_FILE);
   if (raw === undefined) throw sigError(`bundle is unsigned: no ${SIGNATURES_FILE}, and a verification key is configured`);
@@ -92,7 +94,7 @@ export async function verifyOPASignature(
   verifyJWS(`${headerPart}.${payloadPart}`, signaturePart, key);
   const scope = config.scope ?? key.scope;
   if ((claims.scope ?? undefined) !== (scope ?? undefined)) throw sigError('signature scope does not match the configured scope');
-  await verifyFileHashes(files, claims.files, options.timeoutMs);
+  await verifyFileHashes(files, claims.files, options);
   return {
     keyId,
     algorithm: key.algorithm,
@@ -169,11 +171,24 @@ function verifyJWS(signingInput: string, signaturePart: string, key: OPAVerifica
   if (!ok) throw sigError('JWT signature does not verify with the configured key');
 }
 
+interface FileHashOptions {
+  timeoutMs?: number;
+  /** Large files' hashes from the worker that untarred them (bundle-signed-hashes.ts). */
+  precomputed?: ReadonlyMap<string, PrecomputedHash>;
+  /** Files still held by that worker (name → size): checked by their precomputed hash alone. */
+  held?: ReadonlyMap<string, number>;
+}
+
 /**
  * Every file but the signature file is listed, with a matching hash; every listed file exists. Large files
- * are hashed off the event loop (bundle-hash-worker.ts), small ones here.
+ * are hashed off the event loop: already by the worker that untarred them when `precomputed` holds their
+ * hash with the algorithm the (now verified) listing names, else now (bundle-hash-off-loop.ts). Small ones here.
  */
-async function verifyFileHashes(files: ReadonlyMap<string, Buffer>, listed: SignedFile[] | undefined, timeoutMs?: number): Promise<void> {
+async function verifyFileHashes(
+  files: ReadonlyMap<string, Buffer>,
+  listed: SignedFile[] | undefined,
+  options: FileHashOptions,
+): Promise<void> {
   if (!Array.isArray(listed)) throw sigError('signature lists no files');
   const byName = new Map<string, SignedFile>();
   for (const f of listed) {
@@ -181,7 +196,8 @@ async function verifyFileHashes(files: ReadonlyMap<string, Buffer>, listed: Sign
     byName.set(f.name.replace(/^\//, ''), f);
   }
   const large: (FileToHash & { expected: string })[] = [];
-  for (const [name, data] of files) {
+  const held = options.held ?? new Map<string, number>();
+  for (const [name, data] of [...files, ...held]) {
     if (name === SIGNATURES_FILE) continue;
     const entry = byName.get(name);
     if (entry === undefined) throw sigError(`file "${name}" is not covered by the signature`);
@@ -189,6 +205,16 @@ async function verifyFileHashes(files: ReadonlyMap<string, Buffer>, listed: Sign
     // MD5 and SHA-1 are accepted by OPA; verdict refuses them (collisions make substitution feasible).
     if (hash === undefined) throw sigError(`file "${name}" is hashed with unsupported algorithm "${entry.algorithm}"`);
     byName.delete(name);
+    const pre = options.precomputed?.get(name);
+    const isHeld = typeof data === 'number';
+    if (pre !== undefined && pre.algorithm === hash && (isHeld || data.length >= OFF_LOOP_BYTES)) {
+      isStructured(name); // signed YAML is refused whoever hashed it
+      if (typeof pre.hash !== 'string') throw new VerdictError('ERR_BUNDLE_INVALID', `${name}: ${pre.hash.error}`);
+      if (pre.hash !== entry.hash.toLowerCase()) throw sigError(`file "${name}" does not match its signed hash`);
+      continue;
+    }
+    // A held file is checked by its precomputed hash or not at all (deny on doubt).
+    if (isHeld) throw sigError(`file "${name}" was not hashed as its signature lists it`);
     if (data.length >= OFF_LOOP_BYTES) {
       large.push({ name, data, algorithm: hash, structured: isStructured(name), expected: entry.hash.toLowerCase() });
       continue;
@@ -197,12 +223,13 @@ async function verifyFileHashes(files: ReadonlyMap<string, Buffer>, listed: Sign
   }
   if (byName.size > 0) throw sigError(`signed file(s) missing from the bundle: ${[...byName.keys()].join(', ')}`);
   if (large.length === 0) return;
-  const hashes = await hashFilesOffLoop(large, timeoutMs);
+  const hashes = await hashFilesOffLoop(large, options.timeoutMs);
   large.forEach((f, i) => {
     if (hashes[i] !== f.expected) throw sigError(`file "${f.name}" does not match its signed hash`);
   });
 }
 
+/** The same rule as precomputeSignedHashes (bundle-signed-hashes.ts) applies in the worker. */
 function isStructured(name: string): boolean {
   const base = name.slice(name.lastIndexOf('/') + 1);
   if (base === 'data.yaml' || base === 'data.yml') throw sigError(`signed YAML data (${name}) is not supported`);

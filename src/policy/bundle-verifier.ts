@@ -2,10 +2,12 @@ import { readFileSync } from 'node:fs';
 import type { BundlesConfig } from '../config/sections/bundles';
 import { VerdictError } from '../errors';
 import type { BundleArtifact, BundleLimits, BundleSigner, PolicyBundle } from './bundle';
-import { checkCompressedSize, readBundle, sha256Hex } from './bundle-reader';
+import { assembleBundle, checkCompressedSize, sha256Hex } from './bundle-reader';
 import { checkBundleRoots } from './bundle-roots';
 import { verifyCosignSignature } from './bundle-signature-cosign';
 import { verifyOPASignature, type OPAVerificationConfig } from './bundle-signature-opa';
+import { untarBounded } from './bundle-untar';
+import { OFF_LOOP_BYTES } from './bundle-worker';
 
 /** What makes a bundle trusted: a pin and/or keys. With neither, any well-formed bundle is accepted. */
 export interface BundleTrust {
@@ -14,7 +16,7 @@ export interface BundleTrust {
   sha256: string | null;
   opa: OPAVerificationConfig | null;
   cosignPublicKeyPEM: string | null;
-  /** Deadline of the off-loop hashing step (bundles.loadTimeoutMs). */
+  /** Deadline of each off-loop step: untar, cosign, file hashes (bundles.loadTimeoutMs). */
   loadTimeoutMs?: number;
 }
 
@@ -25,6 +27,7 @@ export interface BundleTrust {
  */
 export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust): Promise<PolicyBundle> {
   checkCompressedSize(artifact.bytes, trust.limits);
+  const deadline = trust.loadTimeoutMs !== undefined ? { timeoutMs: trust.loadTimeoutMs } : {};
   const sha256 = await sha256Hex(artifact.bytes);
   if (trust.sha256 !== null && sha256 !== trust.sha256) {
     throw new VerdictError('ERR_BUNDLE_HASH_MISMATCH', `bundle sha256 ${sha256} differs from the pinned ${trust.sha256}`);
@@ -37,13 +40,24 @@ export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust)
         'bundle is unsigned: no cosign signature came with it, and a cosign key is configured',
       );
     }
-    cosign = verifyCosignSignature(artifact.bytes, artifact.cosignSignature, trust.cosignPublicKeyPEM);
+    cosign = await verifyCosignSignature(artifact.bytes, artifact.cosignSignature, trust.cosignPublicKeyPEM, deadline);
   }
-  const bundle = await readBundle(artifact.bytes, artifact.origin, trust.limits, sha256);
-  const opa =
-    trust.opa !== null
-      ? await verifyOPASignature(bundle.files, trust.opa, trust.loadTimeoutMs !== undefined ? { timeoutMs: trust.loadTimeoutMs } : {})
-      : null;
+  const untarred = await untarBounded(artifact.bytes, trust.limits, {
+    timeoutMs: trust.loadTimeoutMs,
+    // Large files are hashed in the worker that untars them and stay there until their signature verified.
+    ...(trust.opa !== null ? { hashSignedFrom: OFF_LOOP_BYTES } : {}),
+  });
+  let opa: BundleSigner['opa'] = null;
+  try {
+    if (trust.opa !== null) {
+      opa = await verifyOPASignature(untarred.files, trust.opa, { ...deadline, precomputed: untarred.signedHashes, held: untarred.held });
+    }
+    await untarred.takeHeld();
+  } catch (err) {
+    untarred.discard();
+    throw err;
+  }
+  const bundle = assembleBundle(untarred.files, artifact.origin, sha256, artifact.bytes.length);
   checkBundleRoots(bundle);
   return { ...bundle, signer: opa === null && cosign === null ? null : { opa, cosign } };
 }

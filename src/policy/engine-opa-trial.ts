@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { VerdictError } from '../errors';
 import type { InputDocument } from '../request/input-document';
+import { copyInSlices } from './bundle-worker';
 
 /**
  * A trial run of an OPA module in a throw-away worker before it is instantiated on the event loop:
@@ -39,11 +40,15 @@ export interface OPATrial {
   timeoutMs: number;
 }
 
-export function trialRunOPA(trial: OPATrial): Promise<void> {
-  const { timeoutMs, ...data } = trial;
+export async function trialRunOPA(trial: OPATrial): Promise<void> {
+  const { timeoutMs, data, ...rest } = trial;
+  // The data goes over as a transferred copy made a slice per turn: cloning it into workerData would be one
+  // synchronous copy of the whole data.json on the event loop.
+  const copy = data === null ? null : (await copyInSlices(new Uint8Array(data))).buffer;
   const worker = new Worker(TRIAL_SOURCE, {
     eval: true,
-    workerData: { ...data, opaWasmPath },
+    workerData: { ...rest, data: copy, opaWasmPath },
+    transferList: copy === null ? [] : [copy as ArrayBuffer],
     resourceLimits: { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 16 },
   });
   worker.unref();

@@ -21,13 +21,15 @@ const INITIAL_PAGES = 5;
 /**
  * Rego compiled by `opa build -t wasm`, run with opa-wasm. The input is serialized once per call and written
  * straight into the instance's memory (opa-eval-text.ts). Memory is bounded two ways: the wasm memory has a
- * hard maximum, and an instance whose memory grew past `recycleMemoryPages` (one large input) or that
+ * hard maximum, and an instance whose memory grew `recycleMemoryPages` past what its data needs (one large input) or that
  * trapped is replaced by a fresh one from the already-compiled module, so growth never accumulates.
  */
 export class OPAEngine implements PolicyEngine {
   readonly kind = 'opa' as const;
   private instance: LoadedPolicy;
   private readonly entrypointId: number;
+  /** Pages an instance holds once its data is loaded: recycling counts growth beyond these. */
+  private readonly dataPages: number;
 
   private constructor(
     private readonly module: WebAssembly.Module,
@@ -36,6 +38,7 @@ export class OPAEngine implements PolicyEngine {
     private readonly options: EngineOptions,
   ) {
     this.instance = this.instantiate();
+    this.dataPages = this.memoryPages();
     const entrypoints = this.instance.entrypoints as Record<string, number>;
     const id = entrypoints[entrypoint];
     if (id === undefined) {
@@ -82,7 +85,9 @@ export class OPAEngine implements PolicyEngine {
       this.recycle('trap');
       throw new VerdictError('ERR_POLICY_EVAL', `opa-wasm: ${typeof err === 'string' ? err : (err as Error).message}`);
     }
-    if (this.memoryPages() > this.options.recycleMemoryPages) this.recycle('memory');
+    // Growth beyond the loaded data: data that itself needs more than recycleMemoryPages must not make
+    // every evaluation rebuild the instance (and load the data again).
+    if (this.memoryPages() > this.dataPages + this.options.recycleMemoryPages) this.recycle('memory');
     return resultSetToResult(resultSet);
   }
 

@@ -8,9 +8,13 @@ import type { InputDocument } from '../../src/request/input-document';
 // opa-wasm keeps its linear memory at the high-water mark of the largest input it has seen, and wasm
 // memory never shrinks. verdict bounds it: a hard maximum, and recycling an instance that grew too far.
 
-async function engine(maxMemoryPages: number, recycleMemoryPages: number, recycles: string[]): Promise<OPAEngine> {
+/** `data`: one more top-level member of data.json (`"key":value`). */
+async function engine(maxMemoryPages: number, recycleMemoryPages: number, recycles: string[], data?: Buffer): Promise<OPAEngine> {
   const path = defaultBundlePath();
-  const bundle = await readBundle(await readFile(path), path);
+  const read = await readBundle(await readFile(path), path);
+  // Extra data rides beside the bundle's own (its policy reads data.json).
+  const merged = (): Buffer => Buffer.from(`{${data?.toString()},${(read.files.get('data.json') as Buffer).toString().trim().slice(1)}`);
+  const bundle = data === undefined ? read : { ...read, files: new Map([...read.files, ['data.json', merged()]]) };
   return (await OPAEngine.create(bundle, {
     entrypoint: 'envoy/authz/allow',
     maxMemoryPages,
@@ -52,6 +56,19 @@ describe('opa-wasm memory stays bounded', () => {
     expect(recycles).toEqual(['memory']);
     expect(e.memoryPages()).toBeLessThanOrEqual(64);
     expect(e.evaluate(input('/healthz')).allowed).toBe(true);
+  });
+
+  it('counts growth beyond the loaded data: data larger than the bound does not recycle every evaluation', async () => {
+    const recycles: string[] = [];
+    const rows = Array.from({ length: 60_000 }, (_, i) => `{"id":"u${i}","team":"t${i % 97}"}`);
+    const e = await engine(2048, 64, recycles, Buffer.from(`"directory":[${rows.join(',')}]`));
+    const loaded = e.memoryPages();
+    expect(loaded).toBeGreaterThan(64); // the data alone needs more than recycleMemoryPages
+    for (let i = 0; i < 50; i++) expect(e.evaluate(input(`/public/${i}`)).allowed).toBe(true);
+    expect(recycles).toEqual([]);
+    e.evaluate(input('/healthz', 6 * 1024 * 1024));
+    expect(recycles).toEqual(['memory']);
+    expect(e.memoryPages()).toBe(loaded);
   });
 
   it('denies an input larger than the hard maximum with ERR_POLICY_EVAL and keeps working', async () => {

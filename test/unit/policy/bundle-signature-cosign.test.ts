@@ -1,10 +1,12 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_BUNDLE_LIMITS } from '../../../src/policy/bundle';
 import { verifyBundle, type BundleTrust } from '../../../src/policy/bundle-verifier';
+import { OFF_LOOP_BYTES } from '../../../src/policy/bundle-worker';
 import { cosign, opaBuild, revisionPolicy } from '../../helpers/bundle-fixtures';
 import { tempDir } from '../../helpers/verdict-harness';
 
@@ -78,6 +80,51 @@ describe('cosign signatures over the bundle file (made by the real cosign sign-b
     await expect(
       verifyBundle({ bytes: bundle, origin: 'p', cosignSignature: signatures.detached }, { ...trust(), sha256: pin }),
     ).rejects.toMatchObject({ code: 'ERR_BUNDLE_HASH_MISMATCH' });
+  });
+
+  describe('a bundle large enough to be checked in the bundle worker (OFF_LOOP_BYTES and more)', () => {
+    let large: Buffer;
+    const largeSigs = {} as Record<Form, Buffer>;
+    beforeAll(async () => {
+      // Random hex does not compress: the .tar.gz itself passes the off-loop threshold.
+      const data = JSON.stringify({ blob: randomBytes(OFF_LOOP_BYTES).toString('hex') });
+      const largePath = await opaBuild({ files: { ...revisionPolicy('L'), 'data.json': data } });
+      large = readFileSync(largePath);
+      const key = ['--key', join(dir, 'signer.key'), '--tlog-upload=false', '--yes'];
+      await cosign(['sign-blob', ...key, '--output-signature', join(dir, 'l.sig'), largePath]);
+      await cosign(['sign-blob', ...key, '--new-bundle-format', '--bundle', join(dir, 'l.sigstore.json'), largePath]);
+      largeSigs.detached = readFileSync(join(dir, 'l.sig'));
+      largeSigs['sigstore-bundle'] = readFileSync(join(dir, 'l.sigstore.json'));
+    });
+
+    const largeForms: Form[] = ['detached', 'sigstore-bundle'];
+
+    it.each(largeForms)('accepts the %s form', async (form) => {
+      expect(large.length).toBeGreaterThanOrEqual(OFF_LOOP_BYTES);
+      const b = await verifyBundle({ bytes: large, origin: 'l', cosignSignature: largeSigs[form] }, trust());
+      expect(b.signer?.cosign?.form).toBe(form);
+    });
+
+    it.each(largeForms)('refuses it tampered with the %s form (ERR_BUNDLE_SIGNATURE)', async (form) => {
+      const tampered = Buffer.from(large);
+      const at = tampered.length >> 1;
+      tampered[at] = (tampered[at] as number) ^ 0xff;
+      await expect(verifyBundle({ bytes: tampered, origin: 't', cosignSignature: largeSigs[form] }, trust())).rejects.toMatchObject({
+        code: 'ERR_BUNDLE_SIGNATURE',
+      });
+    });
+
+    it('refuses it under another key (ERR_BUNDLE_SIGNATURE)', async () => {
+      await expect(
+        verifyBundle({ bytes: large, origin: 'o', cosignSignature: largeSigs.detached }, trust(otherPublicPEM)),
+      ).rejects.toMatchObject({ code: 'ERR_BUNDLE_SIGNATURE' });
+    });
+
+    it('refuses it when the worker cannot finish within the deadline (ERR_BUNDLE_LOAD_TIMEOUT)', async () => {
+      await expect(
+        verifyBundle({ bytes: large, origin: 'd', cosignSignature: largeSigs.detached }, { ...trust(), loadTimeoutMs: 1 }),
+      ).rejects.toMatchObject({ code: 'ERR_BUNDLE_LOAD_TIMEOUT' });
+    });
   });
 
   it('the CLI verifies a cosign-signed bundle and exits 1 with the code when tampered', async () => {

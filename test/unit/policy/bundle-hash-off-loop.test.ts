@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { hashFilesOffLoop } from '../../../src/policy/bundle-hash-worker';
+import { hashFilesOffLoop } from '../../../src/policy/bundle-hash-off-loop';
 import { hashStructuredJSON } from '../../../src/policy/bundle-json-hash';
 
 /** JSON of about `bytes` bytes; its length is not a multiple of the 1 MiB copy slice. */

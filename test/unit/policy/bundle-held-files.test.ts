@@ -1,0 +1,63 @@
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_BUNDLE_LIMITS } from '../../../src/policy/bundle';
+import { untarBounded } from '../../../src/policy/bundle-untar';
+import { verifyBundle, type BundleTrust } from '../../../src/policy/bundle-verifier';
+import { OFF_LOOP_BYTES } from '../../../src/policy/bundle-worker';
+import { BundleForge, pack } from '../../helpers/hostile-bundles';
+
+/** JSON well past OFF_LOOP_BYTES whose canonical form differs from its text (spaces, unsorted keys). */
+function bigData(tag: string): Buffer {
+  const rows = Array.from({ length: 12_000 }, (_, i) => `{ "z": ${i}, "a": "${tag}${i}" }`);
+  return Buffer.from(`{ "rows": [${rows.join(', ')}], "b": 1.50 }`);
+}
+
+// Large signed files are hashed by the worker that untars them and held there until the JWT verifies.
+describe('large signed files: hashed where untarred, held until the signature verifies', () => {
+  let forge: BundleForge;
+  let trust: BundleTrust;
+  beforeAll(async () => {
+    forge = await BundleForge.create();
+    trust = {
+      limits: DEFAULT_BUNDLE_LIMITS,
+      sha256: null,
+      cosignPublicKeyPEM: null,
+      opa: { keys: { main: { algorithm: 'ES256', publicKeyPEM: readFileSync(forge.key.publicPath, 'utf8') } } },
+    };
+  });
+
+  it('holds back only the large files until asked, then hands them over intact', async () => {
+    const data = bigData('h');
+    expect(data.length).toBeGreaterThan(OFF_LOOP_BYTES);
+    const bytes = pack(forge.sign(new Map([...forge.goodFiles, ['data.json', data]])));
+    const u = await untarBounded(bytes, DEFAULT_BUNDLE_LIMITS, { hashSignedFrom: OFF_LOOP_BYTES });
+    expect([...u.held]).toEqual([['data.json', data.length]]);
+    expect(u.files.has('data.json')).toBe(false);
+    expect(u.signedHashes.get('data.json')?.algorithm).toBe('sha256');
+    await u.takeHeld();
+    expect(u.files.get('data.json')?.equals(data)).toBe(true);
+    expect(u.held.size).toBe(0);
+  });
+
+  it('accepts a validly signed bundle whose data.json was checked by its precomputed canonical hash', async () => {
+    const data = bigData('a');
+    const b = await verifyBundle({ bytes: pack(forge.sign(new Map([...forge.goodFiles, ['data.json', data]]))), origin: 'a' }, trust);
+    expect(b.signer?.opa?.keyId).toBe('main');
+    expect(b.files.get('data.json')?.equals(data)).toBe(true);
+  });
+
+  const refusals = [
+    { name: 'large data.json replaced after signing', data: () => bigData('t'), code: 'ERR_BUNDLE_SIGNATURE' },
+    {
+      name: 'large data.json that is not JSON',
+      data: () => Buffer.concat([bigData('n'), Buffer.from(' trailing')]),
+      code: 'ERR_BUNDLE_INVALID',
+    },
+  ];
+
+  it.each(refusals)('refuses: $name ($code)', async ({ data, code }) => {
+    const signed = forge.sign(new Map([...forge.goodFiles, ['data.json', bigData('s')]]));
+    const tampered = pack(new Map([...signed, ['data.json', data()]]));
+    await expect(verifyBundle({ bytes: tampered, origin: 't' }, trust)).rejects.toMatchObject({ code });
+  });
+});
