@@ -9,7 +9,7 @@
  * With `--memory-calls N`, every server then takes N more Checks at saturation and its RSS is read (the
  * memory goal: after 1M, ≤ 1.5× the peer's), with ratios to the peer's and the echo's.
  * Run: npm run build && node dist/loadtest/bench-transport.js [--seconds 5 --rounds 3 --before DIR
- *   --memory-calls 1000000 --memory-only]
+ *   --memory-calls 1000000 --memory-only --memory-servers echo,uncached,opa]
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -37,6 +37,8 @@ export interface TransportBenchOptions {
   before: string | null;
   /** Skip the fixed-rate and mTLS parts (saturation rounds and the RSS after memoryCalls only). */
   memoryOnly?: boolean;
+  /** The memory run covers only servers whose name contains one of these (the peer at ~3k/s takes 5+ min). */
+  memoryServers?: string[];
 }
 
 const SERVER_CPU = 0;
@@ -191,6 +193,7 @@ async function memoryAfterCalls(
   if (o.memoryCalls <= 0) return;
   const after = `RSS MiB after ${o.memoryCalls}`;
   for (const s of servers) {
+    if (o.memoryServers && !o.memoryServers.some((m) => s.name.includes(m))) continue;
     const row = rows.find((r) => r.server === s.name)!;
     let sent = 0;
     let early = NaN;
@@ -284,6 +287,7 @@ runAsScript(module, () => {
       'memory-calls': { type: 'string', default: '0' },
       before: { type: 'string' },
       'memory-only': { type: 'boolean', default: false },
+      'memory-servers': { type: 'string' },
     },
   });
   return run({
@@ -293,5 +297,6 @@ runAsScript(module, () => {
     memoryCalls: Number(values['memory-calls']),
     before: values.before ?? null,
     memoryOnly: values['memory-only'],
+    ...(values['memory-servers'] ? { memoryServers: values['memory-servers'].split(',') } : {}),
   });
 });
