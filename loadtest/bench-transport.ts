@@ -193,8 +193,9 @@ async function memoryAfterCalls(
   if (o.memoryCalls <= 0) return;
   const after = `RSS MiB after ${o.memoryCalls}`;
   for (const s of servers) {
-    if (o.memoryServers && !o.memoryServers.some((m) => s.name.includes(m))) continue;
     const row = rows.find((r) => r.server === s.name)!;
+    Object.assign(row, { [after]: NaN, 'RSS max MiB': NaN, 'RSS growth after 1st tenth MiB': NaN });
+    if (o.memoryServers && !o.memoryServers.some((m) => s.name.includes(m))) continue;
     let sent = 0;
     let early = NaN;
     let max = 0;
