@@ -3,10 +3,13 @@
  * the robust figure on a noisy 2-core box. Every server runs as its own process pinned to CPU 0; the load
  * client (h2load for saturation and fixed rate; ghz for mTLS, since h2load sends no client certificate) is
  * pinned to CPU 1. Servers are measured in interleaved rounds in one run, and reported as medians with
- * ratios: the bare node:http2 echo (the floor), verdict uncached and on cache hits, verdict with V8
- * semi-space flags, the grpc-js verdict of an earlier checkout (`--before DIR`), and opa-envoy-plugin when
- * .tools/bin/opa-envoy-plugin is present (it is not installed by setup; the table says so).
- * Run: npm run build && node dist/loadtest/bench-transport.js [--seconds 5 --rounds 3 --before DIR]
+ * ratios: the bare node:http2 echo (the floor), verdict uncached and on cache hits, verdict with the Helm
+ * chart's NODE_OPTIONS (4 MiB semi-spaces, docs/memory.md), a built earlier checkout (`--before DIR`), and
+ * opa-envoy-plugin when .tools/bin/opa-envoy-plugin is present (it is not installed by setup; the table says so).
+ * With `--memory-calls N`, every server then takes N more Checks at saturation and its RSS is read (the
+ * memory goal: after 1M, ≤ 1.5× the peer's), with ratios to the peer's and the echo's.
+ * Run: npm run build && node dist/loadtest/bench-transport.js [--seconds 5 --rounds 3 --before DIR
+ *   --memory-calls 1000000 --memory-only --memory-servers echo,uncached,opa]
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -30,14 +33,21 @@ export interface TransportBenchOptions {
   fixedRps: number;
   /** Checks sent at saturation before the RSS reading (the memory goal is after 1M). */
   memoryCalls: number;
-  /** A checkout (built) of the grpc-js verdict to measure beside this one; null skips it. */
+  /** A built checkout of an earlier verdict to measure beside this one; null skips it. */
   before: string | null;
+  /** Skip the fixed-rate and mTLS parts (saturation rounds and the RSS after memoryCalls only). */
+  memoryOnly?: boolean;
+  /** The memory run covers only servers whose name contains one of these (the peer at ~3k/s takes 5+ min). */
+  memoryServers?: string[];
 }
 
 const SERVER_CPU = 0;
 const CLIENT_CPU = 1;
 const FIXTURE = join(packageRoot(), 'test', 'fixtures', 'check-request-api.json');
 const PEER_NAME = 'opa-envoy-plugin (GOMAXPROCS=1)';
+const ECHO_NAME = 'node:http2 echo';
+/** What deploy/helm/verdict/values.yaml passes in NODE_OPTIONS (docs/memory.md). */
+const CHART_NODE_OPTIONS = ['--max-semi-space-size=4'];
 
 interface Server {
   name: string;
@@ -82,20 +92,16 @@ async function verdictServer(name: string, root: string, sets: string[], nodeArg
 async function startServers(o: TransportBenchOptions, notes: string[]): Promise<Server[]> {
   const root = packageRoot();
   const servers: Server[] = [
-    await spawnScript('node:http2 echo', join(root, 'dist', 'loadtest', 'lib', 'h2-echo.js')),
+    await spawnScript(ECHO_NAME, join(root, 'dist', 'loadtest', 'lib', 'h2-echo.js')),
     await verdictServer('verdict uncached', root, ['cache.enabled=false']),
     await verdictServer('verdict cache hit', root, ['cache.enabled=true']),
-    await verdictServer(
-      'verdict cache hit +semi-space',
-      root,
-      ['cache.enabled=true'],
-      ['--min-semi-space-size=16', '--max-semi-space-size=64'],
-    ),
+    await verdictServer('verdict uncached +chart semi-space', root, ['cache.enabled=false'], CHART_NODE_OPTIONS),
+    await verdictServer('verdict cache hit +chart semi-space', root, ['cache.enabled=true'], CHART_NODE_OPTIONS),
   ];
   if (o.before) {
-    servers.push(await verdictServer('before (grpc-js) uncached', o.before, ['cache.enabled=false']));
-    servers.push(await verdictServer('before (grpc-js) cache hit', o.before, ['cache.enabled=true']));
-  } else notes.push('before (grpc-js): not measured (pass --before DIR, a built checkout of the grpc-js edge)');
+    servers.push(await verdictServer('before uncached', o.before, ['cache.enabled=false']));
+    servers.push(await verdictServer('before cache hit', o.before, ['cache.enabled=true']));
+  } else notes.push('before: not measured (pass --before DIR, a built earlier checkout)');
   if (existsSync(PEER_BIN)) {
     const peer = await startPeer(PEER_BIN, { GOMAXPROCS: '1' });
     servers.push({
@@ -140,19 +146,23 @@ async function saturationAndLatency(o: TransportBenchOptions): Promise<Record<st
     const sat = new Map<string, Sample[]>(servers.map((s) => [s.name, []]));
     for (let r = 0; r < o.rounds; r++) for (const s of servers) sat.get(s.name)!.push(await measure(s, dataFile, o.seconds));
     const fixed = new Map<string, Sample>();
-    for (const s of servers) fixed.set(s.name, await measure(s, dataFile, o.seconds, o.fixedRps / 4));
+    if (!o.memoryOnly) for (const s of servers) fixed.set(s.name, await measure(s, dataFile, o.seconds, o.fixedRps / 4));
     const rows: Record<string, unknown>[] = servers.map((s) => {
       const samples = sat.get(s.name)!;
-      const f = fixed.get(s.name)!;
+      const f = fixed.get(s.name);
       return {
         server: s.name,
         'CPU µs/Check sat': median(samples.map((x) => x.cpuMicrosPerCall)),
         'Check/s sat': median(samples.map((x) => x.result.rps)),
         'failed sat': samples.reduce((n, x) => n + x.result.failed, 0),
-        [`CPU µs/Check @${o.fixedRps}/s`]: f.cpuMicrosPerCall,
-        [`p50 ms @${o.fixedRps}/s`]: f.result.p50Ms,
-        [`p99 ms @${o.fixedRps}/s`]: f.result.p99Ms,
-        [`p99.9 ms @${o.fixedRps}/s`]: f.result.p999Ms,
+        ...(f
+          ? {
+              [`CPU µs/Check @${o.fixedRps}/s`]: f.cpuMicrosPerCall,
+              [`p50 ms @${o.fixedRps}/s`]: f.result.p50Ms,
+              [`p99 ms @${o.fixedRps}/s`]: f.result.p99Ms,
+              [`p99.9 ms @${o.fixedRps}/s`]: f.result.p999Ms,
+            }
+          : {}),
         'RSS MiB': s.rssKiB() / 1024,
       };
     });
@@ -169,7 +179,11 @@ async function saturationAndLatency(o: TransportBenchOptions): Promise<Record<st
   }
 }
 
-/** RSS after memoryCalls Checks at saturation, for the verdicts and the peer (the memory goal). */
+/**
+ * RSS after memoryCalls more Checks at saturation, for every server (the memory goal), read right after
+ * the last chunk of load; "flat" is the growth from the reading after the first tenth of the calls, and the
+ * max is the highest reading between chunks.
+ */
 async function memoryAfterCalls(
   o: TransportBenchOptions,
   servers: Server[],
@@ -177,30 +191,38 @@ async function memoryAfterCalls(
   rows: Record<string, unknown>[],
 ): Promise<void> {
   if (o.memoryCalls <= 0) return;
+  const after = `RSS MiB after ${o.memoryCalls}`;
   for (const s of servers) {
     const row = rows.find((r) => r.server === s.name)!;
-    Object.assign(row, { [`RSS MiB after ${o.memoryCalls}`]: NaN, 'RSS growth MiB': NaN });
-    if (s.name.startsWith('node:http2')) continue;
-    const start = s.rssKiB() / 1024;
+    Object.assign(row, { [after]: NaN, 'RSS max MiB': NaN, 'RSS growth after 1st tenth MiB': NaN });
+    if (o.memoryServers && !o.memoryServers.some((m) => s.name.includes(m))) continue;
     let sent = 0;
+    let early = NaN;
+    let max = 0;
     const probe = await measure(s, dataFile, 1);
     const perSecond = Math.max(1000, probe.result.rps);
     while (sent < o.memoryCalls) {
-      const chunk = await measure(s, dataFile, Math.max(1, Math.min(30, Math.ceil((o.memoryCalls - sent) / perSecond))));
+      const chunk = await measure(s, dataFile, Math.max(1, Math.min(20, Math.ceil((o.memoryCalls - sent) / perSecond))));
       sent += chunk.result.succeeded;
+      const rss = s.rssKiB() / 1024;
+      max = Math.max(max, rss);
+      if (Number.isNaN(early) && sent >= o.memoryCalls / 10) early = rss;
     }
-    Object.assign(row, { [`RSS MiB after ${o.memoryCalls}`]: s.rssKiB() / 1024, 'RSS growth MiB': s.rssKiB() / 1024 - start });
+    const end = s.rssKiB() / 1024;
+    Object.assign(row, { [after]: end, 'RSS max MiB': max, 'RSS growth after 1st tenth MiB': end - early });
   }
+  const rss = (name: string): number => Number(rows.find((r) => r.server === name)?.[after] ?? NaN);
+  for (const r of rows)
+    Object.assign(r, { 'RSS × peer': Number(r[after]) / rss(PEER_NAME), 'RSS × echo': Number(r[after]) / rss(ECHO_NAME) });
 }
 
 function addRatios(rows: Record<string, unknown>[]): void {
   const cpu = (name: string): number => Number(rows.find((r) => r.server === name)?.['CPU µs/Check sat'] ?? NaN);
   for (const r of rows) {
     const mine = Number(r['CPU µs/Check sat']);
-    r['× echo'] = mine / cpu('node:http2 echo');
+    r['× echo'] = mine / cpu(ECHO_NAME);
     r['× peer'] = mine / cpu(PEER_NAME);
-    r['× before'] =
-      mine / cpu(String(r.server).startsWith('verdict uncached') ? 'before (grpc-js) uncached' : 'before (grpc-js) cache hit');
+    r['× before'] = mine / cpu(String(r.server).includes('uncached') ? 'before uncached' : 'before cache hit');
   }
 }
 
@@ -253,7 +275,8 @@ async function mtls(o: TransportBenchOptions): Promise<Record<string, unknown>[]
 }
 
 export async function run(o: TransportBenchOptions): Promise<Record<string, unknown>> {
-  return { grpc: await saturationAndLatency(o), mtls: await mtls(o) };
+  const grpc = await saturationAndLatency(o);
+  return o.memoryOnly ? { grpc } : { grpc, mtls: await mtls(o) };
 }
 
 runAsScript(module, () => {
@@ -264,6 +287,8 @@ runAsScript(module, () => {
       'fixed-rps': { type: 'string', default: '2000' },
       'memory-calls': { type: 'string', default: '0' },
       before: { type: 'string' },
+      'memory-only': { type: 'boolean', default: false },
+      'memory-servers': { type: 'string' },
     },
   });
   return run({
@@ -272,5 +297,7 @@ runAsScript(module, () => {
     fixedRps: Number(values['fixed-rps']),
     memoryCalls: Number(values['memory-calls']),
     before: values.before ?? null,
+    memoryOnly: values['memory-only'],
+    ...(values['memory-servers'] ? { memoryServers: values['memory-servers'].split(',') } : {}),
   });
 });

@@ -1,4 +1,3 @@
-import { GRPCBodyTypes } from './request/grpc-body-types';
 import type { ServerCredentials } from '@grpc/grpc-js';
 import { existsSync } from 'node:fs';
 import { systemClock, type Clock } from './clock';
@@ -27,7 +26,6 @@ import { startTenants, type TenantsRuntime } from './tenancy/start-tenants';
 import { OpsHttpServer } from './server/http-server';
 import { createLogger, type Logger } from './telemetry/logger';
 import { Metrics } from './telemetry/metrics';
-import { CheckTracer } from './telemetry/tracing';
 
 export interface VerdictOptions {
   logger?: Logger;
@@ -71,7 +69,11 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const logger = options.logger ?? createLogger(config.log.level);
   const clock = options.clock ?? systemClock;
   // Before anything starts: a bad descriptor set refuses the start (ERR_CONFIG) with nothing to undo.
-  const grpcBodyTypes = config.policy.protoDescriptor === null ? undefined : GRPCBodyTypes.fromFile(config.policy.protoDescriptor);
+  // Features that are off are not even loaded (protobufjs, OpenTelemetry): docs/memory.md.
+  const grpcBodyTypes =
+    config.policy.protoDescriptor === null
+      ? undefined
+      : (await import('./request/grpc-body-types')).GRPCBodyTypes.fromFile(config.policy.protoDescriptor);
   const metrics = options.metrics ?? new Metrics({ eventLoopResolutionMs: config.server.http.eventLoopResolutionMs });
   const decisionLog = options.decisionLog ?? (await createDecisionLog(config, { metrics, logger, clock }));
   const policy = new PolicyStore({
@@ -140,7 +142,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     ...(shadow ? [shadow.evaluator] : []),
     ...(tenants ? [tenants] : []),
   ];
-  const tracer = config.tracing.enabled ? new CheckTracer(config.tracing) : null;
+  const tracer = config.tracing.enabled ? new (await import('./telemetry/tracing')).CheckTracer(config.tracing) : null;
   const pipeline = new DecisionPipeline({
     config,
     ...(grpcBodyTypes ? { grpcBodyTypes } : {}),

@@ -10,6 +10,7 @@ import { VerdictError } from '../errors';
 import { routeGrpcLog } from '../telemetry/grpc-log';
 import { createLogger, type Logger } from '../telemetry/logger';
 import { drainThenStop } from '../server/drain-sequence';
+import { applyHeapGrowing } from './heap-growing';
 import { Metrics } from '../telemetry/metrics';
 
 export function registerServe(program: Command): void {
@@ -23,6 +24,7 @@ export function registerServe(program: Command): void {
       const overrides = [...opts.set, ...(opts.bundle ? [`policy.bundle=${opts.bundle}`] : [])];
       const config = loadConfig({ file: opts.config, env: process.env, overrides });
       const logger = createLogger(config.log.level);
+      applyHeapGrowing(config);
       // From here on every stderr line is JSON: grpc-js's log, signals and a failed start go through `logger`.
       routeGrpcLog(logger);
       try {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYAML } from 'yaml';
+import type * as YAML from 'yaml';
 import type { z } from 'zod';
 import { VerdictError } from '../errors';
 import { configSchema, type Config } from './schema';
@@ -56,7 +56,9 @@ function readYAMLFile(file: string): Record<string, unknown> {
   }
   let doc: unknown;
   try {
-    doc = parseYAML(text);
+    // Loaded only when there is a file to read: a default start has none (docs/memory.md).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand
+    doc = (require('yaml') as typeof YAML).parse(text);
   } catch (err) {
     throw new VerdictError('ERR_CONFIG', `config file ${file} is not valid YAML: ${(err as Error).message}`);
   }

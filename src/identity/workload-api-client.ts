@@ -1,8 +1,9 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Clock } from '../clock';
 import { VerdictError } from '../errors';
+import { grpcJs } from '../telemetry/grpc-log';
 import type { Logger } from '../telemetry/logger';
 import type { BundleSource } from './bundle-source';
 import { parseTrustDomain } from './spiffe-id';
@@ -73,7 +74,7 @@ export class WorkloadAPIClient extends EventEmitter implements BundleSource {
   constructor(private readonly options: WorkloadAPIClientOptions) {
     super();
     const Ctor = loadWorkloadAPIClientConstructor();
-    this.client = new Ctor(workloadAPITarget(options.socket), grpc.credentials.createInsecure(), {
+    this.client = new Ctor(workloadAPITarget(options.socket), grpcJs().credentials.createInsecure(), {
       'grpc.initial_reconnect_backoff_ms': options.reconnectInitialMs,
       'grpc.max_reconnect_backoff_ms': options.reconnectMaxMs,
     });

@@ -1,10 +1,14 @@
-import * as grpc from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import type * as grpc from '@grpc/grpc-js';
+import type * as ProtoLoader from '@grpc/proto-loader';
 import { join } from 'node:path';
 import { packageRoot } from '../package-root';
+import { grpcJs } from '../telemetry/grpc-log';
 
 /** proto/workload.proto (the SPIFFE Workload API, written from the spec); bytes stay Buffers. */
 export function loadWorkloadAPIClientConstructor(): grpc.ServiceClientConstructor {
+  // Loaded here, not at start: only a configured Workload API socket needs it (docs/memory.md).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand
+  const { loadSync } = require('@grpc/proto-loader') as typeof ProtoLoader;
   const defs = loadSync('workload.proto', {
     keepCase: true,
     longs: String,
@@ -12,12 +16,12 @@ export function loadWorkloadAPIClientConstructor(): grpc.ServiceClientConstructo
     defaults: true,
     includeDirs: [join(packageRoot(), 'proto')],
   });
-  return (grpc.loadPackageDefinition(defs) as unknown as { SpiffeWorkloadAPI: grpc.ServiceClientConstructor }).SpiffeWorkloadAPI;
+  return (grpcJs().loadPackageDefinition(defs) as unknown as { SpiffeWorkloadAPI: grpc.ServiceClientConstructor }).SpiffeWorkloadAPI;
 }
 
 /** Workload API §3 (Transport): every request carries this metadata, so a browser or proxy cannot forge calls. */
 export function workloadAPIMetadata(): grpc.Metadata {
-  const md = new grpc.Metadata();
+  const md = new (grpcJs().Metadata)();
   md.set('workload.spiffe.io', 'true');
   return md;
 }

@@ -1,5 +1,5 @@
 import { dirname, join } from 'node:path';
-import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import type * as ProtoLoader from '@grpc/proto-loader';
 
 /** Decode options: protojson-like names and scalars; no defaults (halves decode time, matches protojson). */
 export const PROTO_OPTIONS = Object.freeze({
@@ -17,10 +17,16 @@ export function envoyProtoIncludeDirs(): string[] {
   return ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(root, d));
 }
 
-let cached: PackageDefinition | undefined;
+let cached: ProtoLoader.PackageDefinition | undefined;
 
-/** envoy.service.auth.v3 (Check) — loaded once per process (~140 ms). */
-export function loadAuthorizationProtos(): PackageDefinition {
+/**
+ * envoy.service.auth.v3 (Check) — loaded once per process (~140 ms), and only by what needs the
+ * descriptors (reflection, tests, benches): the Check edge decodes by hand, so serving loads neither
+ * proto-loader nor protobufjs (docs/memory.md).
+ */
+export function loadAuthorizationProtos(): ProtoLoader.PackageDefinition {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand; see above
+  const { loadSync } = require('@grpc/proto-loader') as typeof ProtoLoader;
   cached ??= loadSync('envoy/service/auth/v3/external_auth.proto', { ...PROTO_OPTIONS, includeDirs: envoyProtoIncludeDirs() });
   return cached;
 }

@@ -1,10 +1,11 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcJs } from '../telemetry/grpc-log';
 import { loadAuthorizationProtos } from './envoy-protos';
 
 /**
  * gRPC server reflection stays on grpc-js, on a listener of its own (server.reflectionPort, plaintext): it is a
  * debugging aid, not on the Check path, and @grpc/reflection needs grpc-js and the full descriptors. The
- * reflection package and the descriptors are loaded only when reflection is enabled.
+ * reflection package, grpc-js and the descriptors are loaded only when reflection is enabled.
  */
 export class ReflectionServer {
   private server: grpc.Server | null = null;
@@ -17,6 +18,7 @@ export class ReflectionServer {
   async start(): Promise<number> {
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand; see the class comment
     const { ReflectionService } = require('@grpc/reflection') as typeof import('@grpc/reflection');
+    const grpc = grpcJs();
     const server = new grpc.Server();
     new ReflectionService(loadAuthorizationProtos()).addToServer(server);
     this.server = server;

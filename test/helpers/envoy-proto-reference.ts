@@ -1,4 +1,5 @@
 import protobuf from 'protobufjs';
+import descriptorJSON from 'protobufjs/google/protobuf/descriptor.json';
 import { ExactNumber } from '../../src/request/exact-number';
 import { envoyProtoIncludeDirs } from '../../src/server/envoy-protos';
 import { existsSync } from 'node:fs';
@@ -12,6 +13,9 @@ import { join } from 'node:path';
  * Struct as plain JSON.
  */
 export function loadCheckRequestType(): protobuf.Type {
+  // The Envoy protos import google/protobuf/descriptor.proto (for options); protobufjs ships it as JSON
+  // but, unlike its other well-known types, does not register it (proto-loader does, when it is loaded).
+  protobuf.common('descriptor', descriptorJSON.nested.google.nested.protobuf.nested as protobuf.INamespace);
   const root = new protobuf.Root();
   const dirs = envoyProtoIncludeDirs();
   root.resolvePath = (_origin, target) => {
