@@ -8,10 +8,8 @@
  *  3. the decision observer's cost per Check (the only thing telemetry adds to the Check path).
  * Run: node dist/loadtest/bench-kernel-telemetry.js (after npm run build).
  */
-import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { cpus } from 'node:os';
 import { systemClock } from '../src/clock';
 import type { Decision } from '../src/decision/decision';
 import type { DecisionRecord } from '../src/decisionlog/decision-record';
@@ -22,11 +20,9 @@ import { KernelTelemetryMaps } from '../src/kerneltelemetry/telemetry-maps';
 import { KernelVerdictMap } from '../src/fastpath/kernel-verdict-map';
 import { bpfObjectPath, loadAddon } from '../src/fastpath/native-addon';
 import { loadTelemetryAddon, telemetryObjectPath } from '../src/kerneltelemetry/telemetry-addon';
-import { packageRoot } from '../src/package-root';
 import { createLogger } from '../src/telemetry/logger';
 import { Metrics } from '../src/telemetry/metrics';
 import { startEchoServer } from '../test/helpers/bpf-envoy';
-import type { TestCgroup } from '../test/helpers/bpf-kernel';
 import {
   connectSweepBinary,
   createCgroupTree,
@@ -35,91 +31,187 @@ import {
   runSweep,
   telemetrySettings,
 } from '../test/helpers/kernel-telemetry-fixtures';
-import { tempDir } from '../test/helpers/verdict-harness';
+import { startConnectProbe, type ConnectProbe, type ProbeResult } from './lib/connect-probe';
 import { percentiles, printRows, round } from './lib/stats';
 import { runAsScript } from './lib/run-as-script';
 
-const BLOCKS = 10;
-const PER_BLOCK = 100;
+/**
+ * Latency and CPU: ROUNDS connects per side, one side after the other; run time: STATS_BLOCKS × PER_BLOCK
+ * more (KT_BENCH_ROUNDS, KT_BENCH_STATS_BLOCKS override).
+ */
+const ROUNDS = Number(process.env.KT_BENCH_ROUNDS ?? 2000);
+const STATS_BLOCKS = Number(process.env.KT_BENCH_STATS_BLOCKS ?? 20);
+const PER_BLOCK = 50;
+/** Every side's probe runs on this CPU (the last one): no side gets a quieter core. */
+const PROBE_CPU = cpus().length - 1;
+
+/** KT_BENCH_PARTS=connection,scrape,observer (default: all) runs only those parts. */
+const PARTS = new Set((process.env.KT_BENCH_PARTS ?? 'connection,scrape,observer').split(','));
 
 export async function run(): Promise<Record<string, unknown>> {
   requireTelemetryBPF();
-  const connection = await connectionCost();
-  const scrape = await scrapeCost();
-  const observer = observerCost();
-  const result = { connection, scrape, observer };
-  printRows([
-    ['', 'attached', 'detached', 'added'],
-    ['connect() p50 µs', f(connection.attachedP50Us), f(connection.detachedP50Us), f(connection.addedP50Us)],
-    ['connect() p90 µs', f(connection.attachedP90Us), f(connection.detachedP90Us), f(connection.attachedP90Us - connection.detachedP90Us)],
-    ['programs ns / connection', f(connection.programNsPerConnection), '-', '-'],
-    ['fast path connect4 ns (yardstick)', f(connection.fastpathConnect4NsPerRun), '-', '-'],
-    ['telemetry / fast path program', f(connection.ratioToFastpath), '-', '-'],
-    [''],
-    ['', 'telemetry', 'without', 'ratio'],
-    [`scrape ms (${scrape.series} series)`, f(scrape.withP50Ms), f(scrape.withoutP50Ms), f(scrape.withP50Ms / scrape.withoutP50Ms)],
-    ['kernel read ms (batched)', f(scrape.readP50Ms), '-', '-'],
-    ['observer µs / Check', f(observer.usPerCheck), '-', '-'],
-  ]);
+  const result: Record<string, unknown> = {};
+  if (PARTS.has('connection')) {
+    const c = await connectionCost();
+    result.connection = c;
+    const names = Object.keys(c.sides);
+    const col = (fn: (s: (typeof c.sides)[string]) => number): string[] => names.map((n) => f(fn(c.sides[n]!)));
+    printRows([
+      ['connect()', 'detached', ...names],
+      ['p50 µs', f(c.detachedP50Us), ...col((s) => s.p50Us)],
+      ['added p50 µs', '-', ...col((s) => s.addedP50Us)],
+      ['added p90 µs', '-', ...col((s) => s.addedP90Us)],
+      ['CPU connect+close p50 µs', f(c.detachedCpuP50Us), ...col((s) => s.cpuP50Us)],
+      ['added CPU p50 µs', '-', ...col((s) => s.addedCpuP50Us)],
+      ['programs ns / connection', '-', ...col((s) => s.programNsPerConnection)],
+    ]);
+    printRows([['program (median block)', 'runs / conn', 'ns / run', 'ns / conn']]);
+    for (const n of names)
+      for (const [prog, p] of Object.entries(c.sides[n]!.programs))
+        printRows([[`  ${n} ${prog}`, f(p.runsPerConnection), f(p.nsPerRun), f(p.nsPerConnection)]]);
+  }
+  if (PARTS.has('scrape')) {
+    const scrape = await scrapeCost();
+    result.scrape = scrape;
+    printRows([
+      ['', 'telemetry', 'without', 'ratio'],
+      [`scrape ms (${scrape.series} series)`, f(scrape.withP50Ms), f(scrape.withoutP50Ms), f(scrape.withP50Ms / scrape.withoutP50Ms)],
+      ['kernel read ms (batched)', f(scrape.readP50Ms), '-', '-'],
+    ]);
+  }
+  if (PARTS.has('observer')) {
+    const observer = observerCost();
+    result.observer = observer;
+    printRows([['observer µs / Check', f(observer.usPerCheck)]]);
+  }
   return result;
 }
 
 const f = (n: number | null): string => (n === null ? '-' : String(round(n)));
 
+/**
+ * One side of the comparison: a connect-probe in its own sibling cgroup, with a set of programs attached to
+ * that cgroup (this build's telemetry, an older object to compare against, the fast path alone) or none.
+ */
+interface Side {
+  name: string;
+  maps: KernelTelemetryMaps | null;
+  probe: ConnectProbe;
+  wall: number[];
+  cpu: number[];
+}
+
+/**
+ * Every side's programs stay attached for the whole run, each to its own sibling cgroup, and the connects go
+ * round-robin across the sides one at a time (no attach/detach churn, and machine load drifts alike for
+ * all). "detached" is a cgroup with no program: it still pays the kernel's check that finds none, which is
+ * on for every socket of the host once any sockops program is attached anywhere.
+ */
 async function connectionCost() {
   const loaded = loadTelemetryAddon();
   if ('reason' in loaded) throw new Error(loaded.reason);
-  const tree = createCgroupTree('ktbench', ['w']);
-  const maps = KernelTelemetryMaps.load(loaded.addon, {
-    objectPath: telemetryObjectPath(),
-    maxEntries: 4096,
-    pinDir: null,
-    cgroupPath: null,
-  });
-  // The fast path's connect program rides along on the same connects: a yardstick measured under the same load.
-  const fpAddon = loadAddon();
-  if ('reason' in fpAddon) throw new Error(fpAddon.reason);
-  const yardstick = KernelVerdictMap.load(fpAddon.addon, { objectPath: bpfObjectPath(), maxEntries: 1024, pinDir: null, cgroupPath: null });
-  yardstick.setGeneration(1n);
+  const addon = loaded.addon;
+  // KT_BENCH_BASELINE=[name=]<an older kernel-telemetry.bpf.o>[,...]: measured in the same rounds as this
+  // build's programs (before vs after).
+  const objects: [string, string][] = [['attached', telemetryObjectPath()]];
+  for (const [i, spec] of (process.env.KT_BENCH_BASELINE ?? '').split(',').filter(Boolean).entries()) {
+    const [name, path] = spec.includes('=') ? spec.split('=', 2) : [i === 0 ? 'baseline' : `baseline${i + 1}`, spec];
+    objects.push([name!, path!]);
+  }
+  const tree = createCgroupTree('ktbench', ['detached', 'fastpath', ...objects.map(([n]) => n)]);
   const up = await startEchoServer();
   const statsWas = readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim();
-  const probe = await startProbe(tree.child.w!);
+  const fpAddon = loadAddon();
+  if ('reason' in fpAddon) throw new Error(fpAddon.reason);
+  // The fast path's connect program alone (one hash lookup) on a side of its own: a yardstick under the same load.
+  const yardstick = KernelVerdictMap.load(fpAddon.addon, {
+    objectPath: bpfObjectPath(),
+    maxEntries: 1024,
+    pinDir: null,
+    cgroupPath: tree.child.fastpath!.path,
+  });
+  yardstick.setGeneration(1n);
+  const sides: Side[] = [];
+  const side = async (name: string, maps: KernelTelemetryMaps | null): Promise<void> => {
+    sides.push({ name, maps, probe: await startConnectProbe(tree.child[name]!, PROBE_CPU), wall: [], cpu: [] });
+  };
   try {
-    const attached: number[] = [];
-    const detached: number[] = [];
-    writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1');
-    // Interleaved blocks, so drift in machine load hits both sides alike.
-    for (let block = 0; block < BLOCKS; block++) {
-      maps.attach(tree.parent.path);
-      yardstick.attach(tree.parent.path);
-      for (let i = 0; i < PER_BLOCK; i++) attached.push(await probe.connect(up.port));
-      maps.detach();
-      yardstick.detach();
-      for (let i = 0; i < PER_BLOCK; i++) detached.push(await probe.connect(up.port));
-    }
-    const stats = maps.programStats();
-    const fp = yardstick.programStats().find((p) => p.name === 'connect4');
-    const fastpathNs = fp && fp.runCount > 0 ? fp.runTimeNs / fp.runCount : null;
-    const runNs = stats.reduce((n, p) => n + p.runTimeNs, 0);
-    const [a50 = NaN, a90 = NaN] = percentiles(attached, [50, 90]);
-    const [d50 = NaN, d90 = NaN] = percentiles(detached, [50, 90]);
-    return {
-      attachedP50Us: a50 / 1e3,
-      detachedP50Us: d50 / 1e3,
-      addedP50Us: (a50 - d50) / 1e3,
-      attachedP90Us: a90 / 1e3,
-      detachedP90Us: d90 / 1e3,
-      programNsPerConnection: attached.length > 0 ? runNs / attached.length : null,
-      fastpathConnect4NsPerRun: fastpathNs,
-      ratioToFastpath: fastpathNs ? runNs / attached.length / fastpathNs : null,
-      programs: Object.fromEntries(
-        stats.map((p) => [p.name, { runs: p.runCount, nsPerRun: p.runCount > 0 ? round(p.runTimeNs / p.runCount) : null }]),
-      ),
+    await side('detached', null);
+    await side('fastpath', null);
+    for (const [name, path] of objects)
+      await side(name, KernelTelemetryMaps.load(addon, { objectPath: path, maxEntries: 4096, pinDir: null, cgroupPath: tree.child[name]!.path }));
+    const connect = async (s: Side): Promise<ProbeResult> => {
+      const r = await s.probe.connect({ src: '-', host: '127.0.0.1', port: up.port, mode: 'connect' });
+      if (r.outcome !== 'connected') throw new Error(`connect-probe (${s.name}): ${r.outcome}`);
+      return r;
     };
+    // Latency and CPU with bpf_stats off (its two clock reads per program run would inflate only the
+    // attached sides).
+    writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '0');
+    for (let round = 0; round < ROUNDS; round++)
+      for (let k = 0; k < sides.length; k++) {
+        const s = sides[(round + k) % sides.length]!;
+        const r = await connect(s);
+        s.wall.push(r.elapsedNs);
+        s.cpu.push(r.cpuNs);
+      }
+    // Then the programs' own run time, bpf_stats on, per block of connects: a block whose runs were
+    // interrupted (run time counts it) is outvoted, the figure is the median block.
+    const measured = sides.filter((s) => s.name !== 'detached');
+    const programStats = (s: Side) => (s.maps ?? yardstick).programStats();
+    const blocks = new Map<string, Map<string, { runs: number[]; ns: number[] }>>(measured.map((s) => [s.name, new Map()]));
+    writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1');
+    for (let block = 0; block < STATS_BLOCKS; block++) {
+      const before = measured.map((s) => new Map(programStats(s).map((p) => [p.name, p])));
+      for (let i = 0; i < PER_BLOCK; i++) for (const s of measured) await connect(s);
+      measured.forEach((s, j) => {
+        for (const after of programStats(s)) {
+          const was = before[j]!.get(after.name) ?? { runCount: 0, runTimeNs: 0 };
+          const into = blocks.get(s.name)!;
+          const b = into.get(after.name) ?? { runs: [], ns: [] };
+          into.set(after.name, b);
+          b.runs.push((after.runCount - was.runCount) / PER_BLOCK);
+          b.ns.push((after.runTimeNs - was.runTimeNs) / PER_BLOCK);
+        }
+      });
+    }
+    writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '0');
+    const median = (xs: number[]): number => percentiles(xs, [50])[0] ?? NaN;
+    const detached = sides[0]!;
+    const [d50 = NaN, d90 = NaN] = percentiles(detached.wall, [50, 90]);
+    const dCpu = median(detached.cpu);
+    const bySide = Object.fromEntries(
+      measured.map((s) => {
+        const [a50 = NaN, a90 = NaN] = percentiles(s.wall, [50, 90]);
+        const programs = [...blocks.get(s.name)!]
+          .filter(([name]) => s.maps !== null || name === 'connect4')
+          .map(([name, b]) => ({ name, runs: median(b.runs), ns: median(b.ns) }));
+        return [
+          s.name,
+          {
+            p50Us: a50 / 1e3,
+            addedP50Us: (a50 - d50) / 1e3,
+            addedP90Us: (a90 - d90) / 1e3,
+            cpuP50Us: median(s.cpu) / 1e3,
+            addedCpuP50Us: (median(s.cpu) - dCpu) / 1e3,
+            programNsPerConnection: programs.reduce((n, p) => n + p.ns, 0),
+            programs: Object.fromEntries(
+              programs.map((p) => [
+                p.name,
+                { runsPerConnection: round(p.runs), nsPerRun: p.runs > 0 ? round(p.ns / p.runs) : null, nsPerConnection: round(p.ns) },
+              ]),
+            ),
+          },
+        ];
+      }),
+    );
+    return { rounds: ROUNDS, detachedP50Us: d50 / 1e3, detachedCpuP50Us: dCpu / 1e3, sides: bySide };
   } finally {
     writeFileSync('/proc/sys/kernel/bpf_stats_enabled', statsWas);
-    await probe.close();
-    maps.close();
+    for (const s of sides) {
+      await s.probe.close();
+      s.maps?.close();
+    }
     yardstick.close();
     up.server.close();
     tree.parent.remove();
@@ -199,33 +291,6 @@ function observerCost() {
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < calls; i++) index.observe(records[i % records.length]!, decision);
   return { usPerCheck: Number(process.hrtime.bigint() - t0) / calls / 1e3 };
-}
-
-/** connect-probe in the cgroup, "connect" mode: times connect() to an established connection, then closes. */
-async function startProbe(cgroup: TestCgroup): Promise<{ connect(port: number): Promise<number>; close(): Promise<void> }> {
-  const bin = join(tempDir('verdict-probe-'), 'connect-probe');
-  execFileSync('cc', ['-O2', '-o', bin, join(packageRoot(), 'loadtest', 'connect-probe.c')]);
-  const child = spawn(bin, [], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout });
-  const waiting: ((l: string) => void)[] = [];
-  lines.on('line', (l) => waiting.shift()?.(l));
-  const next = (): Promise<string> => new Promise<string>((resolve) => waiting.push(resolve));
-  if ((await next()) !== 'ready') throw new Error('connect-probe did not start');
-  cgroup.enter(child.pid as number);
-  return {
-    async connect(port) {
-      const reply = next();
-      child.stdin.write(`127.0.0.1 127.0.0.1 ${port} connect\n`);
-      const [outcome = '', ns = '0'] = (await reply).split(' ');
-      if (outcome !== 'connected') throw new Error(`connect-probe: ${outcome}`);
-      return Number(ns);
-    },
-    close: async () => {
-      const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGKILL');
-      await gone;
-    },
-  };
 }
 
 runAsScript(module, run);

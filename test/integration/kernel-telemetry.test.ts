@@ -291,7 +291,8 @@ describe('kernel telemetry bounds: 100k distinct destinations', () => {
       expect(series.filter((s) => s.destination === 'other')).toHaveLength(1);
       // Every read aggregate is accounted for: 1000 aggregates, 1 attempt each.
       expect(series.reduce((n, s) => n + s.stats.attempts, 0)).toBe(1000);
-      expect(status.health).toMatchObject({ statsFull: 0, noStorage: 0 });
+      // 100k sockets through 65,536 socket slots: each slot is freed at CLOSE, so none was taken from a followed socket.
+      expect(status.health).toEqual({ statsFull: 0, noStorage: 0, untrackedCallback: 0, displaced: 0 });
       // The kernel map holds no more than its bound: a read without the cap finds at most maxEntries.
       const full = (telemetry as EnabledKernelTelemetry).readAll(1_000_000);
       expect(full.count).toBeLessThanOrEqual(4096);
