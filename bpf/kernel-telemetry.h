@@ -24,9 +24,8 @@
 /* Per-CPU health counters of the programs themselves (array index). */
 #define KT_CTR_NO_STORAGE 0   /* the socket could not be tagged: that connection is not followed */
 #define KT_CTR_STATS_FULL 1   /* the stats entry could not be inserted (never expected with an LRU map) */
-#define KT_CTR_UNTRACKED_CB 2 /* a sockops callback for a socket connect4 did not see (made before attach) */
-#define KT_CTR_DISPLACED 3    /* connect4 took a slot another socket still held (see KT_SOCK_SLOTS) */
-#define KT_CTR_COUNT 4
+#define KT_CTR_DISPLACED 2    /* connect4 took a slot another socket still held (see KT_SOCK_SLOTS) */
+#define KT_CTR_COUNT 3
 
 /* kt_sock flags */
 #define KT_SOCK_ESTABLISHED 1

@@ -31,17 +31,17 @@ import {
   runSweep,
   telemetrySettings,
 } from '../test/helpers/kernel-telemetry-fixtures';
-import { startConnectProbe, type ConnectProbe, type ProbeResult } from './lib/connect-probe';
+import { startConnectProbe, type ProbeResult } from './lib/connect-probe';
 import { percentiles, printRows, round } from './lib/stats';
 import { runAsScript } from './lib/run-as-script';
 
 /**
- * Latency and CPU: ROUNDS connects per side, one side after the other; run time: STATS_BLOCKS × PER_BLOCK
- * more (KT_BENCH_ROUNDS, KT_BENCH_STATS_BLOCKS override).
+ * Latency and CPU: BLOCKS blocks per configuration of PER_BLOCK connects per probe; run time: STATS_BLOCKS
+ * more blocks per configuration (KT_BENCH_BLOCKS, KT_BENCH_STATS_BLOCKS override).
  */
-const ROUNDS = Number(process.env.KT_BENCH_ROUNDS ?? 2000);
-const STATS_BLOCKS = Number(process.env.KT_BENCH_STATS_BLOCKS ?? 20);
-const PER_BLOCK = 50;
+const BLOCKS = Number(process.env.KT_BENCH_BLOCKS ?? 20);
+const STATS_BLOCKS = Number(process.env.KT_BENCH_STATS_BLOCKS ?? 10);
+const PER_BLOCK = 100;
 /** Every side's probe runs on this CPU (the last one): no side gets a quieter core. */
 const PROBE_CPU = cpus().length - 1;
 
@@ -54,20 +54,22 @@ export async function run(): Promise<Record<string, unknown>> {
   if (PARTS.has('connection')) {
     const c = await connectionCost();
     result.connection = c;
-    const names = Object.keys(c.sides);
-    const col = (fn: (s: (typeof c.sides)[string]) => number): string[] => names.map((n) => f(fn(c.sides[n]!)));
+    const names = Object.keys(c.configs);
+    const col = (fn: (s: (typeof c.configs)[string]) => number): string[] => names.map((n) => f(fn(c.configs[n]!)));
     printRows([
-      ['connect()', 'detached', ...names],
+      ['connect() (tracked cgroup)', 'detached', ...names],
       ['p50 µs', f(c.detachedP50Us), ...col((s) => s.p50Us)],
       ['added p50 µs', '-', ...col((s) => s.addedP50Us)],
       ['added p90 µs', '-', ...col((s) => s.addedP90Us)],
       ['CPU connect+close p50 µs', f(c.detachedCpuP50Us), ...col((s) => s.cpuP50Us)],
       ['added CPU p50 µs', '-', ...col((s) => s.addedCpuP50Us)],
+      ['untracked: added p50 µs', '-', ...col((s) => s.untrackedAddedP50Us)],
+      ['untracked: added CPU p50 µs', '-', ...col((s) => s.untrackedAddedCpuP50Us)],
       ['programs ns / connection', '-', ...col((s) => s.programNsPerConnection)],
     ]);
     printRows([['program (median block)', 'runs / conn', 'ns / run', 'ns / conn']]);
     for (const n of names)
-      for (const [prog, p] of Object.entries(c.sides[n]!.programs))
+      for (const [prog, p] of Object.entries(c.configs[n]!.programs))
         printRows([[`  ${n} ${prog}`, f(p.runsPerConnection), f(p.nsPerRun), f(p.nsPerConnection)]]);
   }
   if (PARTS.has('scrape')) {
@@ -89,130 +91,160 @@ export async function run(): Promise<Record<string, unknown>> {
 
 const f = (n: number | null): string => (n === null ? '-' : String(round(n)));
 
-/**
- * One side of the comparison: a connect-probe in its own sibling cgroup, with a set of programs attached to
- * that cgroup (this build's telemetry, an older object to compare against, the fast path alone) or none.
- */
-interface Side {
+/** A set of programs measured: this build's telemetry, an older object to compare against, the fast path alone. */
+interface Config {
   name: string;
-  maps: KernelTelemetryMaps | null;
-  probe: ConnectProbe;
+  attach(): void;
+  detach(): void;
+  programStats(): { name: string; runCount: number; runTimeNs: number }[];
+  tracked: Sample;
+  untracked: Sample;
+}
+
+interface Sample {
   wall: number[];
   cpu: number[];
 }
 
 /**
- * Every side's programs stay attached for the whole run, each to its own sibling cgroup, and the connects go
- * round-robin across the sides one at a time (no attach/detach churn, and machine load drifts alike for
- * all). "detached" is a cgroup with no program: it still pays the kernel's check that finds none, which is
- * on for every socket of the host once any sockops program is attached anywhere.
+ * Two probes pinned to one CPU: "tracked" in a cgroup under the attach point, "untracked" in a sibling cgroup
+ * outside it (what every other socket of the host pays: the tracepoints are not scoped by cgroup). Blocks of
+ * connects alternate between the two; each block runs under one configuration, attached for that block only,
+ * and the configurations (nothing attached among them) take turns in a rotating order, so load drift hits all.
  */
 async function connectionCost() {
   const loaded = loadTelemetryAddon();
   if ('reason' in loaded) throw new Error(loaded.reason);
   const addon = loaded.addon;
-  // KT_BENCH_BASELINE=[name=]<an older kernel-telemetry.bpf.o>[,...]: measured in the same rounds as this
-  // build's programs (before vs after).
-  const objects: [string, string][] = [['attached', telemetryObjectPath()]];
-  for (const [i, spec] of (process.env.KT_BENCH_BASELINE ?? '').split(',').filter(Boolean).entries()) {
-    const [name, path] = spec.includes('=') ? spec.split('=', 2) : [i === 0 ? 'baseline' : `baseline${i + 1}`, spec];
-    objects.push([name!, path!]);
-  }
-  const tree = createCgroupTree('ktbench', ['detached', 'fastpath', ...objects.map(([n]) => n)]);
+  const tree = createCgroupTree('ktbench', ['mesh', 'other']);
   const up = await startEchoServer();
   const statsWas = readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim();
-  const fpAddon = loadAddon();
-  if ('reason' in fpAddon) throw new Error(fpAddon.reason);
-  // The fast path's connect program alone (one hash lookup) on a side of its own: a yardstick under the same load.
-  const yardstick = KernelVerdictMap.load(fpAddon.addon, {
-    objectPath: bpfObjectPath(),
-    maxEntries: 1024,
-    pinDir: null,
-    cgroupPath: tree.child.fastpath!.path,
-  });
-  yardstick.setGeneration(1n);
-  const sides: Side[] = [];
-  const side = async (name: string, maps: KernelTelemetryMaps | null): Promise<void> => {
-    sides.push({ name, maps, probe: await startConnectProbe(tree.child[name]!, PROBE_CPU), wall: [], cpu: [] });
-  };
+  const configs: Config[] = [];
+  const cleanup: (() => void | Promise<void>)[] = [];
+  const sample = (): Sample => ({ wall: [], cpu: [] });
   try {
-    await side('detached', null);
-    await side('fastpath', null);
-    for (const [name, path] of objects)
-      await side(name, KernelTelemetryMaps.load(addon, { objectPath: path, maxEntries: 4096, pinDir: null, cgroupPath: tree.child[name]!.path }));
-    const connect = async (s: Side): Promise<ProbeResult> => {
-      const r = await s.probe.connect({ src: '-', host: '127.0.0.1', port: up.port, mode: 'connect' });
-      if (r.outcome !== 'connected') throw new Error(`connect-probe (${s.name}): ${r.outcome}`);
+    const fpAddon = loadAddon();
+    if ('reason' in fpAddon) throw new Error(fpAddon.reason);
+    const yardstick = KernelVerdictMap.load(fpAddon.addon, { objectPath: bpfObjectPath(), maxEntries: 1024, pinDir: null, cgroupPath: null });
+    cleanup.push(() => yardstick.close());
+    yardstick.setGeneration(1n);
+    const telemetry = (name: string, objectPath: string): void => {
+      const maps = KernelTelemetryMaps.load(addon, { objectPath, maxEntries: 4096, pinDir: null, cgroupPath: null });
+      cleanup.push(() => maps.close());
+      configs.push({
+        name,
+        attach: () => maps.attach(tree.child.mesh!.path),
+        detach: () => maps.detach(),
+        programStats: () => maps.programStats(),
+        tracked: sample(),
+        untracked: sample(),
+      });
+    };
+    configs.push({ name: 'detached', attach: () => {}, detach: () => {}, programStats: () => [], tracked: sample(), untracked: sample() });
+    // The fast path's connect program alone (one hash lookup): a yardstick under the same load.
+    configs.push({
+      name: 'fastpath',
+      attach: () => yardstick.attach(tree.child.mesh!.path),
+      detach: () => yardstick.detach(),
+      programStats: () => yardstick.programStats().filter((p) => p.name === 'connect4'),
+      tracked: sample(),
+      untracked: sample(),
+    });
+    telemetry('attached', telemetryObjectPath());
+    // KT_BENCH_BASELINE=[name=]<an older kernel-telemetry.bpf.o>[,...]: in the same rounds (before vs after).
+    for (const [i, spec] of (process.env.KT_BENCH_BASELINE ?? '').split(',').filter(Boolean).entries()) {
+      const [name, path] = spec.includes('=') ? spec.split('=', 2) : [i === 0 ? 'baseline' : `baseline${i + 1}`, spec];
+      telemetry(name!, path!);
+    }
+    const probes = {
+      tracked: await startConnectProbe(tree.child.mesh!, PROBE_CPU),
+      untracked: await startConnectProbe(tree.child.other!, PROBE_CPU),
+    };
+    cleanup.push(() => probes.tracked.close(), () => probes.untracked.close());
+    const connect = async (which: 'tracked' | 'untracked'): Promise<ProbeResult> => {
+      const r = await probes[which].connect({ src: '-', host: '127.0.0.1', port: up.port, mode: 'connect' });
+      if (r.outcome !== 'connected') throw new Error(`connect-probe (${which}): ${r.outcome}`);
       return r;
     };
-    // Latency and CPU with bpf_stats off (its two clock reads per program run would inflate only the
-    // attached sides).
-    writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '0');
-    for (let round = 0; round < ROUNDS; round++)
-      for (let k = 0; k < sides.length; k++) {
-        const s = sides[(round + k) % sides.length]!;
-        const r = await connect(s);
-        s.wall.push(r.elapsedNs);
-        s.cpu.push(r.cpuNs);
+    const during = async (c: Config, fn: () => Promise<void>): Promise<void> => {
+      c.attach();
+      try {
+        await fn();
+      } finally {
+        c.detach();
       }
-    // Then the programs' own run time, bpf_stats on, per block of connects: a block whose runs were
+    };
+    // Latency and CPU with bpf_stats off (its two clock reads per program run would inflate only the attached side).
+    writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '0');
+    for (let block = 0; block < BLOCKS; block++)
+      for (let k = 0; k < configs.length; k++) {
+        const c = configs[(block + k) % configs.length]!;
+        await during(c, async () => {
+          for (let i = 0; i < PER_BLOCK; i++)
+            for (const which of i % 2 ? (['untracked', 'tracked'] as const) : (['tracked', 'untracked'] as const)) {
+              const r = await connect(which);
+              c[which].wall.push(r.elapsedNs);
+              c[which].cpu.push(r.cpuNs);
+            }
+        });
+      }
+    // Then the programs' own run time, bpf_stats on, tracked connects only, per block: a block whose runs were
     // interrupted (run time counts it) is outvoted, the figure is the median block.
-    const measured = sides.filter((s) => s.name !== 'detached');
-    const programStats = (s: Side) => (s.maps ?? yardstick).programStats();
-    const blocks = new Map<string, Map<string, { runs: number[]; ns: number[] }>>(measured.map((s) => [s.name, new Map()]));
+    const measured = configs.filter((c) => c.name !== 'detached');
+    const blocks = new Map<string, Map<string, { runs: number[]; ns: number[] }>>(measured.map((c) => [c.name, new Map()]));
     writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1');
-    for (let block = 0; block < STATS_BLOCKS; block++) {
-      const before = measured.map((s) => new Map(programStats(s).map((p) => [p.name, p])));
-      for (let i = 0; i < PER_BLOCK; i++) for (const s of measured) await connect(s);
-      measured.forEach((s, j) => {
-        for (const after of programStats(s)) {
-          const was = before[j]!.get(after.name) ?? { runCount: 0, runTimeNs: 0 };
-          const into = blocks.get(s.name)!;
+    for (let block = 0; block < STATS_BLOCKS; block++)
+      for (const c of measured) {
+        const before = new Map(c.programStats().map((p) => [p.name, p]));
+        await during(c, async () => {
+          for (let i = 0; i < PER_BLOCK; i++) await connect('tracked');
+        });
+        for (const after of c.programStats()) {
+          const was = before.get(after.name) ?? { runCount: 0, runTimeNs: 0 };
+          const into = blocks.get(c.name)!;
           const b = into.get(after.name) ?? { runs: [], ns: [] };
           into.set(after.name, b);
           b.runs.push((after.runCount - was.runCount) / PER_BLOCK);
           b.ns.push((after.runTimeNs - was.runTimeNs) / PER_BLOCK);
         }
-      });
-    }
+      }
     writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '0');
     const median = (xs: number[]): number => percentiles(xs, [50])[0] ?? NaN;
-    const detached = sides[0]!;
-    const [d50 = NaN, d90 = NaN] = percentiles(detached.wall, [50, 90]);
-    const dCpu = median(detached.cpu);
-    const bySide = Object.fromEntries(
-      measured.map((s) => {
-        const [a50 = NaN, a90 = NaN] = percentiles(s.wall, [50, 90]);
-        const programs = [...blocks.get(s.name)!]
-          .filter(([name]) => s.maps !== null || name === 'connect4')
-          .map(([name, b]) => ({ name, runs: median(b.runs), ns: median(b.ns) }));
+    const none = configs[0]!;
+    const p = (xs: number[], q: number): number => percentiles(xs, [q])[0] ?? NaN;
+    const byConfig = Object.fromEntries(
+      measured.map((c) => {
+        const programs = [...blocks.get(c.name)!].map(([name, b]) => ({ name, runs: median(b.runs), ns: median(b.ns) }));
         return [
-          s.name,
+          c.name,
           {
-            p50Us: a50 / 1e3,
-            addedP50Us: (a50 - d50) / 1e3,
-            addedP90Us: (a90 - d90) / 1e3,
-            cpuP50Us: median(s.cpu) / 1e3,
-            addedCpuP50Us: (median(s.cpu) - dCpu) / 1e3,
-            programNsPerConnection: programs.reduce((n, p) => n + p.ns, 0),
+            p50Us: p(c.tracked.wall, 50) / 1e3,
+            addedP50Us: (p(c.tracked.wall, 50) - p(none.tracked.wall, 50)) / 1e3,
+            addedP90Us: (p(c.tracked.wall, 90) - p(none.tracked.wall, 90)) / 1e3,
+            cpuP50Us: p(c.tracked.cpu, 50) / 1e3,
+            addedCpuP50Us: (p(c.tracked.cpu, 50) - p(none.tracked.cpu, 50)) / 1e3,
+            untrackedAddedP50Us: (p(c.untracked.wall, 50) - p(none.untracked.wall, 50)) / 1e3,
+            untrackedAddedCpuP50Us: (p(c.untracked.cpu, 50) - p(none.untracked.cpu, 50)) / 1e3,
+            programNsPerConnection: programs.reduce((n, q) => n + q.ns, 0),
             programs: Object.fromEntries(
-              programs.map((p) => [
-                p.name,
-                { runsPerConnection: round(p.runs), nsPerRun: p.runs > 0 ? round(p.ns / p.runs) : null, nsPerConnection: round(p.ns) },
+              programs.map((q) => [
+                q.name,
+                { runsPerConnection: round(q.runs), nsPerRun: q.runs > 0 ? round(q.ns / q.runs) : null, nsPerConnection: round(q.ns) },
               ]),
             ),
           },
         ];
       }),
     );
-    return { rounds: ROUNDS, detachedP50Us: d50 / 1e3, detachedCpuP50Us: dCpu / 1e3, sides: bySide };
+    return {
+      connectsPerConfigAndSide: BLOCKS * PER_BLOCK,
+      detachedP50Us: p(none.tracked.wall, 50) / 1e3,
+      detachedCpuP50Us: p(none.tracked.cpu, 50) / 1e3,
+      configs: byConfig,
+    };
   } finally {
     writeFileSync('/proc/sys/kernel/bpf_stats_enabled', statsWas);
-    for (const s of sides) {
-      await s.probe.close();
-      s.maps?.close();
-    }
-    yardstick.close();
+    for (const fn of cleanup.reverse()) await fn();
     up.server.close();
     tree.parent.remove();
   }
