@@ -125,7 +125,12 @@ async function connectionCost() {
   try {
     const fpAddon = loadAddon();
     if ('reason' in fpAddon) throw new Error(fpAddon.reason);
-    const yardstick = KernelVerdictMap.load(fpAddon.addon, { objectPath: bpfObjectPath(), maxEntries: 1024, pinDir: null, cgroupPath: null });
+    const yardstick = KernelVerdictMap.load(fpAddon.addon, {
+      objectPath: bpfObjectPath(),
+      maxEntries: 1024,
+      pinDir: null,
+      cgroupPath: null,
+    });
     cleanup.push(() => yardstick.close());
     yardstick.setGeneration(1n);
     const telemetry = (name: string, objectPath: string): void => {
@@ -160,7 +165,10 @@ async function connectionCost() {
       tracked: await startConnectProbe(tree.child.mesh!, PROBE_CPU),
       untracked: await startConnectProbe(tree.child.other!, PROBE_CPU),
     };
-    cleanup.push(() => probes.tracked.close(), () => probes.untracked.close());
+    cleanup.push(
+      () => probes.tracked.close(),
+      () => probes.untracked.close(),
+    );
     const connect = async (which: 'tracked' | 'untracked'): Promise<ProbeResult> => {
       const r = await probes[which].connect({ src: '-', host: '127.0.0.1', port: up.port, mode: 'connect' });
       if (r.outcome !== 'connected') throw new Error(`connect-probe (${which}): ${r.outcome}`);

@@ -161,7 +161,8 @@ describe('kernel telemetry: per identity and destination, from the kernel', () =
     }
     // Bytes and RTT come from the socket at CLOSE: each echo connection sent and got back "ping\n" (5 bytes;
     // sequence space adds the SYN and the FIN, one each, when they were acknowledged before the close).
-    const bytes = (id: string, port: number, dir: string): number => m.get(`verdict_kernel_bytes_total${labels(id, port, `,direction="${dir}"`)}`) ?? NaN;
+    const bytes = (id: string, port: number, dir: string): number =>
+      m.get(`verdict_kernel_bytes_total${labels(id, port, `,direction="${dir}"`)}`) ?? NaN;
     for (const dir of ['sent', 'received']) {
       expect(bytes(ID_A, ports.echo, dir), dir).toBeGreaterThanOrEqual(3 * 5);
       expect(bytes(ID_A, ports.echo, dir), dir).toBeLessThanOrEqual(3 * 7);
