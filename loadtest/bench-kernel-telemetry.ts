@@ -1,11 +1,12 @@
 /**
  * Kernel telemetry, side by side in one run (root, real kernel, real sockets):
- *  1. cost per connection with the telemetry programs attached vs detached: connect() latency of the same
- *     client (loadtest/connect-probe.c in a test cgroup, interleaved blocks), and the programs' own run time
- *     per connection from kernel.bpf_stats_enabled (all four programs summed);
- *  2. scrape time of /metrics at ~10k verdict_kernel_* series (10 identities × 1000 destinations) vs the
+ *  1. cost per connection with the telemetry programs attached vs detached (and vs an older object, with
+ *     KT_BENCH_BASELINE): the probe thread's CPU and connect() latency, for a socket in the tracked cgroup
+ *     and for one outside it, plus the programs' own run time from kernel.bpf_stats_enabled;
+ *  2. Check throughput and server CPU per Check, verdict with kernel telemetry on vs off;
+ *  3. scrape time of /metrics at ~10k verdict_kernel_* series (10 identities × 1000 destinations) vs the
  *     same registry without telemetry, and the batched kernel read alone;
- *  3. the decision observer's cost per Check (the only thing telemetry adds to the Check path).
+ *  4. the decision observer's cost per Check (the only thing telemetry adds to the Check path).
  * Run: node dist/loadtest/bench-kernel-telemetry.js (after npm run build).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -17,6 +18,8 @@ import { AllowIndex } from '../src/kerneltelemetry/allow-index';
 import { CgroupIdentities } from '../src/kerneltelemetry/cgroup-identities';
 import { EnabledKernelTelemetry, startKernelTelemetry } from '../src/kerneltelemetry/kernel-telemetry';
 import { KernelTelemetryMaps } from '../src/kerneltelemetry/telemetry-maps';
+import { AUTHORIZATION_SERVICE } from '../src/server/envoy-protos';
+import { packageRoot } from '../src/package-root';
 import { KernelVerdictMap } from '../src/fastpath/kernel-verdict-map';
 import { bpfObjectPath, loadAddon } from '../src/fastpath/native-addon';
 import { loadTelemetryAddon, telemetryObjectPath } from '../src/kerneltelemetry/telemetry-addon';
@@ -31,7 +34,11 @@ import {
   runSweep,
   telemetrySettings,
 } from '../test/helpers/kernel-telemetry-fixtures';
+import { framedFixture } from './bench-transport';
 import { startConnectProbe, type ProbeResult } from './lib/connect-probe';
+import { runH2load } from './lib/h2load';
+import { pinToCpu, processCpuMicros } from './lib/proc-cpu';
+import { spawnVerdict, type VerdictProcess } from './lib/spawn-verdict';
 import { percentiles, printRows, round } from './lib/stats';
 import { runAsScript } from './lib/run-as-script';
 
@@ -42,11 +49,13 @@ import { runAsScript } from './lib/run-as-script';
 const BLOCKS = Number(process.env.KT_BENCH_BLOCKS ?? 20);
 const STATS_BLOCKS = Number(process.env.KT_BENCH_STATS_BLOCKS ?? 10);
 const PER_BLOCK = 100;
+const CHECK_ROUNDS = Number(process.env.KT_BENCH_CHECK_ROUNDS ?? 4);
+const CHECK_SECONDS = 3;
 /** Every side's probe runs on this CPU (the last one): no side gets a quieter core. */
 const PROBE_CPU = cpus().length - 1;
 
-/** KT_BENCH_PARTS=connection,scrape,observer (default: all) runs only those parts. */
-const PARTS = new Set((process.env.KT_BENCH_PARTS ?? 'connection,scrape,observer').split(','));
+/** KT_BENCH_PARTS=connection,check,scrape,observer (default: all) runs only those parts. */
+const PARTS = new Set((process.env.KT_BENCH_PARTS ?? 'connection,check,scrape,observer').split(','));
 
 export async function run(): Promise<Record<string, unknown>> {
   requireTelemetryBPF();
@@ -71,6 +80,15 @@ export async function run(): Promise<Record<string, unknown>> {
     for (const n of names)
       for (const [prog, p] of Object.entries(c.configs[n]!.programs))
         printRows([[`  ${n} ${prog}`, f(p.runsPerConnection), f(p.nsPerRun), f(p.nsPerConnection)]]);
+  }
+  if (PARTS.has('check')) {
+    const check = await checkCost();
+    result.check = check;
+    printRows([
+      ['Check (h2load, cache off)', 'telemetry on', 'off', 'ratio'],
+      ['server CPU µs / Check', f(check.on.cpuUsPerCheck), f(check.off.cpuUsPerCheck), f(check.on.cpuUsPerCheck / check.off.cpuUsPerCheck)],
+      ['Check/s', f(check.on.rps), f(check.off.rps), f(check.on.rps / check.off.rps)],
+    ]);
   }
   if (PARTS.has('scrape')) {
     const scrape = await scrapeCost();
@@ -254,6 +272,70 @@ async function connectionCost() {
     writeFileSync('/proc/sys/kernel/bpf_stats_enabled', statsWas);
     for (const fn of cleanup.reverse()) await fn();
     up.server.close();
+    tree.parent.remove();
+  }
+}
+
+/**
+ * Check throughput with kernel telemetry on vs off: two `verdict serve` processes (workers 1, decision cache
+ * off, pinned to CPU 0; h2load on CPU 1), the same framed Check, CHECK_ROUNDS interleaved rounds; the figure
+ * is the server's CPU per Check (median round). The "on" server attaches telemetry to a cgroup of its own
+ * and its allow index observes every decision: all that telemetry adds to the Check path.
+ */
+async function checkCost() {
+  const tree = createCgroupTree('ktcheck', []);
+  const root = packageRoot();
+  const common = ['--set', 'server.workers=1', '--set', 'cache.enabled=false'];
+  const on = await spawnVerdict(root, [
+    ...common,
+    '--set',
+    'kernelTelemetry.enabled=true',
+    '--set',
+    'kernelTelemetry.required=true',
+    '--set',
+    `kernelTelemetry.cgroupPath=${tree.parent.path}`,
+    '--set',
+    `kernelTelemetry.pinPath=/sys/fs/bpf/verdict-telemetry-bench-${process.pid}`,
+  ]);
+  const off = await spawnVerdict(root, common);
+  const dataFile = framedFixture();
+  try {
+    for (const v of [on, off]) pinToCpu(v.pid, 0);
+    const round = async (v: VerdictProcess): Promise<{ cpuUs: number; rps: number }> => {
+      const before = processCpuMicros(v.pid);
+      const r = await runH2load({
+        url: `http://127.0.0.1:${v.grpcPort}/${AUTHORIZATION_SERVICE}/Check`,
+        dataFile,
+        durationS: CHECK_SECONDS,
+        clients: 4,
+        streams: 13,
+        cpu: 1,
+      });
+      if (r.succeeded === 0) throw new Error('h2load: no Check succeeded');
+      return { cpuUs: (processCpuMicros(v.pid) - before) / r.succeeded, rps: r.rps };
+    };
+    for (const v of [on, off]) await round(v); // warm-up (JIT, wasm tier-up)
+    const samples = { on: [] as { cpuUs: number; rps: number }[], off: [] as { cpuUs: number; rps: number }[] };
+    for (let i = 0; i < CHECK_ROUNDS; i++)
+      for (const [k, v] of (i % 2
+        ? [
+            ['off', off],
+            ['on', on],
+          ]
+        : [
+            ['on', on],
+            ['off', off],
+          ]) as ['on' | 'off', VerdictProcess][])
+        samples[k].push(await round(v));
+    const median = (xs: number[]): number => percentiles(xs, [50])[0] ?? NaN;
+    const sum = (xs: { cpuUs: number; rps: number }[]) => ({
+      cpuUsPerCheck: median(xs.map((x) => x.cpuUs)),
+      rps: median(xs.map((x) => x.rps)),
+    });
+    return { rounds: CHECK_ROUNDS, seconds: CHECK_SECONDS, on: sum(samples.on), off: sum(samples.off) };
+  } finally {
+    await on.stop();
+    await off.stop();
     tree.parent.remove();
   }
 }
