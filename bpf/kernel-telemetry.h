@@ -15,13 +15,16 @@
  */
 #define KT_HIST_SLOTS 36
 
-/* Sockets followed at once (connect → close); past it the least recently used is no longer followed. */
-#define KT_MAX_SOCKETS 65536
+/*
+ * Slots of the followed-socket table (connect → close), a power of two: socket cookie mod KT_SOCK_SLOTS.
+ * A socket made this many cookies after a still-open one takes its slot; the older one is no longer followed.
+ */
+#define KT_SOCK_SLOTS 65536
 
 /* Per-CPU health counters of the programs themselves (array index). */
 #define KT_CTR_NO_STORAGE 0   /* the socket could not be tagged: that connection is not followed */
 #define KT_CTR_STATS_FULL 1   /* the stats entry could not be inserted (never expected with an LRU map) */
-#define KT_CTR_UNTRACKED_CB 2 /* a sockops callback for a socket connect4 did not see (made before attach) */
+#define KT_CTR_DISPLACED 2    /* connect4 took a slot another socket still held (see KT_SOCK_SLOTS) */
 #define KT_CTR_COUNT 3
 
 /* kt_sock flags */
@@ -57,8 +60,9 @@ struct kt_stats {
 	__u64 hist[KT_HIST_SLOTS];
 };
 
-/* Per followed socket: what connect4 learnt (the cgroup and destination) and the SYN time. */
+/* Per followed socket: its cookie (the slot's owner, 0 when free), what connect4 learnt and the SYN time. */
 struct kt_sock {
+	__u64 cookie;
 	struct kt_key key;
 	__u64 syn_ns;
 	__u32 flags;

@@ -9,19 +9,16 @@
  * side carries a JavaScript runtime's socket overhead.
  * Run: node dist/loadtest/bench-fastpath.js (after npm run build).
  */
-import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { packageRoot } from '../src/package-root';
 import { KernelVerdictMap } from '../src/fastpath/kernel-verdict-map';
 import { bpfObjectPath } from '../src/fastpath/native-addon';
 import type { RunningVerdict } from '../src/main';
 import { waitFor } from '../test/helpers/bpf-client';
 import { startEchoServer, startL4Envoy, type L4Envoy } from '../test/helpers/bpf-envoy';
 import { createTestCgroup, removePinDir, requireBPF, testPinDir, type TestCgroup } from '../test/helpers/bpf-kernel';
-import { buildTestBundle, startTestVerdict, tempDir } from '../test/helpers/verdict-harness';
+import { buildTestBundle, startTestVerdict } from '../test/helpers/verdict-harness';
+import { startConnectProbe } from './lib/connect-probe';
 import { runAsScript } from './lib/run-as-script';
 
 const ROUNDS = 300;
@@ -67,7 +64,7 @@ async function timeToRefusal(cgroup: TestCgroup, pinDir: string, upstreamPort: n
   cleanup.push(() => verdict.stop());
   const envoy: L4Envoy = await startL4Envoy(verdict.grpcPort, upstreamPort);
   cleanup.push(() => envoy.stop());
-  const client = await startProbe(cgroup);
+  const client = await startConnectProbe(cgroup);
   cleanup.push(() => client.close());
   const target = { src: DENIED, host: '127.0.0.1', port: envoy.port, mode: 'echo' as const };
   await client.connect({ ...target, src: '127.0.3.1' }); // warm Envoy's gRPC connection to verdict
@@ -94,7 +91,7 @@ async function timeToRefusal(cgroup: TestCgroup, pinDir: string, upstreamPort: n
 
 async function allowedConnectCost(addon: ReturnType<typeof requireBPF>, cgroup: TestCgroup, _server: Server, port: number) {
   const map = KernelVerdictMap.load(addon, { objectPath: bpfObjectPath(), maxEntries: 1024, pinDir: null, cgroupPath: null });
-  const client = await startProbe(cgroup);
+  const client = await startConnectProbe(cgroup);
   const statsWas = readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim();
   try {
     map.setGeneration(1n);
@@ -164,37 +161,6 @@ function mapUpdateThroughput(addon: ReturnType<typeof requireBPF>) {
   } finally {
     map.close();
   }
-}
-
-interface Probe {
-  connect(t: { src: string; host: string; port: number; mode: 'connect' | 'echo' }): Promise<{ outcome: string; elapsedNs: number }>;
-  close(): Promise<void>;
-}
-
-/** Builds and starts connect-probe inside the cgroup. */
-async function startProbe(cgroup: TestCgroup): Promise<Probe> {
-  const bin = join(tempDir('verdict-probe-'), 'connect-probe');
-  execFileSync('cc', ['-O2', '-o', bin, join(packageRoot(), 'loadtest', 'connect-probe.c')]);
-  const child = spawn(bin, [], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout });
-  const waiting: ((l: string) => void)[] = [];
-  lines.on('line', (l) => waiting.shift()?.(l));
-  const next = () => new Promise<string>((resolve) => waiting.push(resolve));
-  if ((await next()) !== 'ready') throw new Error('connect-probe did not start');
-  cgroup.enter(child.pid as number);
-  return {
-    async connect(t) {
-      const reply = next();
-      child.stdin.write(`${t.src} ${t.host} ${t.port} ${t.mode}\n`);
-      const [outcome = '', ns = '0'] = (await reply).split(' ');
-      return { outcome, elapsedNs: Number(ns) };
-    },
-    close: async () => {
-      const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGKILL');
-      await gone;
-    },
-  };
 }
 
 function expectOutcome(r: { outcome: string; elapsedNs: number }, want: string): number {

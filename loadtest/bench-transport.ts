@@ -57,8 +57,8 @@ interface Server {
   stop(): Promise<void>;
 }
 
-/** The fixture request framed as one Length-Prefixed-Message (h2load's -d body). */
-function framedFixture(): string {
+/** The fixture request framed as one Length-Prefixed-Message (h2load's -d body; bench-kernel-telemetry.ts too). */
+export function framedFixture(): string {
   const json = JSON.parse(readFileSync(FIXTURE, 'utf8')) as { attributes: { request: { time: unknown } } };
   const ms = Date.parse(json.attributes.request.time as string);
   json.attributes.request.time = { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 };

@@ -21,12 +21,11 @@
 #include "../kernel-telemetry.h"
 #include "telemetry-addon.h"
 
-#define KT_LINKS 4
+#define KT_LINKS 8
 #define KT_READ_CHUNK 1024
 #define KT_READ_MAX (1u << 22)
 
 static const char *KT_PINNED[] = {"conn_stats", "health"};
-static const char *KT_CGROUP_PROGS[] = {"kt_connect4", "kt_connect6", "kt_sockops"};
 
 struct kt_handle {
 	struct bpf_object *obj;
@@ -225,7 +224,7 @@ static napi_value kt_open_pinned(napi_env env, napi_callback_info info)
 	return kt_wrap(env, h);
 }
 
-/* ktAttach(handle, cgroupPath): connect4/6 + sockops on the cgroup, the reset tracepoint globally. */
+/* ktAttach(handle, cgroupPath): the cgroup programs (connect4/6, sockops) on the cgroup, tracing ones globally. */
 static napi_value kt_attach(napi_env env, napi_callback_info info)
 {
 	size_t argc = 2;
@@ -242,15 +241,20 @@ static napi_value kt_attach(napi_env env, napi_callback_info info)
 	h->cgroup_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (h->cgroup_fd < 0)
 		return kt_throw(env, "CGROUP_OPEN", errno);
-	for (int i = 0; i < KT_LINKS; i++) {
-		const char *name = i < 3 ? KT_CGROUP_PROGS[i] : "kt_receive_reset";
-		struct bpf_program *p = bpf_object__find_program_by_name(h->obj, name);
-		h->links[i] = !p ? NULL : i < 3 ? bpf_program__attach_cgroup(p, h->cgroup_fd) : bpf_program__attach(p);
-		if (!h->links[i]) {
-			int err = p ? errno : ENOENT;
+	/* Every program of the object: cgroup programs on the cgroup, tracing ones where their section says. */
+	int i = 0;
+	struct bpf_program *p;
+	bpf_object__for_each_program(p, h->obj)
+	{
+		enum bpf_prog_type t = bpf_program__type(p);
+		int cg = t == BPF_PROG_TYPE_CGROUP_SOCK_ADDR || t == BPF_PROG_TYPE_SOCK_OPS || t == BPF_PROG_TYPE_CGROUP_SOCK;
+		struct bpf_link *l = i >= KT_LINKS ? NULL : cg ? bpf_program__attach_cgroup(p, h->cgroup_fd) : bpf_program__attach(p);
+		if (!l) {
+			int err = i >= KT_LINKS ? E2BIG : errno;
 			kt_detach_links(h);
 			return kt_throw(env, "ATTACH", err);
 		}
+		h->links[i++] = l;
 	}
 	return kt_undefined(env);
 }

@@ -26,7 +26,7 @@ export const HIST_SLOTS = 36;
 export const KT_STATS_LAYOUT = Object.freeze({ size: 8 * (STAT_FIELDS.length + HIST_SLOTS), hist: 8 * STAT_FIELDS.length });
 
 /** Program health counters, in the order of KT_CTR_* in the header. */
-export const HEALTH_NAMES = Object.freeze(['noStorage', 'statsFull', 'untrackedCallback'] as const);
+export const HEALTH_NAMES = Object.freeze(['noStorage', 'statsFull', 'displaced'] as const);
 
 export type Stats = Record<StatField, number> & { hist: number[] };
 

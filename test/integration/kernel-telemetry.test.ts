@@ -159,6 +159,22 @@ describe('kernel telemetry: per identity and destination, from the kernel', () =
       expect(m.get(`verdict_kernel_handshake_seconds_count${labels(id, port)}`)).toBe(n);
       expect(m.get(`verdict_kernel_handshake_seconds_bucket${labels(id, port, ',le="+Inf"')}`)).toBe(n);
     }
+    // Bytes and RTT come from the socket at CLOSE: each echo connection sent and got back "ping\n" (5 bytes;
+    // sequence space adds the SYN and the FIN, one each, when they were acknowledged before the close).
+    const bytes = (id: string, port: number, dir: string): number =>
+      m.get(`verdict_kernel_bytes_total${labels(id, port, `,direction="${dir}"`)}`) ?? NaN;
+    for (const dir of ['sent', 'received']) {
+      expect(bytes(ID_A, ports.echo, dir), dir).toBeGreaterThanOrEqual(3 * 5);
+      expect(bytes(ID_A, ports.echo, dir), dir).toBeLessThanOrEqual(3 * 7);
+      expect(bytes(ID_B, ports.echo, dir), dir).toBeGreaterThanOrEqual(5);
+      expect(bytes(ID_B, ports.echo, dir), dir).toBeLessThanOrEqual(7);
+    }
+    // One RTT sample per closed established connection; loopback RTTs are positive and far below 10 ms.
+    expect(m.get(`verdict_kernel_srtt_seconds_count${labels(ID_A, ports.echo)}`)).toBe(3);
+    expect(m.get(`verdict_kernel_srtt_seconds_count${labels(ID_A, ports.closed)}`)).toBe(0);
+    const srtt = m.get(`verdict_kernel_srtt_seconds_sum${labels(ID_A, ports.echo)}`) ?? NaN;
+    expect(srtt).toBeGreaterThan(0);
+    expect(srtt).toBeLessThan(3 * 0.01);
     // Loopback handshakes are far below 1 ms.
     expect(m.get(`verdict_kernel_handshake_seconds_bucket${labels(ID_A, ports.echo, ',le="0.001048576"')}`)).toBe(3);
     // Nothing from the test process itself (outside the cgroups) or from other identities.
@@ -291,7 +307,8 @@ describe('kernel telemetry bounds: 100k distinct destinations', () => {
       expect(series.filter((s) => s.destination === 'other')).toHaveLength(1);
       // Every read aggregate is accounted for: 1000 aggregates, 1 attempt each.
       expect(series.reduce((n, s) => n + s.stats.attempts, 0)).toBe(1000);
-      expect(status.health).toMatchObject({ statsFull: 0, noStorage: 0 });
+      // 100k sockets through 65,536 socket slots: each slot is freed at CLOSE, so none was taken from a followed socket.
+      expect(status.health).toEqual({ statsFull: 0, noStorage: 0, displaced: 0 });
       // The kernel map holds no more than its bound: a read without the cap finds at most maxEntries.
       const full = (telemetry as EnabledKernelTelemetry).readAll(1_000_000);
       expect(full.count).toBeLessThanOrEqual(4096);
