@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <node_api.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -53,6 +54,34 @@ static inline int open_pinned_maps(const char *dir, const char *const *names, in
 			return errno;
 	}
 	return 0;
+}
+
+/* [{ name, runCount, runTimeNs }] for every program of obj (non-zero only while kernel.bpf_stats_enabled=1). */
+static inline napi_value program_stats(napi_env env, struct bpf_object *obj)
+{
+	napi_value out, item, v;
+	napi_create_array(env, &out);
+	if (!obj)
+		return out;
+	uint32_t idx = 0;
+	struct bpf_program *p;
+	bpf_object__for_each_program(p, obj)
+	{
+		struct bpf_prog_info pi;
+		__u32 len = sizeof pi;
+		memset(&pi, 0, sizeof pi);
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &pi, &len))
+			continue;
+		napi_create_object(env, &item);
+		napi_create_string_utf8(env, bpf_program__name(p), NAPI_AUTO_LENGTH, &v);
+		napi_set_named_property(env, item, "name", v);
+		napi_create_bigint_uint64(env, pi.run_cnt, &v);
+		napi_set_named_property(env, item, "runCount", v);
+		napi_create_bigint_uint64(env, pi.run_time_ns, &v);
+		napi_set_named_property(env, item, "runTimeNs", v);
+		napi_set_element(env, out, idx++, item);
+	}
+	return out;
 }
 
 #endif

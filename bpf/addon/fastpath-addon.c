@@ -523,37 +523,16 @@ static napi_value fp_query_cgroup(napi_env env, napi_callback_info info)
 	return out;
 }
 
-/* programStats(handle) -> [{ name, runCount, runTimeNs }] (non-zero only while kernel.bpf_stats_enabled=1). */
+/* programStats(handle) -> program_stats (addon-common.h). */
 static napi_value fp_program_stats(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
-	napi_value argv[1], out, item, v;
+	napi_value argv[1];
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
 	struct fp_handle *h = argc == 1 ? get_handle(env, argv[0]) : NULL;
 	if (!h)
 		return NULL;
-	napi_create_array(env, &out);
-	if (!h->obj)
-		return out;
-	uint32_t idx = 0;
-	struct bpf_program *p;
-	bpf_object__for_each_program(p, h->obj)
-	{
-		struct bpf_prog_info pi;
-		__u32 len = sizeof pi;
-		memset(&pi, 0, sizeof pi);
-		if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &pi, &len))
-			continue;
-		napi_create_object(env, &item);
-		napi_create_string_utf8(env, bpf_program__name(p), NAPI_AUTO_LENGTH, &v);
-		napi_set_named_property(env, item, "name", v);
-		napi_create_bigint_uint64(env, pi.run_cnt, &v);
-		napi_set_named_property(env, item, "runCount", v);
-		napi_create_bigint_uint64(env, pi.run_time_ns, &v);
-		napi_set_named_property(env, item, "runTimeNs", v);
-		napi_set_element(env, out, idx++, item);
-	}
-	return out;
+	return program_stats(env, h->obj);
 }
 
 static napi_value init(napi_env env, napi_value exports)
