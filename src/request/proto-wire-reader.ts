@@ -24,6 +24,11 @@ export class ProtoWireReader {
   /** Low and high 32 bits of the last varint read (unsigned). */
   lo = 0;
   hi = 0;
+  /**
+   * The whole buffer as latin1 (one char per byte), made on the first string read: an ASCII field is then a
+   * `substring` of it, a JS builtin, instead of one native slice call per field (half the string cost).
+   */
+  private latin1: string | undefined;
 
   constructor(
     readonly buf: Buffer,
@@ -158,8 +163,9 @@ export class ProtoWireReader {
         return (buf as SliceableBuffer).utf8Slice(start, stop);
       }
     }
-    // All ASCII: latin1 makes the same string, on V8's one-byte fast path.
-    return (buf as SliceableBuffer).latin1Slice(start, stop);
+    // All ASCII: its latin1 characters are the same string.
+    this.latin1 ??= (buf as SliceableBuffer).latin1Slice(0, buf.length);
+    return this.latin1.substring(start, stop);
   }
 
   /** `bytes` as protojson and Go's encoding/json write them: standard base64 with padding. */
