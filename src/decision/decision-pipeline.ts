@@ -69,7 +69,7 @@ const DEFAULT_MAX_KEY_BYTES = 4096;
 
 /**
  * One request: policy → limits → identity → cache → input → evaluate → Decision. Fail closed: any error on
- * the way is a deny with its code. One DecisionRecord per request, emitted once, in `finally`.
+ * the way is a deny with its code. One DecisionRecord per request, emitted once, in `finish`.
  */
 export class DecisionPipeline {
   private readonly requestLimits: RequestLimits;
@@ -87,32 +87,53 @@ export class DecisionPipeline {
    * context (Envoy's ext_authz client span, with Envoy tracing on) it wins over the CheckRequest's
    * HTTP headers (the downstream caller's context).
    */
-  async check(
+  check(
     req: ReceivedCheckRequest,
     protocol: DecisionRecord['protocol'],
     callHeaders?: Readonly<Record<string, string>>,
-  ): Promise<Decision> {
+  ): Decision | Promise<Decision> {
     const f = this.begin(protocol, req, callHeaders);
-    const step = <T>(name: TraceStep, fn: () => T): T => (f.trace ? f.trace.step(name, fn) : fn());
+    let pending: Promise<void> | undefined;
     try {
-      const global = this.takePolicy(f);
-      const message = this.checkLimits(f, req);
-      const t0 = this.stepStart();
-      // Nothing to verify (no SPIFFE, no token issuer) and no span to show: no promise, no microtask turn.
-      if (this.deps.tokens || this.deps.identity || f.trace) await step('identity', () => this.identify(f, message));
-      this.stepEnd(f, 'identity', t0);
-      const active = this.deps.tenants ? this.takeTenantPolicy(f, message) : global;
-      const t1 = this.stepStart();
-      const hit = step('cache', () => this.answerFromCache(f, active, message));
-      this.stepEnd(f, 'cache', t1);
-      if (hit) return f.decision;
-      await step('evaluate', () => this.evaluateAndStore(f, active, message));
+      pending = this.decide(f, req);
     } catch (err) {
       this.applyError(f, toVerdictError(err));
-    } finally {
-      this.finish(f);
     }
-    return f.decision;
+    // A cache hit with nothing to verify is answered here, synchronously: no promise, no microtask turn.
+    if (pending === undefined) return this.finish(f);
+    return pending.then(
+      () => this.finish(f),
+      (err: unknown) => (this.applyError(f, toVerdictError(err)), this.finish(f)),
+    );
+  }
+
+  /** Policy, limits, identity, cache, evaluation; a promise only when a step has to wait. */
+  private decide(f: Flight, req: ReceivedCheckRequest): Promise<void> | undefined {
+    const global = this.takePolicy(f);
+    const message = this.checkLimits(f, req);
+    const t0 = this.stepStart();
+    if (this.deps.tokens || this.deps.identity || f.trace) return this.identifyThenDecide(f, global, message, t0);
+    this.stepEnd(f, 'identity', t0);
+    return this.decideFor(f, global, message);
+  }
+
+  private async identifyThenDecide(f: Flight, global: ActivePolicy, message: CheckRequest, t0: bigint): Promise<void> {
+    await this.step(f, 'identity', () => this.identify(f, message));
+    this.stepEnd(f, 'identity', t0);
+    await this.decideFor(f, global, message);
+  }
+
+  private decideFor(f: Flight, global: ActivePolicy, message: CheckRequest): Promise<void> | undefined {
+    const active = this.deps.tenants ? this.takeTenantPolicy(f, message) : global;
+    const t1 = this.stepStart();
+    const hit = this.step(f, 'cache', () => this.answerFromCache(f, active, message));
+    this.stepEnd(f, 'cache', t1);
+    if (hit) return undefined;
+    return this.step(f, 'evaluate', () => this.evaluateAndStore(f, active, message));
+  }
+
+  private step<T>(f: Flight, name: TraceStep, fn: () => T): T {
+    return f.trace ? f.trace.step(name, fn) : fn();
   }
 
   private begin(protocol: DecisionRecord['protocol'], req: ReceivedCheckRequest, callHeaders?: Readonly<Record<string, string>>): Flight {
@@ -306,7 +327,7 @@ export class DecisionPipeline {
     f.record.error = err.message;
   }
 
-  private finish(f: Flight): void {
+  private finish(f: Flight): Decision {
     const { decision, record } = f;
     record.allowed = decision.allowed;
     record.http_status = decision.httpStatus;
@@ -320,6 +341,7 @@ export class DecisionPipeline {
     else this.deps.decisionLog.emit(record, decision);
     this.notifyObservers(f, record, decision);
     f.trace?.end(decision);
+    return decision;
   }
 
   private notifyObservers(f: Flight, record: DecisionRecord, decision: Decision): void {

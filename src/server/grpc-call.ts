@@ -27,6 +27,12 @@ const RESPONSE_HEADERS = Object.freeze({
   'grpc-accept-encoding': 'identity,gzip,deflate',
 });
 const OK_TRAILERS = Object.freeze({ 'grpc-status': '0' });
+const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
+
+/** 'wantTrailers' listener (Node emits it once per stream; `this` is the stream): one function for every call. */
+function sendOkTrailers(this: ServerHttp2Stream): void {
+  this.sendTrailers(OK_TRAILERS);
+}
 type Inflate = (buf: InputType, options: ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void;
 const INFLATERS: Record<Exclude<MessageEncoding, 'identity'>, Inflate> = { gzip: gunzip, deflate: inflate };
 
@@ -50,9 +56,10 @@ export class GrpcCall {
     private readonly onMessage: (call: GrpcCall, message: ReceivedMessage) => void,
   ) {
     this.reader = new UnaryMessageReader(options.maxBytes, options.hardMaxBytes, options.budget);
+    // 'end' and 'close' come once per stream: `on` spares the once-wrapper each call would allocate.
     stream.on('data', this.onData);
-    stream.once('end', this.onEnd);
-    stream.once('close', this.onClose);
+    stream.on('end', this.onEnd);
+    stream.on('close', this.onClose);
     if (options.timeoutMs !== undefined && options.timeoutMs <= MAX_TIMER_MS) this.timer = setTimeout(this.onDeadline, options.timeoutMs);
   }
 
@@ -76,8 +83,8 @@ export class GrpcCall {
     if (!this.open) return;
     this.end();
     const stream = this.stream;
-    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
+    stream.respond(RESPONSE_HEADERS, WAIT_FOR_TRAILERS);
+    stream.on('wantTrailers', sendOkTrailers);
     stream.end(framed);
   }
 
@@ -86,7 +93,7 @@ export class GrpcCall {
     if (!this.open) return;
     if (!this.streaming) {
       this.streaming = true;
-      this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+      this.stream.respond(RESPONSE_HEADERS, WAIT_FOR_TRAILERS);
       this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.pendingTrailers ?? OK_TRAILERS));
     }
     this.stream.write(frame(message));

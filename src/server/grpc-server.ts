@@ -2,6 +2,7 @@ import http2, { type IncomingHttpHeaders, type ServerHttp2Session, type ServerHt
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import { systemClock, type Clock } from '../clock';
 import type { Config } from '../config/schema';
+import type { Decision } from '../decision/decision';
 import type { DecisionPipeline } from '../decision/decision-pipeline';
 import { decodeCheckRequest } from '../request/check-request-decoder';
 import type { Logger } from '../telemetry/logger';
@@ -183,8 +184,10 @@ export class GrpcServer {
     applySessionLifetime(session, this.deps.config.server.transport);
   };
 
+  private readonly onStreamError = (err: Error): void => this.deps.logger.debug({ err: err.message }, 'HTTP/2 stream error');
+
   private readonly onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void => {
-    stream.on('error', (err) => this.deps.logger.debug({ err: err.message }, 'HTTP/2 stream error'));
+    stream.on('error', this.onStreamError);
     const contentType = headers['content-type'];
     if (headers[':method'] !== 'POST' || contentType === undefined || !GRPC_CONTENT_TYPE.test(contentType)) {
       // PROTOCOL-HTTP2.md: a content-type not starting with application/grpc gets HTTP 415, so that no HTTP
@@ -257,18 +260,24 @@ export class GrpcServer {
       message.kind === 'message' ? decodeCheckRequest(message.bytes, limits) : { message: null, wireBytes: message.wireBytes };
     // Envoy's ext_authz client span travels in the call's own headers (read only when tracing is on).
     const callHeaders = tracing.enabled ? (headers as Readonly<Record<string, string>>) : undefined;
-    this.deps.pipeline.check(received, 'grpc', callHeaders).then(
-      (decision) => {
-        call.sendUnaryFramed(this.bounded(this.responses.encode(decision)));
-        this.observeCheck(startedNs);
-      },
-      (err: unknown) => {
-        // The pipeline turns every failure into a deny; reaching here is a bug. Still fail closed.
-        this.deps.logger.error({ err }, 'decision pipeline threw');
-        call.finish(GrpcStatus.INTERNAL, 'ERR_INTERNAL');
-        this.observeCheck(startedNs);
-      },
-    );
+    const answer = (decision: Decision): void => {
+      call.sendUnaryFramed(this.bounded(this.responses.encode(decision)));
+      this.observeCheck(startedNs);
+    };
+    const fail = (err: unknown): void => {
+      // The pipeline turns every failure into a deny; reaching here is a bug. Still fail closed.
+      this.deps.logger.error({ err }, 'decision pipeline threw');
+      call.finish(GrpcStatus.INTERNAL, 'ERR_INTERNAL');
+      this.observeCheck(startedNs);
+    };
+    let decided: Decision | Promise<Decision>;
+    try {
+      decided = this.deps.pipeline.check(received, 'grpc', callHeaders);
+    } catch (err) {
+      return fail(err);
+    }
+    if (decided instanceof Promise) decided.then(answer, fail);
+    else answer(decided);
   };
 
   private observeCheck(startedNs: bigint): void {

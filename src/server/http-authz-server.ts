@@ -61,7 +61,7 @@ export class HttpAuthzServer {
           const received: ReceivedCheckRequest = overflow
             ? { message: null, wireBytes }
             : { message: httpAuthzToCheckRequest(req, body, this.deps.config.httpAuthz.pathPrefix), wireBytes };
-          return this.deps.pipeline.check(received, 'http').then((decision) => this.respond(res, decision));
+          return Promise.resolve(this.deps.pipeline.check(received, 'http')).then((decision) => this.respond(res, decision));
         },
         (err: unknown) => {
           this.deps.logger.warn({ err }, 'http authz request aborted');
