@@ -1,7 +1,7 @@
 import { VerdictError } from '../errors';
 import type { CheckRequest } from '../request/check-request';
 import type { RequestLimits } from '../request/input-document';
-import { parseRequestPath } from '../request/go-url';
+import { checkRequestPath } from '../request/go-url';
 
 /**
  * A cache hit skips building the input document, so it must not skip the refusals that building would
@@ -23,8 +23,7 @@ export function precheckForCache(req: CheckRequest, limits: RequestLimits): 'ok'
     throw new VerdictError('ERR_REQUEST_TOO_MANY_HEADERS', `request has more than ${limits.maxHeaders} headers`);
   }
   // Throws the same coded refusals (ERR_REQUEST_PARSE, ERR_REQUEST_TOO_MANY_PARAMS) building would.
-  const path = http.path;
-  if (path !== undefined && (path.includes('%') || path.includes('?'))) parseRequestPath(path, limits.maxQueryParams);
+  if (http.path !== undefined) checkRequestPath(http.path, limits.maxQueryParams);
   if ((http.body !== undefined && http.body !== '') || (http.rawBody !== undefined && http.rawBody !== '')) {
     const type = http.headers?.['content-type'];
     if (type !== undefined && PARSED_BODY_TYPES.some((t) => type.includes(t))) return 'bypass';

@@ -22,6 +22,19 @@ export function parseRequestPath(rawPath: string, maxParams: number): ParsedURL 
   return { parsedPath: decodedPath.slice(start).split('/'), parsedQuery: parseQuery(queryPart, maxParams, 'ERR_REQUEST_PARSE') };
 }
 
+/**
+ * Throws exactly what parseRequestPath would, without building the parsed form (a cache hit's precheck):
+ * without "%" or ";" nothing in Go's path and query parsing can fail but the parameter count.
+ */
+export function checkRequestPath(rawPath: string, maxParams: number): void {
+  if (rawPath.includes('%') || rawPath.includes(';')) {
+    parseRequestPath(rawPath, maxParams);
+    return;
+  }
+  const q = rawPath.indexOf('?');
+  if (q !== -1 && q + 1 < rawPath.length) checkParamCount(rawPath.slice(q + 1), maxParams);
+}
+
 type ParseCode = 'ERR_REQUEST_PARSE' | 'ERR_REQUEST_BODY_PARSE';
 
 /**

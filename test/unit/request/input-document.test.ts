@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildInputDocument, type RequestLimits } from '../../../src/request/input-document';
-import { parseRequestPath } from '../../../src/request/go-url';
+import fc from 'fast-check';
+import { checkRequestPath, parseRequestPath } from '../../../src/request/go-url';
 import { ExactNumber } from '../../../src/request/exact-number';
 import { inputToJSON } from '../../../src/request/input-json';
 import type { CheckRequest } from '../../../src/request/check-request';
@@ -67,6 +68,29 @@ describe('parsed_path and parsed_query (envoyauth/request.go getParsedPathAndQue
   it('100,000 parameters are refused by one scan, before any decoding', () => {
     const path = `/x?${'k=v&'.repeat(100_000)}`;
     expect(codeOf(() => parseRequestPath(path, 1000))).toBe('ERR_REQUEST_TOO_MANY_PARAMS');
+  });
+
+  it("checkRequestPath (a cache hit's precheck) refuses exactly what parseRequestPath refuses, with the same error", () => {
+    const outcome = (fn: () => unknown): string => {
+      try {
+        fn();
+        return 'ok';
+      } catch (err) {
+        return `${(err as { code?: string }).code}: ${(err as Error).message}`;
+      }
+    };
+    const path = fc.stringMatching(/^[/?&=;%+a-f0-9gz]{0,24}$/);
+    let refused = 0;
+    fc.assert(
+      fc.property(path, fc.integer({ min: 1, max: 4 }), (p, max) => {
+        const expected = outcome(() => parseRequestPath(p, max));
+        if (expected !== 'ok') refused++;
+        expect(outcome(() => checkRequestPath(p, max))).toBe(expected);
+      }),
+      { numRuns: 5000, seed: 15 },
+    );
+    // The generator reaches every refusal class, so the property is not passing on valid paths alone.
+    expect(refused).toBeGreaterThan(500);
   });
 });
 
