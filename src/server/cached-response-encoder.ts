@@ -4,25 +4,45 @@ import { decisionToCheckResponse, type ResponseOptions } from './check-response'
 import { encodeCheckResponseMessage } from './check-response-encoder';
 
 /**
- * Encodes a decision as the framed CheckResponse. A decision answered from the decision cache carries the
- * cached PolicyResult object itself, so every hit on one entry sends the same bytes except its own
- * decision_id: those bytes are encoded once per entry into a template, and a hit copies the template and
- * writes its id in place. Everything else (and any decision the template does not fit) is encoded afresh.
+ * Encodes a decision as the framed CheckResponse from templates: every response of one shape is the same
+ * bytes except its own decision_id, so those bytes are encoded once into a template, and each answer copies
+ * the template and writes its id in place. Two kinds of template:
+ * - a decision answered from the decision cache carries the cached PolicyResult object itself: one template
+ *   per cache entry, keyed by that object (an evicted entry's template goes with it);
+ * - a result that adds nothing to the response (no headers, query changes, metadata or body), and a refusal
+ *   with no result, are fixed by allowed / reason / HTTP status / dry run alone: one template per such shape,
+ *   a few in all (at most MAX_SHAPES), whichever engine decided.
+ * Everything else (and any decision a template does not fit) is encoded afresh.
  */
 export class CachedResponseEncoder {
-  // Keyed by the cache's own result object: an evicted entry's template goes with it.
-  private readonly templates = new WeakMap<PolicyResult, Template | null>();
+  private readonly byResult = new WeakMap<PolicyResult, Template | null>();
+  private readonly byShape = new Map<string, Template | null>();
 
   constructor(private readonly options: ResponseOptions) {}
 
   encode(decision: Decision): Buffer {
     const result = decision.result;
-    if (!decision.cached || !result || decision.id.length !== ID_LENGTH) return this.fresh(decision);
-    let template = this.templates.get(result);
+    if (decision.id.length !== ID_LENGTH || decision.parseError !== undefined) return this.fresh(decision);
+    if (result === undefined || addsNothing(result)) {
+      const key = `${result !== undefined}|${decision.allowed}|${decision.reason}|${decision.httpStatus}|${decision.dryRun === true}`;
+      let template = this.byShape.get(key);
+      if (template === undefined) {
+        if (this.byShape.size >= MAX_SHAPES) return this.fresh(decision);
+        template = buildTemplate(decision, (d) => this.fresh(d));
+        this.byShape.set(key, template);
+      }
+      return this.fromTemplate(template, decision);
+    }
+    if (!decision.cached) return this.fresh(decision);
+    let template = this.byResult.get(result);
     if (template === undefined) {
       template = buildTemplate(decision, (d) => this.fresh(d));
-      this.templates.set(result, template);
+      this.byResult.set(result, template);
     }
+    return this.fromTemplate(template, decision);
+  }
+
+  private fromTemplate(template: Template | null, decision: Decision): Buffer {
     if (template === null || !sameShape(template, decision)) return this.fresh(decision);
     const out = Buffer.allocUnsafe(template.bytes.length);
     template.bytes.copy(out);
@@ -33,6 +53,22 @@ export class CachedResponseEncoder {
   private fresh(decision: Decision): Buffer {
     return encodeCheckResponseMessage(decisionToCheckResponse(decision, this.options));
   }
+}
+
+/** Shape templates kept; a policy choosing ever new deny statuses gets fresh encodings past this. */
+const MAX_SHAPES = 64;
+
+/** Nothing of the result reaches the response but allowed/status (decisionToCheckResponse). */
+function addsNothing(r: PolicyResult): boolean {
+  return (
+    r.headers.length === 0 &&
+    r.responseHeadersToAdd.length === 0 &&
+    r.requestHeadersToRemove.length === 0 &&
+    r.queryParametersToSet.length === 0 &&
+    r.queryParametersToRemove.length === 0 &&
+    r.dynamicMetadata === undefined &&
+    (r.body === undefined || r.body === '')
+  );
 }
 
 /** decision_id is a UUID (crypto.randomUUID): always 36 ASCII bytes on the wire. */

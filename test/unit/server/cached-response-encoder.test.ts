@@ -41,6 +41,11 @@ const cachedDecision = (result: PolicyResult, extra: Partial<Decision> = {}): De
   ...extra,
 });
 
+const uncached = (result: PolicyResult): Decision => {
+  const { cached: _, ...d } = cachedDecision(result);
+  return d;
+};
+
 const CASES: { name: string; decision: () => Decision }[] = [
   { name: 'allow with headers, query and nested metadata', decision: () => cachedDecision(allowResult) },
   { name: 'policy deny with status, body and the reason header', decision: () => cachedDecision(denyResult) },
@@ -59,6 +64,30 @@ const CASES: { name: string; decision: () => Decision }[] = [
       const { cached: _, ...fresh } = cachedDecision(allowResult);
       return fresh;
     },
+  },
+  // Results that add nothing to the response share one template per shape, cached or not.
+  { name: 'an evaluated allow that adds nothing', decision: () => uncached({ ...EMPTY_RESULT_FIELDS, allowed: true }) },
+  {
+    name: 'an evaluated deny that adds nothing, with its own status',
+    decision: () => uncached({ ...EMPTY_RESULT_FIELDS, allowed: false, httpStatus: 401, body: '' }),
+  },
+  {
+    name: 'an evaluated dry-run deny that adds nothing',
+    decision: () => ({ ...uncached({ ...EMPTY_RESULT_FIELDS, allowed: false }), dryRun: true }),
+  },
+  {
+    name: 'a refusal with no result',
+    decision: () => ({ id: randomUUID(), allowed: false, reason: 'ERR_REQUEST_MALFORMED', httpStatus: 400 }),
+  },
+  {
+    name: 'a parse-error refusal (its message is in the response)',
+    decision: () => ({
+      id: randomUUID(),
+      allowed: false,
+      reason: 'ERR_REQUEST_PARSE',
+      httpStatus: 400,
+      parseError: 'invalid URL escape "%zz"',
+    }),
   },
 ];
 
@@ -87,6 +116,23 @@ describe('CachedResponseEncoder', () => {
     const out = encoder.encode(other);
     expect(out.equals(reference(other))).toBe(true);
     expect(out.includes('ERR_POLICY_TIMEOUT')).toBe(true);
+  });
+
+  it('results that add nothing, with and without a result, allowed or not, never share bytes across shapes', () => {
+    const encoder = new CachedResponseEncoder(OPTIONS);
+    const decisions: Decision[] = [
+      uncached({ ...EMPTY_RESULT_FIELDS, allowed: true }),
+      uncached({ ...EMPTY_RESULT_FIELDS, allowed: false }),
+      { id: randomUUID(), allowed: false, reason: 'DENIED_BY_POLICY', httpStatus: 403 },
+      { id: randomUUID(), allowed: false, reason: 'ERR_POLICY_TIMEOUT', httpStatus: 500 },
+      // Past the bound on shape templates (64): still exact, encoded afresh.
+      ...Array.from({ length: 80 }, (_, i) => uncached({ ...EMPTY_RESULT_FIELDS, allowed: false, httpStatus: 400 + i })),
+    ];
+    for (let round = 0; round < 2; round++)
+      for (const d of decisions) {
+        const again = { ...d, id: randomUUID() };
+        expect(encoder.encode(again).equals(reference(again))).toBe(true);
+      }
   });
 
   it('a template returns a fresh buffer each time (a sent response is never rewritten by a later hit)', () => {
