@@ -18,16 +18,36 @@ export function evaluateText(policy: LoadedPolicy, entrypoint: number, text: str
   if ((policy.minorVersion as number) < 2) return policy.evaluate(new TextEncoder().encode(text).buffer, entrypoint);
   const mem = policy.mem;
   const addr = policy.dataHeapPtr as number;
-  const len = Buffer.byteLength(text, 'utf8');
-  const short = addr + len - mem.buffer.byteLength;
-  // Past the memory's maximum, grow() throws a RangeError: the engine treats it as a trap.
-  if (short > 0) mem.grow(Math.ceil(short / WASM_PAGE_BYTES));
-  Buffer.from(mem.buffer).write(text, addr, len, 'utf8');
+  let view = viewOf(mem);
+  let len: number;
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: when that fits, one write tells the length.
+  if (addr + text.length * 3 <= view.length) len = view.write(text, addr, 'utf8');
+  else {
+    len = Buffer.byteLength(text, 'utf8');
+    const short = addr + len - view.length;
+    // Past the memory's maximum, grow() throws a RangeError: the engine treats it as a trap.
+    if (short > 0) mem.grow(Math.ceil(short / WASM_PAGE_BYTES));
+    view = viewOf(mem);
+    view.write(text, addr, len, 'utf8');
+  }
   const exports = (policy.wasmInstance as WebAssembly.Instance).exports as unknown as OPAExports;
   const at = exports.opa_eval(0, entrypoint, policy.dataAddr, addr, len, addr + len, 0);
   // Evaluation may have grown the memory: view it afresh.
-  const out = Buffer.from(mem.buffer);
+  const out = viewOf(mem);
   const end = out.indexOf(0, at);
   if (end < 0) throw new Error('opa_eval result is not NUL-terminated');
   return JSON.parse(out.toString('utf8', at, end));
+}
+
+// A Buffer over the memory's current ArrayBuffer (a grow replaces it, so the old view goes with the old buffer).
+const views = new WeakMap<ArrayBuffer, Buffer>();
+
+function viewOf(mem: WebAssembly.Memory): Buffer {
+  const ab = mem.buffer;
+  let view = views.get(ab);
+  if (view === undefined) {
+    view = Buffer.from(ab);
+    views.set(ab, view);
+  }
+  return view;
 }
