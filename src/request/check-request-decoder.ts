@@ -68,7 +68,7 @@ function decodeMessage(r: ProtoWireReader, spec: MessageSpec, target: JSONObject
       r.skip(field, wireType, s.limits.maxInputDepth - depth);
       continue;
     }
-    decodeField(r, spec, f, wireType, target, depth, s);
+    decodeField(r, spec, field, f, wireType, target, depth, s);
   }
   return target;
 }
@@ -76,6 +76,7 @@ function decodeMessage(r: ProtoWireReader, spec: MessageSpec, target: JSONObject
 function decodeField(
   r: ProtoWireReader,
   spec: MessageSpec,
+  field: number,
   f: FieldSpec,
   wireType: number,
   target: JSONObject,
@@ -87,7 +88,7 @@ function decodeField(
     const outer = r.enter(r.lengthDelimited());
     const existing = target[f.json];
     const into = typeof existing === 'object' && existing !== null ? (existing as JSONObject) : {};
-    if (f.oneof !== undefined) clearOneof(spec, f, target);
+    if (f.oneof !== undefined) clearOneof(spec, field, target);
     target[f.json] = decodeMessage(r, f.type(), into, depth + 1, s);
     r.leave(outer);
     return;
@@ -124,7 +125,7 @@ function decodeField(
   }
   const value = decodeScalar(r, f.kind, wireType, spec, f.json, s);
   if (f.oneof !== undefined) {
-    clearOneof(spec, f, target);
+    clearOneof(spec, field, target);
     target[f.json] = value;
   } else if (isZero(value)) delete target[f.json];
   else target[f.json] = value;
@@ -317,9 +318,8 @@ function isPlainObject(v: unknown): v is JSONObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function clearOneof(spec: MessageSpec, f: FieldSpec, target: JSONObject): void {
-  const group = 'oneof' in f ? f.oneof : undefined;
-  for (const other of spec.fields) if (other && other !== f && 'oneof' in other && other.oneof === group) delete target[other.json];
+function clearOneof(spec: MessageSpec, field: number, target: JSONObject): void {
+  for (const json of spec.oneofSiblings?.[field] ?? []) if (json in target) delete target[json];
 }
 
 function isZero(v: unknown): boolean {

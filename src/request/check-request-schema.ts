@@ -14,6 +14,8 @@ export interface MessageSpec {
   readonly name: string;
   /** Indexed by field number. */
   readonly fields: readonly (FieldSpec | undefined)[];
+  /** Indexed by field number: the JSON names of the other members of that field's oneof (set one, clear them). */
+  readonly oneofSiblings?: readonly (readonly string[] | undefined)[];
 }
 
 export type FieldSpec =
@@ -32,8 +34,14 @@ export type FieldSpec =
 
 function message(name: string, fields: Record<number, FieldSpec>): MessageSpec {
   const table: (FieldSpec | undefined)[] = [];
-  for (const [n, f] of Object.entries(fields)) table[Number(n)] = f;
-  return { name, fields: table };
+  const siblings: string[][] = [];
+  const all = Object.values(fields);
+  for (const [n, f] of Object.entries(fields)) {
+    table[Number(n)] = f;
+    const group = 'oneof' in f ? f.oneof : undefined;
+    if (group !== undefined) siblings[Number(n)] = all.filter((o) => o !== f && 'oneof' in o && o.oneof === group).map((o) => o.json);
+  }
+  return { name, fields: table, oneofSiblings: siblings };
 }
 
 const Timestamp = message('google.protobuf.Timestamp', {
