@@ -3,11 +3,13 @@
  * the robust figure on a noisy 2-core box. Every server runs as its own process pinned to CPU 0; the load
  * client (h2load for saturation and fixed rate; ghz for mTLS, since h2load sends no client certificate) is
  * pinned to CPU 1. Servers are measured in interleaved rounds in one run, and reported as medians with
- * ratios: the bare node:http2 echo (the floor), verdict uncached and on cache hits, verdict with the Helm
- * chart's NODE_OPTIONS (4 MiB semi-spaces, docs/memory.md), a built earlier checkout (`--before DIR`), and
+ * ratios: the bare node:http2 echo (the floor), verdict uncached and on cache hits started as users start it
+ * (`bin/verdict`, with its memory defaults: docs/memory.md) and without them (`node bin/verdict.js`), a built
+ * earlier checkout (`--before DIR`), and
  * opa-envoy-plugin when .tools/bin/opa-envoy-plugin is present (it is not installed by setup; the table says so).
  * With `--memory-calls N`, every server then takes N more Checks at saturation and its RSS is read (the
- * memory goal: after 1M, ≤ 1.5× the peer's), with ratios to the peer's and the echo's.
+ * memory goal: after 1M, ≤ 1.5× the peer's), with ratios to the peer's and the echo's, and its PSS beside it
+ * (the node binary's pages are shared with the other node processes of the run; in a pod they are not).
  * Run: npm run build && node dist/loadtest/bench-transport.js [--seconds 5 --rounds 3 --before DIR
  *   --memory-calls 1000000 --memory-only --memory-servers echo,uncached,opa]
  */
@@ -24,7 +26,7 @@ import { runGhz } from './lib/ghz';
 import { runH2load, type H2loadResult } from './lib/h2load';
 import { pinToCpu, processCpuMicros } from './lib/proc-cpu';
 import { runAsScript } from './lib/run-as-script';
-import { spawnVerdict } from './lib/spawn-verdict';
+import { spawnVerdict, spawnVerdictLauncher } from './lib/spawn-verdict';
 import { printTable } from './lib/stats';
 
 export interface TransportBenchOptions {
@@ -46,8 +48,6 @@ const CLIENT_CPU = 1;
 const FIXTURE = join(packageRoot(), 'test', 'fixtures', 'check-request-api.json');
 const PEER_NAME = 'opa-envoy-plugin (GOMAXPROCS=1)';
 const ECHO_NAME = 'node:http2 echo';
-/** What deploy/helm/verdict/values.yaml passes in NODE_OPTIONS (docs/memory.md). */
-const CHART_NODE_OPTIONS = ['--max-semi-space-size=4'];
 
 interface Server {
   name: string;
@@ -84,8 +84,10 @@ function spawnScript(name: string, script: string, args: string[] = []): Promise
   });
 }
 
-async function verdictServer(name: string, root: string, sets: string[], nodeArgs: string[] = []): Promise<Server> {
-  const v = await spawnVerdict(root, ['--set', 'server.workers=1', ...sets.flatMap((s) => ['--set', s])], nodeArgs);
+/** launcher: started through bin/verdict (the default start, with its memory defaults), else `node bin/verdict.js`. */
+async function verdictServer(name: string, root: string, sets: string[], launcher: boolean): Promise<Server> {
+  const args = ['--set', 'server.workers=1', ...sets.flatMap((s) => ['--set', s])];
+  const v = await (launcher ? spawnVerdictLauncher(root, args) : spawnVerdict(root, args));
   return { name, pid: v.pid, port: v.grpcPort, rssKiB: () => v.rssKiB(), stop: () => v.stop() };
 }
 
@@ -93,14 +95,14 @@ async function startServers(o: TransportBenchOptions, notes: string[]): Promise<
   const root = packageRoot();
   const servers: Server[] = [
     await spawnScript(ECHO_NAME, join(root, 'dist', 'loadtest', 'lib', 'h2-echo.js')),
-    await verdictServer('verdict uncached', root, ['cache.enabled=false']),
-    await verdictServer('verdict cache hit', root, ['cache.enabled=true']),
-    await verdictServer('verdict uncached +chart semi-space', root, ['cache.enabled=false'], CHART_NODE_OPTIONS),
-    await verdictServer('verdict cache hit +chart semi-space', root, ['cache.enabled=true'], CHART_NODE_OPTIONS),
+    await verdictServer('verdict uncached', root, ['cache.enabled=false'], true),
+    await verdictServer('verdict cache hit', root, ['cache.enabled=true'], true),
+    await verdictServer('verdict uncached, no start-up defaults', root, ['cache.enabled=false'], false),
+    await verdictServer('verdict cache hit, no start-up defaults', root, ['cache.enabled=true'], false),
   ];
   if (o.before) {
-    servers.push(await verdictServer('before uncached', o.before, ['cache.enabled=false']));
-    servers.push(await verdictServer('before cache hit', o.before, ['cache.enabled=true']));
+    servers.push(await verdictServer('before uncached', o.before, ['cache.enabled=false'], false));
+    servers.push(await verdictServer('before cache hit', o.before, ['cache.enabled=true'], false));
   } else notes.push('before: not measured (pass --before DIR, a built earlier checkout)');
   if (existsSync(PEER_BIN)) {
     const peer = await startPeer(PEER_BIN, { GOMAXPROCS: '1' });
@@ -194,7 +196,7 @@ async function memoryAfterCalls(
   const after = `RSS MiB after ${o.memoryCalls}`;
   for (const s of servers) {
     const row = rows.find((r) => r.server === s.name)!;
-    Object.assign(row, { [after]: NaN, 'RSS max MiB': NaN, 'RSS growth after 1st tenth MiB': NaN });
+    Object.assign(row, { [after]: NaN, 'PSS MiB': NaN, 'RSS max MiB': NaN, 'RSS growth after 1st tenth MiB': NaN });
     if (o.memoryServers && !o.memoryServers.some((m) => s.name.includes(m))) continue;
     let sent = 0;
     let early = NaN;
@@ -209,7 +211,8 @@ async function memoryAfterCalls(
       if (Number.isNaN(early) && sent >= o.memoryCalls / 10) early = rss;
     }
     const end = s.rssKiB() / 1024;
-    Object.assign(row, { [after]: end, 'RSS max MiB': max, 'RSS growth after 1st tenth MiB': end - early });
+    const pss = Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${s.pid}/smaps_rollup`, 'utf8'))?.[1] ?? NaN) / 1024;
+    Object.assign(row, { [after]: end, 'PSS MiB': pss, 'RSS max MiB': max, 'RSS growth after 1st tenth MiB': end - early });
   }
   const rss = (name: string): number => Number(rows.find((r) => r.server === name)?.[after] ?? NaN);
   for (const r of rows)
@@ -222,7 +225,10 @@ function addRatios(rows: Record<string, unknown>[]): void {
     const mine = Number(r['CPU µs/Check sat']);
     r['× echo'] = mine / cpu(ECHO_NAME);
     r['× peer'] = mine / cpu(PEER_NAME);
-    r['× before'] = mine / cpu(String(r.server).includes('uncached') ? 'before uncached' : 'before cache hit');
+    const uncached = String(r.server).includes('uncached');
+    r['× before'] = mine / cpu(uncached ? 'before uncached' : 'before cache hit');
+    // What bin/verdict's memory defaults cost in CPU.
+    r['× no start-up defaults'] = mine / cpu(`verdict ${uncached ? 'uncached' : 'cache hit'}, no start-up defaults`);
   }
 }
 

@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 npm ci
 scripts/setup-tools.sh opa
 npm run build
-# 4 MiB young-generation semi-spaces: ~40 MiB less RSS under load (docs/memory.md).
-exec node --max-semi-space-size=4 bin/verdict.js serve "$@"
+# bin/verdict starts node with verdict's memory defaults (docs/memory.md).
+exec bin/verdict serve "$@"

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 
 export interface VerdictProcess {
@@ -24,11 +24,23 @@ export interface VerdictProcess {
  * cluster mode, the primary; use workers=1 for the server's own RSS).
  */
 export function spawnVerdict(root: string, args: string[] = [], nodeArgs: string[] = []): Promise<VerdictProcess> {
-  const child = spawn(
-    process.execPath,
-    [...nodeArgs, join(root, 'bin', 'verdict.js'), 'serve', '--set', 'server.grpc.port=0', '--set', 'server.http.port=0', ...args],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  return spawnServe(process.execPath, [...nodeArgs, join(root, 'bin', 'verdict.js')], args, process.env);
+}
+
+/**
+ * The same, started as a user starts it: through the `bin/verdict` launcher, with its memory defaults
+ * (docs/memory.md), on this process's node. The launcher execs node, so the pid is the server's own.
+ */
+export function spawnVerdictLauncher(root: string, args: string[] = []): Promise<VerdictProcess> {
+  const env = { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` };
+  return spawnServe(join(root, 'bin', 'verdict'), [], args, env);
+}
+
+function spawnServe(file: string, prefix: string[], args: string[], env: NodeJS.ProcessEnv): Promise<VerdictProcess> {
+  const child = spawn(file, [...prefix, 'serve', '--set', 'server.grpc.port=0', '--set', 'server.http.port=0', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env,
+  });
   return new Promise((resolve, reject) => {
     const lines: string[] = [];
     const rl = createInterface({ input: child.stderr! });
