@@ -28,6 +28,8 @@ import { percentiles, printTable, round } from './lib/stats';
  */
 const RATE = Number(process.env.BENCH_REFUSAL_RPS ?? 2000);
 const REFUSALS = Number(process.env.BENCH_REFUSALS ?? 2);
+/** Refusals with no Check traffic, at start: their mean time sets the windows' length. */
+const UNLOADED_REFUSALS = Number(process.env.BENCH_REFUSAL_UNLOADED ?? 3);
 /** Quiet and refusing windows per server, interleaved across servers round by round. */
 const ROUNDS = Number(process.env.BENCH_REFUSAL_ROUNDS ?? 2);
 const DATA_BYTES = 50 * 1024 * 1024;
@@ -92,6 +94,8 @@ interface Server {
   publish(bytes: Buffer): void;
   codes: string[];
   unloadedRefusalMs: number;
+  /** The calibration refusals, with no Check traffic. */
+  unloaded: Record<string, number>;
   windows: { quiet: WindowResult[]; refusing: WindowResult[] };
 }
 
@@ -146,12 +150,22 @@ async function startServer(s: Setup, label: string, root: string, nodeArgs: stri
     sets.flatMap((x) => ['--set', x]),
     nodeArgs,
   );
-  const srv: Server = { label, verdict, publish, codes: [], unloadedRefusalMs: 0, windows: { quiet: [], refusing: [] } };
-  // Calibration, unloaded: how long a refusal takes sets the length of the windows.
-  step(`${label}: calibration refusal`);
+  const srv: Server = { label, verdict, publish, codes: [], unloadedRefusalMs: 0, unloaded: {}, windows: { quiet: [], refusing: [] } };
+  // Calibration, unloaded: how long a refusal takes sets the length of the windows. With no Check traffic,
+  // what the event loop spends on a refusal is measured alone: its main-thread CPU, major GCs and worst block.
+  step(`${label}: ${UNLOADED_REFUSALS} calibration refusals`);
+  const c0 = await scrape(verdict);
   const t0 = Date.now();
-  srv.codes.push(await refuseOne(srv, s.tampered[1] as Buffer));
-  srv.unloadedRefusalMs = Date.now() - t0;
+  for (let i = 0; i < UNLOADED_REFUSALS; i++) srv.codes.push(await refuseOne(srv, s.tampered[(i + 1) % 2] as Buffer));
+  srv.unloadedRefusalMs = Math.round((Date.now() - t0) / UNLOADED_REFUSALS);
+  const c1 = await scrape(verdict);
+  srv.unloaded = {
+    refusals: UNLOADED_REFUSALS,
+    mainCpuMsPerRefusal: round((c1.mainCpuMs - c0.mainCpuMs) / UNLOADED_REFUSALS),
+    majorGcsPerRefusal: round((c1.majorGcs - c0.majorGcs) / UNLOADED_REFUSALS),
+    majorGcMsPerRefusal: round((c1.majorGcMs - c0.majorGcMs) / UNLOADED_REFUSALS),
+    maxLoopBlockMs: round(c1.loopMaxMs),
+  };
   await load(verdict, s.requestFile, 500, async () => sleep(500)); // warm-up (JIT, wasm tier-up)
   return srv;
 }
@@ -190,6 +204,8 @@ function pool(ws: WindowResult[]): Record<string, number> {
 }
 
 function summarize(srv: Server): Record<string, unknown> {
+  console.log(`[${srv.label}] unloaded (no Checks), per refusal: ${JSON.stringify(srv.unloaded)}`);
+  if (ROUNDS === 0) return { unloadedRefusalMs: srv.unloadedRefusalMs, unloaded: srv.unloaded, refusalCodes: srv.codes };
   const rows = (ws: WindowResult[], name: string): Record<string, unknown>[] =>
     ws.map((w, i) => ({ window: `${name} #${i + 1}`, ...Object.fromEntries(Object.entries(w).filter(([k]) => k !== 'latencies')) }));
   printTable(`[${srv.label}] Check at ${RATE}/s (h2load) while a bundle with ${DATA_BYTES / 2 ** 20} MiB of data.json is refused`, [
@@ -208,7 +224,16 @@ function summarize(srv: Server): Record<string, unknown> {
       `major GC ms per 1k Checks B/A ${refusing.majorGcMsPer1kChecks}/${quiet.majorGcMsPer1kChecks}; ` +
       `unloaded refusal ${srv.unloadedRefusalMs} ms; codes: ${srv.codes.join(', ')}`,
   );
-  return { unloadedRefusalMs: srv.unloadedRefusalMs, refusalCodes: srv.codes, noRefusal: quiet, refusing, p99Ratio, mainCpuRatio, goalMet };
+  return {
+    unloadedRefusalMs: srv.unloadedRefusalMs,
+    unloaded: srv.unloaded,
+    refusalCodes: srv.codes,
+    noRefusal: quiet,
+    refusing,
+    p99Ratio,
+    mainCpuRatio,
+    goalMet,
+  };
 }
 
 /** Publishes one tampered bundle and resolves with the code of its refusal (from the server's log line). */

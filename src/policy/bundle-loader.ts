@@ -118,13 +118,12 @@ export class BundleLoader extends EventEmitter<{
     if (iat !== null && (this.newestIssuedAtSec === null || iat > this.newestIssuedAtSec)) this.newestIssuedAtSec = iat;
     if (persist && this.options.persist) {
       // A failed save costs only restart resilience; the bundle is already serving.
-      const saved =
-        file === null
-          ? Promise.reject(new Error('the bundle file could not be taken from its worker'))
-          : this.options.persist.save(artifact, file, bundle.sha256, iat, this.options.clock.nowMs());
-      await saved.catch((err: unknown) => {
+      try {
+        if (file === null) throw new Error('the bundle file could not be taken back from its worker');
+        await this.options.persist.save(artifact, file, bundle.sha256, iat, this.options.clock.nowMs());
+      } catch (err) {
         this.emit('source-error', new VerdictError('ERR_BUNDLE_SOURCE', `cannot persist bundle: ${(err as Error).message}`));
-      });
+      }
     }
     this.emit('activated', active);
     return active;

@@ -122,13 +122,15 @@ export interface BundleWorkerRun {
  * One bundle worker thread, bounded like every load step: each task has a deadline (the worker is
  * terminated, ERR_BUNDLE_LOAD_TIMEOUT) and the worker has a heap limit (past it the worker fails:
  * ERR_BUNDLE_TOO_LARGE; bytes in buffers are outside it). The event loop only posts tasks and receives
- * finished results; the work, its allocations and their garbage collection are the worker's. A worker
- * left without a task for the deadline of its last one is ended, so bytes it holds are never left behind.
+ * finished results; the work, its allocations and their garbage collection are the worker's. Whoever
+ * makes one closes it; a worker holding the rest of a result (`more`) that is not asked for within the
+ * task's deadline is ended, so held files are never left behind. A task sent to a closed worker fails.
  */
 export class BundleWorker {
   private readonly worker: Worker;
   private idle: NodeJS.Timeout | undefined;
   private busy = false;
+  private closed = false;
 
   constructor(heapMb: number) {
     this.worker = new Worker(WORKER_SOURCE, {
@@ -148,29 +150,30 @@ export class BundleWorker {
 
   /** Runs one task; `more` says the worker holds the rest of its result (the untar's large files). */
   run<T>(task: BundleWorkerTask, run: BundleWorkerRun): Promise<{ value: T; more: boolean }> {
-    if (this.busy) return Promise.reject(new VerdictError('ERR_INTERNAL', `${run.what}: the bundle worker is busy`));
+    if (this.busy || this.closed)
+      return Promise.reject(new VerdictError('ERR_INTERNAL', `${run.what}: the bundle worker is busy or closed`));
     this.busy = true;
     clearTimeout(this.idle);
     const worker = this.worker;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        settle(() => reject(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `${run.what} ran past its ${run.timeoutMs} ms deadline`)));
+        settle(false, () => reject(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `${run.what} ran past its ${run.timeoutMs} ms deadline`)));
         this.close();
       }, run.timeoutMs);
       const onMessage = (out: { value: T; more: boolean } | { refusal: { code: unknown; message: string } }): void =>
-        settle(() => {
+        settle('value' in out && out.more, () => {
           if ('value' in out) return resolve(out);
           const code = run.codes.find((c) => c === out.refusal.code) ?? 'ERR_BUNDLE_INVALID';
           reject(new VerdictError(code, out.refusal.message));
         });
       const onError = (err: Error): void =>
-        settle(() => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `${run.what} failed: ${err.message}`)));
-      const onExit = (): void => settle(() => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `${run.what}: its worker exited`)));
-      const settle = (fn: () => void): void => {
+        settle(false, () => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `${run.what} failed: ${err.message}`)));
+      const onExit = (): void => settle(false, () => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `${run.what}: its worker exited`)));
+      const settle = (holding: boolean, fn: () => void): void => {
         clearTimeout(timer);
         worker.off('message', onMessage).off('error', onError).off('exit', onExit);
         this.busy = false;
-        this.idle = setTimeout(() => this.close(), run.timeoutMs);
+        if (holding) this.idle = setTimeout(() => this.close(), run.timeoutMs);
         fn();
       };
       worker.once('message', onMessage).once('error', onError).once('exit', onExit);
@@ -180,6 +183,7 @@ export class BundleWorker {
 
   /** Ends the worker and drops what it holds; idempotent. */
   close(): void {
+    this.closed = true;
     clearTimeout(this.idle);
     void this.worker.terminate();
   }
