@@ -21,7 +21,9 @@ import { percentiles, printTable, round } from './lib/stats';
  * scrape: one scrape opens a window, one closes it); p99 is over the Checks that started inside the window.
  * Beside them, per 1,000 Checks, the CPU time of the server's main thread (from /proc: what the event loop
  * itself spent, the figure that survives a busy machine) and its major GCs (verdict_nodejs_gc_duration_seconds).
- * Goal: worst block in B ≤ 10 ms; p99 B/A ≤ 1.2. BENCH_REFUSAL_ROUNDS rounds of A then B, pooled.
+ * Goal: worst block in B ≤ 10 ms; p99 B/A ≤ 1.2. BENCH_REFUSAL_ROUNDS rounds of A then B, pooled (0: only
+ * the calibration, BENCH_REFUSAL_UNLOADED refusals with no Check traffic, whose main-thread CPU, major GCs and
+ * worst block per refusal are each refusal's own event-loop cost, free of the Check path's noise).
  * BENCH_REFUSAL_BEFORE=<built checkout> adds a server of that build, and BENCH_REFUSAL_VARIANT_NODE_ARGS one
  * of this build with those node flags; all run at once and their windows interleave round by round.
  * BENCH_REFUSAL_NODE_ARGS passes flags to every server.
