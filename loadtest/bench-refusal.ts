@@ -1,4 +1,4 @@
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BundleForge, pack } from '../test/helpers/hostile-bundles';
@@ -19,18 +19,31 @@ import { percentiles, printTable, round } from './lib/stats';
  * refusals run back to back. The worst event-loop block is the server's own (prom-client's
  * monitorEventLoopDelay at 1 ms resolution, verdict_nodejs_eventloop_lag_max_seconds, which resets at each
  * scrape: one scrape opens a window, one closes it); p99 is over the Checks that started inside the window.
- * Goal: worst block in B ≤ 10 ms; p99 B/A ≤ 1.2. BENCH_REFUSAL_BEFORE=<built checkout> adds a second
- * server (same run, same bundles) for a before/after figure; BENCH_REFUSAL_NODE_ARGS passes flags to the servers.
+ * Beside them, per 1,000 Checks, the CPU time of the server's main thread (from /proc: what the event loop
+ * itself spent, the figure that survives a busy machine) and its major GCs (verdict_nodejs_gc_duration_seconds).
+ * Goal: worst block in B ≤ 10 ms; p99 B/A ≤ 1.2. BENCH_REFUSAL_ROUNDS rounds of A then B, pooled (0: only
+ * the calibration, BENCH_REFUSAL_UNLOADED refusals with no Check traffic, whose main-thread CPU, major GCs and
+ * worst block per refusal are each refusal's own event-loop cost, free of the Check path's noise).
+ * BENCH_REFUSAL_BEFORE=<built checkout> adds a server of that build, and BENCH_REFUSAL_VARIANT_NODE_ARGS one
+ * of this build with those node flags; all run at once and their windows interleave round by round.
+ * BENCH_REFUSAL_NODE_ARGS passes flags to every server.
  */
 const RATE = Number(process.env.BENCH_REFUSAL_RPS ?? 2000);
 const REFUSALS = Number(process.env.BENCH_REFUSALS ?? 2);
+/** Refusals with no Check traffic, at start: their mean time sets the windows' length. */
+const UNLOADED_REFUSALS = Number(process.env.BENCH_REFUSAL_UNLOADED ?? 3);
+/** Quiet and refusing windows per server, interleaved across servers round by round. */
+const ROUNDS = Number(process.env.BENCH_REFUSAL_ROUNDS ?? 2);
 const DATA_BYTES = 50 * 1024 * 1024;
 const CLIENTS = 4;
 /** h2load's core; the server is left unpinned so its hashing thread can use the other one. */
 const CLIENT_CPU = 1;
 const LEAD_IN_MS = 1500;
+/** h2load runs this many times the unloaded refusal time during the refusals: on a busy 2-core machine they take 2–4× longer. */
+const LOAD_FACTOR = Number(process.env.BENCH_REFUSAL_LOAD_FACTOR ?? 4);
 /** Extra node flags for the server, e.g. BENCH_REFUSAL_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" to find what blocks. */
 const NODE_ARGS = (process.env.BENCH_REFUSAL_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+const VARIANT_NODE_ARGS = (process.env.BENCH_REFUSAL_VARIANT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
 interface WindowResult {
   checks: number;
@@ -38,7 +51,12 @@ interface WindowResult {
   p50Ms: number;
   p99Ms: number;
   maxLoopBlockMs: number;
+  mainCpuMs: number;
+  majorGcs: number;
+  majorGcMs: number;
   durationMs: number;
+  /** Every Check started in the window (ms), for pooled percentiles. */
+  latencies: number[];
 }
 
 /** ~50 MB of JSON that compresses like real data (ids vary, keys repeat). */
@@ -55,8 +73,6 @@ function bigData(variant: number): Buffer {
 
 interface Setup {
   forge: BundleForge;
-  live: string;
-  publish(bytes: Buffer): void;
   tampered: Buffer[];
   requestFile: string;
 }
@@ -66,39 +82,65 @@ const step = (what: string): void => void process.stderr.write(`${new Date().toI
 
 async function setup(): Promise<Setup> {
   const forge = await BundleForge.create('BENCH');
+  // Two tampered variants, alternated: the file source skips a rewrite of identical bytes.
+  const signed = forge.sign(forge.goodFiles);
+  step('building two tampered 50 MiB bundles');
+  const tampered = [1, 2].map((v) => pack(new Map([...signed, ['data.json', bigData(v)]])));
+  return { forge, tampered, requestFile: writeFramedCheckRequest(httpCheckRequest({ path: '/probe' })) };
+}
+
+/** One server under test, with its own watched bundle file. */
+interface Server {
+  label: string;
+  verdict: VerdictProcess;
+  publish(bytes: Buffer): void;
+  codes: string[];
+  unloadedRefusalMs: number;
+  /** The calibration refusals, with no Check traffic. */
+  unloaded: Record<string, number>;
+  windows: { quiet: WindowResult[]; refusing: WindowResult[] };
+}
+
+export async function run(): Promise<Record<string, unknown>> {
+  const s = await setup();
+  const roots: [string, string, string[]][] = [['after', packageRoot(), NODE_ARGS]];
+  if (process.env.BENCH_REFUSAL_BEFORE) roots.unshift(['before', process.env.BENCH_REFUSAL_BEFORE, NODE_ARGS]);
+  if (VARIANT_NODE_ARGS.length > 0)
+    roots.push([`after ${VARIANT_NODE_ARGS.join(' ')}`, packageRoot(), [...NODE_ARGS, ...VARIANT_NODE_ARGS]]);
+  const results: Record<string, unknown> = {
+    rate: RATE,
+    rounds: ROUNDS,
+    dataMiB: DATA_BYTES / 2 ** 20,
+    compressedMiB: round((s.tampered[0] as Buffer).length / 2 ** 20),
+  };
+  // Every server runs from the start (an idle one costs nothing) so that their windows interleave:
+  // round by round, each server's quiet window then its refusals, so machine noise falls on all alike.
+  const servers: Server[] = [];
+  try {
+    for (const [label, root, args] of roots) servers.push(await startServer(s, label, root, args));
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const srv of servers) await measureRound(s, srv, r);
+    }
+    for (const srv of servers) results[srv.label] = summarize(srv);
+  } finally {
+    for (const srv of servers) await srv.verdict.stop();
+  }
+  return results;
+}
+
+async function startServer(s: Setup, label: string, root: string, nodeArgs: string[]): Promise<Server> {
   const live = join(tempDir('verdict-bench-refusal-'), 'bundle.tar.gz');
   let n = 0;
   const publish = (bytes: Buffer): void => {
     writeFileSync(`${live}.${++n}.tmp`, bytes);
     renameSync(`${live}.${n}.tmp`, live);
   };
-  // Two tampered variants, alternated: the file source skips a rewrite of identical bytes.
-  const signed = forge.sign(forge.goodFiles);
-  step('building two tampered 50 MiB bundles');
-  const tampered = [1, 2].map((v) => pack(new Map([...signed, ['data.json', bigData(v)]])));
-  return { forge, live, publish, tampered, requestFile: writeFramedCheckRequest(httpCheckRequest({ path: '/probe' })) };
-}
-
-export async function run(): Promise<Record<string, unknown>> {
-  const s = await setup();
-  const roots: [string, string][] = [['after', packageRoot()]];
-  if (process.env.BENCH_REFUSAL_BEFORE) roots.unshift(['before', process.env.BENCH_REFUSAL_BEFORE]);
-  const results: Record<string, unknown> = {
-    rate: RATE,
-    dataMiB: DATA_BYTES / 2 ** 20,
-    compressedMiB: round((s.tampered[0] as Buffer).length / 2 ** 20),
-  };
-  for (const [label, root] of roots) results[label] = await measureServer(s, label, root);
-  return results;
-}
-
-async function measureServer(s: Setup, label: string, root: string): Promise<Record<string, unknown>> {
-  s.publish(s.forge.good());
+  publish(s.forge.good());
   const sets = [
     'server.workers=1',
     'log.level=info',
     'bundles.source.type=file',
-    `bundles.source.path=${s.live}`,
+    `bundles.source.path=${live}`,
     'bundles.source.debounceMs=1',
     'bundles.loadTimeoutMs=120000',
     // Blocks of a few ms must show in the lag maximum (the default samples every 10 ms).
@@ -108,60 +150,129 @@ async function measureServer(s: Setup, label: string, root: string): Promise<Rec
   const verdict = await spawnVerdict(
     root,
     sets.flatMap((x) => ['--set', x]),
-    NODE_ARGS,
+    nodeArgs,
   );
-  try {
-    const codes: string[] = [];
-    const refuseAll = async (): Promise<void> => {
-      for (let i = 0; i < REFUSALS; i++) codes.push(await refuseOne(verdict, s, s.tampered[i % 2] as Buffer));
-    };
-    // Calibration, unloaded: how long a refusal takes sets the length of the windows.
-    step(`${label}: calibration refusal`);
-    const t0 = Date.now();
-    codes.push(await refuseOne(verdict, s, s.tampered[1] as Buffer));
-    const unloadedRefusalMs = Date.now() - t0;
-    await load(verdict, s.requestFile, 500, async () => sleep(500)); // warm-up (JIT, wasm tier-up)
-    // The quiet window first: right after a refusal the server still collects its garbage, which is the
-    // refusal's cost, not the baseline's. It lasts as long as the refusals took unloaded.
-    const quietMs = REFUSALS * unloadedRefusalMs;
-    step(`${label}: ${quietMs} ms without a refusal`);
-    const quiet = await load(verdict, s.requestFile, quietMs, () => sleep(quietMs));
-    step(`${label}: ${REFUSALS} refusals under load`);
-    // Refusals under load take longer than unloaded: h2load runs for up to three times as long.
-    const refusing = await load(verdict, s.requestFile, 3 * quietMs, refuseAll);
-    printTable(`[${label}] Check at ${RATE}/s (h2load) while a bundle with ${DATA_BYTES / 2 ** 20} MiB of data.json is refused`, [
-      { window: 'A: no refusal', ...quiet },
-      { window: `B: ${REFUSALS} refusals back to back`, ...refusing },
-    ]);
-    const p99Ratio = round(refusing.p99Ms / quiet.p99Ms);
-    const goalMet = refusing.maxLoopBlockMs <= 10 && p99Ratio <= 1.2 && codes.every((c) => c === 'ERR_BUNDLE_SIGNATURE');
-    console.log(
-      `[${label}] server loop block B/A ${refusing.maxLoopBlockMs}/${quiet.maxLoopBlockMs} ms (goal B ≤ 10 ms); p99 B/A ${p99Ratio} (goal ≤ 1.2); unloaded refusal ${unloadedRefusalMs} ms; codes: ${codes.join(', ')}`,
-    );
-    return { unloadedRefusalMs, refusalCodes: codes, noRefusal: quiet, refusing, p99Ratio, goalMet };
-  } finally {
-    await verdict.stop();
-  }
+  const srv: Server = { label, verdict, publish, codes: [], unloadedRefusalMs: 0, unloaded: {}, windows: { quiet: [], refusing: [] } };
+  // Calibration, unloaded: how long a refusal takes sets the length of the windows. With no Check traffic,
+  // what the event loop spends on a refusal is measured alone: its main-thread CPU, major GCs and worst block.
+  step(`${label}: ${UNLOADED_REFUSALS} calibration refusals`);
+  const c0 = await scrape(verdict);
+  const t0 = Date.now();
+  for (let i = 0; i < UNLOADED_REFUSALS; i++) srv.codes.push(await refuseOne(srv, s.tampered[(i + 1) % 2] as Buffer));
+  srv.unloadedRefusalMs = Math.round((Date.now() - t0) / UNLOADED_REFUSALS);
+  const c1 = await scrape(verdict);
+  srv.unloaded = {
+    refusals: UNLOADED_REFUSALS,
+    mainCpuMsPerRefusal: round((c1.mainCpuMs - c0.mainCpuMs) / UNLOADED_REFUSALS),
+    majorGcsPerRefusal: round((c1.majorGcs - c0.majorGcs) / UNLOADED_REFUSALS),
+    majorGcMsPerRefusal: round((c1.majorGcMs - c0.majorGcMs) / UNLOADED_REFUSALS),
+    maxLoopBlockMs: round(c1.loopMaxMs),
+  };
+  await load(verdict, s.requestFile, 500, async () => sleep(500)); // warm-up (JIT, wasm tier-up)
+  return srv;
+}
+
+async function measureRound(s: Setup, srv: Server, r: number): Promise<void> {
+  // The quiet window first: right after a refusal the server still collects its garbage, which is the
+  // refusal's cost, not the baseline's. It lasts as long as the refusals took unloaded.
+  const quietMs = REFUSALS * srv.unloadedRefusalMs;
+  step(`${srv.label} round ${r + 1}: ${quietMs} ms without a refusal`);
+  srv.windows.quiet.push(await load(srv.verdict, s.requestFile, quietMs, () => sleep(quietMs)));
+  step(`${srv.label} round ${r + 1}: ${REFUSALS} refusals under load`);
+  const refuseAll = async (): Promise<void> => {
+    for (let i = 0; i < REFUSALS; i++) srv.codes.push(await refuseOne(srv, s.tampered[i % 2] as Buffer));
+  };
+  // Refusals under load take longer than unloaded: h2load runs LOAD_FACTOR times as long.
+  srv.windows.refusing.push(await load(srv.verdict, s.requestFile, LOAD_FACTOR * quietMs, refuseAll));
+}
+
+/** Windows of one kind pooled: p99 over all their Checks, the worst block, main-thread CPU and major GCs per 1,000 Checks. */
+function pool(ws: WindowResult[]): Record<string, number> {
+  const checks = ws.reduce((n, w) => n + w.checks, 0);
+  const [p50, p99] = percentiles(
+    ws.flatMap((w) => w.latencies),
+    [50, 99],
+  );
+  const per1k = (f: (w: WindowResult) => number): number => round((1000 * ws.reduce((n, w) => n + f(w), 0)) / checks);
+  return {
+    checks,
+    p50Ms: round(p50 ?? NaN),
+    p99Ms: round(p99 ?? NaN),
+    maxLoopBlockMs: round(Math.max(...ws.map((w) => w.maxLoopBlockMs))),
+    mainCpuMsPer1kChecks: per1k((w) => w.mainCpuMs),
+    majorGcMsPer1kChecks: per1k((w) => w.majorGcMs),
+    majorGcsPer1kChecks: per1k((w) => w.majorGcs),
+  };
+}
+
+function summarize(srv: Server): Record<string, unknown> {
+  console.log(`[${srv.label}] unloaded (no Checks), per refusal: ${JSON.stringify(srv.unloaded)}`);
+  if (ROUNDS === 0) return { unloadedRefusalMs: srv.unloadedRefusalMs, unloaded: srv.unloaded, refusalCodes: srv.codes };
+  const rows = (ws: WindowResult[], name: string): Record<string, unknown>[] =>
+    ws.map((w, i) => ({ window: `${name} #${i + 1}`, ...Object.fromEntries(Object.entries(w).filter(([k]) => k !== 'latencies')) }));
+  printTable(`[${srv.label}] Check at ${RATE}/s (h2load) while a bundle with ${DATA_BYTES / 2 ** 20} MiB of data.json is refused`, [
+    ...rows(srv.windows.quiet, 'A: no refusal'),
+    ...rows(srv.windows.refusing, `B: ${REFUSALS} refusals`),
+  ]);
+  const quiet = pool(srv.windows.quiet);
+  const refusing = pool(srv.windows.refusing);
+  const ratio = (k: string): number => round((refusing[k] as number) / (quiet[k] as number));
+  const p99Ratio = ratio('p99Ms');
+  const mainCpuRatio = ratio('mainCpuMsPer1kChecks');
+  const goalMet = refusing.maxLoopBlockMs! <= 10 && p99Ratio <= 1.2 && srv.codes.every((c) => c === 'ERR_BUNDLE_SIGNATURE');
+  console.log(
+    `[${srv.label}] pooled over ${ROUNDS} rounds: loop block B/A ${refusing.maxLoopBlockMs}/${quiet.maxLoopBlockMs} ms (goal B ≤ 10 ms); ` +
+      `p99 B/A ${p99Ratio} (goal ≤ 1.2); main-thread CPU per Check B/A ${mainCpuRatio}; ` +
+      `major GC ms per 1k Checks B/A ${refusing.majorGcMsPer1kChecks}/${quiet.majorGcMsPer1kChecks}; ` +
+      `unloaded refusal ${srv.unloadedRefusalMs} ms; codes: ${srv.codes.join(', ')}`,
+  );
+  return {
+    unloadedRefusalMs: srv.unloadedRefusalMs,
+    unloaded: srv.unloaded,
+    refusalCodes: srv.codes,
+    noRefusal: quiet,
+    refusing,
+    p99Ratio,
+    mainCpuRatio,
+    goalMet,
+  };
 }
 
 /** Publishes one tampered bundle and resolves with the code of its refusal (from the server's log line). */
-function refuseOne(verdict: VerdictProcess, s: Setup, bundle: Buffer): Promise<string> {
+function refuseOne(srv: Server, bundle: Buffer): Promise<string> {
   return new Promise((resolve) => {
-    const stop = verdict.onLog((line) => {
+    const stop = srv.verdict.onLog((line) => {
       if (!line.includes('policy bundle refused')) return;
       stop();
       resolve((JSON.parse(line) as { code: string }).code);
     });
-    s.publish(bundle);
+    srv.publish(bundle);
   });
 }
 
-/** The server's worst event-loop delay since the previous scrape (the histogram resets at each). */
-async function scrapeLoopMaxMs(verdict: VerdictProcess): Promise<number> {
+interface Scrape {
+  loopMaxMs: number;
+  majorGcs: number;
+  majorGcMs: number;
+  /** CPU time of the server's main thread (the event loop), from /proc. */
+  mainCpuMs: number;
+}
+
+/**
+ * The server's worst event-loop delay since the previous scrape (the histogram resets at each), its major
+ * GC counters and its main thread's CPU time (utime + stime of the thread whose id is the pid).
+ */
+async function scrape(verdict: VerdictProcess): Promise<Scrape> {
   const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
   const m = /^verdict_nodejs_eventloop_lag_max_seconds(?:\{[^}]*\})? (\S+)$/m.exec(text);
   if (!m) throw new Error('verdict_nodejs_eventloop_lag_max_seconds is missing from /metrics');
-  return Number(m[1]) * 1000;
+  const gc = (what: 'sum' | 'count'): number =>
+    Number(new RegExp(`^verdict_nodejs_gc_duration_seconds_${what}\\{kind="major"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  const stat = readFileSync(`/proc/${verdict.pid}/task/${verdict.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 of stat (utime, stime), counted from the state field (3), in clock ticks of 10 ms.
+  const mainCpuMs = (Number(fields[11]) + Number(fields[12])) * 10;
+  return { loopMaxMs: Number(m[1]) * 1000, majorGcs: gc('count'), majorGcMs: gc('sum') * 1000, mainCpuMs };
 }
 
 /**
@@ -179,29 +290,31 @@ async function load(verdict: VerdictProcess, dataFile: string, maxMs: number, du
     cpu: CLIENT_CPU,
   });
   await sleep(LEAD_IN_MS);
-  await scrapeLoopMaxMs(verdict);
+  const first = await scrape(verdict);
   const start = Date.now();
   await during();
   const end = Date.now();
-  const maxLoopBlockMs = await scrapeLoopMaxMs(verdict);
-  return windowOf(await h2, start, end, maxLoopBlockMs);
+  const last = await scrape(verdict);
+  return windowOf(await h2, start, end, first, last);
 }
 
-function windowOf(r: H2loadResult, start: number, end: number, maxLoopBlockMs: number): WindowResult {
+function windowOf(r: H2loadResult, start: number, end: number, first: Scrape, last: Scrape): WindowResult {
   const inside = r.requestLog.filter((q) => q.startMs >= start && q.startMs <= end);
   const lastStart = r.requestLog.reduce((m, q) => Math.max(m, q.startMs), 0);
   if (lastStart < end) throw new Error(`h2load stopped ${end - lastStart} ms before the window closed: lengthen the run`);
-  const [p50, p99] = percentiles(
-    inside.map((q) => q.ms),
-    [50, 99],
-  );
+  const latencies = inside.map((q) => q.ms);
+  const [p50, p99] = percentiles(latencies, [50, 99]);
   return {
     checks: inside.length,
     failed: r.failed,
     p50Ms: round(p50 ?? NaN),
     p99Ms: round(p99 ?? NaN),
-    maxLoopBlockMs: round(maxLoopBlockMs),
+    maxLoopBlockMs: round(last.loopMaxMs),
+    mainCpuMs: last.mainCpuMs - first.mainCpuMs,
+    majorGcs: last.majorGcs - first.majorGcs,
+    majorGcMs: round(last.majorGcMs - first.majorGcMs),
     durationMs: end - start,
+    latencies,
   };
 }
 

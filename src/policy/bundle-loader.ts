@@ -4,6 +4,7 @@ import { VerdictError, toVerdictError } from '../errors';
 import type { BundleArtifact, PolicyBundle } from './bundle';
 import type { BundlePersist } from './bundle-persist';
 import type { BundleSource } from './bundle-source';
+import { StagedBundle } from './bundle-staged';
 import { verifyBundle, type BundleTrust } from './bundle-verifier';
 import type { ActivePolicy, PolicyStore } from './policy-store';
 
@@ -99,21 +100,30 @@ export class BundleLoader extends EventEmitter<{
   }
 
   private async activate(artifact: BundleArtifact, persist: boolean): Promise<ActivePolicy> {
+    const { bytes } = artifact;
     let bundle: PolicyBundle;
+    let file: Buffer | null = null;
     try {
       bundle = await verifyBundle(artifact, this.options.trust);
       this.checkRollback(bundle);
+      // A staged file comes to the event loop only now, accepted, and only to be persisted.
+      if (persist && this.options.persist) file = bytes instanceof StagedBundle ? await bytes.bytes().catch(() => null) : bytes;
     } catch (err) {
       throw this.options.store.refuse(toVerdictError(err, 'ERR_BUNDLE_INVALID'));
+    } finally {
+      if (bytes instanceof StagedBundle) bytes.close();
     }
     const active = await this.options.store.activate(bundle);
     const iat = bundle.signer?.opa?.issuedAtSec ?? null;
     if (iat !== null && (this.newestIssuedAtSec === null || iat > this.newestIssuedAtSec)) this.newestIssuedAtSec = iat;
     if (persist && this.options.persist) {
       // A failed save costs only restart resilience; the bundle is already serving.
-      await this.options.persist.save(artifact, bundle.sha256, iat, this.options.clock.nowMs()).catch((err: unknown) => {
+      try {
+        if (file === null) throw new Error('the bundle file could not be taken back from its worker');
+        await this.options.persist.save(artifact, file, bundle.sha256, iat, this.options.clock.nowMs());
+      } catch (err) {
         this.emit('source-error', new VerdictError('ERR_BUNDLE_SOURCE', `cannot persist bundle: ${(err as Error).message}`));
-      });
+      }
     }
     this.emit('activated', active);
     return active;

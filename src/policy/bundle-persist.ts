@@ -27,9 +27,10 @@ export class BundlePersist {
     private readonly maxBytes: number,
   ) {}
 
-  async save(artifact: BundleArtifact, sha256: string, opaIssuedAtSec: number | null, nowMs: number): Promise<void> {
+  /** `bytes`: the artifact's file (a staged artifact's, taken back from its worker). */
+  async save(artifact: BundleArtifact, bytes: Buffer, sha256: string, opaIssuedAtSec: number | null, nowMs: number): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await this.atomicWrite('bundle.tar.gz', artifact.bytes);
+    await this.atomicWrite('bundle.tar.gz', bytes);
     if (artifact.cosignSignature !== undefined) await this.atomicWrite('bundle.sig', artifact.cosignSignature);
     const meta: PersistMeta = {
       origin: artifact.origin,

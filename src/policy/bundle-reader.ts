@@ -18,7 +18,7 @@ export async function readBundle(
   limits: BundleLimits = DEFAULT_BUNDLE_LIMITS,
   knownSha256?: string,
 ): Promise<PolicyBundle> {
-  checkCompressedSize(bytes, limits);
+  checkCompressedSize(bytes.length, limits);
   const sha256 = knownSha256 ?? (await sha256Hex(bytes));
   const { files } = await untarBounded(bytes, limits);
   return assembleBundle(files, sourceName, sha256, bytes.length);
@@ -45,9 +45,9 @@ export function verdictMetadata(manifest: BundleManifest): Record<string, unknow
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 }
 
-export function checkCompressedSize(bytes: Buffer, limits: BundleLimits): void {
-  if (bytes.length > limits.maxCompressedBytes) {
-    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `bundle is ${bytes.length} bytes compressed (max ${limits.maxCompressedBytes})`);
+export function checkCompressedSize(size: number, limits: BundleLimits): void {
+  if (size > limits.maxCompressedBytes) {
+    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `bundle is ${size} bytes compressed (max ${limits.maxCompressedBytes})`);
   }
 }
 

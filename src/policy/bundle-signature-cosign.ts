@@ -2,7 +2,8 @@ import * as crypto from 'node:crypto';
 import { VerdictError } from '../errors';
 import { DEFAULT_LOAD_TIMEOUT_MS } from './bundle';
 import { cosignVerifyBlob, type CosignBlobOutcome } from './bundle-cosign-blob';
-import { copyInSlices, OFF_LOOP_BYTES, runInBundleWorker } from './bundle-worker';
+import { StagedBundle } from './bundle-staged';
+import { OFF_LOOP_BYTES } from './bundle-worker';
 
 /**
  * Verifies a cosign `sign-blob --key` signature over the bundle file, offline, with a plain public key.
@@ -12,10 +13,11 @@ import { copyInSlices, OFF_LOOP_BYTES, runInBundleWorker } from './bundle-worker
  *  - a sigstore bundle (`--new-bundle-format --bundle`): JSON with `messageSignature.{messageDigest,signature}`.
  * ECDSA (P-256/384) and RSA keys sign a SHA-256 digest of the blob; Ed25519 signs the blob itself.
  * Transparency-log entries are not checked: trust comes from the configured key (keyed signing). A bundle of
- * OFF_LOOP_BYTES or more is hashed and verified in the bundle worker, so the event loop never reads it whole.
+ * OFF_LOOP_BYTES or more (or one staged in a worker) is hashed and verified in the bundle worker, so the event
+ * loop never reads it whole.
  */
 export async function verifyCosignSignature(
-  blob: Buffer,
+  blob: Buffer | StagedBundle,
   signatureFile: Buffer,
   publicKeyPEM: string,
   options: { timeoutMs?: number } = {},
@@ -23,7 +25,7 @@ export async function verifyCosignSignature(
   const { signature, digest, form } = parseSignatureFile(signatureFile);
   publicKey(publicKeyPEM); // a bad key is a config error, whatever the signature
   const outcome =
-    blob.length < OFF_LOOP_BYTES
+    blob instanceof Buffer && blob.length < OFF_LOOP_BYTES
       ? cosignVerifyBlob(crypto, blob, publicKeyPEM, signature, digest)
       : await verifyOffLoop(blob, publicKeyPEM, signature, digest, options);
   if (outcome === 'digest-mismatch') throw sigError('sigstore bundle message digest does not match the bundle file');
@@ -31,23 +33,28 @@ export async function verifyCosignSignature(
   return { form };
 }
 
-/** Reading every byte of a large bundle (hash, then verify) would block the event loop: the bundle worker does it. */
+/** Reading every byte of a large bundle (hash, then verify) would block the event loop: the worker holding it does it. */
 async function verifyOffLoop(
-  blob: Buffer,
+  blob: Buffer | StagedBundle,
   publicKeyPEM: string,
   signature: Buffer,
   digest: Buffer | null,
   options: { timeoutMs?: number },
 ): Promise<CosignBlobOutcome> {
-  const copy = await copyInSlices(blob);
-  return runInBundleWorker<CosignBlobOutcome>('cosign', {
-    payload: { blob: copy, publicKeyPEM, signature, digest },
-    transfer: [copy.buffer as ArrayBuffer],
-    timeoutMs: options.timeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
-    heapMb: 64,
-    codes: [],
-    what: 'verifying the cosign signature',
-  });
+  const staging = { heapMb: 64, timeoutMs: options.timeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS };
+  const staged = blob instanceof StagedBundle ? blob : await StagedBundle.fromBytes(blob, staging);
+  try {
+    const { value } = await staged.worker.run<CosignBlobOutcome>('cosign', {
+      payload: { publicKeyPEM, signature, digest },
+      transfer: [],
+      timeoutMs: staging.timeoutMs,
+      codes: [],
+      what: 'verifying the cosign signature',
+    });
+    return value;
+  } finally {
+    if (staged !== blob) staged.close();
+  }
 }
 
 export type CosignSignatureForm = 'detached' | 'cosign-bundle' | 'sigstore-bundle';

@@ -1,5 +1,6 @@
 import type { BundlesConfig } from '../config/sections/bundles';
 import type { BundleSource } from './bundle-source';
+import { stagingFor } from './bundle-staged';
 import { FileBundleSource } from './bundle-source-file';
 import { HTTPBundleSource } from './bundle-source-http';
 import { OCIBundleSource } from './bundle-source-oci';
@@ -10,6 +11,7 @@ export function bundleSourceFromConfig(config: BundlesConfig): BundleSource | nu
   if (s === null) return null;
   const wantsSignature = config.cosign !== null;
   const maxBytes = config.limits.maxCompressedBytes;
+  const staging = stagingFor(config.limits, config.loadTimeoutMs);
   switch (s.type) {
     case 'file':
       return new FileBundleSource({
@@ -17,6 +19,7 @@ export function bundleSourceFromConfig(config: BundlesConfig): BundleSource | nu
         signaturePath: s.signaturePath ?? (wantsSignature ? `${s.path}.sig` : null),
         debounceMs: s.debounceMs,
         maxBytes,
+        staging,
       });
     case 'http':
       return new HTTPBundleSource({
@@ -27,6 +30,7 @@ export function bundleSourceFromConfig(config: BundlesConfig): BundleSource | nu
         maxDelayMs: s.maxDelayMs,
         timeoutMs: s.timeoutMs,
         maxBytes,
+        staging,
       });
     case 'oci':
       return new OCIBundleSource({

@@ -4,6 +4,7 @@ import type { BundleArtifact } from './bundle';
 import { isMissingFile, readRegularFileBounded } from './bundle-file-read';
 import { sha256Hex } from './bundle-reader';
 import { abortableDelay, type BundleSource } from './bundle-source';
+import { StagedBundle, stagingFor, type StagingOptions } from './bundle-staged';
 
 /** A cosign signature (detached or a sigstore bundle) is a few KiB; this leaves room for certificate chains. */
 const MAX_SIGNATURE_BYTES = 1024 * 1024;
@@ -15,6 +16,8 @@ export interface FileSourceOptions {
   debounceMs: number;
   /** Bundle files larger than this are refused; the read stops one byte past it. */
   maxBytes: number;
+  /** The bundle worker the file is read into (bundle-staged.ts); default: sized for the default limits. */
+  staging?: StagingOptions;
 }
 
 /**
@@ -33,14 +36,23 @@ export class FileBundleSource implements BundleSource {
     this.description = `file ${options.path}`;
   }
 
+  /** The bundle file is read and hashed by a bundle worker, where it stays (bundle-staged.ts). */
   async fetch(): Promise<BundleArtifact | null> {
     this.ensureWatching();
-    const bytes = await this.read(this.options.path, 'bundle');
-    const cosignSignature = this.options.signaturePath === null ? undefined : await this.signature(this.options.signaturePath);
-    const key = `${await sha256Hex(bytes)}:${cosignSignature ? await sha256Hex(cosignSignature) : ''}`;
-    if (key === this.lastKey) return null;
-    this.lastKey = key;
-    return { bytes, origin: this.options.path, cosignSignature };
+    const bytes = await StagedBundle.fromFile(this.options.path, this.options.maxBytes, 'bundle', this.options.staging ?? stagingFor());
+    try {
+      const cosignSignature = this.options.signaturePath === null ? undefined : await this.signature(this.options.signaturePath);
+      const key = `${bytes.sha256}:${cosignSignature ? await sha256Hex(cosignSignature) : ''}`;
+      if (key === this.lastKey) {
+        bytes.close();
+        return null;
+      }
+      this.lastKey = key;
+      return { bytes, origin: this.options.path, cosignSignature };
+    } catch (err) {
+      bytes.close();
+      throw err;
+    }
   }
 
   async waitForChange(signal: AbortSignal): Promise<void> {
@@ -95,8 +107,8 @@ export class FileBundleSource implements BundleSource {
     }
   }
 
-  /** Regular files only, bounded by the configured maximum whatever stat says (bundle-file-read.ts). */
+  /** Regular files only, bounded whatever stat says (bundle-file-read.ts). */
   private read(path: string, what: string): Promise<Buffer> {
-    return readRegularFileBounded(path, what === 'bundle' ? this.options.maxBytes : MAX_SIGNATURE_BYTES, what);
+    return readRegularFileBounded(path, MAX_SIGNATURE_BYTES, what);
   }
 }

@@ -1,11 +1,14 @@
 import { VerdictError } from '../errors';
 import type { BundleArtifact } from './bundle';
 import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource, type PollingOptions } from './bundle-source';
+import { StagedBundle, stagingFor, type StagingOptions } from './bundle-staged';
 
 export interface HTTPSourceOptions extends PollingOptions {
   url: string;
   /** cosign signature URL, fetched with every new bundle; null when none is expected. */
   signatureUrl: string | null;
+  /** The bundle worker the body is streamed into (bundle-staged.ts); default: sized for the default limits. */
+  staging?: StagingOptions;
 }
 
 /**
@@ -34,8 +37,14 @@ export class HTTPBundleSource implements BundleSource {
         await res.body?.cancel();
         throw new VerdictError('ERR_BUNDLE_SOURCE', `bundle service answered HTTP ${res.status}`);
       }
-      const bytes = await readBodyBounded(res, this.options.maxBytes, 'bundle');
-      const cosignSignature = this.options.signatureUrl === null ? undefined : await this.signature(this.options.signatureUrl);
+      const bytes = await stageBodyBounded(res, this.options.maxBytes, this.options.staging ?? stagingFor());
+      let cosignSignature: Buffer | undefined;
+      try {
+        cosignSignature = this.options.signatureUrl === null ? undefined : await this.signature(this.options.signatureUrl);
+      } catch (err) {
+        bytes.close();
+        throw err;
+      }
       // Remember the ETag only now: a failure above must re-download next time.
       this.etag = res.headers.get('etag');
       this.failures = 0;
@@ -89,4 +98,15 @@ export function redactURL(url: string): string {
   } catch {
     return '(invalid url)';
   }
+}
+
+/** The body streamed into a bundle worker as it arrives (bundle-staged.ts): the event loop never holds it whole. */
+async function stageBodyBounded(res: Response, maxBytes: number, staging: StagingOptions): Promise<StagedBundle> {
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await res.body?.cancel();
+    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `bundle is ${declared} bytes (max ${maxBytes})`);
+  }
+  const body = (res.body ?? []) as unknown as AsyncIterable<Uint8Array>;
+  return StagedBundle.fromStream(body, maxBytes, 'bundle', staging);
 }

@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 import { VerdictError } from '../errors';
 import type { BundleArtifact } from './bundle';
+
+/** The layer is checked against its descriptor digest here, so its bytes are on the event loop. */
+type OCIArtifact = BundleArtifact & { bytes: Buffer };
 import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource, type PollingOptions } from './bundle-source';
 
 /** Media types of an OPA bundle pushed to an OCI registry (OPA docs, "OCI registry" bundle downloads). */
@@ -46,7 +49,7 @@ export class OCIBundleSource implements BundleSource {
     this.description = `oci ${new URL(options.registry).host}/${options.repository}${options.reference.startsWith('sha256:') ? '@' : ':'}${options.reference}`;
   }
 
-  async fetch(): Promise<BundleArtifact | null> {
+  async fetch(): Promise<OCIArtifact | null> {
     try {
       const artifact = await this.pull();
       this.failures = 0;
@@ -64,7 +67,7 @@ export class OCIBundleSource implements BundleSource {
 
   close(): void {}
 
-  private async pull(): Promise<BundleArtifact | null> {
+  private async pull(): Promise<OCIArtifact | null> {
     const head = await this.request('HEAD', `manifests/${this.options.reference}`, OCI_MEDIA_TYPES.manifest);
     const advertised = head.headers.get('docker-content-digest');
     if (advertised !== null && advertised === this.lastDigest) return null;

@@ -4,6 +4,7 @@ import type { VerdictError } from '../errors';
 import type { ActivePolicy } from './policy-store';
 import { BundleLoader } from './bundle-loader';
 import { BundlePersist } from './bundle-persist';
+import { stagingFor } from './bundle-staged';
 import { FileBundleSource } from './bundle-source-file';
 import { bundleSourceFromConfig } from './bundle-source-config';
 import { trustFromConfig } from './bundle-verifier';
@@ -46,6 +47,7 @@ export async function startBundleLoader(
       signaturePath: b.cosign !== null ? `${path}.sig` : null,
       debounceMs: 200,
       maxBytes: b.limits.maxCompressedBytes,
+      staging: stagingFor(b.limits, b.loadTimeoutMs),
     });
   }
   const loader = new BundleLoader({

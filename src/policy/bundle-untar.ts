@@ -1,7 +1,7 @@
-import { DEFAULT_BUNDLE_LIMITS, DEFAULT_LOAD_TIMEOUT_MS, type BundleLimits } from './bundle';
+import { DEFAULT_BUNDLE_LIMITS, type BundleLimits } from './bundle';
 import type { PrecomputedHash } from './bundle-signed-hashes';
+import { StagedBundle, stagingFor } from './bundle-staged';
 import type { UntarBounds } from './bundle-untar-stream';
-import { copyInSlices, runStagedInBundleWorker } from './bundle-worker';
 
 /** The archive's files; with `hashSignedFrom`, the large ones may still be held by the worker. */
 export interface UntarResult {
@@ -16,49 +16,57 @@ export interface UntarResult {
 }
 
 /**
- * Inflates and untars a bundle within its bounds (bundle-untar-stream.ts) in the bundle worker: the event
- * loop hands over a copy of the compressed bytes, a slice per turn, and receives the finished files, each
- * buffer transferred rather than copied — or a coded refusal (ERR_BUNDLE_INVALID, _TOO_LARGE, _UNSAFE_PATH).
- * A 50 MB inflate, its garbage and the collections it causes never touch the event loop, whatever the
- * archive holds (a tiny gzip bomb included). The step has the load deadline (ERR_BUNDLE_LOAD_TIMEOUT).
+ * Inflates and untars a bundle within its bounds (bundle-untar-stream.ts) in the bundle worker that holds
+ * it (a StagedBundle: read there, or — given bytes — copied there a slice per turn) and receives the finished
+ * files, each buffer transferred rather than copied — or a coded refusal (ERR_BUNDLE_INVALID, _TOO_LARGE,
+ * _UNSAFE_PATH). A 50 MB inflate, its garbage and the collections it causes never touch the event loop,
+ * whatever the archive holds (a tiny gzip bomb included). The step has the load deadline (ERR_BUNDLE_LOAD_TIMEOUT).
  * With `hashSignedFrom`, files of that size or more are hashed there as OPA's signature lists them
  * (bundle-signed-hashes.ts) and held back until `takeHeld()`: a bundle refused by its signature never moves
- * its large files to the event loop at all. Every caller ends with takeHeld() or discard().
+ * its large files to the event loop at all. Every caller ends with takeHeld() or discard(); a worker made
+ * here for given bytes ends with either, a StagedBundle's own worker with discard() or its owner's close().
  */
 export async function untarBounded(
-  gz: Buffer,
+  gz: Buffer | StagedBundle,
   limits: BundleLimits,
   options: { timeoutMs?: number | undefined; hashSignedFrom?: number } = {},
 ): Promise<UntarResult> {
   const { maxUncompressedBytes, maxFiles, maxFileBytes, maxPathDepth } = { ...DEFAULT_BUNDLE_LIMITS, ...limits };
   const bounds: UntarBounds = { maxUncompressedBytes, maxFiles, maxFileBytes, maxPathDepth };
-  const copy = await copyInSlices(gz);
+  const staging = stagingFor(limits, options.timeoutMs);
+  const staged = gz instanceof StagedBundle ? gz : await StagedBundle.fromBytes(gz, staging);
+  const done = (): void => (staged === gz ? undefined : staged.close());
   type Entries = [string, Uint8Array][];
-  const staged = await runStagedInBundleWorker<{ files: Entries; hashes: [string, PrecomputedHash][]; held: [string, number][] }, Entries>(
-    'untar',
-    {
-      payload: { gz: copy, bounds, hashSignedFrom: options.hashSignedFrom ?? 0 },
-      transfer: [copy.buffer as ArrayBuffer],
-      timeoutMs: options.timeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
-      // File bytes live in buffers, outside the heap; the canonical text of a signed data.json is a string
-      // about its size again (2 bytes a char), so the heap is sized like the hashing task's.
-      heapMb: Math.max(256, Math.ceil((6 * bounds.maxUncompressedBytes) / 2 ** 20)),
+  const run = { transfer: [], timeoutMs: staging.timeoutMs, what: 'reading the bundle archive' };
+  let first: { value: { files: Entries; hashes: [string, PrecomputedHash][]; held: [string, number][] }; more: boolean };
+  try {
+    first = await staged.worker.run('untar', {
+      ...run,
+      payload: { bounds, hashSignedFrom: options.hashSignedFrom ?? 0 },
       codes: ['ERR_BUNDLE_INVALID', 'ERR_BUNDLE_TOO_LARGE', 'ERR_BUNDLE_UNSAFE_PATH'],
-      what: 'reading the bundle archive',
-    },
-  );
-  const files = new Map(staged.value.files.map(([path, data]) => [path, asBuffer(data)]));
-  const held = new Map(staged.value.held);
+    });
+  } catch (err) {
+    staged.close();
+    throw err;
+  }
+  const files = new Map(first.value.files.map(([path, data]) => [path, asBuffer(data)]));
+  const held = new Map(first.value.held);
+  if (!first.more) done();
   return {
     files,
     held,
-    signedHashes: new Map(staged.value.hashes),
+    signedHashes: new Map(first.value.hashes),
     takeHeld: async () => {
       if (held.size === 0) return;
-      for (const [path, data] of await staged.more()) files.set(path, asBuffer(data));
-      held.clear();
+      try {
+        const rest = await staged.worker.run<Entries>('more', { ...run, payload: {}, codes: [] });
+        for (const [path, data] of rest.value) files.set(path, asBuffer(data));
+        held.clear();
+      } finally {
+        done();
+      }
     },
-    discard: staged.stop,
+    discard: () => staged.close(),
   };
 }
 

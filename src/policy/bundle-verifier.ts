@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs';
 import type { BundlesConfig } from '../config/sections/bundles';
 import { VerdictError } from '../errors';
 import type { BundleArtifact, BundleLimits, BundleSigner, PolicyBundle } from './bundle';
-import { assembleBundle, checkCompressedSize, sha256Hex } from './bundle-reader';
+import { assembleBundle, checkCompressedSize } from './bundle-reader';
 import { checkBundleRoots } from './bundle-roots';
 import { verifyCosignSignature } from './bundle-signature-cosign';
 import { verifyOPASignature, type OPAVerificationConfig } from './bundle-signature-opa';
+import { StagedBundle, stagingFor } from './bundle-staged';
 import { untarBounded } from './bundle-untar';
 import { OFF_LOOP_BYTES } from './bundle-worker';
 
@@ -23,12 +24,24 @@ export interface BundleTrust {
 /**
  * Turns delivered bytes into a trusted PolicyBundle, cheapest refusal first and before any policy byte
  * runs: size bound → sha256 pin → cosign signature over the whole file → bounded untar → OPA signature
- * over every file → manifest roots. A pin mismatch refuses a bundle even when it is validly signed (replay guard).
+ * over every file → manifest roots. A pin mismatch refuses a bundle even when it is validly signed (replay
+ * guard). Every step that reads the whole file runs in the bundle worker that holds it (bundle-staged.ts).
  */
 export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust): Promise<PolicyBundle> {
-  checkCompressedSize(artifact.bytes, trust.limits);
+  const given = artifact.bytes;
+  checkCompressedSize(given instanceof StagedBundle ? given.size : given.length, trust.limits);
+  // Every step below reads the bundle file in the worker that holds it; bytes handed in are copied there once.
+  const staged = given instanceof StagedBundle ? given : await StagedBundle.fromBytes(given, stagingFor(trust.limits, trust.loadTimeoutMs));
+  try {
+    return await verifyStaged(staged, artifact, trust);
+  } finally {
+    if (staged !== given) staged.close();
+  }
+}
+
+async function verifyStaged(staged: StagedBundle, artifact: BundleArtifact, trust: BundleTrust): Promise<PolicyBundle> {
   const deadline = trust.loadTimeoutMs !== undefined ? { timeoutMs: trust.loadTimeoutMs } : {};
-  const sha256 = await sha256Hex(artifact.bytes);
+  const { sha256 } = staged;
   if (trust.sha256 !== null && sha256 !== trust.sha256) {
     throw new VerdictError('ERR_BUNDLE_HASH_MISMATCH', `bundle sha256 ${sha256} differs from the pinned ${trust.sha256}`);
   }
@@ -40,9 +53,9 @@ export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust)
         'bundle is unsigned: no cosign signature came with it, and a cosign key is configured',
       );
     }
-    cosign = await verifyCosignSignature(artifact.bytes, artifact.cosignSignature, trust.cosignPublicKeyPEM, deadline);
+    cosign = await verifyCosignSignature(staged, artifact.cosignSignature, trust.cosignPublicKeyPEM, deadline);
   }
-  const untarred = await untarBounded(artifact.bytes, trust.limits, {
+  const untarred = await untarBounded(staged, trust.limits, {
     timeoutMs: trust.loadTimeoutMs,
     // Large files are hashed in the worker that untars them and stay there until their signature verified.
     ...(trust.opa !== null ? { hashSignedFrom: OFF_LOOP_BYTES } : {}),
@@ -57,7 +70,7 @@ export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust)
     untarred.discard();
     throw err;
   }
-  const bundle = assembleBundle(untarred.files, artifact.origin, sha256, artifact.bytes.length);
+  const bundle = assembleBundle(untarred.files, artifact.origin, sha256, staged.size);
   checkBundleRoots(bundle);
   return { ...bundle, signer: opa === null && cosign === null ? null : { opa, cosign } };
 }

@@ -3,22 +3,30 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { VerdictError, type ErrorCode } from '../errors';
 import { canonicalJSONText } from './bundle-json-hash';
+import { readRegularFile } from './bundle-file-read';
 import { cosignVerifyBlob } from './bundle-cosign-blob';
 import { precomputeSignedHashes } from './bundle-signed-hashes';
 import { untarStream } from './bundle-untar-stream';
 
-/** The heavy steps of reading a candidate bundle, each run in a throw-away worker thread. */
-export type BundleWorkerTask = 'untar' | 'hash' | 'cosign';
+/**
+ * The heavy steps of reading a candidate bundle, each run in a bundle worker thread. `stage` puts the
+ * bundle file into the worker (read there from a path, from chunks posted with `chunk`, or from bytes
+ * handed over) and hashes it; `cosign`, `untar`, `more` (the untar's held files) and `archive` (the file
+ * itself, back to the event loop) then work on those bytes. `hash` hashes files handed over with it.
+ */
+export type BundleWorkerTask = 'stage' | 'chunk' | 'cosign' | 'untar' | 'more' | 'archive' | 'hash';
 
 const tarStreamPath = createRequire(__filename).resolve('tar-stream');
 
 // The worker runs the very same functions as the rest of verdict (each is self-contained, so its source
-// text is all it needs): the bundle reader's untar, OPA's canonical JSON hash and the cosign check. A task
-// resolves with { value } (its buffers transferred back, not copied) or a { refusal } with a code.
+// text is all it needs): the bounded file read, the bundle reader's untar, OPA's canonical JSON hash and
+// the cosign check. Each message but `chunk` gets one answer: { value } (its buffers transferred back,
+// not copied; `more` when the worker holds the rest) or a { refusal } with a code.
 const WORKER_SOURCE = `
 'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
 const crypto = require('node:crypto');
+const readRegularFile = (${readRegularFile.toString()});
 const canonicalJSONText = (${canonicalJSONText.toString()});
 const untarStream = (${untarStream.toString()});
 const cosignVerifyBlob = (${cosignVerifyBlob.toString()});
@@ -30,20 +38,51 @@ try {
   require('node:os').setPriority(Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop()), 10);
 } catch {}
 const asBuffer = (u8) => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+/** u8 in an ArrayBuffer of its own, so that transferring it moves nothing else. */
+const owned = (u8) => (u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength ? u8 : new Uint8Array(u8));
+let archive = null;
+let chunks = [];
+let chunkBytes = 0;
+let held = null;
+const refusal = (code, message) => ({ code, message });
 const tasks = {
+  chunk(w) {
+    chunkBytes += w.data.length;
+    if (chunkBytes <= w.maxBytes) chunks.push(w.data);
+    return null;
+  },
+  async stage(w) {
+    if (w.path !== undefined) archive = await readRegularFile(require('node:fs/promises'), w.flags, w.path, w.maxBytes, w.what, refusal);
+    else if (w.gz !== undefined) archive = w.gz;
+    else if (chunkBytes > w.maxBytes) throw refusal('ERR_BUNDLE_TOO_LARGE', w.what + ' exceeds ' + w.maxBytes + ' bytes');
+    else archive = Buffer.concat(chunks, chunkBytes);
+    chunks = [];
+    return { value: { size: archive.length, sha256: crypto.createHash('sha256').update(archive).digest('hex') }, transfer: [] };
+  },
+  async cosign(w) {
+    return { value: cosignVerifyBlob(crypto, asBuffer(archive), w.publicKeyPEM, w.signature, w.digest), transfer: [] };
+  },
   async untar(w) {
     const lib = { createGunzip: require('node:zlib').createGunzip, extract: require(w.tarStreamPath).extract };
-    const files = await untarStream(w.gz, w.bounds, lib);
+    const files = await untarStream(archive, w.bounds, lib);
     const hashes = w.hashSignedFrom > 0 ? precomputeSignedHashes(files, w.hashSignedFrom, crypto, canonicalJSONText) : [];
     const large = w.hashSignedFrom > 0 ? files.filter(([, d]) => d.length >= w.hashSignedFrom) : [];
-    if (large.length === 0) return { value: { files, hashes, held: [] }, transfer: files.map(([, d]) => d.buffer) };
+    const small = files.filter((f) => !large.includes(f));
     // Large files stay here until the signature over them has verified: a refused bundle's 50 MB never
     // reaches the event loop's heap accounting (whose collections are what would block it).
-    const small = files.filter(([, d]) => d.length < w.hashSignedFrom);
-    const held = large.map(([name, d]) => [name, d.length]);
-    parentPort.postMessage({ value: { files: small, hashes, held }, more: true }, small.map(([, d]) => d.buffer));
-    await new Promise((resolve) => parentPort.once('message', resolve));
-    return { value: large, transfer: large.map(([, d]) => d.buffer) };
+    held = large;
+    const value = { files: small, hashes, held: large.map(([name, d]) => [name, d.length]) };
+    return { value, more: large.length > 0, transfer: small.map(([, d]) => d.buffer) };
+  },
+  async more() {
+    const value = held || [];
+    held = null;
+    return { value, transfer: value.map(([, d]) => d.buffer) };
+  },
+  async archive() {
+    const value = owned(archive);
+    archive = null;
+    return { value, transfer: [value.buffer] };
   },
   async hash(w) {
     const value = w.files.map((f) => {
@@ -52,20 +91,21 @@ const tasks = {
         if (f.structured) h.update(canonicalJSONText(asBuffer(f.data).toString('utf8')), 'utf8');
         else h.update(f.data);
       } catch (err) {
-        throw { code: 'ERR_BUNDLE_INVALID', message: f.name + ': ' + (err && err.message ? err.message : String(err)) };
+        throw refusal('ERR_BUNDLE_INVALID', f.name + ': ' + (err && err.message ? err.message : String(err)));
       }
       return h.digest('hex');
     });
     return { value, transfer: [] };
   },
-  async cosign(w) {
-    return { value: cosignVerifyBlob(crypto, asBuffer(w.blob), w.publicKeyPEM, w.signature, w.digest), transfer: [] };
-  },
 };
-tasks[workerData.task](workerData).then(
-  ({ value, transfer }) => parentPort.postMessage({ value }, transfer),
-  (err) => parentPort.postMessage({ refusal: { code: err && err.code, message: String(err && err.message ? err.message : err) } }),
-);
+parentPort.on('message', (w) => {
+  const run = tasks[w.task](Object.assign({ tarStreamPath: workerData.tarStreamPath }, w));
+  if (run === null) return;
+  run.then(
+    ({ value, more, transfer }) => parentPort.postMessage({ value, more: more === true }, transfer),
+    (err) => parentPort.postMessage({ refusal: { code: err && err.code, message: String(err && err.message ? err.message : err) } }),
+  );
+});
 `;
 
 export interface BundleWorkerRun {
@@ -73,85 +113,90 @@ export interface BundleWorkerRun {
   payload: Record<string, unknown>;
   transfer: ArrayBuffer[];
   timeoutMs: number;
-  /** The worker's V8 heap bound; bytes in buffers are outside it. Past it the worker fails: ERR_BUNDLE_TOO_LARGE. */
-  heapMb: number;
   /** Codes a refusal from this task may carry; anything else becomes ERR_BUNDLE_INVALID. */
   codes: readonly ErrorCode[];
   what: string;
 }
 
 /**
- * Runs one task in a throw-away worker, bounded like every load step: a deadline (the worker is terminated,
- * ERR_BUNDLE_LOAD_TIMEOUT) and a heap limit. The event loop only posts the task and receives the finished
- * result; the work, its allocations and their garbage collection are the worker's.
+ * One bundle worker thread, bounded like every load step: each task has a deadline (the worker is
+ * terminated, ERR_BUNDLE_LOAD_TIMEOUT) and the worker has a heap limit (past it the worker fails:
+ * ERR_BUNDLE_TOO_LARGE; bytes in buffers are outside it). The event loop only posts tasks and receives
+ * finished results; the work, its allocations and their garbage collection are the worker's. Whoever
+ * makes one closes it; a worker holding the rest of a result (`more`) that is not asked for within the
+ * task's deadline is ended, so held files are never left behind. A task sent to a closed worker fails.
  */
-export async function runInBundleWorker<T>(task: BundleWorkerTask, run: BundleWorkerRun): Promise<T> {
-  return (await runStagedInBundleWorker<T, never>(task, run)).value;
-}
+export class BundleWorker {
+  private readonly worker: Worker;
+  private idle: NodeJS.Timeout | undefined;
+  private busy = false;
+  private closed = false;
 
-/** A task's first answer; `more()` asks a worker that holds more (the untar's large files) for the rest. */
-export interface StagedResult<T, U> {
-  value: T;
-  /** Resolves with the held rest (same deadline as the first stage), or rejects when nothing is held. */
-  more(): Promise<U>;
-  /** Ends the worker without taking the rest. */
-  stop(): void;
-}
+  constructor(heapMb: number) {
+    this.worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { tarStreamPath },
+      resourceLimits: { maxOldGenerationSizeMb: heapMb },
+    });
+    this.worker.unref();
+    // An error with no task waiting (the worker ended while idle) has nobody to tell.
+    this.worker.on('error', () => undefined);
+  }
 
-/** runInBundleWorker for a task that may hold part of its result back until asked. */
-export function runStagedInBundleWorker<T, U>(task: BundleWorkerTask, run: BundleWorkerRun): Promise<StagedResult<T, U>> {
-  const worker = new Worker(WORKER_SOURCE, {
-    eval: true,
-    workerData: { task, tarStreamPath, ...run.payload },
-    transferList: run.transfer,
-    resourceLimits: { maxOldGenerationSizeMb: run.heapMb },
-  });
-  worker.unref();
-  const stop = (): void => void worker.terminate();
-  const answer = <V>(): Promise<{ value: V; more: boolean }> =>
-    new Promise((resolve, reject) => {
+  /** Posts a message that gets no answer (a chunk of the bundle file). */
+  post(task: BundleWorkerTask, payload: Record<string, unknown>, transfer: ArrayBuffer[]): void {
+    this.worker.postMessage({ task, ...payload }, transfer);
+  }
+
+  /** Runs one task; `more` says the worker holds the rest of its result (the untar's large files). */
+  run<T>(task: BundleWorkerTask, run: BundleWorkerRun): Promise<{ value: T; more: boolean }> {
+    if (this.busy || this.closed)
+      return Promise.reject(new VerdictError('ERR_INTERNAL', `${run.what}: the bundle worker is busy or closed`));
+    this.busy = true;
+    clearTimeout(this.idle);
+    const worker = this.worker;
+    return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        stop();
-        reject(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `${run.what} ran past its ${run.timeoutMs} ms deadline`));
+        settle(false, () => reject(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `${run.what} ran past its ${run.timeoutMs} ms deadline`)));
+        this.close();
       }, run.timeoutMs);
-      const onMessage = (out: { value: V; more?: boolean } | { refusal: { code: unknown; message: string } }): void =>
-        settle(
-          () => {
-            if ('value' in out) return resolve({ value: out.value, more: out.more === true });
-            const code = run.codes.find((c) => c === out.refusal.code) ?? 'ERR_BUNDLE_INVALID';
-            reject(new VerdictError(code, out.refusal.message));
-          },
-          'value' in out && out.more === true,
-        );
+      const onMessage = (out: { value: T; more: boolean } | { refusal: { code: unknown; message: string } }): void =>
+        settle('value' in out && out.more, () => {
+          if ('value' in out) return resolve(out);
+          const code = run.codes.find((c) => c === out.refusal.code) ?? 'ERR_BUNDLE_INVALID';
+          reject(new VerdictError(code, out.refusal.message));
+        });
       const onError = (err: Error): void =>
-        settle(() => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `${run.what} failed: ${err.message}`)));
-      const onExit = (): void => settle(() => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `${run.what}: its worker exited`)));
-      function settle(fn: () => void, keep = false): void {
+        settle(false, () => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `${run.what} failed: ${err.message}`)));
+      const onExit = (): void => settle(false, () => reject(new VerdictError('ERR_BUNDLE_TOO_LARGE', `${run.what}: its worker exited`)));
+      const settle = (holding: boolean, fn: () => void): void => {
         clearTimeout(timer);
         worker.off('message', onMessage).off('error', onError).off('exit', onExit);
-        if (!keep) stop();
+        this.busy = false;
+        if (holding) this.idle = setTimeout(() => this.close(), run.timeoutMs);
         fn();
-      }
+      };
       worker.once('message', onMessage).once('error', onError).once('exit', onExit);
+      worker.postMessage({ task, ...run.payload }, run.transfer);
     });
-  return answer<T>().then(({ value, more }) => {
-    // A worker holding bytes is never left behind: unclaimed within the deadline, it is ended.
-    const unclaimed = more ? setTimeout(stop, run.timeoutMs) : undefined;
-    return {
-      value,
-      more: async () => {
-        clearTimeout(unclaimed);
-        if (!more) throw new VerdictError('ERR_INTERNAL', `${run.what}: nothing was held back`);
-        const rest = answer<U>();
-        worker.postMessage('more');
-        return (await rest).value;
-      },
-      stop: () => {
-        clearTimeout(unclaimed);
-        stop();
-      },
-    };
-  });
+  }
+
+  /** Ends the worker and drops what it holds; idempotent. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.idle);
+    void this.worker.terminate();
+  }
+}
+
+/** One task in a throw-away worker (`heapMb`: its heap bound). */
+export async function runInBundleWorker<T>(task: BundleWorkerTask, run: BundleWorkerRun & { heapMb: number }): Promise<T> {
+  const worker = new BundleWorker(run.heapMb);
+  try {
+    return (await worker.run<T>(task, run)).value;
+  } finally {
+    worker.close();
+  }
 }
 
 /** Bytes at least this large are read off the event loop; smaller ones cost less than a worker hop. */

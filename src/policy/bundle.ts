@@ -1,3 +1,4 @@
+import type { StagedBundle } from './bundle-staged';
 import type { EngineKind } from './policy-engine';
 
 /** `.manifest` (OPA bundle format) plus verdict's keys under `metadata.verdict`. */
@@ -33,7 +34,11 @@ export interface BundleSigner {
 
 /** A bundle file as a source delivered it, with what came beside it. */
 export interface BundleArtifact {
-  bytes: Buffer;
+  /**
+   * The bundle file: bytes on the event loop, or staged in a bundle worker (a watched file or an HTTP body
+   * goes straight there; bundle-staged.ts). A staged artifact is closed by whoever offers it (the loader).
+   */
+  bytes: Buffer | StagedBundle;
   /** Where it came from (path, URL, OCI reference): for logs and the default bundle name. */
   origin: string;
   /** cosign signature file delivered beside the bundle (detached base64 or a sigstore bundle). */

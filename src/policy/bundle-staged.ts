@@ -1,0 +1,122 @@
+import { VerdictError } from '../errors';
+import { DEFAULT_BUNDLE_LIMITS, DEFAULT_LOAD_TIMEOUT_MS, type BundleLimits } from './bundle';
+import { REGULAR_FILE_FLAGS } from './bundle-file-read';
+import { BundleWorker, copyInSlices } from './bundle-worker';
+
+/** How a bundle worker is sized and bounded: its heap limit and the deadline of each of its tasks. */
+export interface StagingOptions {
+  heapMb: number;
+  timeoutMs: number;
+}
+
+/**
+ * The heap a worker needs to untar within `limits`: file bytes live in buffers, outside the heap, but the
+ * canonical text of a signed data.json is a string about its size again (2 bytes a char).
+ */
+export function stagingFor(limits: BundleLimits = DEFAULT_BUNDLE_LIMITS, timeoutMs = DEFAULT_LOAD_TIMEOUT_MS): StagingOptions {
+  const maxUncompressedBytes = limits.maxUncompressedBytes;
+  return { heapMb: Math.max(256, Math.ceil((6 * maxUncompressedBytes) / 2 ** 20)), timeoutMs };
+}
+
+const STAGE_CODES = ['ERR_BUNDLE_SOURCE', 'ERR_BUNDLE_FILE_TYPE', 'ERR_BUNDLE_TOO_LARGE'] as const;
+
+/**
+ * A bundle file whose bytes live in a bundle worker, not on the event loop: read there from its path,
+ * streamed there chunk by chunk, or copied there. Its size and sha256 are known; cosign and the untar run
+ * on it in the same worker (bundle-signature-cosign.ts, bundle-untar.ts). Only an accepted bundle's file
+ * comes back to the event loop (`bytes()`, to persist it); a refused one is dropped with its worker. Whoever
+ * stages it closes it; a worker left idle past its deadline ends by itself.
+ */
+export class StagedBundle {
+  private archive: Buffer | null = null;
+
+  private constructor(
+    readonly worker: BundleWorker,
+    readonly sha256: string,
+    readonly size: number,
+    private readonly options: StagingOptions,
+  ) {}
+
+  /** The regular file at `path`, at most `maxBytes` (bundle-file-read.ts), read by the worker. */
+  static fromFile(path: string, maxBytes: number, what: string, options: StagingOptions): Promise<StagedBundle> {
+    return StagedBundle.stage(new BundleWorker(options.heapMb), { path, maxBytes, what, flags: REGULAR_FILE_FLAGS }, [], options);
+  }
+
+  /**
+   * A body read as it arrives: each chunk is copied into an ArrayBuffer of its own (a stream may reuse
+   * its buffers) and transferred, so the event loop never holds more than one chunk. Over `maxBytes`:
+   * ERR_BUNDLE_TOO_LARGE, and the rest is not read.
+   */
+  static async fromStream(
+    chunks: AsyncIterable<Uint8Array>,
+    maxBytes: number,
+    what: string,
+    options: StagingOptions,
+  ): Promise<StagedBundle> {
+    const worker = new BundleWorker(options.heapMb);
+    let total = 0;
+    try {
+      for await (const chunk of chunks) {
+        total += chunk.byteLength;
+        // Leaving the loop by throwing cancels the stream: the rest is never read.
+        if (total > maxBytes) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} exceeds ${maxBytes} bytes`);
+        const own = new Uint8Array(chunk);
+        worker.post('chunk', { data: own, maxBytes }, [own.buffer]);
+      }
+    } catch (err) {
+      worker.close();
+      throw err;
+    }
+    return StagedBundle.stage(worker, { maxBytes, what }, [], options);
+  }
+
+  /** Bytes already on the event loop: a copy made a slice per turn goes to the worker (the caller keeps its bytes). */
+  static async fromBytes(bytes: Buffer, options: StagingOptions): Promise<StagedBundle> {
+    const gz = await copyInSlices(bytes);
+    return StagedBundle.stage(
+      new BundleWorker(options.heapMb),
+      { gz, maxBytes: gz.length, what: 'bundle' },
+      [gz.buffer as ArrayBuffer],
+      options,
+    );
+  }
+
+  private static async stage(
+    worker: BundleWorker,
+    payload: Record<string, unknown>,
+    transfer: ArrayBuffer[],
+    options: StagingOptions,
+  ): Promise<StagedBundle> {
+    try {
+      const { value } = await worker.run<{ sha256: string; size: number }>('stage', {
+        payload,
+        transfer,
+        timeoutMs: options.timeoutMs,
+        codes: STAGE_CODES,
+        what: `reading ${String(payload.what)}`,
+      });
+      return new StagedBundle(worker, value.sha256, value.size, options);
+    } catch (err) {
+      worker.close();
+      throw err;
+    }
+  }
+
+  /** The bundle file on the event loop (transferred once, then kept here); the worker has no bytes left. */
+  async bytes(): Promise<Buffer> {
+    if (this.archive !== null) return this.archive;
+    const { value } = await this.worker.run<Uint8Array>('archive', {
+      payload: {},
+      transfer: [],
+      timeoutMs: this.options.timeoutMs,
+      codes: [],
+      what: 'taking the bundle file',
+    });
+    this.archive = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    return this.archive;
+  }
+
+  close(): void {
+    this.worker.close();
+  }
+}
