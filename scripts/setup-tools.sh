@@ -149,9 +149,14 @@ for t in "${want[@]}"; do
 done
 [ ${#apt_tools[@]} -eq 0 ] || jobs_wanted=("${apt_tools[*]}" "${jobs_wanted[@]}")
 
+max_jobs=${SETUP_TOOLS_JOBS:-3}
+[[ $max_jobs =~ ^[1-9][0-9]*$ ]] || fail "SETUP_TOOLS_JOBS must be a positive integer, not '$max_jobs'"
 logs=$(mktemp -d "${TMPDIR:-/tmp}/setup-tools.XXXXXX")
 log_of() { printf '%s/%s' "$logs" "${1// /+}"; }
-max_jobs=${SETUP_TOOLS_JOBS:-3}
+# Job control puts each job in its own process group, so leaving early (Ctrl-C, a kill) ends its go builds
+# too: without it, background jobs of a script ignore SIGINT and would outlive the script.
+set -m
+trap 'for p in $(jobs -p); do kill -- "-$p" 2>/dev/null || true; done' EXIT
 for job in "${jobs_wanted[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$max_jobs" ]; do wait -n || true; done
   log=$(log_of "$job")
