@@ -8,8 +8,9 @@
  * whether an earlier connect program (the fast path) refused it, and tag the socket (a slot by its cookie).
  * Everything after that follows the tagged socket from the state-change tracepoint (SYN_SENT: SYN time;
  * ESTABLISHED: latency histogram; CLOSE: how it ended, and bytes, RTT and retransmits read once from the
- * socket) and marks RSTs from tcp_receive_reset. Those two are not scoped by cgroup: for a socket that is not
- * tagged they read its cookie and one array slot and return. Why not sockops: docs/kernel-telemetry.md.
+ * socket) and marks RSTs from tcp_receive_reset. Those two are not scoped by cgroup: a socket that is not
+ * tagged returns after one load (it has no cookie) or, if something else gave it a cookie, one array slot.
+ * Why not sockops: docs/kernel-telemetry.md.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
