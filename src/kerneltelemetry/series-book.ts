@@ -7,8 +7,8 @@ export const OTHER_DESTINATION = 'other';
 export interface Series {
   spiffeId: string;
   destination: string;
-  /** Prometheus label text, built once. */
-  labels: string;
+  /** Prometheus label text (UTF-8), built once. */
+  labels: Buffer;
   stats: Stats;
 }
 
@@ -92,12 +92,23 @@ export function destinationLabel(address: string, port: number): string {
 /** current − previous; the whole of current when the kernel entry was re-created (a counter went down). Null: nothing new. */
 function diff(current: Stats, previous: Stats | undefined): Stats | null {
   if (!previous) return nonZero(current);
-  if (STAT_FIELDS.some((f) => current[f] < previous[f]) || current.hist.some((c, i) => c < (previous.hist[i] ?? 0))) return current;
+  // Most aggregates are idle between two reads: find that out before allocating a delta.
+  let changed = false;
+  for (const f of STAT_FIELDS) {
+    if (current[f] < previous[f]) return current;
+    changed ||= current[f] !== previous[f];
+  }
+  for (let i = 0; i < HIST_SLOTS; i++) {
+    const c = current.hist[i] ?? 0;
+    const p = previous.hist[i] ?? 0;
+    if (c < p) return current;
+    changed ||= c !== p;
+  }
+  if (!changed) return null;
   const d = emptyStats();
-  let any = false;
-  for (const f of STAT_FIELDS) any = (d[f] = current[f] - previous[f]) !== 0 || any;
-  for (let i = 0; i < HIST_SLOTS; i++) any = (d.hist[i] = (current.hist[i] ?? 0) - (previous.hist[i] ?? 0)) !== 0 || any;
-  return any ? d : null;
+  for (const f of STAT_FIELDS) d[f] = current[f] - previous[f];
+  for (let i = 0; i < HIST_SLOTS; i++) d.hist[i] = (current.hist[i] ?? 0) - (previous.hist[i] ?? 0);
+  return d;
 }
 
 function nonZero(s: Stats): Stats | null {

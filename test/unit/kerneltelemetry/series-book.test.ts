@@ -85,6 +85,6 @@ describe('SeriesBook bounds and label text', () => {
   it('label values are escaped for the Prometheus text format', () => {
     const book = new SeriesBook(1);
     book.apply([agg(1n, 80, { attempts: 1 })], true, () => 'spiffe://t/a"b\\c\nd');
-    expect(book.all()[0]?.labels).toBe('spiffe_id="spiffe://t/a\\"b\\\\c\\nd",destination="10.0.0.1:80"');
+    expect(book.all()[0]?.labels.toString('utf8')).toBe('spiffe_id="spiffe://t/a\\"b\\\\c\\nd",destination="10.0.0.1:80"');
   });
 });
