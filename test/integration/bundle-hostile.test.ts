@@ -88,7 +88,9 @@ describe('hostile bundles through the file source (verdict as a child process)',
       'bundles.source.type=file',
       `bundles.source.path=${live}`,
       'bundles.source.debounceMs=20',
-      'bundles.loadTimeoutMs=3000',
+      // Long enough that a bounded refusal is never mistaken for a timeout on a loaded CI host; the looping
+      // start function still has to hit it (ERR_BUNDLE_LOAD_TIMEOUT).
+      'bundles.loadTimeoutMs=8000',
       ...forge.trustSets(),
       ...limitSets,
     ]);
@@ -152,7 +154,7 @@ describe('hostile bundles through the HTTP source (verdict as a child process)',
       `bundles.source.url=http://127.0.0.1:${port}/bundle.tar.gz`,
       'bundles.source.minDelayMs=10',
       'bundles.source.maxDelayMs=30',
-      'bundles.loadTimeoutMs=3000',
+      'bundles.loadTimeoutMs=8000',
       ...forge.trustSets(),
       ...limitSets,
     ]);
