@@ -24,31 +24,28 @@ describe('StagedBundle: the bundle file lives in a bundle worker', () => {
   const data = randomBytes(20 * MiB + 17);
   const sha256 = createHash('sha256').update(data).digest('hex');
 
+  /** Stages `data`: size and sha256 known, the event loop's buffers barely grow, the bytes come back intact. */
+  async function expectStagedOffLoop(stage: () => Promise<StagedBundle>): Promise<void> {
+    const before = loopBuffers();
+    const staged = await stage();
+    try {
+      expect({ size: staged.size, sha256: staged.sha256 }).toEqual({ size: data.length, sha256 });
+      // Held on the event loop, the file alone would add 20 MiB here (twice, with a read's chunks).
+      expect(loopBuffers() - before).toBeLessThan(4 * MiB);
+      expect((await staged.bytes()).equals(data)).toBe(true);
+    } finally {
+      staged.close();
+    }
+  }
+
   it('reads a file in the worker: size and sha256 known, the bytes stay off the event loop until asked', async () => {
     const path = join(tempDir('verdict-staged-'), 'bundle.tar.gz');
     writeFileSync(path, data);
-    const before = loopBuffers();
-    const staged = await StagedBundle.fromFile(path, 32 * MiB, 'bundle', staging);
-    try {
-      expect({ size: staged.size, sha256: staged.sha256 }).toEqual({ size: data.length, sha256 });
-      // Read on the event loop, the file alone would add 20 MiB here (twice, with the read's chunks).
-      expect(loopBuffers() - before).toBeLessThan(4 * MiB);
-      expect((await staged.bytes()).equals(data)).toBe(true);
-    } finally {
-      staged.close();
-    }
+    await expectStagedOffLoop(() => StagedBundle.fromFile(path, 32 * MiB, 'bundle', staging));
   });
 
   it('streams a body to the worker chunk by chunk (transferred, not kept) and assembles it intact', async () => {
-    const before = loopBuffers();
-    const staged = await StagedBundle.fromStream(chunksOf(data, 64 * 1024), 32 * MiB, 'bundle', staging);
-    try {
-      expect({ size: staged.size, sha256: staged.sha256 }).toEqual({ size: data.length, sha256 });
-      expect(loopBuffers() - before).toBeLessThan(4 * MiB);
-      expect((await staged.bytes()).equals(data)).toBe(true);
-    } finally {
-      staged.close();
-    }
+    await expectStagedOffLoop(() => StagedBundle.fromStream(chunksOf(data, 64 * 1024), 32 * MiB, 'bundle', staging));
   });
 
   it('refuses a body over the bound (ERR_BUNDLE_TOO_LARGE) without reading the rest', async () => {
