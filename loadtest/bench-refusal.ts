@@ -1,4 +1,4 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BundleForge, pack } from '../test/helpers/hostile-bundles';
@@ -7,6 +7,7 @@ import { packageRoot } from '../src/package-root';
 import { AUTHORIZATION_SERVICE } from '../src/server/envoy-protos';
 import { writeFramedCheckRequest } from './lib/framed-check-request';
 import { runH2load, type H2loadResult } from './lib/h2load';
+import { threadCpuMicros } from './lib/proc-cpu';
 import { runAsScript } from './lib/run-as-script';
 import { spawnVerdict, type VerdictProcess } from './lib/spawn-verdict';
 import { percentiles, printTable, round } from './lib/stats';
@@ -268,10 +269,7 @@ async function scrape(verdict: VerdictProcess): Promise<Scrape> {
   if (!m) throw new Error('verdict_nodejs_eventloop_lag_max_seconds is missing from /metrics');
   const gc = (what: 'sum' | 'count'): number =>
     Number(new RegExp(`^verdict_nodejs_gc_duration_seconds_${what}\\{kind="major"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-  const stat = readFileSync(`/proc/${verdict.pid}/task/${verdict.pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // Fields 14 and 15 of stat (utime, stime), counted from the state field (3), in clock ticks of 10 ms.
-  const mainCpuMs = (Number(fields[11]) + Number(fields[12])) * 10;
+  const mainCpuMs = threadCpuMicros(verdict.pid, verdict.pid) / 1000;
   return { loopMaxMs: Number(m[1]) * 1000, majorGcs: gc('count'), majorGcMs: gc('sum') * 1000, mainCpuMs };
 }
 
