@@ -25,18 +25,14 @@ export async function readRegularFile(
   fail: FileReadFailure,
 ): Promise<Buffer> {
   const CHUNK_BYTES = 1024 * 1024;
-  const kind = (st: import('node:fs').Stats): string =>
-    st.isFIFO()
-      ? 'FIFO'
-      : st.isCharacterDevice()
-        ? 'character device'
-        : st.isBlockDevice()
-          ? 'block device'
-          : st.isDirectory()
-            ? 'directory'
-            : st.isSocket()
-              ? 'socket'
-              : 'special file';
+  const kind = (st: import('node:fs').Stats): string => {
+    if (st.isFIFO()) return 'FIFO';
+    if (st.isCharacterDevice()) return 'character device';
+    if (st.isBlockDevice()) return 'block device';
+    if (st.isDirectory()) return 'directory';
+    if (st.isSocket()) return 'socket';
+    return 'special file';
+  };
   const requireRegular = (st: import('node:fs').Stats): void => {
     if (!st.isFile()) throw fail('ERR_BUNDLE_FILE_TYPE', `${what} ${path} is a ${kind(st)}, not a regular file`);
   };

@@ -100,15 +100,11 @@ export class FileBundleSource implements BundleSource {
    */
   private async signature(path: string): Promise<Buffer | undefined> {
     try {
-      return await this.read(path, 'signature');
+      // Regular files only, bounded whatever stat says (bundle-file-read.ts).
+      return await readRegularFileBounded(path, MAX_SIGNATURE_BYTES, 'signature');
     } catch (err) {
       if (isMissingFile(err)) return undefined;
       throw err;
     }
-  }
-
-  /** Regular files only, bounded whatever stat says (bundle-file-read.ts). */
-  private read(path: string, what: string): Promise<Buffer> {
-    return readRegularFileBounded(path, MAX_SIGNATURE_BYTES, what);
   }
 }

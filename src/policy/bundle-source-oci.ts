@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { VerdictError } from '../errors';
 import type { BundleArtifact } from './bundle';
+import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource, type PollingOptions } from './bundle-source';
 
 /** The layer is checked against its descriptor digest here, so its bytes are on the event loop. */
 type OCIArtifact = BundleArtifact & { bytes: Buffer };
-import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource, type PollingOptions } from './bundle-source';
 
 /** Media types of an OPA bundle pushed to an OCI registry (OPA docs, "OCI registry" bundle downloads). */
 export const OCI_MEDIA_TYPES = Object.freeze({
