@@ -42,8 +42,7 @@ async function verifyOffLoop(
   options: { timeoutMs?: number },
 ): Promise<CosignBlobOutcome> {
   const staging = { heapMb: 64, timeoutMs: options.timeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS };
-  const staged = blob instanceof StagedBundle ? blob : await StagedBundle.fromBytes(blob, staging);
-  try {
+  return StagedBundle.use(blob, staging, async (staged) => {
     const { value } = await staged.worker.run<CosignBlobOutcome>('cosign', {
       payload: { publicKeyPEM, signature, digest },
       transfer: [],
@@ -52,9 +51,7 @@ async function verifyOffLoop(
       what: 'verifying the cosign signature',
     });
     return value;
-  } finally {
-    if (staged !== blob) staged.close();
-  }
+  });
 }
 
 export type CosignSignatureForm = 'detached' | 'cosign-bundle' | 'sigstore-bundle';

@@ -81,6 +81,20 @@ export class StagedBundle {
     );
   }
 
+  /**
+   * Runs `fn` on a bundle file held by a bundle worker: a StagedBundle as it is (its owner closes it), bytes
+   * copied into a worker of their own for the call, closed after it.
+   */
+  static async use<T>(file: Buffer | StagedBundle, options: StagingOptions, fn: (staged: StagedBundle) => Promise<T>): Promise<T> {
+    if (file instanceof StagedBundle) return fn(file);
+    const staged = await StagedBundle.fromBytes(file, options);
+    try {
+      return await fn(staged);
+    } finally {
+      staged.close();
+    }
+  }
+
   private static async stage(
     worker: BundleWorker,
     payload: Record<string, unknown>,

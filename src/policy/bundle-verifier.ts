@@ -31,12 +31,7 @@ export async function verifyBundle(artifact: BundleArtifact, trust: BundleTrust)
   const given = artifact.bytes;
   checkCompressedSize(given instanceof StagedBundle ? given.size : given.length, trust.limits);
   // Every step below reads the bundle file in the worker that holds it; bytes handed in are copied there once.
-  const staged = given instanceof StagedBundle ? given : await StagedBundle.fromBytes(given, stagingFor(trust.limits, trust.loadTimeoutMs));
-  try {
-    return await verifyStaged(staged, artifact, trust);
-  } finally {
-    if (staged !== given) staged.close();
-  }
+  return StagedBundle.use(given, stagingFor(trust.limits, trust.loadTimeoutMs), (staged) => verifyStaged(staged, artifact, trust));
 }
 
 async function verifyStaged(staged: StagedBundle, artifact: BundleArtifact, trust: BundleTrust): Promise<PolicyBundle> {
