@@ -9,7 +9,7 @@ import { encodeCheckResponseMessage } from './check-response-encoder';
  * the template and writes its id in place. Two kinds of template:
  * - a decision answered from the decision cache carries the cached PolicyResult object itself: one template
  *   per cache entry, keyed by that object (an evicted entry's template goes with it);
- * - a result that adds nothing to the response (no headers, query changes, metadata or body), and a refusal
+ * - an evaluated result that adds nothing to the response (no headers, query changes, metadata or body), and a refusal
  *   with no result, are fixed by allowed / reason / HTTP status / dry run alone: one template per such shape,
  *   a few in all (at most MAX_SHAPES), whichever engine decided.
  * Everything else (and any decision a template does not fit) is encoded afresh.
@@ -23,26 +23,21 @@ export class CachedResponseEncoder {
   encode(decision: Decision): Buffer {
     const result = decision.result;
     if (decision.id.length !== ID_LENGTH || decision.parseError !== undefined) return this.fresh(decision);
-    if (result === undefined || addsNothing(result)) {
-      const key = `${result !== undefined}|${decision.allowed}|${decision.reason}|${decision.httpStatus}|${decision.dryRun === true}`;
-      let template = this.byShape.get(key);
-      if (template === undefined) {
-        if (this.byShape.size >= MAX_SHAPES) return this.fresh(decision);
-        template = buildTemplate(decision, (d) => this.fresh(d));
-        this.byShape.set(key, template);
-      }
-      return this.fromTemplate(template, decision);
-    }
-    if (!decision.cached) return this.fresh(decision);
-    let template = this.byResult.get(result);
-    if (template === undefined) {
-      template = buildTemplate(decision, (d) => this.fresh(d));
-      this.byResult.set(result, template);
-    }
-    return this.fromTemplate(template, decision);
+    // A hit looks its template up by the cached object: no key to build on the hottest path.
+    if (decision.cached && result !== undefined) return this.fromTemplate(this.byResult, result, decision);
+    if (result !== undefined && !addsNothing(result)) return this.fresh(decision);
+    const key = `${result !== undefined}|${decision.allowed}|${decision.reason}|${decision.httpStatus}|${decision.dryRun === true}`;
+    if (this.byShape.size >= MAX_SHAPES && !this.byShape.has(key)) return this.fresh(decision);
+    return this.fromTemplate(this.byShape, key, decision);
   }
 
-  private fromTemplate(template: Template | null, decision: Decision): Buffer {
+  /** The decision from its template, built on first use (null: the decision's bytes do not fit a template). */
+  private fromTemplate<K>(templates: TemplateStore<K>, key: K, decision: Decision): Buffer {
+    let template = templates.get(key);
+    if (template === undefined) {
+      template = buildTemplate(decision, (d) => this.fresh(d));
+      templates.set(key, template);
+    }
     if (template === null || !sameShape(template, decision)) return this.fresh(decision);
     const out = Buffer.allocUnsafe(template.bytes.length);
     template.bytes.copy(out);
@@ -53,6 +48,12 @@ export class CachedResponseEncoder {
   private fresh(decision: Decision): Buffer {
     return encodeCheckResponseMessage(decisionToCheckResponse(decision, this.options));
   }
+}
+
+/** What both template maps offer (a WeakMap by result object, a Map by shape key). */
+interface TemplateStore<K> {
+  get(key: K): Template | null | undefined;
+  set(key: K, template: Template | null): unknown;
 }
 
 /** Shape templates kept; a policy choosing ever new deny statuses gets fresh encodings past this. */
