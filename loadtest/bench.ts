@@ -13,6 +13,7 @@ import * as identity from './bench-identity';
 import * as kernelTelemetry from './bench-kernel-telemetry';
 import * as peer from './bench-peer';
 import * as shadow from './bench-shadow';
+import * as opaData from './bench-opa-data';
 import * as refusal from './bench-refusal';
 import * as swap from './bench-swap';
 import * as tenants from './bench-tenants';
@@ -34,6 +35,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   tenants: tenants.run,
   tracing: tracing.run,
   refusal: refusal.run,
+  'opa-data': opaData.run,
 };
 
 /**

@@ -5,27 +5,44 @@ import type { InputDocument } from '../request/input-document';
 import { copyInSlices } from './bundle-worker';
 
 /**
- * A trial run of an OPA module in a throw-away worker before it is instantiated on the event loop:
- * instantiation runs the module's start section (opa build emits one) and the self-test runs `opa_eval`,
- * neither of which can be interrupted on the main thread. A module that does not finish both within the
- * deadline is refused (ERR_BUNDLE_LOAD_TIMEOUT) and its worker terminated, so it never reaches the loop.
- * Failures other than a hang are left to the real instantiation and self-test, which report them with
- * their own codes.
+ * An OPA module's data is loaded in a throw-away worker, never on the event loop: instantiation runs the
+ * module's start section (opa build emits one), `setData` runs `opa_json_parse` over the whole data.json in
+ * one call (its time grows faster than the data: 32 ms for 1 MiB, 1.8 s for 4 MiB here), and the self-test
+ * runs `opa_eval`; none of them can be interrupted on the main thread. A module that does not finish all
+ * three within the deadline is refused (ERR_BUNDLE_LOAD_TIMEOUT) and its worker terminated.
+ *
+ * What comes back is the instance's memory image right after `setData` (before the self-test): its linear
+ * memory up to the heap pointer, its size, and where the data lies. The event loop copies that image into
+ * an instance of its own a slice per turn (engine-opa.ts); docs/bundles.md says why that is the whole state.
  */
 const TRIAL_SOURCE = `
 'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
 const { loadPolicySync } = require(workerData.opaWasmPath);
-let outcome = 'ok';
-try {
-  const policy = loadPolicySync(workerData.module, { initial: workerData.initialPages, maximum: workerData.maxPages });
-  if (workerData.data) policy.setData(workerData.data);
-  const id = policy.entrypoints[workerData.entrypoint];
-  if (id !== undefined) policy.evaluate(workerData.input, id);
-} catch (err) {
-  outcome = 'failed';
+function load() {
+  try {
+    const policy = loadPolicySync(workerData.module, { initial: workerData.initialPages, maximum: workerData.maxPages });
+    if (workerData.data) policy.setData(workerData.data);
+    return policy;
+  } catch (err) {
+    parentPort.postMessage({ failed: typeof err === 'string' ? err : String(err && err.message) });
+    return null;
+  }
 }
-parentPort.postMessage(outcome);
+const policy = load();
+if (policy !== null) {
+  const bytes = new Uint8Array(policy.mem.buffer.slice(0, policy.dataHeapPtr));
+  const pages = policy.mem.buffer.byteLength / 65536;
+  const image = { bytes, pages, dataAddr: policy.dataAddr, dataHeapPtr: policy.dataHeapPtr };
+  let selfTest = null;
+  const id = policy.entrypoints[workerData.entrypoint];
+  try {
+    if (id !== undefined) selfTest = JSON.stringify(policy.evaluate(workerData.input, id));
+  } catch {
+    // The event loop's own self-test reports the failure with its code.
+  }
+  parentPort.postMessage({ image, selfTest }, [bytes.buffer]);
+}
 `;
 
 const opaWasmPath = createRequire(__filename).resolve('@open-policy-agent/opa-wasm');
@@ -40,7 +57,21 @@ export interface OPATrial {
   timeoutMs: number;
 }
 
-export async function trialRunOPA(trial: OPATrial): Promise<void> {
+/** An instance's state after its data is loaded: memory [0, dataHeapPtr) and the memory's size in pages. */
+export interface OPAMemoryImage {
+  bytes: Uint8Array;
+  pages: number;
+  dataAddr: number;
+  dataHeapPtr: number;
+}
+
+export interface OPATrialResult {
+  image: OPAMemoryImage;
+  /** The self-test's result set as JSON, or null when it failed (left to the store's self-test). */
+  selfTest: string | null;
+}
+
+export async function trialRunOPA(trial: OPATrial): Promise<OPATrialResult> {
   const { timeoutMs, data, ...rest } = trial;
   // The data goes over as a transferred copy made a slice per turn: cloning it into workerData would be one
   // synchronous copy of the whole data.json on the event loop.
@@ -52,18 +83,25 @@ export async function trialRunOPA(trial: OPATrial): Promise<void> {
     resourceLimits: { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 16 },
   });
   worker.unref();
-  return new Promise<void>((resolve, reject) => {
+  return new Promise<OPATrialResult>((resolve, reject) => {
     const timer = setTimeout(() => {
       void worker.terminate();
-      reject(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `policy.wasm did not instantiate and self-test within ${timeoutMs} ms`));
+      reject(
+        new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `policy.wasm did not instantiate, load its data and self-test within ${timeoutMs} ms`),
+      );
     }, timeoutMs);
-    const finish = (): void => {
+    const fail = (why: string): void => {
       clearTimeout(timer);
       void worker.terminate();
-      resolve();
+      reject(new VerdictError('ERR_BUNDLE_ENGINE', `policy.wasm fails to instantiate: ${why}`));
     };
-    worker.once('message', finish);
-    worker.once('error', finish);
-    worker.once('exit', finish);
+    worker.once('message', (m: { failed: string } | OPATrialResult) => {
+      if ('failed' in m) return fail(m.failed);
+      clearTimeout(timer);
+      void worker.terminate();
+      resolve(m);
+    });
+    worker.once('error', (err) => fail(err.message));
+    worker.once('exit', (code) => fail(`its loader exited (code ${code})`));
   });
 }

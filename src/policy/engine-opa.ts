@@ -1,44 +1,46 @@
 import { createRequire } from 'node:module';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { VerdictError } from '../errors';
 import type { InputDocument } from '../request/input-document';
 import { DEFAULT_LOAD_TIMEOUT_MS, type PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
 import { serializeInput } from './engine-input';
-import { trialRunOPA } from './engine-opa-trial';
+import { type OPAMemoryImage, trialRunOPA } from './engine-opa-trial';
 import { evaluateText } from './opa-eval-text';
 import { opaValueToResult } from './opa-result';
 import { SELF_TEST_INPUT } from './engine-self-test-input';
 import type { EngineFactory, EngineOptions, PolicyEngine } from './policy-engine';
 import type { PolicyResult } from './policy-result';
+import { mutableGlobalCount } from './wasm-globals';
 
 // The package's ESM entry omits loadPolicySync; its CommonJS entry has it.
 const { loadPolicySync } = createRequire(__filename)('@open-policy-agent/opa-wasm') as typeof import('@open-policy-agent/opa-wasm');
 
 const WASM_PAGE_BYTES = 64 * 1024;
 const INITIAL_PAGES = 5;
+/** How much of a memory image is copied per event-loop turn (about 0.1–0.5 ms here). */
+const IMAGE_SLICE_BYTES = 1024 * 1024;
 
 /**
  * Rego compiled by `opa build -t wasm`, run with opa-wasm. The input is serialized once per call and written
- * straight into the instance's memory (opa-eval-text.ts). Memory is bounded two ways: the wasm memory has a
- * hard maximum, and an instance whose memory grew `recycleMemoryPages` past what its data needs (one large input) or that
- * trapped is replaced by a fresh one from the already-compiled module, so growth never accumulates.
+ * straight into the instance's memory (opa-eval-text.ts). The data is loaded in a worker (engine-opa-trial.ts)
+ * and arrives as a memory image, copied into the serving instance a slice per turn. Memory is bounded two
+ * ways: the wasm memory has a hard maximum, and an instance whose memory grew `recycleMemoryPages` past its
+ * image (one large input) or that trapped is replaced by a fresh one made from the image, so growth never
+ * accumulates and no recycle parses the data again.
  */
 export class OPAEngine implements PolicyEngine {
   readonly kind = 'opa' as const;
-  private instance: LoadedPolicy;
   private readonly entrypointId: number;
-  /** Pages an instance holds once its data is loaded: recycling counts growth beyond these. */
-  private readonly dataPages: number;
 
   private constructor(
     private readonly module: WebAssembly.Module,
-    private readonly data: ArrayBuffer | null,
+    private readonly image: OPAMemoryImage,
     entrypoint: string,
     private readonly options: EngineOptions,
+    private instance: LoadedPolicy,
   ) {
-    this.instance = this.instantiate();
-    this.dataPages = this.memoryPages();
     const entrypoints = this.instance.entrypoints as Record<string, number>;
     const id = entrypoints[entrypoint];
     if (id === undefined) {
@@ -60,20 +62,34 @@ export class OPAEngine implements PolicyEngine {
     } catch (err) {
       throw new VerdictError('ERR_BUNDLE_ENGINE', `policy.wasm does not compile: ${(err as Error).message}`);
     }
+    // A memory image is an instance's whole state only if no global but the stack pointer (which every call
+    // restores on return) can change: opa build's modules have exactly that one.
+    const mutable = mutableGlobalCount(wasm);
+    if (mutable === null || mutable > 1) {
+      throw new VerdictError(
+        'ERR_BUNDLE_ENGINE',
+        `policy.wasm defines ${mutable ?? 'an unreadable set of'} mutable globals; verdict loads OPA data as a memory image, which needs at most one (the stack pointer, as opa build emits)`,
+      );
+    }
     const dataFile = bundle.files.get('data.json');
-    const data = dataFile && dataFile.length > 0 ? toArrayBuffer(dataFile) : null;
     const declared = verdictMetadata(bundle.manifest).entrypoint;
     const entrypoint = typeof declared === 'string' && declared !== '' ? declared : options.entrypoint;
-    await trialRunOPA({
+    const trial = await trialRunOPA({
       module,
-      data,
+      data: dataFile && dataFile.length > 0 ? toArrayBuffer(dataFile) : null,
       entrypoint,
       input: SELF_TEST_INPUT,
       initialPages: INITIAL_PAGES,
       maxPages: options.maxMemoryPages,
       timeoutMs: options.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
     });
-    return new OPAEngine(module, data, entrypoint, options);
+    const instance = instantiate(module, options.maxMemoryPages);
+    for (const _ of copyImage(instance, trial.image, IMAGE_SLICE_BYTES)) await yieldToEventLoop();
+    const engine = new OPAEngine(module, trial.image, entrypoint, options, instance);
+    if (trial.selfTest !== null && engine.selfTestResultSet() !== trial.selfTest) {
+      throw new VerdictError('ERR_BUNDLE_ENGINE', 'policy.wasm answers its self-test differently once its memory image is copied');
+    }
+    return engine;
   };
 
   evaluate(input: InputDocument): PolicyResult {
@@ -85,9 +101,9 @@ export class OPAEngine implements PolicyEngine {
       this.recycle('trap');
       throw new VerdictError('ERR_POLICY_EVAL', `opa-wasm: ${typeof err === 'string' ? err : (err as Error).message}`);
     }
-    // Growth beyond the loaded data: data that itself needs more than recycleMemoryPages must not make
-    // every evaluation rebuild the instance (and load the data again).
-    if (this.memoryPages() > this.dataPages + this.options.recycleMemoryPages) this.recycle('memory');
+    // Growth beyond the image: data that itself needs more than recycleMemoryPages must not make every
+    // evaluation rebuild the instance.
+    if (this.memoryPages() > this.image.pages + this.options.recycleMemoryPages) this.recycle('memory');
     return resultSetToResult(resultSet);
   }
 
@@ -100,24 +116,47 @@ export class OPAEngine implements PolicyEngine {
     // The instance and its memory are released with the last reference; nothing to free explicitly.
   }
 
-  private instantiate(): LoadedPolicy {
-    let policy: LoadedPolicy;
+  private selfTestResultSet(): string | null {
     try {
-      policy = loadPolicySync(this.module, { initial: INITIAL_PAGES, maximum: this.options.maxMemoryPages });
-      if (this.data) policy.setData(this.data);
-    } catch (err) {
-      throw new VerdictError(
-        'ERR_BUNDLE_ENGINE',
-        `policy.wasm fails to instantiate: ${typeof err === 'string' ? err : (err as Error).message}`,
-      );
+      return JSON.stringify(evaluateText(this.instance, this.entrypointId, serializeInput(SELF_TEST_INPUT)));
+    } catch {
+      return null;
     }
-    return policy;
   }
 
   private recycle(why: string): void {
-    this.instance = this.instantiate();
+    const fresh = instantiate(this.module, this.options.maxMemoryPages);
+    for (const _ of copyImage(fresh, this.image, Infinity));
+    this.instance = fresh;
     this.options.onRecycle?.(why);
   }
+}
+
+function instantiate(module: WebAssembly.Module, maxPages: number): LoadedPolicy {
+  try {
+    return loadPolicySync(module, { initial: INITIAL_PAGES, maximum: maxPages });
+  } catch (err) {
+    throw new VerdictError(
+      'ERR_BUNDLE_ENGINE',
+      `policy.wasm fails to instantiate: ${typeof err === 'string' ? err : (err as Error).message}`,
+    );
+  }
+}
+
+/**
+ * Copies a memory image into a fresh instance, one slice per step (the caller yields between steps, or
+ * runs them in one go), then points the instance at the image's data.
+ */
+function* copyImage(policy: LoadedPolicy, image: OPAMemoryImage, sliceBytes: number): Generator<void> {
+  const have = policy.mem.buffer.byteLength / WASM_PAGE_BYTES;
+  if (image.pages > have) policy.mem.grow(image.pages - have);
+  const memory = new Uint8Array(policy.mem.buffer);
+  for (let off = 0; off < image.bytes.length; off += sliceBytes) {
+    memory.set(image.bytes.subarray(off, off + sliceBytes), off);
+    yield;
+  }
+  policy.dataAddr = image.dataAddr;
+  policy.dataHeapPtr = image.dataHeapPtr;
 }
 
 function resultSetToResult(resultSet: unknown): PolicyResult {
