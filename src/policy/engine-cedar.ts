@@ -1,12 +1,14 @@
 import { createRequire } from 'node:module';
 import type * as CedarWasm from '@cedar-policy/cedar-wasm/nodejs';
 import type { AuthorizationAnswer, DetailedError, EntityJson, Schema } from '@cedar-policy/cedar-wasm/nodejs';
+import { DEFAULT_LOAD_TIMEOUT_MS } from './bundle';
 import { DEFAULT_ENGINES_CONFIG, type EnginesConfig } from '../config/sections/engines';
 import { VerdictError } from '../errors';
 import type { InputDocument } from '../request/input-document';
 import type { PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
 import { CedarEntityStore } from './cedar-entity-store';
+import { checkCedarFiles, checkCedarOffLoop } from './engine-cedar-check';
 import { guardEngineStep } from './engine-input';
 import { CEDAR_NAMESPACE, inputToCedarRequest, type CedarMappingOptions } from './cedar-request';
 import type { EngineFactory, PolicyEngine } from './policy-engine';
@@ -36,6 +38,11 @@ interface LoadedCedar {
  * Cedar policies run with cedar-wasm's stateful API: the policy set and schema are parsed once at bundle
  * load (per thread, under the bundle's sha256) and a decision passes only the request's own entities.
  * A policy set that does not validate against the schema in strict mode is refused at load.
+ *
+ * Loading has two halves. The check (engine-cedar-check.ts: parse, @ids, strict validation, entities) keeps
+ * no state, so the server runs it in a worker with the load deadline; then the event loop does only what
+ * must live on its thread: preparse the schema and the checked policies (by name), parse the entities for
+ * the store, and probe. `load` runs both halves on the calling thread (the CLI).
  */
 export class CedarEngine implements PolicyEngine {
   readonly kind = 'cedar' as const;
@@ -46,14 +53,24 @@ export class CedarEngine implements PolicyEngine {
   ) {}
 
   static factory(settings: CedarSettings = DEFAULT_ENGINES_CONFIG.cedar): EngineFactory {
-    return (bundle: PolicyBundle) => Promise.resolve(CedarEngine.load(bundle, settings));
+    return async (bundle: PolicyBundle, options) => {
+      const policies = await checkCedarOffLoop(
+        cedarFiles(bundle, (b) => b),
+        options.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
+      );
+      return CedarEngine.attach(bundle, policies, settings);
+    };
   }
 
   static load(bundle: PolicyBundle, settings: CedarSettings = DEFAULT_ENGINES_CONFIG.cedar): CedarEngine {
-    const policies = namedPolicies(requireFile(bundle, 'policies.cedar'));
+    const files = cedarFiles(bundle, (b) => b.toString('utf8'));
+    const policies = checkCedarFiles(cedarWasm(), files, (code, message) => new VerdictError(code, message));
+    return CedarEngine.attach(bundle, policies, settings);
+  }
+
+  /** The half that keeps state on this thread; the bundle has passed checkCedarFiles. */
+  private static attach(bundle: PolicyBundle, policies: Record<string, string>, settings: CedarSettings): CedarEngine {
     const schema = readSchema(bundle);
-    validateStrict(schema, policies);
-    const entities = readEntities(bundle, schema);
     const id = `verdict:${bundle.sha256}`;
     check(cedarWasm().preparseSchema(id, schema), 'ERR_BUNDLE_SCHEMA', 'schema');
     check(cedarWasm().preparsePolicySet(id, { staticPolicies: policies }), 'ERR_BUNDLE_INVALID', 'policies.cedar');
@@ -62,7 +79,7 @@ export class CedarEngine implements PolicyEngine {
       declaredActions: declaredActions(schema),
       maxEntities: settings.maxEntitiesPerRequest,
     };
-    const engine = new CedarEngine({ id, store: new CedarEntityStore(entities), mapping }, settings);
+    const engine = new CedarEngine({ id, store: new CedarEntityStore(readEntities(bundle)), mapping }, settings);
     engine.probe();
     return engine;
   }
@@ -118,63 +135,41 @@ export class CedarEngine implements PolicyEngine {
   }
 }
 
-function requireFile(bundle: PolicyBundle, path: string): string {
+function requireFile(bundle: PolicyBundle, path: string): Buffer {
   const f = bundle.files.get(path);
   if (!f) throw new VerdictError('ERR_BUNDLE_INVALID', `Cedar bundle has no /${path}`);
-  return f.toString('utf8');
+  return f;
 }
 
-/** Policies keyed by their @id annotation (else policyN), so decisions name them the way their authors do. */
-function namedPolicies(text: string): Record<string, string> {
-  const parts = cedarWasm().policySetTextToParts(text);
-  if (parts.type === 'failure') throw new VerdictError('ERR_BUNDLE_INVALID', `policies.cedar: ${messages(parts.errors)}`);
-  if (parts.policy_templates.length > 0) throw new VerdictError('ERR_BUNDLE_INVALID', 'policies.cedar: templates are not supported');
-  const out: Record<string, string> = {};
-  parts.policies.forEach((policy, i) => {
-    const json = cedarWasm().policyToJson(policy);
-    if (json.type === 'failure') throw new VerdictError('ERR_BUNDLE_INVALID', `policies.cedar: ${messages(json.errors)}`);
-    const id = json.json.annotations?.id ?? `policy${i}`;
-    if (id in out) throw new VerdictError('ERR_BUNDLE_INVALID', `policies.cedar: two policies have @id("${id}")`);
-    out[id] = policy;
-  });
-  return out;
+/** The files checkCedarFiles reads, as text (for this thread) or as bytes (for the worker). */
+function cedarFiles<T>(
+  bundle: PolicyBundle,
+  as: (b: Buffer) => T,
+): { policies: T; schemaText: T | null; schemaJson: T | null; entities: T | null } {
+  const optional = (name: string): T | null => {
+    const f = bundle.files.get(name);
+    return f && f.length > 0 ? as(f) : null;
+  };
+  const [textName, jsonName] = SCHEMA_FILES;
+  return {
+    policies: as(requireFile(bundle, 'policies.cedar')),
+    schemaText: bundle.files.has(textName) ? as(bundle.files.get(textName) as Buffer) : null,
+    schemaJson: bundle.files.has(textName) ? null : optional(jsonName),
+    entities: optional('entities.json'),
+  };
 }
 
+/** The schema as preparseSchema takes it; it has been checked (checkCedarFiles). */
 function readSchema(bundle: PolicyBundle): Schema {
   const [textName, jsonName] = SCHEMA_FILES;
   const text = bundle.files.get(textName);
-  if (text) return text.toString('utf8');
-  const json = bundle.files.get(jsonName);
-  if (!json)
-    throw new VerdictError('ERR_BUNDLE_SCHEMA', `Cedar bundle needs /${textName} or /${jsonName} (policies are validated against it)`);
-  try {
-    return JSON.parse(json.toString('utf8')) as Schema;
-  } catch (err) {
-    throw new VerdictError('ERR_BUNDLE_SCHEMA', `${jsonName}: ${(err as Error).message}`);
-  }
+  return text ? text.toString('utf8') : (JSON.parse((bundle.files.get(jsonName) as Buffer).toString('utf8')) as Schema);
 }
 
-function validateStrict(schema: Schema, policies: Record<string, string>): void {
-  const answer = cedarWasm().validate({ schema, policies: { staticPolicies: policies }, validationSettings: { mode: 'strict' } });
-  if (answer.type === 'failure') throw new VerdictError('ERR_BUNDLE_SCHEMA', `schema: ${messages(answer.errors)}`);
-  if (answer.validationErrors.length > 0) {
-    const list = answer.validationErrors.map((e) => `${e.policyId}: ${e.error.message}`).join('; ');
-    throw new VerdictError('ERR_BUNDLE_SCHEMA', `policies do not validate against the schema (strict): ${list}`);
-  }
-}
-
-function readEntities(bundle: PolicyBundle, schema: Schema): EntityJson[] {
+/** The entities for the store; they have been checked against the schema (checkCedarFiles). */
+function readEntities(bundle: PolicyBundle): EntityJson[] {
   const raw = bundle.files.get('entities.json');
-  if (!raw || raw.length === 0) return [];
-  let entities: unknown;
-  try {
-    entities = JSON.parse(raw.toString('utf8'));
-  } catch (err) {
-    throw new VerdictError('ERR_BUNDLE_INVALID', `entities.json: ${(err as Error).message}`);
-  }
-  if (!Array.isArray(entities)) throw new VerdictError('ERR_BUNDLE_INVALID', 'entities.json must be an array of entities');
-  check(cedarWasm().checkParseEntities({ entities: entities as EntityJson[], schema }), 'ERR_BUNDLE_SCHEMA', 'entities.json');
-  return entities as EntityJson[];
+  return raw && raw.length > 0 ? (JSON.parse(raw.toString('utf8')) as EntityJson[]) : [];
 }
 
 function actionMapping(bundle: PolicyBundle): Record<string, string> {

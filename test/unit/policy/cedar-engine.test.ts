@@ -1,10 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { createRequire } from 'node:module';
+import { describe, expect, it, vi } from 'vitest';
 import { cedarBundleFromFiles } from '../../../src/policy/cedar-bundle';
 import { CEDAR_NO_MATCH, CedarEngine } from '../../../src/policy/engine-cedar';
 import type { InputDocument } from '../../../src/request/input-document';
-import { codeOf } from '../../helpers/error-code';
+import { codeOf, codeOfAsync } from '../../helpers/error-code';
+
+const ENGINE_OPTIONS = { entrypoint: '', maxMemoryPages: 0, recycleMemoryPages: 0 };
 
 const DIR = join(__dirname, '../../../policies/cedar-default');
 const SCHEMA = readFileSync(join(DIR, 'schema.cedarschema'), 'utf8');
@@ -283,8 +286,45 @@ describe('Cedar bundle load', () => {
     },
   ];
   for (const c of cases) {
-    it(c.name, () => {
+    it(`${c.name}, with the same code on this thread and by the server's off-loop check`, async () => {
       expect(codeOf(() => CedarEngine.load(cedarBundleFromFiles(c.files)))).toBe(c.code);
+      expect(await codeOfAsync(CedarEngine.factory()(cedarBundleFromFiles(c.files), ENGINE_OPTIONS))).toBe(c.code);
     });
   }
+});
+
+describe('Cedar bundle check off the event loop (the server path)', () => {
+  /** n more policies, each permitting one path; one in three without an @id. */
+  function manyPolicies(n: number): string {
+    const out = [readFileSync(join(DIR, 'policies.cedar'), 'utf8')];
+    for (let i = 0; i < n; i++) {
+      const id = i % 3 === 0 ? '' : `@id("svc-${i}")\n`;
+      out.push(`${id}permit (principal, action == Verdict::Action::"GET", resource) when { resource.path == "/svc/${i}" };`);
+    }
+    return out.join('\n');
+  }
+
+  it('validates in the worker (never on this thread) and names decisions by @id, else policyN as CedarEngine.load does', async () => {
+    const cedar = createRequire(__filename)('@cedar-policy/cedar-wasm/nodejs') as Record<string, unknown>;
+    const validate = vi.spyOn(cedar as { validate: () => unknown }, 'validate');
+    try {
+      const bundle = cedarBundleFromFiles({ 'policies.cedar': manyPolicies(30), 'schema.cedarschema': SCHEMA });
+      const e = await CedarEngine.factory({ reasonsHeader: 'x-cedar-policies', maxEntitiesPerRequest: 64 })(bundle, ENGINE_OPTIONS);
+      expect(validate).not.toHaveBeenCalled();
+      expect(e.evaluate(input({ path: '/svc/7' }))).toMatchObject({ allowed: true, reasons: ['svc-7'] });
+      // svc 9 has no @id: it is named policyN, the same on both paths.
+      const unnamed = await e.evaluate(input({ path: '/svc/9' }));
+      expect(unnamed.allowed).toBe(true);
+      expect(unnamed.reasons).toEqual([expect.stringMatching(/^policy\d+$/)]);
+      expect(CedarEngine.load(bundle).evaluate(input({ path: '/svc/9' })).reasons).toEqual(unnamed.reasons);
+    } finally {
+      validate.mockRestore();
+    }
+  });
+
+  it('refuses a bundle whose check outlasts the load deadline (ERR_BUNDLE_LOAD_TIMEOUT)', async () => {
+    // 2,000 policies take ~1.8 s to check here; the deadline is 20 ms.
+    const bundle = cedarBundleFromFiles({ 'policies.cedar': manyPolicies(2000), 'schema.cedarschema': SCHEMA });
+    expect(await codeOfAsync(CedarEngine.factory()(bundle, { ...ENGINE_OPTIONS, loadTimeoutMs: 20 }))).toBe('ERR_BUNDLE_LOAD_TIMEOUT');
+  });
 });
