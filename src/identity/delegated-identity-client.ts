@@ -64,12 +64,9 @@ export class DelegatedIdentityClient {
   }
 
   subscribeX509SVIDs(pid: number, handlers: DelegatedStreamHandlers): { cancel(): void } {
-    const call = this.client.makeServerStreamRequest(
-      this.method.path,
-      this.method.requestSerialize,
-      this.method.responseDeserialize,
-      { pid },
-    );
+    const call = this.client.makeServerStreamRequest(this.method.path, this.method.requestSerialize, this.method.responseDeserialize, {
+      pid,
+    });
     let over = false;
     const end = (err: VerdictError): void => {
       if (over) return;
@@ -106,7 +103,10 @@ export class DelegatedIdentityClient {
 function streamError(err: grpc.ServiceError): VerdictError {
   const status = grpcJs().status;
   const detail = `${status[err.code] ?? err.code}: ${(err.details ?? '').slice(0, MAX_DETAIL_CHARS)}`;
-  return new VerdictError(err.code === status.PERMISSION_DENIED ? 'ERR_DELEGATED_IDENTITY_REFUSED' : 'ERR_DELEGATED_IDENTITY_STREAM', detail);
+  return new VerdictError(
+    err.code === status.PERMISSION_DENIED ? 'ERR_DELEGATED_IDENTITY_REFUSED' : 'ERR_DELEGATED_IDENTITY_STREAM',
+    detail,
+  );
 }
 
 function decodeSVIDs(msg: ResponseMessage): DelegatedX509SVID[] {

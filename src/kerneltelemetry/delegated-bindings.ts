@@ -11,6 +11,11 @@ type Settings = KernelTelemetryConfig['delegatedIdentity'];
 /** What a cgroup is bound to: one SPIFFE ID, nothing (yet), or several (its processes disagree). */
 export type DelegatedBinding = { kind: 'bound'; spiffeId: string } | { kind: 'none' } | { kind: 'ambiguous'; spiffeIds: string[] };
 
+export interface DelegatedStatus {
+  streams: number;
+  cgroups: { cgroupPath: string; binding: DelegatedBinding; pids: number[] }[];
+}
+
 export interface DelegatedBindingsDeps {
   client: { subscribeX509SVIDs(pid: number, handlers: DelegatedStreamHandlers): { cancel(): void } };
   clock: Clock;
@@ -44,8 +49,8 @@ interface Group {
 
 // cgroup.procs is read up to this much per check (~9,000 PIDs): a huge cgroup costs no more than that.
 const PROCS_READ_BYTES = 64 * 1024;
-// A stream error is logged the first time per code, then every this many (the metric counts each one).
-const LOG_EVERY = 100;
+// At most one log line per error code per this long, with the count since the last (the metric counts each one).
+const LOG_INTERVAL_MS = 60_000;
 
 /**
  * Binds workload cgroups to SPIFFE IDs through the SPIRE agent's Delegated Identity API: per cgroup, up to
@@ -60,7 +65,7 @@ const LOG_EVERY = 100;
  */
 export class DelegatedBindings {
   private readonly groups: Group[];
-  private readonly errorCounts = new Map<ErrorCode, number>();
+  private readonly errorLog = new Map<ErrorCode, { atMs: number; since: number }>();
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
 
@@ -91,14 +96,14 @@ export class DelegatedBindings {
     }
   }
 
-  /** Per state, how many cgroups; and how many streams are open. */
-  status(): { bound: number; none: number; ambiguous: number; streams: number } {
-    const out = { bound: 0, none: 0, ambiguous: 0, streams: 0 };
-    for (const g of this.groups) {
-      out[this.bindingOf(g).kind]++;
-      for (const f of g.followed.values()) if (f.stream) out.streams++;
-    }
-    return out;
+  /** Each cgroup's binding and followed PIDs, and how many streams are open (bounded by the table). */
+  status(): DelegatedStatus {
+    let streams = 0;
+    const cgroups = this.groups.map((g) => {
+      for (const f of g.followed.values()) if (f.stream) streams++;
+      return { cgroupPath: g.cgroupPath, binding: this.bindingOf(g), pids: [...g.followed.keys()] };
+    });
+    return { streams, cgroups };
   }
 
   close(): void {
@@ -110,7 +115,15 @@ export class DelegatedBindings {
   private follow(g: Group, pid: number): void {
     const startTime = startTimeOf(pid);
     if (startTime === null) return; // exited since the read
-    const f: Followed = { pid, startTime, stream: null, svids: null, downSinceMs: null, backoffMs: this.settings.reconnectInitialMs, retry: null };
+    const f: Followed = {
+      pid,
+      startTime,
+      stream: null,
+      svids: null,
+      downSinceMs: null,
+      backoffMs: this.settings.reconnectInitialMs,
+      retry: null,
+    };
     g.followed.set(pid, f);
     this.open(g, f);
   }
@@ -148,20 +161,22 @@ export class DelegatedBindings {
     f.stream = null;
     if (this.closed) return;
     this.deps.streamError(err.code);
-    const seen = (this.errorCounts.get(err.code) ?? 0) + 1;
-    this.errorCounts.set(err.code, seen);
     const refused = err.code === 'ERR_DELEGATED_IDENTITY_REFUSED';
-    if (seen % LOG_EVERY === 1) {
+    const nowMs = this.deps.clock.nowMs();
+    const last = this.errorLog.get(err.code);
+    if (last && nowMs - last.atMs < LOG_INTERVAL_MS) last.since++;
+    else {
+      this.errorLog.set(err.code, { atMs: nowMs, since: 0 });
       const log = refused ? this.deps.logger.error.bind(this.deps.logger) : this.deps.logger.warn.bind(this.deps.logger);
       log(
-        { code: err.code, detail: err.message, cgroup: g.cgroupPath, pid: f.pid, occurrences: seen },
+        { code: err.code, detail: err.message, cgroup: g.cgroupPath, pid: f.pid, notLoggedSinceLast: last?.since ?? 0 },
         refused
           ? 'kernel telemetry: the SPIRE agent refused the Delegated Identity API (is verdict in its authorized_delegates?); delegated cgroups are unknown, the configured table still applies'
           : 'kernel telemetry: Delegated Identity stream down; retrying',
       );
     }
     if (refused) f.svids = null;
-    else f.downSinceMs ??= this.deps.clock.nowMs();
+    else f.downSinceMs ??= nowMs;
     // Full jitter over the upper half of the current backoff, then double it up to the cap.
     const delayMs = Math.round(f.backoffMs / 2 + (Math.random() * f.backoffMs) / 2);
     f.backoffMs = Math.min(f.backoffMs * 2, this.settings.reconnectMaxMs);

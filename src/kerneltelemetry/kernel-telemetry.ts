@@ -11,7 +11,7 @@ import type { Metrics } from '../telemetry/metrics';
 import { AllowIndex } from './allow-index';
 import { DelegatedIdentityClient } from '../identity/delegated-identity-client';
 import { CgroupIdentities } from './cgroup-identities';
-import { DelegatedBindings } from './delegated-bindings';
+import { DelegatedBindings, type DelegatedStatus } from './delegated-bindings';
 import { DriftDetector, type Unexplained } from './drift-detector';
 import { SeriesBook, destinationLabel, type Series } from './series-book';
 import { loadTelemetryAddon, telemetryObjectPath } from './telemetry-addon';
@@ -31,8 +31,8 @@ export interface KernelTelemetryStatus {
   health?: TelemetryHealth;
   /** The last batched read: aggregates read, whether it reached the end of the map, its duration. */
   lastRead?: { entries: number; complete: boolean; durationNs: number } | null;
-  /** delegatedIdentity rows: cgroups per binding state, and the agent streams open; null when not configured. */
-  delegatedIdentity?: { bound: number; none: number; ambiguous: number; streams: number } | null;
+  /** delegatedIdentity rows: each cgroup's binding and followed PIDs, the agent streams open; null when not configured. */
+  delegatedIdentity?: DelegatedStatus | null;
 }
 
 /** Kernel telemetry as the rest of verdict sees it; the disabled twin has the same shape. */
@@ -190,7 +190,11 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
     const paths = this.settings.identities.filter((r) => r.delegatedIdentity).map((r) => r.cgroupPath);
     if (!d.enabled || d.socket === null || paths.length === 0) return null;
     const metrics = delegatedIdentityMetrics(this.deps.metrics.registry);
-    const client = new DelegatedIdentityClient({ socket: d.socket, reconnectInitialMs: d.reconnectInitialMs, reconnectMaxMs: d.reconnectMaxMs });
+    const client = new DelegatedIdentityClient({
+      socket: d.socket,
+      reconnectInitialMs: d.reconnectInitialMs,
+      reconnectMaxMs: d.reconnectMaxMs,
+    });
     const bindings: DelegatedBindings = new DelegatedBindings(d, paths, {
       client,
       clock: this.deps.clock,
@@ -199,14 +203,18 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
         // Traffic read so far belongs to the binding it happened under: read (if due) before switching.
         this.refresh();
         this.identities.bindDelegated(cgroupPath, binding.kind === 'bound' ? binding.spiffeId : null);
-        const st = bindings.status();
-        for (const state of ['bound', 'none', 'ambiguous'] as const) metrics.cgroups.set({ state }, st[state]);
+        const states = bindings.status().cgroups.map((c) => c.binding.kind);
+        for (const state of ['bound', 'none', 'ambiguous'] as const)
+          metrics.cgroups.set({ state }, states.filter((k) => k === state).length);
       },
       streamError: (code) => metrics.streamErrors.inc({ code }),
     });
     for (const state of ['bound', 'none', 'ambiguous'] as const) metrics.cgroups.set({ state }, state === 'none' ? paths.length : 0);
     bindings.start();
-    this.deps.logger.info({ socket: d.socket, cgroups: paths.length, pidsPerCgroup: d.pidsPerCgroup }, 'kernel telemetry: Delegated Identity binding on');
+    this.deps.logger.info(
+      { socket: d.socket, cgroups: paths.length, pidsPerCgroup: d.pidsPerCgroup },
+      'kernel telemetry: Delegated Identity binding on',
+    );
     return { bindings, client };
   }
 
