@@ -24,6 +24,8 @@ export interface DelegatedBindingsDeps {
   publish(cgroupPath: string, binding: DelegatedBinding): void;
   /** A stream ended with this code (refused, failed, malformed): the metric. */
   streamError(code: ErrorCode): void;
+  /** An update arrived: applied, or discarded because its PID is no longer the process it was asked for. */
+  updateSeen(outcome: 'applied' | 'discarded'): void;
 }
 
 /** One followed process of a cgroup and its stream. */
@@ -147,10 +149,12 @@ export class DelegatedBindings {
     // The agent attested the PID before answering: if that PID is still the same process in this cgroup, the
     // answer was about it; otherwise it may be about whatever process had the PID then, and is discarded.
     if (!readProcs(g.cgroupPath).includes(f.pid) || startTimeOf(f.pid) !== f.startTime) {
+      this.deps.updateSeen('discarded');
       this.drop(g, f);
       this.judge(g);
       return;
     }
+    this.deps.updateSeen('applied');
     f.svids = svids;
     f.downSinceMs = null;
     f.backoffMs = this.settings.reconnectInitialMs;

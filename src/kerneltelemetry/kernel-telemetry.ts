@@ -208,6 +208,7 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
           metrics.cgroups.set({ state }, states.filter((k) => k === state).length);
       },
       streamError: (code) => metrics.streamErrors.inc({ code }),
+      updateSeen: (outcome) => metrics.updates.inc({ outcome }),
     });
     for (const state of ['bound', 'none', 'ambiguous'] as const) metrics.cgroups.set({ state }, state === 'none' ? paths.length : 0);
     bindings.start();
@@ -287,22 +288,40 @@ class DisabledKernelTelemetry implements KernelTelemetry {
 }
 
 /** The Delegated Identity binding's metrics, registered once per registry (several telemetry instances may share one in tests). */
-function delegatedIdentityMetrics(registry: Registry): { streamErrors: Counter<'code'>; cgroups: Gauge<'state'> } {
-  const streamErrors =
-    (registry.getSingleMetric('verdict_kernel_identity_stream_errors_total') as Counter<'code'> | undefined) ??
-    new Counter({
-      name: 'verdict_kernel_identity_stream_errors_total',
-      help: 'Delegated Identity API streams that ended, by code (ERR_DELEGATED_IDENTITY_REFUSED: verdict is not an authorized delegate).',
-      labelNames: ['code'] as const,
-      registers: [registry],
-    });
-  const cgroups =
-    (registry.getSingleMetric('verdict_kernel_identity_cgroups') as Gauge<'state'> | undefined) ??
-    new Gauge({
-      name: 'verdict_kernel_identity_cgroups',
-      help: 'delegatedIdentity cgroups by binding state (bound to one SPIFFE ID, none yet, ambiguous: attributed to unknown).',
-      labelNames: ['state'] as const,
-      registers: [registry],
-    });
-  return { streamErrors, cgroups };
+function delegatedIdentityMetrics(registry: Registry): {
+  streamErrors: Counter<'code'>;
+  updates: Counter<'outcome'>;
+  cgroups: Gauge<'state'>;
+} {
+  const once = <M>(name: string, make: (config: { name: string; registers: Registry[] }) => M): M =>
+    (registry.getSingleMetric(name) as M | undefined) ?? make({ name, registers: [registry] });
+  return {
+    streamErrors: once(
+      'verdict_kernel_identity_stream_errors_total',
+      (c) =>
+        new Counter({
+          ...c,
+          help: 'Delegated Identity API streams that ended, by code (ERR_DELEGATED_IDENTITY_REFUSED: verdict is not an authorized delegate).',
+          labelNames: ['code'] as const,
+        }),
+    ),
+    updates: once(
+      'verdict_kernel_identity_updates_total',
+      (c) =>
+        new Counter({
+          ...c,
+          help: 'Delegated Identity API updates, by outcome (applied; discarded: the PID was no longer the process asked about).',
+          labelNames: ['outcome'] as const,
+        }),
+    ),
+    cgroups: once(
+      'verdict_kernel_identity_cgroups',
+      (c) =>
+        new Gauge({
+          ...c,
+          help: 'delegatedIdentity cgroups by binding state (bound to one SPIFFE ID, none yet, ambiguous: attributed to unknown).',
+          labelNames: ['state'] as const,
+        }),
+    ),
+  };
 }

@@ -1,8 +1,9 @@
 import type { Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock';
+import { DelegatedIdentityClient } from '../../src/identity/delegated-identity-client';
+import { DelegatedBindings, type DelegatedBinding } from '../../src/kerneltelemetry/delegated-bindings';
 import { startKernelTelemetry, type KernelTelemetry } from '../../src/kerneltelemetry/kernel-telemetry';
-import type { DelegatedBinding } from '../../src/kerneltelemetry/delegated-bindings';
 import { createLogger } from '../../src/telemetry/logger';
 import { Metrics } from '../../src/telemetry/metrics';
 import { startCgroupClient, type CgroupClient } from '../helpers/bpf-client';
@@ -20,10 +21,18 @@ import { SPIRE, waitFor } from '../helpers/spire-harness';
 const TD = 'example.org';
 const VERDICT_ID = `spiffe://${TD}/verdict`;
 // Three workloads, told apart by the agent's unix attestor: each runs as its own uid.
-const WORKLOADS = { one: 40001, two: 40002, three: 40003 } as const;
+const WORKLOADS = { one: 40001, two: 40002, three: 40003, four: 40004 } as const;
 const idOf = (w: keyof typeof WORKLOADS): string => `spiffe://${TD}/workload-${w}`;
 const STATIC_ID = `spiffe://${TD}/from-the-table`;
 const STALENESS_MS = 2000;
+const DELEGATED = {
+  enabled: true,
+  pidsPerCgroup: 2,
+  pidCheckIntervalMs: 100,
+  reconnectInitialMs: 50,
+  reconnectMaxMs: 500,
+  stalenessMs: STALENESS_MS,
+};
 
 /**
  * The real SPIRE server and agent (admin socket, authorized_delegates), real processes under distinct uids in
@@ -49,7 +58,7 @@ describe('kernel telemetry: cgroups bound to SPIFFE IDs by the SPIRE agent (Dele
     const b = bindingOf(cgroup);
     return b?.kind === 'bound' && b.spiffeId === id;
   };
-  const client = async (cgroup: 'a' | 'b' | 's', uid?: number): Promise<CgroupClient & { pid: number }> => {
+  const client = async (cgroup: 'a' | 'b' | 'c' | 's', uid?: number): Promise<CgroupClient & { pid: number }> => {
     const c = await startCgroupClient(tree.child[cgroup]!, uid === undefined ? {} : { uid });
     clients.push(c);
     return c;
@@ -73,7 +82,7 @@ describe('kernel telemetry: cgroups bound to SPIFFE IDs by the SPIRE agent (Dele
     } catch (err) {
       throw new Error(`SPIRE did not start: ${(err as Error).message}\n${spire.tail()}`);
     }
-    tree = createCgroupTree('ktdi', ['a', 'b', 's']);
+    tree = createCgroupTree('ktdi', ['a', 'b', 'c', 's']);
     telemetry = startKernelTelemetry(
       telemetrySettings({
         enabled: true,
@@ -88,13 +97,8 @@ describe('kernel telemetry: cgroups bound to SPIFFE IDs by the SPIRE agent (Dele
           { cgroupPath: tree.child.s!.path, spiffeId: STATIC_ID },
         ],
         delegatedIdentity: {
-          enabled: true,
+          ...DELEGATED,
           socket: `unix://${spire.adminSocket}`,
-          pidsPerCgroup: 2,
-          pidCheckIntervalMs: 100,
-          reconnectInitialMs: 50,
-          reconnectMaxMs: 500,
-          stalenessMs: STALENESS_MS,
         },
         drift: { enabled: false, windowMs: 60_000, graceMs: 0, maxTracked: 1000, maxEventsPerRead: 100 },
       }),
@@ -150,6 +154,40 @@ describe('kernel telemetry: cgroups bound to SPIFFE IDs by the SPIRE agent (Dele
     await intruder.close();
     await waitFor('cgroup a bound again once the other process left', () => boundTo('a', idOf('three')), 10_000);
   }, 60_000);
+
+  it('discards an answer about a PID that has exited since it was asked about, and stops following that PID', async () => {
+    // Checks every minute only: the one check that can notice the exit in time is the one on each answer.
+    const published: DelegatedBinding[] = [];
+    const outcomes: string[] = [];
+    const agent = new DelegatedIdentityClient({ socket: spire.adminSocket, reconnectInitialMs: 50, reconnectMaxMs: 500 });
+    const worker = await client('c', WORKLOADS.four);
+    const bindings = new DelegatedBindings({ ...DELEGATED, socket: spire.adminSocket, pidCheckIntervalMs: 60_000 }, [tree.child.c!.path], {
+      client: agent,
+      clock: systemClock,
+      logger: createLogger('silent'),
+      publish: (_path, b) => published.push(b),
+      streamError: () => {},
+      updateSeen: (outcome) => outcomes.push(outcome),
+    });
+    try {
+      bindings.start();
+      await waitFor(
+        'cgroup c bound to workload four',
+        () => JSON.stringify(published.at(-1)) === JSON.stringify({ kind: 'bound', spiffeId: idOf('four') }),
+        30_000,
+      );
+      await worker.close();
+      // A second entry for the same uid: the agent sends the open stream an update, now about an exited PID.
+      await spire.registerEntry(`spiffe://${TD}/workload-four-again`, [`unix:uid:${WORKLOADS.four}`]);
+      await waitFor('the late answer discarded', () => outcomes.includes('discarded'), 30_000);
+      expect(bindings.status().cgroups[0]).toMatchObject({ pids: [], binding: { kind: 'none' } });
+      expect(published.at(-1)).toEqual({ kind: 'none' });
+      expect(published.some((b) => b.kind === 'ambiguous')).toBe(false);
+    } finally {
+      bindings.close();
+      agent.close();
+    }
+  }, 90_000);
 
   it('keeps IDs through an agent outage for stalenessMs only, then the cgroup is unknown', async () => {
     const stoppedAt = Date.now();
