@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock } from '../clock';
 import type { KernelTelemetryConfig } from '../config/sections/kernel-telemetry';
@@ -218,36 +218,42 @@ export class DelegatedBindings {
   }
 }
 
-/** The first PROCS_READ_BYTES of a cgroup's `cgroup.procs`, as PIDs; none when the cgroup does not exist. */
-function readProcs(cgroupPath: string): number[] {
+// One buffer per kind of read, reused: every read is synchronous, so none overlaps another.
+const procsBuf = Buffer.allocUnsafe(PROCS_READ_BYTES);
+// /proc/<pid>/stat is ~300 bytes (comm is at most 16): the start time is well inside this.
+const statBuf = Buffer.allocUnsafe(1024);
+
+/** Up to `buf.length` bytes of a file (a short read of a kernfs/procfs file is its end), as Latin-1; null if it cannot be read. */
+function readHead(path: string, buf: Buffer): string | null {
   let fd: number;
   try {
-    fd = openSync(join(cgroupPath, 'cgroup.procs'), 'r');
+    fd = openSync(path, 'r');
   } catch {
-    return [];
+    return null;
   }
   try {
-    const buf = Buffer.allocUnsafe(PROCS_READ_BYTES);
     let n = 0;
     for (let got = -1; got !== 0 && n < buf.length; n += got) got = readSync(fd, buf, n, buf.length - n, null);
-    const text = buf.toString('latin1', 0, n);
-    // A read cut short by the bound ends inside a line: only whole lines count.
-    const whole = n === buf.length ? text.slice(0, text.lastIndexOf('\n') + 1) : text;
-    return whole.split('\n').filter(Boolean).map(Number);
+    return buf.toString('latin1', 0, n);
   } catch {
-    return [];
+    return null;
   } finally {
     closeSync(fd);
   }
 }
 
+/** The first PROCS_READ_BYTES of a cgroup's `cgroup.procs`, as PIDs; none when the cgroup does not exist. */
+function readProcs(cgroupPath: string): number[] {
+  const text = readHead(join(cgroupPath, 'cgroup.procs'), procsBuf);
+  if (text === null) return [];
+  // A read cut short by the bound ends inside a line: only whole lines count.
+  const whole = text.length === procsBuf.length ? text.slice(0, text.lastIndexOf('\n') + 1) : text;
+  return whole.split('\n').filter(Boolean).map(Number);
+}
+
 /** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); null when the process is gone. */
 function startTimeOf(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    // Field 2 (comm) is in parentheses and may hold spaces or ')': count fields after the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
+  const stat = readHead(`/proc/${pid}/stat`, statBuf);
+  // Field 2 (comm) is in parentheses and may hold spaces or ')': count fields after the last ')'.
+  return stat === null ? null : (stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null);
 }
