@@ -119,7 +119,7 @@ function decodeSVIDs(msg: ResponseMessage): DelegatedX509SVID[] {
   });
 }
 
-function loadDelegatedIdentityClientConstructor(): grpc.ServiceClientConstructor {
+export function loadDelegatedIdentityClientConstructor(): grpc.ServiceClientConstructor {
   // Loaded on demand, like the Workload API's: only a configured delegated binding needs it (docs/memory.md).
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand
   const { loadSync } = require('@grpc/proto-loader') as typeof ProtoLoader;

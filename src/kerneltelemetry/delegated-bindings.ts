@@ -51,7 +51,7 @@ interface Group {
 
 // cgroup.procs is read up to this much per check (~9,000 PIDs): a huge cgroup costs no more than that.
 const PROCS_READ_BYTES = 64 * 1024;
-// At most one log line per error code per this long, with the count since the last (the metric counts each one).
+// At most one log line per code per this long, with the count since the last (the metrics count each one).
 const LOG_INTERVAL_MS = 60_000;
 
 /**
@@ -166,21 +166,19 @@ export class DelegatedBindings {
     if (this.closed) return;
     this.deps.streamError(err.code);
     const refused = err.code === 'ERR_DELEGATED_IDENTITY_REFUSED';
-    const nowMs = this.deps.clock.nowMs();
-    const last = this.errorLog.get(err.code);
-    if (last && nowMs - last.atMs < LOG_INTERVAL_MS) last.since++;
-    else {
-      this.errorLog.set(err.code, { atMs: nowMs, since: 0 });
-      const log = refused ? this.deps.logger.error.bind(this.deps.logger) : this.deps.logger.warn.bind(this.deps.logger);
-      log(
-        { code: err.code, detail: err.message, cgroup: g.cgroupPath, pid: f.pid, notLoggedSinceLast: last?.since ?? 0 },
-        refused
-          ? 'kernel telemetry: the SPIRE agent refused the Delegated Identity API (is verdict in its authorized_delegates?); delegated cgroups are unknown, the configured table still applies'
-          : 'kernel telemetry: Delegated Identity stream down; retrying',
-      );
-    }
-    if (refused) f.svids = null;
-    else f.downSinceMs ??= nowMs;
+    this.log(
+      refused ? 'error' : 'warn',
+      err.code,
+      { detail: err.message, cgroup: g.cgroupPath, pid: f.pid },
+      refused
+        ? 'kernel telemetry: the SPIRE agent refused the Delegated Identity API (is verdict in its authorized_delegates?); delegated cgroups are unknown, the configured table still applies'
+        : 'kernel telemetry: Delegated Identity stream down; retrying',
+    );
+    if (refused) {
+      // The agent's configuration, not a passing fault: verdict forgets what it was told and asks again rarely.
+      f.svids = null;
+      f.backoffMs = this.settings.reconnectMaxMs;
+    } else f.downSinceMs ??= this.deps.clock.nowMs();
     // Full jitter over the upper half of the current backoff, then double it up to the cap.
     const delayMs = Math.round(f.backoffMs / 2 + (Math.random() * f.backoffMs) / 2);
     f.backoffMs = Math.min(f.backoffMs * 2, this.settings.reconnectMaxMs);
@@ -210,11 +208,25 @@ export class DelegatedBindings {
     if (key === g.published) return;
     g.published = key;
     if (b.kind === 'ambiguous')
-      this.deps.logger.warn(
-        { code: 'ERR_KERNEL_IDENTITY_AMBIGUOUS', cgroup: g.cgroupPath, spiffeIds: b.spiffeIds.slice(0, 4) },
+      this.log(
+        'warn',
+        'ERR_KERNEL_IDENTITY_AMBIGUOUS',
+        { cgroup: g.cgroupPath, spiffeIds: b.spiffeIds.slice(0, 4) },
         'kernel telemetry: processes of one cgroup hold different SPIFFE IDs; its traffic is attributed to unknown',
       );
     this.deps.publish(g.cgroupPath, b);
+  }
+
+  /** At most one line per code per LOG_INTERVAL_MS, with how many were not logged since the last one. */
+  private log(level: 'warn' | 'error', code: ErrorCode, fields: object, msg: string): void {
+    const nowMs = this.deps.clock.nowMs();
+    const last = this.errorLog.get(code);
+    if (last && nowMs - last.atMs < LOG_INTERVAL_MS) {
+      last.since++;
+      return;
+    }
+    this.errorLog.set(code, { atMs: nowMs, since: 0 });
+    this.deps.logger[level]({ code, ...fields, notLoggedSinceLast: last?.since ?? 0 }, msg);
   }
 }
 
