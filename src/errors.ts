@@ -35,6 +35,15 @@ export const ERROR_CODES = {
   ERR_JWT_KEY_UNKNOWN: { kind: 'identity', summary: 'JWT-SVID key id is not in the trust bundle' },
   ERR_BUNDLE_UNAVAILABLE: { kind: 'identity', summary: 'trust bundles are not available (not yet received, stale, or invalid)' },
   ERR_WORKLOAD_API: { kind: 'identity', summary: 'the SPIFFE Workload API call failed' },
+  ERR_DELEGATED_IDENTITY_REFUSED: {
+    kind: 'identity',
+    summary: 'the SPIRE agent refused the Delegated Identity API (verdict is not an authorized delegate)',
+  },
+  ERR_DELEGATED_IDENTITY_STREAM: {
+    kind: 'identity',
+    summary: 'a Delegated Identity API stream failed or ended (agent unavailable, or another gRPC status)',
+  },
+  ERR_DELEGATED_IDENTITY_MALFORMED: { kind: 'identity', summary: 'the SPIRE agent sent a Delegated Identity update that does not parse' },
   // identity/oidc-*: OIDC / JWT tokens from identity.jwt.issuers (deny before policy, docs/tokens.md)
   ERR_TOKEN_MALFORMED: { kind: 'identity', summary: 'token is not a well-formed, bounded JWS compact JWT' },
   ERR_TOKEN_ALGORITHM: { kind: 'identity', summary: 'token algorithm is none or not in the issuer allow-list' },
@@ -81,6 +90,10 @@ export const ERROR_CODES = {
   // kerneltelemetry/: observation only (never on the decision path)
   ERR_KERNEL_TELEMETRY_UNAVAILABLE: { kind: 'fastpath', summary: 'kernel telemetry cannot run here' },
   ERR_KERNEL_UNEXPLAINED_CONNECTION: { kind: 'fastpath', summary: 'a connection was established with no allow decision from verdict' },
+  ERR_KERNEL_IDENTITY_AMBIGUOUS: {
+    kind: 'fastpath',
+    summary: 'processes of one workload cgroup hold different SPIFFE IDs: its traffic is attributed to unknown',
+  },
   // decisionlog/: never on the decision path; counted and logged
   ERR_DECISIONLOG_SINK: { kind: 'decisionlog', summary: 'decision-log sink refused or failed a batch' },
   ERR_DECISIONLOG_SPOOL: { kind: 'decisionlog', summary: 'decision-log spool cannot be read or written' },

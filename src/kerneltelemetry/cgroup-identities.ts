@@ -9,14 +9,18 @@ type Row = KernelTelemetryConfig['identities'][number];
 
 interface Binding {
   row: Row;
-  /** A verified SPIFFE ID seen from the row's sourceAddress; 'ambiguous' once two differ. */
+  /**
+   * sourceAddress rows: a verified SPIFFE ID seen from the address; 'ambiguous' once two differ.
+   * delegatedIdentity rows: the ID the SPIRE agent gives the cgroup's processes now (DelegatedBindings), or null.
+   */
   verified: string | null;
 }
 
 /**
  * cgroup id → SPIFFE ID, from the configured table: a row names the ID itself, or the source address from
- * which verdict verified the workload's SVID. Two different verified IDs from one address make that row
- * ambiguous for good (deny on doubt: its traffic is then attributed to `unknown`, not to either).
+ * which verdict verified the workload's SVID, or defers to the SPIRE agent (`delegatedIdentity`, bound through
+ * `bindDelegated`). Two different verified IDs from one address make that row ambiguous for good (deny on
+ * doubt: its traffic is then attributed to `unknown`, not to either).
  */
 export class CgroupIdentities {
   private byCgroup = new Map<bigint, Binding>();
@@ -55,6 +59,11 @@ export class CgroupIdentities {
     if (!b) return UNKNOWN_IDENTITY;
     if (b.row.spiffeId !== undefined) return b.row.spiffeId;
     return b.verified === null || b.verified === 'ambiguous' ? UNKNOWN_IDENTITY : b.verified;
+  }
+
+  /** The SPIRE agent's answer for a delegatedIdentity row's cgroup: its one SPIFFE ID, or null (none, or ambiguous). */
+  bindDelegated(cgroupPath: string, spiffeId: string | null): void {
+    for (const b of this.bindings) if (b.row.delegatedIdentity && b.row.cgroupPath === cgroupPath) b.verified = spiffeId;
   }
 
   /** verdict verified `spiffeId` on a request from `sourceAddress`. */

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { checkKernelPrerequisites } from '../fastpath/kernel-prerequisites';
 import type { Clock } from '../clock';
 import type { KernelTelemetryConfig } from '../config/sections/kernel-telemetry';
@@ -8,7 +9,9 @@ import { VerdictError } from '../errors';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { AllowIndex } from './allow-index';
+import { DelegatedIdentityClient } from '../identity/delegated-identity-client';
 import { CgroupIdentities } from './cgroup-identities';
+import { DelegatedBindings, type DelegatedStatus } from './delegated-bindings';
 import { DriftDetector, type Unexplained } from './drift-detector';
 import { SeriesBook, destinationLabel, type Series } from './series-book';
 import { loadTelemetryAddon, telemetryObjectPath } from './telemetry-addon';
@@ -28,6 +31,8 @@ export interface KernelTelemetryStatus {
   health?: TelemetryHealth;
   /** The last batched read: aggregates read, whether it reached the end of the map, its duration. */
   lastRead?: { entries: number; complete: boolean; durationNs: number } | null;
+  /** delegatedIdentity rows: each cgroup's binding and followed PIDs, the agent streams open; null when not configured. */
+  delegatedIdentity?: DelegatedStatus | null;
 }
 
 /** Kernel telemetry as the rest of verdict sees it; the disabled twin has the same shape. */
@@ -101,6 +106,7 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
   private readonly book: SeriesBook;
   private readonly drift: DriftDetector;
   private readonly timer: NodeJS.Timeout | null;
+  private readonly delegated: { bindings: DelegatedBindings; client: DelegatedIdentityClient } | null;
   private lastReadMs = -Infinity;
   private readThisTurn = false;
   private readErrors = 0;
@@ -124,6 +130,7 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
     deps.metrics.kernelTelemetryRefresh = () => this.refresh();
     this.timer = settings.pollIntervalMs > 0 ? setInterval(() => this.refresh(), settings.pollIntervalMs) : null;
     this.timer?.unref();
+    this.delegated = this.startDelegated();
   }
 
   refresh(force = false): void {
@@ -159,6 +166,7 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
       allowsTracked: this.observer.size,
       health: this.maps.health(),
       lastRead: this.lastRead,
+      delegatedIdentity: this.delegated?.bindings.status() ?? null,
     };
   }
 
@@ -170,8 +178,45 @@ export class EnabledKernelTelemetry implements KernelTelemetry {
 
   close(): void {
     if (this.timer) clearInterval(this.timer);
+    this.delegated?.bindings.close();
+    this.delegated?.client.close();
     this.deps.metrics.kernelTelemetryRefresh = null;
     this.maps.close();
+  }
+
+  /** The Delegated Identity binding of the delegatedIdentity rows, when configured (docs/kernel-telemetry.md "Identity"). */
+  private startDelegated(): { bindings: DelegatedBindings; client: DelegatedIdentityClient } | null {
+    const d = this.settings.delegatedIdentity;
+    const paths = this.settings.identities.filter((r) => r.delegatedIdentity).map((r) => r.cgroupPath);
+    if (!d.enabled || d.socket === null || paths.length === 0) return null;
+    const metrics = delegatedIdentityMetrics(this.deps.metrics.registry);
+    const client = new DelegatedIdentityClient({
+      socket: d.socket,
+      reconnectInitialMs: d.reconnectInitialMs,
+      reconnectMaxMs: d.reconnectMaxMs,
+    });
+    const bindings: DelegatedBindings = new DelegatedBindings(d, paths, {
+      client,
+      clock: this.deps.clock,
+      logger: this.deps.logger,
+      publish: (cgroupPath, binding) => {
+        // Traffic read so far belongs to the binding it happened under: read (if due) before switching.
+        this.refresh();
+        this.identities.bindDelegated(cgroupPath, binding.kind === 'bound' ? binding.spiffeId : null);
+        const states = bindings.status().cgroups.map((c) => c.binding.kind);
+        for (const state of ['bound', 'none', 'ambiguous'] as const)
+          metrics.cgroups.set({ state }, states.filter((k) => k === state).length);
+      },
+      streamError: (code) => metrics.streamErrors.inc({ code }),
+      updateSeen: (outcome) => metrics.updates.inc({ outcome }),
+    });
+    for (const state of ['bound', 'none', 'ambiguous'] as const) metrics.cgroups.set({ state }, state === 'none' ? paths.length : 0);
+    bindings.start();
+    this.deps.logger.info(
+      { socket: d.socket, cgroups: paths.length, pidsPerCgroup: d.pidsPerCgroup },
+      'kernel telemetry: Delegated Identity binding on',
+    );
+    return { bindings, client };
   }
 
   private readOnce(nowMs: number): void {
@@ -240,4 +285,43 @@ class DisabledKernelTelemetry implements KernelTelemetry {
     return { enabled: false, reason: this.reason, detail: this.detail };
   }
   close(): void {}
+}
+
+/** The Delegated Identity binding's metrics, registered once per registry (several telemetry instances may share one in tests). */
+function delegatedIdentityMetrics(registry: Registry): {
+  streamErrors: Counter<'code'>;
+  updates: Counter<'outcome'>;
+  cgroups: Gauge<'state'>;
+} {
+  const once = <M>(name: string, make: (config: { name: string; registers: Registry[] }) => M): M =>
+    (registry.getSingleMetric(name) as M | undefined) ?? make({ name, registers: [registry] });
+  return {
+    streamErrors: once(
+      'verdict_kernel_identity_stream_errors_total',
+      (c) =>
+        new Counter({
+          ...c,
+          help: 'Delegated Identity API streams that ended, by code (ERR_DELEGATED_IDENTITY_REFUSED: verdict is not an authorized delegate).',
+          labelNames: ['code'] as const,
+        }),
+    ),
+    updates: once(
+      'verdict_kernel_identity_updates_total',
+      (c) =>
+        new Counter({
+          ...c,
+          help: 'Delegated Identity API updates, by outcome (applied; discarded: the PID was no longer the process asked about).',
+          labelNames: ['outcome'] as const,
+        }),
+    ),
+    cgroups: once(
+      'verdict_kernel_identity_cgroups',
+      (c) =>
+        new Gauge({
+          ...c,
+          help: 'delegatedIdentity cgroups by binding state (bound to one SPIFFE ID, none yet, ambiguous: attributed to unknown).',
+          labelNames: ['state'] as const,
+        }),
+    ),
+  };
 }

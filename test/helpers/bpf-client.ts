@@ -37,9 +37,10 @@ export interface CgroupClient {
   close(): Promise<void>;
 }
 
-/** Starts the client and places it in the cgroup before its first connect. */
-export async function startCgroupClient(cgroup: TestCgroup): Promise<CgroupClient> {
-  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, ['-e', CLIENT], { stdio: 'pipe' });
+/** Starts the client (as `uid`, its gid the same number, when given) and places it in the cgroup before its first connect. */
+export async function startCgroupClient(cgroup: TestCgroup, options: { uid?: number } = {}): Promise<CgroupClient & { pid: number }> {
+  const ids = options.uid === undefined ? {} : { uid: options.uid, gid: options.uid };
+  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, ['-e', CLIENT], { stdio: 'pipe', ...ids });
   const lines = createInterface({ input: child.stdout });
   const waiting: { resolve: (line: string) => void; reject: (err: Error) => void }[] = [];
   lines.on('line', (line) => waiting.shift()?.resolve(line));
@@ -51,6 +52,7 @@ export async function startCgroupClient(cgroup: TestCgroup): Promise<CgroupClien
   if (ready !== 'ready') throw new Error(`client said ${ready}`);
   cgroup.enter(child.pid as number);
   return {
+    pid: child.pid as number,
     async connect(target) {
       const reply = next();
       child.stdin.write(`${JSON.stringify(target)}\n`);

@@ -52,6 +52,11 @@ export interface SPIREOptions {
    * chain leaf → SPIRE intermediate → this CA, and the bundle holds this CA.
    */
   upstreamCA?: { certPath: string; keyPath: string };
+  /**
+   * The agent also serves its admin socket (Delegated Identity API) and lets these SPIFFE IDs use it
+   * (`authorized_delegates`). Change them with `setAuthorizedDelegates` and a restart of the agent.
+   */
+  authorizedDelegates?: string[];
 }
 
 /**
@@ -65,6 +70,9 @@ export class SPIRE {
   readonly serverSocket = join(this.dir, 'server.sock');
   readonly agentSocket = join(this.dir, 'agent.sock');
   readonly agentID: string;
+  /** The agent's admin socket; SPIRE wants it outside the Workload API socket's directory. */
+  readonly adminSocket = join(tempDir('verdict-spire-admin-'), 'admin.sock');
+  private port = 0;
   private server: ChildProcess | null = null;
   private agent: ChildProcess | null = null;
   private joinToken = '';
@@ -78,6 +86,7 @@ export class SPIRE {
   async start(): Promise<void> {
     requireSPIRE();
     const port = await freePort();
+    this.port = port;
     mkdirSync(join(this.dir, 'server-data'));
     mkdirSync(join(this.dir, 'agent-data'));
     writeFileSync(join(this.dir, 'server.conf'), this.serverConf(port));
@@ -98,6 +107,33 @@ export class SPIRE {
   async stopAgent(): Promise<void> {
     await stopProcess(this.agent);
     this.agent = null;
+  }
+
+  /** Rewrites the agent's `authorized_delegates`; takes effect when the agent (re)starts. */
+  setAuthorizedDelegates(ids: string[]): void {
+    this.options.authorizedDelegates = ids;
+    writeFileSync(join(this.dir, 'agent.conf'), this.agentConf(this.port));
+  }
+
+  /** Registers an entry under the agent: every process matching all `selectors` (e.g. `unix:uid:1001`) gets `spiffeID`. */
+  async registerEntry(spiffeID: string, selectors: string[]): Promise<void> {
+    await this.serverCmd([
+      'entry',
+      'create',
+      '-parentID',
+      this.agentID,
+      '-spiffeID',
+      spiffeID,
+      ...selectors.flatMap((s) => ['-selector', s]),
+    ]);
+  }
+
+  /** The SPIFFE ID the agent's Workload API gives this process now (its first X509-SVID), via `spire-agent api fetch`. */
+  async fetchX509ID(): Promise<string | undefined> {
+    const { stdout } = await run(SPIRE_AGENT, ['api', 'fetch', 'x509', '-socketPath', this.agentSocket, '-timeout', '5s'], {
+      timeout: 10_000,
+    });
+    return /SPIFFE ID:\s*(\S+)/.exec(stdout)?.[1];
   }
 
   /** Registers a workload entry: every process of this uid gets `spiffeID`. */
@@ -189,6 +225,14 @@ plugins {
   }`;
   }
 
+  private adminConf(): string {
+    const ids = this.options.authorizedDelegates;
+    if (!ids) return '';
+    return `
+  admin_socket_path = "${this.adminSocket}"
+  authorized_delegates = [${ids.map((id) => JSON.stringify(id)).join(', ')}]`;
+  }
+
   private agentConf(port: number): string {
     return `agent {
   data_dir = "${join(this.dir, 'agent-data')}"
@@ -197,7 +241,7 @@ plugins {
   server_port = "${port}"
   socket_path = "${this.agentSocket}"
   trust_domain = "${this.trustDomain}"
-  insecure_bootstrap = true
+  insecure_bootstrap = true${this.adminConf()}
 }
 plugins {
   NodeAttestor "join_token" {
