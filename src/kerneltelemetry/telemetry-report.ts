@@ -19,6 +19,8 @@ export interface TelemetryReport {
   talkers: Talker[];
   /** Per identity, most first. */
   unexplained: { spiffeId: string; connections: number }[];
+  /** The Delegated Identity binding, when configured: cgroups by state, ended agent streams by code. */
+  delegatedIdentity: { cgroups: Record<string, number>; streamErrors: Record<string, number> } | null;
 }
 
 const MAX_METRICS_BYTES = 32 * 1024 * 1024;
@@ -62,6 +64,7 @@ const FIELDS: Record<string, Field> = {
 export function telemetryReport(metricsText: string): TelemetryReport {
   const talkers = new Map<string, Talker>();
   const unexplained: TelemetryReport['unexplained'] = [];
+  let delegated: TelemetryReport['delegatedIdentity'] = null;
   for (const line of metricsText.split('\n')) {
     if (!line.startsWith('verdict_kernel_')) continue;
     const m = /^(\w+)\{(.*)\} (\S+)$/.exec(line);
@@ -70,6 +73,14 @@ export function telemetryReport(metricsText: string): TelemetryReport {
     const value = Number(m[3]);
     if (m[1] === 'verdict_kernel_unexplained_connections_total' && labels.spiffe_id !== undefined) {
       unexplained.push({ spiffeId: labels.spiffe_id, connections: value });
+      continue;
+    }
+    if (m[1] === 'verdict_kernel_identity_cgroups' && labels.state !== undefined) {
+      (delegated ??= { cgroups: {}, streamErrors: {} }).cgroups[labels.state] = value;
+      continue;
+    }
+    if (m[1] === 'verdict_kernel_identity_stream_errors_total' && labels.code !== undefined) {
+      (delegated ??= { cgroups: {}, streamErrors: {} }).streamErrors[labels.code] = value;
       continue;
     }
     const field = FIELDS[m[1]] ?? FIELDS[`${m[1]}|${labels.by ?? labels.direction ?? ''}`];
@@ -82,6 +93,7 @@ export function telemetryReport(metricsText: string): TelemetryReport {
   return {
     talkers: [...talkers.values()].sort((a, b) => b.attempts - a.attempts || b.established - a.established),
     unexplained: unexplained.sort((a, b) => b.connections - a.connections),
+    delegatedIdentity: delegated,
   };
 }
 
@@ -98,6 +110,14 @@ export function formatReport(report: TelemetryReport, top: number): string {
   const drift = report.unexplained.filter((u) => u.connections > 0);
   if (drift.length === 0) lines.push('  (none)');
   for (const u of drift) lines.push(`  ${u.spiffeId}  ${u.connections}`);
+  const d = report.delegatedIdentity;
+  if (d !== null) {
+    const pairs = (r: Record<string, number>): string =>
+      Object.entries(r)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') || '(none)';
+    lines.push(`delegated identity (SPIRE agent): cgroups ${pairs(d.cgroups)}; ended streams ${pairs(d.streamErrors)}`);
+  }
   return `${lines.join('\n')}\n`;
 }
 
