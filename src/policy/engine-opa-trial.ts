@@ -49,7 +49,7 @@ const opaWasmPath = createRequire(__filename).resolve('@open-policy-agent/opa-wa
 
 export interface OPATrial {
   module: WebAssembly.Module;
-  data: ArrayBuffer | null;
+  data: Uint8Array | null;
   entrypoint: string;
   input: InputDocument;
   initialPages: number;
@@ -75,7 +75,7 @@ export async function trialRunOPA(trial: OPATrial): Promise<OPATrialResult> {
   const { timeoutMs, data, ...rest } = trial;
   // The data goes over as a transferred copy made a slice per turn: cloning it into workerData would be one
   // synchronous copy of the whole data.json on the event loop.
-  const copy = data === null ? null : (await copyInSlices(new Uint8Array(data))).buffer;
+  const copy = data === null ? null : (await copyInSlices(data)).buffer;
   const worker = new Worker(TRIAL_SOURCE, {
     eval: true,
     workerData: { ...rest, data: copy, opaWasmPath },

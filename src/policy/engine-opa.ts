@@ -76,7 +76,7 @@ export class OPAEngine implements PolicyEngine {
     const entrypoint = typeof declared === 'string' && declared !== '' ? declared : options.entrypoint;
     const trial = await trialRunOPA({
       module,
-      data: dataFile && dataFile.length > 0 ? toArrayBuffer(dataFile) : null,
+      data: dataFile && dataFile.length > 0 ? dataFile : null,
       entrypoint,
       input: SELF_TEST_INPUT,
       initialPages: INITIAL_PAGES,
@@ -164,8 +164,4 @@ function resultSetToResult(resultSet: unknown): PolicyResult {
   if (resultSet.length === 0) throw new VerdictError('ERR_POLICY_UNDEFINED', 'the queried rule is undefined for this input');
   if (resultSet.length > 1) throw new VerdictError('ERR_POLICY_RESULT', 'the queried rule has more than one result');
   return opaValueToResult((resultSet[0] as { result?: unknown }).result);
-}
-
-function toArrayBuffer(b: Buffer): ArrayBuffer {
-  return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
 }
