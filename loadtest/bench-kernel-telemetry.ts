@@ -345,13 +345,7 @@ async function scrapeCost() {
   const tree = createCgroupTree('ktscrape', names);
   const metrics = new Metrics({ defaultMetrics: false });
   const telemetry = startKernelTelemetry(
-    telemetrySettings({
-      enabled: true,
-      required: true,
-      cgroupPath: tree.parent.path,
-      pinPath: null,
-      pollIntervalMs: 0,
-      minReadIntervalMs: 0,
+    telemetrySettings(tree.parent.path, {
       maxEntries: 16_384,
       topDestinations: 1000,
       identities: names.map((n) => ({ cgroupPath: tree.child[n]!.path, spiffeId: `spiffe://bench.example/${n}` })),

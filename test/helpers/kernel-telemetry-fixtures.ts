@@ -50,10 +50,11 @@ export function createCgroupTree(name: string, children: readonly string[]): { p
   return { parent, child };
 }
 
-/** Telemetry settings through the real schema (defaults filled), then the test's overrides. */
-export function telemetrySettings(overrides: Partial<KernelTelemetryConfig>): KernelTelemetryConfig {
+/** Telemetry attached to `cgroupPath`, required, read on demand (no poll, no read interval), through the real schema; then the overrides. */
+export function telemetrySettings(cgroupPath: string, overrides: Partial<KernelTelemetryConfig>): KernelTelemetryConfig {
   const base = configSchema.parse({}).kernelTelemetry;
-  return { ...base, ...overrides, drift: { ...base.drift, ...(overrides.drift ?? {}) } };
+  const attached = { enabled: true, required: true, cgroupPath, pinPath: null, pollIntervalMs: 0, minReadIntervalMs: 0 };
+  return { ...base, ...attached, ...overrides, drift: { ...base.drift, ...(overrides.drift ?? {}) } };
 }
 
 /** A decision log that keeps what it is given, for asserting the observation events (the real pipeline is tested in decisionlog/). */

@@ -84,13 +84,7 @@ describe('kernel telemetry: cgroups bound to SPIFFE IDs by the SPIRE agent (Dele
     }
     tree = createCgroupTree('ktdi', ['a', 'b', 'c', 's']);
     telemetry = startKernelTelemetry(
-      telemetrySettings({
-        enabled: true,
-        required: true,
-        cgroupPath: tree.parent.path,
-        pinPath: null,
-        pollIntervalMs: 0,
-        minReadIntervalMs: 0,
+      telemetrySettings(tree.parent.path, {
         identities: [
           { cgroupPath: tree.child.a!.path, delegatedIdentity: true },
           { cgroupPath: tree.child.b!.path, delegatedIdentity: true },

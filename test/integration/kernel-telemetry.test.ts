@@ -81,13 +81,7 @@ describe('kernel telemetry: per identity and destination, from the kernel', () =
     tree = createCgroupTree('kt', ['a', 'b']);
     metrics = new Metrics({ defaultMetrics: false });
     telemetry = startKernelTelemetry(
-      telemetrySettings({
-        enabled: true,
-        required: true,
-        cgroupPath: tree.parent.path,
-        pinPath: null,
-        pollIntervalMs: 0,
-        minReadIntervalMs: 0,
+      telemetrySettings(tree.parent.path, {
         identities: [
           { cgroupPath: tree.child.a!.path, spiffeId: ID_A },
           { cgroupPath: tree.child.b!.path, spiffeId: ID_B },
@@ -279,13 +273,7 @@ describe('kernel telemetry bounds: 100k distinct destinations', () => {
     const tree = createCgroupTree('ktbounds', ['w']);
     const metrics = new Metrics({ defaultMetrics: false });
     const telemetry = startKernelTelemetry(
-      telemetrySettings({
-        enabled: true,
-        required: true,
-        cgroupPath: tree.parent.path,
-        pinPath: null,
-        pollIntervalMs: 0,
-        minReadIntervalMs: 0,
+      telemetrySettings(tree.parent.path, {
         maxEntries: 4096,
         readMaxEntries: 1000,
         topDestinations: 5,

@@ -4,6 +4,7 @@ import { defaultBundlePath } from '../../src/package-root';
 import { readBundle } from '../../src/policy/bundle-reader';
 import { OPAEngine } from '../../src/policy/engine-opa';
 import type { InputDocument } from '../../src/request/input-document';
+import { httpInput } from '../helpers/input-document';
 
 // opa-wasm keeps its linear memory at the high-water mark of the largest input it has seen, and wasm
 // memory never shrinks. verdict bounds it: a hard maximum, and recycling an instance that grew too far.
@@ -24,14 +25,7 @@ async function engine(maxMemoryPages: number, recycleMemoryPages: number, recycl
 }
 
 function input(path: string, padBytes = 0): InputDocument {
-  return {
-    attributes: { request: { http: { method: 'GET', path, headers: padBytes > 0 ? { 'x-pad': 'p'.repeat(padBytes) } : {} } } },
-    parsed_path: path.slice(1).split('/'),
-    parsed_query: {},
-    parsed_body: null,
-    truncated_body: false,
-    version: { ext_authz: 'v3', encoding: 'protojson' },
-  };
+  return httpInput(path, padBytes > 0 ? { 'x-pad': 'p'.repeat(padBytes) } : {});
 }
 
 describe('opa-wasm memory stays bounded', () => {

@@ -7,7 +7,7 @@ import type { PolicyBundle } from '../../../src/policy/bundle';
 import { readBundle } from '../../../src/policy/bundle-reader';
 import { OPAEngine } from '../../../src/policy/engine-opa';
 import { mutableGlobalCount } from '../../../src/policy/wasm-globals';
-import type { InputDocument } from '../../../src/request/input-document';
+import { httpInput } from '../../helpers/input-document';
 
 // An OPA module's data is loaded in a worker and copied to the event loop as a memory image
 // (engine-opa-trial.ts); that is sound only for modules whose one mutable global is the stack pointer.
@@ -37,17 +37,6 @@ async function defaultBundle(): Promise<PolicyBundle> {
 }
 
 const OPTIONS = { entrypoint: 'envoy/authz/allow', maxMemoryPages: 4096, recycleMemoryPages: 256 };
-
-function request(path: string, headers: Record<string, string> = {}): InputDocument {
-  return {
-    attributes: { request: { http: { method: 'GET', path, headers } } },
-    parsed_path: path.slice(1).split('/'),
-    parsed_query: {},
-    parsed_body: null,
-    truncated_body: false,
-    version: { ext_authz: 'v3', encoding: 'protojson' },
-  };
-}
 
 describe('OPA data loaded as a memory image', () => {
   it('counts the mutable globals of generated modules exactly, and the one of opa build’s policy.wasm', async () => {
@@ -101,12 +90,12 @@ describe('OPA data loaded as a memory image', () => {
         recycleMemoryPages: 16,
         onRecycle: (why) => recycles.push(why),
       })) as OPAEngine;
-      expect(engine.evaluate(request('/image-probe'))).toMatchObject({ allowed: true, headers: [['x-verdict-rule', 'image-probe']] });
-      expect(engine.evaluate(request('/not-allowed')).allowed).toBe(false);
+      expect(engine.evaluate(httpInput('/image-probe'))).toMatchObject({ allowed: true, headers: [['x-verdict-rule', 'image-probe']] });
+      expect(engine.evaluate(httpInput('/not-allowed')).allowed).toBe(false);
       // One large input grows the memory past the bound: the fresh instance comes from the image.
-      expect(engine.evaluate(request('/image-probe', { 'x-pad': 'p'.repeat(4 * 1024 * 1024) })).allowed).toBe(true);
+      expect(engine.evaluate(httpInput('/image-probe', { 'x-pad': 'p'.repeat(4 * 1024 * 1024) })).allowed).toBe(true);
       expect(recycles).toEqual(['memory']);
-      expect(engine.evaluate(request('/image-probe'))).toMatchObject({ allowed: true, headers: [['x-verdict-rule', 'image-probe']] });
+      expect(engine.evaluate(httpInput('/image-probe'))).toMatchObject({ allowed: true, headers: [['x-verdict-rule', 'image-probe']] });
       expect(setData).not.toHaveBeenCalled();
     } finally {
       setData.mockRestore();
