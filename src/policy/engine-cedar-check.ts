@@ -13,6 +13,12 @@ export interface CedarFiles {
   entities: string | null;
 }
 
+/** A checked bundle: each policy's text by name (@id, else policyN), and the parsed entities. */
+export interface CheckedCedar {
+  policies: Record<string, string>;
+  entities: EntityJson[];
+}
+
 export interface CedarRefusal {
   code: 'ERR_BUNDLE_INVALID' | 'ERR_BUNDLE_SCHEMA';
   message: string;
@@ -21,9 +27,10 @@ export interface CedarRefusal {
 /**
  * Everything about a Cedar bundle that can be checked without keeping state: the policy set parses, has no
  * templates and no two policies with one @id, validates against the schema in strict mode, and the entities
- * parse against the schema. Answers each policy's text keyed by its name (@id, else policyN), the form the
- * event loop preparses: cedar-wasm names the policies of a set by those keys only in this form (a set
- * given as one text, or as JSON policies, is named policy0, policy1, …).
+ * parse against the schema (which refuses cycles in the hierarchy). Answers each policy's text keyed by its
+ * name (@id, else policyN), the form the event loop preparses: cedar-wasm names the policies of a set by
+ * those keys only in this form (a set given as one text, or as JSON policies, is named policy0, policy1, …);
+ * and the parsed entities.
  *
  * Self-contained (it references nothing outside itself, so its source text also runs in the check worker):
  * cedar-wasm and the way to make a refusal are handed in. On this machine it takes ~0.9 s for 1,000 policies
@@ -34,7 +41,7 @@ export function checkCedarFiles(
   cedar: typeof CedarWasm,
   files: CedarFiles,
   refusal: (code: CedarRefusal['code'], message: string) => unknown,
-): Record<string, string> {
+): CheckedCedar {
   const messages = (errors: readonly DetailedError[]): string => errors.map((e) => e.message).join('; ') || 'unknown error';
   const parts = cedar.policySetTextToParts(files.policies);
   if (parts.type === 'failure') throw refusal('ERR_BUNDLE_INVALID', `policies.cedar: ${messages(parts.errors)}`);
@@ -67,8 +74,8 @@ export function checkCedarFiles(
     const list = answer.validationErrors.map((e) => `${e.policyId}: ${e.error.message}`).join('; ');
     throw refusal('ERR_BUNDLE_SCHEMA', `policies do not validate against the schema (strict): ${list}`);
   }
+  let entities: unknown = [];
   if (files.entities !== null) {
-    let entities: unknown;
     try {
       entities = JSON.parse(files.entities);
     } catch (err) {
@@ -78,7 +85,7 @@ export function checkCedarFiles(
     const parsed = cedar.checkParseEntities({ entities: entities as EntityJson[], schema });
     if (parsed.type === 'failure') throw refusal('ERR_BUNDLE_SCHEMA', `entities.json: ${messages(parsed.errors)}`);
   }
-  return named;
+  return { policies: named, entities: entities as EntityJson[] };
 }
 
 const CHECK_SOURCE = `
@@ -90,13 +97,20 @@ const text = (u8) => (u8 === null ? null : Buffer.from(u8.buffer, u8.byteOffset,
 const f = workerData.files;
 const files = { policies: text(f.policies), schemaText: text(f.schemaText), schemaJson: text(f.schemaJson), entities: text(f.entities) };
 try {
-  parentPort.postMessage({ policies: checkCedarFiles(cedar, files, (code, message) => ({ code, message })) });
+  const { policies, entities } = checkCedarFiles(cedar, files, (code, message) => ({ code, message }));
+  // The entities in slices, one message each: the event loop deserializes one slice per turn.
+  for (let i = 0; i < entities.length; i += workerData.entitiesPerMessage) {
+    parentPort.postMessage({ entities: entities.slice(i, i + workerData.entitiesPerMessage) });
+  }
+  parentPort.postMessage({ policies });
 } catch (err) {
   parentPort.postMessage({ refusal: err && typeof err.code === 'string' ? err : { code: 'ERR_BUNDLE_INVALID', message: String(err && err.message) } });
 }
 `;
 
 const cedarPath = createRequire(__filename).resolve('@cedar-policy/cedar-wasm/nodejs');
+/** About 1–3 ms of structured-clone deserialization on the event loop per message here. */
+const ENTITIES_PER_MESSAGE = 1000;
 
 /** The bytes of each file, as the worker gets them. */
 export type CedarFileBytes = { [K in keyof CedarFiles]: Uint8Array | null };
@@ -106,7 +120,7 @@ export type CedarFileBytes = { [K in keyof CedarFiles]: Uint8Array | null };
  * copies of its files (a slice per turn) and nothing else, and one that takes too long is refused
  * (ERR_BUNDLE_LOAD_TIMEOUT) and its worker terminated.
  */
-export async function checkCedarOffLoop(bytes: CedarFileBytes, timeoutMs: number): Promise<Record<string, string>> {
+export async function checkCedarOffLoop(bytes: CedarFileBytes, timeoutMs: number): Promise<CheckedCedar> {
   const files: Partial<Record<keyof CedarFiles, Uint8Array | null>> = {};
   const transfer: ArrayBuffer[] = [];
   for (const [name, u8] of Object.entries(bytes) as [keyof CedarFiles, Uint8Array | null][]) {
@@ -116,25 +130,29 @@ export async function checkCedarOffLoop(bytes: CedarFileBytes, timeoutMs: number
   }
   const worker = new Worker(CHECK_SOURCE, {
     eval: true,
-    workerData: { cedarPath, files },
+    workerData: { cedarPath, files, entitiesPerMessage: ENTITIES_PER_MESSAGE },
     transferList: transfer,
     resourceLimits: { maxOldGenerationSizeMb: 512, maxYoungGenerationSizeMb: 32 },
   });
   worker.unref();
-  return new Promise<Record<string, string>>((resolve, reject) => {
+  return new Promise<CheckedCedar>((resolve, reject) => {
+    const entities: EntityJson[] = [];
     const settle = (err: VerdictError | null, policies?: Record<string, string>): void => {
       clearTimeout(timer);
       void worker.terminate();
       if (err) reject(err);
-      else resolve(policies as Record<string, string>);
+      else resolve({ policies: policies as Record<string, string>, entities });
     };
     const timer = setTimeout(
       () => settle(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `the Cedar bundle's check did not finish within ${timeoutMs} ms`)),
       timeoutMs,
     );
-    worker.once('message', (m: { policies: Record<string, string> } | { refusal: CedarRefusal }) =>
-      'refusal' in m ? settle(new VerdictError(m.refusal.code as ErrorCode, m.refusal.message)) : settle(null, m.policies),
-    );
+    worker.on('message', (m: { entities: EntityJson[] } | { policies: Record<string, string> } | { refusal: CedarRefusal }) => {
+      if ('entities' in m) {
+        for (const e of m.entities) entities.push(e);
+      } else if ('refusal' in m) settle(new VerdictError(m.refusal.code as ErrorCode, m.refusal.message));
+      else settle(null, m.policies);
+    });
     worker.once('error', (err) => settle(new VerdictError('ERR_BUNDLE_ENGINE', `the Cedar bundle's check failed: ${err.message}`)));
     worker.once('exit', (code) => settle(new VerdictError('ERR_BUNDLE_ENGINE', `the Cedar bundle's check exited (code ${code})`)));
   });

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type * as CedarWasm from '@cedar-policy/cedar-wasm/nodejs';
-import type { AuthorizationAnswer, DetailedError, EntityJson, Schema } from '@cedar-policy/cedar-wasm/nodejs';
+import type { AuthorizationAnswer, DetailedError, Schema } from '@cedar-policy/cedar-wasm/nodejs';
 import { DEFAULT_LOAD_TIMEOUT_MS } from './bundle';
 import { DEFAULT_ENGINES_CONFIG, type EnginesConfig } from '../config/sections/engines';
 import { VerdictError } from '../errors';
@@ -8,7 +8,7 @@ import type { InputDocument } from '../request/input-document';
 import type { PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
 import { CedarEntityStore } from './cedar-entity-store';
-import { checkCedarFiles, checkCedarOffLoop } from './engine-cedar-check';
+import { type CheckedCedar, checkCedarFiles, checkCedarOffLoop } from './engine-cedar-check';
 import { guardEngineStep } from './engine-input';
 import { CEDAR_NAMESPACE, inputToCedarRequest, type CedarMappingOptions } from './cedar-request';
 import type { EngineFactory, PolicyEngine } from './policy-engine';
@@ -41,8 +41,8 @@ interface LoadedCedar {
  *
  * Loading has two halves. The check (engine-cedar-check.ts: parse, @ids, strict validation, entities) keeps
  * no state, so the server runs it in a worker with the load deadline; then the event loop does only what
- * must live on its thread: preparse the schema and the checked policies (by name), parse the entities for
- * the store, and probe. `load` runs both halves on the calling thread (the CLI).
+ * must live on its thread: preparse the schema and the checked policies (by name), index the entities
+ * (they arrive parsed, a slice per message), and probe. `load` runs both halves on the calling thread (the CLI).
  */
 export class CedarEngine implements PolicyEngine {
   readonly kind = 'cedar' as const;
@@ -54,22 +54,22 @@ export class CedarEngine implements PolicyEngine {
 
   static factory(settings: CedarSettings = DEFAULT_ENGINES_CONFIG.cedar): EngineFactory {
     return async (bundle: PolicyBundle, options) => {
-      const policies = await checkCedarOffLoop(
+      const checked = await checkCedarOffLoop(
         cedarFiles(bundle, (b) => b),
         options.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
       );
-      return CedarEngine.attach(bundle, policies, settings);
+      return CedarEngine.attach(bundle, checked, settings);
     };
   }
 
   static load(bundle: PolicyBundle, settings: CedarSettings = DEFAULT_ENGINES_CONFIG.cedar): CedarEngine {
     const files = cedarFiles(bundle, (b) => b.toString('utf8'));
-    const policies = checkCedarFiles(cedarWasm(), files, (code, message) => new VerdictError(code, message));
-    return CedarEngine.attach(bundle, policies, settings);
+    const checked = checkCedarFiles(cedarWasm(), files, (code, message) => new VerdictError(code, message));
+    return CedarEngine.attach(bundle, checked, settings);
   }
 
   /** The half that keeps state on this thread; the bundle has passed checkCedarFiles. */
-  private static attach(bundle: PolicyBundle, policies: Record<string, string>, settings: CedarSettings): CedarEngine {
+  private static attach(bundle: PolicyBundle, { policies, entities }: CheckedCedar, settings: CedarSettings): CedarEngine {
     const schema = readSchema(bundle);
     const id = `verdict:${bundle.sha256}`;
     check(cedarWasm().preparseSchema(id, schema), 'ERR_BUNDLE_SCHEMA', 'schema');
@@ -79,7 +79,7 @@ export class CedarEngine implements PolicyEngine {
       declaredActions: declaredActions(schema),
       maxEntities: settings.maxEntitiesPerRequest,
     };
-    const engine = new CedarEngine({ id, store: new CedarEntityStore(readEntities(bundle)), mapping }, settings);
+    const engine = new CedarEngine({ id, store: new CedarEntityStore(entities), mapping }, settings);
     engine.probe();
     return engine;
   }
@@ -164,12 +164,6 @@ function readSchema(bundle: PolicyBundle): Schema {
   const [textName, jsonName] = SCHEMA_FILES;
   const text = bundle.files.get(textName);
   return text ? text.toString('utf8') : (JSON.parse((bundle.files.get(jsonName) as Buffer).toString('utf8')) as Schema);
-}
-
-/** The entities for the store; they have been checked against the schema (checkCedarFiles). */
-function readEntities(bundle: PolicyBundle): EntityJson[] {
-  const raw = bundle.files.get('entities.json');
-  return raw && raw.length > 0 ? (JSON.parse(raw.toString('utf8')) as EntityJson[]) : [];
 }
 
 function actionMapping(bundle: PolicyBundle): Record<string, string> {

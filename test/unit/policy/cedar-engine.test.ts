@@ -322,6 +322,27 @@ describe('Cedar bundle check off the event loop (the server path)', () => {
     }
   });
 
+  it('hands the entities over in slices: a membership defined in the last of several slices decides', async () => {
+    // 2,500 workloads (the worker sends 1,000 per message); only the last one is in the finance group.
+    const workload = (i: number, groups: string[]) => ({
+      uid: { type: 'Verdict::Workload', id: `spiffe://example.org/w${i}` },
+      attrs: { spiffeId: 'x', trustDomain: 'x', path: 'x', svidType: 'x' },
+      parents: groups.map((id) => ({ type: 'Verdict::Group', id })),
+    });
+    const entities = [
+      { uid: { type: 'Verdict::Group', id: 'finance' }, attrs: {}, parents: [] },
+      ...Array.from({ length: 2500 }, (_, i) => workload(i, i === 2499 ? ['finance'] : [])),
+    ];
+    const bundle = cedarBundleFromFiles({
+      'policies.cedar': '@id("finance") permit(principal in Verdict::Group::"finance", action, resource);',
+      'schema.cedarschema': SCHEMA,
+      'entities.json': JSON.stringify(entities),
+    });
+    const e = await CedarEngine.factory()(bundle, ENGINE_OPTIONS);
+    expect(e.evaluate(input({ id: 'spiffe://example.org/w2499' }))).toMatchObject({ allowed: true, reasons: ['finance'] });
+    expect(await e.evaluate(input({ id: 'spiffe://example.org/w0' }))).toMatchObject({ allowed: false });
+  });
+
   it('refuses a bundle whose check outlasts the load deadline (ERR_BUNDLE_LOAD_TIMEOUT)', async () => {
     // 2,000 policies take ~1.8 s to check here; the deadline is 20 ms.
     const bundle = cedarBundleFromFiles({ 'policies.cedar': manyPolicies(2000), 'schema.cedarschema': SCHEMA });
