@@ -1,7 +1,14 @@
 import { VerdictError } from '../errors';
 import type { BundleArtifact } from './bundle';
-import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource, type PollingOptions } from './bundle-source';
-import { StagedBundle, stagingFor, type StagingOptions } from './bundle-staged';
+import {
+  abortableDelay,
+  jitteredDelayMs,
+  readBodyBounded,
+  stageBodyBounded,
+  type BundleSource,
+  type PollingOptions,
+} from './bundle-source';
+import { stagingFor, type StagingOptions } from './bundle-staged';
 
 export interface HTTPSourceOptions extends PollingOptions {
   url: string;
@@ -37,7 +44,7 @@ export class HTTPBundleSource implements BundleSource {
         await res.body?.cancel();
         throw new VerdictError('ERR_BUNDLE_SOURCE', `bundle service answered HTTP ${res.status}`);
       }
-      const bytes = await stageBodyBounded(res, this.options.maxBytes, this.options.staging ?? stagingFor());
+      const bytes = await stageBodyBounded(res, this.options.maxBytes, 'bundle', this.options.staging ?? stagingFor());
       let cosignSignature: Buffer | undefined;
       try {
         cosignSignature = this.options.signatureUrl === null ? undefined : await this.signature(this.options.signatureUrl);
@@ -98,15 +105,4 @@ export function redactURL(url: string): string {
   } catch {
     return '(invalid url)';
   }
-}
-
-/** The body streamed into a bundle worker as it arrives (bundle-staged.ts): the event loop never holds it whole. */
-async function stageBodyBounded(res: Response, maxBytes: number, staging: StagingOptions): Promise<StagedBundle> {
-  const declared = Number(res.headers.get('content-length') ?? NaN);
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    await res.body?.cancel();
-    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `bundle is ${declared} bytes (max ${maxBytes})`);
-  }
-  const body = (res.body ?? []) as unknown as AsyncIterable<Uint8Array>;
-  return StagedBundle.fromStream(body, maxBytes, 'bundle', staging);
 }

@@ -1,10 +1,15 @@
 import { createHash } from 'node:crypto';
 import { VerdictError } from '../errors';
 import type { BundleArtifact } from './bundle';
-import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource, type PollingOptions } from './bundle-source';
-
-/** The layer is checked against its descriptor digest here, so its bytes are on the event loop. */
-type OCIArtifact = BundleArtifact & { bytes: Buffer };
+import {
+  abortableDelay,
+  jitteredDelayMs,
+  readBodyBounded,
+  stageBodyBounded,
+  type BundleSource,
+  type PollingOptions,
+} from './bundle-source';
+import { stagingFor, type StagedBundle, type StagingOptions } from './bundle-staged';
 
 /** Media types of an OPA bundle pushed to an OCI registry (OPA docs, "OCI registry" bundle downloads). */
 export const OCI_MEDIA_TYPES = Object.freeze({
@@ -23,6 +28,8 @@ export interface OCISourceOptions extends PollingOptions {
   reference: string;
   /** Pinned manifest digest; null to accept what the tag names. */
   digest: string | null;
+  /** The bundle worker the bundle layer is streamed into (bundle-staged.ts); default: sized for the default limits. */
+  staging?: StagingOptions;
 }
 
 interface Descriptor {
@@ -37,8 +44,10 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 /**
  * Pulls a bundle from an OCI registry (OCI distribution spec v1.1: GET manifests, GET blobs). The manifest
  * is hashed here and compared with the reference when that is a digest and with the pin when one is
- * configured; every blob is checked against its descriptor's digest and size. Polling re-reads only
- * the manifest digest (HEAD) and pulls when it moved.
+ * configured; every blob is checked against its descriptor's digest and size. The bundle layer is streamed
+ * into a bundle worker as it arrives and checked there (its bytes never reach the event loop unless the
+ * bundle is accepted); the small signature layer is read and checked here. Polling re-reads only the
+ * manifest digest (HEAD) and pulls when it moved.
  */
 export class OCIBundleSource implements BundleSource {
   readonly description: string;
@@ -49,7 +58,7 @@ export class OCIBundleSource implements BundleSource {
     this.description = `oci ${new URL(options.registry).host}/${options.repository}${options.reference.startsWith('sha256:') ? '@' : ':'}${options.reference}`;
   }
 
-  async fetch(): Promise<OCIArtifact | null> {
+  async fetch(): Promise<BundleArtifact | null> {
     try {
       const artifact = await this.pull();
       this.failures = 0;
@@ -67,7 +76,7 @@ export class OCIBundleSource implements BundleSource {
 
   close(): void {}
 
-  private async pull(): Promise<OCIArtifact | null> {
+  private async pull(): Promise<BundleArtifact | null> {
     const head = await this.request('HEAD', `manifests/${this.options.reference}`, OCI_MEDIA_TYPES.manifest);
     const advertised = head.headers.get('docker-content-digest');
     if (advertised !== null && advertised === this.lastDigest) return null;
@@ -80,9 +89,10 @@ export class OCIBundleSource implements BundleSource {
     const manifest = parseManifest(raw);
     const layer = manifest.layers.find((l) => l.mediaType === OCI_MEDIA_TYPES.bundleLayer);
     if (layer === undefined) throw sourceError(`OCI manifest ${digest} has no ${OCI_MEDIA_TYPES.bundleLayer} layer`);
-    const bytes = await this.blob(layer, this.options.maxBytes);
     const sigLayer = manifest.layers.find((l) => l.mediaType === OCI_MEDIA_TYPES.sigstoreBundle);
-    const cosignSignature = sigLayer === undefined ? undefined : await this.blob(sigLayer, 1024 * 1024);
+    // The signature first: a failure there leaves no staged layer behind.
+    const cosignSignature = sigLayer === undefined ? undefined : await this.smallBlob(sigLayer, 1024 * 1024);
+    const bytes = await this.stagedBlob(layer, this.options.maxBytes);
     this.lastDigest = digest;
     return { bytes, origin: `${this.description}@${digest}`, cosignSignature, ociDigest: digest };
   }
@@ -97,10 +107,9 @@ export class OCIBundleSource implements BundleSource {
     }
   }
 
-  private async blob(d: Descriptor, maxBytes: number): Promise<Buffer> {
-    if (d.size > maxBytes) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `OCI layer ${d.digest} is ${d.size} bytes (max ${maxBytes})`);
-    const res = await this.request('GET', `blobs/${d.digest}`, d.mediaType);
-    const bytes = await readBodyBounded(res, d.size, `OCI layer ${d.digest}`);
+  /** A blob of at most `maxBytes`, read on the event loop (a signature: small by its bound). */
+  private async smallBlob(d: Descriptor, maxBytes: number): Promise<Buffer> {
+    const bytes = await readBodyBounded(await this.blobResponse(d, maxBytes), d.size, `OCI layer ${d.digest}`);
     const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (actual !== d.digest || bytes.length !== d.size) {
       throw new VerdictError(
@@ -109,6 +118,21 @@ export class OCIBundleSource implements BundleSource {
       );
     }
     return bytes;
+  }
+
+  /**
+   * A blob streamed into a bundle worker (bundle-staged.ts): bounded by its descriptor's size while it
+   * streams, and its sha256 and size compared with the descriptor there (ERR_BUNDLE_HASH_MISMATCH).
+   */
+  private async stagedBlob(d: Descriptor, maxBytes: number): Promise<StagedBundle> {
+    const res = await this.blobResponse(d, maxBytes);
+    const staging = this.options.staging ?? stagingFor();
+    return stageBodyBounded(res, d.size, `OCI layer ${d.digest}`, staging, { sha256: d.digest.slice('sha256:'.length), size: d.size });
+  }
+
+  private async blobResponse(d: Descriptor, maxBytes: number): Promise<Response> {
+    if (d.size > maxBytes) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `OCI layer ${d.digest} is ${d.size} bytes (max ${maxBytes})`);
+    return this.request('GET', `blobs/${d.digest}`, d.mediaType);
   }
 
   private async request(method: 'GET' | 'HEAD', path: string, accept: string): Promise<Response> {

@@ -18,7 +18,13 @@ export function stagingFor(limits: BundleLimits = DEFAULT_BUNDLE_LIMITS, timeout
   return { heapMb: Math.max(256, Math.ceil((6 * maxUncompressedBytes) / 2 ** 20)), timeoutMs };
 }
 
-const STAGE_CODES = ['ERR_BUNDLE_SOURCE', 'ERR_BUNDLE_FILE_TYPE', 'ERR_BUNDLE_TOO_LARGE'] as const;
+const STAGE_CODES = ['ERR_BUNDLE_SOURCE', 'ERR_BUNDLE_FILE_TYPE', 'ERR_BUNDLE_TOO_LARGE', 'ERR_BUNDLE_HASH_MISMATCH'] as const;
+
+/** What a stream must turn out to be (an OCI layer's descriptor): checked by the worker once it has all of it. */
+export interface ExpectedContent {
+  sha256: string;
+  size: number;
+}
 
 /**
  * A bundle file whose bytes live in a bundle worker, not on the event loop: read there from its path,
@@ -45,13 +51,15 @@ export class StagedBundle {
   /**
    * A body read as it arrives: each chunk is copied into an ArrayBuffer of its own (a stream may reuse
    * its buffers) and transferred, so the event loop never holds more than one chunk. Over `maxBytes`:
-   * ERR_BUNDLE_TOO_LARGE, and the rest is not read.
+   * ERR_BUNDLE_TOO_LARGE, and the rest is not read. With `expected`, the worker compares the whole with
+   * it (sha256 and size) before anything else sees it: ERR_BUNDLE_HASH_MISMATCH.
    */
   static async fromStream(
     chunks: AsyncIterable<Uint8Array>,
     maxBytes: number,
     what: string,
     options: StagingOptions,
+    expected?: ExpectedContent,
   ): Promise<StagedBundle> {
     const worker = new BundleWorker(options.heapMb);
     let total = 0;
@@ -67,7 +75,7 @@ export class StagedBundle {
       worker.close();
       throw err;
     }
-    return StagedBundle.stage(worker, { maxBytes, what }, [], options);
+    return StagedBundle.stage(worker, { maxBytes, what, expected }, [], options);
   }
 
   /** Bytes already on the event loop: a copy made a slice per turn goes to the worker (the caller keeps its bytes). */

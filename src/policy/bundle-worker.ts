@@ -57,7 +57,11 @@ const tasks = {
     else if (chunkBytes > w.maxBytes) throw refusal('ERR_BUNDLE_TOO_LARGE', w.what + ' exceeds ' + w.maxBytes + ' bytes');
     else archive = Buffer.concat(chunks, chunkBytes);
     chunks = [];
-    return { value: { size: archive.length, sha256: crypto.createHash('sha256').update(archive).digest('hex') }, transfer: [] };
+    const sha256 = crypto.createHash('sha256').update(archive).digest('hex');
+    const e = w.expected;
+    if (e !== undefined && (sha256 !== e.sha256 || archive.length !== e.size))
+      throw refusal('ERR_BUNDLE_HASH_MISMATCH', w.what + ' is sha256:' + sha256 + ' (' + archive.length + ' bytes), not sha256:' + e.sha256 + ' (' + e.size + ' bytes)');
+    return { value: { size: archive.length, sha256 }, transfer: [] };
   },
   async cosign(w) {
     return { value: cosignVerifyBlob(crypto, asBuffer(archive), w.publicKeyPEM, w.signature, w.digest), transfer: [] };
