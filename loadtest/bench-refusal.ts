@@ -1,4 +1,4 @@
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BundleForge, pack } from '../test/helpers/hostile-bundles';
@@ -7,6 +7,7 @@ import { packageRoot } from '../src/package-root';
 import { AUTHORIZATION_SERVICE } from '../src/server/envoy-protos';
 import { writeFramedCheckRequest } from './lib/framed-check-request';
 import { runH2load, type H2loadResult } from './lib/h2load';
+import type { GcPause, LoopBlock } from './lib/loop-blocks-preload';
 import { threadCpuMicros } from './lib/proc-cpu';
 import { runAsScript } from './lib/run-as-script';
 import { spawnVerdict, type VerdictProcess } from './lib/spawn-verdict';
@@ -23,8 +24,11 @@ import { percentiles, printTable, round } from './lib/stats';
  * Beside them, per 1,000 Checks, the CPU time of the server's main thread (from /proc: what the event loop
  * itself spent, the figure that survives a busy machine) and its major GCs (verdict_nodejs_gc_duration_seconds).
  * Goal: worst block in B ≤ 10 ms; p99 B/A ≤ 1.2. BENCH_REFUSAL_ROUNDS rounds of A then B, pooled (0: only
- * the calibration, BENCH_REFUSAL_UNLOADED refusals with no Check traffic, whose main-thread CPU, major GCs and
- * worst block per refusal are each refusal's own event-loop cost, free of the Check path's noise).
+ * the calibration: BENCH_REFUSAL_UNLOADED refusals with no Check traffic, each followed by an idle window of
+ * its length, so that a refusal's main-thread CPU, major GCs and worst block stand beside the idle server's
+ * over the same time on the same machine). BENCH_REFUSAL_BLOCKS=1 preloads loop-blocks-preload.ts into every
+ * server and splits each window's worst block into on-CPU, run-queue wait and sleep (what the event loop did
+ * vs what the machine's other threads did to it).
  * BENCH_REFUSAL_BEFORE=<built checkout> adds a server of that build, and BENCH_REFUSAL_VARIANT_NODE_ARGS one
  * of this build with those node flags; all run at once and their windows interleave round by round.
  * BENCH_REFUSAL_NODE_ARGS passes flags to every server.
@@ -45,6 +49,10 @@ const LOAD_FACTOR = Number(process.env.BENCH_REFUSAL_LOAD_FACTOR ?? 4);
 /** Extra node flags for the server, e.g. BENCH_REFUSAL_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" to find what blocks. */
 const NODE_ARGS = (process.env.BENCH_REFUSAL_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const VARIANT_NODE_ARGS = (process.env.BENCH_REFUSAL_VARIANT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+/** Where each server's loop-blocks-preload writes its blocks (BENCH_REFUSAL_BLOCKS=1), else null. */
+const BLOCKS_DIR = process.env.BENCH_REFUSAL_BLOCKS === '1' ? tempDir('verdict-bench-blocks-') : null;
+// The servers inherit this process's environment: that is how the preload learns where to write.
+if (BLOCKS_DIR !== null) process.env.LOOP_BLOCKS_DIR = BLOCKS_DIR;
 
 interface WindowResult {
   checks: number;
@@ -97,9 +105,19 @@ interface Server {
   publish(bytes: Buffer): void;
   codes: string[];
   unloadedRefusalMs: number;
-  /** The calibration refusals, with no Check traffic. */
-  unloaded: Record<string, number>;
+  /** The calibration, with no Check traffic: each refusal's window, each followed by an idle one as long. */
+  unloaded: { refusing: UnloadedWindow[]; idle: UnloadedWindow[] };
   windows: { quiet: WindowResult[]; refusing: WindowResult[] };
+}
+
+/** One window of the calibration (epoch ms), with the server's counters over it. */
+interface UnloadedWindow {
+  startMs: number;
+  endMs: number;
+  mainCpuMs: number;
+  majorGcs: number;
+  majorGcMs: number;
+  maxLoopBlockMs: number;
 }
 
 export async function run(): Promise<Record<string, unknown>> {
@@ -122,10 +140,11 @@ export async function run(): Promise<Record<string, unknown>> {
     for (let r = 0; r < ROUNDS; r++) {
       for (const srv of servers) await measureRound(s, srv, r);
     }
-    for (const srv of servers) results[srv.label] = summarize(srv);
   } finally {
     for (const srv of servers) await srv.verdict.stop();
   }
+  // After the servers stopped: their block logs are written when they exit.
+  for (const srv of servers) results[srv.label] = summarize(srv);
   return results;
 }
 
@@ -148,29 +167,93 @@ async function startServer(s: Setup, label: string, root: string, nodeArgs: stri
     'server.http.eventLoopResolutionMs=1',
     ...s.forge.trustSets(),
   ];
+  const preload = BLOCKS_DIR === null ? [] : ['--require', join(__dirname, 'lib', 'loop-blocks-preload.js')];
   const verdict = await spawnVerdict(
     root,
     sets.flatMap((x) => ['--set', x]),
-    nodeArgs,
+    [...nodeArgs, ...preload],
   );
-  const srv: Server = { label, verdict, publish, codes: [], unloadedRefusalMs: 0, unloaded: {}, windows: { quiet: [], refusing: [] } };
-  // Calibration, unloaded: how long a refusal takes sets the length of the windows. With no Check traffic,
-  // what the event loop spends on a refusal is measured alone: its main-thread CPU, major GCs and worst block.
-  step(`${label}: ${UNLOADED_REFUSALS} calibration refusals`);
-  const c0 = await scrape(verdict);
-  const t0 = Date.now();
-  for (let i = 0; i < UNLOADED_REFUSALS; i++) srv.codes.push(await refuseOne(srv, s.tampered[(i + 1) % 2] as Buffer));
-  srv.unloadedRefusalMs = Math.round((Date.now() - t0) / UNLOADED_REFUSALS);
-  const c1 = await scrape(verdict);
-  srv.unloaded = {
-    refusals: UNLOADED_REFUSALS,
-    mainCpuMsPerRefusal: round((c1.mainCpuMs - c0.mainCpuMs) / UNLOADED_REFUSALS),
-    majorGcsPerRefusal: round((c1.majorGcs - c0.majorGcs) / UNLOADED_REFUSALS),
-    majorGcMsPerRefusal: round((c1.majorGcMs - c0.majorGcMs) / UNLOADED_REFUSALS),
-    maxLoopBlockMs: round(c1.loopMaxMs),
+  const srv: Server = {
+    label,
+    verdict,
+    publish,
+    codes: [],
+    unloadedRefusalMs: 0,
+    unloaded: { refusing: [], idle: [] },
+    windows: { quiet: [], refusing: [] },
   };
+  // Calibration, unloaded: how long a refusal takes sets the length of the windows. With no Check traffic,
+  // what the event loop spends on a refusal is measured alone — its main-thread CPU, major GCs and worst
+  // block — beside an idle window as long right after it (the machine's noise floor, same server, same minute).
+  step(`${label}: ${UNLOADED_REFUSALS} calibration refusals, each followed by an idle window`);
+  // The first scrape is cold (metrics initialised on first use), and the part of it after the lag histogram
+  // resets would fall in the first window.
+  await scrape(verdict);
+  for (let i = 0; i < UNLOADED_REFUSALS; i++) {
+    const refusing = await unloadedWindow(verdict, async () => srv.codes.push(await refuseOne(srv, s.tampered[(i + 1) % 2] as Buffer)));
+    srv.unloaded.refusing.push(refusing);
+    srv.unloaded.idle.push(await unloadedWindow(verdict, () => sleep(refusing.endMs - refusing.startMs)));
+  }
+  const refusals = srv.unloaded.refusing;
+  srv.unloadedRefusalMs = Math.round(refusals.reduce((n, w) => n + w.endMs - w.startMs, 0) / Math.max(1, refusals.length));
   await load(verdict, s.requestFile, 500, async () => sleep(500)); // warm-up (JIT, wasm tier-up)
   return srv;
+}
+
+/** One calibration window: `during` between two scrapes (the lag maximum resets at each). */
+async function unloadedWindow(verdict: VerdictProcess, during: () => Promise<unknown>): Promise<UnloadedWindow> {
+  const c0 = await scrape(verdict);
+  const startMs = Date.now();
+  await during();
+  const endMs = Date.now();
+  const c1 = await scrape(verdict);
+  return {
+    startMs,
+    endMs,
+    mainCpuMs: c1.mainCpuMs - c0.mainCpuMs,
+    majorGcs: c1.majorGcs - c0.majorGcs,
+    majorGcMs: c1.majorGcMs - c0.majorGcMs,
+    maxLoopBlockMs: c1.loopMaxMs,
+  };
+}
+
+/** Per window of one kind: means of the counters, the worst block, and (with the preload) what it was made of. */
+function unloadedSummary(ws: UnloadedWindow[], blocks: LoopBlocks | null): Record<string, unknown> {
+  const mean = (f: (w: UnloadedWindow) => number): number => round(ws.reduce((n, w) => n + f(w), 0) / Math.max(1, ws.length));
+  const summary: Record<string, unknown> = {
+    windows: ws.length,
+    meanMs: mean((w) => w.endMs - w.startMs),
+    mainCpuMs: mean((w) => w.mainCpuMs),
+    majorGcs: mean((w) => w.majorGcs),
+    majorGcMs: mean((w) => w.majorGcMs),
+    maxLoopBlockMs: round(Math.max(...ws.map((w) => w.maxLoopBlockMs))),
+  };
+  if (blocks === null) return summary;
+  const inside = <T extends { atMs: number }>(xs: T[]): T[] => xs.filter((x) => ws.some((w) => x.atMs >= w.startMs && x.atMs <= w.endMs));
+  const mine = inside(blocks.blocks);
+  const split = (b: LoopBlock | undefined): Record<string, number> | null =>
+    b === undefined
+      ? null
+      : { gapMs: b.gapMs, cpuMs: b.cpuMs, waitMs: b.waitMs, sleptMs: round(Math.max(0, b.gapMs - b.cpuMs - b.waitMs)) };
+  const worst = (key: 'gapMs' | 'cpuMs'): LoopBlock | undefined => [...mine].sort((a, b) => b[key] - a[key])[0];
+  const majors = inside(blocks.gcs).filter((g) => g.kind === 4);
+  return {
+    ...summary,
+    blocksOver4Ms: mine.length,
+    worstBlock: split(worst('gapMs')),
+    mostOnCpuBlock: split(worst('cpuMs')),
+    longestMajorGcMs: majors.length === 0 ? 0 : Math.max(...majors.map((g) => g.ms)),
+  };
+}
+
+interface LoopBlocks {
+  blocks: LoopBlock[];
+  gcs: GcPause[];
+}
+
+/** A stopped server's block log (loop-blocks-preload.ts), or null when the preload was off. */
+function readBlocks(pid: number): LoopBlocks | null {
+  return BLOCKS_DIR === null ? null : (JSON.parse(readFileSync(join(BLOCKS_DIR, `${pid}.json`), 'utf8')) as LoopBlocks);
 }
 
 async function measureRound(s: Setup, srv: Server, r: number): Promise<void> {
@@ -207,8 +290,11 @@ function pool(ws: WindowResult[]): Record<string, number> {
 }
 
 function summarize(srv: Server): Record<string, unknown> {
-  console.log(`[${srv.label}] unloaded (no Checks), per refusal: ${JSON.stringify(srv.unloaded)}`);
-  if (ROUNDS === 0) return { unloadedRefusalMs: srv.unloadedRefusalMs, unloaded: srv.unloaded, refusalCodes: srv.codes };
+  const blocks = readBlocks(srv.verdict.pid);
+  const unloaded = { refusing: unloadedSummary(srv.unloaded.refusing, blocks), idle: unloadedSummary(srv.unloaded.idle, blocks) };
+  console.log(`[${srv.label}] unloaded (no Checks), per window: refusing ${JSON.stringify(unloaded.refusing)}`);
+  console.log(`[${srv.label}] unloaded (no Checks), per window: idle ${JSON.stringify(unloaded.idle)}`);
+  if (ROUNDS === 0) return { unloadedRefusalMs: srv.unloadedRefusalMs, unloaded, refusalCodes: srv.codes };
   const rows = (ws: WindowResult[], name: string): Record<string, unknown>[] =>
     ws.map((w, i) => ({ window: `${name} #${i + 1}`, ...Object.fromEntries(Object.entries(w).filter(([k]) => k !== 'latencies')) }));
   printTable(`[${srv.label}] Check at ${RATE}/s (h2load) while a bundle with ${DATA_BYTES / 2 ** 20} MiB of data.json is refused`, [
@@ -229,7 +315,7 @@ function summarize(srv: Server): Record<string, unknown> {
   );
   return {
     unloadedRefusalMs: srv.unloadedRefusalMs,
-    unloaded: srv.unloaded,
+    unloaded,
     refusalCodes: srv.codes,
     noRefusal: quiet,
     refusing,
