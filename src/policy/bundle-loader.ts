@@ -52,7 +52,8 @@ export class BundleLoader extends EventEmitter<{
     let first = artifact !== null ? await this.offer(artifact).catch(noteError) : null;
     if (first === null && persisted !== null) {
       // Serve the last good bundle until the source answers; it is verified again like any delivery.
-      first = await this.offer(persisted, { persist: false }).catch(() => null);
+      const stored = await persisted.artifact();
+      first = stored === null ? null : await this.offer(stored, { persist: false }).catch(() => null);
       const why = firstError ?? new VerdictError('ERR_POLICY_NOT_LOADED', `${this.options.source.description} delivered no bundle`);
       if (first !== null) this.emit('persisted', first, why);
     }
