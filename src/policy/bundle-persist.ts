@@ -2,6 +2,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BundleArtifact } from './bundle';
 import { readRegularFileBounded } from './bundle-file-read';
+import type { StagedArtifact } from './bundle-source';
 import { StagedBundle, stagingFor, type StagingOptions } from './bundle-staged';
 
 const MAX_SMALL_FILE_BYTES = 1024 * 1024;
@@ -22,7 +23,7 @@ export interface PersistedBundle {
   /** The rollback floor (the persisted bundle's signing time). */
   opaIssuedAtSec: number | null;
   /** The bundle file staged in a bundle worker (read there, like a watched file), with its signature; null when torn. */
-  artifact(): Promise<BundleArtifact | null>;
+  artifact(): Promise<StagedArtifact | null>;
 }
 
 /**
@@ -74,7 +75,7 @@ export class BundlePersist {
     };
   }
 
-  private async artifact(meta: PersistMeta): Promise<BundleArtifact | null> {
+  private async artifact(meta: PersistMeta): Promise<StagedArtifact | null> {
     let cosignSignature: Buffer | undefined;
     try {
       cosignSignature = meta.hasSignature

@@ -1,11 +1,11 @@
 import { VerdictError } from '../errors';
-import type { BundleArtifact } from './bundle';
 import {
   abortableDelay,
   jitteredDelayMs,
   readBodyBounded,
   stageBodyBounded,
   type BundleSource,
+  type StagedArtifact,
   type PollingOptions,
 } from './bundle-source';
 import { stagingFor, type StagingOptions } from './bundle-staged';
@@ -32,7 +32,7 @@ export class HTTPBundleSource implements BundleSource {
     this.description = `http ${redactURL(options.url)}`;
   }
 
-  async fetch(): Promise<BundleArtifact | null> {
+  async fetch(): Promise<StagedArtifact | null> {
     try {
       const res = await this.get(this.options.url, this.etag);
       if (res.status === 304) {

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import { VerdictError } from '../errors';
-import type { BundleArtifact } from './bundle';
 import {
   abortableDelay,
   jitteredDelayMs,
   readBodyBounded,
   stageBodyBounded,
   type BundleSource,
+  type StagedArtifact,
   type PollingOptions,
 } from './bundle-source';
 import { stagingFor, type StagedBundle, type StagingOptions } from './bundle-staged';
@@ -58,7 +58,7 @@ export class OCIBundleSource implements BundleSource {
     this.description = `oci ${new URL(options.registry).host}/${options.repository}${options.reference.startsWith('sha256:') ? '@' : ':'}${options.reference}`;
   }
 
-  async fetch(): Promise<BundleArtifact | null> {
+  async fetch(): Promise<StagedArtifact | null> {
     try {
       const artifact = await this.pull();
       this.failures = 0;
@@ -76,7 +76,7 @@ export class OCIBundleSource implements BundleSource {
 
   close(): void {}
 
-  private async pull(): Promise<BundleArtifact | null> {
+  private async pull(): Promise<StagedArtifact | null> {
     const head = await this.request('HEAD', `manifests/${this.options.reference}`, OCI_MEDIA_TYPES.manifest);
     const advertised = head.headers.get('docker-content-digest');
     if (advertised !== null && advertised === this.lastDigest) return null;
