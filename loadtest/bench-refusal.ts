@@ -1,6 +1,7 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pushBundle, startRegistry, type Registry } from '../test/helpers/bundle-oci';
 import { BundleForge, pack } from '../test/helpers/hostile-bundles';
 import { httpCheckRequest, tempDir } from '../test/helpers/verdict-harness';
 import { packageRoot } from '../src/package-root';
@@ -15,7 +16,8 @@ import { percentiles, printTable, round } from './lib/stats';
 
 /**
  * A 50 MB-data bundle refused under load. A tampered bundle (valid JWT, data.json replaced by ~50 MB of
- * JSON) is published to the watched file source of a verdict *process* while h2load (its own process, on
+ * JSON) is published to the watched file source (BENCH_REFUSAL_SOURCE=oci: to a tag of a real distribution
+ * registry, the OCI source) of a verdict *process* while h2load (its own process, on
  * the other core) sends Checks at a fixed rate; the bundle is read, untarred, its files hashed and refused
  * (ERR_BUNDLE_SIGNATURE). Two windows of equal length side by side in one run: A without a refusal, B while
  * refusals run back to back. The worst event-loop block is the server's own (prom-client's
@@ -49,6 +51,9 @@ const LOAD_FACTOR = Number(process.env.BENCH_REFUSAL_LOAD_FACTOR ?? 4);
 /** Extra node flags for the server, e.g. BENCH_REFUSAL_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" to find what blocks. */
 const NODE_ARGS = (process.env.BENCH_REFUSAL_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const VARIANT_NODE_ARGS = (process.env.BENCH_REFUSAL_VARIANT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+/** Where the tampered bundles come from: `file` (a watched file, the default) or `oci` (a real distribution registry). */
+const SOURCE = process.env.BENCH_REFUSAL_SOURCE ?? 'file';
+if (SOURCE !== 'file' && SOURCE !== 'oci') throw new Error(`BENCH_REFUSAL_SOURCE is file or oci, not ${SOURCE}`);
 /** Where each server's loop-blocks-preload writes its blocks (BENCH_REFUSAL_BLOCKS=1), else null. */
 const BLOCKS_DIR = process.env.BENCH_REFUSAL_BLOCKS === '1' ? tempDir('verdict-bench-blocks-') : null;
 // The servers inherit this process's environment: that is how the preload learns where to write.
@@ -84,6 +89,8 @@ interface Setup {
   forge: BundleForge;
   tampered: Buffer[];
   requestFile: string;
+  /** The distribution registry the servers pull from (BENCH_REFUSAL_SOURCE=oci), else null: watched files. */
+  registry: Registry | null;
 }
 
 /** Progress on stderr: the run takes minutes. */
@@ -95,14 +102,15 @@ async function setup(): Promise<Setup> {
   const signed = forge.sign(forge.goodFiles);
   step('building two tampered 50 MiB bundles');
   const tampered = [1, 2].map((v) => pack(new Map([...signed, ['data.json', bigData(v)]])));
-  return { forge, tampered, requestFile: writeFramedCheckRequest(httpCheckRequest({ path: '/probe' })) };
+  const registry = SOURCE === 'oci' ? await startRegistry() : null;
+  return { forge, tampered, requestFile: writeFramedCheckRequest(httpCheckRequest({ path: '/probe' })), registry };
 }
 
-/** One server under test, with its own watched bundle file. */
+/** One server under test, with its own bundle source (a watched file, or a repository of the registry). */
 interface Server {
   label: string;
   verdict: VerdictProcess;
-  publish(bytes: Buffer): void;
+  publish(bytes: Buffer): Promise<void>;
   codes: string[];
   unloadedRefusalMs: number;
   /** The calibration, with no Check traffic: each refusal's window, each followed by an idle one as long. */
@@ -129,6 +137,7 @@ export async function run(): Promise<Record<string, unknown>> {
   const results: Record<string, unknown> = {
     rate: RATE,
     rounds: ROUNDS,
+    source: SOURCE,
     dataMiB: DATA_BYTES / 2 ** 20,
     compressedMiB: round((s.tampered[0] as Buffer).length / 2 ** 20),
   };
@@ -142,26 +151,59 @@ export async function run(): Promise<Record<string, unknown>> {
     }
   } finally {
     for (const srv of servers) await srv.verdict.stop();
+    await s.registry?.stop();
   }
   // After the servers stopped: their block logs are written when they exit.
   for (const srv of servers) results[srv.label] = summarize(srv);
   return results;
 }
 
-async function startServer(s: Setup, label: string, root: string, nodeArgs: string[]): Promise<Server> {
+/** How a server under test gets its bundles: its source's config and how a bundle is published to it. */
+interface Delivery {
+  sets: string[];
+  publish(bytes: Buffer): Promise<void>;
+}
+
+/** A watched file, published by an atomic rename. */
+function fileDelivery(): Delivery {
   const live = join(tempDir('verdict-bench-refusal-'), 'bundle.tar.gz');
   let n = 0;
-  const publish = (bytes: Buffer): void => {
-    writeFileSync(`${live}.${++n}.tmp`, bytes);
-    renameSync(`${live}.${n}.tmp`, live);
+  return {
+    sets: ['bundles.source.type=file', `bundles.source.path=${live}`, 'bundles.source.debounceMs=1'],
+    publish: async (bytes) => {
+      writeFileSync(`${live}.${++n}.tmp`, bytes);
+      renameSync(`${live}.${n}.tmp`, live);
+    },
   };
-  publish(s.forge.good());
+}
+
+/**
+ * A tag of the run's registry (one repository per server), moved by pushing the bundle as its layer. Polled
+ * every 0.5–1 s: each poll is an HTTP request on the event loop, and at tens of ms apart their garbage
+ * alone brings on major GCs in every window.
+ */
+function ociDelivery(registry: Registry, repository: string): Delivery {
+  return {
+    sets: [
+      'bundles.source.type=oci',
+      `bundles.source.registry=${registry.url}`,
+      `bundles.source.repository=${repository}`,
+      'bundles.source.reference=latest',
+      'bundles.source.minDelayMs=500',
+      'bundles.source.maxDelayMs=1000',
+    ],
+    publish: async (bytes) => void (await pushBundle(registry.url, repository, 'latest', bytes)),
+  };
+}
+
+async function startServer(s: Setup, label: string, root: string, nodeArgs: string[]): Promise<Server> {
+  const delivery = s.registry === null ? fileDelivery() : ociDelivery(s.registry, `bench/${label.replace(/[^a-z0-9]+/g, '-')}`);
+  const publish = delivery.publish;
+  await publish(s.forge.good());
   const sets = [
     'server.workers=1',
     'log.level=info',
-    'bundles.source.type=file',
-    `bundles.source.path=${live}`,
-    'bundles.source.debounceMs=1',
+    ...delivery.sets,
     'bundles.loadTimeoutMs=120000',
     // Blocks of a few ms must show in the lag maximum (the default samples every 10 ms).
     'server.http.eventLoopResolutionMs=1',
@@ -235,13 +277,22 @@ function unloadedSummary(ws: UnloadedWindow[], blocks: LoopBlocks | null): Recor
     b === undefined
       ? null
       : { gapMs: b.gapMs, cpuMs: b.cpuMs, waitMs: b.waitMs, sleptMs: round(Math.max(0, b.gapMs - b.cpuMs - b.waitMs)) };
-  const worst = (key: 'gapMs' | 'cpuMs'): LoopBlock | undefined => [...mine].sort((a, b) => b[key] - a[key])[0];
-  const majors = inside(blocks.gcs).filter((g) => g.kind === 4);
+  const worst = (key: 'gapMs' | 'cpuMs', of = mine): LoopBlock | undefined => [...of].sort((a, b) => b[key] - a[key])[0];
+  const gcs = inside(blocks.gcs);
+  const majors = gcs.filter((g) => g.kind === 4);
+  // A block that overlaps a GC pause (over 1 ms) is at least partly the collector's, not a step of the code.
+  const withGc = (b: LoopBlock): boolean => gcs.some((g) => g.atMs <= b.atMs + b.gapMs + 1 && g.atMs + g.ms >= b.atMs - 1);
   return {
     ...summary,
     blocksOver4Ms: mine.length,
     worstBlock: split(worst('gapMs')),
     mostOnCpuBlock: split(worst('cpuMs')),
+    mostOnCpuBlockWithoutGc: split(
+      worst(
+        'cpuMs',
+        mine.filter((b) => !withGc(b)),
+      ),
+    ),
     longestMajorGcMs: majors.length === 0 ? 0 : Math.max(...majors.map((g) => g.ms)),
   };
 }
@@ -326,15 +377,16 @@ function summarize(srv: Server): Record<string, unknown> {
 }
 
 /** Publishes one tampered bundle and resolves with the code of its refusal (from the server's log line). */
-function refuseOne(srv: Server, bundle: Buffer): Promise<string> {
-  return new Promise((resolve) => {
+async function refuseOne(srv: Server, bundle: Buffer): Promise<string> {
+  const refused = new Promise<string>((resolve) => {
     const stop = srv.verdict.onLog((line) => {
       if (!line.includes('policy bundle refused')) return;
       stop();
       resolve((JSON.parse(line) as { code: string }).code);
     });
-    srv.publish(bundle);
   });
+  await srv.publish(bundle);
+  return refused;
 }
 
 interface Scrape {
