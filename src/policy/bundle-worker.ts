@@ -207,7 +207,7 @@ export async function runInBundleWorker<T>(task: BundleWorkerTask, run: BundleWo
 export const OFF_LOOP_BYTES = 256 * 1024;
 
 /** Bytes copied per event-loop turn when handing bytes to the worker (well under 1 ms a slice). */
-const COPY_SLICE_BYTES = 1024 * 1024;
+export const COPY_SLICE_BYTES = 1024 * 1024;
 
 /**
  * A copy of `src` in an ArrayBuffer of its own (transferable: the caller keeps its bytes), made one slice

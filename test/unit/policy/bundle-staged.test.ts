@@ -48,6 +48,25 @@ describe('StagedBundle: the bundle file lives in a bundle worker', () => {
     await expectStagedOffLoop(() => StagedBundle.fromStream(chunksOf(data, 64 * 1024), 32 * MiB, 'bundle', staging));
   });
 
+  it('yields to the event loop at least every MiB while a stream hands out chunks it already holds', async () => {
+    // An async generator that never awaits resumes in microtasks: without yields of its own, the staging
+    // loop would copy and post all 20 MiB in one event-loop turn, and no setImmediate could run meanwhile.
+    let turns = 0;
+    let feeding = true;
+    const tick = (): void => void (feeding && (turns++, setImmediate(tick)));
+    setImmediate(tick);
+    let turnsWhileFeeding = 0;
+    async function* buffered(): AsyncGenerator<Uint8Array> {
+      yield* chunksOf(data, 64 * 1024);
+      turnsWhileFeeding = turns;
+      feeding = false;
+    }
+    const staged = await StagedBundle.fromStream(buffered(), 32 * MiB, 'bundle', staging);
+    staged.close();
+    expect(staged.sha256).toBe(sha256);
+    expect(turnsWhileFeeding).toBeGreaterThanOrEqual(Math.floor(data.length / MiB) - 1);
+  });
+
   it('refuses a body over the bound (ERR_BUNDLE_TOO_LARGE) without reading the rest', async () => {
     let pulled = 0;
     async function* counted(): AsyncGenerator<Uint8Array> {
