@@ -4,12 +4,11 @@ import {
   abortableDelay,
   jitteredDelayMs,
   readBodyBounded,
-  stageBodyBounded,
   type BundleSource,
   type StagedArtifact,
   type PollingOptions,
 } from './bundle-source';
-import { stagingFor, type StagedBundle, type StagingOptions } from './bundle-staged';
+import { StagedBundle, stagingFor, type StagingOptions } from './bundle-staged';
 
 /** Media types of an OPA bundle pushed to an OCI registry (OPA docs, "OCI registry" bundle downloads). */
 export const OCI_MEDIA_TYPES = Object.freeze({
@@ -44,9 +43,9 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 /**
  * Pulls a bundle from an OCI registry (OCI distribution spec v1.1: GET manifests, GET blobs). The manifest
  * is hashed here and compared with the reference when that is a digest and with the pin when one is
- * configured; every blob is checked against its descriptor's digest and size. The bundle layer is streamed
- * into a bundle worker as it arrives and checked there (its bytes never reach the event loop unless the
- * bundle is accepted); the small signature layer is read and checked here. Polling re-reads only the
+ * configured; every blob is checked against its descriptor's digest and size. The bundle layer is downloaded
+ * by a bundle worker and checked there (its bytes never reach the event loop unless the bundle is
+ * accepted); the small signature layer is read and checked here. Polling re-reads only the
  * manifest digest (HEAD) and pulls when it moved.
  */
 export class OCIBundleSource implements BundleSource {
@@ -109,7 +108,9 @@ export class OCIBundleSource implements BundleSource {
 
   /** A blob of at most `maxBytes`, read on the event loop (a signature: small by its bound). */
   private async smallBlob(d: Descriptor, maxBytes: number): Promise<Buffer> {
-    const bytes = await readBodyBounded(await this.blobResponse(d, maxBytes), d.size, `OCI layer ${d.digest}`);
+    checkLayerSize(d, maxBytes);
+    const res = await this.request('GET', `blobs/${d.digest}`, d.mediaType);
+    const bytes = await readBodyBounded(res, d.size, `OCI layer ${d.digest}`);
     const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (actual !== d.digest || bytes.length !== d.size) {
       throw new VerdictError(
@@ -121,27 +122,46 @@ export class OCIBundleSource implements BundleSource {
   }
 
   /**
-   * A blob streamed into a bundle worker (bundle-staged.ts): bounded by its descriptor's size while it
-   * streams, and its sha256 and size compared with the descriptor there (ERR_BUNDLE_HASH_MISMATCH).
+   * A blob downloaded by a bundle worker itself (bundle-staged.ts): bounded by its descriptor's size while it
+   * streams there, and its sha256 and size compared with the descriptor there (ERR_BUNDLE_HASH_MISMATCH).
    */
   private async stagedBlob(d: Descriptor, maxBytes: number): Promise<StagedBundle> {
-    const res = await this.blobResponse(d, maxBytes);
-    const staging = this.options.staging ?? stagingFor();
-    return stageBodyBounded(res, d.size, `OCI layer ${d.digest}`, staging, { sha256: d.digest.slice('sha256:'.length), size: d.size });
+    checkLayerSize(d, maxBytes);
+    const got = await StagedBundle.fromURL(
+      {
+        url: this.url(`blobs/${d.digest}`),
+        headers: this.headers(d.mediaType),
+        redirect: 'follow',
+        timeoutMs: this.options.timeoutMs,
+        what: `OCI layer ${d.digest}`,
+      },
+      d.size,
+      this.options.staging ?? stagingFor(),
+      { sha256: d.digest.slice('sha256:'.length), size: d.size },
+    );
+    if (got.staged === null) throw sourceError(`registry answered HTTP ${got.status} for GET blobs/${d.digest}`);
+    return got.staged;
   }
 
-  private async blobResponse(d: Descriptor, maxBytes: number): Promise<Response> {
-    if (d.size > maxBytes) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `OCI layer ${d.digest} is ${d.size} bytes (max ${maxBytes})`);
-    return this.request('GET', `blobs/${d.digest}`, d.mediaType);
+  private url(path: string): string {
+    return `${this.options.registry.replace(/\/$/, '')}/v2/${this.options.repository}/${path}`;
+  }
+
+  private headers(accept: string): Record<string, string> {
+    const headers: Record<string, string> = { accept };
+    if (this.options.authorization !== null) headers.authorization = this.options.authorization;
+    return headers;
   }
 
   private async request(method: 'GET' | 'HEAD', path: string, accept: string): Promise<Response> {
-    const url = `${this.options.registry.replace(/\/$/, '')}/v2/${this.options.repository}/${path}`;
-    const headers: Record<string, string> = { accept };
-    if (this.options.authorization !== null) headers.authorization = this.options.authorization;
     let res: Response;
     try {
-      res = await fetch(url, { method, headers, redirect: 'follow', signal: AbortSignal.timeout(this.options.timeoutMs) });
+      res = await fetch(this.url(path), {
+        method,
+        headers: this.headers(accept),
+        redirect: 'follow',
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
       throw sourceError(`registry ${this.description} unreachable (${cause})`);
@@ -179,6 +199,11 @@ function descriptor(d: unknown): Descriptor {
     throw new VerdictError('ERR_BUNDLE_INVALID', 'OCI manifest has a malformed layer descriptor');
   }
   return x as Descriptor;
+}
+
+/** A layer larger than allowed by its descriptor is refused before a byte of it is fetched. */
+function checkLayerSize(d: Descriptor, maxBytes: number): void {
+  if (d.size > maxBytes) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `OCI layer ${d.digest} is ${d.size} bytes (max ${maxBytes})`);
 }
 
 function sourceError(message: string): VerdictError {

@@ -1,6 +1,6 @@
 import { VerdictError } from '../errors';
 import type { BundleArtifact } from './bundle';
-import { StagedBundle, type ExpectedContent, type StagingOptions } from './bundle-staged';
+import type { StagedBundle } from './bundle-staged';
 
 /**
  * What a source delivers (and the persisted bundle is): the bundle file staged in a bundle worker
@@ -44,7 +44,11 @@ export function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
 
 /** Reads a response body up to `maxBytes`; a larger one is refused without buffering it. */
 export async function readBodyBounded(res: Response, maxBytes: number, what: string): Promise<Buffer> {
-  await refuseDeclaredOver(res, maxBytes, what);
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await res.body?.cancel();
+    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} is ${declared} bytes (max ${maxBytes})`);
+  }
   const chunks: Buffer[] = [];
   let total = 0;
   if (res.body === null) return Buffer.alloc(0);
@@ -55,31 +59,6 @@ export async function readBodyBounded(res: Response, maxBytes: number, what: str
     chunks.push(Buffer.from(chunk));
   }
   return Buffer.concat(chunks);
-}
-
-/**
- * A response body streamed into a bundle worker as it arrives (bundle-staged.ts): the event loop never holds
- * it whole. A declared length over `maxBytes` is refused before a byte is read; `expected` is checked there.
- */
-export async function stageBodyBounded(
-  res: Response,
-  maxBytes: number,
-  what: string,
-  staging: StagingOptions,
-  expected?: ExpectedContent,
-): Promise<StagedBundle> {
-  await refuseDeclaredOver(res, maxBytes, what);
-  const body = (res.body ?? []) as unknown as AsyncIterable<Uint8Array>;
-  return StagedBundle.fromStream(body, maxBytes, what, staging, expected);
-}
-
-/** A body whose declared length is over the bound is refused unread (the stream bound still holds for the rest). */
-async function refuseDeclaredOver(res: Response, maxBytes: number, what: string): Promise<void> {
-  const declared = Number(res.headers.get('content-length') ?? NaN);
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    await res.body?.cancel();
-    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} is ${declared} bytes (max ${maxBytes})`);
-  }
 }
 
 /** How a remote source polls: shared by the HTTP bundle service and the OCI registry sources. */
