@@ -1,12 +1,14 @@
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pushBundle, startRegistry, type Registry } from '../test/helpers/bundle-oci';
 import { BundleForge, pack } from '../test/helpers/hostile-bundles';
 import { httpCheckRequest, tempDir } from '../test/helpers/verdict-harness';
 import { packageRoot } from '../src/package-root';
 import { AUTHORIZATION_SERVICE } from '../src/server/envoy-protos';
 import { writeFramedCheckRequest } from './lib/framed-check-request';
 import { runH2load, type H2loadResult } from './lib/h2load';
+import type { GcPause, LoopBlock } from './lib/loop-blocks-preload';
 import { threadCpuMicros } from './lib/proc-cpu';
 import { runAsScript } from './lib/run-as-script';
 import { spawnVerdict, type VerdictProcess } from './lib/spawn-verdict';
@@ -14,7 +16,8 @@ import { percentiles, printTable, round } from './lib/stats';
 
 /**
  * A 50 MB-data bundle refused under load. A tampered bundle (valid JWT, data.json replaced by ~50 MB of
- * JSON) is published to the watched file source of a verdict *process* while h2load (its own process, on
+ * JSON) is published to the watched file source (BENCH_REFUSAL_SOURCE=oci: to a tag of a real distribution
+ * registry, the OCI source) of a verdict *process* while h2load (its own process, on
  * the other core) sends Checks at a fixed rate; the bundle is read, untarred, its files hashed and refused
  * (ERR_BUNDLE_SIGNATURE). Two windows of equal length side by side in one run: A without a refusal, B while
  * refusals run back to back. The worst event-loop block is the server's own (prom-client's
@@ -23,8 +26,11 @@ import { percentiles, printTable, round } from './lib/stats';
  * Beside them, per 1,000 Checks, the CPU time of the server's main thread (from /proc: what the event loop
  * itself spent, the figure that survives a busy machine) and its major GCs (verdict_nodejs_gc_duration_seconds).
  * Goal: worst block in B ≤ 10 ms; p99 B/A ≤ 1.2. BENCH_REFUSAL_ROUNDS rounds of A then B, pooled (0: only
- * the calibration, BENCH_REFUSAL_UNLOADED refusals with no Check traffic, whose main-thread CPU, major GCs and
- * worst block per refusal are each refusal's own event-loop cost, free of the Check path's noise).
+ * the calibration: BENCH_REFUSAL_UNLOADED refusals with no Check traffic, each followed by an idle window of
+ * its length, so that a refusal's main-thread CPU, major GCs and worst block stand beside the idle server's
+ * over the same time on the same machine). BENCH_REFUSAL_BLOCKS=1 preloads loop-blocks-preload.ts into every
+ * server and splits each window's worst block into on-CPU, run-queue wait and sleep (what the event loop did
+ * vs what the machine's other threads did to it).
  * BENCH_REFUSAL_BEFORE=<built checkout> adds a server of that build, and BENCH_REFUSAL_VARIANT_NODE_ARGS one
  * of this build with those node flags; all run at once and their windows interleave round by round.
  * BENCH_REFUSAL_NODE_ARGS passes flags to every server.
@@ -45,6 +51,13 @@ const LOAD_FACTOR = Number(process.env.BENCH_REFUSAL_LOAD_FACTOR ?? 4);
 /** Extra node flags for the server, e.g. BENCH_REFUSAL_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" to find what blocks. */
 const NODE_ARGS = (process.env.BENCH_REFUSAL_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const VARIANT_NODE_ARGS = (process.env.BENCH_REFUSAL_VARIANT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+/** Where the tampered bundles come from: `file` (a watched file, the default) or `oci` (a real distribution registry). */
+const SOURCE = process.env.BENCH_REFUSAL_SOURCE ?? 'file';
+if (SOURCE !== 'file' && SOURCE !== 'oci') throw new Error(`BENCH_REFUSAL_SOURCE is file or oci, not ${SOURCE}`);
+/** Where each server's loop-blocks-preload writes its blocks (BENCH_REFUSAL_BLOCKS=1), else null. */
+const BLOCKS_DIR = process.env.BENCH_REFUSAL_BLOCKS === '1' ? tempDir('verdict-bench-blocks-') : null;
+// The servers inherit this process's environment: that is how the preload learns where to write.
+if (BLOCKS_DIR !== null) process.env.LOOP_BLOCKS_DIR = BLOCKS_DIR;
 
 interface WindowResult {
   checks: number;
@@ -76,6 +89,8 @@ interface Setup {
   forge: BundleForge;
   tampered: Buffer[];
   requestFile: string;
+  /** The distribution registry the servers pull from (BENCH_REFUSAL_SOURCE=oci), else null: watched files. */
+  registry: Registry | null;
 }
 
 /** Progress on stderr: the run takes minutes. */
@@ -87,19 +102,30 @@ async function setup(): Promise<Setup> {
   const signed = forge.sign(forge.goodFiles);
   step('building two tampered 50 MiB bundles');
   const tampered = [1, 2].map((v) => pack(new Map([...signed, ['data.json', bigData(v)]])));
-  return { forge, tampered, requestFile: writeFramedCheckRequest(httpCheckRequest({ path: '/probe' })) };
+  const registry = SOURCE === 'oci' ? await startRegistry() : null;
+  return { forge, tampered, requestFile: writeFramedCheckRequest(httpCheckRequest({ path: '/probe' })), registry };
 }
 
-/** One server under test, with its own watched bundle file. */
+/** One server under test, with its own bundle source (a watched file, or a repository of the registry). */
 interface Server {
   label: string;
   verdict: VerdictProcess;
-  publish(bytes: Buffer): void;
+  publish(bytes: Buffer): Promise<void>;
   codes: string[];
   unloadedRefusalMs: number;
-  /** The calibration refusals, with no Check traffic. */
-  unloaded: Record<string, number>;
+  /** The calibration, with no Check traffic: each refusal's window, each followed by an idle one as long. */
+  unloaded: { refusing: UnloadedWindow[]; idle: UnloadedWindow[] };
   windows: { quiet: WindowResult[]; refusing: WindowResult[] };
+}
+
+/** One window of the calibration (epoch ms), with the server's counters over it. */
+interface UnloadedWindow {
+  startMs: number;
+  endMs: number;
+  mainCpuMs: number;
+  majorGcs: number;
+  majorGcMs: number;
+  maxLoopBlockMs: number;
 }
 
 export async function run(): Promise<Record<string, unknown>> {
@@ -111,6 +137,7 @@ export async function run(): Promise<Record<string, unknown>> {
   const results: Record<string, unknown> = {
     rate: RATE,
     rounds: ROUNDS,
+    source: SOURCE,
     dataMiB: DATA_BYTES / 2 ** 20,
     compressedMiB: round((s.tampered[0] as Buffer).length / 2 ** 20),
   };
@@ -122,55 +149,162 @@ export async function run(): Promise<Record<string, unknown>> {
     for (let r = 0; r < ROUNDS; r++) {
       for (const srv of servers) await measureRound(s, srv, r);
     }
-    for (const srv of servers) results[srv.label] = summarize(srv);
   } finally {
     for (const srv of servers) await srv.verdict.stop();
+    await s.registry?.stop();
   }
+  // After the servers stopped: their block logs are written when they exit.
+  for (const srv of servers) results[srv.label] = summarize(srv);
   return results;
 }
 
-async function startServer(s: Setup, label: string, root: string, nodeArgs: string[]): Promise<Server> {
+/** How a server under test gets its bundles: its source's config and how a bundle is published to it. */
+interface Delivery {
+  sets: string[];
+  publish(bytes: Buffer): Promise<void>;
+}
+
+/** A watched file, published by an atomic rename. */
+function fileDelivery(): Delivery {
   const live = join(tempDir('verdict-bench-refusal-'), 'bundle.tar.gz');
   let n = 0;
-  const publish = (bytes: Buffer): void => {
-    writeFileSync(`${live}.${++n}.tmp`, bytes);
-    renameSync(`${live}.${n}.tmp`, live);
+  return {
+    sets: ['bundles.source.type=file', `bundles.source.path=${live}`, 'bundles.source.debounceMs=1'],
+    publish: async (bytes) => {
+      writeFileSync(`${live}.${++n}.tmp`, bytes);
+      renameSync(`${live}.${n}.tmp`, live);
+    },
   };
-  publish(s.forge.good());
+}
+
+/**
+ * A tag of the run's registry (one repository per server), moved by pushing the bundle as its layer. Polled
+ * every 0.5–1 s: each poll is an HTTP request on the event loop, and at tens of ms apart their garbage
+ * alone brings on major GCs in every window.
+ */
+function ociDelivery(registry: Registry, repository: string): Delivery {
+  return {
+    sets: [
+      'bundles.source.type=oci',
+      `bundles.source.registry=${registry.url}`,
+      `bundles.source.repository=${repository}`,
+      'bundles.source.reference=latest',
+      'bundles.source.minDelayMs=500',
+      'bundles.source.maxDelayMs=1000',
+    ],
+    publish: async (bytes) => void (await pushBundle(registry.url, repository, 'latest', bytes)),
+  };
+}
+
+async function startServer(s: Setup, label: string, root: string, nodeArgs: string[]): Promise<Server> {
+  const delivery = s.registry === null ? fileDelivery() : ociDelivery(s.registry, `bench/${label.replace(/[^a-z0-9]+/g, '-')}`);
+  const publish = delivery.publish;
+  await publish(s.forge.good());
   const sets = [
     'server.workers=1',
     'log.level=info',
-    'bundles.source.type=file',
-    `bundles.source.path=${live}`,
-    'bundles.source.debounceMs=1',
+    ...delivery.sets,
     'bundles.loadTimeoutMs=120000',
     // Blocks of a few ms must show in the lag maximum (the default samples every 10 ms).
     'server.http.eventLoopResolutionMs=1',
     ...s.forge.trustSets(),
   ];
+  const preload = BLOCKS_DIR === null ? [] : ['--require', join(__dirname, 'lib', 'loop-blocks-preload.js')];
   const verdict = await spawnVerdict(
     root,
     sets.flatMap((x) => ['--set', x]),
-    nodeArgs,
+    [...nodeArgs, ...preload],
   );
-  const srv: Server = { label, verdict, publish, codes: [], unloadedRefusalMs: 0, unloaded: {}, windows: { quiet: [], refusing: [] } };
-  // Calibration, unloaded: how long a refusal takes sets the length of the windows. With no Check traffic,
-  // what the event loop spends on a refusal is measured alone: its main-thread CPU, major GCs and worst block.
-  step(`${label}: ${UNLOADED_REFUSALS} calibration refusals`);
-  const c0 = await scrape(verdict);
-  const t0 = Date.now();
-  for (let i = 0; i < UNLOADED_REFUSALS; i++) srv.codes.push(await refuseOne(srv, s.tampered[(i + 1) % 2] as Buffer));
-  srv.unloadedRefusalMs = Math.round((Date.now() - t0) / UNLOADED_REFUSALS);
-  const c1 = await scrape(verdict);
-  srv.unloaded = {
-    refusals: UNLOADED_REFUSALS,
-    mainCpuMsPerRefusal: round((c1.mainCpuMs - c0.mainCpuMs) / UNLOADED_REFUSALS),
-    majorGcsPerRefusal: round((c1.majorGcs - c0.majorGcs) / UNLOADED_REFUSALS),
-    majorGcMsPerRefusal: round((c1.majorGcMs - c0.majorGcMs) / UNLOADED_REFUSALS),
-    maxLoopBlockMs: round(c1.loopMaxMs),
+  const srv: Server = {
+    label,
+    verdict,
+    publish,
+    codes: [],
+    unloadedRefusalMs: 0,
+    unloaded: { refusing: [], idle: [] },
+    windows: { quiet: [], refusing: [] },
   };
+  // Calibration, unloaded: how long a refusal takes sets the length of the windows. With no Check traffic,
+  // what the event loop spends on a refusal is measured alone — its main-thread CPU, major GCs and worst
+  // block — beside an idle window as long right after it (the machine's noise floor, same server, same minute).
+  step(`${label}: ${UNLOADED_REFUSALS} calibration refusals, each followed by an idle window`);
+  // The first scrape is cold (metrics initialised on first use), and the part of it after the lag histogram
+  // resets would fall in the first window.
+  await scrape(verdict);
+  for (let i = 0; i < UNLOADED_REFUSALS; i++) {
+    const refusing = await unloadedWindow(verdict, async () => srv.codes.push(await refuseOne(srv, s.tampered[(i + 1) % 2] as Buffer)));
+    srv.unloaded.refusing.push(refusing);
+    srv.unloaded.idle.push(await unloadedWindow(verdict, () => sleep(refusing.endMs - refusing.startMs)));
+  }
+  const refusals = srv.unloaded.refusing;
+  srv.unloadedRefusalMs = Math.round(refusals.reduce((n, w) => n + w.endMs - w.startMs, 0) / Math.max(1, refusals.length));
   await load(verdict, s.requestFile, 500, async () => sleep(500)); // warm-up (JIT, wasm tier-up)
   return srv;
+}
+
+/** One calibration window: `during` between two scrapes (the lag maximum resets at each). */
+async function unloadedWindow(verdict: VerdictProcess, during: () => Promise<unknown>): Promise<UnloadedWindow> {
+  const c0 = await scrape(verdict);
+  const startMs = Date.now();
+  await during();
+  const endMs = Date.now();
+  const c1 = await scrape(verdict);
+  return {
+    startMs,
+    endMs,
+    mainCpuMs: c1.mainCpuMs - c0.mainCpuMs,
+    majorGcs: c1.majorGcs - c0.majorGcs,
+    majorGcMs: c1.majorGcMs - c0.majorGcMs,
+    maxLoopBlockMs: c1.loopMaxMs,
+  };
+}
+
+/** Per window of one kind: means of the counters, the worst block, and (with the preload) what it was made of. */
+function unloadedSummary(ws: UnloadedWindow[], blocks: LoopBlocks | null): Record<string, unknown> {
+  const mean = (f: (w: UnloadedWindow) => number): number => round(ws.reduce((n, w) => n + f(w), 0) / Math.max(1, ws.length));
+  const summary: Record<string, unknown> = {
+    windows: ws.length,
+    meanMs: mean((w) => w.endMs - w.startMs),
+    mainCpuMs: mean((w) => w.mainCpuMs),
+    majorGcs: mean((w) => w.majorGcs),
+    majorGcMs: mean((w) => w.majorGcMs),
+    maxLoopBlockMs: round(Math.max(...ws.map((w) => w.maxLoopBlockMs))),
+  };
+  if (blocks === null) return summary;
+  const inside = <T extends { atMs: number }>(xs: T[]): T[] => xs.filter((x) => ws.some((w) => x.atMs >= w.startMs && x.atMs <= w.endMs));
+  const mine = inside(blocks.blocks);
+  const split = (b: LoopBlock | undefined): Record<string, number> | null =>
+    b === undefined
+      ? null
+      : { gapMs: b.gapMs, cpuMs: b.cpuMs, waitMs: b.waitMs, sleptMs: round(Math.max(0, b.gapMs - b.cpuMs - b.waitMs)) };
+  const worst = (key: 'gapMs' | 'cpuMs', of = mine): LoopBlock | undefined => [...of].sort((a, b) => b[key] - a[key])[0];
+  const gcs = inside(blocks.gcs);
+  const majors = gcs.filter((g) => g.kind === 4);
+  // A block that overlaps a GC pause (over 1 ms) is at least partly the collector's, not a step of the code.
+  const withGc = (b: LoopBlock): boolean => gcs.some((g) => g.atMs <= b.atMs + b.gapMs + 1 && g.atMs + g.ms >= b.atMs - 1);
+  return {
+    ...summary,
+    blocksOver4Ms: mine.length,
+    worstBlock: split(worst('gapMs')),
+    mostOnCpuBlock: split(worst('cpuMs')),
+    mostOnCpuBlockWithoutGc: split(
+      worst(
+        'cpuMs',
+        mine.filter((b) => !withGc(b)),
+      ),
+    ),
+    longestMajorGcMs: majors.length === 0 ? 0 : Math.max(...majors.map((g) => g.ms)),
+  };
+}
+
+interface LoopBlocks {
+  blocks: LoopBlock[];
+  gcs: GcPause[];
+}
+
+/** A stopped server's block log (loop-blocks-preload.ts), or null when the preload was off. */
+function readBlocks(pid: number): LoopBlocks | null {
+  return BLOCKS_DIR === null ? null : (JSON.parse(readFileSync(join(BLOCKS_DIR, `${pid}.json`), 'utf8')) as LoopBlocks);
 }
 
 async function measureRound(s: Setup, srv: Server, r: number): Promise<void> {
@@ -207,8 +341,11 @@ function pool(ws: WindowResult[]): Record<string, number> {
 }
 
 function summarize(srv: Server): Record<string, unknown> {
-  console.log(`[${srv.label}] unloaded (no Checks), per refusal: ${JSON.stringify(srv.unloaded)}`);
-  if (ROUNDS === 0) return { unloadedRefusalMs: srv.unloadedRefusalMs, unloaded: srv.unloaded, refusalCodes: srv.codes };
+  const blocks = readBlocks(srv.verdict.pid);
+  const unloaded = { refusing: unloadedSummary(srv.unloaded.refusing, blocks), idle: unloadedSummary(srv.unloaded.idle, blocks) };
+  console.log(`[${srv.label}] unloaded (no Checks), per window: refusing ${JSON.stringify(unloaded.refusing)}`);
+  console.log(`[${srv.label}] unloaded (no Checks), per window: idle ${JSON.stringify(unloaded.idle)}`);
+  if (ROUNDS === 0) return { unloadedRefusalMs: srv.unloadedRefusalMs, unloaded, refusalCodes: srv.codes };
   const rows = (ws: WindowResult[], name: string): Record<string, unknown>[] =>
     ws.map((w, i) => ({ window: `${name} #${i + 1}`, ...Object.fromEntries(Object.entries(w).filter(([k]) => k !== 'latencies')) }));
   printTable(`[${srv.label}] Check at ${RATE}/s (h2load) while a bundle with ${DATA_BYTES / 2 ** 20} MiB of data.json is refused`, [
@@ -229,7 +366,7 @@ function summarize(srv: Server): Record<string, unknown> {
   );
   return {
     unloadedRefusalMs: srv.unloadedRefusalMs,
-    unloaded: srv.unloaded,
+    unloaded,
     refusalCodes: srv.codes,
     noRefusal: quiet,
     refusing,
@@ -240,15 +377,16 @@ function summarize(srv: Server): Record<string, unknown> {
 }
 
 /** Publishes one tampered bundle and resolves with the code of its refusal (from the server's log line). */
-function refuseOne(srv: Server, bundle: Buffer): Promise<string> {
-  return new Promise((resolve) => {
+async function refuseOne(srv: Server, bundle: Buffer): Promise<string> {
+  const refused = new Promise<string>((resolve) => {
     const stop = srv.verdict.onLog((line) => {
       if (!line.includes('policy bundle refused')) return;
       stop();
       resolve((JSON.parse(line) as { code: string }).code);
     });
-    srv.publish(bundle);
   });
+  await srv.publish(bundle);
+  return refused;
 }
 
 interface Scrape {

@@ -3,6 +3,7 @@ import type { BundlesConfig } from '../config/sections/bundles';
 import { VerdictError, toVerdictError } from '../errors';
 import { BundleLoader } from './bundle-loader';
 import { BundlePersist } from './bundle-persist';
+import { stagingFor } from './bundle-staged';
 import { abortableDelay } from './bundle-source';
 import { bundleSourceFromConfig } from './bundle-source-config';
 import { trustFromConfig } from './bundle-verifier';
@@ -42,7 +43,10 @@ export function loaderFromSection(section: BundlesConfig, store: PolicyStore, cl
     store,
     source,
     trust: trustFromConfig(section),
-    persist: section.persistDir !== null ? new BundlePersist(section.persistDir, section.limits.maxCompressedBytes) : null,
+    persist:
+      section.persistDir !== null
+        ? new BundlePersist(section.persistDir, section.limits.maxCompressedBytes, stagingFor(section.limits, section.loadTimeoutMs))
+        : null,
     rejectOlderSignatures: section.rejectOlderSignatures,
     clock,
   });

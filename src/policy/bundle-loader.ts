@@ -1,10 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { Clock } from '../clock';
 import { VerdictError, toVerdictError } from '../errors';
-import type { BundleArtifact, PolicyBundle } from './bundle';
+import type { PolicyBundle } from './bundle';
 import type { BundlePersist } from './bundle-persist';
-import type { BundleSource } from './bundle-source';
-import { StagedBundle } from './bundle-staged';
+import type { BundleSource, StagedArtifact } from './bundle-source';
 import { verifyBundle, type BundleTrust } from './bundle-verifier';
 import type { ActivePolicy, PolicyStore } from './policy-store';
 
@@ -52,7 +51,8 @@ export class BundleLoader extends EventEmitter<{
     let first = artifact !== null ? await this.offer(artifact).catch(noteError) : null;
     if (first === null && persisted !== null) {
       // Serve the last good bundle until the source answers; it is verified again like any delivery.
-      first = await this.offer(persisted, { persist: false }).catch(() => null);
+      const stored = await persisted.artifact();
+      first = stored === null ? null : await this.offer(stored, { persist: false }).catch(() => null);
       const why = firstError ?? new VerdictError('ERR_POLICY_NOT_LOADED', `${this.options.source.description} delivered no bundle`);
       if (first !== null) this.emit('persisted', first, why);
     }
@@ -61,7 +61,7 @@ export class BundleLoader extends EventEmitter<{
   }
 
   /** Verifies and activates one delivered bundle; serialized with every other offer. */
-  offer(artifact: BundleArtifact, opts: { persist?: boolean } = {}): Promise<ActivePolicy> {
+  offer(artifact: StagedArtifact, opts: { persist?: boolean } = {}): Promise<ActivePolicy> {
     const run = this.queue.then(() => this.activate(artifact, opts.persist ?? true));
     this.queue = run.catch(() => undefined);
     return run;
@@ -88,7 +88,7 @@ export class BundleLoader extends EventEmitter<{
   }
 
   /** One fetch; an unreachable source is reported as 'source-error', anything else (too large…) as a refusal. */
-  private async fetch(): Promise<BundleArtifact | null> {
+  private async fetch(): Promise<StagedArtifact | null> {
     try {
       return await this.options.source.fetch();
     } catch (err) {
@@ -99,19 +99,19 @@ export class BundleLoader extends EventEmitter<{
     }
   }
 
-  private async activate(artifact: BundleArtifact, persist: boolean): Promise<ActivePolicy> {
+  private async activate(artifact: StagedArtifact, persist: boolean): Promise<ActivePolicy> {
     const { bytes } = artifact;
     let bundle: PolicyBundle;
     let file: Buffer | null = null;
     try {
       bundle = await verifyBundle(artifact, this.options.trust);
       this.checkRollback(bundle);
-      // A staged file comes to the event loop only now, accepted, and only to be persisted.
-      if (persist && this.options.persist) file = bytes instanceof StagedBundle ? await bytes.bytes().catch(() => null) : bytes;
+      // The file comes to the event loop only now, accepted, and only to be persisted.
+      if (persist && this.options.persist) file = await bytes.bytes().catch(() => null);
     } catch (err) {
       throw this.options.store.refuse(toVerdictError(err, 'ERR_BUNDLE_INVALID'));
     } finally {
-      if (bytes instanceof StagedBundle) bytes.close();
+      bytes.close();
     }
     const active = await this.options.store.activate(bundle);
     const iat = bundle.signer?.opa?.issuedAtSec ?? null;

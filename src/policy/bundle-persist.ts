@@ -2,6 +2,8 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BundleArtifact } from './bundle';
 import { readRegularFileBounded } from './bundle-file-read';
+import type { StagedArtifact } from './bundle-source';
+import { StagedBundle, stagingFor, type StagingOptions } from './bundle-staged';
 
 const MAX_SMALL_FILE_BYTES = 1024 * 1024;
 
@@ -15,16 +17,29 @@ interface PersistMeta {
   savedAtMs: number;
 }
 
+/** What the persisted last good bundle says of itself, and how to get it (only when it is to be served). */
+export interface PersistedBundle {
+  sha256: string;
+  /** The rollback floor (the persisted bundle's signing time). */
+  opaIssuedAtSec: number | null;
+  /** The bundle file staged in a bundle worker (read there, like a watched file), with its signature; null when torn. */
+  artifact(): Promise<StagedArtifact | null>;
+}
+
 /**
  * The last bundle that was activated, kept on disk so a restart serves it while the source is down. It
  * is stored as delivered (with its cosign signature) and re-verified on load with the same keys and pin:
  * the disk is not trusted more than the network. Writes go to a temp name then rename (atomic on POSIX).
  */
 export class BundlePersist {
-  /** `maxBytes`: the bundle bound (bundles.limits.maxCompressedBytes); the disk is read as boundedly as the network. */
+  /**
+   * `maxBytes`: the bundle bound (bundles.limits.maxCompressedBytes); the disk is read as boundedly as the
+   * network, and by the bundle worker `staging` sizes, never on the event loop.
+   */
   constructor(
     private readonly dir: string,
     private readonly maxBytes: number,
+    private readonly staging: StagingOptions = stagingFor(),
   ) {}
 
   /** `bytes`: the artifact's file (a staged artifact's, taken back from its worker). */
@@ -44,8 +59,8 @@ export class BundlePersist {
     await this.atomicWrite('meta.json', Buffer.from(JSON.stringify(meta)));
   }
 
-  /** The persisted artifact, or null when there is none or it is incomplete. */
-  async load(): Promise<(BundleArtifact & { sha256: string; opaIssuedAtSec: number | null }) | null> {
+  /** The persisted bundle's meta, or null when there is none; its file is staged only when asked for. */
+  async load(): Promise<PersistedBundle | null> {
     let meta: PersistMeta;
     try {
       const raw = await readRegularFileBounded(join(this.dir, 'meta.json'), MAX_SMALL_FILE_BYTES, 'persisted meta');
@@ -53,19 +68,21 @@ export class BundlePersist {
     } catch {
       return null;
     }
+    return {
+      sha256: meta.sha256,
+      opaIssuedAtSec: typeof meta.opaIssuedAtSec === 'number' ? meta.opaIssuedAtSec : null,
+      artifact: () => this.artifact(meta),
+    };
+  }
+
+  private async artifact(meta: PersistMeta): Promise<StagedArtifact | null> {
+    let cosignSignature: Buffer | undefined;
     try {
-      const bytes = await readRegularFileBounded(join(this.dir, 'bundle.tar.gz'), this.maxBytes, 'persisted bundle');
-      const cosignSignature = meta.hasSignature
+      cosignSignature = meta.hasSignature
         ? await readRegularFileBounded(join(this.dir, 'bundle.sig'), MAX_SMALL_FILE_BYTES, 'persisted signature')
         : undefined;
-      return {
-        bytes,
-        origin: `persisted ${meta.origin}`,
-        cosignSignature,
-        ociDigest: meta.ociDigest,
-        sha256: meta.sha256,
-        opaIssuedAtSec: typeof meta.opaIssuedAtSec === 'number' ? meta.opaIssuedAtSec : null,
-      };
+      const bytes = await StagedBundle.fromFile(join(this.dir, 'bundle.tar.gz'), this.maxBytes, 'persisted bundle', this.staging);
+      return { bytes, origin: `persisted ${meta.origin}`, cosignSignature, ociDigest: meta.ociDigest };
     } catch {
       return null;
     }

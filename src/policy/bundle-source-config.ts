@@ -43,6 +43,7 @@ export function bundleSourceFromConfig(config: BundlesConfig): BundleSource | nu
         maxDelayMs: s.maxDelayMs,
         timeoutMs: s.timeoutMs,
         maxBytes,
+        staging,
       });
   }
 }

@@ -1,9 +1,8 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { BundleArtifact } from './bundle';
 import { isMissingFile, readRegularFileBounded } from './bundle-file-read';
 import { sha256Hex } from './bundle-reader';
-import { abortableDelay, type BundleSource } from './bundle-source';
+import { abortableDelay, type BundleSource, type StagedArtifact } from './bundle-source';
 import { StagedBundle, stagingFor, type StagingOptions } from './bundle-staged';
 
 /** A cosign signature (detached or a sigstore bundle) is a few KiB; this leaves room for certificate chains. */
@@ -37,7 +36,7 @@ export class FileBundleSource implements BundleSource {
   }
 
   /** The bundle file is read and hashed by a bundle worker, where it stays (bundle-staged.ts). */
-  async fetch(): Promise<BundleArtifact | null> {
+  async fetch(): Promise<StagedArtifact | null> {
     this.ensureWatching();
     const bytes = await StagedBundle.fromFile(this.options.path, this.options.maxBytes, 'bundle', this.options.staging ?? stagingFor());
     try {

@@ -1,6 +1,12 @@
 import { VerdictError } from '../errors';
-import type { BundleArtifact } from './bundle';
-import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource, type PollingOptions } from './bundle-source';
+import {
+  abortableDelay,
+  jitteredDelayMs,
+  readBodyBounded,
+  type BundleSource,
+  type StagedArtifact,
+  type PollingOptions,
+} from './bundle-source';
 import { StagedBundle, stagingFor, type StagingOptions } from './bundle-staged';
 
 export interface HTTPSourceOptions extends PollingOptions {
@@ -25,19 +31,26 @@ export class HTTPBundleSource implements BundleSource {
     this.description = `http ${redactURL(options.url)}`;
   }
 
-  async fetch(): Promise<BundleArtifact | null> {
+  async fetch(): Promise<StagedArtifact | null> {
     try {
-      const res = await this.get(this.options.url, this.etag);
-      if (res.status === 304) {
-        await res.body?.cancel();
+      // The bundle worker makes the GET itself (bundle-staged.ts): the body never passes through the event loop.
+      const got = await StagedBundle.fromURL(
+        {
+          url: this.options.url,
+          headers: this.headers(this.etag),
+          redirect: 'error',
+          timeoutMs: this.options.timeoutMs,
+          what: `bundle service ${redactURL(this.options.url)}`,
+        },
+        this.options.maxBytes,
+        this.options.staging ?? stagingFor(),
+      );
+      if (got.status === 304) {
         this.failures = 0;
         return null;
       }
-      if (res.status !== 200) {
-        await res.body?.cancel();
-        throw new VerdictError('ERR_BUNDLE_SOURCE', `bundle service answered HTTP ${res.status}`);
-      }
-      const bytes = await stageBodyBounded(res, this.options.maxBytes, this.options.staging ?? stagingFor());
+      if (got.staged === null) throw new VerdictError('ERR_BUNDLE_SOURCE', `bundle service answered HTTP ${got.status}`);
+      const bytes = got.staged;
       let cosignSignature: Buffer | undefined;
       try {
         cosignSignature = this.options.signatureUrl === null ? undefined : await this.signature(this.options.signatureUrl);
@@ -46,7 +59,7 @@ export class HTTPBundleSource implements BundleSource {
         throw err;
       }
       // Remember the ETag only now: a failure above must re-download next time.
-      this.etag = res.headers.get('etag');
+      this.etag = got.etag;
       this.failures = 0;
       return { bytes, origin: this.options.url, cosignSignature };
     } catch (err) {
@@ -77,12 +90,16 @@ export class HTTPBundleSource implements BundleSource {
     return readBodyBounded(res, 1024 * 1024, 'signature');
   }
 
-  private async get(url: string, etag: string | null): Promise<Response> {
+  private headers(etag: string | null): Record<string, string> {
     const headers: Record<string, string> = { accept: 'application/gzip, application/octet-stream' };
     if (etag !== null) headers['if-none-match'] = etag;
     if (this.options.authorization !== null) headers.authorization = this.options.authorization;
+    return headers;
+  }
+
+  private async get(url: string, etag: string | null): Promise<Response> {
     try {
-      return await fetch(url, { headers, redirect: 'error', signal: AbortSignal.timeout(this.options.timeoutMs) });
+      return await fetch(url, { headers: this.headers(etag), redirect: 'error', signal: AbortSignal.timeout(this.options.timeoutMs) });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
       throw new VerdictError('ERR_BUNDLE_SOURCE', `bundle service ${redactURL(url)} unreachable (${cause})`);
@@ -98,15 +115,4 @@ export function redactURL(url: string): string {
   } catch {
     return '(invalid url)';
   }
-}
-
-/** The body streamed into a bundle worker as it arrives (bundle-staged.ts): the event loop never holds it whole. */
-async function stageBodyBounded(res: Response, maxBytes: number, staging: StagingOptions): Promise<StagedBundle> {
-  const declared = Number(res.headers.get('content-length') ?? NaN);
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    await res.body?.cancel();
-    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `bundle is ${declared} bytes (max ${maxBytes})`);
-  }
-  const body = (res.body ?? []) as unknown as AsyncIterable<Uint8Array>;
-  return StagedBundle.fromStream(body, maxBytes, 'bundle', staging);
 }

@@ -1,10 +1,14 @@
 import { createHash } from 'node:crypto';
 import { VerdictError } from '../errors';
-import type { BundleArtifact } from './bundle';
-import { abortableDelay, jitteredDelayMs, readBodyBounded, type BundleSource, type PollingOptions } from './bundle-source';
-
-/** The layer is checked against its descriptor digest here, so its bytes are on the event loop. */
-type OCIArtifact = BundleArtifact & { bytes: Buffer };
+import {
+  abortableDelay,
+  jitteredDelayMs,
+  readBodyBounded,
+  type BundleSource,
+  type StagedArtifact,
+  type PollingOptions,
+} from './bundle-source';
+import { StagedBundle, stagingFor, type StagingOptions } from './bundle-staged';
 
 /** Media types of an OPA bundle pushed to an OCI registry (OPA docs, "OCI registry" bundle downloads). */
 export const OCI_MEDIA_TYPES = Object.freeze({
@@ -23,6 +27,8 @@ export interface OCISourceOptions extends PollingOptions {
   reference: string;
   /** Pinned manifest digest; null to accept what the tag names. */
   digest: string | null;
+  /** The bundle worker the bundle layer is streamed into (bundle-staged.ts); default: sized for the default limits. */
+  staging?: StagingOptions;
 }
 
 interface Descriptor {
@@ -37,8 +43,10 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 /**
  * Pulls a bundle from an OCI registry (OCI distribution spec v1.1: GET manifests, GET blobs). The manifest
  * is hashed here and compared with the reference when that is a digest and with the pin when one is
- * configured; every blob is checked against its descriptor's digest and size. Polling re-reads only
- * the manifest digest (HEAD) and pulls when it moved.
+ * configured; every blob is checked against its descriptor's digest and size. The bundle layer is downloaded
+ * by a bundle worker and checked there (its bytes never reach the event loop unless the bundle is
+ * accepted); the small signature layer is read and checked here. Polling re-reads only the
+ * manifest digest (HEAD) and pulls when it moved.
  */
 export class OCIBundleSource implements BundleSource {
   readonly description: string;
@@ -49,7 +57,7 @@ export class OCIBundleSource implements BundleSource {
     this.description = `oci ${new URL(options.registry).host}/${options.repository}${options.reference.startsWith('sha256:') ? '@' : ':'}${options.reference}`;
   }
 
-  async fetch(): Promise<OCIArtifact | null> {
+  async fetch(): Promise<StagedArtifact | null> {
     try {
       const artifact = await this.pull();
       this.failures = 0;
@@ -67,7 +75,7 @@ export class OCIBundleSource implements BundleSource {
 
   close(): void {}
 
-  private async pull(): Promise<OCIArtifact | null> {
+  private async pull(): Promise<StagedArtifact | null> {
     const head = await this.request('HEAD', `manifests/${this.options.reference}`, OCI_MEDIA_TYPES.manifest);
     const advertised = head.headers.get('docker-content-digest');
     if (advertised !== null && advertised === this.lastDigest) return null;
@@ -80,9 +88,10 @@ export class OCIBundleSource implements BundleSource {
     const manifest = parseManifest(raw);
     const layer = manifest.layers.find((l) => l.mediaType === OCI_MEDIA_TYPES.bundleLayer);
     if (layer === undefined) throw sourceError(`OCI manifest ${digest} has no ${OCI_MEDIA_TYPES.bundleLayer} layer`);
-    const bytes = await this.blob(layer, this.options.maxBytes);
     const sigLayer = manifest.layers.find((l) => l.mediaType === OCI_MEDIA_TYPES.sigstoreBundle);
-    const cosignSignature = sigLayer === undefined ? undefined : await this.blob(sigLayer, 1024 * 1024);
+    // The signature first: a failure there leaves no staged layer behind.
+    const cosignSignature = sigLayer === undefined ? undefined : await this.smallBlob(sigLayer, 1024 * 1024);
+    const bytes = await this.stagedBlob(layer, this.options.maxBytes);
     this.lastDigest = digest;
     return { bytes, origin: `${this.description}@${digest}`, cosignSignature, ociDigest: digest };
   }
@@ -97,8 +106,9 @@ export class OCIBundleSource implements BundleSource {
     }
   }
 
-  private async blob(d: Descriptor, maxBytes: number): Promise<Buffer> {
-    if (d.size > maxBytes) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `OCI layer ${d.digest} is ${d.size} bytes (max ${maxBytes})`);
+  /** A blob of at most `maxBytes`, read on the event loop (a signature: small by its bound). */
+  private async smallBlob(d: Descriptor, maxBytes: number): Promise<Buffer> {
+    checkLayerSize(d, maxBytes);
     const res = await this.request('GET', `blobs/${d.digest}`, d.mediaType);
     const bytes = await readBodyBounded(res, d.size, `OCI layer ${d.digest}`);
     const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -111,13 +121,47 @@ export class OCIBundleSource implements BundleSource {
     return bytes;
   }
 
-  private async request(method: 'GET' | 'HEAD', path: string, accept: string): Promise<Response> {
-    const url = `${this.options.registry.replace(/\/$/, '')}/v2/${this.options.repository}/${path}`;
+  /**
+   * A blob downloaded by a bundle worker itself (bundle-staged.ts): bounded by its descriptor's size while it
+   * streams there, and its sha256 and size compared with the descriptor there (ERR_BUNDLE_HASH_MISMATCH).
+   */
+  private async stagedBlob(d: Descriptor, maxBytes: number): Promise<StagedBundle> {
+    checkLayerSize(d, maxBytes);
+    const got = await StagedBundle.fromURL(
+      {
+        url: this.url(`blobs/${d.digest}`),
+        headers: this.headers(d.mediaType),
+        redirect: 'follow',
+        timeoutMs: this.options.timeoutMs,
+        what: `OCI layer ${d.digest}`,
+      },
+      d.size,
+      this.options.staging ?? stagingFor(),
+      { sha256: d.digest.slice('sha256:'.length), size: d.size },
+    );
+    if (got.staged === null) throw sourceError(`registry answered HTTP ${got.status} for GET blobs/${d.digest}`);
+    return got.staged;
+  }
+
+  private url(path: string): string {
+    return `${this.options.registry.replace(/\/$/, '')}/v2/${this.options.repository}/${path}`;
+  }
+
+  private headers(accept: string): Record<string, string> {
     const headers: Record<string, string> = { accept };
     if (this.options.authorization !== null) headers.authorization = this.options.authorization;
+    return headers;
+  }
+
+  private async request(method: 'GET' | 'HEAD', path: string, accept: string): Promise<Response> {
     let res: Response;
     try {
-      res = await fetch(url, { method, headers, redirect: 'follow', signal: AbortSignal.timeout(this.options.timeoutMs) });
+      res = await fetch(this.url(path), {
+        method,
+        headers: this.headers(accept),
+        redirect: 'follow',
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
       throw sourceError(`registry ${this.description} unreachable (${cause})`);
@@ -155,6 +199,11 @@ function descriptor(d: unknown): Descriptor {
     throw new VerdictError('ERR_BUNDLE_INVALID', 'OCI manifest has a malformed layer descriptor');
   }
   return x as Descriptor;
+}
+
+/** A layer larger than allowed by its descriptor is refused before a byte of it is fetched. */
+function checkLayerSize(d: Descriptor, maxBytes: number): void {
+  if (d.size > maxBytes) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `OCI layer ${d.digest} is ${d.size} bytes (max ${maxBytes})`);
 }
 
 function sourceError(message: string): VerdictError {

@@ -1,5 +1,12 @@
 import { VerdictError } from '../errors';
 import type { BundleArtifact } from './bundle';
+import type { StagedBundle } from './bundle-staged';
+
+/**
+ * What a source delivers (and the persisted bundle is): the bundle file staged in a bundle worker
+ * (bundle-staged.ts), never bytes on the event loop — one way in for every source.
+ */
+export type StagedArtifact = BundleArtifact & { bytes: StagedBundle };
 
 /**
  * Where bundles come from. The loader asks for the bundle, then waits for the source to say a new one
@@ -9,7 +16,7 @@ export interface BundleSource {
   /** For logs: no secrets (no auth header). */
   readonly description: string;
   /** The bundle if it changed since the last successful fetch, else null. Throws ERR_BUNDLE_SOURCE when unreachable. */
-  fetch(): Promise<BundleArtifact | null>;
+  fetch(): Promise<StagedArtifact | null>;
   /** Resolves when the next fetch is due; `failed` says the last fetch failed (a source may back off). */
   waitForChange(signal: AbortSignal, failed: boolean): Promise<void>;
   close(): void;

@@ -1,4 +1,3 @@
-import { VerdictError } from '../errors';
 import { DEFAULT_BUNDLE_LIMITS, DEFAULT_LOAD_TIMEOUT_MS, type BundleLimits } from './bundle';
 import { REGULAR_FILE_FLAGS } from './bundle-file-read';
 import { BundleWorker, copyInSlices } from './bundle-worker';
@@ -18,11 +17,29 @@ export function stagingFor(limits: BundleLimits = DEFAULT_BUNDLE_LIMITS, timeout
   return { heapMb: Math.max(256, Math.ceil((6 * maxUncompressedBytes) / 2 ** 20)), timeoutMs };
 }
 
-const STAGE_CODES = ['ERR_BUNDLE_SOURCE', 'ERR_BUNDLE_FILE_TYPE', 'ERR_BUNDLE_TOO_LARGE'] as const;
+const STAGE_CODES = ['ERR_BUNDLE_SOURCE', 'ERR_BUNDLE_FILE_TYPE', 'ERR_BUNDLE_TOO_LARGE', 'ERR_BUNDLE_HASH_MISMATCH'] as const;
+
+/** What a download must turn out to be (an OCI layer's descriptor): checked by the worker once it has all of it. */
+export interface ExpectedContent {
+  sha256: string;
+  size: number;
+}
+
+/** A GET a bundle worker makes for a source. */
+export interface DownloadRequest {
+  url: string;
+  /** Sent as given (an Authorization header among them); never logged. */
+  headers: Record<string, string>;
+  redirect: 'error' | 'follow';
+  /** The whole download's deadline (the source's timeoutMs). */
+  timeoutMs: number;
+  /** For messages: no secrets (a redacted URL, a digest). */
+  what: string;
+}
 
 /**
  * A bundle file whose bytes live in a bundle worker, not on the event loop: read there from its path,
- * streamed there chunk by chunk, or copied there. Its size and sha256 are known; cosign and the untar run
+ * downloaded there from a URL, or copied there. Its size and sha256 are known; cosign and the untar run
  * on it in the same worker (bundle-signature-cosign.ts, bundle-untar.ts). Only an accepted bundle's file
  * comes back to the event loop (`bytes()`, to persist it); a refused one is dropped with its worker. Whoever
  * stages it closes it; a worker left idle past its deadline ends by itself.
@@ -43,31 +60,45 @@ export class StagedBundle {
   }
 
   /**
-   * A body read as it arrives: each chunk is copied into an ArrayBuffer of its own (a stream may reuse
-   * its buffers) and transferred, so the event loop never holds more than one chunk. Over `maxBytes`:
-   * ERR_BUNDLE_TOO_LARGE, and the rest is not read.
+   * GETs `request.url` from a bundle worker (its own `fetch`): the body never passes through the event loop,
+   * not even chunk by chunk. The status and ETag come back; with 200 the body is staged (bounded by
+   * `maxBytes`, declared or while it streams: ERR_BUNDLE_TOO_LARGE, the rest unread), and with `expected` its
+   * sha256 and size are compared with it there (ERR_BUNDLE_HASH_MISMATCH). Unreachable, or a body that
+   * breaks off: ERR_BUNDLE_SOURCE.
    */
-  static async fromStream(
-    chunks: AsyncIterable<Uint8Array>,
+  static async fromURL(
+    request: DownloadRequest,
     maxBytes: number,
-    what: string,
     options: StagingOptions,
-  ): Promise<StagedBundle> {
+    expected?: ExpectedContent,
+  ): Promise<{ status: number; etag: string | null; staged: StagedBundle | null }> {
     const worker = new BundleWorker(options.heapMb);
-    let total = 0;
     try {
-      for await (const chunk of chunks) {
-        total += chunk.byteLength;
-        // Leaving the loop by throwing cancels the stream: the rest is never read.
-        if (total > maxBytes) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} exceeds ${maxBytes} bytes`);
-        const own = new Uint8Array(chunk);
-        worker.post('chunk', { data: own, maxBytes }, [own.buffer]);
+      const { value } = await worker.run<{ status: number; etag: string | null; sha256?: string; size?: number }>('download', {
+        payload: {
+          url: request.url,
+          headers: request.headers,
+          redirect: request.redirect,
+          fetchTimeoutMs: request.timeoutMs,
+          maxBytes,
+          what: request.what,
+          expected,
+        },
+        transfer: [],
+        // The download has the source's deadline; hashing what arrived has the load step's.
+        timeoutMs: request.timeoutMs + options.timeoutMs,
+        codes: STAGE_CODES,
+        what: request.what,
+      });
+      if (value.status !== 200 || value.sha256 === undefined || value.size === undefined) {
+        worker.close();
+        return { status: value.status, etag: value.etag, staged: null };
       }
+      return { status: value.status, etag: value.etag, staged: new StagedBundle(worker, value.sha256, value.size, options) };
     } catch (err) {
       worker.close();
       throw err;
     }
-    return StagedBundle.stage(worker, { maxBytes, what }, [], options);
   }
 
   /** Bytes already on the event loop: a copy made a slice per turn goes to the worker (the caller keeps its bytes). */

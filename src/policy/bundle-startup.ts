@@ -54,7 +54,8 @@ export async function startBundleLoader(
     store,
     source,
     trust: trustFromConfig(b),
-    persist: b.persistDir !== null ? new BundlePersist(b.persistDir, b.limits.maxCompressedBytes) : null,
+    persist:
+      b.persistDir !== null ? new BundlePersist(b.persistDir, b.limits.maxCompressedBytes, stagingFor(b.limits, b.loadTimeoutMs)) : null,
     rejectOlderSignatures: b.rejectOlderSignatures,
     clock: deps.clock,
   });

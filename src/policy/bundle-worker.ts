@@ -10,17 +10,17 @@ import { untarStream } from './bundle-untar-stream';
 
 /**
  * The heavy steps of reading a candidate bundle, each run in a bundle worker thread. `stage` puts the
- * bundle file into the worker (read there from a path, from chunks posted with `chunk`, or from bytes
- * handed over) and hashes it; `cosign`, `untar`, `more` (the untar's held files) and `archive` (the file
+ * bundle file into the worker (read there from a path, or from bytes handed over) and hashes it, `download`
+ * likewise from a URL the worker GETs itself; `cosign`, `untar`, `more` (the untar's held files) and `archive` (the file
  * itself, back to the event loop) then work on those bytes. `hash` hashes files handed over with it.
  */
-export type BundleWorkerTask = 'stage' | 'chunk' | 'cosign' | 'untar' | 'more' | 'archive' | 'hash';
+export type BundleWorkerTask = 'stage' | 'download' | 'cosign' | 'untar' | 'more' | 'archive' | 'hash';
 
 const tarStreamPath = createRequire(__filename).resolve('tar-stream');
 
 // The worker runs the very same functions as the rest of verdict (each is self-contained, so its source
 // text is all it needs): the bounded file read, the bundle reader's untar, OPA's canonical JSON hash and
-// the cosign check. Each message but `chunk` gets one answer: { value } (its buffers transferred back,
+// the cosign check. Each message gets one answer: { value } (its buffers transferred back,
 // not copied; `more` when the worker holds the rest) or a { refusal } with a code.
 const WORKER_SOURCE = `
 'use strict';
@@ -41,23 +41,54 @@ const asBuffer = (u8) => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 /** u8 in an ArrayBuffer of its own, so that transferring it moves nothing else. */
 const owned = (u8) => (u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength ? u8 : new Uint8Array(u8));
 let archive = null;
-let chunks = [];
-let chunkBytes = 0;
 let held = null;
 const refusal = (code, message) => ({ code, message });
+/** The staged file's size and sha256, compared with what it must be when that is known (an OCI descriptor). */
+const hashed = (w) => {
+  const sha256 = crypto.createHash('sha256').update(archive).digest('hex');
+  const e = w.expected;
+  if (e !== undefined && (sha256 !== e.sha256 || archive.length !== e.size))
+    throw refusal('ERR_BUNDLE_HASH_MISMATCH', w.what + ' is sha256:' + sha256 + ' (' + archive.length + ' bytes), not sha256:' + e.sha256 + ' (' + e.size + ' bytes)');
+  return { size: archive.length, sha256 };
+};
 const tasks = {
-  chunk(w) {
-    chunkBytes += w.data.length;
-    if (chunkBytes <= w.maxBytes) chunks.push(w.data);
-    return null;
-  },
   async stage(w) {
     if (w.path !== undefined) archive = await readRegularFile(require('node:fs/promises'), w.flags, w.path, w.maxBytes, w.what, refusal);
-    else if (w.gz !== undefined) archive = w.gz;
-    else if (chunkBytes > w.maxBytes) throw refusal('ERR_BUNDLE_TOO_LARGE', w.what + ' exceeds ' + w.maxBytes + ' bytes');
-    else archive = Buffer.concat(chunks, chunkBytes);
-    chunks = [];
-    return { value: { size: archive.length, sha256: crypto.createHash('sha256').update(archive).digest('hex') }, transfer: [] };
+    else archive = w.gz;
+    return { value: hashed(w), transfer: [] };
+  },
+  // A GET made here, so the body never passes through the event loop; its status and ETag go back, and with
+  // 200 the body is staged. Over maxBytes (declared, or while it streams): the rest is not read.
+  async download(w) {
+    let res;
+    try {
+      res = await fetch(w.url, { headers: w.headers, redirect: w.redirect, signal: AbortSignal.timeout(w.fetchTimeoutMs) });
+    } catch (err) {
+      throw refusal('ERR_BUNDLE_SOURCE', w.what + ' unreachable (' + ((err && err.cause && err.cause.code) || (err && err.name)) + ')');
+    }
+    const head = { status: res.status, etag: res.headers.get('etag') };
+    const tooLarge = () => refusal('ERR_BUNDLE_TOO_LARGE', w.what + ' exceeds ' + w.maxBytes + ' bytes');
+    const declared = Number(res.headers.get('content-length') ?? NaN);
+    if (res.status !== 200 || (Number.isFinite(declared) && declared > w.maxBytes)) {
+      await (res.body && res.body.cancel().catch(() => undefined));
+      if (res.status !== 200) return { value: head, transfer: [] };
+      throw tooLarge();
+    }
+    const parts = [];
+    let total = 0;
+    try {
+      // Leaving the loop by throwing cancels the stream.
+      for await (const chunk of res.body || []) {
+        total += chunk.byteLength;
+        if (total > w.maxBytes) throw tooLarge();
+        parts.push(chunk);
+      }
+    } catch (err) {
+      if (err && err.code === 'ERR_BUNDLE_TOO_LARGE') throw err;
+      throw refusal('ERR_BUNDLE_SOURCE', w.what + ' broke off: ' + (err && err.message ? err.message : String(err)));
+    }
+    archive = Buffer.concat(parts, total);
+    return { value: Object.assign(head, hashed(w)), transfer: [] };
   },
   async cosign(w) {
     return { value: cosignVerifyBlob(crypto, asBuffer(archive), w.publicKeyPEM, w.signature, w.digest), transfer: [] };
@@ -99,9 +130,7 @@ const tasks = {
   },
 };
 parentPort.on('message', (w) => {
-  const run = tasks[w.task](Object.assign({ tarStreamPath: workerData.tarStreamPath }, w));
-  if (run === null) return;
-  run.then(
+  tasks[w.task](Object.assign({ tarStreamPath: workerData.tarStreamPath }, w)).then(
     ({ value, more, transfer }) => parentPort.postMessage({ value, more: more === true }, transfer),
     (err) => parentPort.postMessage({ refusal: { code: err && err.code, message: String(err && err.message ? err.message : err) } }),
   );
@@ -141,11 +170,6 @@ export class BundleWorker {
     this.worker.unref();
     // An error with no task waiting (the worker ended while idle) has nobody to tell.
     this.worker.on('error', () => undefined);
-  }
-
-  /** Posts a message that gets no answer (a chunk of the bundle file). */
-  post(task: BundleWorkerTask, payload: Record<string, unknown>, transfer: ArrayBuffer[]): void {
-    this.worker.postMessage({ task, ...payload }, transfer);
   }
 
   /** Runs one task; `more` says the worker holds the rest of its result (the untar's large files). */

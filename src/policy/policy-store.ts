@@ -2,9 +2,10 @@ import { EventEmitter } from 'node:events';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { VerdictError, toVerdictError } from '../errors';
 import { DEFAULT_BUNDLE_LIMITS, DEFAULT_LOAD_TIMEOUT_MS, type BundleLimits, type PolicyBundle } from './bundle';
-import { readRegularFileBounded } from './bundle-file-read';
-import { readBundle } from './bundle-reader';
+import { assembleBundle } from './bundle-reader';
 import { checkBundleRoots } from './bundle-roots';
+import { StagedBundle, stagingFor } from './bundle-staged';
+import { untarBounded } from './bundle-untar';
 import { engineFactory } from './engine-registry';
 import { SELF_TEST_INPUT } from './engine-self-test-input';
 import type { EngineOptions, PolicyEngine } from './policy-engine';
@@ -101,12 +102,21 @@ export class PolicyStore extends EventEmitter<{ swap: [SwapEvent]; rejected: [Ve
     }
   }
 
-  /** Reads a local bundle (regular file, bounded like any delivery), then activates it. */
+  /**
+   * Reads a local bundle (regular file, bounded like any delivery) in a bundle worker, the way a watched
+   * file is read (bundle-staged.ts), then activates it.
+   */
   async activateFile(path: string, limits: BundleLimits = DEFAULT_BUNDLE_LIMITS): Promise<ActivePolicy> {
     let bundle: PolicyBundle;
     try {
-      const bytes = await readRegularFileBounded(path, limits.maxCompressedBytes, 'bundle');
-      bundle = await readBundle(bytes, path, limits);
+      const staging = stagingFor(limits, this.loadTimeoutMs);
+      const staged = await StagedBundle.fromFile(path, limits.maxCompressedBytes, 'bundle', staging);
+      try {
+        const { files } = await untarBounded(staged, limits, { timeoutMs: staging.timeoutMs });
+        bundle = assembleBundle(files, path, staged.sha256, staged.size);
+      } finally {
+        staged.close();
+      }
       checkBundleRoots(bundle);
     } catch (err) {
       throw this.refuse(toVerdictError(err, 'ERR_BUNDLE_INVALID'));

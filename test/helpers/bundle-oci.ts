@@ -9,6 +9,12 @@ import { tempDir } from './verdict-harness';
 
 export interface Registry {
   url: string;
+  /**
+   * Where the registry's filesystem storage keeps a blob's bytes. Rewriting that file is how a test makes a
+   * registry serve content that does not match its digest (a corrupted or tampered storage backend): the
+   * real registry checks digests when a blob is pushed, never when it is served.
+   */
+  blobPath(digest: string): string;
   stop(): Promise<void>;
 }
 
@@ -41,6 +47,10 @@ export async function startRegistry(): Promise<Registry> {
   await waitReady(url, child, () => stderr);
   return {
     url,
+    blobPath: (digest) => {
+      const hex = digest.replace(/^sha256:/, '');
+      return join(dir, 'data', 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
+    },
     stop: async () => {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
@@ -77,10 +87,10 @@ function freePort(): Promise<number> {
   });
 }
 
-const digestOf = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+export const digestOf = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** Pushes blobs (monolithic upload: POST then PUT ?digest=, distribution spec "Pushing blobs"). */
-async function pushBlob(registry: string, repo: string, data: Buffer): Promise<string> {
+export async function pushBlob(registry: string, repo: string, data: Buffer): Promise<string> {
   const digest = digestOf(data);
   const start = await fetch(`${registry}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
   if (start.status !== 202) throw new Error(`blob upload start: HTTP ${start.status}`);
@@ -99,16 +109,27 @@ export async function pushBundle(
   bundle: Buffer,
   extraLayers: { mediaType: string; data: Buffer }[] = [],
 ): Promise<string> {
-  const config = Buffer.from('{}');
   const layers = [{ mediaType: OCI_MEDIA_TYPES.bundleLayer, data: bundle }, ...extraLayers];
+  const descriptors = await Promise.all(
+    layers.map(async (l) => ({ mediaType: l.mediaType, digest: await pushBlob(registry, repo, l.data), size: l.data.length })),
+  );
+  return pushManifest(registry, repo, tag, descriptors);
+}
+
+/** Tags an image manifest whose layers are blobs already in the repository; returns the manifest digest. */
+export async function pushManifest(
+  registry: string,
+  repo: string,
+  tag: string,
+  layers: { mediaType: string; digest: string; size: number }[],
+): Promise<string> {
+  const config = Buffer.from('{}');
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: OCI_MEDIA_TYPES.manifest,
       config: { mediaType: OCI_MEDIA_TYPES.config, digest: await pushBlob(registry, repo, config), size: config.length },
-      layers: await Promise.all(
-        layers.map(async (l) => ({ mediaType: l.mediaType, digest: await pushBlob(registry, repo, l.data), size: l.data.length })),
-      ),
+      layers,
     }),
   );
   const res = await fetch(`${registry}/v2/${repo}/manifests/${tag}`, {

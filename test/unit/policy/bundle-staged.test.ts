@@ -2,7 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StagedBundle, stagingFor } from '../../../src/policy/bundle-staged';
 import { tempDir } from '../../helpers/verdict-harness';
 
@@ -15,10 +17,6 @@ const staging = stagingFor();
  * event loop allocated, whichever thread holds it now, so it is not the figure here).
  */
 const loopBuffers = (): number => process.memoryUsage().external;
-
-async function* chunksOf(data: Buffer, size: number): AsyncGenerator<Uint8Array> {
-  for (let off = 0; off < data.length; off += size) yield data.subarray(off, off + size);
-}
 
 describe('StagedBundle: the bundle file lives in a bundle worker', () => {
   const data = randomBytes(20 * MiB + 17);
@@ -44,20 +42,83 @@ describe('StagedBundle: the bundle file lives in a bundle worker', () => {
     await expectStagedOffLoop(() => StagedBundle.fromFile(path, 32 * MiB, 'bundle', staging));
   });
 
-  it('streams a body to the worker chunk by chunk (transferred, not kept) and assembles it intact', async () => {
-    await expectStagedOffLoop(() => StagedBundle.fromStream(chunksOf(data, 64 * 1024), 32 * MiB, 'bundle', staging));
-  });
+  describe('a URL the worker downloads itself (real HTTP server on loopback)', () => {
+    let server: Server;
+    let base: string;
+    /** Chunks the /chunked route wrote before its client went away, and whether it wrote them all. */
+    let chunked = { written: 0, finished: false };
 
-  it('refuses a body over the bound (ERR_BUNDLE_TOO_LARGE) without reading the rest', async () => {
-    let pulled = 0;
-    async function* counted(): AsyncGenerator<Uint8Array> {
-      for await (const c of chunksOf(data, MiB)) {
-        pulled++;
-        yield c;
-      }
-    }
-    await expect(StagedBundle.fromStream(counted(), 4 * MiB, 'bundle', staging)).rejects.toMatchObject({ code: 'ERR_BUNDLE_TOO_LARGE' });
-    expect(pulled).toBe(5);
+    beforeAll(async () => {
+      server = createServer((req, res) => {
+        if (req.url === '/data') {
+          if (req.headers['if-none-match'] === '"e1"') return res.writeHead(304).end();
+          return res.writeHead(200, { 'content-length': data.length, etag: '"e1"' }).end(data);
+        }
+        if (req.url === '/chunked') {
+          // No content-length: only the bound checked while streaming can stop it. Written with backpressure,
+          // so a client that stops reading stops the writes.
+          chunked = { written: 0, finished: false };
+          res.writeHead(200);
+          const next = (): void => {
+            if (res.destroyed) return;
+            if (chunked.written === 21) return void res.end(() => (chunked.finished = true));
+            const c = data.subarray(chunked.written * MiB, ++chunked.written * MiB);
+            if (res.write(c)) setImmediate(next);
+            else res.once('drain', next);
+          };
+          return next();
+        }
+        if (req.url === '/broken') {
+          res.writeHead(200, { 'content-length': 2 * MiB });
+          return res.write(data.subarray(0, MiB), () => res.destroy());
+        }
+        res.writeHead(404).end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    });
+    afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+    const get = (path: string, headers: Record<string, string> = {}, maxBytes = 32 * MiB) =>
+      StagedBundle.fromURL({ url: `${base}${path}`, headers, redirect: 'error', timeoutMs: 10_000, what: path }, maxBytes, staging);
+
+    it('downloads a body in the worker: status, ETag, size and sha256 known, the bytes stay off the event loop until asked', async () => {
+      let etag: string | null = null;
+      await expectStagedOffLoop(async () => {
+        const got = await get('/data');
+        etag = got.etag;
+        if (got.staged === null) throw new Error(`expected a staged body, got HTTP ${got.status}`);
+        return got.staged;
+      });
+      expect(etag).toBe('"e1"');
+    });
+
+    it('gives the status and no staged body for anything but 200 (a 304 for If-None-Match, a 404)', async () => {
+      expect(await get('/data', { 'if-none-match': '"e1"' })).toMatchObject({ status: 304, staged: null });
+      expect(await get('/missing')).toMatchObject({ status: 404, staged: null });
+    });
+
+    it('refuses a body over the bound while it streams (ERR_BUNDLE_TOO_LARGE) and stops reading it', async () => {
+      await expect(get('/chunked', {}, 4 * MiB)).rejects.toMatchObject({ code: 'ERR_BUNDLE_TOO_LARGE' });
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      expect(chunked.finished).toBe(false);
+      expect(chunked.written).toBeLessThan(21);
+    });
+
+    it('refuses a declared length over the bound (ERR_BUNDLE_TOO_LARGE), a body that breaks off and an unreachable URL (ERR_BUNDLE_SOURCE)', async () => {
+      await expect(get('/data', {}, MiB)).rejects.toMatchObject({ code: 'ERR_BUNDLE_TOO_LARGE' });
+      await expect(get('/broken')).rejects.toMatchObject({ code: 'ERR_BUNDLE_SOURCE' });
+      const closed = createServer();
+      await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+      const port = (closed.address() as AddressInfo).port;
+      await new Promise<void>((resolve) => closed.close(() => resolve()));
+      const unreachable = StagedBundle.fromURL(
+        { url: `http://127.0.0.1:${port}/`, headers: {}, redirect: 'error', timeoutMs: 5000, what: 'x' },
+        MiB,
+        staging,
+      );
+      await expect(unreachable).rejects.toMatchObject({ code: 'ERR_BUNDLE_SOURCE' });
+    });
   });
 
   it.each([
