@@ -11,7 +11,7 @@
  * memory goal: after 1M, ≤ 1.5× the peer's), with ratios to the peer's and the echo's, and its PSS beside it
  * (the node binary's pages are shared with the other node processes of the run; in a pod they are not).
  * Run: npm run build && node dist/loadtest/bench-transport.js [--seconds 5 --rounds 3 --before DIR
- *   --memory-calls 1000000 --memory-only --memory-servers echo,uncached,opa]
+ *   --memory-calls 1000000 --memory-only --memory-servers echo,uncached,opa --mtls-only --ab DIR,DIR,... --ab-uncached]
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -39,6 +39,11 @@ export interface TransportBenchOptions {
   before: string | null;
   /** Skip the fixed-rate and mTLS parts (saturation rounds and the RSS after memoryCalls only). */
   memoryOnly?: boolean;
+  /** Only the mTLS × plaintext part. */
+  mtlsOnly?: boolean;
+  /** Only an A/B of these built checkouts (the first is A), cache hits or uncached (`abCache`); see abBuilds. */
+  ab?: string[];
+  abCache?: boolean;
   /** The memory run covers only servers whose name contains one of these (the peer at ~3k/s takes 5+ min). */
   memoryServers?: string[];
 }
@@ -241,7 +246,8 @@ async function mtls(o: TransportBenchOptions): Promise<Record<string, unknown>[]
     for (const s of [plain, secure]) pinToCpu(s.pid, SERVER_CPU);
     const dir = String(secure.info.dir);
     const tls = { certFile: join(dir, 'client.pem'), keyFile: join(dir, 'client-key.pem') };
-    const run = async (s: typeof plain, durationS: number): Promise<{ cpu: number; p99: number; errors: number }> => {
+    type Sample = { cpu: number; p99: number; errors: Record<string, number> };
+    const run = async (s: typeof plain, durationS: number): Promise<Sample> => {
       const before = processCpuMicros(s.pid);
       const r = await runGhz({
         target: `127.0.0.1:${s.port}`,
@@ -253,10 +259,12 @@ async function mtls(o: TransportBenchOptions): Promise<Record<string, unknown>[]
         cpu: CLIENT_CPU,
         ...(s === secure ? { tls } : {}),
       });
-      return { cpu: (processCpuMicros(s.pid) - before) / Math.max(1, r.count - r.errors), p99: r.p99Ms, errors: r.errors };
+      // The server's CPU covers the calls ghz left out of its tally too (--skipFirst).
+      const answered = r.count + r.skipped - r.errors;
+      return { cpu: (processCpuMicros(s.pid) - before) / Math.max(1, answered), p99: r.p99Ms, errors: r.errorsByKind };
     };
     for (const s of [plain, secure]) await run(s, 2);
-    const samples = new Map<string, { cpu: number; p99: number; errors: number }[]>([
+    const samples = new Map<string, Sample[]>([
       [plain.name, []],
       [secure.name, []],
     ]);
@@ -267,7 +275,8 @@ async function mtls(o: TransportBenchOptions): Promise<Record<string, unknown>[]
         server: s.name,
         'CPU µs/Check @3000/s': median(xs.map((x) => x.cpu)),
         'p99 ms': median(xs.map((x) => x.p99)),
-        errors: xs.reduce((n, x) => n + x.errors, 0),
+        // By kind (ghz's status and message), so a failure is never just a count.
+        errors: sumKinds(xs.map((x) => x.errors)),
       };
     });
     const base = rows[0]!['CPU µs/Check @3000/s'];
@@ -280,7 +289,51 @@ async function mtls(o: TransportBenchOptions): Promise<Record<string, unknown>[]
   }
 }
 
+function sumKinds(counts: Record<string, number>[]): string {
+  const total: Record<string, number> = {};
+  for (const c of counts) for (const [k, n] of Object.entries(c)) total[k] = (total[k] ?? 0) + n;
+  const parts = Object.entries(total).map(([k, n]) => `${n} × ${k}`);
+  return parts.length === 0 ? 'none' : parts.join('; ');
+}
+
+/**
+ * A/B of built checkouts (what one change costs): one server per build, all on the server core, saturated in
+ * turn, the order reversed every other round (so no build always runs after the same one); per build the
+ * median CPU per Check and the median of its per-round ratios to the first build, which holds up better than
+ * a ratio of medians when the host's load moves between rounds.
+ */
+async function abBuilds(o: TransportBenchOptions, roots: string[]): Promise<Record<string, unknown>[]> {
+  const mode = o.abCache === false ? 'uncached' : 'cache hit';
+  const servers: Server[] = [];
+  try {
+    for (const [i, root] of roots.entries())
+      servers.push(
+        await verdictServer(`${i === 0 ? 'A' : `B${i}`} ${mode}: ${root}`, root, [`cache.enabled=${o.abCache !== false}`], false),
+      );
+    for (const s of servers) pinToCpu(s.pid, SERVER_CPU);
+    const dataFile = framedFixture();
+    for (const s of servers) await measure(s, dataFile, 2); // warm-up
+    const samples = servers.map((): number[] => []);
+    for (let r = 0; r < o.rounds; r++) {
+      const order = servers.map((_, i) => (r % 2 === 0 ? i : servers.length - 1 - i));
+      for (const i of order) samples[i]!.push((await measure(servers[i]!, dataFile, o.seconds)).cpuMicrosPerCall);
+    }
+    const rows = servers.map((s, i) => ({
+      server: s.name,
+      'CPU µs/Check sat': median(samples[i]!),
+      '× A (median of round ratios)': median(samples[i]!.map((x, r) => x / samples[0]![r]!)),
+      rounds: samples[i]!.map((x) => x.toFixed(1)).join(' '),
+    }));
+    printTable(`A/B at saturation (${o.rounds} rounds of ${o.seconds}s, alternating order)`, rows);
+    return rows;
+  } finally {
+    for (const s of servers) await s.stop();
+  }
+}
+
 export async function run(o: TransportBenchOptions): Promise<Record<string, unknown>> {
+  if (o.ab) return { ab: await abBuilds(o, o.ab) };
+  if (o.mtlsOnly) return { mtls: await mtls(o) };
   const grpc = await saturationAndLatency(o);
   return o.memoryOnly ? { grpc } : { grpc, mtls: await mtls(o) };
 }
@@ -294,6 +347,9 @@ runAsScript(module, () => {
       'memory-calls': { type: 'string', default: '0' },
       before: { type: 'string' },
       'memory-only': { type: 'boolean', default: false },
+      'mtls-only': { type: 'boolean', default: false },
+      ab: { type: 'string' },
+      'ab-uncached': { type: 'boolean', default: false },
       'memory-servers': { type: 'string' },
     },
   });
@@ -304,6 +360,8 @@ runAsScript(module, () => {
     memoryCalls: Number(values['memory-calls']),
     before: values.before ?? null,
     memoryOnly: values['memory-only'],
+    mtlsOnly: values['mtls-only'],
+    ...(values.ab ? { ab: values.ab.split(','), abCache: !values['ab-uncached'] } : {}),
     ...(values['memory-servers'] ? { memoryServers: values['memory-servers'].split(',') } : {}),
   });
 });

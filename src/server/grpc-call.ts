@@ -1,4 +1,4 @@
-import { constants, type ServerHttp2Stream } from 'node:http2';
+import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { gunzip, inflate, type InputType, type ZlibOptions } from 'node:zlib';
 import type { ErrorCode } from '../errors';
 import { refuse, UnaryMessageReader, type BufferBudget, type Refusal } from './grpc-message-reader';
@@ -9,14 +9,19 @@ export type ReceivedMessage = { kind: 'message'; bytes: Buffer } | { kind: 'over
 
 export type MessageEncoding = 'identity' | 'gzip' | 'deflate';
 
+/** What every call of a server shares (one object, not one per call). */
 export interface GrpcCallOptions {
   maxBytes: number;
   hardMaxBytes: number;
   budget: BufferBudget;
+  onRefused(refusal: Refusal): void;
+}
+
+/** What one call's request headers set. */
+export interface GrpcCallHeaders {
   encoding: MessageEncoding;
   /** From grpc-timeout; undefined = no deadline. */
   timeoutMs: number | undefined;
-  onRefused(refusal: Refusal): void;
 }
 
 // setTimeout's ceiling; a longer deadline is as good as none.
@@ -48,11 +53,15 @@ export class GrpcCall {
   private over = false;
   private streaming = false;
   private pendingTrailers: Record<string, string> | null = null;
-  private readonly cancelListeners: (() => void)[] = [];
+  private cancelListeners: (() => void)[] | null = null;
 
+  /** `onMessage` is shared by the calls of one method; it reads what it needs of the call (e.g. `headers`). */
   constructor(
     readonly stream: ServerHttp2Stream,
+    readonly headers: IncomingHttpHeaders,
     private readonly options: GrpcCallOptions,
+    private readonly encoding: MessageEncoding,
+    timeoutMs: number | undefined,
     private readonly onMessage: (call: GrpcCall, message: ReceivedMessage) => void,
   ) {
     this.reader = new UnaryMessageReader(options.maxBytes, options.hardMaxBytes, options.budget);
@@ -60,7 +69,7 @@ export class GrpcCall {
     stream.on('data', this.onData);
     stream.on('end', this.onEnd);
     stream.on('close', this.onClose);
-    if (options.timeoutMs !== undefined && options.timeoutMs <= MAX_TIMER_MS) this.timer = setTimeout(this.onDeadline, options.timeoutMs);
+    if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) this.timer = setTimeout(this.onDeadline, timeoutMs);
   }
 
   /** True while an answer can still be sent. */
@@ -70,7 +79,7 @@ export class GrpcCall {
 
   /** Runs when the call ends without an answer from the handler (reset by the client, deadline, shutdown). */
   onCancel(listener: () => void): void {
-    this.cancelListeners.push(listener);
+    (this.cancelListeners ??= []).push(listener);
   }
 
   /** Unary answer: headers, one Length-Prefixed-Message, trailers with OK. */
@@ -138,7 +147,7 @@ export class GrpcCall {
 
   /** grpc-encoding gzip/deflate: inflated on the thread pool, output capped at hardMaxBytes (zip bombs). */
   private decompress(bytes: Buffer): void {
-    const encoding = this.options.encoding;
+    const encoding = this.encoding;
     if (encoding === 'identity') {
       // PROTOCOL-HTTP2.md: without Message-Encoding the Compressed-Flag must be 0.
       return this.refuse(refuse(GrpcStatus.INTERNAL, 'ERR_GRPC_ENCODING', 'compressed flag set without grpc-encoding'));
@@ -173,7 +182,9 @@ export class GrpcCall {
   };
 
   private notifyCancel(): void {
-    for (const l of this.cancelListeners.splice(0)) l();
+    const listeners = this.cancelListeners ?? [];
+    this.cancelListeners = null;
+    for (const l of listeners) l();
   }
 
   /** The call is over: timers stopped, buffered bytes returned to the budget. */

@@ -32,7 +32,8 @@ export interface BufferBudget {
  * first, refuse the call; so does end of stream with no message or a partial one.
  */
 export class UnaryMessageReader {
-  private readonly prefix = Buffer.allocUnsafe(PREFIX_BYTES);
+  /** Only for a prefix split across chunks (allocated then); a whole one is read from the chunk. */
+  private prefix: Buffer | null = null;
   private prefixFilled = 0;
   private compressed = false;
   private length = -1;
@@ -56,12 +57,19 @@ export class UnaryMessageReader {
         offset += this.readBody(chunk, offset);
         continue;
       }
+      if (this.prefixFilled === 0 && chunk.length - offset >= PREFIX_BYTES) {
+        const refusal = this.judgePrefix(chunk[offset]!, chunk.readUInt32BE(offset + 1));
+        if (refusal) return refusal;
+        offset += PREFIX_BYTES;
+        continue;
+      }
+      const prefix = (this.prefix ??= Buffer.alloc(PREFIX_BYTES));
       const take = Math.min(PREFIX_BYTES - this.prefixFilled, chunk.length - offset);
-      chunk.copy(this.prefix, this.prefixFilled, offset, offset + take);
+      chunk.copy(prefix, this.prefixFilled, offset, offset + take);
       this.prefixFilled += take;
       offset += take;
       if (this.prefixFilled === PREFIX_BYTES) {
-        const refusal = this.judgePrefix();
+        const refusal = this.judgePrefix(prefix[0]!, prefix.readUInt32BE(1));
         if (refusal) return refusal;
       }
     }
@@ -87,12 +95,10 @@ export class UnaryMessageReader {
   }
 
   /** Reads flag and length, and decides from them alone whether the body may be buffered. */
-  private judgePrefix(): Refusal | null {
-    const flag = this.prefix[0];
+  private judgePrefix(flag: number, length: number): Refusal | null {
     // PROTOCOL-HTTP2.md "Compressed-Flag → 0 / 1"; anything else is a corrupt frame.
     if (flag !== 0 && flag !== 1) return refuse(GrpcStatus.INTERNAL, 'ERR_GRPC_FRAME', 'compressed flag must be 0 or 1');
     this.compressed = flag === 1;
-    const length = this.prefix.readUInt32BE(1);
     if (length > this.hardMaxBytes)
       return refuse(GrpcStatus.RESOURCE_EXHAUSTED, 'ERR_REQUEST_TOO_LARGE', `message of ${length} bytes exceeds ${this.hardMaxBytes}`);
     this.length = length;

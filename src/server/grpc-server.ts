@@ -6,11 +6,12 @@ import type { Decision } from '../decision/decision';
 import type { DecisionPipeline } from '../decision/decision-pipeline';
 import { decodeCheckRequest } from '../request/check-request-decoder';
 import type { Logger } from '../telemetry/logger';
+import type { BoundObserver } from '../telemetry/bound-histogram';
 import type { Metrics } from '../telemetry/metrics';
 import { encodeCheckResponseMessage } from './check-response-encoder';
 import { CachedResponseEncoder } from './cached-response-encoder';
 import { AUTHORIZATION_SERVICE } from './envoy-protos';
-import { GrpcCall, type MessageEncoding, type ReceivedMessage } from './grpc-call';
+import { GrpcCall, type GrpcCallOptions, type MessageEncoding, type ReceivedMessage } from './grpc-call';
 import { refuse, type BufferBudget, type Refusal } from './grpc-message-reader';
 import { GrpcStatus } from './grpc-status';
 import { listenError } from './listen-error';
@@ -47,10 +48,8 @@ const ENCODINGS = new Set<string>(['identity', 'gzip', 'deflate']);
 // CheckResponse Envoy can show); beyond that the call is refused outright (RESOURCE_EXHAUSTED; Envoy fails closed).
 const HARD_LIMIT_FACTOR = 4;
 const HARD_LIMIT_FLOOR_BYTES = 4 * 1024 * 1024;
-// One frozen label object for every Check: startTimer() would allocate a closure and merge labels per call.
-const GRPC_LABELS = Object.freeze({ protocol: 'grpc' });
 
-type Handler = (call: GrpcCall, message: ReceivedMessage, headers: IncomingHttpHeaders) => void;
+type Handler = (call: GrpcCall, message: ReceivedMessage) => void;
 
 interface CachedCaller {
   generation: number;
@@ -74,8 +73,10 @@ export class GrpcServer {
   /** server.grpc.maxSendMessageBytes: what goes out instead of a CheckResponse over the bound (encoded once). */
   private readonly tooLargeResponse: Buffer;
   private readonly budget: BufferBudget;
+  private readonly callOptions: GrpcCallOptions;
   private readonly responses: CachedResponseEncoder;
   private readonly clock: Clock;
+  private readonly checkDuration: BoundObserver;
   private readonly reflection: ReflectionServer | null;
   private stopping = false;
 
@@ -84,7 +85,15 @@ export class GrpcServer {
     const { reasonHeader, exposeReason } = deps.config.decision;
     this.responses = new CachedResponseEncoder({ reasonHeader, exposeReason });
     this.clock = deps.clock ?? systemClock;
+    this.checkDuration = deps.metrics.checkDurationObserver('grpc');
     this.budget = byteBudget(deps.config.server.transport.maxBufferedBytes);
+    const max = deps.config.limits.maxRequestBytes;
+    this.callOptions = {
+      maxBytes: max,
+      hardMaxBytes: Math.max(max * HARD_LIMIT_FACTOR, HARD_LIMIT_FLOOR_BYTES),
+      budget: this.budget,
+      onRefused: (r) => this.deps.logger.debug({ code: r.code, why: r.why }, 'gRPC call refused'),
+    };
     this.routes = new Map<string, Handler>([
       [CHECK_PATH, this.check],
       [HEALTH_CHECK_PATH, this.healthCheck],
@@ -200,7 +209,15 @@ export class GrpcServer {
     }
     const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
     const handler = this.routes.get(headers[':path'] ?? '') ?? this.unimplemented;
-    const call = new GrpcCall(stream, this.callOptions(headers, timeoutMs), (c, m) => handler(c, m, headers));
+    const encoding = headers['grpc-encoding'];
+    const call = new GrpcCall(
+      stream,
+      headers,
+      this.callOptions,
+      (typeof encoding === 'string' && ENCODINGS.has(encoding) ? encoding : 'identity') as MessageEncoding,
+      timeoutMs !== undefined && !Number.isNaN(timeoutMs) ? timeoutMs : undefined,
+      handler,
+    );
     const refusal = this.admit(stream, headers, timeoutMs);
     if (refusal) call.refuse(refusal);
   };
@@ -220,19 +237,6 @@ export class GrpcServer {
     return null;
   }
 
-  private callOptions(headers: IncomingHttpHeaders, timeoutMs: number | undefined): ConstructorParameters<typeof GrpcCall>[1] {
-    const max = this.deps.config.limits.maxRequestBytes;
-    const encoding = headers['grpc-encoding'];
-    return {
-      maxBytes: max,
-      hardMaxBytes: Math.max(max * HARD_LIMIT_FACTOR, HARD_LIMIT_FLOOR_BYTES),
-      budget: this.budget,
-      encoding: (typeof encoding === 'string' && ENCODINGS.has(encoding) ? encoding : 'identity') as MessageEncoding,
-      timeoutMs: timeoutMs !== undefined && !Number.isNaN(timeoutMs) ? timeoutMs : undefined,
-      onRefused: this.logRefusal,
-    };
-  }
-
   /**
    * The mTLS caller verdict of a connection, computed on its first call and cached on the session until
    * the trust bundle / allow-list generation moves or the caller's SVID expires. null: no caller check.
@@ -249,39 +253,43 @@ export class GrpcServer {
     return verdict;
   }
 
-  private readonly logRefusal = (r: Refusal): void => this.deps.logger.debug({ code: r.code, why: r.why }, 'gRPC call refused');
-
   private readonly unimplemented: Handler = (call) => call.finish(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_UNIMPLEMENTED');
 
-  private readonly check: Handler = (call, message, headers) => {
+  private readonly check: Handler = (call, message) => {
     const startedNs = process.hrtime.bigint();
     const { limits, tracing } = this.deps.config;
     const received =
       message.kind === 'message' ? decodeCheckRequest(message.bytes, limits) : { message: null, wireBytes: message.wireBytes };
     // Envoy's ext_authz client span travels in the call's own headers (read only when tracing is on).
-    const callHeaders = tracing.enabled ? (headers as Readonly<Record<string, string>>) : undefined;
-    const answer = (decision: Decision): void => {
-      call.sendUnaryFramed(this.bounded(this.responses.encode(decision)));
-      this.observeCheck(startedNs);
-    };
-    const fail = (err: unknown): void => {
-      // The pipeline turns every failure into a deny; reaching here is a bug. Still fail closed.
-      this.deps.logger.error({ err }, 'decision pipeline threw');
-      call.finish(GrpcStatus.INTERNAL, 'ERR_INTERNAL');
-      this.observeCheck(startedNs);
-    };
+    const callHeaders = tracing.enabled ? (call.headers as Readonly<Record<string, string>>) : undefined;
     let decided: Decision | Promise<Decision>;
     try {
       decided = this.deps.pipeline.check(received, 'grpc', callHeaders);
     } catch (err) {
-      return fail(err);
+      return this.failCheck(call, startedNs, err);
     }
-    if (decided instanceof Promise) decided.then(answer, fail);
-    else answer(decided);
+    // A decision made in this turn (a cache hit) is answered without a closure.
+    if (!(decided instanceof Promise)) return this.answerCheck(call, startedNs, decided);
+    decided.then(
+      (d) => this.answerCheck(call, startedNs, d),
+      (err: unknown) => this.failCheck(call, startedNs, err),
+    );
   };
 
+  private answerCheck(call: GrpcCall, startedNs: bigint, decision: Decision): void {
+    call.sendUnaryFramed(this.bounded(this.responses.encode(decision)));
+    this.observeCheck(startedNs);
+  }
+
+  private failCheck(call: GrpcCall, startedNs: bigint, err: unknown): void {
+    // The pipeline turns every failure into a deny; reaching here is a bug. Still fail closed.
+    this.deps.logger.error({ err }, 'decision pipeline threw');
+    call.finish(GrpcStatus.INTERNAL, 'ERR_INTERNAL');
+    this.observeCheck(startedNs);
+  }
+
   private observeCheck(startedNs: bigint): void {
-    this.deps.metrics.checkDuration.observe(GRPC_LABELS, Number(process.hrtime.bigint() - startedNs) / 1e9);
+    this.checkDuration.observe(Number(process.hrtime.bigint() - startedNs) / 1e9);
   }
 
   /**

@@ -35,6 +35,12 @@ export async function startTestVerdict(overrides: string[] = [], options: Verdic
   return startVerdict(config, { logger: createLogger('silent'), ...options });
 }
 
+/** verdict_decisions_total summed over its labels, read from the running verdict's /metrics. */
+export async function decisionsTotal(verdict: RunningVerdict): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
+  return [...text.matchAll(/^verdict_decisions_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+}
+
 export interface CheckResponse {
   status?: { code?: number; message?: string };
   okResponse?: {

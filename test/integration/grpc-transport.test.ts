@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientHttp2Session } from 'node:http2';
 import type { RunningVerdict } from '../../src/main';
 import { CHECK_PATH, connectRaw, decodeCheckResponse, encodeCheckRequest, grpcHeaders, lpm, rawCall } from '../helpers/grpc-raw-client';
-import { checkClient, headerValue, httpCheckRequest, startTestVerdict, tempDir } from '../helpers/verdict-harness';
+import { checkClient, decisionsTotal, headerValue, httpCheckRequest, startTestVerdict, tempDir } from '../helpers/verdict-harness';
 import { join } from 'node:path';
 import { waitFor } from '../helpers/wait-for';
 import { writeFileSync } from 'node:fs';
@@ -221,10 +221,7 @@ describe('real load clients get correct answers', () => {
     await verdict.stop();
   });
 
-  async function decisions(): Promise<number> {
-    const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
-    return [...text.matchAll(/^verdict_decisions_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
-  }
+  const decisions = (): Promise<number> => decisionsTotal(verdict);
 
   it('ghz (grpc-go): every call OK and decided', async () => {
     const before = await decisions();

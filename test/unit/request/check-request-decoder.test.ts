@@ -70,6 +70,15 @@ describe('decodeCheckRequest: the peer shape (envoyauth/protomap.go protomap)', 
     expect(a?.source?.address?.socketAddress?.protocol).toBe(1);
   });
 
+  it('counts headers and header_map entries apart: each may reach maxHeaders (4) in one request', () => {
+    const headers = Array.from({ length: 4 }, (_, i) => len(3, [...str(1, `h${i}`), ...str(2, 'v')]));
+    const headerMap = len(13, Array.from({ length: 4 }, () => len(1, str(1, 'k'))).flat());
+    const d = decodeCheckRequest(attrs(http(...headers, headerMap)), LIMITS);
+    expect(d.refusal).toBeUndefined();
+    expect(Object.keys(d.message?.attributes?.request?.http?.headers ?? {})).toEqual(['h0', 'h1', 'h2', 'h3']);
+    expect(d.message?.attributes?.request?.http?.headerMap?.headers).toHaveLength(4);
+  });
+
   const refusals: { name: string; bytes: Buffer; code: string }[] = [
     { name: 'truncated varint', bytes: Buffer.from([0x0a, 0x80]), code: 'ERR_REQUEST_MALFORMED' },
     { name: 'length past the end', bytes: Buffer.from([0x0a, 0x05, 0x01]), code: 'ERR_REQUEST_MALFORMED' },
