@@ -1,8 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { BoundCounters, type BoundCounter } from './bound-counter';
-import { BoundHistograms, type BoundObserver } from './bound-histogram';
-
-const CHECK_DURATION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5] as const;
 
 type DecisionLabel = 'result' | 'engine' | 'reason';
 
@@ -25,16 +22,12 @@ export class Metrics {
   private readonly cacheRequestChildren = new BoundCounters<'outcome'>();
   private readonly cacheRequestIndex = new Map<string, BoundCounter>();
 
-  private readonly checkDurationChildren = new BoundHistograms<'protocol'>(CHECK_DURATION_BUCKETS);
-  private readonly checkDurationIndex = new Map<string, BoundObserver>();
-
-  readonly checkDuration: Histogram<'protocol'> = new Histogram({
+  readonly checkDuration = new Histogram({
     name: 'verdict_check_duration_seconds',
     help: 'Server time of one Check, from decode to response.',
     labelNames: ['protocol'] as const,
-    buckets: [...CHECK_DURATION_BUCKETS],
+    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5],
     registers: [this.registry],
-    collect: (): void => this.checkDurationChildren.flush(this.checkDuration),
   });
 
   /** decision.performanceMetrics only (opa-envoy-plugin's enable-performance-metrics): time per pipeline step. */
@@ -299,13 +292,6 @@ export class Metrics {
   }
 
   /** A bound verdict_cache_requests_total child for one outcome. */
-  /** verdict_check_duration_seconds for one protocol, observed on the hot path (see BoundHistograms); bind once. */
-  checkDurationObserver(protocol: 'grpc' | 'http'): BoundObserver {
-    let child = this.checkDurationIndex.get(protocol);
-    if (!child) this.checkDurationIndex.set(protocol, (child = this.checkDurationChildren.bind({ protocol })));
-    return child;
-  }
-
   cacheRequestCounter(outcome: 'hit' | 'miss' | 'coalesced' | 'bypass'): BoundCounter {
     // One child per outcome, shared by every cache (tenants, rebuilt caches): the list stays bounded.
     let child = this.cacheRequestIndex.get(outcome);
