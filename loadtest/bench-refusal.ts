@@ -1,7 +1,7 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pushBundle, startRegistry, type Registry } from '../test/helpers/bundle-oci';
+import { ociSourceSets, pushBundle, startRegistry, type Registry } from '../test/helpers/bundle-oci';
 import { BundleForge, pack } from '../test/helpers/hostile-bundles';
 import { httpCheckRequest, tempDir } from '../test/helpers/verdict-harness';
 import { packageRoot } from '../src/package-root';
@@ -184,14 +184,7 @@ function fileDelivery(): Delivery {
  */
 function ociDelivery(registry: Registry, repository: string): Delivery {
   return {
-    sets: [
-      'bundles.source.type=oci',
-      `bundles.source.registry=${registry.url}`,
-      `bundles.source.repository=${repository}`,
-      'bundles.source.reference=latest',
-      'bundles.source.minDelayMs=500',
-      'bundles.source.maxDelayMs=1000',
-    ],
+    sets: ociSourceSets(registry.url, repository, 500, 1000),
     publish: async (bytes) => void (await pushBundle(registry.url, repository, 'latest', bytes)),
   };
 }

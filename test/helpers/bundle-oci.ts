@@ -87,6 +87,18 @@ function freePort(): Promise<number> {
   });
 }
 
+/** `--set` lines that make verdict follow `repository:latest` of a registry, polled every minDelayMs–maxDelayMs. */
+export function ociSourceSets(registryUrl: string, repository: string, minDelayMs: number, maxDelayMs: number): string[] {
+  return [
+    'bundles.source.type=oci',
+    `bundles.source.registry=${registryUrl}`,
+    `bundles.source.repository=${repository}`,
+    'bundles.source.reference=latest',
+    `bundles.source.minDelayMs=${minDelayMs}`,
+    `bundles.source.maxDelayMs=${maxDelayMs}`,
+  ];
+}
+
 export const digestOf = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** Pushes blobs (monolithic upload: POST then PUT ?digest=, distribution spec "Pushing blobs"). */

@@ -10,7 +10,7 @@ import { StagedBundle } from '../../src/policy/bundle-staged';
 import type { ActivePolicy, PolicyStore } from '../../src/policy/policy-store';
 import { verifyBundle } from '../../src/policy/bundle-verifier';
 import { cosign, opaBuild, revisionPolicy } from '../helpers/bundle-fixtures';
-import { digestOf, pushBlob, pushBundle, pushManifest, startRegistry, type Registry } from '../helpers/bundle-oci';
+import { digestOf, ociSourceSets, pushBlob, pushBundle, pushManifest, startRegistry, type Registry } from '../helpers/bundle-oci';
 import { nextActivation } from '../helpers/bundle-publish';
 import { checkClient, headerValue, httpCheckRequest, startTestVerdict, tempDir } from '../helpers/verdict-harness';
 
@@ -42,14 +42,7 @@ describe('OCI registry source (real distribution registry on loopback)', () => {
     const [a, b] = await Promise.all(['A', 'B'].map((r) => opaBuild({ files: revisionPolicy(r), revision: r })));
     bundles = { A: readFileSync(a as string), B: readFileSync(b as string) };
     digestA = await pushBundle(registry.url, REPO, 'latest', bundles.A);
-    verdict = await startTestVerdict([
-      'bundles.source.type=oci',
-      `bundles.source.registry=${registry.url}`,
-      `bundles.source.repository=${REPO}`,
-      'bundles.source.reference=latest',
-      'bundles.source.minDelayMs=10',
-      'bundles.source.maxDelayMs=30',
-    ]);
+    verdict = await startTestVerdict(ociSourceSets(registry.url, REPO, 10, 30));
   });
 
   afterAll(async () => {
@@ -145,15 +138,7 @@ describe('OCI layers that do not match their descriptor, refused while the good 
     const [good, other] = await Promise.all(['GOOD', 'EVIL'].map((r) => opaBuild({ files: revisionPolicy(r), revision: r })));
     evil = readFileSync(other as string);
     await pushBundle(registry.url, HOSTILE, 'latest', readFileSync(good as string));
-    verdict = await startTestVerdict([
-      'bundles.source.type=oci',
-      `bundles.source.registry=${registry.url}`,
-      `bundles.source.repository=${HOSTILE}`,
-      'bundles.source.reference=latest',
-      'bundles.source.minDelayMs=10',
-      'bundles.source.maxDelayMs=30',
-      `bundles.limits.maxCompressedBytes=${MAX}`,
-    ]);
+    verdict = await startTestVerdict([...ociSourceSets(registry.url, HOSTILE, 10, 30), `bundles.limits.maxCompressedBytes=${MAX}`]);
   });
 
   afterAll(async () => {
