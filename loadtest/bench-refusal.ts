@@ -370,16 +370,29 @@ function summarize(srv: Server): Record<string, unknown> {
 }
 
 /** Publishes one tampered bundle and resolves with the code of its refusal (from the server's log line). */
+/** A refusal that is not logged within this long fails the run rather than hang it. */
+const REFUSAL_DEADLINE_MS = 120_000;
+
 async function refuseOne(srv: Server, bundle: Buffer): Promise<string> {
-  const refused = new Promise<string>((resolve) => {
-    const stop = srv.verdict.onLog((line) => {
+  let timer: NodeJS.Timeout | undefined;
+  let stop = (): void => undefined;
+  const refused = new Promise<string>((resolve, reject) => {
+    stop = srv.verdict.onLog((line) => {
       if (!line.includes('policy bundle refused')) return;
       stop();
       resolve((JSON.parse(line) as { code: string }).code);
     });
+    timer = setTimeout(() => {
+      stop();
+      reject(new Error(`[${srv.label}] no 'policy bundle refused' log line within ${REFUSAL_DEADLINE_MS} ms of publishing`));
+    }, REFUSAL_DEADLINE_MS);
   });
-  await srv.publish(bundle);
-  return refused;
+  try {
+    await srv.publish(bundle);
+    return await refused;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 interface Scrape {
