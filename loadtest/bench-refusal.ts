@@ -58,6 +58,9 @@ if (SOURCE !== 'file' && SOURCE !== 'oci') throw new Error(`BENCH_REFUSAL_SOURCE
 const BLOCKS_DIR = process.env.BENCH_REFUSAL_BLOCKS === '1' ? tempDir('verdict-bench-blocks-') : null;
 // The servers inherit this process's environment: that is how the preload learns where to write.
 if (BLOCKS_DIR !== null) process.env.LOOP_BLOCKS_DIR = BLOCKS_DIR;
+// With the preload, refusals under Check load were not logged within REFUSAL_DEADLINE_MS (2026-12-02, both
+// builds; not investigated): it is for the unloaded windows only.
+if (BLOCKS_DIR !== null && ROUNDS > 0) throw new Error('BENCH_REFUSAL_BLOCKS=1 needs BENCH_REFUSAL_ROUNDS=0 (unloaded windows only)');
 
 interface WindowResult {
   checks: number;
