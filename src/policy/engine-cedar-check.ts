@@ -1,9 +1,8 @@
 import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
 import type * as CedarWasm from '@cedar-policy/cedar-wasm/nodejs';
 import type { DetailedError, EntityJson, Schema } from '@cedar-policy/cedar-wasm/nodejs';
 import { VerdictError, type ErrorCode } from '../errors';
-import { copyInSlices } from './bundle-worker';
+import { runLoadWorker } from './engine-load-worker';
 
 /** A Cedar bundle's files as text (schema: the .cedarschema text, else the .cedarschema.json text). */
 export interface CedarFiles {
@@ -93,9 +92,9 @@ const CHECK_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const cedar = require(workerData.cedarPath);
 const checkCedarFiles = (${checkCedarFiles.toString()});
-const text = (u8) => (u8 === null ? null : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength).toString('utf8'));
-const f = workerData.files;
-const files = { policies: text(f.policies), schemaText: text(f.schemaText), schemaJson: text(f.schemaJson), entities: text(f.entities) };
+const text = (ab) => (ab === null ? null : Buffer.from(ab).toString('utf8'));
+const w = workerData;
+const files = { policies: text(w.policies), schemaText: text(w.schemaText), schemaJson: text(w.schemaJson), entities: text(w.entities) };
 try {
   const { policies, entities } = checkCedarFiles(cedar, files, (code, message) => ({ code, message }));
   // The entities in slices, one message each: the event loop deserializes one slice per turn.
@@ -120,40 +119,21 @@ export type CedarFileBytes = { [K in keyof CedarFiles]: Uint8Array | null };
  * copies of its files (a slice per turn) and nothing else, and one that takes too long is refused
  * (ERR_BUNDLE_LOAD_TIMEOUT) and its worker terminated.
  */
-export async function checkCedarOffLoop(bytes: CedarFileBytes, timeoutMs: number): Promise<CheckedCedar> {
-  const files: Partial<Record<keyof CedarFiles, Uint8Array | null>> = {};
-  const transfer: ArrayBuffer[] = [];
-  for (const [name, u8] of Object.entries(bytes) as [keyof CedarFiles, Uint8Array | null][]) {
-    const copy = u8 === null ? null : await copyInSlices(u8);
-    if (copy !== null) transfer.push(copy.buffer as ArrayBuffer);
-    files[name] = copy;
-  }
-  const worker = new Worker(CHECK_SOURCE, {
-    eval: true,
-    workerData: { cedarPath, files, entitiesPerMessage: ENTITIES_PER_MESSAGE },
-    transferList: transfer,
+export function checkCedarOffLoop(bytes: CedarFileBytes, timeoutMs: number): Promise<CheckedCedar> {
+  const entities: EntityJson[] = [];
+  return runLoadWorker<CheckedCedar>({
+    source: CHECK_SOURCE,
+    workerData: { cedarPath, entitiesPerMessage: ENTITIES_PER_MESSAGE },
+    files: bytes,
     resourceLimits: { maxOldGenerationSizeMb: 512, maxYoungGenerationSizeMb: 32 },
-  });
-  worker.unref();
-  return new Promise<CheckedCedar>((resolve, reject) => {
-    const entities: EntityJson[] = [];
-    const settle = (err: VerdictError | null, policies?: Record<string, string>): void => {
-      clearTimeout(timer);
-      void worker.terminate();
-      if (err) reject(err);
-      else resolve({ policies: policies as Record<string, string>, entities });
-    };
-    const timer = setTimeout(
-      () => settle(new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `the Cedar bundle's check did not finish within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    worker.on('message', (m: { entities: EntityJson[] } | { policies: Record<string, string> } | { refusal: CedarRefusal }) => {
+    timeoutMs,
+    what: "the Cedar bundle's check",
+    onMessage: (message, finish) => {
+      const m = message as { entities: EntityJson[] } | { policies: Record<string, string> } | { refusal: CedarRefusal };
       if ('entities' in m) {
         for (const e of m.entities) entities.push(e);
-      } else if ('refusal' in m) settle(new VerdictError(m.refusal.code as ErrorCode, m.refusal.message));
-      else settle(null, m.policies);
-    });
-    worker.once('error', (err) => settle(new VerdictError('ERR_BUNDLE_ENGINE', `the Cedar bundle's check failed: ${err.message}`)));
-    worker.once('exit', (code) => settle(new VerdictError('ERR_BUNDLE_ENGINE', `the Cedar bundle's check exited (code ${code})`)));
+      } else if ('refusal' in m) finish(new VerdictError(m.refusal.code as ErrorCode, m.refusal.message));
+      else finish({ value: { policies: m.policies, entities } });
+    },
   });
 }

@@ -1,8 +1,7 @@
 import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
 import { VerdictError } from '../errors';
 import type { InputDocument } from '../request/input-document';
-import { copyInSlices } from './bundle-worker';
+import { runLoadWorker } from './engine-load-worker';
 
 /**
  * An OPA module's data is loaded in a throw-away worker, never on the event loop: instantiation runs the
@@ -71,37 +70,18 @@ export interface OPATrialResult {
   selfTest: string | null;
 }
 
-export async function trialRunOPA(trial: OPATrial): Promise<OPATrialResult> {
+export function trialRunOPA(trial: OPATrial): Promise<OPATrialResult> {
   const { timeoutMs, data, ...rest } = trial;
-  // The data goes over as a transferred copy made a slice per turn: cloning it into workerData would be one
-  // synchronous copy of the whole data.json on the event loop.
-  const copy = data === null ? null : (await copyInSlices(data)).buffer;
-  const worker = new Worker(TRIAL_SOURCE, {
-    eval: true,
-    workerData: { ...rest, data: copy, opaWasmPath },
-    transferList: copy === null ? [] : [copy as ArrayBuffer],
+  return runLoadWorker<OPATrialResult>({
+    source: TRIAL_SOURCE,
+    workerData: { ...rest, opaWasmPath },
+    files: { data },
     resourceLimits: { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 16 },
-  });
-  worker.unref();
-  return new Promise<OPATrialResult>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      void worker.terminate();
-      reject(
-        new VerdictError('ERR_BUNDLE_LOAD_TIMEOUT', `policy.wasm did not instantiate, load its data and self-test within ${timeoutMs} ms`),
-      );
-    }, timeoutMs);
-    const fail = (why: string): void => {
-      clearTimeout(timer);
-      void worker.terminate();
-      reject(new VerdictError('ERR_BUNDLE_ENGINE', `policy.wasm fails to instantiate: ${why}`));
-    };
-    worker.once('message', (m: { failed: string } | OPATrialResult) => {
-      if ('failed' in m) return fail(m.failed);
-      clearTimeout(timer);
-      void worker.terminate();
-      resolve(m);
-    });
-    worker.once('error', (err) => fail(err.message));
-    worker.once('exit', (code) => fail(`its loader exited (code ${code})`));
+    timeoutMs,
+    what: 'policy.wasm (instantiate, load its data, self-test)',
+    onMessage: (m, finish) => {
+      const out = m as { failed: string } | OPATrialResult;
+      finish('failed' in out ? new VerdictError('ERR_BUNDLE_ENGINE', `policy.wasm fails to instantiate: ${out.failed}`) : { value: out });
+    },
   });
 }
