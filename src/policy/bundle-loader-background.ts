@@ -2,8 +2,7 @@ import type { Clock } from '../clock';
 import type { BundlesConfig } from '../config/sections/bundles';
 import { VerdictError, toVerdictError } from '../errors';
 import { BundleLoader } from './bundle-loader';
-import { BundlePersist } from './bundle-persist';
-import { stagingFor } from './bundle-staged';
+import { persistFromConfig } from './bundle-persist';
 import { abortableDelay } from './bundle-source';
 import { bundleSourceFromConfig } from './bundle-source-config';
 import { trustFromConfig } from './bundle-verifier';
@@ -43,10 +42,7 @@ export function loaderFromSection(section: BundlesConfig, store: PolicyStore, cl
     store,
     source,
     trust: trustFromConfig(section),
-    persist:
-      section.persistDir !== null
-        ? new BundlePersist(section.persistDir, section.limits.maxCompressedBytes, stagingFor(section.limits, section.loadTimeoutMs))
-        : null,
+    persist: persistFromConfig(section),
     rejectOlderSignatures: section.rejectOlderSignatures,
     clock,
   });

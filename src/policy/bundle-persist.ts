@@ -1,5 +1,6 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { BundlesConfig } from '../config/sections/bundles';
 import type { BundleArtifact } from './bundle';
 import { readRegularFileBounded } from './bundle-file-read';
 import type { StagedArtifact } from './bundle-source';
@@ -24,6 +25,12 @@ export interface PersistedBundle {
   opaIssuedAtSec: number | null;
   /** The bundle file staged in a bundle worker (read there, like a watched file), with its signature; null when torn. */
   artifact(): Promise<StagedArtifact | null>;
+}
+
+/** The persisted last good bundle of a `bundles`-shaped section (`persistDir`), bounded and staged by its limits; null when off. */
+export function persistFromConfig(config: BundlesConfig): BundlePersist | null {
+  if (config.persistDir === null) return null;
+  return new BundlePersist(config.persistDir, config.limits.maxCompressedBytes, stagingFor(config.limits, config.loadTimeoutMs));
 }
 
 /**

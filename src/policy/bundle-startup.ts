@@ -3,7 +3,7 @@ import type { Config } from '../config/schema';
 import type { VerdictError } from '../errors';
 import type { ActivePolicy } from './policy-store';
 import { BundleLoader } from './bundle-loader';
-import { BundlePersist } from './bundle-persist';
+import { persistFromConfig } from './bundle-persist';
 import { stagingFor } from './bundle-staged';
 import { FileBundleSource } from './bundle-source-file';
 import { bundleSourceFromConfig } from './bundle-source-config';
@@ -54,8 +54,7 @@ export async function startBundleLoader(
     store,
     source,
     trust: trustFromConfig(b),
-    persist:
-      b.persistDir !== null ? new BundlePersist(b.persistDir, b.limits.maxCompressedBytes, stagingFor(b.limits, b.loadTimeoutMs)) : null,
+    persist: persistFromConfig(b),
     rejectOlderSignatures: b.rejectOlderSignatures,
     clock: deps.clock,
   });
