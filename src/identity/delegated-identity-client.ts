@@ -1,11 +1,8 @@
 import type * as grpc from '@grpc/grpc-js';
-import type * as ProtoLoader from '@grpc/proto-loader';
-import { join } from 'node:path';
 import { VerdictError } from '../errors';
-import { packageRoot } from '../package-root';
 import { grpcJs } from '../telemetry/grpc-log';
 import { parseSPIFFEID } from './spiffe-id';
-import { workloadAPITarget } from './workload-api-protos';
+import { loadPackagedProto, workloadAPITarget } from './workload-api-protos';
 
 /** One X.509-SVID the agent would issue to the subscribed process: only its ID and expiry are kept. */
 export interface DelegatedX509SVID {
@@ -120,16 +117,7 @@ function decodeSVIDs(msg: ResponseMessage): DelegatedX509SVID[] {
 }
 
 export function loadDelegatedIdentityClientConstructor(): grpc.ServiceClientConstructor {
-  // Loaded on demand, like the Workload API's: only a configured delegated binding needs it (docs/memory.md).
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand
-  const { loadSync } = require('@grpc/proto-loader') as typeof ProtoLoader;
-  const defs = loadSync('spire-delegated-identity.proto', {
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    includeDirs: [join(packageRoot(), 'proto')],
-  });
+  // Only a configured delegated binding needs it.
   type Pkg = { spire: { api: { agent: { delegatedidentity: { v1: { DelegatedIdentity: grpc.ServiceClientConstructor } } } } } };
-  return (grpcJs().loadPackageDefinition(defs) as unknown as Pkg).spire.api.agent.delegatedidentity.v1.DelegatedIdentity;
+  return (loadPackagedProto('spire-delegated-identity.proto') as unknown as Pkg).spire.api.agent.delegatedidentity.v1.DelegatedIdentity;
 }

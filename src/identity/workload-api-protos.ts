@@ -4,19 +4,26 @@ import { join } from 'node:path';
 import { packageRoot } from '../package-root';
 import { grpcJs } from '../telemetry/grpc-log';
 
-/** proto/workload.proto (the SPIFFE Workload API, written from the spec); bytes stay Buffers. */
-export function loadWorkloadAPIClientConstructor(): grpc.ServiceClientConstructor {
-  // Loaded here, not at start: only a configured Workload API socket needs it (docs/memory.md).
+/**
+ * A proto file of verdict's own `proto/` directory as grpc-js service definitions; bytes stay Buffers.
+ * Loaded on demand, not at start: only a configured socket needs it (docs/memory.md).
+ */
+export function loadPackagedProto(file: string): grpc.GrpcObject {
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand
   const { loadSync } = require('@grpc/proto-loader') as typeof ProtoLoader;
-  const defs = loadSync('workload.proto', {
+  const defs = loadSync(file, {
     keepCase: true,
     longs: String,
     enums: String,
     defaults: true,
     includeDirs: [join(packageRoot(), 'proto')],
   });
-  return (grpcJs().loadPackageDefinition(defs) as unknown as { SpiffeWorkloadAPI: grpc.ServiceClientConstructor }).SpiffeWorkloadAPI;
+  return grpcJs().loadPackageDefinition(defs);
+}
+
+/** proto/workload.proto (the SPIFFE Workload API, written from the spec). */
+export function loadWorkloadAPIClientConstructor(): grpc.ServiceClientConstructor {
+  return (loadPackagedProto('workload.proto') as unknown as { SpiffeWorkloadAPI: grpc.ServiceClientConstructor }).SpiffeWorkloadAPI;
 }
 
 /** Workload API §3 (Transport): every request carries this metadata, so a browser or proxy cannot forge calls. */
