@@ -34,6 +34,17 @@ const RESPONSE_HEADERS = Object.freeze({
 const OK_TRAILERS = Object.freeze({ 'grpc-status': '0' });
 const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
 
+/**
+ * Where a stream keeps its call while the call is open. A stream outlives its call in memory: node:http2's
+ * native handle holds its JS stream strongly through every young-generation GC (scavenges do not clear
+ * those handles; only a full GC does), so whatever the stream references is copied by each scavenge and
+ * promoted to the old generation (docs/memory.md, "What a finished stream keeps alive"). Listeners that close over
+ * the call would keep the call, its request and its decision there too; this slot is emptied when the
+ * call ends.
+ */
+const CALL = Symbol('grpcCall');
+type CallStream = ServerHttp2Stream & { [CALL]?: GrpcCall | null };
+
 /** 'wantTrailers' listener (Node emits it once per stream; `this` is the stream): one function for every call. */
 function sendOkTrailers(this: ServerHttp2Stream): void {
   this.sendTrailers(OK_TRAILERS);
@@ -65,11 +76,12 @@ export class GrpcCall {
     private readonly onMessage: (call: GrpcCall, message: ReceivedMessage) => void,
   ) {
     this.reader = new UnaryMessageReader(options.maxBytes, options.hardMaxBytes, options.budget);
+    (stream as CallStream)[CALL] = this;
     // 'end' and 'close' come once per stream: `on` spares the once-wrapper each call would allocate.
-    stream.on('data', this.onData);
-    stream.on('end', this.onEnd);
-    stream.on('close', this.onClose);
-    if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) this.timer = setTimeout(this.onDeadline, timeoutMs);
+    stream.on('data', GrpcCall.onData);
+    stream.on('end', GrpcCall.onEnd);
+    stream.on('close', GrpcCall.onClose);
+    if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) this.timer = setTimeout(GrpcCall.onDeadline, timeoutMs, this);
   }
 
   /** True while an answer can still be sent. */
@@ -130,20 +142,40 @@ export class GrpcCall {
     this.finish(refusal.status, refusal.code);
   }
 
-  private readonly onData = (chunk: Buffer): void => {
-    if (this.over) return;
-    const refusal = this.reader.push(chunk);
-    if (refusal) this.refuse(refusal);
-  };
+  // The stream's listeners are the same functions for every call (`this` is the stream); they find the call
+  // through the stream's CALL slot, which `end` empties (see CALL).
+  private static onData(this: CallStream, chunk: Buffer): void {
+    const call = this[CALL];
+    if (!call) return;
+    const refusal = call.reader.push(chunk);
+    if (refusal) call.refuse(refusal);
+  }
 
-  private readonly onEnd = (): void => {
-    if (this.over) return;
+  private static onEnd(this: CallStream): void {
+    this[CALL]?.received();
+  }
+
+  private static onClose(this: CallStream): void {
+    const call = this[CALL];
+    if (!call) return;
+    call.notifyCancel();
+    call.end();
+  }
+
+  private static onDeadline(call: GrpcCall): void {
+    call.timer = undefined;
+    if (!call.open) return;
+    call.notifyCancel();
+    call.finish(GrpcStatus.DEADLINE_EXCEEDED, 'ERR_GRPC_DEADLINE');
+  }
+
+  private received(): void {
     const read = this.reader.end();
     if (read.kind === 'refused') return this.refuse(read.refusal);
     if (read.kind === 'oversize') return this.onMessage(this, read);
     if (!read.compressed) return this.onMessage(this, { kind: 'message', bytes: read.bytes });
     this.decompress(read.bytes);
-  };
+  }
 
   /** grpc-encoding gzip/deflate: inflated on the thread pool, output capped at hardMaxBytes (zip bombs). */
   private decompress(bytes: Buffer): void {
@@ -169,27 +201,16 @@ export class GrpcCall {
     });
   }
 
-  private readonly onDeadline = (): void => {
-    this.timer = undefined;
-    if (!this.open) return;
-    this.notifyCancel();
-    this.finish(GrpcStatus.DEADLINE_EXCEEDED, 'ERR_GRPC_DEADLINE');
-  };
-
-  private readonly onClose = (): void => {
-    if (!this.over) this.notifyCancel();
-    this.end();
-  };
-
   private notifyCancel(): void {
     const listeners = this.cancelListeners ?? [];
     this.cancelListeners = null;
     for (const l of listeners) l();
   }
 
-  /** The call is over: timers stopped, buffered bytes returned to the budget. */
+  /** The call is over: timers stopped, buffered bytes returned to the budget, the stream let go of it. */
   private end(): void {
     this.over = true;
+    (this.stream as CallStream)[CALL] = null;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.reader.release();
