@@ -11,7 +11,7 @@ import { evaluateText } from './opa-eval-text';
 import { opaValueToResult } from './opa-result';
 import { SELF_TEST_INPUT } from './engine-self-test-input';
 import type { EngineFactory, EngineOptions, PolicyEngine } from './policy-engine';
-import type { PolicyResult } from './policy-result';
+import { shareResult, type PolicyResult } from './policy-result';
 import { mutableGlobalCount } from './wasm-globals';
 
 // The package's ESM entry omits loadPolicySync; its CommonJS entry has it.
@@ -21,6 +21,8 @@ const WASM_PAGE_BYTES = 64 * 1024;
 const INITIAL_PAGES = 5;
 /** How much of a memory image is copied per event-loop turn (about 0.1–0.5 ms here). */
 const IMAGE_SLICE_BYTES = 1024 * 1024;
+const MEMO_MAX_ENTRIES = 256;
+const MEMO_MAX_TEXT = 2048;
 
 /**
  * Rego compiled by `opa build -t wasm`, run with opa-wasm. The input is serialized once per call and written
@@ -33,6 +35,13 @@ const IMAGE_SLICE_BYTES = 1024 * 1024;
 export class OPAEngine implements PolicyEngine {
   readonly kind = 'opa' as const;
   private readonly entrypointId: number;
+  /**
+   * Results by the result set's JSON text: most evaluations of a policy give one of a few answers, and one
+   * shared result object per answer spares its parse and mapping, and lets the response come from a
+   * template (cached-response-encoder.ts). Bounded: texts up to MEMO_MAX_TEXT, MEMO_MAX_ENTRIES of them,
+   * emptied when full. A result that is refused (ERR_POLICY_RESULT, …) is never stored: it throws each time.
+   */
+  private readonly results = new Map<string, PolicyResult>();
 
   private constructor(
     private readonly module: WebAssembly.Module,
@@ -94,9 +103,13 @@ export class OPAEngine implements PolicyEngine {
 
   evaluate(input: InputDocument): PolicyResult {
     const text = serializeInput(input);
+    let resultText: string;
+    let known: PolicyResult | undefined;
     let resultSet: unknown;
     try {
-      resultSet = evaluateText(this.instance, this.entrypointId, text);
+      resultText = evaluateText(this.instance, this.entrypointId, text);
+      known = this.results.get(resultText);
+      if (known === undefined) resultSet = JSON.parse(resultText);
     } catch (err) {
       this.recycle('trap');
       throw new VerdictError('ERR_POLICY_EVAL', `opa-wasm: ${typeof err === 'string' ? err : (err as Error).message}`);
@@ -104,7 +117,13 @@ export class OPAEngine implements PolicyEngine {
     // Growth beyond the image: data that itself needs more than recycleMemoryPages must not make every
     // evaluation rebuild the instance.
     if (this.memoryPages() > this.image.pages + this.options.recycleMemoryPages) this.recycle('memory');
-    return resultSetToResult(resultSet);
+    if (known !== undefined) return known;
+    const result = resultSetToResult(resultSet);
+    if (resultText.length <= MEMO_MAX_TEXT) {
+      if (this.results.size >= MEMO_MAX_ENTRIES) this.results.clear();
+      this.results.set(resultText, shareResult(result));
+    }
+    return result;
   }
 
   /** Current linear memory size, in pages (exposed for tests and metrics). */
@@ -118,7 +137,7 @@ export class OPAEngine implements PolicyEngine {
 
   private selfTestResultSet(): string | null {
     try {
-      return JSON.stringify(evaluateText(this.instance, this.entrypointId, serializeInput(SELF_TEST_INPUT)));
+      return JSON.stringify(JSON.parse(evaluateText(this.instance, this.entrypointId, serializeInput(SELF_TEST_INPUT))));
     } catch {
       return null;
     }

@@ -10,12 +10,12 @@ interface OPAExports {
  * One evaluation through the OPA wasm ABI 1.2 `opa_eval` export (OPA docs, "WebAssembly" › "Evaluation"):
  * the input's JSON text is written once, straight into linear memory at the heap pointer left after the
  * data; opa_eval parses it, evaluates the entrypoint and returns the address of the result set as
- * NUL-terminated JSON. This is what opa-wasm's own evaluate() does for an ArrayBuffer input, without its
+ * NUL-terminated JSON, which is returned as text. This is what opa-wasm's own evaluate() does for an ArrayBuffer input, without its
  * TextEncoder copy, its TextDecoder per call and its JavaScript loop looking for the NUL. A policy built for
  * an older ABI goes through opa-wasm.
  */
-export function evaluateText(policy: LoadedPolicy, entrypoint: number, text: string): unknown {
-  if ((policy.minorVersion as number) < 2) return policy.evaluate(new TextEncoder().encode(text).buffer, entrypoint);
+export function evaluateText(policy: LoadedPolicy, entrypoint: number, text: string): string {
+  if ((policy.minorVersion as number) < 2) return JSON.stringify(policy.evaluate(new TextEncoder().encode(text).buffer, entrypoint));
   const mem = policy.mem;
   const addr = policy.dataHeapPtr as number;
   let view = viewOf(mem);
@@ -36,7 +36,7 @@ export function evaluateText(policy: LoadedPolicy, entrypoint: number, text: str
   const out = viewOf(mem);
   const end = out.indexOf(0, at);
   if (end < 0) throw new Error('opa_eval result is not NUL-terminated');
-  return JSON.parse(out.toString('utf8', at, end));
+  return out.toString('utf8', at, end);
 }
 
 // A Buffer over the memory's current ArrayBuffer (a grow replaces it, so the old view goes with the old buffer).

@@ -30,3 +30,18 @@ export const EMPTY_RESULT_FIELDS = Object.freeze({
   queryParametersToRemove: [] as readonly string[],
   reasons: [] as readonly string[],
 });
+
+const shared = new WeakSet<PolicyResult>();
+
+/**
+ * Marks a result as one object answering many decisions (an engine's memo of its answers), frozen so that
+ * no reader can change what the others see. Such a result may key per-result caches, as a cached one does.
+ */
+export function shareResult(result: PolicyResult): PolicyResult {
+  shared.add(Object.freeze(result));
+  return result;
+}
+
+export function isSharedResult(result: PolicyResult): boolean {
+  return shared.has(result);
+}

@@ -1,5 +1,5 @@
 import type { Decision } from '../decision/decision';
-import type { PolicyResult } from '../policy/policy-result';
+import { isSharedResult, type PolicyResult } from '../policy/policy-result';
 import { decisionToCheckResponse, type ResponseOptions } from './check-response';
 import { encodeCheckResponseMessage } from './check-response-encoder';
 
@@ -7,8 +7,9 @@ import { encodeCheckResponseMessage } from './check-response-encoder';
  * Encodes a decision as the framed CheckResponse from templates: every response of one shape is the same
  * bytes except its own decision_id, so those bytes are encoded once into a template, and each answer copies
  * the template and writes its id in place. Two kinds of template:
- * - a decision answered from the decision cache carries the cached PolicyResult object itself: one template
- *   per cache entry, keyed by that object (an evicted entry's template goes with it);
+ * - a decision answered from the decision cache carries the cached PolicyResult object itself, and an
+ *   evaluated one may carry its engine's shared answer (policy-result.ts, shareResult): one template per
+ *   such object, keyed by it (an evicted entry's template goes with it);
  * - an evaluated result that adds nothing to the response (no headers, query changes, metadata or body), and a refusal
  *   with no result, are fixed by allowed / reason / HTTP status / dry run alone: one template per such shape,
  *   a few in all (at most MAX_SHAPES), whichever engine decided.
@@ -23,8 +24,8 @@ export class CachedResponseEncoder {
   encode(decision: Decision): Buffer {
     const result = decision.result;
     if (decision.id.length !== ID_LENGTH || decision.parseError !== undefined) return this.fresh(decision);
-    // A hit looks its template up by the cached object: no key to build on the hottest path.
-    if (decision.cached && result !== undefined) return this.fromTemplate(this.byResult, result, decision);
+    // A hit, or an engine's shared answer, looks its template up by the result object: no key to build.
+    if (result !== undefined && (decision.cached || isSharedResult(result))) return this.fromTemplate(this.byResult, result, decision);
     if (result !== undefined && !addsNothing(result)) return this.fresh(decision);
     const key = `${result !== undefined}|${decision.allowed}|${decision.reason}|${decision.httpStatus}|${decision.dryRun === true}`;
     if (this.byShape.size >= MAX_SHAPES && !this.byShape.has(key)) return this.fresh(decision);
