@@ -6,31 +6,24 @@
  *
  * connect4/6 (process context, cgroup-scoped) learn the cgroup and destination, count the attempt, see
  * whether an earlier connect program (the fast path) refused it, and tag the socket (a slot by its cookie).
- * Everything after that follows the tagged socket from the state-change tracepoint (SYN_SENT: SYN time;
- * ESTABLISHED: latency histogram; CLOSE: how it ended, and bytes, RTT and retransmits read once from the
- * socket) and marks RSTs from tcp_receive_reset. Those two are not scoped by cgroup: a socket that is not
- * tagged returns after one load (it has no cookie) or, if something else gave it a cookie, one array slot.
- * Why not sockops: docs/kernel-telemetry.md.
+ * Everything after that follows the tagged socket from sockops, which the kernel calls only for sockets of
+ * the cgroups it is attached to (TCP_CONNECT: SYN time, and ask for the socket's state changes; ESTABLISHED:
+ * latency histogram; CLOSE: how it ended, and bytes, RTT and retransmits read once from the socket), and marks
+ * RSTs from the tcp_receive_reset tracepoint (global, but it fires on RSTs only). Why sockops and not the
+ * host-wide state-change tracepoint: docs/kernel-telemetry.md.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/bpf_core_read.h>
 #include "kernel-telemetry.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define TCP_ESTABLISHED 1
-#define TCP_SYN_SENT 2
-#define TCP_CLOSE 7
-
 /*
- * The few kernel fields read, by name: libbpf relocates the offsets against the running kernel's BTF
- * (CO-RE), so no vmlinux.h is needed to build. All are plain loads, no helper call: the socket cookie straight
- * from the tracepoint's socket, the tcp_sock counters through bpf_rdonly_cast (which the verifier turns into
- * fault-safe loads) at CLOSE of a tagged socket only. Measured against bpf_get_socket_cookie() and
- * BPF_CORE_READ (a bpf_probe_read_kernel call per field): docs/kernel-telemetry.md.
+ * The one kernel field read, by name: libbpf relocates its offset against the running kernel's BTF (CO-RE),
+ * so no vmlinux.h is needed to build: the cookie, a plain load from the reset tracepoint's socket instead of a
+ * bpf_get_socket_cookie() call, so that the RSTs of untagged sockets return without a helper call.
  */
 typedef struct {
 	__s64 counter;
@@ -43,15 +36,6 @@ struct sock_common {
 struct sock {
 	struct sock_common __sk_common;
 } __attribute__((preserve_access_index));
-
-struct tcp_sock {
-	__u64 bytes_received;
-	__u64 bytes_acked;
-	__u32 srtt_us;
-	__u32 total_retrans;
-} __attribute__((preserve_access_index));
-
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
 /* Sized by the loader (bpf_map__set_max_entries) before load; LRU, so the bound holds under any traffic. */
 struct {
@@ -226,9 +210,9 @@ static __always_inline void on_established(struct kt_sock *ks)
 
 /*
  * The first move to CLOSE decides how the connection ended, and carries its byte, RTT and retransmit totals
- * (read once here rather than in a callback per retransmitted segment).
+ * (read once here from the socket, rather than in a callback per retransmitted segment).
  */
-static __always_inline void on_close(struct sock *sk, struct kt_sock *ks, int old_state)
+static __always_inline void on_close(struct bpf_sock_ops *skops, struct kt_sock *ks, __u32 old_state)
 {
 	__u32 flags = ks->flags;
 	struct kt_stats *s = stats_for(&ks->key);
@@ -236,10 +220,9 @@ static __always_inline void on_close(struct sock *sk, struct kt_sock *ks, int ol
 	ks->cookie = 0;
 	if (!s)
 		return;
-	struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
-	s->retransmits += tp->total_retrans;
+	s->retransmits += skops->total_retrans;
 	if (!(flags & KT_SOCK_ESTABLISHED)) {
-		if (old_state == TCP_SYN_SENT) {
+		if (old_state == BPF_TCP_SYN_SENT) {
 			if (flags & KT_SOCK_RESET)
 				s->refused_peer += 1;
 			else
@@ -249,10 +232,44 @@ static __always_inline void on_close(struct sock *sk, struct kt_sock *ks, int ol
 	}
 	if (flags & KT_SOCK_RESET)
 		s->reset_peer += 1;
-	s->bytes_acked += tp->bytes_acked;
-	s->bytes_received += tp->bytes_received;
-	s->srtt_us_sum += tp->srtt_us >> 3; /* the kernel keeps srtt << 3 */
+	s->bytes_acked += skops->bytes_acked;
+	s->bytes_received += skops->bytes_received;
+	s->srtt_us_sum += skops->srtt_us >> 3; /* the kernel keeps srtt << 3 */
 	s->srtt_samples += 1;
+}
+
+/*
+ * Called by the kernel for the sockets of the attached cgroup only, ~5 times per connection without any
+ * callback flag (RTO and window init, ECN, connect, established). TCP_CONNECT (tcp_connect(), right before the
+ * SYN is built and sent) asks for STATE callbacks on tagged sockets: every state change of that socket, of
+ * which ESTABLISHED and CLOSE matter. Every other op and state returns at the first tests, before any helper
+ * call; a socket of the cgroup that is not tagged (connected before attach) after one slot lookup.
+ */
+SEC("sockops")
+int kt_sockops(struct bpf_sock_ops *skops)
+{
+	__u32 op = skops->op;
+	__u32 new_state = skops->args[1];
+	if (op == BPF_SOCK_OPS_STATE_CB) {
+		if (new_state != BPF_TCP_ESTABLISHED && new_state != BPF_TCP_CLOSE)
+			return 1;
+	} else if (op != BPF_SOCK_OPS_TCP_CONNECT_CB) {
+		return 1;
+	}
+	/* connect4 asked for a tagged socket's cookie, so this hands out no new one for those. */
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	struct kt_sock *ks = sock_slot(cookie);
+	if (!ks || ks->cookie != cookie)
+		return 1;
+	if (op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
+		ks->syn_ns = bpf_ktime_get_ns();
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	} else if (new_state == BPF_TCP_ESTABLISHED) {
+		on_established(ks);
+	} else {
+		on_close(skops, ks, skops->args[0]);
+	}
+	return 1;
 }
 
 /*
@@ -267,27 +284,6 @@ static __always_inline struct kt_sock *tagged(struct sock *sk)
 		return NULL;
 	struct kt_sock *ks = sock_slot(cookie);
 	return ks && ks->cookie == cookie ? ks : NULL;
-}
-
-/*
- * Every TCP state change of the host (tcp_set_state). Three matter: SYN_SENT (the SYN leaves right after),
- * ESTABLISHED and CLOSE; the rest return at the first test.
- */
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(kt_state, struct sock *sk, int old_state, int new_state)
-{
-	if (new_state != TCP_SYN_SENT && new_state != TCP_ESTABLISHED && new_state != TCP_CLOSE)
-		return 0;
-	struct kt_sock *ks = tagged(sk);
-	if (!ks)
-		return 0;
-	if (new_state == TCP_SYN_SENT)
-		ks->syn_ns = bpf_ktime_get_ns();
-	else if (new_state == TCP_ESTABLISHED)
-		on_established(ks);
-	else
-		on_close(sk, ks, old_state);
-	return 0;
 }
 
 /* tcp_reset() fires this before it sets sk_err and moves the socket to CLOSE (above). */

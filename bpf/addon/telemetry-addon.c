@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * The kernel telemetry half of the addon: loads bpf/kernel-telemetry.bpf.o, attaches its programs (the
- * connect programs to a cgroup v2 group, the state-change and reset tracepoints globally), and reads the
+ * connect and sockops programs to a cgroup v2 group, the reset tracepoint globally), and reads the
  * aggregates in batches, summing the per-CPU copies here so JS gets one value per key. No interpretation:
  * src/kerneltelemetry/telemetry-layout.ts decodes. Errors throw with `code` "EBPF_KT_<step>" and `errno`.
  */
@@ -224,7 +224,7 @@ static napi_value kt_open_pinned(napi_env env, napi_callback_info info)
 	return kt_wrap(env, h);
 }
 
-/* ktAttach(handle, cgroupPath): the cgroup programs (connect4/6) on the cgroup, tracing ones globally. */
+/* ktAttach(handle, cgroupPath): the cgroup programs (connect4/6, sockops) on the cgroup, tracing ones globally. */
 static napi_value kt_attach(napi_env env, napi_callback_info info)
 {
 	size_t argc = 2;
