@@ -10,9 +10,9 @@ interface OPAExports {
  * One evaluation through the OPA wasm ABI 1.2 `opa_eval` export (OPA docs, "WebAssembly" › "Evaluation"):
  * the input's JSON text is written once, straight into linear memory at the heap pointer left after the
  * data; opa_eval parses it, evaluates the entrypoint and returns the address of the result set as
- * NUL-terminated JSON, which is returned as text. This is what opa-wasm's own evaluate() does for an ArrayBuffer input, without its
- * TextEncoder copy, its TextDecoder per call and its JavaScript loop looking for the NUL. A policy built for
- * an older ABI goes through opa-wasm.
+ * NUL-terminated JSON, returned here as text (the engine maps each distinct answer once). This is what
+ * opa-wasm's own evaluate() does for an ArrayBuffer input, without its TextEncoder copy, its TextDecoder per
+ * call and its JavaScript loop looking for the NUL. A policy built for an older ABI goes through opa-wasm.
  */
 export function evaluateText(policy: LoadedPolicy, entrypoint: number, text: string): string {
   if ((policy.minorVersion as number) < 2) return JSON.stringify(policy.evaluate(new TextEncoder().encode(text).buffer, entrypoint));
