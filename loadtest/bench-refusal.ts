@@ -58,11 +58,10 @@ if (SOURCE !== 'file' && SOURCE !== 'oci') throw new Error(`BENCH_REFUSAL_SOURCE
 const BLOCKS_DIR = process.env.BENCH_REFUSAL_BLOCKS === '1' ? tempDir('verdict-bench-blocks-') : null;
 // The servers inherit this process's environment: that is how the preload learns where to write.
 if (BLOCKS_DIR !== null) process.env.LOOP_BLOCKS_DIR = BLOCKS_DIR;
-// With the preload, refusals under Check load were not logged within REFUSAL_DEADLINE_MS (2026-12-02, both
-// builds; not investigated): it is for the unloaded windows only.
-if (BLOCKS_DIR !== null && ROUNDS > 0) throw new Error('BENCH_REFUSAL_BLOCKS=1 needs BENCH_REFUSAL_ROUNDS=0 (unloaded windows only)');
 
 interface WindowResult {
+  startMs: number;
+  endMs: number;
   checks: number;
   failed: number;
   p50Ms: number;
@@ -266,8 +265,13 @@ function unloadedSummary(ws: UnloadedWindow[], blocks: LoopBlocks | null): Recor
     majorGcMs: mean((w) => w.majorGcMs),
     maxLoopBlockMs: round(Math.max(...ws.map((w) => w.maxLoopBlockMs))),
   };
-  if (blocks === null) return summary;
-  const inside = <T extends { atMs: number }>(xs: T[]): T[] => xs.filter((x) => ws.some((w) => x.atMs >= w.startMs && x.atMs <= w.endMs));
+  return blocks === null ? summary : { ...summary, ...blockSummary(ws, blocks) };
+}
+
+/** What the event-loop blocks inside these spans were made of (the preload's record). */
+function blockSummary(spans: { startMs: number; endMs: number }[], blocks: LoopBlocks): Record<string, unknown> {
+  const inside = <T extends { atMs: number }>(xs: T[]): T[] =>
+    xs.filter((x) => spans.some((w) => x.atMs >= w.startMs && x.atMs <= w.endMs));
   const mine = inside(blocks.blocks);
   const split = (b: LoopBlock | undefined): Record<string, number> | null =>
     b === undefined
@@ -279,7 +283,6 @@ function unloadedSummary(ws: UnloadedWindow[], blocks: LoopBlocks | null): Recor
   // A block that overlaps a GC pause (over 1 ms) is at least partly the collector's, not a step of the code.
   const withGc = (b: LoopBlock): boolean => gcs.some((g) => g.atMs <= b.atMs + b.gapMs + 1 && g.atMs + g.ms >= b.atMs - 1);
   return {
-    ...summary,
     blocksOver4Ms: mine.length,
     worstBlock: split(worst('gapMs')),
     mostOnCpuBlock: split(worst('cpuMs')),
@@ -343,7 +346,10 @@ function summarize(srv: Server): Record<string, unknown> {
   console.log(`[${srv.label}] unloaded (no Checks), per window: idle ${JSON.stringify(unloaded.idle)}`);
   if (ROUNDS === 0) return { unloadedRefusalMs: srv.unloadedRefusalMs, unloaded, refusalCodes: srv.codes };
   const rows = (ws: WindowResult[], name: string): Record<string, unknown>[] =>
-    ws.map((w, i) => ({ window: `${name} #${i + 1}`, ...Object.fromEntries(Object.entries(w).filter(([k]) => k !== 'latencies')) }));
+    ws.map((w, i) => ({
+      window: `${name} #${i + 1}`,
+      ...Object.fromEntries(Object.entries(w).filter(([k]) => k !== 'latencies' && k !== 'startMs' && k !== 'endMs')),
+    }));
   printTable(`[${srv.label}] Check at ${RATE}/s (h2load) while a bundle with ${DATA_BYTES / 2 ** 20} MiB of data.json is refused`, [
     ...rows(srv.windows.quiet, 'A: no refusal'),
     ...rows(srv.windows.refusing, `B: ${REFUSALS} refusals`),
@@ -360,12 +366,20 @@ function summarize(srv: Server): Record<string, unknown> {
       `major GC ms per 1k Checks B/A ${refusing.majorGcMsPer1kChecks}/${quiet.majorGcMsPer1kChecks}; ` +
       `unloaded refusal ${srv.unloadedRefusalMs} ms; codes: ${srv.codes.join(', ')}`,
   );
+  // With the preload: the loaded windows' blocks split too (on-CPU vs waiting for a core, and GC overlap).
+  const loadedBlocks =
+    blocks === null ? null : { noRefusal: blockSummary(srv.windows.quiet, blocks), refusing: blockSummary(srv.windows.refusing, blocks) };
+  if (loadedBlocks !== null) {
+    console.log(`[${srv.label}] under load, per kind of window: no refusal ${JSON.stringify(loadedBlocks.noRefusal)}`);
+    console.log(`[${srv.label}] under load, per kind of window: refusing ${JSON.stringify(loadedBlocks.refusing)}`);
+  }
   return {
     unloadedRefusalMs: srv.unloadedRefusalMs,
     unloaded,
     refusalCodes: srv.codes,
     noRefusal: quiet,
     refusing,
+    ...(loadedBlocks === null ? {} : { loadedBlocks }),
     p99Ratio,
     mainCpuRatio,
     goalMet,
@@ -450,6 +464,8 @@ function windowOf(r: H2loadResult, start: number, end: number, first: Scrape, la
   const latencies = inside.map((q) => q.ms);
   const [p50, p99] = percentiles(latencies, [50, 99]);
   return {
+    startMs: start,
+    endMs: end,
     checks: inside.length,
     failed: r.failed,
     p50Ms: round(p50 ?? NaN),
