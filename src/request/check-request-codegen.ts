@@ -47,6 +47,9 @@ export function checkRequestDecoderSource(): string {
     "import type { ProtoWireReader } from './proto-wire-reader';",
     ...bodies,
     '',
+    '/** Header-carrying fields (countsAsHeader): the length of DecodeState.headerEntries. */',
+    `export const HEADER_FIELDS = ${g.headerIndex.size};`,
+    '',
   ].join('\n');
 }
 

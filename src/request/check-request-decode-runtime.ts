@@ -52,7 +52,7 @@ export function wrongWire(actual: number, expected: number, field: string): Verd
 }
 
 export function countHeader(s: DecodeState, index: number): void {
-  const n = (s.headerEntries[index] ?? 0) + 1;
+  const n = s.headerEntries[index]! + 1;
   if (n > s.limits.maxHeaders)
     throw new VerdictError('ERR_REQUEST_TOO_MANY_HEADERS', `request has more than ${s.limits.maxHeaders} headers`);
   s.headerEntries[index] = n;

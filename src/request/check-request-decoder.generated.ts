@@ -633,3 +633,6 @@ function readAttributeContextTLSSession(r: ProtoWireReader, into: JSONObject | u
   }
   return o;
 }
+
+/** Header-carrying fields (countsAsHeader): the length of DecodeState.headerEntries. */
+export const HEADER_FIELDS = 2;

@@ -1,7 +1,7 @@
 import { VerdictError } from '../errors';
 import type { CheckRequest, ReceivedCheckRequest } from './check-request';
 import type { CheckRequestLimits, DecodeState } from './check-request-decode-runtime';
-import { readCheckRequest } from './check-request-decoder.generated';
+import { HEADER_FIELDS, readCheckRequest } from './check-request-decoder.generated';
 import { ProtoWireReader, malformed } from './proto-wire-reader';
 
 export type { CheckRequestLimits } from './check-request-decode-runtime';
@@ -30,7 +30,8 @@ export function decodeCheckRequest(buf: Buffer, limits: CheckRequestLimits): Rec
     const refusal = new VerdictError('ERR_REQUEST_TOO_LARGE', `CheckRequest of ${wireBytes} bytes exceeds ${limits.maxRequestBytes}`);
     return { message: null, wireBytes, refusal };
   }
-  const state: DecodeState = { limits, fieldsLeft: limits.maxRequestFields, exactNumbers: false, headerEntries: [] };
+  const headerEntries = new Array<number>(HEADER_FIELDS).fill(0);
+  const state: DecodeState = { limits, fieldsLeft: limits.maxRequestFields, exactNumbers: false, headerEntries };
   try {
     const message = readCheckRequest(new ProtoWireReader(buf, 0, wireBytes), undefined, 1, state) as CheckRequest;
     return { message, wireBytes, exactNumbers: state.exactNumbers };
