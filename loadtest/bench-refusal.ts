@@ -386,10 +386,10 @@ function summarize(srv: Server): Record<string, unknown> {
   };
 }
 
-/** Publishes one tampered bundle and resolves with the code of its refusal (from the server's log line). */
 /** A refusal that is not logged within this long fails the run rather than hang it. */
 const REFUSAL_DEADLINE_MS = 120_000;
 
+/** Publishes one tampered bundle and resolves with the code of its refusal (from the server's log line). */
 async function refuseOne(srv: Server, bundle: Buffer): Promise<string> {
   let timer: NodeJS.Timeout | undefined;
   let stop = (): void => undefined;
