@@ -44,11 +44,23 @@ export interface DecisionPipelineDeps {
   tracer?: CheckTracer;
 }
 
-/** One request as it goes through the steps. */
+/** One request as it goes through the steps; its DecisionRecord is built from it in `finish`, when one is read. */
 interface Flight {
   readonly decision: Decision;
-  readonly record: DecisionRecord;
+  readonly protocol: DecisionRecord['protocol'];
+  /** When the request arrived (wall ms, monotonic ns); read only when records are built. */
+  readonly startedMs: number;
   readonly startedNs: bigint;
+  /** The record's `cached`: a hit, or a coalesced caller of an identical in-flight evaluation. */
+  recordCached: boolean;
+  /** On a cache hit: the declared key fields' values (the record logs those instead of the input). */
+  keyValues?: readonly unknown[];
+  /** The deny's error message. */
+  error?: string;
+  /** The tenant whose bundle decided. */
+  tenant?: string;
+  /** Evaluation time, and with decision.performanceMetrics each step's. */
+  timings?: Partial<Record<DecisionStep, number>>;
   active?: ActivePolicy;
   message?: CheckRequest;
   /** The decoded request holds an ExactNumber (ReceivedCheckRequest.exactNumbers). */
@@ -73,6 +85,11 @@ const DEFAULT_MAX_KEY_BYTES = 4096;
  */
 export class DecisionPipeline {
   private readonly requestLimits: RequestLimits;
+  /**
+   * No sink and no observer reads a record (the default): each decision is only counted, and no record, no
+   * key-field object, timestamp or total time is made for it.
+   */
+  private readonly countOnly: boolean;
   // The record's ISO timestamp, formatted once per millisecond (at saturation ~10 Checks share one).
   private stampMs = Number.NaN;
   private stamp = '';
@@ -80,6 +97,7 @@ export class DecisionPipeline {
   constructor(private readonly deps: DecisionPipelineDeps) {
     const { limits, policy } = deps.config;
     this.requestLimits = { ...limits, skipBodyParse: policy.skipRequestBodyParse, grpcBodyTypes: deps.grpcBodyTypes };
+    this.countOnly = deps.decisionLog.count !== undefined && (deps.observers ?? []).length === 0;
   }
 
   /**
@@ -144,23 +162,14 @@ export class DecisionPipeline {
       reason: 'ERR_INTERNAL',
       httpStatus: this.deps.config.decision.errorStatus,
     };
-    const record: DecisionRecord = {
-      decision_id: decision.id,
-      timestamp: this.timestamp(clock.nowMs()),
-      protocol,
-      allowed: false,
-      http_status: decision.httpStatus,
-      reason: decision.reason,
-      cached: false,
-      fastpath: false,
-      timings_ns: { total: 0 },
-    };
     // The caller's trace context rides in the CheckRequest's HTTP headers (traceparent / b3).
     const trace = this.deps.tracer?.startCheck(req.message?.attributes?.request?.http?.headers, callHeaders) ?? null;
     return {
       decision,
-      record,
-      startedNs: clock.monotonicNs(),
+      protocol,
+      startedMs: this.countOnly ? 0 : clock.nowMs(),
+      startedNs: this.countOnly ? 0n : clock.monotonicNs(),
+      recordCached: false,
       exactNumbers: false,
       spiffe: null,
       plan: null,
@@ -184,8 +193,6 @@ export class DecisionPipeline {
     const { name, revision, sha256 } = active.bundle;
     f.decision.bundle = { name, revision, sha256 };
     f.decision.engine = active.engine.kind;
-    f.record.bundle = f.decision.bundle;
-    f.record.engine = f.decision.engine;
     f.active = active;
     return active;
   }
@@ -195,10 +202,8 @@ export class DecisionPipeline {
     // The global bundle taken first does not decide here: a request that names no tenant names no bundle.
     delete f.decision.bundle;
     delete f.decision.engine;
-    delete f.record.bundle;
-    delete f.record.engine;
     const tenant = this.deps.tenants!.route(message, f.spiffe);
-    f.record.tenant = tenant.name;
+    f.tenant = tenant.name;
     f.cache = tenant.cache ?? undefined;
     return this.takePolicy(f, tenant.policy);
   }
@@ -237,10 +242,9 @@ export class DecisionPipeline {
     f.cacheKey = key;
     const result = cache.store.get(key);
     if (result === undefined) return false;
-    f.record.cached = true;
+    f.recordCached = true;
     f.decision.cached = true;
-    f.record.input_kind = 'cache_key';
-    f.record.input = keyFieldsFromValues(f.plan.declaration, values);
+    f.keyValues = values;
     this.applyResult(f, result);
     return true;
   }
@@ -258,8 +262,6 @@ export class DecisionPipeline {
     if (f.spiffe) input.spiffe = f.spiffe;
     if (f.token) (input as InputDocument & { token?: TokenInput }).token = f.token;
     f.input = input;
-    f.record.input = input;
-    f.record.input_kind = 'full';
     const cache = f.cache;
     if (cache && f.plan && f.cacheKey === undefined) {
       const key = this.inputCacheKey(f, f.plan, input);
@@ -268,7 +270,7 @@ export class DecisionPipeline {
     if (!cache || !f.plan || f.cacheKey === undefined) return this.applyResult(f, await this.evaluate(f, active, input));
     const hit = f.plan.requestKeyable ? undefined : cache.store.get(f.cacheKey);
     if (hit) {
-      f.record.cached = true;
+      f.recordCached = true;
       f.decision.cached = true;
       return this.applyResult(f, hit);
     }
@@ -279,7 +281,7 @@ export class DecisionPipeline {
       (r) => expiryFor(declaration, this.deps.clock.nowMs(), f.spiffe, r),
     );
     // A coalesced caller shares the one evaluation made for an identical in-flight request.
-    if (outcome === 'coalesced') f.record.cached = true;
+    if (outcome === 'coalesced') f.recordCached = true;
     this.applyResult(f, result);
   }
 
@@ -298,7 +300,7 @@ export class DecisionPipeline {
     let outcome = active.engine.evaluate(input);
     if (outcome instanceof Promise) outcome = await withTimeout(outcome, timeoutMs);
     const elapsedNs = clock.monotonicNs() - startedNs;
-    f.record.timings_ns.eval = Number(elapsedNs);
+    (f.timings ??= {}).eval = Number(elapsedNs);
     if (this.deps.config.decision.performanceMetrics)
       this.deps.metrics.decisionStepDuration.observe({ step: 'eval' }, Number(elapsedNs) / 1e9);
     if (Number(elapsedNs) / 1e6 > timeoutMs)
@@ -324,24 +326,55 @@ export class DecisionPipeline {
     decision.reason = err.code;
     decision.httpStatus = err.httpStatus ?? this.statusFor(err.kind);
     if (err.code === 'ERR_REQUEST_PARSE' || err.code === 'ERR_REQUEST_BODY_PARSE') decision.parseError = err.message;
-    f.record.error = err.message;
+    f.error = err.message;
   }
 
   private finish(f: Flight): Decision {
-    const { decision, record } = f;
-    record.allowed = decision.allowed;
-    record.http_status = decision.httpStatus;
-    record.reason = decision.reason;
+    const { decision } = f;
+    const log = this.deps.decisionLog;
+    this.deps.metrics.countDecision(decision.allowed ? 'allow' : 'deny', decision.engine ?? 'none', decision.reason);
+    if (this.countOnly) {
+      if (f.trace) f.trace.step('log', () => log.count!());
+      else log.count!();
+    } else {
+      const record = this.recordOf(f);
+      if (f.trace) f.trace.step('log', () => log.emit(record, decision));
+      else log.emit(record, decision);
+      this.notifyObservers(f, record, decision);
+    }
+    f.trace?.end(decision);
+    return decision;
+  }
+
+  /** The request's one DecisionRecord, from what its flight gathered. */
+  private recordOf(f: Flight): DecisionRecord {
+    const { decision } = f;
+    const record: DecisionRecord = {
+      decision_id: decision.id,
+      timestamp: this.timestamp(f.startedMs),
+      protocol: f.protocol,
+      allowed: decision.allowed,
+      http_status: decision.httpStatus,
+      reason: decision.reason,
+      cached: f.recordCached,
+      fastpath: false,
+      timings_ns: { total: Number(this.deps.clock.monotonicNs() - f.startedNs), ...f.timings },
+    };
+    if (decision.bundle) record.bundle = decision.bundle;
+    if (decision.engine) record.engine = decision.engine;
+    if (f.tenant !== undefined) record.tenant = f.tenant;
+    if (f.keyValues && f.plan) {
+      record.input_kind = 'cache_key';
+      record.input = keyFieldsFromValues(f.plan.declaration, f.keyValues);
+    } else if (f.input) {
+      record.input_kind = 'full';
+      record.input = f.input;
+    }
     if (decision.result) record.result = decision.result;
     if (decision.result && decision.result.reasons.length > 0) record.reasons = decision.result.reasons;
     if (decision.dryRun) record.dry_run = true;
-    record.timings_ns.total = Number(this.deps.clock.monotonicNs() - f.startedNs);
-    this.deps.metrics.countDecision(decision.allowed ? 'allow' : 'deny', decision.engine ?? 'none', decision.reason);
-    if (f.trace) f.trace.step('log', () => this.deps.decisionLog.emit(record, decision));
-    else this.deps.decisionLog.emit(record, decision);
-    this.notifyObservers(f, record, decision);
-    f.trace?.end(decision);
-    return decision;
+    if (f.error !== undefined) record.error = f.error;
+    return record;
   }
 
   private notifyObservers(f: Flight, record: DecisionRecord, decision: Decision): void {
@@ -361,7 +394,7 @@ export class DecisionPipeline {
   private stepEnd(f: Flight, step: DecisionStep, startedNs: bigint): void {
     if (!this.deps.config.decision.performanceMetrics) return;
     const ns = Number(this.deps.clock.monotonicNs() - startedNs);
-    f.record.timings_ns[step] = ns;
+    (f.timings ??= {})[step] = ns;
     this.deps.metrics.decisionStepDuration.observe({ step }, ns / 1e9);
   }
 

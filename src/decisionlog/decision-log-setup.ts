@@ -59,5 +59,9 @@ export class CountingDecisionLog implements DecisionLog {
     this.emitted.inc();
   }
 
+  count(): void {
+    this.emitted.inc();
+  }
+
   async close(): Promise<void> {}
 }

@@ -44,5 +44,10 @@ export interface DecisionRecord {
 /** Where records go. Emit never blocks the Check path and never throws. */
 export interface DecisionLog {
   emit(record: DecisionRecord, decision: Decision): void;
+  /**
+   * Present when records are only counted (no sink): the decision pipeline then calls this instead of
+   * building a record for `emit` (unless an observer reads records).
+   */
+  count?(): void;
   close(): Promise<void>;
 }
