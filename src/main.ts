@@ -9,8 +9,7 @@ import { createDecisionLog } from './decisionlog/decision-log-setup';
 import type { DecisionLog } from './decisionlog/decision-record';
 import { VerdictError } from './errors';
 import { startFastpath, type Fastpath } from './fastpath/fastpath';
-import { OIDCTokenStep } from './identity/oidc-token-step';
-import { startIdentity, type IdentityRuntime } from './identity/start-identity';
+import type { IdentityRuntime } from './identity/start-identity';
 import { startKernelTelemetry, type KernelTelemetry } from './kerneltelemetry/kernel-telemetry';
 import { defaultBundlePath } from './package-root';
 import type { BundleLoader } from './policy/bundle-loader';
@@ -120,7 +119,10 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   // No good bundle at all is not fatal: NOT_SERVING until the followed source delivers one.
   if (policy.current === null)
     logger.error({ code: 'ERR_POLICY_NOT_LOADED' }, 'no policy bundle could be activated; NOT_SERVING until one is');
-  const identity = startIdentity(config.identity, { clock, logger });
+  // SPIFFE identity and OIDC tokens (jose) are loaded only when configured (docs/memory.md).
+  const identity = config.identity.enabled
+    ? (await import('./identity/start-identity')).startIdentity(config.identity, { clock, logger })
+    : null;
   // A trust-bundle change may revoke what earlier verdicts relied on: drop cached and kernel verdicts.
   identity?.workloadAPI?.on('bundles', () => {
     metrics.trustBundleUpdates.inc();
@@ -133,7 +135,11 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       return { ready: identity.isReady(), ownSVIDExpiresAtMs: own ? Date.parse(own.validTo) : null };
     };
   }
-  const tokens = OIDCTokenStep.fromConfig(config.identity, { clock, logger });
+  // OIDCTokenStep.fromConfig is null without issuers; the check here also spares loading it.
+  const tokens =
+    config.identity.jwt.enabled && config.identity.jwt.issuers.length > 0
+      ? (await import('./identity/oidc-token-step')).OIDCTokenStep.fromConfig(config.identity, { clock, logger })
+      : null;
   const shadow = startShadow(config, { decisionLog, metrics, logger, clock, grpcBodyTypes });
   const tenants = startTenants(config, { metrics, logger, clock });
   const observers = [

@@ -2,7 +2,6 @@ import cluster from 'node:cluster';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { AggregatorRegistry } from 'prom-client';
-import { loadConfig } from '../config/load-config';
 import type { Config } from '../config/schema';
 import { startVerdict } from '../main';
 import { ClusterSupervisor, WorkerFailed, workerCount, type WorkerFailure, type WorkerReady } from '../server/cluster-supervisor';
@@ -11,6 +10,7 @@ import { routeGrpcLog } from '../telemetry/grpc-log';
 import { createLogger, type Logger } from '../telemetry/logger';
 import { drainThenStop } from '../server/drain-sequence';
 import { applyHeapGrowing } from './heap-growing';
+import { loadConfigIsolated } from './load-config-isolated';
 import { Metrics } from '../telemetry/metrics';
 
 export function registerServe(program: Command): void {
@@ -22,7 +22,8 @@ export function registerServe(program: Command): void {
     .option('--bundle <file>', 'policy bundle (.tar.gz); default: the embedded default')
     .action(async (opts: { config?: string; set: string[]; bundle?: string }) => {
       const overrides = [...opts.set, ...(opts.bundle ? [`policy.bundle=${opts.bundle}`] : [])];
-      const config = loadConfig({ file: opts.config, env: process.env, overrides });
+      // Validated in a worker thread: zod and the schema never load into the serving heap (docs/memory.md).
+      const config = await loadConfigIsolated({ file: opts.config, overrides });
       const logger = createLogger(config.log.level);
       applyHeapGrowing(config);
       // From here on every stderr line is JSON: grpc-js's log, signals and a failed start go through `logger`.

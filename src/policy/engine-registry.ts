@@ -1,4 +1,5 @@
-import { DEFAULT_ENGINES_CONFIG, type EnginesConfig } from '../config/sections/engines';
+import type { EnginesConfig } from '../config/sections/engines';
+import { DEFAULT_ENGINES_CONFIG } from '../config/sections/engines-defaults';
 import { VerdictError } from '../errors';
 import { CedarEngine } from './engine-cedar';
 import { OPAEngine } from './engine-opa';

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
-import { DEFAULT_ENGINES_CONFIG, type EnginesConfig } from '../config/sections/engines';
+import type { EnginesConfig } from '../config/sections/engines';
+import { DEFAULT_ENGINES_CONFIG } from '../config/sections/engines-defaults';
 import { VerdictError } from '../errors';
 import type { InputDocument } from '../request/input-document';
 import { DEFAULT_LOAD_TIMEOUT_MS, type PolicyBundle } from './bundle';

@@ -1,0 +1,85 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../src/config/load-config';
+import { VerdictError } from '../../../src/errors';
+import { packageRoot } from '../../../src/package-root';
+
+// `verdict serve` validates its config in a worker thread (src/cli/load-config-isolated.ts) so that zod and
+// the schema never load into the serving heap (docs/memory.md). The built module runs in a child process,
+// as the CLI runs it; its answer must be the one `loadConfig` gives for the same file, environment and
+// flags, refusals included, and the child's own require cache must hold neither zod nor the YAML parser.
+
+const CHILD = `
+const { loadConfigIsolated } = require(${JSON.stringify(join(packageRoot(), 'dist', 'src', 'cli', 'load-config-isolated.js'))});
+const loaded = () => Object.keys(require.cache).filter((f) => /node_modules\\/(zod|yaml)\\//.test(f) && !f.includes('@open-policy-agent'));
+loadConfigIsolated(JSON.parse(process.env.SOURCES)).then(
+  (config) => process.stdout.write(JSON.stringify({ config, frozen: Object.isFrozen(config.server.grpc), loaded: loaded() })),
+  (err) => process.stdout.write(JSON.stringify({ error: { name: err.name, code: err.code, message: err.message }, loaded: loaded() })),
+);
+`;
+
+interface ChildAnswer {
+  config?: unknown;
+  frozen?: boolean;
+  error?: { name: string; code: string; message: string };
+  loaded: string[];
+}
+
+function isolated(sources: { file?: string; overrides?: string[] }, env: Record<string, string> = {}): ChildAnswer {
+  // Only the given variables of those verdict reads, as the in-process side gets.
+  const base = Object.entries(process.env).filter(([k]) => !k.startsWith('VERDICT_') && k !== 'SPIFFE_ENDPOINT_SOCKET');
+  const out = execFileSync(process.execPath, ['-e', CHILD], {
+    env: { ...Object.fromEntries(base), ...env, SOURCES: JSON.stringify(sources) },
+  });
+  return JSON.parse(out.toString()) as ChildAnswer;
+}
+
+function inProcessError(fn: () => unknown): VerdictError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof VerdictError) return err;
+    throw err;
+  }
+  throw new Error('expected a config error');
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'verdict-isolated-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('the config validated in a worker thread', () => {
+  it("gives loadConfig's frozen config for the same file, environment and flags, with no zod or YAML parser in the caller", () => {
+    const file = join(packageRoot(), 'config', 'verdict.example.yaml');
+    const env = { VERDICT_LOG_LEVEL: 'warn', VERDICT_HTTP_PORT: '9901' };
+    const overrides = ['server.grpc.port=3000', 'cache.maxEntries=1234'];
+    const answer = isolated({ file, overrides }, env);
+    expect(answer.error).toBeUndefined();
+    expect(answer.config).toEqual(loadConfig({ file, env, overrides }));
+    expect(answer.config).toMatchObject({ server: { grpc: { port: 3000 }, http: { port: 9901 } }, log: { level: 'warn' } });
+    expect(answer.frozen).toBe(true);
+    expect(answer.loaded).toEqual([]);
+  });
+
+  it.each([
+    { name: 'unknown key in the file', file: 'sever: {}\n', overrides: [] },
+    { name: 'not YAML', file: 'a: [\n', overrides: [] },
+    { name: 'flag out of range', file: null, overrides: ['server.grpc.port=70000'] },
+    { name: 'flag without a value', file: null, overrides: ['server.grpc.port'] },
+  ])('refuses what loadConfig refuses, with its code and message: $name', ({ name, file, overrides }) => {
+    const path = file === null ? undefined : join(dir, `${name.replace(/\W/g, '-')}.yaml`);
+    if (path !== undefined && file !== null) writeFileSync(path, file);
+    const answer = isolated({ ...(path ? { file: path } : {}), overrides });
+    const expected = inProcessError(() => loadConfig({ file: path, env: {}, overrides }));
+    expect(answer.error).toEqual({ name: 'VerdictError', code: 'ERR_CONFIG', message: expected.message });
+    expect(answer.loaded).toEqual([]);
+  });
+
+  it('a missing file is refused with ERR_CONFIG', () => {
+    const answer = isolated({ file: join(dir, 'absent.yaml') });
+    expect(answer.error?.code).toBe('ERR_CONFIG');
+    expect(answer.error?.message).toContain('absent.yaml');
+  });
+});
