@@ -10,14 +10,15 @@ export interface PrecomputedHash {
  * claims of `.signatures.json` *without verifying them*: it only saves the event loop from handing a large
  * file to another worker. The main thread verifies the JWT and then uses a hash only if the signed listing
  * names the same algorithm (bundle-signature-opa.ts); anything this skips is hashed there as before.
- * data.json and .manifest are hashed in canonical JSON form (canonicalJSONText). Self-contained: node:crypto
- * and the canonicalizer are handed in, so it runs in the bundle worker from its source text.
+ * data.json and .manifest are hashed in canonical JSON form (`hashStructured`: canonicalJSONWrite into the
+ * hash). Self-contained: node:crypto and the canonicalizer are handed in, so it runs in the bundle worker
+ * from its source text.
  */
 export function precomputeSignedHashes(
   files: readonly (readonly [string, Uint8Array])[],
   minBytes: number,
   crypto: typeof import('node:crypto'),
-  canonicalJSONText: (s: string) => string,
+  hashStructured: (data: Uint8Array, h: import('node:crypto').Hash) => void,
 ): [string, PrecomputedHash][] {
   const ALGORITHMS: Record<string, PrecomputedHash['algorithm']> = { 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
   const sig = files.find(([name]) => name === '.signatures.json');
@@ -41,8 +42,7 @@ export function precomputeSignedHashes(
     const base = name.slice(name.lastIndexOf('/') + 1);
     const h = crypto.createHash(algorithm);
     try {
-      if (base === 'data.json' || base === '.manifest')
-        h.update(canonicalJSONText(Buffer.from(data.buffer, data.byteOffset, data.length).toString('utf8')), 'utf8');
+      if (base === 'data.json' || base === '.manifest') hashStructured(data, h);
       else h.update(data);
       out.push([name, { algorithm, hash: h.digest('hex') }]);
     } catch (err) {

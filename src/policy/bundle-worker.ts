@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { VerdictError, type ErrorCode } from '../errors';
-import { canonicalJSONText } from './bundle-json-hash';
+import { canonicalJSONWrite } from './bundle-json-hash';
 import { readRegularFile } from './bundle-file-read';
 import { cosignVerifyBlob } from './bundle-cosign-blob';
 import { precomputeSignedHashes } from './bundle-signed-hashes';
@@ -19,7 +19,7 @@ export type BundleWorkerTask = 'stage' | 'download' | 'cosign' | 'untar' | 'more
 const tarStreamPath = createRequire(__filename).resolve('tar-stream');
 
 // The worker runs the very same functions as the rest of verdict (each is self-contained, so its source
-// text is all it needs): the bounded file read, the bundle reader's untar, OPA's canonical JSON hash and
+// text is all it needs): the bounded file read, the bundle reader's untar, OPA's canonical JSON and
 // the cosign check. Each message gets one answer: { value } (its buffers transferred back,
 // not copied; `more` when the worker holds the rest) or a { refusal } with a code.
 const WORKER_SOURCE = `
@@ -27,7 +27,10 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const crypto = require('node:crypto');
 const readRegularFile = (${readRegularFile.toString()});
-const canonicalJSONText = (${canonicalJSONText.toString()});
+const canonicalJSONWrite = (${canonicalJSONWrite.toString()});
+const { isUtf8 } = require('node:buffer');
+/** OPA's canonical JSON of data into hash h, streamed (bundle-json-hash.ts). */
+const hashStructured = (data, h) => canonicalJSONWrite(data, (chunk) => h.update(chunk), isUtf8);
 const untarStream = (${untarStream.toString()});
 const cosignVerifyBlob = (${cosignVerifyBlob.toString()});
 const precomputeSignedHashes = (${precomputeSignedHashes.toString()});
@@ -96,7 +99,7 @@ const tasks = {
   async untar(w) {
     const lib = { createGunzip: require('node:zlib').createGunzip, extract: require(w.tarStreamPath).extract };
     const files = await untarStream(archive, w.bounds, lib);
-    const hashes = w.hashSignedFrom > 0 ? precomputeSignedHashes(files, w.hashSignedFrom, crypto, canonicalJSONText) : [];
+    const hashes = w.hashSignedFrom > 0 ? precomputeSignedHashes(files, w.hashSignedFrom, crypto, hashStructured) : [];
     const large = w.hashSignedFrom > 0 ? files.filter(([, d]) => d.length >= w.hashSignedFrom) : [];
     const small = files.filter((f) => !large.includes(f));
     // Large files stay here until the signature over them has verified: a refused bundle's 50 MB never
@@ -119,7 +122,7 @@ const tasks = {
     const value = w.files.map((f) => {
       const h = crypto.createHash(f.algorithm);
       try {
-        if (f.structured) h.update(canonicalJSONText(asBuffer(f.data).toString('utf8')), 'utf8');
+        if (f.structured) hashStructured(f.data, h);
         else h.update(f.data);
       } catch (err) {
         throw refusal('ERR_BUNDLE_INVALID', f.name + ': ' + (err && err.message ? err.message : String(err)));
