@@ -275,7 +275,7 @@ export function canonicalJSONWrite(input: Uint8Array, sink: (chunk: Uint8Array) 
   const byKey = (i: number, j: number): number => keyOrder(i, j) || i - j;
   /** Copies src[from, to) to dst at `at`; short runs by hand (Buffer#copy's call costs more than a few bytes). */
   const copyBytes = (src: Buffer, from: number, to: number, dst: Buffer, at: number): number => {
-    if (to - from > 64) return src.copy(dst, at, from, to);
+    if (to - from > 512) return src.copy(dst, at, from, to);
     for (let i = from; i < to; i++) dst[at++] = src[i] as number;
     return to - from;
   };
