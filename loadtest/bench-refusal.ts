@@ -1,4 +1,4 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ociSourceSets, pushBundle, startRegistry, type Registry } from '../test/helpers/bundle-oci';
@@ -9,7 +9,7 @@ import { AUTHORIZATION_SERVICE } from '../src/server/envoy-protos';
 import { writeFramedCheckRequest } from './lib/framed-check-request';
 import { runH2load, type H2loadResult } from './lib/h2load';
 import type { GcPause, LoopBlock } from './lib/loop-blocks-preload';
-import { threadCpuMicros } from './lib/proc-cpu';
+import { processCpuMicros, threadCpuMicros } from './lib/proc-cpu';
 import { runAsScript } from './lib/run-as-script';
 import { spawnVerdict, type VerdictProcess } from './lib/spawn-verdict';
 import { percentiles, printTable, round } from './lib/stats';
@@ -33,7 +33,10 @@ import { percentiles, printTable, round } from './lib/stats';
  * vs what the machine's other threads did to it).
  * BENCH_REFUSAL_BEFORE=<built checkout> adds a server of that build, and BENCH_REFUSAL_VARIANT_NODE_ARGS one
  * of this build with those node flags; all run at once and their windows interleave round by round.
- * BENCH_REFUSAL_NODE_ARGS passes flags to every server.
+ * BENCH_REFUSAL_NODE_ARGS passes flags to every server. BENCH_REFUSAL_THREADS=1 samples every thread of
+ * each server (/proc/<pid>/task, every 5 ms) during the calibration refusals and says which threads their
+ * CPU ran on: the event loop, the bundle worker (the thread at nice 10), V8's platform threads (GC helpers,
+ * concurrent marking, compilation) and Node's helpers, the libuv thread pool (file reads, zlib inflate).
  */
 const RATE = Number(process.env.BENCH_REFUSAL_RPS ?? 2000);
 const REFUSALS = Number(process.env.BENCH_REFUSALS ?? 2);
@@ -54,6 +57,7 @@ const VARIANT_NODE_ARGS = (process.env.BENCH_REFUSAL_VARIANT_NODE_ARGS ?? '').sp
 /** Where the tampered bundles come from: `file` (a watched file, the default) or `oci` (a real distribution registry). */
 const SOURCE = process.env.BENCH_REFUSAL_SOURCE ?? 'file';
 if (SOURCE !== 'file' && SOURCE !== 'oci') throw new Error(`BENCH_REFUSAL_SOURCE is file or oci, not ${SOURCE}`);
+const THREADS = process.env.BENCH_REFUSAL_THREADS === '1';
 /** Where each server's loop-blocks-preload writes its blocks (BENCH_REFUSAL_BLOCKS=1), else null. */
 const BLOCKS_DIR = process.env.BENCH_REFUSAL_BLOCKS === '1' ? tempDir('verdict-bench-blocks-') : null;
 // The servers inherit this process's environment: that is how the preload learns where to write.
@@ -128,6 +132,8 @@ interface UnloadedWindow {
   majorGcs: number;
   majorGcMs: number;
   maxLoopBlockMs: number;
+  /** With BENCH_REFUSAL_THREADS=1: CPU ms per kind of thread over the window. */
+  threadCpuMs?: Record<string, number>;
 }
 
 export async function run(): Promise<Record<string, unknown>> {
@@ -240,9 +246,11 @@ async function startServer(s: Setup, label: string, root: string, nodeArgs: stri
 /** One calibration window: `during` between two scrapes (the lag maximum resets at each). */
 async function unloadedWindow(verdict: VerdictProcess, during: () => Promise<unknown>): Promise<UnloadedWindow> {
   const c0 = await scrape(verdict);
+  const threads = THREADS ? sampleThreads(verdict.pid) : null;
   const startMs = Date.now();
   await during();
   const endMs = Date.now();
+  const threadCpuMs = threads?.stop();
   const c1 = await scrape(verdict);
   return {
     startMs,
@@ -251,6 +259,81 @@ async function unloadedWindow(verdict: VerdictProcess, during: () => Promise<unk
     majorGcs: c1.majorGcs - c0.majorGcs,
     majorGcMs: c1.majorGcMs - c0.majorGcMs,
     maxLoopBlockMs: c1.loopMaxMs,
+    ...(threadCpuMs === undefined ? {} : { threadCpuMs }),
+  };
+}
+
+/** Node starts V8's platform threads (4 by default) and two helpers of its own before any JS runs. */
+const STARTUP_THREADS = 6;
+
+/**
+ * Every thread of a server, sampled every 5 ms until stop(): CPU ms per kind of thread. The bundle worker is
+ * the thread seen at nice 10 (it renices itself); the STARTUP_THREADS lowest thread ids after the main
+ * thread's are V8's platform and Node's helper threads (made before the event loop, so numbered first);
+ * any other thread is the libuv pool's (started at the first file read, before any bundle work). CPU of
+ * threads that ended since their last sample (the worker's last few ms) is the process's total less the
+ * threads seen: "ended".
+ */
+function sampleThreads(pid: number): { stop(): Record<string, number> } {
+  const seen = new Map<number, { first: number; last: number; nice: number }>();
+  const startup = new Set(
+    readdirSync(`/proc/${pid}/task`)
+      .map(Number)
+      .filter((t) => t !== pid)
+      .sort((a, b) => a - b)
+      .slice(0, STARTUP_THREADS),
+  );
+  const stat = (path: string): { cpu: number; nice: number } | null => {
+    try {
+      const text = readFileSync(path, 'utf8');
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      // utime, stime (clock ticks of 10 ms) and nice: fields 14, 15 and 19 of proc(5).
+      return { cpu: (Number(f[11]) + Number(f[12])) * 10, nice: Number(f[16]) };
+    } catch {
+      return null; // the thread ended between listing and reading
+    }
+  };
+  const total0 = processCpuMicros(pid) / 1000;
+  const sample = (): void => {
+    for (const tid of readdirSync(`/proc/${pid}/task`).map(Number)) {
+      const s = stat(`/proc/${pid}/task/${tid}/stat`);
+      if (s === null) continue;
+      const e = seen.get(tid);
+      if (e === undefined) seen.set(tid, { first: s.cpu, last: s.cpu, nice: s.nice });
+      else Object.assign(e, { last: s.cpu, nice: Math.max(e.nice, s.nice) });
+    }
+  };
+  const existed = new Set(readdirSync(`/proc/${pid}/task`).map(Number));
+  sample();
+  const timer = setInterval(sample, 5);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      const out: Record<string, number> = {
+        'event loop': 0,
+        'bundle worker (nice 10)': 0,
+        'V8 platform + node helpers': 0,
+        'libuv pool': 0,
+      };
+      let known = 0;
+      for (const [tid, e] of seen) {
+        // A thread first seen during the window ran from 0 ms.
+        const ms = e.last - (existed.has(tid) ? e.first : 0);
+        known += ms;
+        const kind =
+          tid === pid
+            ? 'event loop'
+            : e.nice >= 10
+              ? 'bundle worker (nice 10)'
+              : startup.has(tid)
+                ? 'V8 platform + node helpers'
+                : 'libuv pool';
+        out[kind] = (out[kind] ?? 0) + ms;
+      }
+      out.ended = Math.max(0, Math.round(processCpuMicros(pid) / 1000 - total0 - known));
+      return out;
+    },
   };
 }
 
@@ -265,6 +348,8 @@ function unloadedSummary(ws: UnloadedWindow[], blocks: LoopBlocks | null): Recor
     majorGcMs: mean((w) => w.majorGcMs),
     maxLoopBlockMs: round(Math.max(...ws.map((w) => w.maxLoopBlockMs))),
   };
+  const kinds = [...new Set(ws.flatMap((w) => Object.keys(w.threadCpuMs ?? {})))];
+  if (kinds.length > 0) summary.threadCpuMs = Object.fromEntries(kinds.map((k) => [k, mean((w) => w.threadCpuMs?.[k] ?? 0)]));
   return blocks === null ? summary : { ...summary, ...blockSummary(ws, blocks) };
 }
 

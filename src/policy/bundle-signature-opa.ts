@@ -1,7 +1,7 @@
 import { constants, createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { VerdictError } from '../errors';
 import { hashFilesOffLoop, type FileHashAlgorithm, type FileToHash } from './bundle-hash-off-loop';
-import type { PrecomputedHash } from './bundle-signed-hashes';
+import type { HeldHashRequest, PrecomputedHash } from './bundle-signed-hashes';
 import { OFF_LOOP_BYTES } from './bundle-worker';
 import { hashStructuredJSON } from './bundle-json-hash';
 
@@ -173,16 +173,17 @@ function verifyJWS(signingInput: string, signaturePart: string, key: OPAVerifica
 
 interface FileHashOptions {
   timeoutMs?: number;
-  /** Large files' hashes from the worker that untarred them (bundle-signed-hashes.ts). */
-  precomputed?: ReadonlyMap<string, PrecomputedHash>;
-  /** Files still held by that worker (name → size): checked by their precomputed hash alone. */
+  /** Files still held by the worker that untarred them (name → size): hashed there, after the JWT verified. */
   held?: ReadonlyMap<string, number>;
+  /** Hashes held files in that worker, as the verified listing names them (bundle-untar.ts). */
+  hashHeld?: (wanted: HeldHashRequest[]) => Promise<ReadonlyMap<string, PrecomputedHash>>;
 }
 
 /**
- * Every file but the signature file is listed, with a matching hash; every listed file exists. Large files
- * are hashed off the event loop: already by the worker that untarred them when `precomputed` holds their
- * hash with the algorithm the (now verified) listing names, else now (bundle-hash-off-loop.ts). Small ones here.
+ * Every file but the signature file is listed, with a matching hash; every listed file exists. Called only
+ * once the JWT over the listing has verified. Held files are hashed by the worker that holds them, with the
+ * listed algorithm; other large files are hashed off the event loop now (bundle-hash-off-loop.ts); small
+ * ones here.
  */
 async function verifyFileHashes(
   files: ReadonlyMap<string, Buffer>,
@@ -196,6 +197,7 @@ async function verifyFileHashes(
     byName.set(f.name.replace(/^\//, ''), f);
   }
   const large: (FileToHash & { expected: string })[] = [];
+  const heldWanted: (HeldHashRequest & { expected: string })[] = [];
   const held = options.held ?? new Map<string, number>();
   for (const [name, data] of [...files, ...held]) {
     if (name === SIGNATURES_FILE) continue;
@@ -205,16 +207,10 @@ async function verifyFileHashes(
     // MD5 and SHA-1 are accepted by OPA; verdict refuses them (collisions make substitution feasible).
     if (hash === undefined) throw sigError(`file "${name}" is hashed with unsupported algorithm "${entry.algorithm}"`);
     byName.delete(name);
-    const pre = options.precomputed?.get(name);
-    const isHeld = typeof data === 'number';
-    if (pre !== undefined && pre.algorithm === hash && (isHeld || data.length >= OFF_LOOP_BYTES)) {
-      isStructured(name); // signed YAML is refused whoever hashed it
-      if (typeof pre.hash !== 'string') throw new VerdictError('ERR_BUNDLE_INVALID', `${name}: ${pre.hash.error}`);
-      if (pre.hash !== entry.hash.toLowerCase()) throw sigError(`file "${name}" does not match its signed hash`);
+    if (typeof data === 'number') {
+      heldWanted.push({ name, algorithm: hash, structured: isStructured(name), expected: entry.hash.toLowerCase() });
       continue;
     }
-    // A held file is checked by its precomputed hash or not at all (deny on doubt).
-    if (isHeld) throw sigError(`file "${name}" was not hashed as its signature lists it`);
     if (data.length >= OFF_LOOP_BYTES) {
       large.push({ name, data, algorithm: hash, structured: isStructured(name), expected: entry.hash.toLowerCase() });
       continue;
@@ -222,6 +218,17 @@ async function verifyFileHashes(
     if (fileHash(name, data, hash) !== entry.hash.toLowerCase()) throw sigError(`file "${name}" does not match its signed hash`);
   }
   if (byName.size > 0) throw sigError(`signed file(s) missing from the bundle: ${[...byName.keys()].join(', ')}`);
+  if (heldWanted.length > 0) {
+    // A held file is checked by the holder's hash or not at all (deny on doubt).
+    if (options.hashHeld === undefined) throw sigError(`held files cannot be hashed: ${heldWanted.map((f) => f.name).join(', ')}`);
+    const hashes = await options.hashHeld(heldWanted.map(({ name, algorithm, structured }) => ({ name, algorithm, structured })));
+    for (const f of heldWanted) {
+      const got = hashes.get(f.name);
+      if (got === undefined || got.algorithm !== f.algorithm) throw sigError(`file "${f.name}" was not hashed as its signature lists it`);
+      if (typeof got.hash !== 'string') throw new VerdictError('ERR_BUNDLE_INVALID', `${f.name}: ${got.hash.error}`);
+      if (got.hash !== f.expected) throw sigError(`file "${f.name}" does not match its signed hash`);
+    }
+  }
   if (large.length === 0) return;
   const hashes = await hashFilesOffLoop(large, options.timeoutMs);
   large.forEach((f, i) => {
@@ -229,7 +236,7 @@ async function verifyFileHashes(
   });
 }
 
-/** The same rule as precomputeSignedHashes (bundle-signed-hashes.ts) applies in the worker. */
+/** Which files OPA hashes structurally; signed YAML is refused. */
 function isStructured(name: string): boolean {
   const base = name.slice(name.lastIndexOf('/') + 1);
   if (base === 'data.yaml' || base === 'data.yml') throw sigError(`signed YAML data (${name}) is not supported`);

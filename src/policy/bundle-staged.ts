@@ -9,8 +9,9 @@ export interface StagingOptions {
 }
 
 /**
- * The heap a worker needs to untar within `limits`: file bytes live in buffers, outside the heap, but the
- * canonical text of a signed data.json is a string about its size again (2 bytes a char).
+ * The heap a worker needs to untar within `limits`: file bytes and the canonical JSON a signed data.json is
+ * hashed in live in buffers, outside the heap; what is left on it is one string's decoded and re-encoded
+ * text when that string has escapes (bundle-json-hash.ts), at most the file's size again (2 bytes a char).
  */
 export function stagingFor(limits: BundleLimits = DEFAULT_BUNDLE_LIMITS, timeoutMs = DEFAULT_LOAD_TIMEOUT_MS): StagingOptions {
   const maxUncompressedBytes = limits.maxUncompressedBytes;

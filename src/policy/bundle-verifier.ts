@@ -52,13 +52,13 @@ async function verifyStaged(staged: StagedBundle, artifact: BundleArtifact, trus
   }
   const untarred = await untarBounded(staged, trust.limits, {
     timeoutMs: trust.loadTimeoutMs,
-    // Large files are hashed in the worker that untars them and stay there until their signature verified.
-    ...(trust.opa !== null ? { hashSignedFrom: OFF_LOOP_BYTES } : {}),
+    // Large files stay in the worker that untars them until their signature verified, and are hashed there.
+    ...(trust.opa !== null ? { holdFrom: OFF_LOOP_BYTES } : {}),
   });
   let opa: BundleSigner['opa'] = null;
   try {
     if (trust.opa !== null) {
-      opa = await verifyOPASignature(untarred.files, trust.opa, { ...deadline, precomputed: untarred.signedHashes, held: untarred.held });
+      opa = await verifyOPASignature(untarred.files, trust.opa, { ...deadline, held: untarred.held, hashHeld: untarred.hashHeld });
     }
     await untarred.takeHeld();
   } catch (err) {

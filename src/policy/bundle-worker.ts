@@ -2,24 +2,25 @@ import { createRequire } from 'node:module';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { VerdictError, type ErrorCode } from '../errors';
-import { canonicalJSONText } from './bundle-json-hash';
+import { canonicalJSONWrite } from './bundle-json-hash';
 import { readRegularFile } from './bundle-file-read';
 import { cosignVerifyBlob } from './bundle-cosign-blob';
-import { precomputeSignedHashes } from './bundle-signed-hashes';
+import { hashHeldFiles } from './bundle-signed-hashes';
 import { untarStream } from './bundle-untar-stream';
 
 /**
  * The heavy steps of reading a candidate bundle, each run in a bundle worker thread. `stage` puts the
  * bundle file into the worker (read there from a path, or from bytes handed over) and hashes it, `download`
  * likewise from a URL the worker GETs itself; `cosign`, `untar`, `more` (the untar's held files) and `archive` (the file
- * itself, back to the event loop) then work on those bytes. `hash` hashes files handed over with it.
+ * itself, back to the event loop) then work on those bytes; `hashHeld` hashes the untar's held files as a verified
+ * signature lists them. `hash` hashes files handed over with it.
  */
-export type BundleWorkerTask = 'stage' | 'download' | 'cosign' | 'untar' | 'more' | 'archive' | 'hash';
+export type BundleWorkerTask = 'stage' | 'download' | 'cosign' | 'untar' | 'hashHeld' | 'more' | 'archive' | 'hash';
 
 const tarStreamPath = createRequire(__filename).resolve('tar-stream');
 
 // The worker runs the very same functions as the rest of verdict (each is self-contained, so its source
-// text is all it needs): the bounded file read, the bundle reader's untar, OPA's canonical JSON hash and
+// text is all it needs): the bounded file read, the bundle reader's untar, OPA's canonical JSON and
 // the cosign check. Each message gets one answer: { value } (its buffers transferred back,
 // not copied; `more` when the worker holds the rest) or a { refusal } with a code.
 const WORKER_SOURCE = `
@@ -27,10 +28,13 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const crypto = require('node:crypto');
 const readRegularFile = (${readRegularFile.toString()});
-const canonicalJSONText = (${canonicalJSONText.toString()});
+const canonicalJSONWrite = (${canonicalJSONWrite.toString()});
+const { isUtf8 } = require('node:buffer');
+/** OPA's canonical JSON of data into hash h, streamed (bundle-json-hash.ts). */
+const hashStructured = (data, h) => canonicalJSONWrite(data, (chunk) => h.update(chunk), isUtf8);
 const untarStream = (${untarStream.toString()});
 const cosignVerifyBlob = (${cosignVerifyBlob.toString()});
-const precomputeSignedHashes = (${precomputeSignedHashes.toString()});
+const hashHeldFiles = (${hashHeldFiles.toString()});
 // A lower CPU priority for this thread alone (Linux nice values are per thread; /proc/thread-self names its
 // id), so that a worker at full speed yields the core to the event loop whenever the loop has work. Nice 10,
 // not 19: the task still has its deadline, and on a saturated machine nice 19 would starve it past it.
@@ -96,14 +100,18 @@ const tasks = {
   async untar(w) {
     const lib = { createGunzip: require('node:zlib').createGunzip, extract: require(w.tarStreamPath).extract };
     const files = await untarStream(archive, w.bounds, lib);
-    const hashes = w.hashSignedFrom > 0 ? precomputeSignedHashes(files, w.hashSignedFrom, crypto, canonicalJSONText) : [];
-    const large = w.hashSignedFrom > 0 ? files.filter(([, d]) => d.length >= w.hashSignedFrom) : [];
+    const large = w.holdFrom > 0 ? files.filter(([, d]) => d.length >= w.holdFrom) : [];
     const small = files.filter((f) => !large.includes(f));
     // Large files stay here until the signature over them has verified: a refused bundle's 50 MB never
     // reaches the event loop's heap accounting (whose collections are what would block it).
     held = large;
-    const value = { files: small, hashes, held: large.map(([name, d]) => [name, d.length]) };
+    const value = { files: small, held: large.map(([name, d]) => [name, d.length]) };
     return { value, more: large.length > 0, transfer: small.map(([, d]) => d.buffer) };
+  },
+  // Asked for once the JWT has verified, with the algorithms its listing names.
+  async hashHeld(w) {
+    const value = hashHeldFiles(held || [], w.files, crypto, hashStructured);
+    return { value, more: held !== null && held.length > 0, transfer: [] };
   },
   async more() {
     const value = held || [];
@@ -119,7 +127,7 @@ const tasks = {
     const value = w.files.map((f) => {
       const h = crypto.createHash(f.algorithm);
       try {
-        if (f.structured) h.update(canonicalJSONText(asBuffer(f.data).toString('utf8')), 'utf8');
+        if (f.structured) hashStructured(f.data, h);
         else h.update(f.data);
       } catch (err) {
         throw refusal('ERR_BUNDLE_INVALID', f.name + ': ' + (err && err.message ? err.message : String(err)));

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createPrivateKey } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { toolPath } from '../../../src/cli/tools';
@@ -10,6 +10,7 @@ import { DEFAULT_BUNDLE_LIMITS } from '../../../src/policy/bundle';
 import { readBundle } from '../../../src/policy/bundle-reader';
 import { SIGNATURES_FILE, signOPABundle, type OPAVerificationConfig } from '../../../src/policy/bundle-signature-opa';
 import { verifyBundle, type BundleTrust } from '../../../src/policy/bundle-verifier';
+import { OFF_LOOP_BYTES } from '../../../src/policy/bundle-worker';
 import { writeBundle } from '../../../src/policy/bundle-writer';
 import { claimsFile, makeKeyPair, opaBuild, readBytes, revisionPolicy, type KeyPair } from '../../helpers/bundle-fixtures';
 import { tempDir } from '../../helpers/verdict-harness';
@@ -168,5 +169,34 @@ describe('OPA bundle signatures (made by the real opa build --signing-key)', () 
       trust({ keys: { k1: { algorithm: alg, publicKeyPEM: keys.publicPEM } } }),
     );
     expect(b.signer?.opa?.keyId).toBe('k1');
+  });
+
+  // `opa sign` hashes data.json as OPA canonicalizes it; verdict's byte canonicalizer (in the bundle worker,
+  // for a file this large) must reach the same digest on text that is far from canonical.
+  it('accepts a large data.json signed by the real opa sign (unsorted keys, escapes, duplicates, numbers as written); one value changed is refused', async () => {
+    const rows = Array.from(
+      { length: 6_000 },
+      (_, i) => `{ "z": ${i}.50, "a": "<&>\\u00e9 ${i}", "\\u00e9": [1e3, -0, null], "é": true, "m": {"y": "\u2028", "x": ${i}} }`,
+    );
+    const data = Buffer.from(`{\n  "rows": [\n${rows.join(',\n')}\n],\n  "b": 1.50, "b": 2.50\n}\n`);
+    expect(data.length).toBeGreaterThan(OFF_LOOP_BYTES);
+    const dir = tempDir();
+    const files = new Map((await readBundle(unsigned, 'u')).files);
+    files.set('data.json', data);
+    for (const [name, bytes] of files) {
+      mkdirSync(dirname(join(dir, name)), { recursive: true });
+      writeFileSync(join(dir, name), bytes);
+    }
+    // Run inside the bundle directory so that the listed names are the bundle's own.
+    await run(toolPath('opa'), ['sign', '--signing-key', rsa.privatePath, '--bundle', '.', '--output-file-path', '.'], { cwd: dir });
+    files.set(SIGNATURES_FILE, readFileSync(join(dir, SIGNATURES_FILE)));
+    const config = { keys: { k: { algorithm: 'RS256' as const, publicKeyPEM: rsa.publicPEM } }, keyId: 'k' };
+    const b = await verifyBundle({ bytes: await writeBundle(files), origin: 'opa-sign' }, trust(config));
+    expect(b.files.get('data.json')?.equals(data)).toBe(true);
+    const changed = Buffer.from(data.toString('utf8').replace('"x": 5999', '"x": 5998'));
+    expect(changed.equals(data)).toBe(false);
+    await expect(
+      verifyBundle({ bytes: await writeBundle(new Map([...files, ['data.json', changed]])), origin: 't' }, trust(config)),
+    ).rejects.toMatchObject({ code: 'ERR_BUNDLE_SIGNATURE' });
   });
 });
