@@ -9,7 +9,7 @@ import { AUTHORIZATION_SERVICE } from '../src/server/envoy-protos';
 import { writeFramedCheckRequest } from './lib/framed-check-request';
 import { runH2load, type H2loadResult } from './lib/h2load';
 import type { GcPause, LoopBlock } from './lib/loop-blocks-preload';
-import { processCpuMicros, threadCpuMicros } from './lib/proc-cpu';
+import { processCpuMicros, threadCpuAndNice, threadCpuMicros } from './lib/proc-cpu';
 import { runAsScript } from './lib/run-as-script';
 import { spawnVerdict, type VerdictProcess } from './lib/spawn-verdict';
 import { percentiles, printTable, round } from './lib/stats';
@@ -283,24 +283,15 @@ function sampleThreads(pid: number): { stop(): Record<string, number> } {
       .sort((a, b) => a - b)
       .slice(0, STARTUP_THREADS),
   );
-  const stat = (path: string): { cpu: number; nice: number } | null => {
-    try {
-      const text = readFileSync(path, 'utf8');
-      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      // utime, stime (clock ticks of 10 ms) and nice: fields 14, 15 and 19 of proc(5).
-      return { cpu: (Number(f[11]) + Number(f[12])) * 10, nice: Number(f[16]) };
-    } catch {
-      return null; // the thread ended between listing and reading
-    }
-  };
   const total0 = processCpuMicros(pid) / 1000;
   const sample = (): void => {
     for (const tid of readdirSync(`/proc/${pid}/task`).map(Number)) {
-      const s = stat(`/proc/${pid}/task/${tid}/stat`);
+      const s = threadCpuAndNice(pid, tid);
       if (s === null) continue;
+      const cpu = s.cpuMicros / 1000;
       const e = seen.get(tid);
-      if (e === undefined) seen.set(tid, { first: s.cpu, last: s.cpu, nice: s.nice });
-      else Object.assign(e, { last: s.cpu, nice: Math.max(e.nice, s.nice) });
+      if (e === undefined) seen.set(tid, { first: cpu, last: cpu, nice: s.nice });
+      else Object.assign(e, { last: cpu, nice: Math.max(e.nice, s.nice) });
     }
   };
   const existed = new Set(readdirSync(`/proc/${pid}/task`).map(Number));

@@ -13,11 +13,29 @@ export function threadCpuMicros(pid: number, tid: number): number {
   return statCpuMicros(`/proc/${pid}/task/${tid}/stat`);
 }
 
+/** One thread's CPU time so far (µs) and its nice value; null when the thread has ended. */
+export function threadCpuAndNice(pid: number, tid: number): { cpuMicros: number; nice: number } | null {
+  let fields: string[];
+  try {
+    fields = statFields(`/proc/${pid}/task/${tid}/stat`);
+  } catch {
+    return null; // the thread ended between listing and reading
+  }
+  return { cpuMicros: cpuMicrosOf(fields), nice: Number(fields[16]) };
+}
+
 function statCpuMicros(path: string): number {
-  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-  // Fields after the ")" that closes comm: state is field 3, utime 14, stime 15 (proc(5)).
+  return cpuMicrosOf(statFields(path));
+}
+
+/** The fields after the ")" that closes comm: state is field 3 of proc(5), utime 14, stime 15, nice 19. */
+function statFields(path: string): string[] {
   const stat = readFileSync(path, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+function cpuMicrosOf(fields: string[]): number {
+  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
   return ((Number(fields[11]) + Number(fields[12])) / ticksPerSecond) * 1e6;
 }
 
