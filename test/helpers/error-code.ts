@@ -24,3 +24,14 @@ export async function codeOfAsync(work: Promise<unknown> | (() => unknown)): Pro
   }
   return 'no error';
 }
+
+/** The VerdictError `fn` throws, for tests that compare its code and message; anything else fails the test. */
+export function verdictErrorOf(fn: () => unknown): VerdictError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof VerdictError) return err;
+    throw err;
+  }
+  throw new Error('expected a VerdictError');
+}

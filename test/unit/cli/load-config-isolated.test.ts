@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/load-config';
-import { VerdictError } from '../../../src/errors';
 import { packageRoot } from '../../../src/package-root';
+import { verdictErrorOf } from '../../helpers/error-code';
 
 // `verdict serve` validates its config in a worker thread (src/cli/load-config-isolated.ts) so that zod and
 // the schema never load into the serving heap (docs/memory.md). The built module runs in a child process,
@@ -37,16 +37,6 @@ function isolated(sources: { file?: string; overrides?: string[] }, env: Record<
   return JSON.parse(out.toString()) as ChildAnswer;
 }
 
-function inProcessError(fn: () => unknown): VerdictError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof VerdictError) return err;
-    throw err;
-  }
-  throw new Error('expected a config error');
-}
-
 const dir = mkdtempSync(join(tmpdir(), 'verdict-isolated-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -72,7 +62,7 @@ describe('the config validated in a worker thread', () => {
     const path = file === null ? undefined : join(dir, `${name.replace(/\W/g, '-')}.yaml`);
     if (path !== undefined && file !== null) writeFileSync(path, file);
     const answer = isolated({ ...(path ? { file: path } : {}), overrides });
-    const expected = inProcessError(() => loadConfig({ file: path, env: {}, overrides }));
+    const expected = verdictErrorOf(() => loadConfig({ file: path, env: {}, overrides }));
     expect(answer.error).toEqual({ name: 'VerdictError', code: 'ERR_CONFIG', message: expected.message });
     expect(answer.loaded).toEqual([]);
   });

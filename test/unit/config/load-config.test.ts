@@ -3,23 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/load-config';
-import { VerdictError } from '../../../src/errors';
 import { packageRoot } from '../../../src/package-root';
+import { verdictErrorOf } from '../../helpers/error-code';
 
 function yamlFile(text: string): string {
   const file = join(mkdtempSync(join(tmpdir(), 'verdict-config-')), 'verdict.yaml');
   writeFileSync(file, text);
   return file;
-}
-
-function configError(fn: () => unknown): VerdictError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof VerdictError) return err;
-    throw err;
-  }
-  throw new Error('expected a config error');
 }
 
 describe('config', () => {
@@ -77,7 +67,7 @@ describe('config', () => {
   ];
   for (const c of bad) {
     it(`refuses ${c.name} with ERR_CONFIG naming it`, () => {
-      const err = configError(c.run);
+      const err = verdictErrorOf(c.run);
       expect(err.code).toBe('ERR_CONFIG');
       expect(err.message).toContain(c.mentions);
     });
