@@ -18,13 +18,6 @@ export function hashStructuredJSON(text: Uint8Array, algorithm: 'sha256' | 'sha3
   return h.digest('hex');
 }
 
-/** The canonical text as a string (tests, small inputs). */
-export function canonicalJSON(text: Uint8Array): string {
-  const parts: Buffer[] = [];
-  canonicalJSONWrite(text, (chunk) => parts.push(Buffer.from(chunk)), isUtf8);
-  return Buffer.concat(parts).toString('utf8');
-}
-
 /**
  * Writes the canonical form of the JSON in `input` to `sink`, in chunks (each valid only during the call:
  * the sink must consume or copy it, as a hash's update does). Works on the bytes, not on a JS string: the

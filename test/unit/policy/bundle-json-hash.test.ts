@@ -2,9 +2,14 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJSON, canonicalJSONWrite, hashStructuredJSON } from '../../../src/policy/bundle-json-hash';
+import { canonicalJSONWrite, hashStructuredJSON } from '../../../src/policy/bundle-json-hash';
 
-const canon = (text: string | Buffer): string => canonicalJSON(Buffer.isBuffer(text) ? text : Buffer.from(text, 'utf8'));
+/** The canonical text as a string, from every chunk the writer emits. */
+function canon(text: string | Buffer): string {
+  const parts: Buffer[] = [];
+  canonicalJSONWrite(Buffer.isBuffer(text) ? text : Buffer.from(text, 'utf8'), (chunk) => parts.push(Buffer.from(chunk)), isUtf8);
+  return Buffer.concat(parts).toString('utf8');
+}
 
 /**
  * An independent reference for documents whose numbers JSON.parse keeps as written: parse, then re-encode
