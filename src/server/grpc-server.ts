@@ -5,6 +5,7 @@ import type { Config } from '../config/schema';
 import type { Decision } from '../decision/decision';
 import type { DecisionPipeline } from '../decision/decision-pipeline';
 import { decodeCheckRequest } from '../request/check-request-decoder';
+import type { HistogramChild } from '../telemetry/counting-histogram';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { encodeCheckResponseMessage } from './check-response-encoder';
@@ -47,8 +48,6 @@ const ENCODINGS = new Set<string>(['identity', 'gzip', 'deflate']);
 // CheckResponse Envoy can show); beyond that the call is refused outright (RESOURCE_EXHAUSTED; Envoy fails closed).
 const HARD_LIMIT_FACTOR = 4;
 const HARD_LIMIT_FLOOR_BYTES = 4 * 1024 * 1024;
-// One frozen label object for every Check: startTimer() would allocate a closure and merge labels per call.
-const GRPC_LABELS = Object.freeze({ protocol: 'grpc' });
 
 type Handler = (call: GrpcCall, message: ReceivedMessage) => void;
 
@@ -78,6 +77,8 @@ export class GrpcServer {
   private readonly responses: CachedResponseEncoder;
   private readonly clock: Clock;
   private readonly reflection: ReflectionServer | null;
+  /** verdict_check_duration_seconds{protocol="grpc"}, bound once (no label handling per Check). */
+  private readonly checkDuration: HistogramChild;
   private stopping = false;
 
   constructor(private readonly deps: GrpcServerDeps) {
@@ -85,6 +86,7 @@ export class GrpcServer {
     const { reasonHeader, exposeReason } = deps.config.decision;
     this.responses = new CachedResponseEncoder({ reasonHeader, exposeReason });
     this.clock = deps.clock ?? systemClock;
+    this.checkDuration = deps.metrics.checkDuration.bind({ protocol: 'grpc' });
     this.budget = byteBudget(deps.config.server.transport.maxBufferedBytes);
     const max = deps.config.limits.maxRequestBytes;
     this.callOptions = {
@@ -288,7 +290,7 @@ export class GrpcServer {
   }
 
   private observeCheck(startedNs: bigint): void {
-    this.deps.metrics.checkDuration.observe(GRPC_LABELS, Number(process.hrtime.bigint() - startedNs) / 1e9);
+    this.checkDuration.observe(Number(process.hrtime.bigint() - startedNs) / 1e9);
   }
 
   /**
