@@ -315,7 +315,8 @@ export class DecisionPipeline {
     decision.reason = result.allowed ? 'ALLOWED' : 'DENIED_BY_POLICY';
     decision.httpStatus = result.allowed ? 200 : (result.httpStatus ?? this.deps.config.decision.denyStatus);
     if (!result.allowed && this.deps.config.decision.dryRun) decision.dryRun = true;
-    else delete decision.dryRun;
+    // `delete` of a property that is not there still goes to the runtime: only when it is there.
+    else if (decision.dryRun !== undefined) delete decision.dryRun;
   }
 
   private applyError(f: Flight, err: VerdictError): void {
