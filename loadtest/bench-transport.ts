@@ -297,10 +297,12 @@ function sumKinds(counts: Record<string, number>[]): string {
 }
 
 /**
- * A/B of built checkouts (what one change costs): one server per build, all on the server core, saturated in
- * turn, the order reversed every other round (so no build always runs after the same one); per build the
- * median CPU per Check and the median of its per-round ratios to the first build, which holds up better than
- * a ratio of medians when the host's load moves between rounds.
+ * A/B of built checkouts (what one change costs): one server per build, the bare node:http2 echo (the floor
+ * the issue's "hit ≤ 1.3× the echo" goal is measured against) and opa-envoy-plugin when installed, all on
+ * the server core, saturated in turn, the order reversed every other round (so no build always runs after
+ * the same one); per build the median CPU per Check and the medians of its per-round ratios to the first
+ * build, the echo and the peer, which hold up better than a ratio of medians when the host's load moves
+ * between rounds.
  */
 async function abBuilds(o: TransportBenchOptions, roots: string[]): Promise<Record<string, unknown>[]> {
   const mode = o.abCache === false ? 'uncached' : 'cache hit';
@@ -310,6 +312,14 @@ async function abBuilds(o: TransportBenchOptions, roots: string[]): Promise<Reco
       servers.push(
         await verdictServer(`${i === 0 ? 'A' : `B${i}`} ${mode}: ${root}`, root, [`cache.enabled=${o.abCache !== false}`], false),
       );
+    const echo = servers.length;
+    servers.push(await spawnScript(ECHO_NAME, join(packageRoot(), 'dist', 'loadtest', 'lib', 'h2-echo.js')));
+    // The peer too when it is installed (the issue's "hit ≤ 0.15× the peer" goal), in the same rounds.
+    const peer = existsSync(PEER_BIN) ? servers.length : -1;
+    if (peer >= 0) {
+      const p = await startPeer(PEER_BIN, { GOMAXPROCS: '1' });
+      servers.push({ name: PEER_NAME, pid: p.pid, port: Number(p.target.split(':')[1]), rssKiB: p.rssKiB, stop: p.stop });
+    }
     for (const s of servers) pinToCpu(s.pid, SERVER_CPU);
     const dataFile = framedFixture();
     for (const s of servers) await measure(s, dataFile, 2); // warm-up
@@ -318,13 +328,16 @@ async function abBuilds(o: TransportBenchOptions, roots: string[]): Promise<Reco
       const order = servers.map((_, i) => (r % 2 === 0 ? i : servers.length - 1 - i));
       for (const i of order) samples[i]!.push((await measure(servers[i]!, dataFile, o.seconds)).cpuMicrosPerCall);
     }
+    const ratio = (i: number, to: number): number => median(samples[i]!.map((x, r) => x / samples[to]![r]!));
     const rows = servers.map((s, i) => ({
       server: s.name,
       'CPU µs/Check sat': median(samples[i]!),
-      '× A (median of round ratios)': median(samples[i]!.map((x, r) => x / samples[0]![r]!)),
+      '× A (median of round ratios)': i < echo ? ratio(i, 0) : NaN,
+      '× echo (median of round ratios)': ratio(i, echo),
+      '× peer (median of round ratios)': peer >= 0 ? ratio(i, peer) : NaN,
       rounds: samples[i]!.map((x) => x.toFixed(1)).join(' '),
     }));
-    printTable(`A/B at saturation (${o.rounds} rounds of ${o.seconds}s, alternating order)`, rows);
+    printTable(`A/B at saturation (${o.rounds} rounds of ${o.seconds}s, alternating order, with the bare echo)`, rows);
     return rows;
   } finally {
     for (const s of servers) await s.stop();

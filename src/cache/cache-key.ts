@@ -30,8 +30,17 @@ export function requestKey(bundleSHA256: string, decl: CacheDeclaration, req: Ch
  * used for both the key and, on a hit, the logged key fields. The request path is parsed at most once.
  */
 export function requestKeyValues(decl: CacheDeclaration, req: CheckRequest, spiffe: SPIFFEInput | null): unknown[] {
-  const url: ParsedUrlMemo = { parsed: undefined };
-  return decl.keySegments.map((segs) => requestValue(segs, req, spiffe, url));
+  const segments = decl.keySegments;
+  const values: unknown[] = [];
+  let url: ParsedUrlMemo | undefined;
+  for (let i = 0; i < segments.length; i++) {
+    const segs = segments[i]!;
+    const root = segs[0];
+    // The parsed-URL memo only for the paths that read it: most keys (method, path, SPIFFE ID) do not.
+    if (root === 'parsed_path' || root === 'parsed_query') values.push(requestValue(segs, req, spiffe, (url ??= { parsed: undefined })));
+    else values.push(requestValue(segs, req, spiffe));
+  }
+  return values;
 }
 
 export function keyFromValues(bundleSHA256: string, values: readonly unknown[]): string {
@@ -74,12 +83,7 @@ interface ParsedUrlMemo {
 }
 
 /** The value the input document would hold at `segs`, computed from the request without building it. */
-export function requestValue(
-  segs: readonly string[],
-  req: CheckRequest,
-  spiffe: SPIFFEInput | null,
-  memo: ParsedUrlMemo = { parsed: undefined },
-): unknown {
+export function requestValue(segs: readonly string[], req: CheckRequest, spiffe: SPIFFEInput | null, memo?: ParsedUrlMemo): unknown {
   const attrs = req.attributes;
   switch (segs[0]) {
     case 'spiffe':
@@ -89,6 +93,8 @@ export function requestValue(
       return walk(attrs?.source?.principal || undefined, segs, 1);
     case 'parsed_path':
     case 'parsed_query': {
+      // A memo of its own when the caller shares none (one path read alone).
+      memo ??= { parsed: undefined };
       if (memo.parsed === undefined) {
         try {
           // The pre-check (request-precheck.ts) has refused bad and over-long queries already.

@@ -1,5 +1,4 @@
 import type { GRPCBodyTypes } from '../request/grpc-body-types';
-import { randomUUID } from 'node:crypto';
 import type { CachePlan } from '../cache/cache-plan';
 import { expiryFor } from '../cache/cache-plan';
 import { inputKey, keyFieldsFromValues, keyFromValues, requestKeyValues } from '../cache/cache-key';
@@ -21,6 +20,7 @@ import type { Metrics } from '../telemetry/metrics';
 import type { TenantRouter } from '../tenancy/tenant-router';
 import type { CheckTrace, CheckTracer, TraceStep } from '../telemetry/tracing';
 import type { Decision } from './decision';
+import { newDecisionId } from './decision-id';
 import type { DecisionObserver } from './decision-observer';
 
 export interface DecisionPipelineDeps {
@@ -157,7 +157,7 @@ export class DecisionPipeline {
   private begin(protocol: DecisionRecord['protocol'], req: ReceivedCheckRequest, callHeaders?: Readonly<Record<string, string>>): Flight {
     const { clock } = this.deps;
     const decision: Decision = {
-      id: randomUUID(),
+      id: newDecisionId(),
       allowed: false,
       reason: 'ERR_INTERNAL',
       httpStatus: this.deps.config.decision.errorStatus,
@@ -315,7 +315,8 @@ export class DecisionPipeline {
     decision.reason = result.allowed ? 'ALLOWED' : 'DENIED_BY_POLICY';
     decision.httpStatus = result.allowed ? 200 : (result.httpStatus ?? this.deps.config.decision.denyStatus);
     if (!result.allowed && this.deps.config.decision.dryRun) decision.dryRun = true;
-    else delete decision.dryRun;
+    // `delete` of a property that is not there still goes to the runtime: only when it is there.
+    else if (decision.dryRun !== undefined) delete decision.dryRun;
   }
 
   private applyError(f: Flight, err: VerdictError): void {

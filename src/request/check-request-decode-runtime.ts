@@ -84,7 +84,7 @@ export function decodeMapEntry(
     countField(s);
     if (field === 1) {
       if (wireType !== WIRE.LEN) throw wrongWire(wireType, WIRE.LEN, `map entry.${json}`);
-      key = r.string(json, ' key');
+      key = r.mapKey(json, ' key');
     } else if (field === 2) {
       if (wireType !== WIRE.LEN) throw wrongWire(wireType, WIRE.LEN, `map entry.${json}`);
       if (value === 'string') v = r.string(json, ' value');

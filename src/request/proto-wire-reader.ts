@@ -10,6 +10,19 @@ export const WIRE = { VARINT: 0, I64: 1, LEN: 2, SGROUP: 3, EGROUP: 4, I32: 5 } 
  */
 type SliceableBuffer = Buffer & { utf8Slice(start: number, end: number): string; latin1Slice(start: number, end: number): string };
 
+/**
+ * Map keys seen before (header names above all), in a fixed table by a hash of their bytes. A map key is
+ * stored into an object as a property name, and a property name that is a fresh string is looked up in
+ * V8's string table on every store (a string made and hashed per header, per Check): a key met before is
+ * given back as the same string, found by comparing bytes. Only ASCII keys of at most KEY_MAX_BYTES; a slot
+ * holds its own copy (never a substring of a message, which would keep the message alive); a collision
+ * replaces the slot, so the table's size is fixed whatever the input.
+ */
+const KEY_SLOTS = 256;
+const KEY_MAX_BYTES = 64;
+const keyBytes: (Buffer | undefined)[] = new Array<Buffer | undefined>(KEY_SLOTS).fill(undefined);
+const keyStrings: string[] = new Array<string>(KEY_SLOTS).fill('');
+
 /** Largest field number the encoding allows (2^29 - 1). */
 const MAX_FIELD_NUMBER = 0x1fffffff;
 const TWO_32 = 4294967296;
@@ -152,8 +165,39 @@ export class ProtoWireReader {
    * A proto3 `string`: Go's decoder refuses invalid UTF-8 ("string field contains invalid UTF-8").
    * The field's name comes in parts, joined only for the error: this runs for every string on the wire.
    */
-  string(what: string, what2 = '', what3 = ''): string {
+  /** A map entry's key: as `string`, and the same string as last time for a key met before (see keyBytes). */
+  mapKey(what: string, what2 = ''): string {
     const stop = this.lengthDelimited();
+    const { buf } = this;
+    const start = this.pos;
+    const length = stop - start;
+    if (length === 0 || length > KEY_MAX_BYTES) return this.stringTo(stop, what, what2);
+    const slot =
+      (length * 31 + (buf[start] as number) * 7 + (buf[stop - 1] as number) + (buf[start + (length >> 1)] as number) * 3) & (KEY_SLOTS - 1);
+    const known = keyBytes[slot];
+    if (known !== undefined && known.length === length) {
+      let i = 0;
+      while (i < length && known[i] === buf[start + i]) i++;
+      if (i === length) {
+        this.pos = stop;
+        return keyStrings[slot]!;
+      }
+    }
+    for (let i = start; i < stop; i++) if ((buf[i] as number) >= 0x80) return this.stringTo(stop, what, what2);
+    this.pos = stop;
+    const copy = Buffer.from(buf.subarray(start, stop));
+    const key = (copy as SliceableBuffer).latin1Slice(0, length);
+    keyBytes[slot] = copy;
+    keyStrings[slot] = key;
+    return key;
+  }
+
+  string(what: string, what2 = '', what3 = ''): string {
+    return this.stringTo(this.lengthDelimited(), what, what2, what3);
+  }
+
+  /** The string from the cursor to `stop` (a field's end, from lengthDelimited). */
+  private stringTo(stop: number, what: string, what2 = '', what3 = ''): string {
     const { buf } = this;
     const start = this.pos;
     this.pos = stop;

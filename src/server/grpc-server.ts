@@ -5,6 +5,7 @@ import type { Config } from '../config/schema';
 import type { Decision } from '../decision/decision';
 import type { DecisionPipeline } from '../decision/decision-pipeline';
 import { decodeCheckRequest } from '../request/check-request-decoder';
+import type { HistogramChild } from '../telemetry/counting-histogram';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { encodeCheckResponseMessage } from './check-response-encoder';
@@ -42,13 +43,12 @@ const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
 const HEALTH_WATCH_PATH = '/grpc.health.v1.Health/Watch';
 // PROTOCOL-HTTP2.md Content-Type: "application/grpc" [("+proto" / "+json" / {custom})]; verdict speaks proto.
 const GRPC_CONTENT_TYPE = /^application\/grpc(\+proto)?(;|$)/;
+const GRPC_PLAIN_CONTENT_TYPE = 'application/grpc';
 const ENCODINGS = new Set<string>(['identity', 'gzip', 'deflate']);
 // Requests over the limit but within max(4×, 4 MiB) are counted unread and denied with a coded reason (a
 // CheckResponse Envoy can show); beyond that the call is refused outright (RESOURCE_EXHAUSTED; Envoy fails closed).
 const HARD_LIMIT_FACTOR = 4;
 const HARD_LIMIT_FLOOR_BYTES = 4 * 1024 * 1024;
-// One frozen label object for every Check: startTimer() would allocate a closure and merge labels per call.
-const GRPC_LABELS = Object.freeze({ protocol: 'grpc' });
 
 type Handler = (call: GrpcCall, message: ReceivedMessage) => void;
 
@@ -78,6 +78,8 @@ export class GrpcServer {
   private readonly responses: CachedResponseEncoder;
   private readonly clock: Clock;
   private readonly reflection: ReflectionServer | null;
+  /** verdict_check_duration_seconds{protocol="grpc"}, bound once (no label handling per Check). */
+  private readonly checkDuration: HistogramChild;
   private stopping = false;
 
   constructor(private readonly deps: GrpcServerDeps) {
@@ -85,6 +87,7 @@ export class GrpcServer {
     const { reasonHeader, exposeReason } = deps.config.decision;
     this.responses = new CachedResponseEncoder({ reasonHeader, exposeReason });
     this.clock = deps.clock ?? systemClock;
+    this.checkDuration = deps.metrics.checkDuration.bind({ protocol: 'grpc' });
     this.budget = byteBudget(deps.config.server.transport.maxBufferedBytes);
     const max = deps.config.limits.maxRequestBytes;
     this.callOptions = {
@@ -197,7 +200,9 @@ export class GrpcServer {
   private readonly onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void => {
     stream.on('error', this.onStreamError);
     const contentType = headers['content-type'];
-    if (headers[':method'] !== 'POST' || contentType === undefined || !GRPC_CONTENT_TYPE.test(contentType)) {
+    // Envoy and gRPC clients send exactly "application/grpc": a string compare spares the regular expression.
+    const grpc = contentType === GRPC_PLAIN_CONTENT_TYPE || (contentType !== undefined && GRPC_CONTENT_TYPE.test(contentType));
+    if (headers[':method'] !== 'POST' || !grpc) {
       // PROTOCOL-HTTP2.md: a content-type not starting with application/grpc gets HTTP 415, so that no HTTP
       // client takes a gRPC error (status 200) for success.
       stream.respond(
@@ -207,7 +212,9 @@ export class GrpcServer {
       return;
     }
     const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
-    const handler = this.routes.get(headers[':path'] ?? '') ?? this.unimplemented;
+    // The path is looked up once (a Map lookup hashes the whole 45-character string); Check is compared first.
+    const path = headers[':path'];
+    const handler = path === CHECK_PATH ? this.check : (this.routes.get(path ?? '') ?? null);
     const encoding = headers['grpc-encoding'];
     const call = new GrpcCall(
       stream,
@@ -215,16 +222,15 @@ export class GrpcServer {
       this.callOptions,
       (typeof encoding === 'string' && ENCODINGS.has(encoding) ? encoding : 'identity') as MessageEncoding,
       timeoutMs !== undefined && !Number.isNaN(timeoutMs) ? timeoutMs : undefined,
-      handler,
+      handler ?? this.unimplemented,
     );
-    const refusal = this.admit(stream, headers, timeoutMs);
+    const refusal = this.admit(stream, headers, handler !== null, timeoutMs);
     if (refusal) call.refuse(refusal);
   };
 
   /** Refusals decided from the headers alone: unknown method, caller, grpc-encoding, grpc-timeout. */
-  private admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, timeoutMs: number | undefined): Refusal | null {
-    if (!this.routes.has(headers[':path'] ?? ''))
-      return refuse(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_UNIMPLEMENTED', `no method ${headers[':path']}`);
+  private admit(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, routed: boolean, timeoutMs: number | undefined): Refusal | null {
+    if (!routed) return refuse(GrpcStatus.UNIMPLEMENTED, 'ERR_GRPC_UNIMPLEMENTED', `no method ${headers[':path']}`);
     const caller = stream.session ? this.callerOf(stream.session as ServerHttp2Session) : null;
     if (caller && !caller.ok) return refuse(GrpcStatus.PERMISSION_DENIED, caller.code, 'mTLS caller refused');
     const encoding = headers['grpc-encoding'];
@@ -288,7 +294,7 @@ export class GrpcServer {
   }
 
   private observeCheck(startedNs: bigint): void {
-    this.deps.metrics.checkDuration.observe(GRPC_LABELS, Number(process.hrtime.bigint() - startedNs) / 1e9);
+    this.checkDuration.observe(Number(process.hrtime.bigint() - startedNs) / 1e9);
   }
 
   /**

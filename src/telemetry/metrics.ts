@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { BoundCounters, type BoundCounter } from './bound-counter';
+import { CountingHistogram } from './counting-histogram';
 
 type DecisionLabel = 'result' | 'engine' | 'reason';
 
@@ -22,7 +23,8 @@ export class Metrics {
   private readonly cacheRequestChildren = new BoundCounters<'outcome'>();
   private readonly cacheRequestIndex = new Map<string, BoundCounter>();
 
-  readonly checkDuration = new Histogram({
+  /** Observed once per Check: counted in plain numbers (counting-histogram.ts), read by prom-client's registry. */
+  readonly checkDuration = new CountingHistogram({
     name: 'verdict_check_duration_seconds',
     help: 'Server time of one Check, from decode to response.',
     labelNames: ['protocol'] as const,
@@ -31,7 +33,7 @@ export class Metrics {
   });
 
   /** decision.performanceMetrics only (opa-envoy-plugin's enable-performance-metrics): time per pipeline step. */
-  readonly decisionStepDuration = new Histogram({
+  readonly decisionStepDuration = new CountingHistogram({
     name: 'verdict_decision_step_duration_seconds',
     help: 'Time of one step of a decision (identity, cache, input, eval), when decision.performanceMetrics is on.',
     labelNames: ['step'] as const,
