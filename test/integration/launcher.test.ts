@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/package-root';
 
-// bin/verdict, the default start (npm start, the package's bin): its memory defaults (docs/memory.md) reach
+// bin/verdict, the default start (npm start, the package's bin): its memory and GC defaults (docs/memory.md) reach
 // the server process, the shell is replaced by node (no second process holding memory), nothing warns on
 // start, and a value of the user's own comes after the defaults, so it wins (later entries win in both
 // GLIBC_TUNABLES and NODE_OPTIONS). Waits are on log lines and exits, never on time.
@@ -22,6 +22,8 @@ interface Served {
   rawEnviron: string;
   environ: Map<string, string>;
   exe: string;
+  /** /proc/<pid>/cmdline: the node arguments the launcher exec'd with. */
+  cmdline: string[];
   /** Every stderr line up to and including "verdict serving". */
   startLines: string[];
   exitCode: number | null;
@@ -51,19 +53,29 @@ function serveOnce(env: NodeJS.ProcessEnv): Promise<Served> {
           .filter((e) => e.includes('='))
           .map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)] as [string, string]),
       );
-      served = { pid: child.pid!, rawEnviron, environ, exe: realpathSync(readlinkSync(`/proc/${child.pid}/exe`)), startLines: lines };
+      const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
+      served = {
+        pid: child.pid!,
+        rawEnviron,
+        environ,
+        exe: realpathSync(readlinkSync(`/proc/${child.pid}/exe`)),
+        cmdline,
+        startLines: lines,
+      };
       child.kill('SIGTERM');
     });
   });
 }
 
 describe('bin/verdict launcher', () => {
-  it('serves as node itself with the malloc and semi-space defaults in its environment, no warning, exit 0 on SIGTERM', async () => {
+  it('serves as node itself with the malloc and semi-space defaults in its environment and --single-threaded-gc, no warning, exit 0 on SIGTERM', async () => {
     const { GLIBC_TUNABLES: _t, NODE_OPTIONS: _n, ...env } = process.env;
     const s = await serveOnce(env);
     expect(s.exe).toBe(realpathSync(process.execPath));
     expect(s.rawEnviron).toContain(parsedTunables(...DEFAULT_TUNABLES));
     expect(s.environ.get('NODE_OPTIONS')).toBe(DEFAULT_NODE_OPTIONS);
+    // node itself, with V8's GC on the main thread only (an argument: node refuses it in NODE_OPTIONS).
+    expect(s.cmdline.slice(1, 3)).toEqual(['--single-threaded-gc', join(realpathSync(packageRoot()), 'bin', 'verdict.js')]);
     for (const line of s.startLines) expect((JSON.parse(line) as { level: string }).level, line).toBe('info');
     expect(s.exitCode).toBe(0);
   });
@@ -72,5 +84,24 @@ describe('bin/verdict launcher', () => {
     const s = await serveOnce({ ...process.env, GLIBC_TUNABLES: 'glibc.malloc.arena_max=4', NODE_OPTIONS: '--max-semi-space-size=8' });
     expect(s.rawEnviron).toContain(parsedTunables(...DEFAULT_TUNABLES, 'glibc.malloc.arena_max=4'));
     expect(s.environ.get('NODE_OPTIONS')).toBe(`${DEFAULT_NODE_OPTIONS} --max-semi-space-size=8`);
+  });
+
+  it('VERDICT_GC=parallel starts node without --single-threaded-gc (V8 keeps its GC threads)', async () => {
+    const s = await serveOnce({ ...process.env, VERDICT_GC: 'parallel' });
+    expect(s.cmdline.slice(1, 2)).toEqual([join(realpathSync(packageRoot()), 'bin', 'verdict.js')]);
+    expect(s.cmdline).not.toContain('--single-threaded-gc');
+    expect(s.exitCode).toBe(0);
+  });
+
+  it('refuses a VERDICT_GC it does not know, with exit 2 and a message naming the values', async () => {
+    const child = spawn(join(packageRoot(), 'bin', 'verdict'), ['serve'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, VERDICT_GC: 'threads', PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` },
+    });
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(2);
+    expect(stderr).toContain("VERDICT_GC must be single or parallel, not 'threads'");
   });
 });
