@@ -161,10 +161,6 @@ export class ProtoWireReader {
     return v;
   }
 
-  /**
-   * A proto3 `string`: Go's decoder refuses invalid UTF-8 ("string field contains invalid UTF-8").
-   * The field's name comes in parts, joined only for the error: this runs for every string on the wire.
-   */
   /** A map entry's key: as `string`, and the same string as last time for a key met before (see keyBytes). */
   mapKey(what: string, what2 = ''): string {
     const stop = this.lengthDelimited();
@@ -183,8 +179,9 @@ export class ProtoWireReader {
         return keyStrings[slot]!;
       }
     }
-    for (let i = start; i < stop; i++) if ((buf[i] as number) >= 0x80) return this.stringTo(stop, what, what2);
-    this.pos = stop;
+    const text = this.stringTo(stop, what, what2);
+    // As many characters as bytes: all ASCII, so kept (a key of its own, from a copy of the bytes).
+    if (text.length !== length) return text;
     const copy = Buffer.from(buf.subarray(start, stop));
     const key = (copy as SliceableBuffer).latin1Slice(0, length);
     keyBytes[slot] = copy;
@@ -192,6 +189,10 @@ export class ProtoWireReader {
     return key;
   }
 
+  /**
+   * A proto3 `string`: Go's decoder refuses invalid UTF-8 ("string field contains invalid UTF-8").
+   * The field's name comes in parts, joined only for the error: this runs for every string on the wire.
+   */
   string(what: string, what2 = '', what3 = ''): string {
     return this.stringTo(this.lengthDelimited(), what, what2, what3);
   }
