@@ -26,7 +26,7 @@ import { framedFixture } from './bench-transport';
 import { runH2load } from './lib/h2load';
 import { pinToCpu, processCpuMicros } from './lib/proc-cpu';
 import { runAsScript } from './lib/run-as-script';
-import { percentiles, printTable, round } from './lib/stats';
+import { median, percentiles, printTable, round } from './lib/stats';
 
 const SERVER_CPU = 0;
 const CLIENT_CPU = 1;
@@ -145,10 +145,6 @@ async function window(s: Running, dataFile: string, seconds: number, rps: number
   return { checks: r.succeeded, latenciesMs: r.requestLog.map((x) => x.ms), cpuMicros, gcs };
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const sum = (gcs: Gc[], field: string): number => gcs.reduce((t, g) => t + (g.fields[field] ?? 0), 0);
 const mean = (gcs: Gc[], field: string): number => (gcs.length ? sum(gcs, field) / gcs.length : NaN);
 const max = (gcs: Gc[], field: string): number => Math.max(0, ...gcs.map((g) => g.fields[field] ?? 0));

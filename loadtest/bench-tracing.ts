@@ -14,7 +14,7 @@ import type { CheckRequest, ReceivedCheckRequest } from '../src/request/check-re
 import { CheckTracer } from '../src/telemetry/tracing';
 import { benchRequest, inProcessPipeline } from './bench-cache';
 import { runAsScript } from './lib/run-as-script';
-import { printRows } from './lib/stats';
+import { median, printRows } from './lib/stats';
 
 const CALLS = 20_000;
 const ROUNDS = 5;
@@ -31,11 +31,6 @@ async function cpuPerCheck(pipeline: DecisionPipeline, req: ReceivedCheckRequest
   for (let i = 0; i < CALLS; i++) await pipeline.check(req, 'grpc');
   const used = process.cpuUsage(start);
   return (used.user + used.system) / CALLS;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
 }
 
 export async function run(): Promise<Record<string, unknown>> {

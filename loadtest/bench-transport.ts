@@ -27,7 +27,7 @@ import { runH2load, type H2loadResult } from './lib/h2load';
 import { pinToCpu, processCpuMicros } from './lib/proc-cpu';
 import { runAsScript } from './lib/run-as-script';
 import { spawnVerdict, spawnVerdictLauncher } from './lib/spawn-verdict';
-import { printTable } from './lib/stats';
+import { median, printTable } from './lib/stats';
 
 export interface TransportBenchOptions {
   seconds: number;
@@ -141,8 +141,6 @@ async function measure(server: Server, dataFile: string, seconds: number, rpsPer
   });
   return { result, cpuMicrosPerCall: (processCpuMicros(server.pid) - before) / Math.max(1, result.succeeded) };
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 async function saturationAndLatency(o: TransportBenchOptions): Promise<Record<string, unknown>[]> {
   const notes: string[] = [];

@@ -4,6 +4,11 @@ export function percentiles(samples: Float64Array | number[], ps: number[]): num
   return ps.map((p) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN);
 }
 
+/** The middle value of a sample (the upper of the two middle ones when the count is even). */
+export function median(xs: readonly number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+}
+
 export function round(n: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;
