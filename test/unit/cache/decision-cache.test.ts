@@ -199,6 +199,16 @@ describe('DecisionCache', () => {
         () => clock.nowMs() + 1000,
       );
     expect(byEntries.stats()).toMatchObject({ entries: 10, evictions: 15 });
+    // The entry bound evicts the least recently used entry: k15 was read last, so k16 goes when k25 comes.
+    expect(byEntries.get('k15')).toBe(ALLOW);
+    await byEntries.evaluate(
+      'k25',
+      () => ALLOW,
+      () => clock.nowMs() + 1000,
+    );
+    expect(byEntries.get('k15')).toBe(ALLOW);
+    expect(byEntries.get('k16')).toBeUndefined();
+    expect(byEntries.stats()).toMatchObject({ entries: 10, evictions: 16 });
     const byBytes = cache(clock, 1_000_000, 64 * 1024);
     for (let i = 0; i < 2000; i++)
       await byBytes.evaluate(
@@ -208,5 +218,15 @@ describe('DecisionCache', () => {
       );
     expect(byBytes.stats().bytes).toBeLessThanOrEqual(64 * 1024);
     expect(byBytes.stats().evictions).toBeGreaterThan(0);
+  });
+
+  it('allocates nothing up front for its entry bound (memory grows with the entries held)', () => {
+    // Ten million is the schema's largest cache.maxEntries: index arrays sized for it up front would be ~360 MB.
+    const before = process.memoryUsage();
+    const c = cache(manualClock(), 10_000_000, 64 << 20);
+    const after = process.memoryUsage();
+    const grown = after.heapUsed - before.heapUsed + (after.arrayBuffers - before.arrayBuffers);
+    expect(c.stats().entries).toBe(0);
+    expect(grown).toBeLessThan(4 << 20);
   });
 });
