@@ -10,6 +10,7 @@ import { routeGrpcLog } from '../telemetry/grpc-log';
 import { createLogger, type Logger } from '../telemetry/logger';
 import { drainThenStop } from '../server/drain-sequence';
 import { applyHeapGrowing } from './heap-growing';
+import { startMallocTrim } from './malloc-trim';
 import { loadConfigIsolated } from './load-config-isolated';
 import { Metrics } from '../telemetry/metrics';
 
@@ -66,6 +67,7 @@ async function serveProcess(config: Config, logger: Logger): Promise<void> {
   const metrics = new Metrics({ eventLoopResolutionMs: config.server.http.eventLoopResolutionMs });
   onCrash(logger, metrics);
   const verdict = await startVerdict(inWorker ? workerConfig(config) : config, { logger, metrics });
+  startMallocTrim(config, logger, metrics);
   if (inWorker) {
     // Constructing an aggregator installs prom-client's worker-side IPC responder.
     new AggregatorRegistry();

@@ -64,6 +64,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly mallocTrims = new Counter({
+    name: 'verdict_malloc_trims_total',
+    help: 'glibc malloc_trim(0) runs (server.mallocTrimIntervalMs), by whether they returned memory to the kernel.',
+    labelNames: ['released'] as const,
+    registers: [this.registry],
+  });
+
   readonly engineRecycles = new Counter({
     name: 'verdict_engine_recycles_total',
     help: 'Policy engine instances replaced (memory bound reached or trap).',
