@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config/schema';
+import { requireNative } from '../native-module';
 import { packageRoot } from '../package-root';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
@@ -16,15 +16,9 @@ export function mallocTrimAddonPath(): string {
 
 /** The addon, or why it cannot run here (not built, not glibc). */
 export function loadMallocTrim(path = mallocTrimAddonPath()): { addon: MallocTrimAddon } | { reason: string } {
-  if (!existsSync(path)) return { reason: `${path} is not built (npm run build:native)` };
-  try {
-    // A native module cannot be imported statically: it exists only where build:native succeeded.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const addon = require(path) as Partial<MallocTrimAddon>;
-    return typeof addon.trim === 'function' ? { addon: addon as MallocTrimAddon } : { reason: 'the C library is not glibc' };
-  } catch (err) {
-    return { reason: `${path} failed to load: ${(err as Error).message}` };
-  }
+  const loaded = requireNative<Partial<MallocTrimAddon>>(path);
+  if ('reason' in loaded) return loaded;
+  return typeof loaded.addon.trim === 'function' ? { addon: loaded.addon as MallocTrimAddon } : { reason: 'the C library is not glibc' };
 }
 
 /**

@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { requireNative } from '../native-module';
 import { packageRoot } from '../package-root';
 
 /** An opaque libbpf object (or pinned maps) held by the addon; closed explicitly or when collected. */
@@ -55,13 +55,5 @@ export function bpfObjectPath(): string {
 
 /** The addon, or the reason it cannot be used here (not built, wrong platform). */
 export function loadAddon(): { addon: FastpathAddon } | { reason: string } {
-  const path = addonPath();
-  if (!existsSync(path)) return { reason: `native addon ${path} is not built (npm run build:native)` };
-  try {
-    // A native module cannot be imported statically: it exists only where build:native succeeded.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return { addon: require(path) as FastpathAddon };
-  } catch (err) {
-    return { reason: `native addon ${path} failed to load: ${(err as Error).message}` };
-  }
+  return requireNative<FastpathAddon>(addonPath());
 }

@@ -83,7 +83,7 @@ describe('malloc trim', () => {
   it('says why it is off when the addon is not there, and is silent at interval 0', async () => {
     vi.useFakeTimers();
     const missing = loadMallocTrim('/nonexistent/malloc_trim.node');
-    expect(missing).toEqual({ reason: '/nonexistent/malloc_trim.node is not built (npm run build:native)' });
+    expect(missing).toEqual({ reason: 'native addon /nonexistent/malloc_trim.node is not built (npm run build:native)' });
     const { logger, lines } = recordingLogger();
     startMallocTrim(config(100), logger, new Metrics({ defaultMetrics: false }), missing);
     expect(lines).toHaveLength(1);
