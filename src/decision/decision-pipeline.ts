@@ -93,6 +93,7 @@ export class DecisionPipeline {
   // The record's ISO timestamp, formatted once per millisecond (at saturation ~10 Checks share one).
   private stampMs = Number.NaN;
   private stamp = '';
+  private bundleMemo: { active: ActivePolicy; bundle: NonNullable<Decision['bundle']> } | undefined;
 
   constructor(private readonly deps: DecisionPipelineDeps) {
     const { limits, policy } = deps.config;
@@ -144,7 +145,8 @@ export class DecisionPipeline {
   private decideFor(f: Flight, global: ActivePolicy, message: CheckRequest): Promise<void> | undefined {
     const active = this.deps.tenants ? this.takeTenantPolicy(f, message) : global;
     const t1 = this.stepStart();
-    const hit = this.step(f, 'cache', () => this.answerFromCache(f, active, message));
+    // Without a trace, no closure for the step (it was allocated on every hit).
+    const hit = f.trace ? f.trace.step('cache', () => this.answerFromCache(f, active, message)) : this.answerFromCache(f, active, message);
     this.stepEnd(f, 'cache', t1);
     if (hit) return undefined;
     return this.step(f, 'evaluate', () => this.evaluateAndStore(f, active, message));
@@ -190,11 +192,19 @@ export class DecisionPipeline {
   private takePolicy(f: Flight, store: PolicyStore = this.deps.policy): ActivePolicy {
     const active = store.current;
     if (!active) throw new VerdictError('ERR_POLICY_NOT_LOADED');
-    const { name, revision, sha256 } = active.bundle;
-    f.decision.bundle = { name, revision, sha256 };
+    f.decision.bundle = this.bundleOf(active);
     f.decision.engine = active.engine.kind;
     f.active = active;
     return active;
+  }
+
+  /** The decision's `bundle`, made once per active bundle and shared (frozen: nothing writes to it). */
+  private bundleOf(active: ActivePolicy): NonNullable<Decision['bundle']> {
+    if (this.bundleMemo?.active !== active) {
+      const { name, revision, sha256 } = active.bundle;
+      this.bundleMemo = { active, bundle: Object.freeze({ name, revision, sha256 }) };
+    }
+    return this.bundleMemo.bundle;
   }
 
   /** The tenant is chosen after identity (a selector may be the caller's trust domain); its bundle and cache decide. */

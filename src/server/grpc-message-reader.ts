@@ -2,6 +2,7 @@ import type { ErrorCode } from '../errors';
 import { GrpcStatus, type GrpcStatusCode } from './grpc-status';
 
 const PREFIX_BYTES = 5;
+const EMPTY = Buffer.alloc(0);
 
 export interface Refusal {
   status: GrpcStatusCode;
@@ -37,6 +38,8 @@ export class UnaryMessageReader {
   private prefixFilled = 0;
   private compressed = false;
   private length = -1;
+  /** The message is at most maxBytes: its bytes are kept (else only counted). */
+  private keep = false;
   private body: Buffer | null = null;
   private filled = 0;
   private reserved = 0;
@@ -58,9 +61,18 @@ export class UnaryMessageReader {
         continue;
       }
       if (this.prefixFilled === 0 && chunk.length - offset >= PREFIX_BYTES) {
-        const refusal = this.judgePrefix(chunk[offset]!, chunk.readUInt32BE(offset + 1));
+        const length = chunk.readUInt32BE(offset + 1);
+        const refusal = this.judgePrefix(chunk[offset]!, length);
         if (refusal) return refusal;
         offset += PREFIX_BYTES;
+        // The whole message in this chunk (the usual unary call): a view of it, not a copy. node:http2 gives each
+        // socket read memory of its own and hands DATA chunks out as views of it; nothing writes there again.
+        if (this.keep && length > 0 && chunk.length - offset >= length) {
+          this.body = chunk.subarray(offset, offset + length);
+          this.filled = length;
+          this.done = true;
+          offset += length;
+        }
         continue;
       }
       const prefix = (this.prefix ??= Buffer.alloc(PREFIX_BYTES));
@@ -84,8 +96,8 @@ export class UnaryMessageReader {
         ? { kind: 'refused', refusal: refuse(GrpcStatus.INTERNAL, 'ERR_GRPC_NO_MESSAGE', 'the unary call ended without a request message') }
         : { kind: 'refused', refusal: refuse(GrpcStatus.INTERNAL, 'ERR_GRPC_TRUNCATED', 'the stream ended inside a message') };
     }
-    if (this.body === null) return { kind: 'oversize', wireBytes: this.length };
-    return { kind: 'message', bytes: this.body, compressed: this.compressed };
+    if (!this.keep) return { kind: 'oversize', wireBytes: this.length };
+    return { kind: 'message', bytes: this.body ?? EMPTY, compressed: this.compressed };
   }
 
   /** Gives the buffered bytes back to the budget (call when the call is over, however it ended). */
@@ -105,7 +117,7 @@ export class UnaryMessageReader {
     if (length <= this.maxBytes) {
       if (!this.budget.reserve(length)) return refuse(GrpcStatus.RESOURCE_EXHAUSTED, 'ERR_GRPC_BUSY', 'request buffer budget exhausted');
       this.reserved = length;
-      this.body = Buffer.allocUnsafe(length);
+      this.keep = true;
     }
     if (length === 0) this.done = true;
     return null;
@@ -114,7 +126,7 @@ export class UnaryMessageReader {
   /** Copies (or, oversize, just counts) body bytes; returns how many of the chunk it took. */
   private readBody(chunk: Buffer, offset: number): number {
     const take = Math.min(this.length - this.filled, chunk.length - offset);
-    if (this.body) chunk.copy(this.body, this.filled, offset, offset + take);
+    if (this.keep) chunk.copy((this.body ??= Buffer.allocUnsafe(this.length)), this.filled, offset, offset + take);
     this.filled += take;
     if (this.filled === this.length) this.done = true;
     return take;
