@@ -12,7 +12,8 @@
  * cache on / off), with the start-up defaults of bin/verdict (its GLIBC_TUNABLES, NODE_OPTIONS and
  * node flags, read from the launcher itself), or with `-parallel-gc` without its `--single-threaded-gc`.
  * `--variant-flags 'name=flags'` (repeatable) adds one of those with more node flags, e.g.
- * `hit-semi8=--max-semi-space-size=8`. `--before DIR`: `before-hit`/`before-uncached` of a built checkout,
+ * `hit-semi8=--max-semi-space-size=8`; `--variant-set 'name=key=value …'` one with verdict settings, e.g.
+ * `hit-m2000=server.gcMarkingEveryChecks=2000`. `--before DIR`: `before-hit`/`before-uncached` of a built checkout,
  * started by its own launcher.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -40,6 +41,8 @@ interface Variant {
   /** bin/verdict's node flags are kept (default) or dropped (`-parallel-gc`). */
   launcherFlags: boolean;
   extraFlags: string[];
+  /** verdict settings (`--set key=value`) on top of the bench's own. */
+  sets: string[];
 }
 
 interface Gc {
@@ -87,10 +90,9 @@ async function start(v: Variant, dir: string, index: number): Promise<Running> {
       : [
           join(v.root, 'bin', 'verdict.js'),
           'serve',
-          ...['server.grpc.port=0', 'server.http.port=0', 'server.workers=1', `cache.enabled=${v.kind === 'hit'}`].flatMap((s) => [
-            '--set',
-            s,
-          ]),
+          ...['server.grpc.port=0', 'server.http.port=0', 'server.workers=1', `cache.enabled=${v.kind === 'hit'}`, ...v.sets].flatMap(
+            (s) => ['--set', s],
+          ),
         ];
   const child = spawn(process.execPath, [...flags, ...script], {
     stdio: ['ignore', out, err],
@@ -187,19 +189,23 @@ export interface GcBenchOptions {
   variants: Variant[];
 }
 
-export function variantsFrom(names: string[], extra: string[], before: string | null): Variant[] {
+export function variantsFrom(names: string[], extra: string[], before: string | null, settings: string[] = []): Variant[] {
   const root = packageRoot();
-  const parse = (name: string, extraFlags: string[], from = root): Variant => {
+  const parse = (name: string, extraFlags: string[], sets: string[] = []): Variant => {
     const m = /^(before-)?(echo|hit|uncached)(-parallel-gc)?/.exec(name);
     if (!m) throw new Error(`unknown variant ${name}: echo, hit, uncached, each with -parallel-gc; before-hit, before-uncached`);
     if (m[1] && before === null) throw new Error(`${name} needs --before DIR`);
-    return { name, kind: m[2] as Variant['kind'], root: m[1] ? before! : from, launcherFlags: !m[3], extraFlags };
+    return { name, kind: m[2] as Variant['kind'], root: m[1] ? before! : root, launcherFlags: !m[3], extraFlags, sets };
   };
   return [
     ...names.map((n) => parse(n, [])),
     ...extra.map((e) => {
       const [name, flags = ''] = e.split(/=(.*)/s);
       return parse(name!, flags.split(/\s+/).filter(Boolean));
+    }),
+    ...settings.map((e) => {
+      const [name, sets = ''] = e.split(/=(.*)/s);
+      return parse(name!, [], sets.split(/\s+/).filter(Boolean));
     }),
   ];
 }
@@ -233,6 +239,7 @@ runAsScript(module, () => {
       rps: { type: 'string', default: '2000' },
       variants: { type: 'string', default: 'hit,hit-parallel-gc,uncached,uncached-parallel-gc,echo,echo-parallel-gc' },
       'variant-flags': { type: 'string', multiple: true, default: [] },
+      'variant-set': { type: 'string', multiple: true, default: [] },
       before: { type: 'string' },
     },
   });
@@ -240,6 +247,11 @@ runAsScript(module, () => {
     seconds: Number(values.seconds),
     rounds: Number(values.rounds),
     rps: Number(values.rps),
-    variants: variantsFrom(values.variants.split(',').filter(Boolean), values['variant-flags'], values.before ?? null),
+    variants: variantsFrom(
+      values.variants.split(',').filter(Boolean),
+      values['variant-flags'],
+      values.before ?? null,
+      values['variant-set'],
+    ),
   });
 });

@@ -4,6 +4,11 @@
       "target_name": "malloc_trim",
       "sources": ["malloc-trim.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"]
+    },
+    {
+      "target_name": "gc_marking",
+      "sources": ["gc-marking.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"]
     }
   ]
 }

@@ -50,6 +50,8 @@ export interface RunningVerdict {
   fastpath: Fastpath;
   /** Identity-aware kernel telemetry (docs/kernel-telemetry.md); the disabled twin when off. */
   kernelTelemetry: KernelTelemetry;
+  /** Checks received so far over gRPC and HTTP authz, a running count. */
+  received(): number;
   /** The decision cache; null when cache.enabled is false. */
   cache: CacheParts | null;
   /** SPIFFE identity (Workload API client, bundles); null when identity is disabled. */
@@ -208,6 +210,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
     identity,
     shadow,
     tenants,
+    received: () => grpcServer.received + (httpAuthz?.received ?? 0),
     beginDrain() {
       draining = true;
       grpcServer.setServing(false);

@@ -10,6 +10,7 @@ import { routeGrpcLog } from '../telemetry/grpc-log';
 import { createLogger, type Logger } from '../telemetry/logger';
 import { drainThenStop } from '../server/drain-sequence';
 import { applyHeapGrowing } from './heap-growing';
+import { startGcMarking } from './gc-marking';
 import { startMallocTrim } from './malloc-trim';
 import { loadConfigIsolated } from './load-config-isolated';
 import { Metrics } from '../telemetry/metrics';
@@ -68,6 +69,7 @@ async function serveProcess(config: Config, logger: Logger): Promise<void> {
   onCrash(logger, metrics);
   const verdict = await startVerdict(inWorker ? workerConfig(config) : config, { logger, metrics });
   startMallocTrim(config, logger, metrics);
+  startGcMarking(config, logger, metrics, { received: verdict.received });
   if (inWorker) {
     // Constructing an aggregator installs prom-client's worker-side IPC responder.
     new AggregatorRegistry();

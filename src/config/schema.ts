@@ -90,6 +90,12 @@ export const configSchema = z.strictObject({
        * memory back to the kernel; 0 = never. ~11 MiB less RSS after load: docs/memory.md, section 8.
        */
       mallocTrimIntervalMs: z.number().int().min(0).max(3_600_000).default(5000),
+      /**
+       * Start V8's incremental marking every this many Checks while the event loop is under half busy
+       * (native/gc-marking.c), so that a full GC's pause finalizes at most that many Checks' header strings;
+       * 0 = V8's own cadence only. Full-GC pauses at 2,000 Check/s ~3x shorter: docs/memory.md, section 9.
+       */
+      gcMarkingEveryChecks: z.number().int().min(0).max(10_000_000).default(2000),
     })
     .prefault({}),
   limits: z

@@ -81,6 +81,8 @@ export class GrpcServer {
   /** verdict_check_duration_seconds{protocol="grpc"}, bound once (no label handling per Check). */
   private readonly checkDuration: HistogramChild;
   private stopping = false;
+  /** Streams opened so far, a running count (the GC marking cadence reads it: src/cli/gc-marking.ts). */
+  received = 0;
 
   constructor(private readonly deps: GrpcServerDeps) {
     this.tooLargeResponse = this.encodeTooLargeDeny();
@@ -198,6 +200,7 @@ export class GrpcServer {
   private readonly onStreamError = (err: Error): void => this.deps.logger.debug({ err: err.message }, 'HTTP/2 stream error');
 
   private readonly onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void => {
+    this.received++;
     stream.on('error', this.onStreamError);
     const contentType = headers['content-type'];
     // Envoy and gRPC clients send exactly "application/grpc": a string compare spares the regular expression.

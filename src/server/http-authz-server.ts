@@ -27,6 +27,8 @@ export const HEADERS_TO_REMOVE_HEADER = 'x-envoy-auth-headers-to-remove';
  */
 export class HttpAuthzServer {
   private readonly server: Server;
+  /** Requests received so far, a running count (src/cli/gc-marking.ts reads it). */
+  received = 0;
 
   constructor(private readonly deps: HttpAuthzServerDeps) {
     this.server = createServer({ requestTimeout: deps.config.httpAuthz.requestTimeoutMs, keepAlive: true }, (req, res) =>
@@ -53,6 +55,7 @@ export class HttpAuthzServer {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    this.received++;
     const timer = this.deps.metrics.checkDuration.startTimer({ protocol: 'http' });
     readBounded(req, this.deps.config.limits.maxRequestBytes)
       .then(

@@ -71,6 +71,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly gcMarkingStarts = new Counter({
+    name: 'verdict_gc_marking_starts_total',
+    help: 'Times V8 was asked to start incremental marking (server.gcMarkingEveryChecks).',
+    registers: [this.registry],
+  });
+
   readonly engineRecycles = new Counter({
     name: 'verdict_engine_recycles_total',
     help: 'Policy engine instances replaced (memory bound reached or trap).',

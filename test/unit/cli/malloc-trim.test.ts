@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadMallocTrim, mallocTrimAddonPath, startMallocTrim, type MallocTrimAddon } from '../../../src/cli/malloc-trim';
 import type { Config } from '../../../src/config/schema';
-import type { Logger } from '../../../src/telemetry/logger';
 import { Metrics } from '../../../src/telemetry/metrics';
+import { recordingLogger } from '../../helpers/recording-logger';
 
 // The addon (native/malloc-trim.c) really gives freed heap memory back: a child process fills glibc's heap
 // with 8 KiB native buffers, keeps every 64th (so the free memory lies between live blocks, where glibc does
@@ -28,12 +28,6 @@ const resident = () => readFileSync('/proc/self/smaps', 'utf8').split(/\\n(?=[0-
 `;
 
 const config = (mallocTrimIntervalMs: number): Config => ({ server: { mallocTrimIntervalMs } }) as Config;
-
-function recordingLogger(): { logger: Logger; lines: { level: string; fields: unknown; msg: string }[] } {
-  const lines: { level: string; fields: unknown; msg: string }[] = [];
-  const at = (level: string) => (fields: unknown, msg: string) => lines.push({ level, fields, msg });
-  return { logger: { info: at('info'), warn: at('warn') } as unknown as Logger, lines };
-}
 
 afterEach(() => {
   vi.useRealTimers();

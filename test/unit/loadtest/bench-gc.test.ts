@@ -18,11 +18,21 @@ describe('bench-gc', () => {
     expect(gcs[1]!.fields).toMatchObject({ pause: 14.3, 'clear.external_string_table': 9.6, evacuate: 2.9, 'evacuate.copy': 2.2 });
   });
 
-  it('maps variant names to servers and launcher flags, and refuses names it does not know', () => {
+  it('maps variant names to servers, launcher flags and verdict settings, and refuses names it does not know', () => {
     const [hit, echo, semi] = variantsFrom(['hit', 'echo-parallel-gc'], ['uncached-semi8=--max-semi-space-size=8'], null);
     expect(hit).toMatchObject({ kind: 'hit', launcherFlags: true, extraFlags: [] });
     expect(echo).toMatchObject({ kind: 'echo', launcherFlags: false });
     expect(semi).toMatchObject({ name: 'uncached-semi8', kind: 'uncached', launcherFlags: true, extraFlags: ['--max-semi-space-size=8'] });
+    const [, , , m0] = variantsFrom(['hit', 'echo-parallel-gc'], ['uncached-semi8=--max-semi-space-size=8'], null, [
+      'hit-m0=server.gcMarkingEveryChecks=0 cache.maxEntries=10',
+    ]);
+    expect(m0).toMatchObject({
+      name: 'hit-m0',
+      kind: 'hit',
+      extraFlags: [],
+      sets: ['server.gcMarkingEveryChecks=0', 'cache.maxEntries=10'],
+    });
+    expect(hit!.sets).toEqual([]);
     expect(() => variantsFrom(['grpcjs'], [], null)).toThrow(/unknown variant grpcjs/);
     expect(() => variantsFrom(['before-hit'], [], null)).toThrow(/needs --before/);
   });

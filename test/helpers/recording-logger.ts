@@ -1,0 +1,14 @@
+import type { Logger } from '../../src/telemetry/logger';
+
+export interface RecordedLine {
+  level: string;
+  fields: unknown;
+  msg: string;
+}
+
+/** A Logger that keeps its info and warn lines, in order, for a test to read. */
+export function recordingLogger(): { logger: Logger; lines: RecordedLine[] } {
+  const lines: RecordedLine[] = [];
+  const at = (level: string) => (fields: unknown, msg: string) => lines.push({ level, fields, msg });
+  return { logger: { info: at('info'), warn: at('warn') } as unknown as Logger, lines };
+}
