@@ -31,8 +31,8 @@ import { percentiles, printTable, round } from './lib/stats';
  * over the same time on the same machine). BENCH_REFUSAL_BLOCKS=1 preloads loop-blocks-preload.ts into every
  * server and splits each window's worst block into on-CPU, run-queue wait and sleep (what the event loop did
  * vs what the machine's other threads did to it).
- * BENCH_REFUSAL_BEFORE=<built checkout> adds a server of that build, and BENCH_REFUSAL_VARIANT_NODE_ARGS one
- * of this build with those node flags; all run at once and their windows interleave round by round.
+ * BENCH_REFUSAL_BEFORE=<built checkout> adds a server of that build, and BENCH_REFUSAL_VARIANT_NODE_ARGS (node
+ * flags) or BENCH_REFUSAL_VARIANT_SETS (verdict `key=value` settings, space-separated) one of this build with them; all run at once and their windows interleave round by round.
  * BENCH_REFUSAL_NODE_ARGS passes flags to every server. BENCH_REFUSAL_THREADS=1 samples every thread of
  * each server (/proc/<pid>/task, every 5 ms) during the calibration refusals and says which threads their
  * CPU ran on: the event loop, the bundle worker (the thread at nice 10), V8's platform threads (GC helpers,
@@ -54,6 +54,7 @@ const LOAD_FACTOR = Number(process.env.BENCH_REFUSAL_LOAD_FACTOR ?? 4);
 /** Extra node flags for the server, e.g. BENCH_REFUSAL_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p" to find what blocks. */
 const NODE_ARGS = (process.env.BENCH_REFUSAL_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const VARIANT_NODE_ARGS = (process.env.BENCH_REFUSAL_VARIANT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+const VARIANT_SETS = (process.env.BENCH_REFUSAL_VARIANT_SETS ?? '').split(' ').filter((a) => a !== '');
 /** Where the tampered bundles come from: `file` (a watched file, the default) or `oci` (a real distribution registry). */
 const SOURCE = process.env.BENCH_REFUSAL_SOURCE ?? 'file';
 if (SOURCE !== 'file' && SOURCE !== 'oci') throw new Error(`BENCH_REFUSAL_SOURCE is file or oci, not ${SOURCE}`);
@@ -138,10 +139,15 @@ interface UnloadedWindow {
 
 export async function run(): Promise<Record<string, unknown>> {
   const s = await setup();
-  const roots: [string, string, string[]][] = [['after', packageRoot(), NODE_ARGS]];
-  if (process.env.BENCH_REFUSAL_BEFORE) roots.unshift(['before', process.env.BENCH_REFUSAL_BEFORE, NODE_ARGS]);
-  if (VARIANT_NODE_ARGS.length > 0)
-    roots.push([`after ${VARIANT_NODE_ARGS.join(' ')}`, packageRoot(), [...NODE_ARGS, ...VARIANT_NODE_ARGS]]);
+  const roots: [string, string, string[], string[]][] = [['after', packageRoot(), NODE_ARGS, []]];
+  if (process.env.BENCH_REFUSAL_BEFORE) roots.unshift(['before', process.env.BENCH_REFUSAL_BEFORE, NODE_ARGS, []]);
+  if (VARIANT_NODE_ARGS.length > 0 || VARIANT_SETS.length > 0)
+    roots.push([
+      `after ${[...VARIANT_NODE_ARGS, ...VARIANT_SETS].join(' ')}`,
+      packageRoot(),
+      [...NODE_ARGS, ...VARIANT_NODE_ARGS],
+      VARIANT_SETS,
+    ]);
   const results: Record<string, unknown> = {
     rate: RATE,
     rounds: ROUNDS,
@@ -153,7 +159,7 @@ export async function run(): Promise<Record<string, unknown>> {
   // round by round, each server's quiet window then its refusals, so machine noise falls on all alike.
   const servers: Server[] = [];
   try {
-    for (const [label, root, args] of roots) servers.push(await startServer(s, label, root, args));
+    for (const [label, root, args, sets] of roots) servers.push(await startServer(s, label, root, args, sets));
     for (let r = 0; r < ROUNDS; r++) {
       for (const srv of servers) await measureRound(s, srv, r);
     }
@@ -197,7 +203,7 @@ function ociDelivery(registry: Registry, repository: string): Delivery {
   };
 }
 
-async function startServer(s: Setup, label: string, root: string, nodeArgs: string[]): Promise<Server> {
+async function startServer(s: Setup, label: string, root: string, nodeArgs: string[], variantSets: string[]): Promise<Server> {
   const delivery = s.registry === null ? fileDelivery() : ociDelivery(s.registry, `bench/${label.replace(/[^a-z0-9]+/g, '-')}`);
   const publish = delivery.publish;
   await publish(s.forge.good());
@@ -209,6 +215,7 @@ async function startServer(s: Setup, label: string, root: string, nodeArgs: stri
     // Blocks of a few ms must show in the lag maximum (the default samples every 10 ms).
     'server.http.eventLoopResolutionMs=1',
     ...s.forge.trustSets(),
+    ...variantSets,
   ];
   const preload = BLOCKS_DIR === null ? [] : ['--require', join(__dirname, 'lib', 'loop-blocks-preload.js')];
   const verdict = await spawnVerdict(
