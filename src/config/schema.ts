@@ -93,7 +93,7 @@ export const configSchema = z.strictObject({
       /**
        * Start V8's incremental marking every this many Checks while the event loop is under half busy
        * (native/gc-marking.c), so that a full GC's pause finalizes at most that many Checks' header strings;
-       * 0 = V8's own cadence only. Full-GC pauses at 2,000 Check/s ~3x shorter: docs/memory.md, section 9.
+       * 0 = V8's own cadence only. Full-GC pauses at 2,000 Check/s 3-4x shorter for more CPU at that rate: docs/memory.md, section 9.
        */
       gcMarkingEveryChecks: z.number().int().min(0).max(10_000_000).default(2000),
     })
