@@ -40,8 +40,8 @@ export interface GcMarkingDeps {
   /** Checks received so far (gRPC streams and HTTP authz requests), a running count. */
   received: () => number;
   loaded?: ReturnType<typeof loadGcMarking>;
-  /** The event loop's utilization since the given one (perf_hooks by default; tests pass their own). */
-  utilization?: (since?: EventLoopUtilization) => EventLoopUtilization;
+  /** perf_hooks' eventLoopUtilization: a reading, or the difference of two (tests pass their own). */
+  utilization?: (now?: EventLoopUtilization, before?: EventLoopUtilization) => EventLoopUtilization;
 }
 
 /**
@@ -64,13 +64,13 @@ export function startGcMarking(config: Config, logger: Logger, metrics: Metrics,
     );
     return () => {};
   }
-  const utilization = deps.utilization ?? ((since) => performance.eventLoopUtilization(since));
+  const utilization = deps.utilization ?? ((now, before) => performance.eventLoopUtilization(now, before));
   const bytes = markingPressureBytes();
   let lastStart = deps.received();
   let lastLoop = utilization();
   const timer = setInterval(() => {
     const now = utilization();
-    const load = utilization(lastLoop).utilization;
+    const load = utilization(now, lastLoop).utilization;
     lastLoop = now;
     const received = deps.received();
     if (received - lastStart < every || load >= GC_MARKING_MAX_LOOP_UTILIZATION) return;

@@ -41,12 +41,15 @@ function runChild(mode: string): { trace: string; external: { before: number; af
 
 const config = (gcMarkingEveryChecks: number): Config => ({ server: { gcMarkingEveryChecks } }) as Config;
 
-/** An event loop whose utilization since any earlier reading is whatever the test sets. */
-function fakeLoop(): { set: (u: number) => void; utilization: (since?: EventLoopUtilization) => EventLoopUtilization } {
+/** An event loop whose utilization between any two readings is whatever the test sets. */
+function fakeLoop(): {
+  set: (u: number) => void;
+  utilization: (now?: EventLoopUtilization, before?: EventLoopUtilization) => EventLoopUtilization;
+} {
   let load = 0;
   return {
     set: (u) => (load = u),
-    utilization: (since) => ({ idle: 0, active: 0, utilization: since ? load : 0 }),
+    utilization: (now, before) => ({ idle: 0, active: 0, utilization: now && before ? load : 0 }),
   };
 }
 
