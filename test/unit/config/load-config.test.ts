@@ -59,6 +59,26 @@ describe('config', () => {
       run: () => loadConfig({ overrides: ['decision.errorStatus=418'] }),
       mentions: 'decision.errorStatus',
     },
+    {
+      name: 'a negative GC marking cadence',
+      run: () => loadConfig({ overrides: ['server.gcMarkingEveryChecks=-1'] }),
+      mentions: 'server.gcMarkingEveryChecks',
+    },
+    {
+      name: 'a fractional GC marking cadence',
+      run: () => loadConfig({ overrides: ['server.gcMarkingEveryChecks=1.5'] }),
+      mentions: 'server.gcMarkingEveryChecks',
+    },
+    {
+      name: 'a GC marking cadence past its bound',
+      run: () => loadConfig({ overrides: ['server.gcMarkingEveryChecks=10000001'] }),
+      mentions: 'server.gcMarkingEveryChecks',
+    },
+    {
+      name: 'a negative malloc trim interval',
+      run: () => loadConfig({ overrides: ['server.mallocTrimIntervalMs=-5'] }),
+      mentions: 'server.mallocTrimIntervalMs',
+    },
     { name: 'flag without =', run: () => loadConfig({ overrides: ['server.grpc.port'] }), mentions: 'key.path=value' },
     { name: 'prototype pollution key', run: () => loadConfig({ overrides: ['__proto__.x=1'] }), mentions: 'not a valid key path' },
     { name: 'not YAML', run: () => loadConfig({ file: yamlFile('a: [\n') }), mentions: 'not valid YAML' },
