@@ -191,21 +191,26 @@ export interface GcBenchOptions {
 
 export function variantsFrom(names: string[], extra: string[], before: string | null, settings: string[] = []): Variant[] {
   const root = packageRoot();
-  const parse = (name: string, extraFlags: string[], sets: string[] = []): Variant => {
-    const m = /^(before-)?(echo|hit|uncached)(-parallel-gc)?/.exec(name);
-    if (!m) throw new Error(`unknown variant ${name}: echo, hit, uncached, each with -parallel-gc; before-hit, before-uncached`);
+  // A listed name is one of the built-in variants exactly; a name given flags or settings only starts with one
+  // (so `hit-pool1` in --variants is refused rather than run as a plain `hit` under another name).
+  const parse = (name: string, listed: boolean, extraFlags: string[], sets: string[] = []): Variant => {
+    const m = (listed ? /^(before-)?(echo|hit|uncached)(-parallel-gc)?$/ : /^(before-)?(echo|hit|uncached)(-parallel-gc)?/).exec(name);
+    if (!m)
+      throw new Error(
+        `unknown variant ${name}: echo, hit, uncached, each with -parallel-gc; before-hit, before-uncached (a name of your own needs --variant-flags or --variant-set)`,
+      );
     if (m[1] && before === null) throw new Error(`${name} needs --before DIR`);
     return { name, kind: m[2] as Variant['kind'], root: m[1] ? before! : root, launcherFlags: !m[3], extraFlags, sets };
   };
   return [
-    ...names.map((n) => parse(n, [])),
+    ...names.map((n) => parse(n, true, [])),
     ...extra.map((e) => {
       const [name, flags = ''] = e.split(/=(.*)/s);
-      return parse(name!, flags.split(/\s+/).filter(Boolean));
+      return parse(name!, false, flags.split(/\s+/).filter(Boolean));
     }),
     ...settings.map((e) => {
       const [name, sets = ''] = e.split(/=(.*)/s);
-      return parse(name!, [], sets.split(/\s+/).filter(Boolean));
+      return parse(name!, false, [], sets.split(/\s+/).filter(Boolean));
     }),
   ];
 }

@@ -34,12 +34,15 @@ describe('bench-gc', () => {
     });
     expect(hit!.sets).toEqual([]);
     expect(() => variantsFrom(['grpcjs'], [], null)).toThrow(/unknown variant grpcjs/);
+    // A listed name must be a built-in one exactly: with a suffix it would run as plain `hit` under another name.
+    expect(() => variantsFrom(['hit-pool1'], [], null)).toThrow(/unknown variant hit-pool1/);
+    expect(variantsFrom([], ['hit-pool1=--v8-pool-size=1'], null)[0]).toMatchObject({ kind: 'hit', extraFlags: ['--v8-pool-size=1'] });
     expect(() => variantsFrom(['before-hit'], [], null)).toThrow(/needs --before/);
   });
 
   it("starts servers with bin/verdict's own defaults, read from the launcher", () => {
     const d = launcherDefaults(packageRoot());
-    expect(d.flags).toEqual(['--single-threaded-gc']);
+    expect(d.flags).toEqual(['--single-threaded-gc', '--v8-pool-size=1']);
     expect(d.env.NODE_OPTIONS).toBe('--max-semi-space-size=2');
     expect(d.env.GLIBC_TUNABLES).toContain('glibc.malloc.arena_max=2');
   });
