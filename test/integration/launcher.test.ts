@@ -68,14 +68,19 @@ function serveOnce(env: NodeJS.ProcessEnv): Promise<Served> {
 }
 
 describe('bin/verdict launcher', () => {
-  it('serves as node itself with the malloc and semi-space defaults in its environment and --single-threaded-gc, no warning, exit 0 on SIGTERM', async () => {
+  it('serves as node itself with the malloc and semi-space defaults in its environment, --single-threaded-gc and one V8 platform thread, no warning, exit 0 on SIGTERM', async () => {
     const { GLIBC_TUNABLES: _t, NODE_OPTIONS: _n, ...env } = process.env;
     const s = await serveOnce(env);
     expect(s.exe).toBe(realpathSync(process.execPath));
     expect(s.rawEnviron).toContain(parsedTunables(...DEFAULT_TUNABLES));
     expect(s.environ.get('NODE_OPTIONS')).toBe(DEFAULT_NODE_OPTIONS);
-    // node itself, with V8's GC on the main thread only (an argument: node refuses it in NODE_OPTIONS).
-    expect(s.cmdline.slice(1, 3)).toEqual(['--single-threaded-gc', join(realpathSync(packageRoot()), 'bin', 'verdict.js')]);
+    // node itself, with V8's GC on the main thread only (an argument: node refuses it in NODE_OPTIONS) and
+    // one V8 platform thread.
+    expect(s.cmdline.slice(1, 4)).toEqual([
+      '--single-threaded-gc',
+      '--v8-pool-size=1',
+      join(realpathSync(packageRoot()), 'bin', 'verdict.js'),
+    ]);
     for (const line of s.startLines) expect((JSON.parse(line) as { level: string }).level, line).toBe('info');
     expect(s.exitCode).toBe(0);
   });
@@ -86,10 +91,11 @@ describe('bin/verdict launcher', () => {
     expect(s.environ.get('NODE_OPTIONS')).toBe(`${DEFAULT_NODE_OPTIONS} --max-semi-space-size=8`);
   });
 
-  it('VERDICT_GC=parallel starts node without --single-threaded-gc (V8 keeps its GC threads)', async () => {
+  it('VERDICT_GC=parallel starts node without --single-threaded-gc or --v8-pool-size (V8 keeps its GC and platform threads)', async () => {
     const s = await serveOnce({ ...process.env, VERDICT_GC: 'parallel' });
     expect(s.cmdline.slice(1, 2)).toEqual([join(realpathSync(packageRoot()), 'bin', 'verdict.js')]);
     expect(s.cmdline).not.toContain('--single-threaded-gc');
+    expect(s.cmdline).not.toContain('--v8-pool-size=1');
     expect(s.exitCode).toBe(0);
   });
 
