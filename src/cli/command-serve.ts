@@ -113,7 +113,8 @@ function workerConfig(config: Config): Config {
  * Last line of defence: anything that reaches the top level (a bug, never a bundle or a request — those
  * are refused with codes) is logged with its stack and counted before the process exits, so the crash
  * is seen. The state after an uncaught exception is unknown: exiting (and letting the supervisor or the
- * cluster primary restart) is safer than serving on. The logger writes synchronously to stderr.
+ * cluster primary restart) is safer than serving on. The line reaches stderr through the sink's flush at
+ * exit (log-sink.ts).
  */
 function onCrash(logger: Logger, metrics: Metrics): void {
   const die = (kind: string) => (err: unknown) => {

@@ -1,9 +1,13 @@
 import pino, { type Logger } from 'pino';
+import { stderrSink } from './log-sink';
 
 export type { Logger };
 
-/** Structured JSON logs on stderr (stdout is kept for decision-log streams). Secrets never reach here. */
-export function createLogger(level: string, destination: pino.DestinationStream = pino.destination(2)): Logger {
+/**
+ * Structured JSON logs on stderr (stdout is kept for decision-log streams), written so that the reader can
+ * neither block a Check nor the exit (log-sink.ts). Secrets never reach here.
+ */
+export function createLogger(level: string, destination: pino.DestinationStream = stderrSink()): Logger {
   return pino(
     {
       level,

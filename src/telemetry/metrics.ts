@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { stderrSinkState } from './log-sink';
 import { BoundCounters, type BoundCounter } from './bound-counter';
 import { CountingHistogram } from './counting-histogram';
 
@@ -62,6 +63,28 @@ export class Metrics {
     help: 'Exceptions (or unhandled rejections) that reached the process top level; each ends the process after it is logged.',
     labelNames: ['kind'] as const,
     registers: [this.registry],
+  });
+
+  private logLinesCounted = 0;
+  readonly logLinesDropped = new Counter({
+    name: 'verdict_log_lines_dropped_total',
+    help: 'Log lines not written to stderr: dropped while its reader was slow (8 MiB waiting), or after writing ended.',
+    registers: [this.registry],
+    collect: (): void => {
+      const lost = (stderrSinkState()?.dropped ?? 0) - this.logLinesCounted;
+      if (lost <= 0) return;
+      this.logLinesDropped.inc(lost);
+      this.logLinesCounted += lost;
+    },
+  });
+
+  readonly logOutputStopped = new Gauge({
+    name: 'verdict_log_output_stopped',
+    // cluster mode: any process whose stderr is gone
+    aggregator: 'max',
+    help: '1 once a write to stderr failed (its reader has gone): later log lines are dropped and counted; else 0.',
+    registers: [this.registry],
+    collect: (): void => this.logOutputStopped.set(stderrSinkState()?.stopped ? 1 : 0),
   });
 
   readonly mallocTrims = new Counter({
