@@ -35,11 +35,11 @@ export class VerdictChild extends EventEmitter<{ line: [LogLine] }> {
   }
 
   /** Starts the process and waits for its "verdict serving" line (the primary's, in cluster mode). */
-  static async start(sets: string[], opts: { onLine?: (l: LogLine) => void } = {}): Promise<VerdictChild> {
+  static async start(sets: string[], opts: { onLine?: (l: LogLine) => void; stdout?: 'pipe' } = {}): Promise<VerdictChild> {
     const args = [join(packageRoot(), 'bin', 'verdict.js'), 'serve', '--set', 'server.grpc.port=0', '--set', 'server.http.port=0'];
     // One process unless the test asks for a cluster: the PID a test checks is then the server's.
     for (const s of ['log.level=info', 'server.workers=1', ...sets]) args.push('--set', s);
-    const v = new VerdictChild(spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
+    const v = new VerdictChild(spawn(process.execPath, args, { stdio: ['ignore', opts.stdout ?? 'ignore', 'pipe'] }));
     if (opts.onLine) v.on('line', opts.onLine);
     createInterface({ input: v.child.stderr! }).on('line', (raw) => {
       let line: LogLine;
