@@ -8,12 +8,13 @@ const EXIT_FLUSH_MS = 2000;
 /**
  * Where verdict's log lines go (a file descriptor, stderr in a server). Writes are asynchronous, so a slow
  * reader never holds up a Check; a reader that stops reading makes lines wait up to MAX_WAITING_BYTES, then
- * drop; a reader that has gone (EPIPE, or any other write error) ends the writing for good. Every line not
- * written is counted in `dropped` (metric `verdict_log_lines_dropped_total`). At exit, `flushAtExit` writes
+ * drop; a reader that has gone (EPIPE, or any other write error) ends the writing for good (`stopped`, metric
+ * `verdict_log_output_stopped`; the lines waiting then go with it). Lines dropped, and every line after the
+ * end, are counted in `dropped` (metric `verdict_log_lines_dropped_total`). At exit, `flushAtExit` writes
  * what waits and is bounded whatever the reader does: an error ends it at once, a full pipe after
  * `exitFlushMs`. (pino's own destination, on sonic-boom 4, retried a broken pipe at exit forever: a verdict
  * whose log reader had gone never stopped on SIGTERM.) Not bounded: a blocking descriptor whose reader is
- * there but never reads blocks the exit's write in the kernel.
+ * there but never reads holds one libuv pool thread while serving, and the exit's write in the kernel.
  */
 export class LogSink {
   private readonly out: SonicBoom;
@@ -64,10 +65,8 @@ export function stderrSinkState(): Pick<LogSink, 'dropped' | 'stopped'> | null {
 
 /** The process's stderr sink (one per process), flushed when the process exits. */
 export function stderrSink(): LogSink {
-  if (stderr === undefined) {
-    const sink = new LogSink(2);
-    process.once('exit', () => sink.flushAtExit());
-    stderr = sink;
-  }
-  return stderr;
+  if (stderr !== undefined) return stderr;
+  const sink = (stderr = new LogSink(2));
+  process.once('exit', () => sink.flushAtExit());
+  return sink;
 }
