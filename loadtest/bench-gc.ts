@@ -194,8 +194,8 @@ export function variantsFrom(names: string[], extra: string[], before: string | 
   // A listed name is one of the built-in variants exactly; a name given flags or settings only starts with one
   // (so `hit-pool1` in --variants is refused rather than run as a plain `hit` under another name).
   const parse = (name: string, listed: boolean, extraFlags: string[], sets: string[] = []): Variant => {
-    const m = (listed ? /^(before-)?(echo|hit|uncached)(-parallel-gc)?$/ : /^(before-)?(echo|hit|uncached)(-parallel-gc)?/).exec(name);
-    if (!m)
+    const m = /^(before-)?(echo|hit|uncached)(-parallel-gc)?/.exec(name);
+    if (!m || (listed && m[0] !== name))
       throw new Error(
         `unknown variant ${name}: echo, hit, uncached, each with -parallel-gc; before-hit, before-uncached (a name of your own needs --variant-flags or --variant-set)`,
       );

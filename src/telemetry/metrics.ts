@@ -65,16 +65,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  private logLinesCounted = 0;
   readonly logLinesDropped = new Counter({
     name: 'verdict_log_lines_dropped_total',
     help: 'Log lines not written to stderr: dropped while its reader was slow (8 MiB waiting), or after writing ended.',
     registers: [this.registry],
+    // The sink keeps the total; a Counter has no set(), so it is reset to 0 and raised to it.
     collect: (): void => {
-      const lost = (stderrSinkState()?.dropped ?? 0) - this.logLinesCounted;
-      if (lost <= 0) return;
-      this.logLinesDropped.inc(lost);
-      this.logLinesCounted += lost;
+      this.logLinesDropped.reset();
+      this.logLinesDropped.inc(stderrSinkState()?.dropped ?? 0);
     },
   });
 

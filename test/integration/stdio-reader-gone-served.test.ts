@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { parseMetrics } from '../helpers/kernel-telemetry-fixtures';
 import { connectRaw, grpcHeaders, lpm, rawCall } from '../helpers/grpc-raw-client';
 import { checkClient, httpCheckRequest } from '../helpers/verdict-harness';
 import { VerdictChild } from '../helpers/verdict-child';
@@ -15,8 +16,7 @@ describe('verdict serve whose stderr or stdout reader has gone', () => {
     if (verdict?.alive) verdict.child.kill('SIGKILL');
   });
 
-  const metric = async (v: VerdictChild, name: string): Promise<number> =>
-    Number(new RegExp(`^${name} (\\d+)`, 'm').exec(await v.metrics())?.[1]);
+  const metric = async (v: VerdictChild, sample: string): Promise<number | undefined> => parseMetrics(await v.metrics()).get(sample);
 
   it('counts the lines it drops, keeps serving, and exits 0 on SIGTERM', async () => {
     const v = (verdict = await VerdictChild.start(['log.level=debug']));
@@ -44,7 +44,7 @@ describe('verdict serve whose stderr or stdout reader has gone', () => {
     v.child.stdout!.destroy();
     for (let i = 0; i < 5; i++) expect((await client.check(httpCheckRequest({ path: `/after/${i}` }))).status?.code).toBe(before);
     await vi.waitFor(
-      async () => expect(await metric(v, 'verdict_decisionlog_sink_errors_total\\{sink="console"\\}')).toBeGreaterThanOrEqual(1),
+      async () => expect(await metric(v, 'verdict_decisionlog_sink_errors_total{sink="console"}')).toBeGreaterThanOrEqual(1),
       { timeout: 10_000, interval: 50 },
     );
     expect(v.alive).toBe(true);

@@ -1,21 +1,18 @@
-import { execFileSync } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, readSync, rmSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConsoleSink } from '../../../src/decisionlog/sink-console';
+import { fifo } from '../../helpers/fifo';
 
-// stdout as verdict has it under a shipper: a pipe. Here a FIFO whose read end the test holds (and closes,
-// for a reader that has gone), written through a net.Socket as process.stdout is for a pipe.
+// stdout as verdict has it under a shipper: a pipe (test/helpers/fifo.ts), written through a net.Socket as
+// process.stdout is for a pipe.
 const dir = mkdtempSync(join(tmpdir(), 'verdict-console-sink-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function stdoutPipe(name: string): { readEnd: number; out: Socket } {
-  const path = join(dir, name);
-  execFileSync('mkfifo', [path]);
-  const readEnd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  const out = new Socket({ fd: openSync(path, constants.O_WRONLY | constants.O_NONBLOCK), readable: false, writable: true });
-  return { readEnd, out };
+  const { readEnd, writeEnd } = fifo(dir, name);
+  return { readEnd, out: new Socket({ fd: writeEnd, readable: false, writable: true }) };
 }
 
 describe('ConsoleSink', () => {

@@ -1,35 +1,28 @@
-import { execFileSync } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { LogSink } from '../../../src/telemetry/log-sink';
+import { fifo } from '../../helpers/fifo';
 
-// A real pipe (a FIFO) whose two ends the test holds: closing the read end leaves the sink's write end with
-// no reader (EPIPE); keeping it open without reading gives a reader that never reads (the 64 KiB pipe fills,
-// and the non-blocking write end answers EAGAIN). The ends stay open until the file's tests are done: a sink
-// whose exit flush gave up still has its retry pending, and must not write into a reused descriptor.
+// Real pipes (test/helpers/fifo.ts). Their ends stay open until the file's tests are done: a sink whose exit
+// flush gave up still has its retry pending, and must not write into a reused descriptor.
+const dir = mkdtempSync(join(tmpdir(), 'verdict-log-sink-'));
 const open: number[] = [];
-let dir: string | undefined;
 function pipe(): { readEnd: number; writeEnd: number } {
-  dir ??= mkdtempSync(join(tmpdir(), 'verdict-log-sink-'));
-  const path = join(dir, `fifo-${open.length}`);
-  execFileSync('mkfifo', [path]);
-  const readEnd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  const writeEnd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
-  open.push(readEnd, writeEnd);
-  return { readEnd, writeEnd };
+  const ends = fifo(dir, `fifo-${open.length}`);
+  open.push(ends.readEnd, ends.writeEnd);
+  return ends;
 }
 afterAll(() => {
-  for (const fd of open.splice(0)) {
+  for (const fd of open) {
     try {
       closeSync(fd);
     } catch {
       // already closed by the test
     }
   }
-  if (dir) rmSync(dir, { recursive: true, force: true });
-  dir = undefined;
+  rmSync(dir, { recursive: true, force: true });
 });
 
 const line = (i: number, size = 100): string => `{"n":${i},"pad":"${'x'.repeat(size)}"}\n`;
