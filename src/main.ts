@@ -186,6 +186,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       metricsText: async () => `${await metrics.registry.metrics()}${kernelTelemetry.metricsText()}`,
       metricsContentType: metrics.registry.contentType,
       isReady: serving,
+      onConnectionDropped: () => metrics.connectionsDropped.inc({ listener: 'ops' }),
     });
     httpPort = await httpServer.start();
   }

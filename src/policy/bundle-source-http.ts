@@ -1,6 +1,8 @@
 import { VerdictError } from '../errors';
 import {
   abortableDelay,
+  fetchFailureReason,
+  IDENTITY_ENCODING,
   jitteredDelayMs,
   readBodyBounded,
   type BundleSource,
@@ -46,6 +48,9 @@ export class HTTPBundleSource implements BundleSource {
         this.options.staging ?? stagingFor(),
       );
       if (got.status === 304) {
+        // A 304 answers If-None-Match; to a request without one it says nothing about any bundle.
+        if (this.etag === null)
+          throw new VerdictError('ERR_BUNDLE_SOURCE', 'bundle service answered HTTP 304 to a request with no ETag to match');
         this.failures = 0;
         return null;
       }
@@ -91,7 +96,7 @@ export class HTTPBundleSource implements BundleSource {
   }
 
   private headers(etag: string | null): Record<string, string> {
-    const headers: Record<string, string> = { accept: 'application/gzip, application/octet-stream' };
+    const headers: Record<string, string> = { accept: 'application/gzip, application/octet-stream', ...IDENTITY_ENCODING };
     if (etag !== null) headers['if-none-match'] = etag;
     if (this.options.authorization !== null) headers.authorization = this.options.authorization;
     return headers;
@@ -101,8 +106,7 @@ export class HTTPBundleSource implements BundleSource {
     try {
       return await fetch(url, { headers: this.headers(etag), redirect: 'error', signal: AbortSignal.timeout(this.options.timeoutMs) });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
-      throw new VerdictError('ERR_BUNDLE_SOURCE', `bundle service ${redactURL(url)} unreachable (${cause})`);
+      throw new VerdictError('ERR_BUNDLE_SOURCE', `bundle service ${redactURL(url)} unreachable (${fetchFailureReason(err)})`);
     }
   }
 }

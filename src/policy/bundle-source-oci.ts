@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import { VerdictError } from '../errors';
 import {
   abortableDelay,
+  fetchFailureReason,
+  IDENTITY_ENCODING,
   jitteredDelayMs,
   readBodyBounded,
   type BundleSource,
@@ -148,7 +150,7 @@ export class OCIBundleSource implements BundleSource {
   }
 
   private headers(accept: string): Record<string, string> {
-    const headers: Record<string, string> = { accept };
+    const headers: Record<string, string> = { accept, ...IDENTITY_ENCODING };
     if (this.options.authorization !== null) headers.authorization = this.options.authorization;
     return headers;
   }
@@ -163,8 +165,7 @@ export class OCIBundleSource implements BundleSource {
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
-      throw sourceError(`registry ${this.description} unreachable (${cause})`);
+      throw sourceError(`registry ${this.description} unreachable (${fetchFailureReason(err)})`);
     }
     if (res.status !== 200) {
       await res.body?.cancel();

@@ -42,21 +42,61 @@ export function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Why a fetch() or its body failed, for a log line: undici throws TypeError("fetch failed") with the reason
+ * in `cause` (a system error's code such as ECONNREFUSED, or a message such as "redirect count exceeded"),
+ * and a deadline is an AbortSignal's TimeoutError. At most 200 characters, and never the error's own message,
+ * which may quote the URL and the credentials in it. Self-contained:
+ * the bundle worker runs it from its source text.
+ */
+export function fetchFailureReason(err: unknown): string {
+  const e = err as { name?: unknown; cause?: { code?: unknown; message?: unknown } } | null;
+  const c = e?.cause;
+  const reason =
+    (typeof c?.code === 'string' && c.code) ||
+    (typeof c?.message === 'string' && c.message) ||
+    (e?.name === 'TimeoutError' ? 'timed out' : typeof e?.name === 'string' ? e.name : 'error');
+  return reason.slice(0, 200);
+}
+
+/**
+ * Request headers that ask for the bytes as stored. Node's fetch asks for gzip, br and deflate by default and
+ * decodes them, so the size bound and the digest would be applied to what a server chose to encode.
+ */
+export const IDENTITY_ENCODING = { 'accept-encoding': 'identity' } as const;
+
+/** A response whose body was encoded anyway is refused: the bounds and digests are over the stored bytes. */
+function encodedResponse(res: Response, what: string): VerdictError | null {
+  const encoding = res.headers.get('content-encoding');
+  if (encoding === null || encoding.trim().toLowerCase() === 'identity') return null;
+  return new VerdictError('ERR_BUNDLE_SOURCE', `${what} came with Content-Encoding ${encoding.slice(0, 40)} to a request for identity`);
+}
+
 /** Reads a response body up to `maxBytes`; a larger one is refused without buffering it. */
 export async function readBodyBounded(res: Response, maxBytes: number, what: string): Promise<Buffer> {
   const declared = Number(res.headers.get('content-length') ?? NaN);
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    await res.body?.cancel();
-    throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} is ${declared} bytes (max ${maxBytes})`);
+  const refused =
+    encodedResponse(res, what) ??
+    (Number.isFinite(declared) && declared > maxBytes
+      ? new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} is ${declared} bytes (max ${maxBytes})`)
+      : null);
+  if (refused) {
+    await res.body?.cancel().catch(() => undefined);
+    throw refused;
   }
   const chunks: Buffer[] = [];
   let total = 0;
   if (res.body === null) return Buffer.alloc(0);
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    total += chunk.byteLength;
-    // Leaving the loop by throwing cancels the stream: the rest is never read.
-    if (total > maxBytes) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} exceeds ${maxBytes} bytes`);
-    chunks.push(Buffer.from(chunk));
+  try {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      total += chunk.byteLength;
+      // Leaving the loop by throwing cancels the stream: the rest is never read.
+      if (total > maxBytes) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} exceeds ${maxBytes} bytes`);
+      chunks.push(Buffer.from(chunk));
+    }
+  } catch (err) {
+    if (err instanceof VerdictError) throw err;
+    throw new VerdictError('ERR_BUNDLE_SOURCE', `${what} broke off: ${fetchFailureReason(err)}`);
   }
   return Buffer.concat(chunks);
 }

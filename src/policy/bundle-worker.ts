@@ -5,6 +5,7 @@ import { VerdictError, type ErrorCode } from '../errors';
 import { canonicalJSONWrite } from './bundle-json-hash';
 import { readRegularFile } from './bundle-file-read';
 import { cosignVerifyBlob } from './bundle-cosign-blob';
+import { fetchFailureReason } from './bundle-source';
 import { hashHeldFiles } from './bundle-signed-hashes';
 import { untarStream } from './bundle-untar-stream';
 
@@ -34,6 +35,7 @@ const { isUtf8 } = require('node:buffer');
 const hashStructured = (data, h) => canonicalJSONWrite(data, (chunk) => h.update(chunk), isUtf8);
 const untarStream = (${untarStream.toString()});
 const cosignVerifyBlob = (${cosignVerifyBlob.toString()});
+const fetchFailureReason = (${fetchFailureReason.toString()});
 const hashHeldFiles = (${hashHeldFiles.toString()});
 // A lower CPU priority for this thread alone (Linux nice values are per thread; /proc/thread-self names its
 // id), so that a worker at full speed yields the core to the event loop whenever the loop has work. Nice 10,
@@ -68,9 +70,15 @@ const tasks = {
     try {
       res = await fetch(w.url, { headers: w.headers, redirect: w.redirect, signal: AbortSignal.timeout(w.fetchTimeoutMs) });
     } catch (err) {
-      throw refusal('ERR_BUNDLE_SOURCE', w.what + ' unreachable (' + ((err && err.cause && err.cause.code) || (err && err.name)) + ')');
+      throw refusal('ERR_BUNDLE_SOURCE', w.what + ' unreachable (' + fetchFailureReason(err) + ')');
     }
     const head = { status: res.status, etag: res.headers.get('etag') };
+    // Asked for as stored (IDENTITY_ENCODING in the headers): the bound and the digest are over those bytes.
+    const encoding = res.headers.get('content-encoding');
+    if (res.status === 200 && encoding !== null && encoding.trim().toLowerCase() !== 'identity') {
+      await (res.body && res.body.cancel().catch(() => undefined));
+      throw refusal('ERR_BUNDLE_SOURCE', w.what + ' came with Content-Encoding ' + encoding.slice(0, 40) + ' to a request for identity');
+    }
     const tooLarge = () => refusal('ERR_BUNDLE_TOO_LARGE', w.what + ' exceeds ' + w.maxBytes + ' bytes');
     const declared = Number(res.headers.get('content-length') ?? NaN);
     if (res.status !== 200 || (Number.isFinite(declared) && declared > w.maxBytes)) {
@@ -89,7 +97,7 @@ const tasks = {
       }
     } catch (err) {
       if (err && err.code === 'ERR_BUNDLE_TOO_LARGE') throw err;
-      throw refusal('ERR_BUNDLE_SOURCE', w.what + ' broke off: ' + (err && err.message ? err.message : String(err)));
+      throw refusal('ERR_BUNDLE_SOURCE', w.what + ' broke off: ' + fetchFailureReason(err));
     }
     archive = Buffer.concat(parts, total);
     return { value: Object.assign(head, hashed(w)), transfer: [] };

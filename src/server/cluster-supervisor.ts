@@ -65,6 +65,7 @@ export class ClusterSupervisor {
   /** Worker id → its slot (0..N-1). A replacement takes the dead worker's slot, and so its files. */
   private readonly slots = new Map<number, number>();
   private readonly aggregator = new AggregatorRegistry();
+  private opsDropped = 0;
   private ops: OpsHttpServer | null = null;
   private stopping = false;
   private restartDelayMs = RESTART_MIN_MS;
@@ -102,6 +103,12 @@ export class ClusterSupervisor {
         metricsText: () => this.aggregator.clusterMetrics(),
         metricsContentType: this.aggregator.contentType,
         isReady: () => !this.stopping && this.serving.size > 0,
+        // The primary has no registry of its own (its /metrics is the workers'): it says so in its log,
+        // at the first drop and every 1,000th after it, so that a flood cannot flood the log too.
+        onConnectionDropped: () => {
+          if (this.opsDropped++ % 1000 === 0)
+            this.logger.warn({ dropped: this.opsDropped }, 'ops listener full: connections closed as accepted');
+        },
       });
       httpPort = await this.ops.start();
     }

@@ -165,6 +165,8 @@ export class GrpcServer {
     };
     const tls = this.deps.tls;
     const server = tls ? this.createSecureServer(options, tls) : http2.createServer(options);
+    server.maxConnections = t.maxConnections;
+    server.on('drop', this.onDrop);
     server.on('session', this.onSession);
     server.on('stream', this.onStream);
     server.on('sessionError', (err) => this.deps.logger.debug({ err: err.message }, 'HTTP/2 session error'));
@@ -176,6 +178,7 @@ export class GrpcServer {
     const server = http2.createSecureServer({
       ...options,
       ...(tls.contextOptions() ?? {}),
+      handshakeTimeout: this.deps.config.server.transport.handshakeTimeoutMs,
       requestCert: tls.requireClientCertificate,
       rejectUnauthorized: tls.requireClientCertificate,
       allowHTTP1: false,
@@ -185,6 +188,8 @@ export class GrpcServer {
     server.on('tlsClientError', (err) => this.deps.logger.debug({ err: err.message }, 'TLS handshake refused'));
     return server;
   }
+
+  private readonly onDrop = (): void => this.deps.metrics.connectionsDropped.inc({ listener: 'grpc' });
 
   private readonly onSession = (session: ServerHttp2Session): void => {
     if (this.stopping) {

@@ -36,6 +36,12 @@ export class HttpAuthzServer {
     );
     // Envoy pools connections to the authz cluster; keep them longer than its idle timeout default.
     this.server.keepAliveTimeout = 65_000;
+    this.server.maxConnections = deps.config.httpAuthz.maxConnections;
+    this.server.on('drop', () => deps.metrics.connectionsDropped.inc({ listener: 'http' }));
+    // node:http keeps only the first 2,000 header lines by default and drops the rest unseen, which the
+    // policy would then not see. All are kept (node's 16 KiB bound on the header block still holds), so
+    // limits.maxHeaders, up to 10,000, refuses with ERR_REQUEST_TOO_MANY_HEADERS as on gRPC.
+    this.server.maxHeadersCount = 0;
   }
 
   start(): Promise<number> {

@@ -10,16 +10,30 @@ export interface HttpServerDeps {
   metricsContentType: string;
   /** Ready = a policy is active and the server is not draining. */
   isReady: () => boolean;
+  /** A connection was closed as it was accepted: the listener held OPS_MAX_CONNECTIONS. */
+  onConnectionDropped: () => void;
 }
+
+/**
+ * Bounds of the operational listener. Its callers are probes and scrapers (a few connections, small GET
+ * requests), and node:http's defaults would let anyone who reaches the port hold a descriptor for 60 s
+ * with no bytes (300 s with a body that never ends), as many times as they like, until the process has
+ * none left for its gRPC listener. So: at most this many connections, the request's headers within 5 s
+ * and all of it within 10 s, checked every second, and an idle kept-alive connection closed after 5 s.
+ */
+const OPS_MAX_CONNECTIONS = 256;
+const OPS_TIMEOUTS = { headersTimeout: 5_000, requestTimeout: 10_000, connectionsCheckingInterval: 1_000, keepAliveTimeout: 5_000 };
 
 /** Operational endpoints: /healthz (alive), /readyz (can decide), /metrics (Prometheus text). */
 export class OpsHttpServer {
   private readonly server: Server;
 
   constructor(private readonly deps: HttpServerDeps) {
-    this.server = createServer((req, res) => {
+    this.server = createServer(OPS_TIMEOUTS, (req, res) => {
       this.handle(req, res).catch((err: unknown) => send(res, 500, `error: ${(err as Error).message}\n`));
     });
+    this.server.maxConnections = OPS_MAX_CONNECTIONS;
+    this.server.on('drop', deps.onConnectionDropped);
   }
 
   start(): Promise<number> {

@@ -1,6 +1,7 @@
 import type { ServerHttp2Session } from 'node:http2';
 
 export interface SessionLifetimeOptions {
+  handshakeTimeoutMs: number;
   keepaliveTimeMs: number | null;
   keepaliveTimeoutMs: number;
   idleTimeoutMs: number | null;
@@ -10,12 +11,17 @@ export interface SessionLifetimeOptions {
 
 /**
  * Connection lifetimes of one HTTP/2 session, as grpc's server keepalive settings mean them
- * (grpc/grpc doc/keepalive.md): a PING every keepaliveTimeMs, the connection destroyed when it is
+ * (grpc/grpc doc/keepalive.md), and one of verdict's: the session is destroyed when the client's first
+ * SETTINGS has not arrived within handshakeTimeoutMs (node:http2 makes the session as the socket is
+ * accepted, before the client has sent a byte); a PING every keepaliveTimeMs, the connection destroyed when it is
  * not answered; GOAWAY after idleTimeoutMs without traffic; GOAWAY at max age (±10% so a fleet of
  * connections does not reconnect at once), destroyed after the grace.
  */
 export function applySessionLifetime(session: ServerHttp2Session, o: SessionLifetimeOptions): void {
-  const timers: NodeJS.Timeout[] = [];
+  const handshake = setTimeout(() => session.destroy(), o.handshakeTimeoutMs);
+  handshake.unref();
+  session.once('remoteSettings', () => clearTimeout(handshake));
+  const timers: NodeJS.Timeout[] = [handshake];
   if (o.keepaliveTimeMs !== null) {
     const keepaliveTimeoutMs = o.keepaliveTimeoutMs;
     const ping = (): void => {

@@ -85,6 +85,13 @@ export class Metrics {
     collect: (): void => this.logOutputStopped.set(stderrSinkState()?.stopped ? 1 : 0),
   });
 
+  readonly connectionsDropped = new Counter({
+    name: 'verdict_connections_dropped_total',
+    help: 'Connections closed as they were accepted because the listener held its maximum (server.transport.maxConnections, httpAuthz.maxConnections).',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+
   readonly mallocTrims = new Counter({
     name: 'verdict_malloc_trims_total',
     help: 'glibc malloc_trim(0) runs (server.mallocTrimIntervalMs), by whether they returned memory to the kernel.',

@@ -35,6 +35,17 @@ export const grpcTransportSchema = z
       .min(64 * 1024)
       .max(4 * 1024 * 1024 * 1024)
       .default(64 * 1024 * 1024),
+    /**
+     * Connections open at once on each gRPC listener (TCP, Unix socket); one more is closed as it is
+     * accepted and counted in verdict_connections_dropped_total{listener="grpc"}. Envoy keeps a few per
+     * worker thread; the bound keeps a flood of connections from taking every file descriptor.
+     */
+    maxConnections: z.number().int().min(1).max(1_000_000).default(4096),
+    /**
+     * A connection must finish its TLS handshake and send its HTTP/2 SETTINGS within this time (each
+     * bound on its own), or it is closed: an idle socket costs a descriptor and session memory.
+     */
+    handshakeTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
     /** Send an HTTP/2 PING on each connection this often; null disables. */
     keepaliveTimeMs: ms.nullable().default(7_200_000),
     /** Close the connection when a keepalive PING is not answered in this time. */

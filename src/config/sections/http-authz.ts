@@ -10,7 +10,12 @@ export const httpAuthzSchema = z
       .string()
       .regex(/^(\/[^?#]*)?$/, 'must be empty or start with "/"')
       .default(''),
-    /** A request that sends no bytes for this long is dropped (Envoy's own timeout is shorter). */
+    /**
+     * A request (its headers and body) must arrive whole within this time, or its connection is dropped
+     * (node:http's requestTimeout; Envoy's own timeout is shorter).
+     */
     requestTimeoutMs: z.number().int().min(100).max(60_000).default(5_000),
+    /** Connections open at once; one more is closed as it is accepted (verdict_connections_dropped_total{listener="http"}). */
+    maxConnections: z.number().int().min(1).max(1_000_000).default(4096),
   })
   .prefault({});
