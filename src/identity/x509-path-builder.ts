@@ -141,21 +141,28 @@ function checkIssuer(issuer: CertificateInfo, chain: readonly CertificateInfo[],
   if (issuer.pathLen !== null && below > issuer.pathLen) {
     return new VerdictError('ERR_SVID_PATH_LENGTH', `${who} allows ${issuer.pathLen} intermediate(s) below it; the path has ${below}`);
   }
-  const current = chain[chain.length - 1] as CertificateInfo;
   // §6.1.3 (a)(1): the signature verifies with the issuer's public key.
-  if (!signatureVerifies(current, issuer)) {
-    return new VerdictError('ERR_SVID_SIGNATURE', `signature of ${describe(current)} does not verify with the key of ${who}`);
-  }
-  return null;
+  return signatureFailure(chain[chain.length - 1] as CertificateInfo, issuer);
 }
 
-function signatureVerifies(cert: CertificateInfo, issuer: CertificateInfo): boolean {
+/**
+ * A key verdict will not use (certificate-info.ts: it does not load, or its check would cost too much) fails
+ * this candidate before any signature check, like a signature that does not verify; the search goes on.
+ */
+function signatureFailure(cert: CertificateInfo, issuer: CertificateInfo): VerdictError | null {
   const link = `${cert.fingerprint}|${issuer.fingerprint}`;
-  if (verifiedLinks.has(link)) return true;
+  if (verifiedLinks.has(link)) return null;
+  const issuerKey = issuer.issuerKey;
+  if ('unusable' in issuerKey)
+    return new VerdictError(
+      'ERR_SVID_SIGNATURE',
+      `signature of ${describe(cert)} is not checked: the key of ${describe(issuer)} ${issuerKey.unusable}`,
+    );
   signatureChecks++;
-  if (!cert.cert.verify(issuer.publicKey)) return false;
+  if (!cert.cert.verify(issuerKey.key))
+    return new VerdictError('ERR_SVID_SIGNATURE', `signature of ${describe(cert)} does not verify with the key of ${describe(issuer)}`);
   verifiedLinks.set(link, true);
-  return true;
+  return null;
 }
 
 /**
