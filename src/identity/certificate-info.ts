@@ -143,6 +143,12 @@ function decode(cert: X509Certificate): CertificateInfo {
     if (ext.critical && !UNDERSTOOD.has(ext.oidHex)) unknownCritical.push(ext.oidHex);
     applyExtension(out, ext.oidHex, ext.value);
   }
+  const notBeforeMs = Date.parse(cert.validFrom);
+  const notAfterMs = Date.parse(cert.validTo);
+  // A time OpenSSL cannot read (a GeneralizedTime without Z, a UTCTime that is not digits) shows as "Bad time
+  // value": NaN would pass every validity comparison, and never expire a cache entry.
+  if (!Number.isFinite(notBeforeMs) || !Number.isFinite(notAfterMs))
+    throw new Error(`validity does not decode (notBefore ${JSON.stringify(cert.validFrom)}, notAfter ${JSON.stringify(cert.validTo)})`);
   const issuerName = names.issuer.toString('hex');
   const subjectName = names.subject.toString('hex');
   let issuerKey: IssuerKey | undefined;
@@ -153,8 +159,8 @@ function decode(cert: X509Certificate): CertificateInfo {
     selfIssued: issuerName === subjectName,
     ...out,
     unknownCritical: Object.freeze(unknownCritical),
-    notBeforeMs: Date.parse(cert.validFrom),
-    notAfterMs: Date.parse(cert.validTo),
+    notBeforeMs,
+    notAfterMs,
     // Only issuers' keys are ever used: a leaf never pays for building its KeyObject.
     get issuerKey(): IssuerKey {
       return (issuerKey ??= issuerKeyOf(cert));

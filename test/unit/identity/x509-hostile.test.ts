@@ -135,3 +135,25 @@ describe('an issuer key OpenSSL cannot load fails that candidate only', () => {
     expect(verify([leaf, withKey, genuine])).toBe('no error');
   });
 });
+
+describe('a validity time OpenSSL cannot read is refused, not compared', () => {
+  const DAY = 86_400_000;
+  const generalized = (at: Date): Buffer => der(0x18, Buffer.from(`${at.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`));
+  const unreadable: [string, () => Buffer][] = [
+    [
+      'a GeneralizedTime without Z as notAfter',
+      () => seq(generalized(new Date(Date.now() - DAY)), der(0x18, Buffer.from('20991231235959'))),
+    ],
+    ['a UTCTime of non-digits as notBefore', () => seq(der(0x17, Buffer.from('2x0101000000Z')), generalized(new Date(Date.now() + DAY)))],
+  ];
+
+  it.each(unreadable)('%s on the leaf: ERR_SVID_MALFORMED', async (_name, validity) => {
+    expect(verify([reissue((await issueX509SVID(root, ID)).cert, root, { validity: validity() })])).toBe('ERR_SVID_MALFORMED');
+  });
+
+  it.each(unreadable)('%s on an intermediate: ERR_SVID_MALFORMED', async (_name, validity) => {
+    const intermediate = await createCA('intermediate', { parent: root });
+    const leaf = (await issueX509SVID(intermediate, ID)).cert;
+    expect(verify([leaf, reissue(intermediate.cert, root, { validity: validity() })])).toBe('ERR_SVID_MALFORMED');
+  });
+});
