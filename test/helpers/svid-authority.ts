@@ -329,6 +329,16 @@ export async function mintJWTSVID(authority: JWTAuthority, spiffeID: string, opt
   return jwt.sign(opts.signingKey ?? authority.privateKey);
 }
 
+/**
+ * An ES256 JWS compact token over a header and payload given as JSON text: for what neither jose nor
+ * JSON.stringify writes (a `crit` jose does not know, 1e400, deep nesting, non-string audiences).
+ */
+export function signedJWT(privateKey: CryptoKey | KeyObject, headerJSON: string, payloadJSON: string): string {
+  const input = `${Buffer.from(headerJSON).toString('base64url')}.${Buffer.from(payloadJSON).toString('base64url')}`;
+  const key = privateKey instanceof KeyObject ? privateKey : KeyObject.from(privateKey);
+  return `${input}.${sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+}
+
 /** An unsigned token (`alg: none`), built by hand since jose refuses to make one. */
 export function unsecuredJWT(spiffeID: string, audience = 'verdict'): string {
   const enc = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
