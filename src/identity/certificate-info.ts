@@ -38,9 +38,47 @@ export interface CertificateInfo {
   readonly unknownCritical: readonly string[];
   readonly notBeforeMs: number;
   readonly notAfterMs: number;
-  readonly publicKey: KeyObject;
+  /** The key to check the signatures this certificate's subject made, or why verdict will not use it. */
+  readonly issuerKey: IssuerKey;
   /** sha256 fingerprint, to recognise the same certificate in two places (loops, duplicates). */
   readonly fingerprint: string;
+}
+
+export type IssuerKey = { readonly key: KeyObject } | { readonly unusable: string };
+
+/**
+ * The issuer keys verdict checks signatures with: those Go's crypto/x509 (SPIRE's) verifies — RSA, ECDSA on a
+ * NIST curve, Ed25519 — and only where a check costs little, since presenting a key needs no private half.
+ * RSA: a modulus of at most 8192 bits (Go's crypto/tls bound since CVE-2023-29409) and the exponent 65537
+ * (what Go's rsa.GenerateKey, OpenSSL and the cloud KMSs make; Go's crypto/rsa takes odd exponents up to
+ * 2^31-1, which cost up to ~3.5 times as much). Here an RSA-8192 check costs ~0.3 ms, a 16384-bit key with the
+ * exponent 2^64-1 ~6 ms. DSA (OpenSSL checks a p of up to 10,000 bits; Go no longer verifies DSA), Ed448 and EC
+ * keys with explicit curve parameters are refused.
+ */
+export const MAX_RSA_MODULUS_BITS = 8192;
+const RSA_EXPONENT = 65537n;
+const NAMED_CURVES = new Set(['secp224r1', 'prime256v1', 'secp384r1', 'secp521r1']);
+
+function issuerKeyOf(cert: X509Certificate): IssuerKey {
+  let key: KeyObject;
+  try {
+    key = cert.publicKey;
+  } catch (err) {
+    // OpenSSL cannot load it (an unknown algorithm, an EC point off the curve, a malformed RSA key).
+    return { unusable: `does not load (${(err as Error).message})` };
+  }
+  const type = key.asymmetricKeyType ?? 'unknown';
+  const details = key.asymmetricKeyDetails ?? {};
+  if (type === 'rsa' || type === 'rsa-pss') {
+    if ((details.modulusLength ?? Infinity) > MAX_RSA_MODULUS_BITS)
+      return { unusable: `is an RSA key of ${details.modulusLength} bits (at most ${MAX_RSA_MODULUS_BITS})` };
+    if (details.publicExponent !== RSA_EXPONENT) return { unusable: `has the RSA exponent ${details.publicExponent} (only 65537)` };
+    return { key };
+  }
+  if (type === 'ec')
+    return NAMED_CURVES.has(details.namedCurve ?? '') ? { key } : { unusable: `is on the curve ${details.namedCurve ?? '(explicit)'}` };
+  if (type === 'ed25519') return { key };
+  return { unusable: `is a ${type} key` };
 }
 
 // DER content bytes of the extension OIDs (RFC 5280 §4.2.1).
@@ -105,9 +143,15 @@ function decode(cert: X509Certificate): CertificateInfo {
     if (ext.critical && !UNDERSTOOD.has(ext.oidHex)) unknownCritical.push(ext.oidHex);
     applyExtension(out, ext.oidHex, ext.value);
   }
+  const notBeforeMs = Date.parse(cert.validFrom);
+  const notAfterMs = Date.parse(cert.validTo);
+  // A time OpenSSL cannot read (a GeneralizedTime without Z, a UTCTime that is not digits) shows as "Bad time
+  // value": NaN would pass every validity comparison, and never expire a cache entry.
+  if (!Number.isFinite(notBeforeMs) || !Number.isFinite(notAfterMs))
+    throw new Error(`validity does not decode (notBefore ${JSON.stringify(cert.validFrom)}, notAfter ${JSON.stringify(cert.validTo)})`);
   const issuerName = names.issuer.toString('hex');
   const subjectName = names.subject.toString('hex');
-  let publicKey: KeyObject | undefined;
+  let issuerKey: IssuerKey | undefined;
   return Object.freeze({
     cert,
     issuerName,
@@ -115,11 +159,11 @@ function decode(cert: X509Certificate): CertificateInfo {
     selfIssued: issuerName === subjectName,
     ...out,
     unknownCritical: Object.freeze(unknownCritical),
-    notBeforeMs: Date.parse(cert.validFrom),
-    notAfterMs: Date.parse(cert.validTo),
+    notBeforeMs,
+    notAfterMs,
     // Only issuers' keys are ever used: a leaf never pays for building its KeyObject.
-    get publicKey(): KeyObject {
-      return (publicKey ??= cert.publicKey);
+    get issuerKey(): IssuerKey {
+      return (issuerKey ??= issuerKeyOf(cert));
     },
     fingerprint: cert.fingerprint256,
   });

@@ -82,23 +82,6 @@ function children(der: Buffer, parent: TLV): TLV[] {
   return out;
 }
 
-/** subjectAltName (RFC 5280 §4.2.1.6): the uniformResourceIdentifier names ([6] IMPLICIT IA5String). */
-export function subjectAltNameURIs(value: Buffer): string[] {
-  const names = readTLV(value, 0, value.length);
-  if (names.tag !== SEQUENCE) throw new Error('subjectAltName is not a SEQUENCE');
-  return children(value, names)
-    .filter((n) => n.tag === 0x86)
-    .map((n) => value.toString('latin1', n.start, n.end));
-}
-
-/** basicConstraints (RFC 5280 §4.2.1.9): cA, which defaults to FALSE. */
-export function basicConstraintsCA(value: Buffer): boolean {
-  const seq = readTLV(value, 0, value.length);
-  if (seq.tag !== SEQUENCE) throw new Error('basicConstraints is not a SEQUENCE');
-  const first = children(value, seq)[0];
-  return first !== undefined && first.tag === 0x01 && first.end > first.start && value[first.start] !== 0;
-}
-
 export interface KeyUsageBits {
   digitalSignature: boolean;
   keyCertSign: boolean;
@@ -136,21 +119,35 @@ export interface GeneralNames {
   others: number;
 }
 
-function generalNames(value: Buffer, list: TLV): GeneralNames {
-  const out: GeneralNames = { uris: [], dnsNames: [], others: 0 };
-  for (const n of children(value, list)) {
-    if (n.tag === 0x86) out.uris.push(value.toString('latin1', n.start, n.end));
-    else if (n.tag === 0x82) out.dnsNames.push(value.toString('latin1', n.start, n.end));
-    else out.others++;
-  }
-  return out;
+/**
+ * Bounds on the name lists path validation reads, so that decoding them, and comparing every name below a
+ * CA with every constraint it sets (RFC 5280 §6.1.3 (b)(c)), stays small for any certificate. 128 names per
+ * certificate is above the 100 that Let's Encrypt, the common upper end, puts on one; an SVID carries its one
+ * URI SAN and a few DNS names. 64 subtrees per nameConstraints extension: each is a trust domain or DNS zone.
+ */
+export const MAX_NAMES_PER_CERTIFICATE = 128;
+export const MAX_NAME_CONSTRAINT_SUBTREES = 64;
+
+/** Adds one GeneralName; `fold` lowercases it (constraints are matched case-insensitively, so they are folded once, here). */
+function addGeneralName(into: GeneralNames, value: Buffer, n: TLV, fold = false): void {
+  const text = (): string => {
+    const s = value.toString('latin1', n.start, n.end);
+    return fold ? s.toLowerCase() : s;
+  };
+  if (n.tag === 0x86) into.uris.push(text());
+  else if (n.tag === 0x82) into.dnsNames.push(text());
+  else into.others++;
 }
 
-/** subjectAltName (RFC 5280 §4.2.1.6): URI and dNSName forms, and a count of the rest. */
+/** subjectAltName (RFC 5280 §4.2.1.6): URI and dNSName forms, and a count of the rest; at most MAX_NAMES_PER_CERTIFICATE. */
 export function subjectAltNames(value: Buffer): GeneralNames {
   const names = readTLV(value, 0, value.length);
   if (names.tag !== SEQUENCE) throw new Error('subjectAltName is not a SEQUENCE');
-  return generalNames(value, names);
+  const list = children(value, names);
+  if (list.length > MAX_NAMES_PER_CERTIFICATE) throw new Error(`subjectAltName holds more than ${MAX_NAMES_PER_CERTIFICATE} names`);
+  const out: GeneralNames = { uris: [], dnsNames: [], others: 0 };
+  for (const n of list) addGeneralName(out, value, n);
+  return out;
 }
 
 /** basicConstraints (RFC 5280 §4.2.1.9): cA (default FALSE) and pathLenConstraint (null when absent). */
@@ -197,26 +194,28 @@ export interface NameConstraintSet {
 }
 
 /**
- * nameConstraints (RFC 5280 §4.2.1.10): permitted [0] and excluded [1] GeneralSubtrees. Each subtree's
- * minimum must be 0 and maximum absent (the RFC's rule for conforming CAs), else the extension is refused.
+ * nameConstraints (RFC 5280 §4.2.1.10): permitted [0] and excluded [1] GeneralSubtrees, at most
+ * MAX_NAME_CONSTRAINT_SUBTREES in all. Each subtree's minimum must be 0 and maximum absent (the RFC's rule for
+ * conforming CAs), else the extension is refused. URI and DNS bases are lowercased, once, here: hosts match
+ * case-insensitively (§4.2.1.10, §7.2).
  */
 export function nameConstraints(value: Buffer): NameConstraintSet {
   const seq = readTLV(value, 0, value.length);
   if (seq.tag !== SEQUENCE) throw new Error('nameConstraints is not a SEQUENCE');
   const out: NameConstraintSet = { permitted: { uris: [], dnsNames: [], others: 0 }, excluded: { uris: [], dnsNames: [], others: 0 } };
+  let subtrees = 0;
   for (const part of children(value, seq)) {
     if (part.tag !== 0xa0 && part.tag !== 0xa1) throw new Error('nameConstraints holds an unexpected field');
     const into = part.tag === 0xa0 ? out.permitted : out.excluded;
     for (const subtree of children(value, part)) {
+      if (++subtrees > MAX_NAME_CONSTRAINT_SUBTREES)
+        throw new Error(`nameConstraints holds more than ${MAX_NAME_CONSTRAINT_SUBTREES} subtrees`);
       if (subtree.tag !== SEQUENCE) throw new Error('GeneralSubtree is not a SEQUENCE');
       const [base, ...rest] = children(value, subtree);
       if (!base) throw new Error('GeneralSubtree has no base');
       if (rest.some((r) => r.tag !== 0x80 || r.end - r.start !== 1 || value[r.start] !== 0))
         throw new Error('GeneralSubtree minimum/maximum is not supported');
-      const one = generalNames(value, { tag: SEQUENCE, at: subtree.at, start: base.at, end: base.next, next: base.next });
-      into.uris.push(...one.uris);
-      into.dnsNames.push(...one.dnsNames);
-      into.others += one.others;
+      addGeneralName(into, value, base, true);
     }
   }
   return out;

@@ -1,7 +1,8 @@
 import type { KeyObject } from 'node:crypto';
-import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { VerdictError, type ErrorCode } from '../errors';
 import type { BundleSource } from './bundle-source';
+import { compactSegments, decodeSegment, registeredClaimsProblem } from './jws-compact';
 import { parseSPIFFEID, type SPIFFEID } from './spiffe-id';
 import type { VerifiedSVID } from './verified-svid';
 
@@ -26,11 +27,12 @@ export async function verifyJWTSVID(token: string, source: BundleSource, options
   if (token.length > (options.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES))
     throw new VerdictError('ERR_SVID_MALFORMED', 'JWT-SVID is too long');
   const algorithms = options.algorithms ?? JWT_SVID_ALGORITHMS;
-  const { alg, kid } = readHeader(token);
+  const { header, claims } = decode(token);
+  const { alg, kid } = readHeader(header);
   if (!alg || !algorithms.includes(alg)) throw new VerdictError('ERR_JWT_ALGORITHM', `algorithm ${JSON.stringify(alg)} is not allowed`);
   // JWT-SVID §2.2: kid is required, to select the key in the bundle.
   if (!kid) throw new VerdictError('ERR_JWT_KEY_UNKNOWN', 'JWT-SVID header has no kid');
-  const spiffeID = readSubject(token);
+  const spiffeID = readSubject(claims);
   const bundle = source.bundleForTrustDomain(spiffeID.trustDomain);
   if (!bundle) throw new VerdictError('ERR_SVID_UNTRUSTED', `no JWT authorities for trust domain "${spiffeID.trustDomain}"`);
   const key = bundle.jwtAuthorities.get(kid);
@@ -48,6 +50,8 @@ export async function verifyJWTSVID(token: string, source: BundleSource, options
   } catch (err) {
     throw mapJoseError(err);
   }
+  const problem = registeredClaimsProblem(payload);
+  if (problem) throw new VerdictError('ERR_JWT_CLAIMS', `JWT-SVID ${problem}`);
   const expiresAtMs = (payload.exp as number) * 1000;
   return { spiffeID, svidType: 'jwt', expiresAtMs, validUntilMs: expiresAtMs, bundle };
 }
@@ -74,31 +78,36 @@ function checkKeyFitsAlgorithm(alg: string, key: KeyObject): void {
   if (!fits) throw new VerdictError('ERR_JWT_ALGORITHM', `algorithm ${alg} does not fit the bundle key (${type})`);
 }
 
-function readHeader(token: string): { alg?: string; kid?: string } {
+/** Header and claims, each decoded once and bounded (jws-compact.ts), for the checks before the signature. */
+function decode(token: string): { header: Record<string, unknown>; claims: Record<string, unknown> } {
   try {
-    const h = decodeProtectedHeader(token);
-    // JWT-SVID §2.3: typ, when present, is JWT or JOSE.
-    if (h.typ !== undefined && h.typ !== 'JWT' && h.typ !== 'JOSE')
-      throw new VerdictError('ERR_SVID_MALFORMED', `typ ${h.typ} is not allowed`);
-    // RFC 7515 §4.1.11: a `crit` extension the recipient does not process is refused; JWT-SVID defines none.
-    if (h.crit !== undefined) throw new VerdictError('ERR_SVID_MALFORMED', 'JWT-SVID header has crit extensions');
-    return { ...(h.alg ? { alg: h.alg } : {}), ...(h.kid ? { kid: h.kid } : {}) };
+    const segments = compactSegments(token);
+    return { header: decodeSegment(segments.header), claims: decodeSegment(segments.payload) };
   } catch (err) {
-    if (err instanceof VerdictError) throw err;
-    throw new VerdictError('ERR_SVID_MALFORMED', 'not a JWS compact token', { cause: err });
+    throw new VerdictError('ERR_SVID_MALFORMED', `not a JWS compact JWT: ${(err as Error).message}`, { cause: err });
   }
 }
 
-/** The unverified `sub` picks the bundle; the signature then proves it (as go-spiffe's jwtsvid does). */
-function readSubject(token: string): SPIFFEID {
-  let claims: JWTPayload;
-  try {
-    claims = decodeJwt(token);
-  } catch (err) {
-    throw new VerdictError('ERR_SVID_MALFORMED', 'JWT claims do not decode', { cause: err });
-  }
+function readHeader(h: Record<string, unknown>): { alg?: string; kid?: string } {
+  // JWT-SVID §2.3: typ, when present, is JWT or JOSE.
+  if (h.typ !== undefined && h.typ !== 'JWT' && h.typ !== 'JOSE')
+    throw new VerdictError('ERR_SVID_MALFORMED', `typ ${JSON.stringify(h.typ)} is not allowed`);
+  // RFC 7515 §4.1.11: a `crit` extension the recipient does not process is refused; JWT-SVID defines none.
+  if (h.crit !== undefined) throw new VerdictError('ERR_SVID_MALFORMED', 'JWT-SVID header has crit extensions');
+  return { ...(typeof h.alg === 'string' && h.alg ? { alg: h.alg } : {}), ...(typeof h.kid === 'string' && h.kid ? { kid: h.kid } : {}) };
+}
+
+/**
+ * The unverified `sub` picks the bundle; the signature then proves it (as go-spiffe's jwtsvid does). JWT-SVID
+ * §3.1: it is the SPIFFE ID of the workload, so the trust domain's own ID (no path) is refused, as for an
+ * X509-SVID leaf (X509-SVID §3.1).
+ */
+function readSubject(claims: Record<string, unknown>): SPIFFEID {
   if (typeof claims.sub !== 'string') throw new VerdictError('ERR_JWT_CLAIMS', 'JWT-SVID has no sub');
-  return parseSPIFFEID(claims.sub);
+  const id = parseSPIFFEID(claims.sub);
+  if (id.path === '')
+    throw new VerdictError('ERR_JWT_CLAIMS', `JWT-SVID sub ${id.id} names a trust domain, not a workload (JWT-SVID §3.1)`);
+  return id;
 }
 
 function mapJoseError(err: unknown): VerdictError {

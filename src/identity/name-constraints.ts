@@ -5,7 +5,8 @@ import type { GeneralNames, NameConstraintSet } from './der-extensions';
  * it. verdict applies the URI form (the constraint is on the URI's host: for a SPIFFE ID, its trust domain)
  * and the dNSName form; a constraint of any other form (directoryName, iPAddress, rfc822Name, …) is not
  * evaluated, so it refuses the path (deny on doubt, as Go's crypto/x509 refuses a critical one it cannot read).
- * Returns why the names break the constraints, or null when they fit.
+ * Hosts compare case-insensitively: the constraints arrive lowercased (der-extensions.ts), each name is
+ * lowercased once here. Returns why the names break the constraints, or null when they fit.
  */
 export function nameConstraintViolation(constraints: NameConstraintSet, names: GeneralNames): string | null {
   if (constraints.permitted.others > 0 || constraints.excluded.others > 0)
@@ -16,7 +17,14 @@ export function nameConstraintViolation(constraints: NameConstraintSet, names: G
     if (why) return why;
   }
   for (const dns of names.dnsNames) {
-    const why = check('DNS name', dns, dns, constraints.permitted.dnsNames, constraints.excluded.dnsNames, hostMatchesDNSConstraint);
+    const why = check(
+      'DNS name',
+      dns,
+      dns.toLowerCase(),
+      constraints.permitted.dnsNames,
+      constraints.excluded.dnsNames,
+      hostMatchesDNSConstraint,
+    );
     if (why) return why;
   }
   return null;
@@ -58,18 +66,15 @@ export function uriHost(uri: string): string | null {
   return host === '' ? null : host;
 }
 
-/** §4.2.1.10 URI form: `host.example` matches that host only; `.example` matches any host below it. */
+/** §4.2.1.10 URI form: `host.example` matches that host only; `.example` matches any host below it. Both lowercase. */
 function hostMatchesURIConstraint(host: string, constraint: string): boolean {
-  const c = constraint.toLowerCase();
-  if (c.startsWith('.')) return host.endsWith(c) && host.length > c.length;
-  return host === c;
+  if (constraint.startsWith('.')) return host.endsWith(constraint) && host.length > constraint.length;
+  return host === constraint;
 }
 
-/** §4.2.1.10 dNSName form: the name itself or any name made by adding labels on the left; "" matches all. */
+/** §4.2.1.10 dNSName form: the name itself or any name made by adding labels on the left; "" matches all. Both lowercase. */
 function hostMatchesDNSConstraint(name: string, constraint: string): boolean {
-  const n = name.toLowerCase();
-  const c = constraint.toLowerCase();
-  if (c === '') return true;
-  if (c.startsWith('.')) return n.endsWith(c);
-  return n === c || n.endsWith(`.${c}`);
+  if (constraint === '') return true;
+  if (constraint.startsWith('.')) return name.endsWith(constraint);
+  return name === constraint || name.endsWith(`.${constraint}`);
 }

@@ -39,9 +39,9 @@ export class OIDCTokenStep {
     const http = req.attributes?.request?.http;
     const token = bearerToken(http, this.options.header, this.options.scheme);
     if (token === null) return null;
-    if (!this.verifier.claims(token) && this.options.jwtSVIDEnabled) return null;
     try {
-      return { token: await this.verifier.verify(token), forIdentity: withoutHeader(req, this.options.header) };
+      const verified = await this.verifier.verify(token, this.options.jwtSVIDEnabled);
+      return verified && { token: verified, forIdentity: withoutHeader(req, this.options.header) };
     } catch (err) {
       const e = toVerdictError(err);
       throw e.kind === 'identity' ? new VerdictError(e.code, e.message, { cause: e.cause, httpStatus: this.options.failureStatus }) : e;

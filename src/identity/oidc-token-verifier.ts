@@ -1,7 +1,8 @@
-import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Clock } from '../clock';
 import type { JWTIssuerConfig } from '../config/sections/jwt-issuers';
 import { VerdictError, type ErrorCode } from '../errors';
+import { compactSegments, decodeSegment, registeredClaimsProblem } from './jws-compact';
 import { flattenActChain, type Actor } from './oidc-act-chain';
 import { OIDCIssuerKeys } from './oidc-issuer-keys';
 
@@ -16,8 +17,9 @@ interface Issuer {
 /**
  * Verifies OIDC / JWT access tokens from the configured issuers. The unverified `iss` picks the issuer (as
  * the unverified `sub` picks a JWT-SVID's bundle); its keys, algorithm list, audiences and skew then decide.
- * Order: size → header (alg allow-listed, `none` refused, kid required) → issuer → key → signature and claims
- * (RFC 7519 §4.1: iss, aud, exp required; nbf/iat checked with bounded skew) → act chain.
+ * Order: size → claims decoded (bounded, jws-compact.ts) → header (crit refused) → issuer → alg allow-listed
+ * (`none` refused) → kid required → key → signature and claims (RFC 7519 §4.1: iss, aud, exp required;
+ * nbf/iat checked with bounded skew; NumericDates within the Date range, aud strings only) → act chain.
  */
 export class OIDCTokenVerifier {
   private readonly issuers = new Map<string, Issuer>();
@@ -30,25 +32,31 @@ export class OIDCTokenVerifier {
     for (const config of configs) this.issuers.set(config.issuer, { config, keys: new OIDCIssuerKeys(config, clock) });
   }
 
-  /** True when the token's unverified `iss` is a configured issuer (so this verifier, not JWT-SVID, owns it). */
-  claims(token: string): boolean {
-    if (token.length > this.maxTokenBytes) return this.issuers.size > 0;
-    try {
-      const iss = decodeJwt(token).iss;
-      return typeof iss === 'string' && this.issuers.has(iss);
-    } catch {
-      return false;
-    }
-  }
-
   prefetch(): Promise<void> {
     return Promise.all([...this.issuers.values()].map((i) => i.keys.prefetch())).then(() => undefined);
   }
 
-  async verify(token: string): Promise<TokenInput> {
+  /**
+   * The verified claims. A token that is not this verifier's — its claims do not decode, or its unverified
+   * `iss` is no configured issuer — is refused (ERR_TOKEN_MALFORMED, ERR_TOKEN_ISSUER), or, with `leaveOthers`
+   * (JWT-SVIDs are verified too), answered with null for the JWT-SVID verifier. An oversized token is refused
+   * either way. Header and claims are each decoded once.
+   */
+  async verify(token: string, leaveOthers = false): Promise<TokenInput | null> {
     if (token.length > this.maxTokenBytes) throw new VerdictError('ERR_TOKEN_MALFORMED', `token exceeds ${this.maxTokenBytes} bytes`);
-    const { alg, kid } = readHeader(token);
-    const issuer = this.issuerOf(token);
+    let segments: { header: string; payload: string };
+    let claims: Record<string, unknown>;
+    try {
+      segments = compactSegments(token);
+      claims = decodeSegment(segments.payload);
+    } catch (err) {
+      if (leaveOthers) return null;
+      throw new VerdictError('ERR_TOKEN_MALFORMED', `token claims do not decode: ${(err as Error).message}`, { cause: err });
+    }
+    const issuer = typeof claims.iss === 'string' ? this.issuers.get(claims.iss) : undefined;
+    if (!issuer && leaveOthers) return null;
+    const { alg, kid } = readHeader(segments.header);
+    if (!issuer) throw new VerdictError('ERR_TOKEN_ISSUER', `issuer ${JSON.stringify(claims.iss)} is not configured`);
     if (alg === 'none' || !(issuer.config.algorithms as readonly string[]).includes(alg))
       throw new VerdictError('ERR_TOKEN_ALGORITHM', `algorithm ${JSON.stringify(alg)} is not allowed for ${issuer.config.issuer}`);
     if (kid === undefined) throw new VerdictError('ERR_TOKEN_KEY_UNKNOWN', 'token header has no kid');
@@ -66,29 +74,19 @@ export class OIDCTokenVerifier {
     } catch (err) {
       throw mapJoseError(err);
     }
+    const problem = registeredClaimsProblem(payload);
+    if (problem) throw new VerdictError('ERR_TOKEN_CLAIMS', `token ${problem}`);
     const act = flattenActChain(payload.act, issuer.config.maxActDepth);
     return { ...payload, iss: issuer.config.issuer, act };
   }
-
-  private issuerOf(token: string): Issuer {
-    let iss: unknown;
-    try {
-      iss = decodeJwt(token).iss;
-    } catch (err) {
-      throw new VerdictError('ERR_TOKEN_MALFORMED', 'token claims do not decode', { cause: err });
-    }
-    const issuer = typeof iss === 'string' ? this.issuers.get(iss) : undefined;
-    if (!issuer) throw new VerdictError('ERR_TOKEN_ISSUER', `issuer ${JSON.stringify(iss)} is not configured`);
-    return issuer;
-  }
 }
 
-function readHeader(token: string): { alg: string; kid?: string } {
-  let h: ReturnType<typeof decodeProtectedHeader>;
+function readHeader(segment: string): { alg: string; kid?: string } {
+  let h: Record<string, unknown>;
   try {
-    h = decodeProtectedHeader(token);
+    h = decodeSegment(segment);
   } catch (err) {
-    throw new VerdictError('ERR_TOKEN_MALFORMED', 'not a JWS compact token', { cause: err });
+    throw new VerdictError('ERR_TOKEN_MALFORMED', `token header does not decode: ${(err as Error).message}`, { cause: err });
   }
   // RFC 7515 §4.1.11: a critical extension verdict does not understand makes the token unusable.
   if (h.crit !== undefined) throw new VerdictError('ERR_TOKEN_MALFORMED', 'token header has crit extensions');

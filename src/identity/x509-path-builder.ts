@@ -19,6 +19,7 @@ export interface CertificatePath {
 }
 
 let signatureChecks = 0;
+let nameConstraintChecks = 0;
 
 /**
  * Signatures already verified, by (certificate, issuer) sha256 fingerprints: bytes that verified once verify
@@ -32,13 +33,20 @@ export function signatureCheckCount(): number {
   return signatureChecks;
 }
 
+/** Certificates checked against a CA's name constraints so far in this process. */
+export function nameConstraintCheckCount(): number {
+  return nameConstraintChecks;
+}
+
 /**
  * RFC 5280 §6.1 path building and validation, depth first: from the leaf, every certificate that could
  * have issued the current one — each trust anchor, then each intermediate, whose subject is the current
  * issuer name (§6.1.3 (a)(4)), those whose key identifier matches the AKI first (§4.2.1.1: the AKI only
  * orders the search; a leaf without it still tries every candidate, as with two roots of one name after a
- * rotation) — is checked as an issuer, and the first complete path wins. When none does, the first
- * failure met is raised. The leaf's own rules are the caller's (X509-SVID §4); this checks the issuers.
+ * rotation) — is checked as an issuer, and the first complete path wins. Name constraints are evaluated
+ * only on a complete path, every signature on it verified: the constraints of an issuer no trust anchor
+ * vouched for never cost work. When no path passes, the first failure met is raised. The leaf's own rules
+ * are the caller's (X509-SVID §4); this checks the issuers.
  */
 export function buildCertificatePath(
   leaf: CertificateInfo,
@@ -78,7 +86,15 @@ class PathSearch {
         this.fail(failure);
         continue;
       }
-      if (isAnchor) return [...chain, candidate];
+      if (isAnchor) {
+        const path = [...chain, candidate];
+        const names = nameConstraintsFailure(path);
+        if (names) {
+          this.fail(names);
+          continue;
+        }
+        return path;
+      }
       const found = this.extend([...chain, candidate]);
       if (found) return found;
     }
@@ -106,7 +122,8 @@ class PathSearch {
 
 /**
  * Whether `issuer` may sign the last certificate of `chain` (§6.1.3, §6.1.4), cheapest checks first and the
- * signature last. Applies to trust anchors too: their constraints bind the path (RFC 5937; as Go and OpenSSL do).
+ * signature last; name constraints wait for the complete path (nameConstraintsFailure). Applies to trust
+ * anchors too: their constraints bind the path (RFC 5937; as Go and OpenSSL do).
  */
 function checkIssuer(issuer: CertificateInfo, chain: readonly CertificateInfo[], nowMs: number): VerdictError | null {
   const who = describe(issuer);
@@ -124,32 +141,44 @@ function checkIssuer(issuer: CertificateInfo, chain: readonly CertificateInfo[],
   if (issuer.pathLen !== null && below > issuer.pathLen) {
     return new VerdictError('ERR_SVID_PATH_LENGTH', `${who} allows ${issuer.pathLen} intermediate(s) below it; the path has ${below}`);
   }
-  const names = nameConstraintsFailure(issuer, chain);
-  if (names) return names;
-  const current = chain[chain.length - 1] as CertificateInfo;
   // §6.1.3 (a)(1): the signature verifies with the issuer's public key.
-  if (!signatureVerifies(current, issuer)) {
-    return new VerdictError('ERR_SVID_SIGNATURE', `signature of ${describe(current)} does not verify with the key of ${who}`);
-  }
+  return signatureFailure(chain[chain.length - 1] as CertificateInfo, issuer);
+}
+
+/**
+ * A key verdict will not use (certificate-info.ts: it does not load, or its check would cost too much) fails
+ * this candidate before any signature check, like a signature that does not verify; the search goes on.
+ */
+function signatureFailure(cert: CertificateInfo, issuer: CertificateInfo): VerdictError | null {
+  const link = `${cert.fingerprint}|${issuer.fingerprint}`;
+  if (verifiedLinks.has(link)) return null;
+  const issuerKey = issuer.issuerKey;
+  if ('unusable' in issuerKey)
+    return new VerdictError(
+      'ERR_SVID_SIGNATURE',
+      `signature of ${describe(cert)} is not checked: the key of ${describe(issuer)} ${issuerKey.unusable}`,
+    );
+  signatureChecks++;
+  if (!cert.cert.verify(issuerKey.key))
+    return new VerdictError('ERR_SVID_SIGNATURE', `signature of ${describe(cert)} does not verify with the key of ${describe(issuer)}`);
+  verifiedLinks.set(link, true);
   return null;
 }
 
-function signatureVerifies(cert: CertificateInfo, issuer: CertificateInfo): boolean {
-  const link = `${cert.fingerprint}|${issuer.fingerprint}`;
-  if (verifiedLinks.has(link)) return true;
-  signatureChecks++;
-  if (!cert.cert.verify(issuer.publicKey)) return false;
-  verifiedLinks.set(link, true);
-  return true;
-}
-
-/** §6.1.3 (b)(c): the CA's constraints bind every certificate below it, except self-issued intermediates. */
-function nameConstraintsFailure(issuer: CertificateInfo, chain: readonly CertificateInfo[]): VerdictError | null {
-  if (!issuer.nameConstraints) return null;
-  for (const [i, cert] of chain.entries()) {
-    if (i > 0 && cert.selfIssued) continue;
-    const why = nameConstraintViolation(issuer.nameConstraints, cert.altNames);
-    if (why) return new VerdictError('ERR_SVID_NAME_CONSTRAINT', `${describe(cert)}: ${why} of ${describe(issuer)}`);
+/**
+ * §6.1.3 (b)(c) on a complete path (leaf first, anchor last): each CA's constraints bind every certificate
+ * below it, except self-issued intermediates. Bounded: at most maxPathLength certificates, each with at most
+ * MAX_NAMES_PER_CERTIFICATE names, against at most MAX_NAME_CONSTRAINT_SUBTREES subtrees per CA.
+ */
+function nameConstraintsFailure(path: readonly CertificateInfo[]): VerdictError | null {
+  for (const [j, issuer] of path.entries()) {
+    if (!issuer.nameConstraints) continue;
+    for (const [i, cert] of path.slice(0, j).entries()) {
+      if (i > 0 && cert.selfIssued) continue;
+      nameConstraintChecks++;
+      const why = nameConstraintViolation(issuer.nameConstraints, cert.altNames);
+      if (why) return new VerdictError('ERR_SVID_NAME_CONSTRAINT', `${describe(cert)}: ${why} of ${describe(issuer)}`);
+    }
   }
   return null;
 }

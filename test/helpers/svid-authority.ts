@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { X509Certificate, webcrypto, type KeyObject } from 'node:crypto';
+import { KeyObject, X509Certificate, sign, webcrypto } from 'node:crypto';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 type CryptoKey = webcrypto.CryptoKey;
@@ -32,6 +32,8 @@ export interface CertOptions {
   unknownCritical?: boolean;
   /** Reuse these keys (a re-issued CA keeps its key). */
   keys?: CryptoKeyPair;
+  /** An RSA key of this many bits (exponent 65537) instead of a P-256 one. */
+  rsaModulusBits?: number;
 }
 
 export interface NameConstraintOptions {
@@ -73,12 +75,24 @@ function toNode(cert: px509.X509Certificate): X509Certificate {
   return new X509Certificate(Buffer.from(cert.rawData));
 }
 
-async function newKeys(): Promise<CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
+async function newKeys(rsaModulusBits?: number): Promise<CryptoKeyPair> {
+  const algorithm =
+    rsaModulusBits === undefined
+      ? EC
+      : { name: 'RSASSA-PKCS1-v1_5', modulusLength: rsaModulusBits, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' };
+  return (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as CryptoKeyPair;
 }
 
-// Minimal DER writer for the extensions @peculiar/x509 has no class for (name constraints).
-function der(tag: number, content: Buffer): Buffer {
+/** The certificate signature algorithm for what `key` signs. */
+function signingAlgorithm(key: CryptoKey): Algorithm | EcdsaParams {
+  return key.algorithm.name === 'ECDSA' ? SIGN : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+}
+
+type Algorithm = webcrypto.Algorithm;
+type EcdsaParams = webcrypto.EcdsaParams;
+
+/** Minimal DER writer, for what @peculiar/x509 has no class for (name constraints, hostile fields). */
+export function der(tag: number, content: Buffer): Buffer {
   const n = content.length;
   const len = n < 0x80 ? Buffer.from([n]) : n < 0x100 ? Buffer.from([0x81, n]) : Buffer.from([0x82, n >> 8, n & 0xff]);
   return Buffer.concat([Buffer.from([tag]), len, content]);
@@ -115,7 +129,7 @@ async function keyIDExtensions(publicKey: CryptoKey, issuerPublicKey: CryptoKey 
 
 /** A root CA (self-signed), or an intermediate when `parent` is given. */
 export async function createCA(name: string, opts: CAOptions = {}): Promise<TestCA> {
-  const keys = opts.keys ?? (await newKeys());
+  const keys = opts.keys ?? (await newKeys(opts.rsaModulusBits));
   const now = Date.now();
   const usages =
     opts.keyUsage !== undefined
@@ -135,7 +149,7 @@ export async function createCA(name: string, opts: CAOptions = {}): Promise<Test
     serialNumber: nextSerial(),
     notBefore: opts.notBefore ?? new Date(now - DAY_MS),
     notAfter: opts.notAfter ?? new Date(now + 365 * DAY_MS),
-    signingAlgorithm: SIGN,
+    signingAlgorithm: signingAlgorithm((opts.parent?.keys ?? keys).privateKey),
     extensions,
   };
   const cert = opts.parent
@@ -189,12 +203,49 @@ export async function issueX509SVID(issuer: TestCA, spiffeID: string, opts: Leaf
     issuer: issuerName(issuer.cert),
     notBefore: opts.notBefore ?? new Date(now - 60_000),
     notAfter: opts.notAfter ?? new Date(now + DAY_MS),
-    signingAlgorithm: SIGN,
+    signingAlgorithm: signingAlgorithm(issuer.keys.privateKey),
     publicKey: keys.publicKey,
     signingKey: issuer.keys.privateKey,
     extensions,
   });
   return { cert: toNode(cert), pem: cert.toString('pem'), keys };
+}
+
+/** The elements inside a DER SEQUENCE, each with its tag and length. */
+function derElements(sequence: Buffer): Buffer[] {
+  const header = (at: number): { size: number; length: number } => {
+    const first = sequence[at + 1] as number;
+    if (first < 0x80) return { size: 2, length: first };
+    let length = 0;
+    for (let i = 0; i < (first & 0x7f); i++) length = length * 256 + (sequence[at + 2 + i] as number);
+    return { size: 2 + (first & 0x7f), length };
+  };
+  const outer = header(0);
+  const out: Buffer[] = [];
+  for (let at = outer.size; at < outer.size + outer.length;) {
+    const h = header(at);
+    out.push(sequence.subarray(at, at + h.size + h.length));
+    at += h.size + h.length;
+  }
+  return out;
+}
+
+/**
+ * `cert` with parts of its tbsCertificate replaced (RFC 5280 §4.1.2.5 validity, §4.1.2.7 subjectPublicKeyInfo)
+ * and signed again by `signer` (its issuer, whose key type the signature algorithm names): for contents no
+ * certificate generator writes, such as dates OpenSSL cannot read or a key it cannot load.
+ */
+export function reissue(cert: X509Certificate, signer: TestCA, replace: { validity?: Buffer; spki?: Buffer }): X509Certificate {
+  const [tbs, signatureAlgorithm] = derElements(Buffer.from(cert.raw)) as [Buffer, Buffer];
+  // [0] version, serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, [3] extensions
+  const fields = derElements(tbs);
+  if (replace.validity) fields[4] = replace.validity;
+  if (replace.spki) fields[6] = replace.spki;
+  const signed = der(0x30, Buffer.concat(fields));
+  const signature = sign('sha256', signed, KeyObject.from(signer.keys.privateKey));
+  return new X509Certificate(
+    der(0x30, Buffer.concat([signed, signatureAlgorithm, der(0x03, Buffer.concat([Buffer.from([0]), signature]))])),
+  );
 }
 
 /** A private key as PKCS#8 PEM (for SPIRE's `disk` UpstreamAuthority, or a TLS client). */
@@ -276,6 +327,16 @@ export async function mintJWTSVID(authority: JWTAuthority, spiffeID: string, opt
   if (aud !== null) jwt.setAudience(aud);
   if (opts.expiresInS !== null) jwt.setExpirationTime(nowS + (opts.expiresInS ?? 300));
   return jwt.sign(opts.signingKey ?? authority.privateKey);
+}
+
+/**
+ * An ES256 JWS compact token over a header and payload given as JSON text: for what neither jose nor
+ * JSON.stringify writes (a `crit` jose does not know, 1e400, deep nesting, non-string audiences).
+ */
+export function signedJWT(privateKey: CryptoKey | KeyObject, headerJSON: string, payloadJSON: string): string {
+  const input = `${Buffer.from(headerJSON).toString('base64url')}.${Buffer.from(payloadJSON).toString('base64url')}`;
+  const key = privateKey instanceof KeyObject ? privateKey : KeyObject.from(privateKey);
+  return `${input}.${sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
 }
 
 /** An unsigned token (`alg: none`), built by hand since jose refuses to make one. */

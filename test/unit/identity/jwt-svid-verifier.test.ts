@@ -2,12 +2,21 @@ import { webcrypto } from 'node:crypto';
 import { generateKeyPair } from 'jose';
 
 type CryptoKey = webcrypto.CryptoKey;
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { verifyJWTSVID, type JWTSVIDVerifyOptions } from '../../../src/identity/jwt-svid-verifier';
 import { StaticBundleSource } from '../../../src/identity/static-bundle-source';
 import { parseSPIFFEBundle } from '../../../src/identity/trust-bundle';
 import { codeOfAsync } from '../../helpers/error-code';
-import { createJWTAuthority, hmacJWT, mintJWTSVID, spiffeBundleJSON, unsecuredJWT, type JWTAuthority } from '../../helpers/svid-authority';
+import { MAX_TOKEN_JSON_DEPTH } from '../../../src/identity/jws-compact';
+import {
+  createJWTAuthority,
+  hmacJWT,
+  mintJWTSVID,
+  signedJWT,
+  spiffeBundleJSON,
+  unsecuredJWT,
+  type JWTAuthority,
+} from '../../helpers/svid-authority';
 
 /** The JWT-SVID table: each named case cites its rule and the code verdict must give ('ok' for controls). */
 const ID = 'spiffe://example.org/ns/default/sa/web';
@@ -53,13 +62,21 @@ const tamper = (token: string): string => {
   return `${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${s}`;
 };
 
-/** A compact ES256 JWS built by hand (jose will not sign a header with a `crit` it does not know). */
-async function signedByHand(authority: JWTAuthority, header: object): Promise<string> {
-  const enc = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const input = `${enc(header)}.${enc({ sub: ID, aud: 'verdict', exp: Math.floor(Date.now() / 1000) + 300 })}`;
-  const sig = await webcrypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, authority.privateKey as CryptoKey, Buffer.from(input));
-  return `${input}.${Buffer.from(sig).toString('base64url')}`;
-}
+const HEADER = JSON.stringify({ alg: 'ES256', kid: 'k1', typ: 'JWT' });
+const inFiveMinutes = (): number => Math.floor(Date.now() / 1000) + 300;
+/** Good claims as JSON text, the last member written as given (a JSON encoder cannot write 1e400). */
+const claimsWith = (member: string): string => `{"sub":"${ID}","aud":"verdict","exp":${inFiveMinutes()},${member}}`;
+/** Time claims no Date can hold; a second "exp" member wins over the first (JSON.parse, as jose reads it). */
+const BEYOND_THE_LARGEST_DATE: [string, string][] = [
+  ['exp 1e300', '"exp":1e300'],
+  ['exp 1e400 (Infinity once parsed)', '"exp":1e400'],
+  ['exp 2^53+1', '"exp":9007199254740993'],
+  ['nbf -1e400 (-Infinity once parsed)', '"nbf":-1e400'],
+  ['iat 1e300', '"iat":1e300'],
+];
+/** `levels` arrays nested, as JSON text. */
+const nested = (levels: number): string => '['.repeat(levels) + ']'.repeat(levels);
+const b64 = (text: string): string => Buffer.from(text).toString('base64url');
 
 const cases: JWTCase[] = [
   // valid controls
@@ -174,6 +191,30 @@ const cases: JWTCase[] = [
     token: () => mintJWTSVID(es256, ID, { sub: `${ID}?x=1` }),
   },
   {
+    name: 'sub is the trust domain’s own ID (no path)',
+    rule: 'JWT-SVID §3.1 (the SPIFFE ID of the workload); X509-SVID §3.1',
+    code: 'ERR_JWT_CLAIMS',
+    token: () => mintJWTSVID(es256, ID, { sub: 'spiffe://example.org' }),
+  },
+  {
+    name: 'aud list holding verdict and a number',
+    rule: 'RFC 7519 §4.1.3 (aud values are strings)',
+    code: 'ERR_JWT_CLAIMS',
+    token: () => mintJWTSVID(es256, ID, { audience: null, claims: { aud: [1, 'verdict'] } }),
+  },
+  {
+    name: 'exp at the largest Date (8.64e12 s)',
+    rule: 'RFC 7519 §2 (NumericDate); ECMAScript Date range',
+    code: 'ok',
+    token: () => mintJWTSVID(es256, ID, { expiresInS: null, claims: { exp: 8.64e12 } }),
+  },
+  ...BEYOND_THE_LARGEST_DATE.map(([name, member]): JWTCase => ({
+    name: `${name}: beyond the largest Date`,
+    rule: 'RFC 7519 §2 (NumericDate); ECMAScript Date range',
+    code: 'ERR_JWT_CLAIMS',
+    token: async () => signedJWT(es256.privateKey, HEADER, claimsWith(member)),
+  })),
+  {
     name: 'unknown trust domain',
     rule: 'JWT-SVID §4',
     code: 'ERR_SVID_UNTRUSTED',
@@ -185,10 +226,29 @@ const cases: JWTCase[] = [
     name: 'crit header extension',
     rule: 'RFC 7515 §4.1.11',
     code: 'ERR_SVID_MALFORMED',
-    token: () => signedByHand(es256, { alg: 'ES256', kid: 'k1', crit: ['x-ext'], 'x-ext': 1 }),
+    token: async () =>
+      signedJWT(es256.privateKey, JSON.stringify({ alg: 'ES256', kid: 'k1', crit: ['x-ext'], 'x-ext': 1 }), claimsWith('"x":0')),
   },
   { name: 'garbage', rule: 'RFC 7515 §7.1', code: 'ERR_SVID_MALFORMED', token: async () => 'not.a.jwt' },
   { name: 'five parts (JWE shape)', rule: 'JWT-SVID §2 (JWS compact only)', code: 'ERR_SVID_MALFORMED', token: async () => 'a.b.c.d.e' },
+  {
+    name: `claims nesting ${MAX_TOKEN_JSON_DEPTH} levels (the bound)`,
+    rule: 'bounded input (verdict)',
+    code: 'ok',
+    token: async () => signedJWT(es256.privateKey, HEADER, claimsWith(`"x":${nested(MAX_TOKEN_JSON_DEPTH - 1)}`)),
+  },
+  {
+    name: `claims nesting ${MAX_TOKEN_JSON_DEPTH + 1} levels`,
+    rule: 'bounded input (verdict)',
+    code: 'ERR_SVID_MALFORMED',
+    token: async () => signedJWT(es256.privateKey, HEADER, claimsWith(`"x":${nested(MAX_TOKEN_JSON_DEPTH)}`)),
+  },
+  {
+    name: `header nesting ${MAX_TOKEN_JSON_DEPTH + 1} levels`,
+    rule: 'bounded input (verdict)',
+    code: 'ERR_SVID_MALFORMED',
+    token: async () => signedJWT(es256.privateKey, `{"alg":"ES256","kid":"k1","x":${nested(MAX_TOKEN_JSON_DEPTH)}}`, claimsWith('"x":0')),
+  },
   {
     name: 'oversize',
     rule: 'bounded input (identity.jwt.maxTokenBytes)',
@@ -209,6 +269,24 @@ describe('JWT-SVID table', () => {
     const got = await codeOfAsync(verifyJWTSVID(token, source, { ...OPTS, nowMs: Date.now(), ...c.options }));
     expect(got, `${c.name} (${c.rule})`).toBe(c.code === 'ok' ? 'no error' : c.code);
   });
+
+  it.each([
+    ['payload', (deep: string) => `${b64(HEADER)}.${b64(deep)}.AAAA`],
+    ['header', (deep: string) => `${b64(deep)}.${b64(claimsWith('"x":0'))}.AAAA`],
+  ])(
+    'an unsigned token whose %s nests 390,000 levels (maxTokenBytes 1 MiB) is refused as malformed, that part never JSON-parsed',
+    async (_part, token) => {
+      const deep = `{"x":${nested(390_000)}}`;
+      const parse = vi.spyOn(JSON, 'parse');
+      try {
+        const got = await codeOfAsync(verifyJWTSVID(token(deep), source, { ...OPTS, nowMs: Date.now(), maxTokenBytes: 1024 * 1024 }));
+        expect(got).toBe('ERR_SVID_MALFORMED');
+        expect(parse.mock.calls.filter(([text]) => text === deep)).toHaveLength(0);
+      } finally {
+        parse.mockRestore();
+      }
+    },
+  );
 
   it('returns the verified identity and its expiry', async () => {
     const token = await mintJWTSVID(es256, ID, { expiresInS: 120 });

@@ -3,6 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { MAX_NAME_CONSTRAINT_SUBTREES as MAX_SUBTREES, MAX_NAMES_PER_CERTIFICATE as MAX_NAMES } from '../../../src/identity/der-extensions';
 import { fixedIntermediates } from '../../../src/identity/intermediate-source';
 import { StaticBundleSource } from '../../../src/identity/static-bundle-source';
 import { makeTrustBundle } from '../../../src/identity/trust-bundle';
@@ -70,6 +71,10 @@ const viaIntermediate = async (caOpts: CAOptions, leafOpts: LeafOptions = {}, id
   const i = await ca('constrained intermediate', { parent: root, ...caOpts });
   return { chain: [await leaf(i, leafOpts, id), i.cert] };
 };
+const dnsNames = (n: number): string[] => Array.from({ length: n }, (_, i) => `n${i}.example.org`);
+const trustDomains = (n: number): string[] => Array.from({ length: n }, (_, i) => `td${i}.example.net`);
+/** `ca` with its subject Name but another key: what it signs names `ca` as issuer and does not verify with its key. */
+const impostorOf = async (of: TestCA): Promise<TestCA> => ({ ...of, keys: (await ca('impostor', {})).keys });
 const past = { notBefore: new Date(Date.now() - 3 * DAY), notAfter: new Date(Date.now() - DAY) };
 const future = { notBefore: new Date(Date.now() + DAY), notAfter: new Date(Date.now() + 2 * DAY) };
 
@@ -205,6 +210,27 @@ const cases: Case[] = [
         { nameConstraints: { permittedURIs: ['example.org'], permittedDNS: ['example.org'] } },
         { dnsNames: ['web.example.org'] },
       ),
+  },
+  {
+    name: 'URI constraint in capitals, leaf of the lowercase trust domain',
+    rule: 'RFC 5280 §4.2.1.10 (hosts compare case-insensitively)',
+    code: 'ok',
+    openssl: 'ok',
+    make: () => viaIntermediate({ nameConstraints: { permittedURIs: ['EXAMPLE.ORG'] } }),
+  },
+  {
+    name: `leaf with ${MAX_NAMES} names (the cap): its URI SAN and ${MAX_NAMES - 1} DNS names`,
+    rule: 'bounded input (verdict); X509-SVID §2 (other SANs allowed)',
+    code: 'ok',
+    openssl: 'ok',
+    make: async () => ({ chain: [await leaf(root, { dnsNames: dnsNames(MAX_NAMES - 1) })] }),
+  },
+  {
+    name: `intermediate with ${MAX_SUBTREES} permitted subtrees (the cap), leaf inside one`,
+    rule: 'bounded input (verdict); RFC 5280 §4.2.1.10',
+    code: 'ok',
+    openssl: 'ok',
+    make: () => viaIntermediate({ nameConstraints: { permittedURIs: [...trustDomains(MAX_SUBTREES - 1), 'example.org'] } }),
   },
   // --- basic constraints, path length ---
   {
@@ -375,6 +401,18 @@ const cases: Case[] = [
     openssl: 'fail',
     make: () => viaIntermediate({ nameConstraints: { permittedDirectoryName: true } }),
   },
+  {
+    name: 'name constraints of an issuer whose own signature fails are not evaluated',
+    rule: 'RFC 5280 §6.1 (constraints come from a verified path)',
+    code: 'ERR_SVID_SIGNATURE',
+    openssl: 'fail',
+    make: async () => {
+      // Named as signed by the root, signed by another key: its constraint (which the leaf breaks) must not decide.
+      const fake = await ca('unvouched CA', { parent: await impostorOf(root), nameConstraints: { permittedURIs: ['other.org'] } });
+      const i = await ca('below the unvouched CA', { parent: fake, uris: ['spiffe://example.org'] });
+      return { chain: [await leaf(i), i.cert, fake.cert] };
+    },
+  },
   // --- critical extensions ---
   {
     name: 'unknown critical extension on the leaf',
@@ -535,6 +573,26 @@ const cases: Case[] = [
     openssl: 'ok',
     differs: 'verdict refuses oversized input before any work',
     make: async () => ({ chain: [await leaf(int2), int2.cert, int1.cert], maxPathLength: 2 }),
+  },
+  {
+    name: `leaf with ${MAX_NAMES + 1} names (over the cap)`,
+    rule: 'bounded input (verdict)',
+    code: 'ERR_SVID_MALFORMED',
+    openssl: 'ok',
+    differs: 'verdict bounds the names it decodes per certificate; OpenSSL has no such bound',
+    make: async () => ({ chain: [await leaf(root, { dnsNames: dnsNames(MAX_NAMES) })] }),
+  },
+  {
+    name: `intermediate with ${MAX_SUBTREES + 1} name-constraint subtrees (over the cap)`,
+    rule: 'bounded input (verdict)',
+    code: 'ERR_SVID_MALFORMED',
+    openssl: 'ok',
+    differs: 'verdict bounds the subtrees it decodes per nameConstraints extension; OpenSSL has no such bound',
+    // The cap counts permitted and excluded together; the leaf fits the constraints.
+    make: () =>
+      viaIntermediate({
+        nameConstraints: { permittedURIs: [...trustDomains(MAX_SUBTREES - 1), 'example.org'], excludedURIs: ['other.org'] },
+      }),
   },
   {
     name: '40 decoy issuers of the right name, none the signer (maxCandidates 32)',
