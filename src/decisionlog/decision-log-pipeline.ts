@@ -59,7 +59,12 @@ export class DecisionLogPipeline implements DecisionLog {
     const dir = options.spoolDir ?? mkdtempSync(join(tmpdir(), 'verdict-spool-'));
     if (options.spoolDir === null)
       options.logger.warn({ dir }, 'decision-log spool is temporary: set decisionLog.spool.dir to keep undelivered events across restarts');
-    this.spool = new Spool({ dir, maxBytes: options.spoolMaxBytes, segmentBytes: options.spoolSegmentBytes });
+    this.spool = new Spool({
+      dir,
+      maxBytes: options.spoolMaxBytes,
+      segmentBytes: options.spoolSegmentBytes,
+      onFault: (why, detail) => this.fault(why, detail),
+    });
     this.head = this.spool.open();
     this.mask = new EventMask(options.mask);
     const { metrics } = options;
@@ -79,6 +84,7 @@ export class DecisionLogPipeline implements DecisionLog {
             metrics.decisionLogSinkErrors.inc({ sink: name });
             options.logger.warn({ sink: name, detail: err.message }, 'decision-log sink failed; retrying (events stay spooled)');
           },
+          onFault: (name, err) => this.fault('ship', `sink ${name}: ${err.message}; retrying`),
         }),
     );
   }
@@ -159,6 +165,12 @@ export class DecisionLogPipeline implements DecisionLog {
       this.lostSinceLog = 0;
       this.lastLossLogMs = now;
     }
+  }
+
+  /** A spool failure verdict serves on through: counted and logged with its code. */
+  private fault(why: string, detail: string): void {
+    this.options.metrics.decisionLogSpoolFaults.inc({ why });
+    this.options.logger.warn({ code: 'ERR_DECISIONLOG_SPOOL', why, detail }, 'decision-log spool fault; serving on');
   }
 
   private releaseDelivered(): void {

@@ -24,6 +24,8 @@ export interface SpoolOptions {
   maxBytes: number;
   /** A segment is closed and a new one started past this size. */
   segmentBytes: number;
+  /** A failure verdict serves on through (logged and counted by the caller). */
+  onFault(why: string, detail: string): void;
 }
 
 /** A position in the spool: segment number and byte offset in it. */
@@ -120,13 +122,25 @@ export class Spool {
     return n + Math.max(0, (this.sizes.get(c.segment) ?? 0) - c.offset);
   }
 
-  /** Up to maxBytes of whole lines from `from` (at least one line, however long). */
+  /**
+   * Up to maxBytes of whole lines from `from` (at least one line, however long). A segment that cannot be
+   * read is set aside and reading goes on with the next one: one bad file must not stop delivery for good.
+   */
   async read(from: Cursor, maxBytes: number): Promise<Batch> {
-    let c = from;
-    while (c.segment < this.segment && c.offset >= (this.sizes.get(c.segment) ?? 0)) c = { segment: c.segment + 1, offset: 0 };
-    const size = this.sizes.get(c.segment) ?? 0;
-    const available = size - c.offset;
-    if (available <= 0) return { lines: [], bytes: 0, next: c };
+    for (;;) {
+      let c = from;
+      while (c.segment < this.segment && c.offset >= (this.sizes.get(c.segment) ?? 0)) c = { segment: c.segment + 1, offset: 0 };
+      const available = (this.sizes.get(c.segment) ?? 0) - c.offset;
+      if (available <= 0) return { lines: [], bytes: 0, next: c };
+      try {
+        return await this.readLines(c, available, maxBytes);
+      } catch (err) {
+        this.setAside(c.segment, 'unreadable', err);
+      }
+    }
+  }
+
+  private async readLines(c: Cursor, available: number, maxBytes: number): Promise<Batch> {
     const fh = await open(this.path(c.segment), 'r');
     try {
       let want = Math.min(available, maxBytes);
@@ -146,11 +160,36 @@ export class Spool {
     }
   }
 
-  /** Deletes segments every sink has passed. */
+  /**
+   * Takes a segment out of the spool: renamed aside (kept for inspection, never read again) and reported
+   * with the bytes it held; its events are not delivered.
+   */
+  private setAside(segment: number, why: string, err: unknown): void {
+    const file = this.path(segment);
+    const held = this.sizes.get(segment) ?? 0;
+    this.totalBytes -= held;
+    this.sizes.delete(segment);
+    let where: string;
+    try {
+      renameSync(file, (where = `${file}.${why}-${Date.now()}`));
+    } catch (e) {
+      where = `left in place (${(e as Error).message})`;
+    }
+    this.options.onFault(why, `segment ${file} (${held} bytes spooled) set aside: ${(err as Error).message}; now ${where}`);
+    // Appends to a segment that is no longer at its path would never be read: start a new one.
+    if (segment === this.segment) this.rotate();
+  }
+
+  /** Deletes segments every sink has passed. A segment that cannot be deleted is only reported. */
   release(slowest: Cursor): void {
     for (const s of [...this.sizes.keys()]) {
       if (s >= slowest.segment || s === this.segment) continue;
-      unlinkSync(this.path(s));
+      try {
+        unlinkSync(this.path(s));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+          this.options.onFault('release', `delivered segment ${this.path(s)} cannot be deleted: ${(err as Error).message}`);
+      }
       this.totalBytes -= this.sizes.get(s) ?? 0;
       this.sizes.delete(s);
     }

@@ -211,6 +211,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly decisionLogSpoolFaults = new Counter({
+    name: 'verdict_decisionlog_spool_faults_total',
+    help: 'Spool failures verdict served on through (a shipper turn, a segment that cannot be read or deleted, …), by why; each is logged with ERR_DECISIONLOG_SPOOL.',
+    labelNames: ['why'] as const,
+    registers: [this.registry],
+  });
+
   readonly decisionLogSinkErrors = new Counter({
     name: 'verdict_decisionlog_sink_errors_total',
     help: 'Failed deliveries to a sink (each is retried with backoff).',

@@ -1,0 +1,75 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Counter } from 'prom-client';
+import type { DecisionLogPipeline, DecisionLogPipelineOptions } from '../../src/decisionlog/decision-log-pipeline';
+import type { DecisionLogSink } from '../../src/decisionlog/decision-log-sink';
+import { Metrics } from '../../src/telemetry/metrics';
+import { pipeline } from './decisionlog-fixtures';
+import { recordingLogger, type RecordedLine } from './recording-logger';
+import { tempDir } from './verdict-harness';
+
+/** A segment's file name as the spool writes it (12 digits, more past 999999999999). */
+export function segmentFile(dir: string, n: number): string {
+  return join(dir, `seg-${String(n).padStart(12, '0')}.log`);
+}
+
+/** One event line the spool can ship: a JSON object naming its decision id. */
+export function eventLine(id: string): string {
+  return JSON.stringify({ decision_id: id, prev_hash: '0'.repeat(64) });
+}
+
+/** Writes segment `n` holding one event per id, then `tail` as is (e.g. a torn line). */
+export function writeSegment(dir: string, n: number, ids: string[], tail = ''): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    segmentFile(dir, n),
+    ids
+      .map((id) => `${eventLine(id)}\n`)
+      .join('')
+      .concat(tail),
+  );
+}
+
+/** A sink that keeps the decision ids it is sent; `beforeAck` runs on each batch before it is acknowledged. */
+export class RecordingSink implements DecisionLogSink {
+  readonly name = 'rec';
+  readonly ids: string[] = [];
+  readonly batches: string[][] = [];
+  beforeAck: ((ids: string[]) => void) | null = null;
+
+  async send(lines: readonly string[]): Promise<void> {
+    const ids = lines.map((l) => (JSON.parse(l) as { decision_id: string }).decision_id);
+    this.beforeAck?.(ids);
+    this.batches.push(ids);
+    this.ids.push(...ids);
+  }
+
+  async close(): Promise<void> {}
+}
+
+export interface SpoolRun {
+  log: DecisionLogPipeline;
+  sink: RecordingSink;
+  metrics: Metrics;
+  logged: RecordedLine[];
+}
+
+/** A pipeline over `dir` (made if absent) with a recording sink, a recording logger and its own metrics; started. */
+export async function startOn(dir: string, overrides: Partial<DecisionLogPipelineOptions> = {}): Promise<SpoolRun> {
+  const sink = new RecordingSink();
+  const metrics = new Metrics({ defaultMetrics: false });
+  const { logger, lines } = recordingLogger();
+  const log = pipeline([sink], dir, { metrics, logger, ...overrides });
+  await log.start();
+  return { log, sink, metrics, logged: lines };
+}
+
+/** A fresh spool directory. */
+export function spoolDir(): string {
+  return join(tempDir('verdict-spool-test-'), 'spool');
+}
+
+/** A counter's value for one label value (0 when never counted). */
+export async function count(counter: Counter<string>, label: string, value: string): Promise<number> {
+  return (await counter.get()).values.find((v) => v.labels[label] === value)?.value ?? 0;
+}
