@@ -63,6 +63,8 @@ export class DecisionLogPipeline implements DecisionLog {
       dir,
       maxBytes: options.spoolMaxBytes,
       segmentBytes: options.spoolSegmentBytes,
+      // No line (nor one turn's append) is longer than the queue bound: a longer one is lost before the spool.
+      maxLineBytes: options.maxQueueBytes,
       onFault: (why, detail) => this.fault(why, detail),
     });
     this.head = this.spool.open();
@@ -104,10 +106,12 @@ export class DecisionLogPipeline implements DecisionLog {
       if (masked.length > 0) event.masked = masked;
       event.prev_hash = this.head;
       const line = JSON.stringify(event);
-      if (this.pendingBytes + line.length > this.options.maxQueueBytes) return this.lose('queue_full', 1);
+      // Bytes, not characters: the spool bounds its reads by this.
+      const bytes = Buffer.byteLength(line) + 1;
+      if (this.pendingBytes + bytes > this.options.maxQueueBytes) return this.lose('queue_full', 1);
       this.head = lineHash(line);
       this.pending.push(line);
-      this.pendingBytes += line.length;
+      this.pendingBytes += bytes;
       this.scheduleFlush();
     } catch (err) {
       this.options.logger.error({ detail: (err as Error).message }, 'decision-log event could not be built');

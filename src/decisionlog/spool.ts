@@ -1,22 +1,32 @@
+import { createHash } from 'node:crypto';
 import {
   closeSync,
+  constants,
   fdatasync,
+  fstatSync,
   fsyncSync,
   ftruncateSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
-  readFileSync,
+  readSync,
   renameSync,
-  statSync,
   unlinkSync,
   writeFileSync,
   writeSync,
+  type Stats,
 } from 'node:fs';
-import { open, readFile, rename, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VerdictError } from '../errors';
-import { GENESIS_HASH, lineHash } from './hash-chain';
+import { GENESIS_HASH } from './hash-chain';
+
+const { O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR } = constants;
+/** Spool files are opened only as what they must be: never through a symlink, never blocking (a FIFO). */
+const SAFE = O_NOFOLLOW | O_NONBLOCK;
+/** Scans backwards for a line end read this much at a time. */
+const CHUNK = 64 * 1024;
 
 export interface SpoolOptions {
   dir: string;
@@ -24,6 +34,8 @@ export interface SpoolOptions {
   maxBytes: number;
   /** A segment is closed and a new one started past this size. */
   segmentBytes: number;
+  /** The longest line (and the largest single append) verdict writes: bounds every read of a file. */
+  maxLineBytes: number;
   /** A failure verdict serves on through (logged and counted by the caller). */
   onFault(why: string, detail: string): void;
 }
@@ -60,21 +72,27 @@ export class Spool {
 
   constructor(private readonly options: SpoolOptions) {}
 
-  /** Opens (or creates) the spool; returns the chain head (hash of the last line ever written). */
+  /**
+   * Opens (or creates) the spool; returns the chain head (hash of the last line ever written). Only regular
+   * files are segments: anything else under a segment's name is set aside. The last segment is appended to
+   * when it is a regular file that can be written, after its torn last line (a crash mid-write) is cut off;
+   * otherwise it is kept for reading and a new segment is started after it.
+   */
   open(): string {
     const { dir } = this.options;
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const segments = this.segments();
-      for (const s of segments) {
-        const size = statSync(this.path(s)).size;
-        this.sizes.set(s, size);
-        this.totalBytes += size;
+      const listed = this.segments();
+      for (const s of listed) {
+        const st = lstatSync(this.path(s), { throwIfNoEntry: false });
+        if (st?.isFile()) {
+          this.sizes.set(s, st.size);
+          this.totalBytes += st.size;
+        } else this.setAside(s, 'not_regular', new Error(st ? `a ${fileKind(st)}, not a regular file` : 'gone'));
       }
-      this.segment = segments.at(-1) ?? 1;
-      this.fd = openSync(this.path(this.segment), 'a+', 0o600);
-      this.segmentSize = this.repairTail();
-      this.head = this.findHead(segments);
+      this.head = this.findHead();
+      const last = listed.at(-1) ?? 0;
+      if (!(this.sizes.has(last) && this.reopen(last))) this.startSegment(last + 1);
     } catch (err) {
       if (err instanceof VerdictError) throw err;
       throw new VerdictError('ERR_DECISIONLOG_SPOOL', `cannot open spool ${dir}: ${(err as Error).message}`);
@@ -141,13 +159,13 @@ export class Spool {
   }
 
   private async readLines(c: Cursor, available: number, maxBytes: number): Promise<Batch> {
-    const fh = await open(this.path(c.segment), 'r');
+    const fh = await openRegular(this.path(c.segment));
     try {
       let want = Math.min(available, maxBytes);
       for (;;) {
         const buf = Buffer.allocUnsafe(want);
         const { bytesRead } = await fh.read(buf, 0, want, c.offset);
-        const end = buf.lastIndexOf(10, bytesRead - 1);
+        const end = buf.subarray(0, bytesRead).lastIndexOf(10);
         if (end >= 0) {
           const text = buf.toString('utf8', 0, end);
           return { lines: text.split('\n'), bytes: end + 1, next: { segment: c.segment, offset: c.offset + end + 1 } };
@@ -177,7 +195,7 @@ export class Spool {
     }
     this.options.onFault(why, `segment ${file} (${held} bytes spooled) set aside: ${(err as Error).message}; now ${where}`);
     // Appends to a segment that is no longer at its path would never be read: start a new one.
-    if (segment === this.segment) this.rotate();
+    if (this.fd >= 0 && segment === this.segment) this.rotate();
   }
 
   /** Deletes segments every sink has passed. A segment that cannot be deleted is only reported. */
@@ -222,39 +240,71 @@ export class Spool {
   private rotate(): void {
     fsyncSync(this.fd);
     closeSync(this.fd);
+    this.startSegment(this.segment + 1);
+  }
+
+  /** Starts segment n (a new file: nothing of the same name is ever written through). */
+  private startSegment(n: number): void {
     // The chain head survives the closed segment being delivered and deleted.
     const head = join(this.options.dir, HEAD_FILE);
     writeFileSync(`${head}.tmp`, this.head);
     renameSync(`${head}.tmp`, head);
-    this.segment++;
-    this.fd = openSync(this.path(this.segment), 'a+', 0o600);
+    this.fd = openSync(this.path(n), O_RDWR | O_APPEND | O_CREAT | O_EXCL | SAFE, 0o600);
+    this.segment = n;
     this.segmentSize = 0;
-    this.sizes.set(this.segment, 0);
+    this.sizes.set(n, 0);
   }
 
-  /** Cuts a torn last line left by a crash mid-write; returns the segment's size. */
-  private repairTail(): number {
-    const data = readFileSync(this.path(this.segment));
-    const end = data.lastIndexOf(10) + 1;
-    if (end < data.length) {
-      ftruncateSync(this.fd, end);
-      this.totalBytes -= data.length - end;
+  /** Opens the last segment to append to it, after cutting a torn last line. False: it is kept only for reading. */
+  private reopen(n: number): boolean {
+    const file = this.path(n);
+    let fd = -1;
+    try {
+      fd = openRegularSync(file, O_RDWR | O_APPEND);
+      const { size } = fstatSync(fd);
+      const end = lineStart(fd, size, this.options.maxLineBytes);
+      if (end < 0) throw new Error(`no line ends in its last ${this.options.maxLineBytes} bytes`);
+      if (end < size) ftruncateSync(fd, end);
+      this.totalBytes -= (this.sizes.get(n) ?? 0) - end;
+      this.sizes.set(n, end);
+      this.fd = fd;
+      this.segment = n;
+      this.segmentSize = end;
+      return true;
+    } catch (err) {
+      if (fd >= 0) closeSync(fd);
+      this.options.onFault('sealed', `segment ${file} is not appended to (${(err as Error).message}); a new segment follows it`);
+      return false;
     }
-    this.sizes.set(this.segment, end);
-    return end;
   }
 
-  private findHead(segments: number[]): string {
-    for (const s of [...segments].reverse()) {
-      const data = readFileSync(this.path(s));
-      const end = data.lastIndexOf(10);
-      if (end <= 0) continue;
-      const start = data.lastIndexOf(10, end - 1) + 1;
-      return lineHash(data.subarray(start, end));
+  /** The hash of the newest whole line in the spool, else what chain-head holds. */
+  private findHead(): string {
+    const limit = this.options.maxLineBytes;
+    for (const [s, size] of [...this.sizes].reverse()) {
+      if (size === 0) continue;
+      let fd = -1;
+      try {
+        fd = openRegularSync(this.path(s), O_RDONLY);
+        const end = lineStart(fd, size, limit);
+        if (end === 0) continue; // no whole line here
+        const start = end < 0 ? -1 : lineStart(fd, end - 1, limit);
+        if (start < 0) throw new Error(`no line ends within ${limit} bytes`);
+        return hashRange(fd, start, end - 1);
+      } catch (err) {
+        this.options.onFault(
+          'chain_head',
+          `the chain head cannot be read from ${this.path(s)} (${(err as Error).message}); a new chain starts`,
+        );
+        return GENESIS_HASH;
+      } finally {
+        if (fd >= 0) closeSync(fd);
+      }
     }
     try {
-      return readFileSync(join(this.options.dir, HEAD_FILE), 'utf8').trim() || GENESIS_HASH;
-    } catch {
+      return readSmall(join(this.options.dir, HEAD_FILE))?.trim() || GENESIS_HASH;
+    } catch (err) {
+      this.options.onFault('chain_head', `${HEAD_FILE} cannot be read (${(err as Error).message}); a new chain starts`);
       return GENESIS_HASH;
     }
   }
@@ -270,4 +320,80 @@ export class Spool {
   private path(segment: number): string {
     return join(this.options.dir, `seg-${String(segment).padStart(12, '0')}.log`);
   }
+}
+
+/** Opens a file only if it is a regular file (the name may have been replaced since it was listed). */
+function openRegularSync(file: string, flags: number): number {
+  const fd = openSync(file, flags | SAFE);
+  const st = fstatSync(fd);
+  if (st.isFile()) return fd;
+  closeSync(fd);
+  throw new Error(`a ${fileKind(st)}, not a regular file`);
+}
+
+/** openRegularSync for reading, as a FileHandle. */
+async function openRegular(file: string): Promise<FileHandle> {
+  const fh = await open(file, O_RDONLY | SAFE);
+  const st = await fh.stat().catch(async (err: unknown) => {
+    await fh.close();
+    throw err;
+  });
+  if (st.isFile()) return fh;
+  await fh.close();
+  throw new Error(`a ${fileKind(st)}, not a regular file`);
+}
+
+function fileKind(st: Stats): string {
+  if (st.isDirectory()) return 'directory';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isFIFO()) return 'FIFO';
+  if (st.isSocket()) return 'socket';
+  return 'device';
+}
+
+/**
+ * Where the line holding byte `end` - 1 starts: just past the last "\n" before `end`, or 0 at the start of the
+ * file. Looks back at most `limit` + 1 bytes (a line is at most `limit` bytes): -1 when no line starts there.
+ */
+function lineStart(fd: number, end: number, limit: number): number {
+  const floor = Math.max(0, end - limit - 1);
+  const buf = Buffer.allocUnsafe(Math.min(CHUNK, end - floor));
+  for (let pos = end; pos > floor;) {
+    const n = Math.min(buf.length, pos - floor);
+    const got = readSync(fd, buf, 0, n, pos - n);
+    const i = buf.subarray(0, got).lastIndexOf(10);
+    if (i >= 0) return pos - n + i + 1;
+    pos -= n;
+  }
+  return floor === 0 ? 0 : -1;
+}
+
+/** A small regular file's text (a cursor, the chain head), at most 4 KiB of it; null when it does not exist. */
+function readSmall(file: string): string | null {
+  let fd: number;
+  try {
+    fd = openRegularSync(file, O_RDONLY);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const buf = Buffer.allocUnsafe(4096);
+    return buf.toString('utf8', 0, readSync(fd, buf, 0, buf.length, 0));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** sha256 (hex) of bytes [start, end) of fd, read CHUNK bytes at a time: the line hash of the hash chain. */
+function hashRange(fd: number, start: number, end: number): string {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(CHUNK);
+  for (let pos = start; pos < end;) {
+    const got = readSync(fd, buf, 0, Math.min(CHUNK, end - pos), pos);
+    if (got === 0) throw new Error('the file shrank while it was read');
+    hash.update(buf.subarray(0, got));
+    pos += got;
+  }
+  return hash.digest('hex');
 }

@@ -1,8 +1,10 @@
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { recordWithSecrets, waitFor } from '../../helpers/decisionlog-fixtures';
 import { count, segmentFile, spoolDir, startOn, writeSegment, type SpoolRun } from '../../helpers/spool-files';
+import { tempDir } from '../../helpers/verdict-harness';
 
 /** Emits one decision and waits until the sink has it: the pipeline still logs after whatever went before. */
 async function stillLogs(run: SpoolRun): Promise<void> {
@@ -63,6 +65,110 @@ describe('spool failures while shipping are retried, never the end of the shippe
     expect(run.sink.ids).toHaveLength(3);
     expect(await count(run.metrics.decisionLogSpoolFaults, 'why', 'ship')).toBeGreaterThanOrEqual(1);
     expect(spoolCodes(run).length).toBeGreaterThanOrEqual(1);
+    await run.log.close();
+  });
+});
+
+/** Whether this process may set the immutable attribute here (root, a filesystem that has it). */
+function canChattr(): boolean {
+  const probe = join(tempDir('verdict-chattr-'), 'probe');
+  writeFileSync(probe, '');
+  try {
+    execFileSync('chattr', ['+i', probe], { stdio: 'ignore' });
+    execFileSync('chattr', ['-i', probe], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function asideAs(dir: string, n: number, why: string): string[] {
+  return readdirSync(dir).filter((f) => f.startsWith(`${basename(segmentFile(dir, n))}.${why}-`));
+}
+
+describe('spool files that are not regular files are set aside, never opened through', () => {
+  it('starts with a FIFO as the last segment (without blocking on it) and delivers the segments before it', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1']);
+    execFileSync('mkfifo', [segmentFile(dir, 2)]);
+    const run = await startOn(dir);
+    await waitFor(() => run.sink.ids.includes('a1'), 'the segment before the FIFO');
+    await stillLogs(run);
+    expect(asideAs(dir, 2, 'not_regular')).toHaveLength(1);
+    expect(await count(run.metrics.decisionLogSpoolFaults, 'why', 'not_regular')).toBe(1);
+    await run.log.close();
+  });
+
+  it('never writes through a last segment that is a symlink: the file it names is left as it was', async () => {
+    const dir = spoolDir();
+    const victim = join(tempDir(), 'victim.txt');
+    writeFileSync(victim, 'keep me\npartial');
+    writeSegment(dir, 1, ['a1']);
+    symlinkSync(victim, segmentFile(dir, 2));
+    const run = await startOn(dir);
+    await waitFor(() => run.sink.ids.includes('a1'), 'the segment before the symlink');
+    await stillLogs(run);
+    await run.log.close();
+    expect(readFileSync(victim, 'utf8')).toBe('keep me\npartial');
+    expect(asideAs(dir, 2, 'not_regular')).toHaveLength(1);
+  });
+
+  it('never ships what a middle segment symlink points to', async () => {
+    const dir = spoolDir();
+    const other = join(tempDir(), 'elsewhere.log');
+    writeFileSync(other, `${JSON.stringify({ decision_id: 'not-ours' })}\n`);
+    writeSegment(dir, 1, ['a1']);
+    symlinkSync(other, segmentFile(dir, 2));
+    writeSegment(dir, 3, ['c1']);
+    const run = await startOn(dir);
+    await waitFor(() => run.sink.ids.includes('c1'), 'the segment after the symlink');
+    expect(run.sink.ids).toEqual(['a1', 'c1']);
+    expect(asideAs(dir, 2, 'not_regular')).toHaveLength(1);
+    await run.log.close();
+  });
+
+  it('starts with a directory as the last segment: sets it aside and starts a new segment', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1']);
+    replaceByDirectory(segmentFile(dir, 2));
+    const run = await startOn(dir);
+    await stillLogs(run);
+    expect(run.sink.ids[0]).toBe('a1');
+    expect(asideAs(dir, 2, 'not_regular')).toHaveLength(1);
+    expect(readdirSync(dir)).toContain(basename(segmentFile(dir, 3)));
+    await run.log.close();
+  });
+
+  it.skipIf(!canChattr())('starts with an immutable last segment: delivers it and appends to a new segment after it', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1']);
+    execFileSync('chattr', ['+i', segmentFile(dir, 1)]);
+    try {
+      const run = await startOn(dir);
+      await stillLogs(run);
+      expect(run.sink.ids[0]).toBe('a1');
+      expect(await count(run.metrics.decisionLogSpoolFaults, 'why', 'sealed')).toBe(1);
+      expect(readdirSync(dir)).toContain(basename(segmentFile(dir, 2)));
+      await run.log.close();
+    } finally {
+      execFileSync('chattr', ['-i', segmentFile(dir, 1)]);
+    }
+  });
+
+  it('sets aside a segment replaced by a FIFO while shipping, without blocking delivery', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1']);
+    writeSegment(dir, 2, ['b1']);
+    writeSegment(dir, 3, ['c1']);
+    const run = await startOn(dir);
+    run.sink.beforeAck = (ids) => {
+      if (!ids.includes('a1')) return;
+      rmSync(segmentFile(dir, 2));
+      execFileSync('mkfifo', [segmentFile(dir, 2)]);
+    };
+    await waitFor(() => run.sink.ids.includes('c1'), 'the segment after the FIFO');
+    expect(run.sink.ids).toEqual(['a1', 'c1']);
+    expect(asideAs(dir, 2, 'unreadable')).toHaveLength(1);
     await run.log.close();
   });
 });
