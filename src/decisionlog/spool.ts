@@ -17,12 +17,12 @@ import {
   writeSync,
   type Stats,
 } from 'node:fs';
-import { open, readFile, rename, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VerdictError } from '../errors';
 import { GENESIS_HASH } from './hash-chain';
 
-const { O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR } = constants;
+const { O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY } = constants;
 /** Spool files are opened only as what they must be: never through a symlink, never blocking (a FIFO). */
 const SAFE = O_NOFOLLOW | O_NONBLOCK;
 /** Scans backwards for a line end read this much at a time. */
@@ -213,20 +213,50 @@ export class Spool {
     }
   }
 
+  /**
+   * The sink's saved cursor, if it names a segment held, at a line start within it. Any other cursor (none
+   * yet, unreadable, or one that would skip or split events) starts the sink at the oldest segment: sending
+   * events again is better than losing them.
+   */
   async loadCursor(sink: string): Promise<Cursor> {
+    const file = join(this.options.dir, `cursor-${sink}.json`);
+    const oldest = { segment: this.sizes.keys().next().value ?? this.segment, offset: 0 };
+    let problem: string | null;
     try {
-      const c = JSON.parse(await readFile(join(this.options.dir, `cursor-${sink}.json`), 'utf8')) as Cursor;
-      if (Number.isInteger(c.segment) && Number.isInteger(c.offset)) return c;
-    } catch {
-      // No cursor yet: this sink starts at the oldest segment held.
+      const text = readSmall(file);
+      if (text === null) return oldest;
+      const c = JSON.parse(text) as Partial<Cursor> | null;
+      problem = this.cursorProblem(c);
+      if (problem === null) return c as Cursor;
+    } catch (err) {
+      problem = (err as Error).message;
     }
-    return { segment: Math.min(...this.sizes.keys(), this.segment), offset: 0 };
+    this.options.onFault('cursor', `${file} is not used (${problem}); sink ${sink} starts again at the oldest segment held`);
+    return oldest;
+  }
+
+  /** Why a cursor cannot be resumed from, or null when it can. */
+  private cursorProblem(c: Partial<Cursor> | null): string | null {
+    if (!Number.isSafeInteger(c?.segment) || !Number.isSafeInteger(c?.offset)) return 'not a {segment, offset} of integers';
+    const { segment, offset } = c as Cursor;
+    const size = this.sizes.get(segment);
+    if (size === undefined) return `segment ${segment} is not held`;
+    if (offset < 0 || offset > size) return `offset ${offset} is outside segment ${segment} (${size} bytes)`;
+    if (offset === 0) return null;
+    const fd = openRegularSync(this.path(segment), O_RDONLY);
+    try {
+      const byte = Buffer.alloc(1);
+      readSync(fd, byte, 0, 1, offset - 1);
+      return byte[0] === 10 ? null : `offset ${offset} is inside a line`;
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** Atomic: written beside, then renamed over. */
   async saveCursor(sink: string, c: Cursor): Promise<void> {
     const file = join(this.options.dir, `cursor-${sink}.json`);
-    await writeFile(`${file}.tmp`, JSON.stringify(c));
+    await writeFile(`${file}.tmp`, JSON.stringify(c), { flag: O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW });
     await rename(`${file}.tmp`, file);
   }
 

@@ -3,7 +3,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { recordWithSecrets, waitFor } from '../../helpers/decisionlog-fixtures';
-import { count, segmentFile, spoolDir, startOn, writeSegment, type SpoolRun } from '../../helpers/spool-files';
+import { count, eventLine, segmentFile, spoolDir, startOn, writeSegment, type SpoolRun } from '../../helpers/spool-files';
 import { tempDir } from '../../helpers/verdict-harness';
 
 /** Emits one decision and waits until the sink has it: the pipeline still logs after whatever went before. */
@@ -169,6 +169,42 @@ describe('spool files that are not regular files are set aside, never opened thr
     await waitFor(() => run.sink.ids.includes('c1'), 'the segment after the FIFO');
     expect(run.sink.ids).toEqual(['a1', 'c1']);
     expect(asideAs(dir, 2, 'unreadable')).toHaveLength(1);
+    await run.log.close();
+  });
+});
+
+describe('a saved cursor is resumed from only when it names a line start in a segment held', () => {
+  /** Segments 1 (a1, a2) and 2 (b1), and the sink's cursor file holding `cursor`. */
+  function spoolWithCursor(cursor: string): string {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1', 'a2']);
+    writeSegment(dir, 2, ['b1']);
+    writeFileSync(join(dir, 'cursor-rec.json'), cursor);
+    return dir;
+  }
+
+  it.each([
+    ['a segment past the newest', { segment: 99_999_999, offset: 0 }],
+    ['a segment far before the oldest', { segment: -1_000_000_000_000, offset: 0 }],
+    ['an offset inside a line', { segment: 1, offset: 5 }],
+    ['a negative offset', { segment: 1, offset: -3 }],
+    ['an offset past the end of its segment', { segment: 1, offset: 1_000_000 }],
+    ['content that is not JSON', 'not json'],
+  ])('starts the sink again at the oldest segment, warning, for a cursor with %s', async (_what, cursor) => {
+    const dir = spoolWithCursor(typeof cursor === 'string' ? cursor : JSON.stringify(cursor));
+    const run = await startOn(dir);
+    await waitFor(() => run.sink.ids.includes('b1'), 'the last spooled event');
+    expect(run.sink.ids).toEqual(['a1', 'a2', 'b1']);
+    expect(await count(run.metrics.decisionLogSpoolFaults, 'why', 'cursor')).toBe(1);
+    await run.log.close();
+  });
+
+  it('resumes from a cursor at a line start in a segment held', async () => {
+    const dir = spoolWithCursor(JSON.stringify({ segment: 1, offset: Buffer.byteLength(`${eventLine('a1')}\n`) }));
+    const run = await startOn(dir);
+    await waitFor(() => run.sink.ids.includes('b1'), 'the last spooled event');
+    expect(run.sink.ids).toEqual(['a2', 'b1']);
+    expect(await count(run.metrics.decisionLogSpoolFaults, 'why', 'cursor')).toBe(0);
     await run.log.close();
   });
 });
