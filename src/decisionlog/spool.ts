@@ -147,7 +147,8 @@ export class Spool {
   async read(from: Cursor, maxBytes: number): Promise<Batch> {
     for (;;) {
       let c = from;
-      while (c.segment < this.segment && c.offset >= (this.sizes.get(c.segment) ?? 0)) c = { segment: c.segment + 1, offset: 0 };
+      // Past the end of a sealed segment (or at one no longer held): on to the next segment held, however far.
+      while (c.segment < this.segment && c.offset >= (this.sizes.get(c.segment) ?? 0)) c = { segment: this.after(c.segment), offset: 0 };
       const available = (this.sizes.get(c.segment) ?? 0) - c.offset;
       if (available <= 0) return { lines: [], bytes: 0, next: c };
       try {
@@ -337,6 +338,12 @@ export class Spool {
       this.options.onFault('chain_head', `${HEAD_FILE} cannot be read (${(err as Error).message}); a new chain starts`);
       return GENESIS_HASH;
     }
+  }
+
+  /** The first segment held after `s` (the map holds them in ascending order: each new one is the highest). */
+  private after(s: number): number {
+    for (const n of this.sizes.keys()) if (n > s) return n;
+    return this.segment;
   }
 
   private segments(): number[] {

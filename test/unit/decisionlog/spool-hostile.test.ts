@@ -208,3 +208,16 @@ describe('a saved cursor is resumed from only when it names a line start in a se
     await run.log.close();
   });
 });
+
+describe('segment numbers with gaps', () => {
+  it('reads on from a segment to the next one held, however far its number', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1']);
+    writeSegment(dir, 999_999_999_999, ['z1']);
+    const run = await startOn(dir);
+    await waitFor(() => run.sink.ids.includes('z1'), 'the far segment');
+    await stillLogs(run);
+    expect(run.sink.ids.slice(0, 2)).toEqual(['a1', 'z1']);
+    await run.log.close();
+  });
+});
