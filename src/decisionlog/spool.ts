@@ -52,7 +52,8 @@ export interface Batch {
   next: Cursor;
 }
 
-const SEGMENT_RE = /^seg-(\d{12})\.log$/;
+/** seg-<number>.log, zero-padded to 12 digits: past 999999999999 the names grow to 13 digits and more. */
+const SEGMENT_RE = /^seg-(\d{12,})\.log$/;
 const HEAD_FILE = 'chain-head';
 
 /**
@@ -188,15 +189,20 @@ export class Spool {
     const held = this.sizes.get(segment) ?? 0;
     this.totalBytes -= held;
     this.sizes.delete(segment);
-    let where: string;
-    try {
-      renameSync(file, (where = `${file}.${why}-${Date.now()}`));
-    } catch (e) {
-      where = `left in place (${(e as Error).message})`;
-    }
-    this.options.onFault(why, `segment ${file} (${held} bytes spooled) set aside: ${(err as Error).message}; now ${where}`);
+    this.options.onFault(why, `segment ${file} (${held} bytes spooled) set aside: ${(err as Error).message}; ${this.moveAside(file, why)}`);
     // Appends to a segment that is no longer at its path would never be read: start a new one.
     if (this.fd >= 0 && segment === this.segment) this.rotate();
+  }
+
+  /** Renames a spool file aside (kept for inspection, never read again); says where it went. */
+  private moveAside(file: string, why: string): string {
+    const to = `${file}.${why}-${Date.now()}`;
+    try {
+      renameSync(file, to);
+      return `now ${to}`;
+    } catch (err) {
+      return `left in place (${(err as Error).message})`;
+    }
   }
 
   /** Deletes segments every sink has passed. A segment that cannot be deleted is only reported. */
@@ -346,12 +352,18 @@ export class Spool {
     return this.segment;
   }
 
+  /** The segments in the directory, in numeric order; a name that is not one path() gives is set aside. */
   private segments(): number[] {
-    return readdirSync(this.options.dir)
-      .map((f) => SEGMENT_RE.exec(f)?.[1])
-      .filter((s): s is string => s !== undefined)
-      .map(Number)
-      .sort((a, b) => a - b);
+    const { dir } = this.options;
+    const held: number[] = [];
+    for (const name of readdirSync(dir)) {
+      const digits = SEGMENT_RE.exec(name)?.[1];
+      if (digits === undefined) continue;
+      const n = Number(digits);
+      if (Number.isSafeInteger(n) && this.path(n) === join(dir, name)) held.push(n);
+      else this.options.onFault('misnamed', `${name} is not a segment name verdict writes; ${this.moveAside(join(dir, name), 'misnamed')}`);
+    }
+    return held.sort((a, b) => a - b);
   }
 
   private path(segment: number): string {

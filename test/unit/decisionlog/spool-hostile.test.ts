@@ -221,3 +221,28 @@ describe('segment numbers with gaps', () => {
     await run.log.close();
   });
 });
+
+describe('segment numbers past twelve digits', () => {
+  it('reads segments numbered past 999999999999 (13-digit names), in numeric order', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 999_999_999_999, ['y1']);
+    writeSegment(dir, 1_000_000_000_000, ['z1']);
+    expect(readdirSync(dir)).toContain('seg-1000000000000.log');
+    const run = await startOn(dir);
+    await waitFor(() => run.sink.ids.includes('z1'), 'the 13-digit segment');
+    expect(run.sink.ids).toEqual(['y1', 'z1']);
+    await run.log.close();
+  });
+
+  it('sets aside, counted, a file named like a segment but not as verdict names one', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1']);
+    writeFileSync(join(dir, 'seg-0000000000002.log'), `${eventLine('b1')}\n`);
+    const run = await startOn(dir);
+    await stillLogs(run);
+    expect(run.sink.ids).not.toContain('b1');
+    expect(await count(run.metrics.decisionLogSpoolFaults, 'why', 'misnamed')).toBe(1);
+    expect(readdirSync(dir).filter((f) => f.startsWith('seg-0000000000002.log.misnamed-'))).toHaveLength(1);
+    await run.log.close();
+  });
+});
