@@ -66,6 +66,7 @@ export class DecisionLogPipeline implements DecisionLog {
       // No line (nor one turn's append) is longer than the queue bound: a longer one is lost before the spool.
       maxLineBytes: options.maxQueueBytes,
       onFault: (why, detail) => this.fault(why, detail),
+      onLost: (why, n, detail) => this.lose(why, n, detail),
     });
     this.head = this.spool.open();
     this.mask = new EventMask(options.mask);
@@ -160,12 +161,14 @@ export class DecisionLogPipeline implements DecisionLog {
     this.syncTimer.unref();
   }
 
-  private lose(why: string, n: number): void {
+  /** Counted always; logged at most once a second, with the count since the last line (`detail`: a spool loss). */
+  private lose(why: string, n: number, detail?: string): void {
     this.options.metrics.decisionLogLost.inc({ why }, n);
     this.lostSinceLog += n;
     const now = this.options.clock.nowMs();
     if (now - this.lastLossLogMs >= 1000) {
-      this.options.logger.error({ lost: this.lostSinceLog, why }, 'decision-log events lost');
+      const spool = detail === undefined ? {} : { code: 'ERR_DECISIONLOG_SPOOL', detail };
+      this.options.logger.error({ lost: this.lostSinceLog, why, ...spool }, 'decision-log events lost');
       this.lostSinceLog = 0;
       this.lastLossLogMs = now;
     }

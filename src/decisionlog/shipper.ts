@@ -79,6 +79,7 @@ export class Shipper {
   private async turn(): Promise<boolean> {
     let batch = await this.spool.read(this.cursor, this.options.batchBytes);
     if (batch.lines.length === 0) {
+      this.cursor = batch.next; // past bytes skipped as undeliverable, if any
       await this.idle();
       return true;
     }

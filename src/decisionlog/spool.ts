@@ -38,6 +38,8 @@ export interface SpoolOptions {
   maxLineBytes: number;
   /** A failure verdict serves on through (logged and counted by the caller). */
   onFault(why: string, detail: string): void;
+  /** Spooled events that cannot be delivered (logged and counted by the caller). */
+  onLost(why: string, events: number, detail: string): void;
 }
 
 /** A position in the spool: segment number and byte offset in it. */
@@ -70,6 +72,8 @@ export class Spool {
   private dirty = false;
   private head = GENESIS_HASH;
   private readonly sizes = new Map<number, number>();
+  /** Per segment, the offset past the last loss counted (each sink reads the same bytes). */
+  private readonly lossesCounted = new Map<number, number>();
 
   constructor(private readonly options: SpoolOptions) {}
 
@@ -142,42 +146,97 @@ export class Spool {
   }
 
   /**
-   * Up to maxBytes of whole lines from `from` (at least one line, however long). A segment that cannot be
-   * read is set aside and reading goes on with the next one: one bad file must not stop delivery for good.
+   * Up to maxBytes of whole lines from `from`, within one segment (the first line of a batch may be longer:
+   * up to maxLineBytes). What cannot be delivered is skipped and counted, so it never holds up the lines after
+   * it: the bytes after a segment's last line end (torn by a crash mid-write, or the file cut short), a line
+   * longer than maxLineBytes, and a segment that cannot be read at all (set aside).
    */
   async read(from: Cursor, maxBytes: number): Promise<Batch> {
-    for (;;) {
-      let c = from;
-      // Past the end of a sealed segment (or at one no longer held): on to the next segment held, however far.
-      while (c.segment < this.segment && c.offset >= (this.sizes.get(c.segment) ?? 0)) c = { segment: this.after(c.segment), offset: 0 };
-      const available = (this.sizes.get(c.segment) ?? 0) - c.offset;
-      if (available <= 0) return { lines: [], bytes: 0, next: c };
+    const batch: Batch = { lines: [], bytes: 0, next: this.onward(from) };
+    // Skipped bytes take no room: a batch with no line yet reads on to the first line or the end.
+    while (batch.lines.length === 0 || batch.bytes < maxBytes) {
+      const { segment, offset } = batch.next;
+      if (offset >= (this.sizes.get(segment) ?? 0)) {
+        if (segment === this.segment || batch.lines.length > 0) break;
+        batch.next = this.onward(batch.next);
+        continue;
+      }
       try {
-        return await this.readLines(c, available, maxBytes);
+        if (!(await this.readSegment(batch, maxBytes))) break;
       } catch (err) {
-        this.setAside(c.segment, 'unreadable', err);
+        this.setAside(segment, 'unreadable', err);
+        batch.next = this.onward(batch.next);
       }
     }
+    return batch;
   }
 
-  private async readLines(c: Cursor, available: number, maxBytes: number): Promise<Batch> {
-    const fh = await openRegular(this.path(c.segment));
+  /** Past the end of a sealed segment (or at one no longer held): on to the next segment held, however far. */
+  private onward(c: Cursor): Cursor {
+    while (c.segment < this.segment && c.offset >= (this.sizes.get(c.segment) ?? 0)) c = { segment: this.after(c.segment), offset: 0 };
+    return c;
+  }
+
+  /**
+   * Adds to the batch the lines from batch.next to the end of its segment, as many as fit. False when the
+   * next line does not fit (the batch is full).
+   */
+  private async readSegment(batch: Batch, maxBytes: number): Promise<boolean> {
+    const { segment, offset } = batch.next;
+    let rest = (this.sizes.get(segment) ?? 0) - offset;
+    const fh = await openRegular(this.path(segment));
     try {
-      let want = Math.min(available, maxBytes);
-      for (;;) {
-        const buf = Buffer.allocUnsafe(want);
-        const { bytesRead } = await fh.read(buf, 0, want, c.offset);
-        const end = buf.subarray(0, bytesRead).lastIndexOf(10);
-        if (end >= 0) {
-          const text = buf.toString('utf8', 0, end);
-          return { lines: text.split('\n'), bytes: end + 1, next: { segment: c.segment, offset: c.offset + end + 1 } };
-        }
-        if (want >= available) return { lines: [], bytes: 0, next: c }; // a line still being written
-        want = Math.min(available, want * 2);
+      const first = batch.lines.length === 0;
+      let want = Math.min(rest, first ? maxBytes : maxBytes - batch.bytes);
+      let data = await readAt(fh, offset, want);
+      if (first && data.lastIndexOf(10) < 0 && data.length === want && want < rest) {
+        // The first line of a batch may be longer than the batch, up to the longest line verdict writes.
+        want = Math.min(rest, Math.max(want, this.options.maxLineBytes + 1));
+        data = await readAt(fh, offset, want);
       }
+      if (data.length < want) rest = this.shrank(segment, offset + data.length) - offset;
+      const end = data.lastIndexOf(10) + 1;
+      if (end > 0) this.take(batch, data.subarray(0, end - 1));
+      if (data.length === rest) {
+        if (end < rest) this.skip(batch, rest - end, 'torn', `segment ${this.path(segment)} ends inside a line`);
+        return true;
+      }
+      if (!first || end > 0) return false;
+      const lineEnd = await nextLineEnd(fh, offset + data.length, offset + rest);
+      this.skip(batch, lineEnd - offset, 'too_long', `a line in ${this.path(segment)} is longer than ${this.options.maxLineBytes} bytes`);
+      return true;
     } finally {
       await fh.close();
     }
+  }
+
+  /** Adds whole lines (their text, without the last newline) to the batch. */
+  private take(batch: Batch, text: Buffer): void {
+    batch.lines.push(...text.toString('utf8').split('\n'));
+    batch.bytes += text.length + 1;
+    batch.next = { segment: batch.next.segment, offset: batch.next.offset + text.length + 1 };
+  }
+
+  /** Moves the batch past bytes that hold no deliverable event; the loss is counted once, by the first reader. */
+  private skip(batch: Batch, bytes: number, why: string, detail: string): void {
+    const { segment, offset } = batch.next;
+    if (offset >= (this.lossesCounted.get(segment) ?? 0)) {
+      this.lossesCounted.set(segment, offset + 1);
+      this.options.onLost(why, 1, `${detail} (at byte ${offset})`);
+    }
+    batch.bytes += bytes;
+    batch.next = { segment, offset: offset + bytes };
+  }
+
+  /** The file holds less than was spooled to it (cut short from outside): what is gone is reported. */
+  private shrank(segment: number, size: number): number {
+    const held = this.sizes.get(segment) ?? 0;
+    this.totalBytes -= held - size;
+    this.sizes.set(segment, size);
+    this.options.onFault('truncated', `segment ${this.path(segment)} holds ${size} of the ${held} bytes spooled to it`);
+    // Appends would follow a line cut in two.
+    if (segment === this.segment) this.rotate();
+    return size;
   }
 
   /**
@@ -189,6 +248,7 @@ export class Spool {
     const held = this.sizes.get(segment) ?? 0;
     this.totalBytes -= held;
     this.sizes.delete(segment);
+    this.lossesCounted.delete(segment);
     this.options.onFault(why, `segment ${file} (${held} bytes spooled) set aside: ${(err as Error).message}; ${this.moveAside(file, why)}`);
     // Appends to a segment that is no longer at its path would never be read: start a new one.
     if (this.fd >= 0 && segment === this.segment) this.rotate();
@@ -217,6 +277,7 @@ export class Spool {
       }
       this.totalBytes -= this.sizes.get(s) ?? 0;
       this.sizes.delete(s);
+      this.lossesCounted.delete(s);
     }
   }
 
@@ -301,7 +362,10 @@ export class Spool {
       const { size } = fstatSync(fd);
       const end = lineStart(fd, size, this.options.maxLineBytes);
       if (end < 0) throw new Error(`no line ends in its last ${this.options.maxLineBytes} bytes`);
-      if (end < size) ftruncateSync(fd, end);
+      if (end < size) {
+        ftruncateSync(fd, end);
+        this.options.onLost('torn', 1, `segment ${file} ended inside a line (a crash mid-write): ${size - end} bytes cut off`);
+      }
       this.totalBytes -= (this.sizes.get(n) ?? 0) - end;
       this.sizes.set(n, end);
       this.fd = fd;
@@ -445,4 +509,24 @@ function hashRange(fd: number, start: number, end: number): string {
     pos += got;
   }
   return hash.digest('hex');
+}
+
+/** Up to `length` bytes at `position` (fewer when the file ends first). */
+async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  const { bytesRead } = await fh.read(buf, 0, length, position);
+  return buf.subarray(0, bytesRead);
+}
+
+/** The offset just past the first "\n" in [from, to), else `to`; reads CHUNK bytes at a time. */
+async function nextLineEnd(fh: FileHandle, from: number, to: number): Promise<number> {
+  const buf = Buffer.allocUnsafe(CHUNK);
+  for (let pos = from; pos < to;) {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, to - pos), pos);
+    if (bytesRead === 0) break;
+    const i = buf.subarray(0, bytesRead).indexOf(10);
+    if (i >= 0) return pos + i + 1;
+    pos += bytesRead;
+  }
+  return to;
 }

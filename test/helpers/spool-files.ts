@@ -32,10 +32,11 @@ export function writeSegment(dir: string, n: number, ids: string[], tail = ''): 
 
 /** A sink that keeps the decision ids it is sent; `beforeAck` runs on each batch before it is acknowledged. */
 export class RecordingSink implements DecisionLogSink {
-  readonly name = 'rec';
   readonly ids: string[] = [];
   readonly batches: string[][] = [];
   beforeAck: ((ids: string[]) => void) | null = null;
+
+  constructor(readonly name = 'rec') {}
 
   async send(lines: readonly string[]): Promise<void> {
     const ids = lines.map((l) => (JSON.parse(l) as { decision_id: string }).decision_id);
@@ -49,19 +50,24 @@ export class RecordingSink implements DecisionLogSink {
 
 export interface SpoolRun {
   log: DecisionLogPipeline;
+  /** The first sink (`rec`); all of them in `sinks`. */
   sink: RecordingSink;
+  sinks: RecordingSink[];
   metrics: Metrics;
   logged: RecordedLine[];
 }
 
-/** A pipeline over `dir` (made if absent) with a recording sink, a recording logger and its own metrics; started. */
-export async function startOn(dir: string, overrides: Partial<DecisionLogPipelineOptions> = {}): Promise<SpoolRun> {
-  const sink = new RecordingSink();
+/**
+ * A pipeline over `dir` (made if absent) with recording sinks (one, `rec`, unless named), a recording logger
+ * and its own metrics; started.
+ */
+export async function startOn(dir: string, overrides: Partial<DecisionLogPipelineOptions> = {}, sinkNames = ['rec']): Promise<SpoolRun> {
+  const sinks = sinkNames.map((name) => new RecordingSink(name));
   const metrics = new Metrics({ defaultMetrics: false });
   const { logger, lines } = recordingLogger();
-  const log = pipeline([sink], dir, { metrics, logger, ...overrides });
+  const log = pipeline(sinks, dir, { metrics, logger, ...overrides });
   await log.start();
-  return { log, sink, metrics, logged: lines };
+  return { log, sink: sinks[0] as RecordingSink, sinks, metrics, logged: lines };
 }
 
 /** A fresh spool directory. */

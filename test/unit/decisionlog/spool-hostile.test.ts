@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { recordWithSecrets, waitFor } from '../../helpers/decisionlog-fixtures';
@@ -243,6 +243,69 @@ describe('segment numbers past twelve digits', () => {
     expect(run.sink.ids).not.toContain('b1');
     expect(await count(run.metrics.decisionLogSpoolFaults, 'why', 'misnamed')).toBe(1);
     expect(readdirSync(dir).filter((f) => f.startsWith('seg-0000000000002.log.misnamed-'))).toHaveLength(1);
+    await run.log.close();
+  });
+});
+
+describe('bytes that hold no whole event are skipped and counted, never a stall', () => {
+  const torn = '{"decision_id":"torn","pad":"';
+
+  it('skips the torn end of a sealed segment, counts it once, and delivers the next segment', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1'], torn);
+    writeSegment(dir, 2, ['b1']);
+    const run = await startOn(dir);
+    await waitFor(() => run.sink.ids.includes('b1'), 'the segment after the torn one');
+    expect(run.sink.ids).toEqual(['a1', 'b1']);
+    expect(await count(run.metrics.decisionLogLost, 'why', 'torn')).toBe(1);
+    await run.log.close();
+  });
+
+  it('counts a torn end once however many sinks read past it', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1'], torn);
+    writeSegment(dir, 2, ['b1']);
+    const run = await startOn(dir, {}, ['one', 'two']);
+    await waitFor(() => run.sinks.every((s) => s.ids.includes('b1')), 'both sinks past the torn segment');
+    expect(await count(run.metrics.decisionLogLost, 'why', 'torn')).toBe(1);
+    await run.log.close();
+  });
+
+  it('cuts the torn end of the last segment at start and counts it', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1'], torn);
+    const run = await startOn(dir);
+    await stillLogs(run);
+    expect(run.sink.ids[0]).toBe('a1');
+    expect(run.sink.ids).toHaveLength(2);
+    expect(await count(run.metrics.decisionLogLost, 'why', 'torn')).toBe(1);
+    await run.log.close();
+  });
+
+  it('skips a line longer than the longest line verdict writes, counts it, and delivers the lines around it', async () => {
+    const dir = spoolDir();
+    const maxQueueBytes = 64 * 1024;
+    const big = JSON.stringify({ decision_id: 'big', pad: 'x'.repeat(4 * maxQueueBytes) });
+    writeSegment(dir, 1, ['a1'], `${big}\n${eventLine('a2')}\n`);
+    writeSegment(dir, 2, ['b1']);
+    const run = await startOn(dir, { maxQueueBytes });
+    await waitFor(() => run.sink.ids.includes('b1'), 'the segment after the long line');
+    expect(run.sink.ids).toEqual(['a1', 'a2', 'b1']);
+    expect(await count(run.metrics.decisionLogLost, 'why', 'too_long')).toBe(1);
+    await run.log.close();
+  });
+
+  it('reports a segment cut short while shipping and delivers what is left of it and what follows', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1']);
+    writeSegment(dir, 2, ['b1', 'b2']);
+    writeSegment(dir, 3, ['c1']);
+    const run = await startOn(dir);
+    run.sink.beforeAck = (ids) => ids.includes('a1') && truncateSync(segmentFile(dir, 2), Buffer.byteLength(`${eventLine('b1')}\n`) + 5);
+    await waitFor(() => run.sink.ids.includes('c1'), 'the segment after the cut one');
+    expect(run.sink.ids).toEqual(['a1', 'b1', 'c1']);
+    expect(await count(run.metrics.decisionLogSpoolFaults, 'why', 'truncated')).toBe(1);
+    expect(await count(run.metrics.decisionLogLost, 'why', 'torn')).toBe(1);
     await run.log.close();
   });
 });
