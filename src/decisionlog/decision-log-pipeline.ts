@@ -51,6 +51,7 @@ export class DecisionLogPipeline implements DecisionLog {
   private syncTimer: NodeJS.Timeout | null = null;
   private lostSinceLog = 0;
   private lastLossLogMs = 0;
+  private readonly faultLoggedMs = new Map<string, number>();
   private closed = false;
   private readonly emitted: { inc(): void };
   private readonly spooled: { inc(n: number): void };
@@ -174,9 +175,12 @@ export class DecisionLogPipeline implements DecisionLog {
     }
   }
 
-  /** A spool failure verdict serves on through: counted and logged with its code. */
+  /** A spool failure verdict serves on through: counted always; logged with its code at most once a second per why. */
   private fault(why: string, detail: string): void {
     this.options.metrics.decisionLogSpoolFaults.inc({ why });
+    const now = this.options.clock.nowMs();
+    if (now - (this.faultLoggedMs.get(why) ?? -Infinity) < 1000) return;
+    this.faultLoggedMs.set(why, now);
     this.options.logger.warn({ code: 'ERR_DECISIONLOG_SPOOL', why, detail }, 'decision-log spool fault; serving on');
   }
 

@@ -13,7 +13,6 @@ import {
   readSync,
   renameSync,
   unlinkSync,
-  writeFileSync,
   writeSync,
   type Stats,
 } from 'node:fs';
@@ -71,6 +70,9 @@ export class Spool {
   private totalBytes = 0;
   private dirty = false;
   private head = GENESIS_HASH;
+  /** What the current segment's first line links to, and whether chain-head holds it. */
+  private anchor = GENESIS_HASH;
+  private anchorSaved = true;
   private readonly sizes = new Map<number, number>();
   /** Per segment, the offset past the last loss counted (each sink reads the same bytes). */
   private readonly lossesCounted = new Map<number, number>();
@@ -267,6 +269,9 @@ export class Spool {
 
   /** Deletes segments every sink has passed. A segment that cannot be deleted is only reported. */
   release(slowest: Cursor): void {
+    // While the current segment is empty, only the segments before it hold the chain head: keep them until
+    // chain-head does.
+    if (!this.anchorSaved && this.segmentSize === 0 && !(this.anchorSaved = this.saveAnchor())) return;
     for (const s of [...this.sizes.keys()]) {
       if (s >= slowest.segment || s === this.segment) continue;
       try {
@@ -335,22 +340,59 @@ export class Spool {
     this.fd = -1;
   }
 
+  /**
+   * Moves appends to a new segment. The new one is opened first: when it cannot be, appends go on into the
+   * current one (past segmentBytes) rather than being lost, and no closed descriptor is ever kept.
+   */
   private rotate(): void {
-    fsyncSync(this.fd);
-    closeSync(this.fd);
-    this.startSegment(this.segment + 1);
+    const sealed = this.fd;
+    try {
+      this.startSegment(this.segment + 1);
+    } catch (err) {
+      this.options.onFault(
+        'rotate',
+        `segment ${this.segment + 1} cannot be started (${(err as Error).message}); appending on to the current one`,
+      );
+      return;
+    }
+    try {
+      fsyncSync(sealed);
+    } catch (err) {
+      this.options.onFault('sync', `sealed segment ${this.path(this.segment - 1)} cannot be synced: ${(err as Error).message}`);
+    } finally {
+      closeSync(sealed);
+    }
   }
 
   /** Starts segment n (a new file: nothing of the same name is ever written through). */
   private startSegment(n: number): void {
-    // The chain head survives the closed segment being delivered and deleted.
-    const head = join(this.options.dir, HEAD_FILE);
-    writeFileSync(`${head}.tmp`, this.head);
-    renameSync(`${head}.tmp`, head);
     this.fd = openSync(this.path(n), O_RDWR | O_APPEND | O_CREAT | O_EXCL | SAFE, 0o600);
     this.segment = n;
     this.segmentSize = 0;
     this.sizes.set(n, 0);
+    this.anchor = this.head;
+    this.anchorSaved = this.saveAnchor();
+  }
+
+  /**
+   * Writes chain-head: the hash the new segment's first line will link to, for when the segments before it
+   * have been delivered and deleted. False (reported) when it cannot be written.
+   */
+  private saveAnchor(): boolean {
+    const file = join(this.options.dir, HEAD_FILE);
+    try {
+      const fd = openSync(`${file}.tmp`, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600);
+      try {
+        writeSync(fd, this.anchor);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(`${file}.tmp`, file);
+      return true;
+    } catch (err) {
+      this.options.onFault('chain_head', `${file} cannot be written (${(err as Error).message}); delivered segments are kept until it is`);
+      return false;
+    }
   }
 
   /** Opens the last segment to append to it, after cutting a torn last line. False: it is kept only for reading. */

@@ -30,8 +30,9 @@ export function writeSegment(dir: string, n: number, ids: string[], tail = ''): 
   );
 }
 
-/** A sink that keeps the decision ids it is sent; `beforeAck` runs on each batch before it is acknowledged. */
+/** A sink that keeps the lines (and their decision ids) it is sent; `beforeAck` runs on each batch before it is acknowledged. */
 export class RecordingSink implements DecisionLogSink {
+  readonly lines: string[] = [];
   readonly ids: string[] = [];
   readonly batches: string[][] = [];
   beforeAck: ((ids: string[]) => void) | null = null;
@@ -42,6 +43,7 @@ export class RecordingSink implements DecisionLogSink {
     const ids = lines.map((l) => (JSON.parse(l) as { decision_id: string }).decision_id);
     this.beforeAck?.(ids);
     this.batches.push(ids);
+    this.lines.push(...lines);
     this.ids.push(...ids);
   }
 

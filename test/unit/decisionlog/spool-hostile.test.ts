@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { lineHash } from '../../../src/decisionlog/hash-chain';
 import { recordWithSecrets, waitFor } from '../../helpers/decisionlog-fixtures';
 import { count, eventLine, segmentFile, spoolDir, startOn, writeSegment, type SpoolRun } from '../../helpers/spool-files';
 import { tempDir } from '../../helpers/verdict-harness';
@@ -16,7 +17,7 @@ async function stillLogs(run: SpoolRun): Promise<void> {
 /** Replaces a file by a directory that holds a file (neither readable as a segment nor removable by unlink). */
 function replaceByDirectory(file: string): void {
   rmSync(file, { force: true });
-  mkdirSync(file);
+  mkdirSync(file, { recursive: true });
   writeFileSync(join(file, 'x'), '');
 }
 
@@ -307,5 +308,62 @@ describe('bytes that hold no whole event are skipped and counted, never a stall'
     expect(await count(run.metrics.decisionLogSpoolFaults, 'why', 'truncated')).toBe(1);
     expect(await count(run.metrics.decisionLogLost, 'why', 'torn')).toBe(1);
     await run.log.close();
+  });
+});
+
+/** Emits n decisions, one event-loop turn apart (one spool append each); returns their ids. */
+async function emitMany(run: SpoolRun, n: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const { record, decision } = recordWithSecrets(i);
+    run.log.emit(record, decision);
+    ids.push(decision.id);
+    await new Promise((r) => setImmediate(r));
+  }
+  return ids;
+}
+
+describe('a segment rotation that fails part-way', () => {
+  const small = { spoolSegmentBytes: 2048 };
+
+  it('goes on appending and delivering when chain-head cannot be written', async () => {
+    const dir = spoolDir();
+    replaceByDirectory(join(dir, 'chain-head.tmp'));
+    const run = await startOn(dir, small);
+    const ids = await emitMany(run, 20);
+    await waitFor(() => run.sink.ids.length === 20, 'all 20 events');
+    expect(run.sink.ids).toEqual(ids);
+    expect(await count(run.metrics.decisionLogSpoolFaults, 'why', 'chain_head')).toBeGreaterThanOrEqual(2);
+    expect(await count(run.metrics.decisionLogLost, 'why', 'spool_error')).toBe(0);
+    await run.log.close();
+  });
+
+  it('goes on appending to the current segment when the next one cannot be opened', async () => {
+    const dir = spoolDir();
+    const run = await startOn(dir, small);
+    replaceByDirectory(segmentFile(dir, 2));
+    const ids = await emitMany(run, 20);
+    await waitFor(() => run.sink.ids.length === 20, 'all 20 events');
+    expect(run.sink.ids).toEqual(ids);
+    expect(await count(run.metrics.decisionLogSpoolFaults, 'why', 'rotate')).toBeGreaterThanOrEqual(1);
+    expect(await count(run.metrics.decisionLogLost, 'why', 'spool_error')).toBe(0);
+    await run.log.close();
+  });
+
+  it('keeps delivered segments while chain-head cannot be written, so the chain continues after a restart', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1']);
+    replaceByDirectory(segmentFile(dir, 2)); // set aside at start: a new, empty segment 3 follows
+    replaceByDirectory(join(dir, 'chain-head.tmp'));
+    const first = await startOn(dir);
+    await waitFor(() => first.sink.ids.includes('a1'), 'a1 delivered');
+    await first.log.close();
+    expect(existsSync(segmentFile(dir, 1))).toBe(true);
+    rmSync(join(dir, 'chain-head.tmp'), { recursive: true });
+    const second = await startOn(dir);
+    await stillLogs(second);
+    const last = JSON.parse(second.sink.lines.at(-1) as string) as { prev_hash: string };
+    expect(last.prev_hash).toBe(lineHash(eventLine('a1')));
+    await second.log.close();
   });
 });
