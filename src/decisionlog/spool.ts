@@ -109,19 +109,33 @@ export class Spool {
 
   /**
    * Appends whole lines (each ending in "\n"); `headHash` is the hash of the last one. False when the bound
-   * would be exceeded (nothing written).
+   * would be exceeded (nothing written). Throws when the write fails or is short: then nothing of it is kept.
    */
   append(text: string, headHash: string): boolean {
     const bytes = Buffer.byteLength(text);
     if (this.totalBytes + bytes > this.options.maxBytes) return false;
     if (this.segmentSize > 0 && this.segmentSize + bytes > this.options.segmentBytes) this.rotate();
-    writeSync(this.fd, text);
+    const written = writeSync(this.fd, text);
+    if (written < bytes) {
+      this.cutShortWrite();
+      throw new VerdictError('ERR_DECISIONLOG_SPOOL', `short write to ${this.path(this.segment)}: ${written} of ${bytes} bytes`);
+    }
     this.segmentSize += bytes;
     this.totalBytes += bytes;
     this.sizes.set(this.segment, this.segmentSize);
     this.head = headHash;
     this.dirty = true;
     return true;
+  }
+
+  /** Cuts the part of a short write off (no torn line); if that fails, appends move to a new segment. */
+  private cutShortWrite(): void {
+    try {
+      ftruncateSync(this.fd, this.segmentSize);
+    } catch (err) {
+      this.options.onFault('short_write', `a short write to ${this.path(this.segment)} cannot be cut off (${(err as Error).message})`);
+      this.rotate();
+    }
   }
 
   /** fdatasync if anything was written since the last call (group commit). */
