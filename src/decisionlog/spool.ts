@@ -226,11 +226,22 @@ export class Spool {
     }
   }
 
-  /** Adds whole lines (their text, without the last newline) to the batch. */
+  /**
+   * Adds whole lines (`text` is them without the last newline) to the batch. A line that is not a JSON object
+   * (blank, garbage, `null`, an array) is skipped and counted: it is no event, and one bad line in a sink's
+   * batch (an HTTP sink's JSON array) would have the whole batch refused again and again.
+   */
   private take(batch: Batch, text: Buffer): void {
-    batch.lines.push(...text.toString('utf8').split('\n'));
-    batch.bytes += text.length + 1;
-    batch.next = { segment: batch.next.segment, offset: batch.next.offset + text.length + 1 };
+    for (let start = 0; start <= text.length;) {
+      const newline = text.indexOf(10, start);
+      const end = newline < 0 ? text.length : newline;
+      const line = text.toString('utf8', start, end);
+      if (isJsonObject(line)) {
+        batch.lines.push(line);
+        advance(batch, end - start + 1);
+      } else this.skip(batch, end - start + 1, 'corrupt', `a line in ${this.path(batch.next.segment)} is not a JSON object`);
+      start = end + 1;
+    }
   }
 
   /** Moves the batch past bytes that hold no deliverable event; the loss is counted once, by the first reader. */
@@ -240,8 +251,7 @@ export class Spool {
       this.lossesCounted.set(segment, offset + 1);
       this.options.onLost(why, 1, `${detail} (at byte ${offset})`);
     }
-    batch.bytes += bytes;
-    batch.next = { segment, offset: offset + bytes };
+    advance(batch, bytes);
   }
 
   /** The file holds less than was spooled to it (cut short from outside): what is gone is reported. */
@@ -585,4 +595,19 @@ async function nextLineEnd(fh: FileHandle, from: number, to: number): Promise<nu
     pos += bytesRead;
   }
   return to;
+}
+
+/** Moves a batch's end (and its byte count) on by `bytes` in the same segment. */
+function advance(batch: Batch, bytes: number): void {
+  batch.bytes += bytes;
+  batch.next = { segment: batch.next.segment, offset: batch.next.offset + bytes };
+}
+
+function isJsonObject(line: string): boolean {
+  try {
+    const v: unknown = JSON.parse(line);
+    return typeof v === 'object' && v !== null && !Array.isArray(v);
+  } catch {
+    return false;
+  }
 }

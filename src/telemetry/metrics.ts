@@ -206,7 +206,7 @@ export class Metrics {
 
   readonly decisionLogLost = new Counter({
     name: 'verdict_decisionlog_lost_total',
-    help: 'Decision-log events lost, by why (queue_full, spool_full, spool_error). Never silent: also logged.',
+    help: 'Decision-log events lost, by why (queue_full, spool_full, spool_error; read from the spool: torn, too_long, corrupt). Never silent: also logged.',
     labelNames: ['why'] as const,
     registers: [this.registry],
   });

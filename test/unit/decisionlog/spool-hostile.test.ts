@@ -3,7 +3,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, 
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { lineHash } from '../../../src/decisionlog/hash-chain';
-import { recordWithSecrets, waitFor } from '../../helpers/decisionlog-fixtures';
+import { FileSink } from '../../../src/decisionlog/sink-file';
+import { HttpSink } from '../../../src/decisionlog/sink-http';
+import { pipeline, recordWithSecrets, waitFor } from '../../helpers/decisionlog-fixtures';
+import { LogService } from '../../helpers/log-service';
 import { count, eventLine, segmentFile, spoolDir, startOn, writeSegment, type SpoolRun } from '../../helpers/spool-files';
 import { tempDir } from '../../helpers/verdict-harness';
 
@@ -365,5 +368,44 @@ describe('a segment rotation that fails part-way', () => {
     const last = JSON.parse(second.sink.lines.at(-1) as string) as { prev_hash: string };
     expect(last.prev_hash).toBe(lineHash(eventLine('a1')));
     await second.log.close();
+  });
+});
+
+describe('spooled lines that are not JSON objects', () => {
+  const garbage = ['', 'garbage', 'null', '[1,2]', '{"decision_id":"cut'];
+
+  it('are skipped and counted, never sent: the events around them are delivered', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1'], `${garbage.join('\n')}\n${eventLine('a2')}\n`);
+    writeSegment(dir, 2, ['b1']);
+    const run = await startOn(dir);
+    await waitFor(() => run.sink.ids.includes('b1'), 'the segment after the garbage');
+    expect(run.sink.ids).toEqual(['a1', 'a2', 'b1']);
+    expect(await count(run.metrics.decisionLogLost, 'why', 'corrupt')).toBe(garbage.length);
+    await run.log.close();
+  });
+
+  it('never reach the HTTP sink: the service accepts every batch', async () => {
+    const dir = spoolDir();
+    writeSegment(dir, 1, ['a1'], `${garbage.join('\n')}\n${eventLine('a2')}\n`);
+    const service = new LogService();
+    const url = await service.start();
+    const log = pipeline([new HttpSink({ url, timeoutMs: 5000, headers: {} })], dir);
+    await log.start();
+    await waitFor(() => service.received.length === 2, 'both events at the service');
+    await log.close();
+    await service.stop();
+    expect(service.received.map((e) => e.decision_id)).toEqual(['a1', 'a2']);
+  });
+
+  it('never reach the file sink', async () => {
+    const dir = spoolDir();
+    const out = join(tempDir(), 'decisions.log');
+    writeSegment(dir, 1, ['a1'], `${garbage.join('\n')}\n${eventLine('a2')}\n`);
+    const log = pipeline([new FileSink({ path: out, maxBytes: 1 << 20, maxFiles: 1 })], dir);
+    await log.start();
+    await waitFor(() => existsSync(out) && readFileSync(out, 'utf8').includes('"a2"'), 'a2 in the file');
+    await log.close();
+    expect(readFileSync(out, 'utf8')).toBe(`${eventLine('a1')}\n${eventLine('a2')}\n`);
   });
 });
