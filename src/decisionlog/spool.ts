@@ -20,6 +20,7 @@ import { open, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VerdictError } from '../errors';
 import { GENESIS_HASH } from './hash-chain';
+import { SegmentIndex } from './segment-index';
 
 const { O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY } = constants;
 /** Spool files are opened only as what they must be: never through a symlink, never blocking (a FIFO). */
@@ -67,13 +68,12 @@ export class Spool {
   private fd = -1;
   private segment = 0;
   private segmentSize = 0;
-  private totalBytes = 0;
   private dirty = false;
   private head = GENESIS_HASH;
   /** What the current segment's first line links to, and whether chain-head holds it. */
   private anchor = GENESIS_HASH;
   private anchorSaved = true;
-  private readonly sizes = new Map<number, number>();
+  private readonly segments = new SegmentIndex();
   /** Per segment, the offset past the last loss counted (each sink reads the same bytes). */
   private readonly lossesCounted = new Map<number, number>();
 
@@ -89,17 +89,16 @@ export class Spool {
     const { dir } = this.options;
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const listed = this.segments();
+      const listed = this.list();
       for (const s of listed) {
         const st = lstatSync(this.path(s), { throwIfNoEntry: false });
         if (st?.isFile()) {
-          this.sizes.set(s, st.size);
-          this.totalBytes += st.size;
+          this.segments.add(s, st.size);
         } else this.setAside(s, 'not_regular', new Error(st ? `a ${fileKind(st)}, not a regular file` : 'gone'));
       }
       this.head = this.findHead();
       const last = listed.at(-1) ?? 0;
-      if (!(this.sizes.has(last) && this.reopen(last))) this.startSegment(last + 1);
+      if (!(this.segments.has(last) && this.reopen(last))) this.startSegment(last + 1);
     } catch (err) {
       if (err instanceof VerdictError) throw err;
       throw new VerdictError('ERR_DECISIONLOG_SPOOL', `cannot open spool ${dir}: ${(err as Error).message}`);
@@ -113,7 +112,7 @@ export class Spool {
    */
   append(text: string, headHash: string): boolean {
     const bytes = Buffer.byteLength(text);
-    if (this.totalBytes + bytes > this.options.maxBytes) return false;
+    if (this.segments.bytes + bytes > this.options.maxBytes) return false;
     if (this.segmentSize > 0 && this.segmentSize + bytes > this.options.segmentBytes) this.rotate();
     const written = writeSync(this.fd, text);
     if (written < bytes) {
@@ -121,8 +120,7 @@ export class Spool {
       throw new VerdictError('ERR_DECISIONLOG_SPOOL', `short write to ${this.path(this.segment)}: ${written} of ${bytes} bytes`);
     }
     this.segmentSize += bytes;
-    this.totalBytes += bytes;
-    this.sizes.set(this.segment, this.segmentSize);
+    this.segments.resize(this.segment, this.segmentSize);
     this.head = headHash;
     this.dirty = true;
     return true;
@@ -151,29 +149,28 @@ export class Spool {
   }
 
   get bytes(): number {
-    return this.totalBytes;
+    return this.segments.bytes;
   }
 
   /** Bytes from a cursor to the end (a sink's backlog). */
   backlog(c: Cursor): number {
-    let n = 0;
-    for (const [s, size] of this.sizes) if (s > c.segment) n += size;
-    return n + Math.max(0, (this.sizes.get(c.segment) ?? 0) - c.offset);
+    return this.segments.backlog(c);
   }
 
   /**
-   * Up to maxBytes of whole lines from `from`, within one segment (the first line of a batch may be longer:
-   * up to maxLineBytes). What cannot be delivered is skipped and counted, so it never holds up the lines after
-   * it: the bytes after a segment's last line end (torn by a crash mid-write, or the file cut short), a line
-   * longer than maxLineBytes, and a segment that cannot be read at all (set aside).
+   * Up to maxBytes of whole lines from `from`, on across segments, so that many small segments drain in full
+   * batches (the first line of a batch may be longer: up to maxLineBytes). What cannot be delivered is skipped
+   * and counted, so it never holds up the lines after it: the bytes after a segment's last line end (torn by a
+   * crash mid-write, or the file cut short), a line longer than maxLineBytes, a line that is not a JSON
+   * object, and a segment that cannot be read at all (set aside).
    */
   async read(from: Cursor, maxBytes: number): Promise<Batch> {
     const batch: Batch = { lines: [], bytes: 0, next: this.onward(from) };
     // Skipped bytes take no room: a batch with no line yet reads on to the first line or the end.
     while (batch.lines.length === 0 || batch.bytes < maxBytes) {
       const { segment, offset } = batch.next;
-      if (offset >= (this.sizes.get(segment) ?? 0)) {
-        if (segment === this.segment || batch.lines.length > 0) break;
+      if (offset >= this.segments.size(segment)) {
+        if (segment === this.segment) break;
         batch.next = this.onward(batch.next);
         continue;
       }
@@ -189,7 +186,8 @@ export class Spool {
 
   /** Past the end of a sealed segment (or at one no longer held): on to the next segment held, however far. */
   private onward(c: Cursor): Cursor {
-    while (c.segment < this.segment && c.offset >= (this.sizes.get(c.segment) ?? 0)) c = { segment: this.after(c.segment), offset: 0 };
+    while (c.segment < this.segment && c.offset >= this.segments.size(c.segment))
+      c = { segment: this.segments.after(c.segment) ?? this.segment, offset: 0 };
     return c;
   }
 
@@ -199,7 +197,7 @@ export class Spool {
    */
   private async readSegment(batch: Batch, maxBytes: number): Promise<boolean> {
     const { segment, offset } = batch.next;
-    let rest = (this.sizes.get(segment) ?? 0) - offset;
+    let rest = this.segments.size(segment) - offset;
     const fh = await openRegular(this.path(segment));
     try {
       const first = batch.lines.length === 0;
@@ -256,9 +254,8 @@ export class Spool {
 
   /** The file holds less than was spooled to it (cut short from outside): what is gone is reported. */
   private shrank(segment: number, size: number): number {
-    const held = this.sizes.get(segment) ?? 0;
-    this.totalBytes -= held - size;
-    this.sizes.set(segment, size);
+    const held = this.segments.size(segment);
+    this.segments.resize(segment, size);
     this.options.onFault('truncated', `segment ${this.path(segment)} holds ${size} of the ${held} bytes spooled to it`);
     // Appends would follow a line cut in two.
     if (segment === this.segment) this.rotate();
@@ -271,9 +268,8 @@ export class Spool {
    */
   private setAside(segment: number, why: string, err: unknown): void {
     const file = this.path(segment);
-    const held = this.sizes.get(segment) ?? 0;
-    this.totalBytes -= held;
-    this.sizes.delete(segment);
+    const held = this.segments.size(segment);
+    this.segments.remove(segment);
     this.lossesCounted.delete(segment);
     this.options.onFault(why, `segment ${file} (${held} bytes spooled) set aside: ${(err as Error).message}; ${this.moveAside(file, why)}`);
     // Appends to a segment that is no longer at its path would never be read: start a new one.
@@ -296,16 +292,14 @@ export class Spool {
     // While the current segment is empty, only the segments before it hold the chain head: keep them until
     // chain-head does.
     if (!this.anchorSaved && this.segmentSize === 0 && !(this.anchorSaved = this.saveAnchor())) return;
-    for (const s of [...this.sizes.keys()]) {
-      if (s >= slowest.segment || s === this.segment) continue;
+    for (let s = this.segments.first(); s !== undefined && s < slowest.segment && s !== this.segment; s = this.segments.first()) {
       try {
         unlinkSync(this.path(s));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
           this.options.onFault('release', `delivered segment ${this.path(s)} cannot be deleted: ${(err as Error).message}`);
       }
-      this.totalBytes -= this.sizes.get(s) ?? 0;
-      this.sizes.delete(s);
+      this.segments.remove(s);
       this.lossesCounted.delete(s);
     }
   }
@@ -317,7 +311,7 @@ export class Spool {
    */
   async loadCursor(sink: string): Promise<Cursor> {
     const file = join(this.options.dir, `cursor-${sink}.json`);
-    const oldest = { segment: this.sizes.keys().next().value ?? this.segment, offset: 0 };
+    const oldest = { segment: this.segments.first() ?? this.segment, offset: 0 };
     let problem: string | null;
     try {
       const text = readSmall(file);
@@ -336,8 +330,8 @@ export class Spool {
   private cursorProblem(c: Partial<Cursor> | null): string | null {
     if (!Number.isSafeInteger(c?.segment) || !Number.isSafeInteger(c?.offset)) return 'not a {segment, offset} of integers';
     const { segment, offset } = c as Cursor;
-    const size = this.sizes.get(segment);
-    if (size === undefined) return `segment ${segment} is not held`;
+    if (!this.segments.has(segment)) return `segment ${segment} is not held`;
+    const size = this.segments.size(segment);
     if (offset < 0 || offset > size) return `offset ${offset} is outside segment ${segment} (${size} bytes)`;
     if (offset === 0) return null;
     const fd = openRegularSync(this.path(segment), O_RDONLY);
@@ -393,7 +387,7 @@ export class Spool {
     this.fd = openSync(this.path(n), O_RDWR | O_APPEND | O_CREAT | O_EXCL | SAFE, 0o600);
     this.segment = n;
     this.segmentSize = 0;
-    this.sizes.set(n, 0);
+    this.segments.add(n, 0);
     this.anchor = this.head;
     this.anchorSaved = this.saveAnchor();
   }
@@ -432,8 +426,7 @@ export class Spool {
         ftruncateSync(fd, end);
         this.options.onLost('torn', 1, `segment ${file} ended inside a line (a crash mid-write): ${size - end} bytes cut off`);
       }
-      this.totalBytes -= (this.sizes.get(n) ?? 0) - end;
-      this.sizes.set(n, end);
+      this.segments.resize(n, end);
       this.fd = fd;
       this.segment = n;
       this.segmentSize = end;
@@ -448,7 +441,8 @@ export class Spool {
   /** The hash of the newest whole line in the spool, else what chain-head holds. */
   private findHead(): string {
     const limit = this.options.maxLineBytes;
-    for (const [s, size] of [...this.sizes].reverse()) {
+    for (const s of [...this.segments.all()].reverse()) {
+      const size = this.segments.size(s);
       if (size === 0) continue;
       let fd = -1;
       try {
@@ -476,14 +470,8 @@ export class Spool {
     }
   }
 
-  /** The first segment held after `s` (the map holds them in ascending order: each new one is the highest). */
-  private after(s: number): number {
-    for (const n of this.sizes.keys()) if (n > s) return n;
-    return this.segment;
-  }
-
   /** The segments in the directory, in numeric order; a name that is not one path() gives is set aside. */
-  private segments(): number[] {
+  private list(): number[] {
     const { dir } = this.options;
     const held: number[] = [];
     for (const name of readdirSync(dir)) {

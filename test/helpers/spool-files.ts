@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Counter } from 'prom-client';
+import type { Counter, Gauge } from 'prom-client';
 import type { DecisionLogPipeline, DecisionLogPipelineOptions } from '../../src/decisionlog/decision-log-pipeline';
 import type { DecisionLogSink } from '../../src/decisionlog/decision-log-sink';
 import { Metrics } from '../../src/telemetry/metrics';
@@ -77,7 +77,7 @@ export function spoolDir(): string {
   return join(tempDir('verdict-spool-test-'), 'spool');
 }
 
-/** A counter's value for one label value (0 when never counted). */
-export async function count(counter: Counter<string>, label: string, value: string): Promise<number> {
+/** A counter's (or gauge's) value for one label value (0 when never set). */
+export async function count(counter: Counter<string> | Gauge<string>, label: string, value: string): Promise<number> {
   return (await counter.get()).values.find((v) => v.labels[label] === value)?.value ?? 0;
 }

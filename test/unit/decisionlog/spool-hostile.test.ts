@@ -24,6 +24,9 @@ function replaceByDirectory(file: string): void {
   writeFileSync(join(file, 'x'), '');
 }
 
+/** Batches of one line each: a sink's hook on one batch runs before the next line is read. */
+const oneLinePerBatch = { shipper: { batchBytes: 1, batchDelayMs: 0, minRetryDelayMs: 5, maxRetryDelayMs: 50 } };
+
 function spoolCodes(run: SpoolRun): string[] {
   return run.logged.map((l) => (l.fields as { code?: string }).code ?? '').filter((c) => c === 'ERR_DECISIONLOG_SPOOL');
 }
@@ -34,7 +37,7 @@ describe('spool failures while shipping are retried, never the end of the shippe
     writeSegment(dir, 1, ['a1', 'a2']);
     writeSegment(dir, 2, ['b1']);
     writeSegment(dir, 3, ['c1']);
-    const run = await startOn(dir);
+    const run = await startOn(dir, oneLinePerBatch);
     run.sink.beforeAck = (ids) => ids.includes('a1') && replaceByDirectory(segmentFile(dir, 2));
     await waitFor(() => run.sink.ids.includes('c1'), 'the segment after the unreadable one');
     expect(run.sink.ids).toEqual(['a1', 'a2', 'c1']);
@@ -49,7 +52,7 @@ describe('spool failures while shipping are retried, never the end of the shippe
     const dir = spoolDir();
     writeSegment(dir, 1, ['a1']);
     writeSegment(dir, 2, ['b1']);
-    const run = await startOn(dir);
+    const run = await startOn(dir, oneLinePerBatch);
     run.sink.beforeAck = (ids) => ids.includes('a1') && replaceByDirectory(segmentFile(dir, 1));
     await waitFor(() => run.sink.ids.includes('b1'), 'the second segment');
     await stillLogs(run);
@@ -164,7 +167,7 @@ describe('spool files that are not regular files are set aside, never opened thr
     writeSegment(dir, 1, ['a1']);
     writeSegment(dir, 2, ['b1']);
     writeSegment(dir, 3, ['c1']);
-    const run = await startOn(dir);
+    const run = await startOn(dir, oneLinePerBatch);
     run.sink.beforeAck = (ids) => {
       if (!ids.includes('a1')) return;
       rmSync(segmentFile(dir, 2));
@@ -304,7 +307,7 @@ describe('bytes that hold no whole event are skipped and counted, never a stall'
     writeSegment(dir, 1, ['a1']);
     writeSegment(dir, 2, ['b1', 'b2']);
     writeSegment(dir, 3, ['c1']);
-    const run = await startOn(dir);
+    const run = await startOn(dir, oneLinePerBatch);
     run.sink.beforeAck = (ids) => ids.includes('a1') && truncateSync(segmentFile(dir, 2), Buffer.byteLength(`${eventLine('b1')}\n`) + 5);
     await waitFor(() => run.sink.ids.includes('c1'), 'the segment after the cut one');
     expect(run.sink.ids).toEqual(['a1', 'b1', 'c1']);
@@ -407,5 +410,21 @@ describe('spooled lines that are not JSON objects', () => {
     await waitFor(() => existsSync(out) && readFileSync(out, 'utf8').includes('"a2"'), 'a2 in the file');
     await log.close();
     expect(readFileSync(out, 'utf8')).toBe(`${eventLine('a1')}\n${eventLine('a2')}\n`);
+  });
+});
+
+describe('a backlog of many small segments', () => {
+  it('drains in batches that span segments, as few as the batch size allows, and leaves no backlog', async () => {
+    const dir = spoolDir();
+    const ids = Array.from({ length: 500 }, (_, i) => `e${i}`);
+    ids.forEach((id, i) => writeSegment(dir, i + 1, [id]));
+    const spooled = ids.reduce((n, id) => n + Buffer.byteLength(eventLine(id)) + 1, 0);
+    const batchBytes = 4096;
+    const run = await startOn(dir, { shipper: { batchBytes, batchDelayMs: 0, minRetryDelayMs: 5, maxRetryDelayMs: 50 } });
+    await waitFor(() => run.sink.ids.length === ids.length, 'all 500 events');
+    expect(run.sink.ids).toEqual(ids);
+    expect(run.sink.batches.length).toBeLessThanOrEqual(Math.ceil(spooled / batchBytes) + 1);
+    expect(await count(run.metrics.decisionLogBacklog, 'sink', 'rec')).toBe(0);
+    await run.log.close();
   });
 });
