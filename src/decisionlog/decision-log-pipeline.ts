@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Clock } from '../clock';
+import type { ErrorCode } from '../errors';
 import type { Decision } from '../decision/decision';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
@@ -66,7 +67,7 @@ export class DecisionLogPipeline implements DecisionLog {
       segmentBytes: options.spoolSegmentBytes,
       // No line (nor one turn's append) is longer than the queue bound: a longer one is lost before the spool.
       maxLineBytes: options.maxQueueBytes,
-      onFault: (why, detail) => this.fault(why, detail),
+      onFault: (why, detail, code) => this.fault(why, detail, code),
       onLost: (why, n, detail) => this.lose(why, n, detail),
     });
     this.head = this.spool.open();
@@ -176,12 +177,12 @@ export class DecisionLogPipeline implements DecisionLog {
   }
 
   /** A spool failure verdict serves on through: counted always; logged with its code at most once a second per why. */
-  private fault(why: string, detail: string): void {
+  private fault(why: string, detail: string, code: ErrorCode = 'ERR_DECISIONLOG_SPOOL'): void {
     this.options.metrics.decisionLogSpoolFaults.inc({ why });
     const now = this.options.clock.nowMs();
     if (now - (this.faultLoggedMs.get(why) ?? -Infinity) < 1000) return;
     this.faultLoggedMs.set(why, now);
-    this.options.logger.warn({ code: 'ERR_DECISIONLOG_SPOOL', why, detail }, 'decision-log spool fault; serving on');
+    this.options.logger.warn({ code, why, detail }, 'decision-log spool fault; serving on');
   }
 
   private releaseDelivered(): void {

@@ -43,7 +43,10 @@ export function verifyChain(lines: Iterable<string>, expectedAnchor?: string): C
       result.anchor = prevHash;
       if (expectedAnchor !== undefined && prevHash !== expectedAnchor)
         result.broken.push({ line: 1, why: 'anchor differs from the expected one' });
-    } else if (prevHash !== prev) result.broken.push({ line: result.lines, why: 'prev_hash does not match the line before' });
+    } else if (prevHash === GENESIS_HASH)
+      // verdict starts a new chain when it cannot know the head (logged with ERR_DECISIONLOG_CHAIN, docs/decisionlog.md).
+      result.broken.push({ line: result.lines, why: 'a new chain starts here (prev_hash is the genesis hash)' });
+    else if (prevHash !== prev) result.broken.push({ line: result.lines, why: 'prev_hash does not match the line before' });
     prev = lineHash(line);
   }
   result.head = prev;

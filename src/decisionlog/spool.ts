@@ -18,7 +18,7 @@ import {
 } from 'node:fs';
 import { open, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { VerdictError } from '../errors';
+import { VerdictError, type ErrorCode } from '../errors';
 import { GENESIS_HASH } from './hash-chain';
 import { SegmentIndex } from './segment-index';
 
@@ -36,8 +36,8 @@ export interface SpoolOptions {
   segmentBytes: number;
   /** The longest line (and the largest single append) verdict writes: bounds every read of a file. */
   maxLineBytes: number;
-  /** A failure verdict serves on through (logged and counted by the caller). */
-  onFault(why: string, detail: string): void;
+  /** A failure verdict serves on through (logged with `code`, by default ERR_DECISIONLOG_SPOOL, and counted by the caller). */
+  onFault(why: string, detail: string, code?: ErrorCode): void;
   /** Spooled events that cannot be delivered (logged and counted by the caller). */
   onLost(why: string, events: number, detail: string): void;
 }
@@ -57,6 +57,7 @@ export interface Batch {
 /** seg-<number>.log, zero-padded to 12 digits: past 999999999999 the names grow to 13 digits and more. */
 const SEGMENT_RE = /^seg-(\d{12,})\.log$/;
 const HEAD_FILE = 'chain-head';
+const SHA256_RE = /^[0-9a-f]{64}$/;
 
 /**
  * The on-disk spool: a write-ahead log of JSON lines in numbered segment files, one cursor file per sink.
@@ -453,21 +454,31 @@ export class Spool {
         if (start < 0) throw new Error(`no line ends within ${limit} bytes`);
         return hashRange(fd, start, end - 1);
       } catch (err) {
-        this.options.onFault(
-          'chain_head',
-          `the chain head cannot be read from ${this.path(s)} (${(err as Error).message}); a new chain starts`,
-        );
-        return GENESIS_HASH;
+        return this.newChain(`the chain head cannot be read from ${this.path(s)} (${(err as Error).message})`);
       } finally {
         if (fd >= 0) closeSync(fd);
       }
     }
+    let text: string | null;
     try {
-      return readSmall(join(this.options.dir, HEAD_FILE))?.trim() || GENESIS_HASH;
+      text = readSmall(join(this.options.dir, HEAD_FILE));
     } catch (err) {
-      this.options.onFault('chain_head', `${HEAD_FILE} cannot be read (${(err as Error).message}); a new chain starts`);
-      return GENESIS_HASH;
+      return this.newChain(`${HEAD_FILE} cannot be read (${(err as Error).message})`);
     }
+    if (text === null) return GENESIS_HASH; // a new spool: the chain begins
+    const head = text.trim();
+    return SHA256_RE.test(head)
+      ? head
+      : this.newChain(`${HEAD_FILE} does not hold a sha256 hex digest (${JSON.stringify(head.slice(0, 80))})`);
+  }
+
+  /**
+   * The chain head is not known: the next event links to the genesis hash, a break `decisionlog verify` reports
+   * as a new chain starting there (never a made-up link).
+   */
+  private newChain(detail: string): string {
+    this.options.onFault('chain_break', `${detail}; a new chain starts at the genesis hash`, 'ERR_DECISIONLOG_CHAIN');
+    return GENESIS_HASH;
   }
 
   /** The segments in the directory, in numeric order; a name that is not one path() gives is set aside. */

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { lineHash } from '../../../src/decisionlog/hash-chain';
+import { GENESIS_HASH, lineHash, verifyChain } from '../../../src/decisionlog/hash-chain';
 import { FileSink } from '../../../src/decisionlog/sink-file';
 import { HttpSink } from '../../../src/decisionlog/sink-http';
 import { pipeline, recordWithSecrets, waitFor } from '../../helpers/decisionlog-fixtures';
@@ -426,5 +426,41 @@ describe('a backlog of many small segments', () => {
     expect(run.sink.batches.length).toBeLessThanOrEqual(Math.ceil(spooled / batchBytes) + 1);
     expect(await count(run.metrics.decisionLogBacklog, 'sink', 'rec')).toBe(0);
     await run.log.close();
+  });
+});
+
+describe('chain-head, the hash the first event of an emptied spool links to', () => {
+  function prevHashOf(line: string | undefined): string {
+    return (JSON.parse(line as string) as { prev_hash: string }).prev_hash;
+  }
+
+  it('starts a new chain, warned with ERR_DECISIONLOG_CHAIN, when it does not hold a sha256', async () => {
+    const dir = spoolDir();
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'chain-head'), 'not-a-hash\n{evil}');
+    const run = await startOn(dir);
+    await stillLogs(run);
+    expect(prevHashOf(run.sink.lines[0])).toBe(GENESIS_HASH);
+    expect(run.logged.some((l) => (l.fields as { code?: string }).code === 'ERR_DECISIONLOG_CHAIN')).toBe(true);
+    await run.log.close();
+  });
+
+  it('is what the first event links to when it holds a sha256', async () => {
+    const dir = spoolDir();
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'chain-head'), 'ab'.repeat(32));
+    const run = await startOn(dir);
+    await stillLogs(run);
+    expect(prevHashOf(run.sink.lines[0])).toBe('ab'.repeat(32));
+    await run.log.close();
+  });
+
+  it('a new chain is reported by verify as one starting there', () => {
+    const first = JSON.stringify({ decision_id: 'a', prev_hash: GENESIS_HASH });
+    const second = JSON.stringify({ decision_id: 'b', prev_hash: lineHash(first) });
+    const restarted = JSON.stringify({ decision_id: 'c', prev_hash: GENESIS_HASH });
+    expect(verifyChain([first, second, restarted]).broken).toEqual([
+      { line: 3, why: 'a new chain starts here (prev_hash is the genesis hash)' },
+    ]);
   });
 });
