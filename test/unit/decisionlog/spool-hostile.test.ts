@@ -70,7 +70,8 @@ describe('spool failures while shipping are retried, never the end of the shippe
     await stillLogs(run);
     expect(run.sink.ids.slice(0, 2)).toEqual(['a1', 'b1']);
     expect(run.sink.ids).toHaveLength(3);
-    expect(await count(run.metrics.decisionLogSpoolFaults, 'why', 'ship')).toBeGreaterThanOrEqual(1);
+    // The save fails after the batch is acknowledged: wait for it rather than race it.
+    await waitFor(async () => (await count(run.metrics.decisionLogSpoolFaults, 'why', 'ship')) >= 1, 'the failed save counted');
     expect(spoolCodes(run).length).toBeGreaterThanOrEqual(1);
     await run.log.close();
   });
