@@ -20,6 +20,7 @@ import { open, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VerdictError, type ErrorCode } from '../errors';
 import { GENESIS_HASH } from './hash-chain';
+import { jsonObject } from './log-lines';
 import { SegmentIndex } from './segment-index';
 
 const { O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY } = constants;
@@ -235,7 +236,7 @@ export class Spool {
       const newline = text.indexOf(10, start);
       const end = newline < 0 ? text.length : newline;
       const line = text.toString('utf8', start, end);
-      if (isJsonObject(line)) {
+      if (jsonObject(line) !== null) {
         batch.lines.push(line);
         advance(batch, end - start + 1);
       } else this.skip(batch, end - start + 1, 'corrupt', `a line in ${this.path(batch.next.segment)} is not a JSON object`);
@@ -600,13 +601,4 @@ async function nextLineEnd(fh: FileHandle, from: number, to: number): Promise<nu
 function advance(batch: Batch, bytes: number): void {
   batch.bytes += bytes;
   batch.next = { segment: batch.next.segment, offset: batch.next.offset + bytes };
-}
-
-function isJsonObject(line: string): boolean {
-  try {
-    const v: unknown = JSON.parse(line);
-    return typeof v === 'object' && v !== null && !Array.isArray(v);
-  } catch {
-    return false;
-  }
 }
