@@ -139,8 +139,8 @@ export class DecisionLogPipeline implements DecisionLog {
     try {
       ok = this.spool.append(`${lines.join('\n')}\n`, this.head);
     } catch (err) {
-      this.options.logger.error({ code: 'ERR_DECISIONLOG_SPOOL', detail: (err as Error).message }, 'decision-log spool write failed');
-      return this.relink(lines.length, 'spool_error');
+      // Logged with the loss (at most once a second): a full disk fails every flush.
+      return this.relink(lines.length, 'spool_error', `spool write failed: ${(err as Error).message}`);
     }
     if (!ok) return this.relink(lines.length, 'spool_full');
     this.spooled.inc(lines.length);
@@ -149,9 +149,9 @@ export class DecisionLogPipeline implements DecisionLog {
   }
 
   /** Lost lines never reach the chain: the next event links to the last line actually written. */
-  private relink(n: number, why: string): void {
+  private relink(n: number, why: string, detail?: string): void {
     this.head = this.spool.chainHead;
-    this.lose(why, n);
+    this.lose(why, n, detail);
   }
 
   private scheduleSync(): void {
