@@ -116,6 +116,9 @@ export class Spool {
     const bytes = Buffer.byteLength(text);
     if (this.segments.bytes + bytes > this.options.maxBytes) return false;
     if (this.segmentSize > 0 && this.segmentSize + bytes > this.options.segmentBytes) this.rotate();
+    // The current segment was set aside and no new one could be started: nothing written now would be read.
+    if (!this.segments.has(this.segment)) this.rotate();
+    if (!this.segments.has(this.segment)) throw new VerdictError('ERR_DECISIONLOG_SPOOL', 'no segment to append to');
     const written = writeSync(this.fd, text);
     if (written < bytes) {
       this.cutShortWrite();

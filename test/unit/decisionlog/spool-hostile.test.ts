@@ -465,3 +465,22 @@ describe('chain-head, the hash the first event of an emptied spool links to', ()
     ]);
   });
 });
+
+describe('the segment being written is set aside', () => {
+  it('while no new segment can be started: events are counted as lost, not written where nothing reads them', async () => {
+    const dir = spoolDir();
+    const run = await startOn(dir);
+    replaceByDirectory(segmentFile(dir, 2)); // the next segment cannot be created
+    replaceByDirectory(segmentFile(dir, 1)); // the one being written is gone from its name
+    const orphaned = recordWithSecrets(0); // written before the shipper finds segment 1 gone
+    run.log.emit(orphaned.record, orphaned.decision);
+    await waitFor(async () => (await count(run.metrics.decisionLogSpoolFaults, 'why', 'unreadable')) === 1, 'segment 1 set aside');
+    const lost = recordWithSecrets(1);
+    run.log.emit(lost.record, lost.decision);
+    await waitFor(async () => (await count(run.metrics.decisionLogLost, 'why', 'spool_error')) === 1, 'the next event counted as lost');
+    rmSync(segmentFile(dir, 2), { recursive: true });
+    await stillLogs(run);
+    expect(run.sink.ids).not.toContain(lost.decision.id);
+    await run.log.close();
+  });
+});
