@@ -98,6 +98,10 @@ export const ERROR_CODES = {
   ERR_DECISIONLOG_SINK: { kind: 'decisionlog', summary: 'decision-log sink refused or failed a batch' },
   ERR_DECISIONLOG_SPOOL: { kind: 'decisionlog', summary: 'decision-log spool cannot be read or written' },
   ERR_DECISIONLOG_CHAIN: { kind: 'decisionlog', summary: 'decision-log hash chain is broken' },
+  ERR_DECISIONLOG_FILE: {
+    kind: 'decisionlog',
+    summary: 'a decision-log file given to a tool cannot be read (missing, a directory, FIFO or device, or a read error)',
+  },
   // server/: the gRPC call itself breaks the transport rules (PROTOCOL-HTTP2.md); refused with a gRPC status
   ERR_GRPC_CONTENT_TYPE: { kind: 'transport', summary: 'content-type is not application/grpc (HTTP 415)' },
   ERR_GRPC_UNIMPLEMENTED: { kind: 'transport', summary: 'unknown gRPC service or method' },

@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { VerdictError } from '../errors';
-import { verifyChain } from '../decisionlog/hash-chain';
+import { verifyLogFiles } from '../decisionlog/hash-chain';
 
 export function registerDecisionLog(program: Command): void {
   const group = program.command('decisionlog').description('Decision-log tools');
@@ -10,16 +9,11 @@ export function registerDecisionLog(program: Command): void {
     .description('Check the hash chain of decision-log files (give rotated files oldest first); exit 1 when broken')
     .option('--anchor <sha256>', 'expected prev_hash of the first line')
     .action(async (files: string[], opts: { anchor?: string }) => {
-      const lines: string[] = [];
-      for (const f of files) lines.push(...(await readFile(f, 'utf8')).split('\n'));
-      const check = verifyChain(lines, opts.anchor);
+      const check = await verifyLogFiles(files, opts.anchor);
       process.stdout.write(`${JSON.stringify(check, null, 2)}\n`);
       if (!check.ok) {
         const first = check.broken[0];
-        throw new VerdictError(
-          'ERR_DECISIONLOG_CHAIN',
-          `${check.broken.length} broken link(s); first at line ${first?.line}: ${first?.why}`,
-        );
+        throw new VerdictError('ERR_DECISIONLOG_CHAIN', `${check.brokenTotal} broken link(s); first at line ${first?.line}: ${first?.why}`);
       }
     });
 }

@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Clock } from '../clock';
+import type { ErrorCode } from '../errors';
 import type { Decision } from '../decision/decision';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
@@ -51,6 +52,7 @@ export class DecisionLogPipeline implements DecisionLog {
   private syncTimer: NodeJS.Timeout | null = null;
   private lostSinceLog = 0;
   private lastLossLogMs = 0;
+  private readonly faultLoggedMs = new Map<string, number>();
   private closed = false;
   private readonly emitted: { inc(): void };
   private readonly spooled: { inc(n: number): void };
@@ -59,7 +61,15 @@ export class DecisionLogPipeline implements DecisionLog {
     const dir = options.spoolDir ?? mkdtempSync(join(tmpdir(), 'verdict-spool-'));
     if (options.spoolDir === null)
       options.logger.warn({ dir }, 'decision-log spool is temporary: set decisionLog.spool.dir to keep undelivered events across restarts');
-    this.spool = new Spool({ dir, maxBytes: options.spoolMaxBytes, segmentBytes: options.spoolSegmentBytes });
+    this.spool = new Spool({
+      dir,
+      maxBytes: options.spoolMaxBytes,
+      segmentBytes: options.spoolSegmentBytes,
+      // No line (nor one turn's append) is longer than the queue bound: a longer one is lost before the spool.
+      maxLineBytes: options.maxQueueBytes,
+      onFault: (why, detail, code) => this.fault(why, detail, code),
+      onLost: (why, n, detail) => this.lose(why, n, detail),
+    });
     this.head = this.spool.open();
     this.mask = new EventMask(options.mask);
     const { metrics } = options;
@@ -79,6 +89,7 @@ export class DecisionLogPipeline implements DecisionLog {
             metrics.decisionLogSinkErrors.inc({ sink: name });
             options.logger.warn({ sink: name, detail: err.message }, 'decision-log sink failed; retrying (events stay spooled)');
           },
+          onFault: (name, err) => this.fault('ship', `sink ${name}: ${err.message}; retrying`),
         }),
     );
   }
@@ -98,10 +109,12 @@ export class DecisionLogPipeline implements DecisionLog {
       if (masked.length > 0) event.masked = masked;
       event.prev_hash = this.head;
       const line = JSON.stringify(event);
-      if (this.pendingBytes + line.length > this.options.maxQueueBytes) return this.lose('queue_full', 1);
+      // Bytes, not characters: the spool bounds its reads by this.
+      const bytes = Buffer.byteLength(line) + 1;
+      if (this.pendingBytes + bytes > this.options.maxQueueBytes) return this.lose('queue_full', 1);
       this.head = lineHash(line);
       this.pending.push(line);
-      this.pendingBytes += line.length;
+      this.pendingBytes += bytes;
       this.scheduleFlush();
     } catch (err) {
       this.options.logger.error({ detail: (err as Error).message }, 'decision-log event could not be built');
@@ -126,8 +139,8 @@ export class DecisionLogPipeline implements DecisionLog {
     try {
       ok = this.spool.append(`${lines.join('\n')}\n`, this.head);
     } catch (err) {
-      this.options.logger.error({ code: 'ERR_DECISIONLOG_SPOOL', detail: (err as Error).message }, 'decision-log spool write failed');
-      return this.relink(lines.length, 'spool_error');
+      // Logged with the loss (at most once a second): a full disk fails every flush.
+      return this.relink(lines.length, 'spool_error', `spool write failed: ${(err as Error).message}`);
     }
     if (!ok) return this.relink(lines.length, 'spool_full');
     this.spooled.inc(lines.length);
@@ -136,9 +149,9 @@ export class DecisionLogPipeline implements DecisionLog {
   }
 
   /** Lost lines never reach the chain: the next event links to the last line actually written. */
-  private relink(n: number, why: string): void {
+  private relink(n: number, why: string, detail?: string): void {
     this.head = this.spool.chainHead;
-    this.lose(why, n);
+    this.lose(why, n, detail);
   }
 
   private scheduleSync(): void {
@@ -150,15 +163,26 @@ export class DecisionLogPipeline implements DecisionLog {
     this.syncTimer.unref();
   }
 
-  private lose(why: string, n: number): void {
+  /** Counted always; logged at most once a second, with the count since the last line (`detail`: a spool loss). */
+  private lose(why: string, n: number, detail?: string): void {
     this.options.metrics.decisionLogLost.inc({ why }, n);
     this.lostSinceLog += n;
     const now = this.options.clock.nowMs();
     if (now - this.lastLossLogMs >= 1000) {
-      this.options.logger.error({ lost: this.lostSinceLog, why }, 'decision-log events lost');
+      const spool = detail === undefined ? {} : { code: 'ERR_DECISIONLOG_SPOOL', detail };
+      this.options.logger.error({ lost: this.lostSinceLog, why, ...spool }, 'decision-log events lost');
       this.lostSinceLog = 0;
       this.lastLossLogMs = now;
     }
+  }
+
+  /** A spool failure verdict serves on through: counted always; logged with its code at most once a second per why. */
+  private fault(why: string, detail: string, code: ErrorCode = 'ERR_DECISIONLOG_SPOOL'): void {
+    this.options.metrics.decisionLogSpoolFaults.inc({ why });
+    const now = this.options.clock.nowMs();
+    if (now - (this.faultLoggedMs.get(why) ?? -Infinity) < 1000) return;
+    this.faultLoggedMs.set(why, now);
+    this.options.logger.warn({ code, why, detail }, 'decision-log spool fault; serving on');
   }
 
   private releaseDelivered(): void {

@@ -1,8 +1,7 @@
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { toVerdictError } from '../errors';
 import type { PolicyEngine } from '../policy/policy-engine';
 import type { InputDocument } from '../request/input-document';
+import { countMalformed, jsonObject, logLines, malformedNote, type Malformed } from './log-lines';
 
 export interface FlipExample {
   decision_id: string;
@@ -12,7 +11,7 @@ export interface FlipExample {
   now: string;
 }
 
-export interface ReplayReport {
+export interface ReplayReport extends Malformed {
   events: number;
   evaluated: number;
   /** Events with no input (refused before policy) or no recorded verdict. */
@@ -40,19 +39,17 @@ export async function replayDecisionLog(file: string, engine: PolicyEngine, maxE
     allowToDeny: { count: 0, examples: [] },
     denyToAllow: { count: 0, examples: [] },
     errors: 0,
+    malformed: 0,
+    malformedLines: [],
   };
-  const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
-  for await (const line of lines) {
-    if (line.trim() === '') continue;
-    const e = JSON.parse(line) as {
-      decision_id?: string;
-      timestamp?: string;
-      input?: unknown;
-      allowed?: unknown;
-      result?: { allowed?: unknown };
-      input_kind?: string;
-      kind?: string;
-    };
+  for await (const { number, text } of logLines(file)) {
+    if (text?.trim() === '') continue;
+    const e = text === null ? null : (jsonObject(text) as LoggedEvent | null);
+    if (e === null) {
+      // Not an event (garbage, cut short, too long to read): counted with its line number, the rest replayed.
+      countMalformed(report, number);
+      continue;
+    }
     // Events that are not decisions (shadow disagreements, kernel observations) have nothing to replay.
     if (e.kind !== undefined) continue;
     report.events++;
@@ -80,15 +77,34 @@ export async function replayDecisionLog(file: string, engine: PolicyEngine, maxE
     const bucket = before ? report.allowToDeny : report.denyToAllow;
     bucket.count++;
     if (bucket.examples.length < maxExamples) {
-      bucket.examples.push({ decision_id: e.decision_id ?? '', timestamp: e.timestamp ?? '', input_kind: e.input_kind ?? 'full', now });
+      bucket.examples.push({
+        decision_id: stringOr(e.decision_id, ''),
+        timestamp: stringOr(e.timestamp, ''),
+        input_kind: stringOr(e.input_kind, 'full'),
+        now,
+      });
     }
   }
   return report;
 }
 
+/** An event as logged: any field may be missing or of another type (the file is read as found). */
+interface LoggedEvent {
+  decision_id?: unknown;
+  timestamp?: unknown;
+  input?: unknown;
+  result?: { allowed?: unknown } | null;
+  input_kind?: unknown;
+  kind?: unknown;
+}
+
+function stringOr(v: unknown, otherwise: string): string {
+  return typeof v === 'string' ? v : otherwise;
+}
+
 export function formatReplayReport(r: ReplayReport): string {
   const out = [
-    `events ${r.events}  evaluated ${r.evaluated}  skipped ${r.skipped}  unchanged ${r.unchanged}  errors ${r.errors}`,
+    `events ${r.events}  evaluated ${r.evaluated}  skipped ${r.skipped}  unchanged ${r.unchanged}  errors ${r.errors}  malformed ${r.malformed}`,
     `allow → deny: ${r.allowToDeny.count}`,
     ...r.allowToDeny.examples.map(
       (x) => `  ${x.decision_id}  ${x.timestamp}  now: ${x.now}${x.input_kind === 'cache_key' ? '  (cache-key input)' : ''}`,
@@ -98,6 +114,7 @@ export function formatReplayReport(r: ReplayReport): string {
       (x) => `  ${x.decision_id}  ${x.timestamp}  now: ${x.now}${x.input_kind === 'cache_key' ? '  (cache-key input)' : ''}`,
     ),
   ];
+  out.push(...malformedNote(r));
   if (r.partialInputs > 0) out.push(`note: ${r.partialInputs} events were cache hits that logged only the cache-key fields`);
   return `${out.join('\n')}\n`;
 }

@@ -11,6 +11,8 @@ export interface ShipperOptions {
   maxRetryDelayMs: number;
   onDelivered(sink: string, events: number, backlogBytes: number): void;
   onError(sink: string, err: Error): void;
+  /** A turn failed outside the sink (reading the spool, saving the cursor): it is retried with backoff. */
+  onFault(sink: string, err: Error): void;
 }
 
 /**
@@ -59,22 +61,39 @@ export class Shipper {
   }
 
   private async run(): Promise<void> {
+    let failures = 0;
     while (!this.closed) {
-      let batch = await this.spool.read(this.cursor, this.options.batchBytes);
-      if (batch.lines.length === 0) {
-        await this.idle();
-        continue;
+      try {
+        if (!(await this.turn())) return;
+        failures = 0;
+      } catch (err) {
+        // A spool failure must not end the loop: delivery would stop for good, and the unhandled rejection
+        // would take the process down (a crash loop while the cause stays on disk).
+        this.options.onFault(this.sink.name, toVerdictError(err, 'ERR_DECISIONLOG_SPOOL'));
+        await this.backoff(failures++);
       }
-      if (batch.bytes < this.options.batchBytes) {
-        // Batch by time: let more events join for up to batchDelayMs.
-        await this.idle(this.options.batchDelayMs, true);
-        batch = await this.spool.read(this.cursor, this.options.batchBytes);
-      }
-      if (!(await this.deliver(batch.lines))) return;
-      this.cursor = batch.next;
-      await this.spool.saveCursor(this.sink.name, this.cursor);
-      this.options.onDelivered(this.sink.name, batch.lines.length, this.spool.backlog(this.cursor));
     }
+  }
+
+  /** One batch: read, deliver, move the cursor. False when closed during delivery. */
+  private async turn(): Promise<boolean> {
+    let batch = await this.spool.read(this.cursor, this.options.batchBytes);
+    if (batch.lines.length === 0) {
+      this.cursor = batch.next; // past bytes skipped as undeliverable, if any
+      await this.idle();
+      return true;
+    }
+    if (batch.bytes < this.options.batchBytes) {
+      // Batch by time: let more events join for up to batchDelayMs.
+      await this.idle(this.options.batchDelayMs, true);
+      batch = await this.spool.read(this.cursor, this.options.batchBytes);
+    }
+    if (!(await this.deliver(batch.lines))) return false;
+    this.cursor = batch.next;
+    this.options.onDelivered(this.sink.name, batch.lines.length, this.spool.backlog(this.cursor));
+    // Delivered, whatever happens to the save: a failed save only means this batch is sent again after a restart.
+    await this.spool.saveCursor(this.sink.name, this.cursor);
+    return true;
   }
 
   private async deliver(lines: string[]): Promise<boolean> {
@@ -84,11 +103,16 @@ export class Shipper {
         return true;
       } catch (err) {
         this.options.onError(this.sink.name, toVerdictError(err, 'ERR_DECISIONLOG_SINK'));
-        const cap = Math.min(this.options.maxRetryDelayMs, this.options.minRetryDelayMs * 2 ** Math.min(attempt, 20));
-        await this.idle(cap / 2 + Math.random() * (cap / 2), true);
+        await this.backoff(attempt);
       }
     }
     return false;
+  }
+
+  /** Jittered exponential backoff: half the cap, plus up to the other half at random. */
+  private backoff(attempt: number): Promise<void> {
+    const cap = Math.min(this.options.maxRetryDelayMs, this.options.minRetryDelayMs * 2 ** Math.min(attempt, 20));
+    return this.idle(cap / 2 + Math.random() * (cap / 2), true);
   }
 
   /** Waits for new data (or, with a timeout, at most timeoutMs; `timeOnly` ignores new data). */

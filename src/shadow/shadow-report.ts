@@ -1,9 +1,5 @@
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { countMalformed, jsonObject, logLines, malformedNote, type Malformed } from '../decisionlog/log-lines';
 import type { ShadowDirection } from './shadow-evaluator';
-
-/** Lines longer than this are not events the file sink writes: counted as malformed, never parsed. */
-const MAX_LINE_CHARS = 4 * 1024 * 1024;
 
 export interface ShadowFlip {
   decision_id: string;
@@ -20,12 +16,11 @@ export interface ShadowCandidateSummary {
   disagreements: number;
 }
 
-export interface ShadowReport {
+export interface ShadowReport extends Malformed {
   /** Lines read (decisions and shadow events). */
   lines: number;
   decisions: number;
   shadowEvents: number;
-  malformed: number;
   byDirection: Record<ShadowDirection, { count: number; decisionIds: string[]; examples: ShadowFlip[] }>;
   /** Which candidate bundle disagreed (a log spans swaps of the candidate). */
   candidates: ShadowCandidateSummary[];
@@ -52,18 +47,18 @@ export async function shadowReport(file: string, opts: { maxIds?: number; maxExa
     decisions: 0,
     shadowEvents: 0,
     malformed: 0,
+    malformedLines: [],
     byDirection: { allow_to_deny: bucket(), deny_to_allow: bucket(), result_changed: bucket() },
     candidates: [],
     truncated: false,
   };
   const candidates = new Map<string, ShadowCandidateSummary>();
-  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
-  for await (const line of lines) {
-    if (line.trim() === '') continue;
+  for await (const { number, text } of logLines(file)) {
+    if (text?.trim() === '') continue;
     report.lines++;
-    const event = parseLine(line);
+    const event = text === null ? null : (jsonObject(text) as ParsedEvent | null);
     if (event === null) {
-      report.malformed++;
+      countMalformed(report, number);
       continue;
     }
     if (event.kind !== 'shadow') {
@@ -72,9 +67,13 @@ export async function shadowReport(file: string, opts: { maxIds?: number; maxExa
     }
     report.shadowEvents++;
     const direction = event.shadow?.direction;
-    const b = direction !== undefined ? report.byDirection[direction] : undefined;
+    // Own keys only: "constructor" or "__proto__" must not reach Object.prototype.
+    const b =
+      typeof direction === 'string' && Object.hasOwn(report.byDirection, direction)
+        ? report.byDirection[direction as ShadowDirection]
+        : undefined;
     if (b === undefined) {
-      report.malformed++;
+      countMalformed(report, number);
       continue;
     }
     b.count++;
@@ -91,17 +90,7 @@ export async function shadowReport(file: string, opts: { maxIds?: number; maxExa
 interface ParsedEvent {
   kind?: unknown;
   decision_id?: unknown;
-  shadow?: { direction?: ShadowDirection; decided_at?: string; active?: ShadowSide; candidate?: ShadowSide };
-}
-
-function parseLine(line: string): ParsedEvent | null {
-  if (line.length > MAX_LINE_CHARS) return null;
-  try {
-    const v: unknown = JSON.parse(line);
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as ParsedEvent) : null;
-  } catch {
-    return null;
-  }
+  shadow?: { direction?: unknown; decided_at?: string; active?: ShadowSide; candidate?: ShadowSide };
 }
 
 function flipOf(id: string, e: ParsedEvent): ShadowFlip {
@@ -127,6 +116,7 @@ export function formatShadowReport(r: ShadowReport): string {
     out.push(`${direction.replace(/_/g, ' ')}: ${b.count}`);
     for (const x of b.examples) out.push(`  ${x.decision_id}  ${x.decided_at}  ${x.active} → ${x.candidate}`);
   }
+  out.push(...malformedNote(r));
   if (r.truncated) out.push('note: decision id lists were truncated');
   return `${out.join('\n')}\n`;
 }

@@ -213,7 +213,14 @@ export class Metrics {
 
   readonly decisionLogLost = new Counter({
     name: 'verdict_decisionlog_lost_total',
-    help: 'Decision-log events lost, by why (queue_full, spool_full, spool_error). Never silent: also logged.',
+    help: 'Decision-log events lost, by why (queue_full, spool_full, spool_error; read from the spool: torn, too_long, corrupt). Never silent: also logged.',
+    labelNames: ['why'] as const,
+    registers: [this.registry],
+  });
+
+  readonly decisionLogSpoolFaults = new Counter({
+    name: 'verdict_decisionlog_spool_faults_total',
+    help: 'Spool failures verdict served on through (a shipper turn, a segment that cannot be read or deleted, …), by why; each is logged with ERR_DECISIONLOG_SPOOL.',
     labelNames: ['why'] as const,
     registers: [this.registry],
   });

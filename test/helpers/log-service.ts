@@ -6,8 +6,8 @@ export type LogServiceMode = 'ok' | 'fail' | 'stall';
 
 /**
  * A real HTTP decision-log service (OPA's protocol: POST gzip JSON array). Its mode injects the faults a
- * healthy service cannot be made to produce on demand: 'fail' answers 500, 'stall' never answers. Only
- * batches it acknowledged (200) count as received.
+ * healthy service cannot be made to produce on demand: 'fail' answers 500, 'stall' never answers. A body that
+ * is not JSON is refused (400), as a real service does. Only batches it acknowledged (200) count as received.
  */
 export class LogService {
   mode: LogServiceMode = 'ok';
@@ -39,7 +39,12 @@ export class LogService {
     if (mode === 'fail') return void res.writeHead(500).end('down');
     if (mode === 'stall') return void this.stalled.push(res);
     if (req.method !== 'POST' || req.url !== '/logs' || req.headers['content-encoding'] !== 'gzip') return void res.writeHead(400).end();
-    const events = JSON.parse(gunzipSync(Buffer.concat(chunks)).toString('utf8')) as LogService['received'];
+    let events: LogService['received'];
+    try {
+      events = JSON.parse(gunzipSync(Buffer.concat(chunks)).toString('utf8')) as LogService['received'];
+    } catch {
+      return void res.writeHead(400).end('not a JSON array');
+    }
     this.received.push(...events);
     res.writeHead(200).end();
   }
