@@ -33,21 +33,16 @@ struct fp_handle {
 	char pin_dir[256]; /* where load() pinned the maps; unpinned on close */
 };
 
+static napi_value throw_err(napi_env env, const struct addon_err *e)
+{
+	return addon_throw(env, "EBPF_", "", e);
+}
+
 static napi_value throw_errno(napi_env env, const char *step, int err)
 {
-	char code[64], msg[MAX_ERR];
-	if (err < 0)
-		err = -err;
-	snprintf(code, sizeof code, "EBPF_%s", step);
-	snprintf(msg, sizeof msg, "%s: %s", step, strerror(err));
-	napi_value ecode, emsg, error, eno;
-	napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &ecode);
-	napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &emsg);
-	napi_create_error(env, ecode, emsg, &error);
-	napi_create_int32(env, err, &eno);
-	napi_set_named_property(env, error, "errno", eno);
-	napi_throw(env, error);
-	return NULL;
+	struct addon_err e;
+	addon_fail(&e, step, err, "%s", strerror(err < 0 ? -err : err));
+	return throw_err(env, &e);
 }
 
 static const char *MAP_NAMES[] = {"verdicts", "generation", "counters"};
@@ -200,24 +195,33 @@ static napi_value fp_load(napi_env env, napi_callback_info info)
 	return wrap_handle(env, h);
 }
 
-/* openPinned(pinDir) -> handle (maps only; for `verdict fastpath status`) */
+/*
+ * openPinned(pinDir, maxEntries) -> handle (maps only; for `verdict fastpath status`). Each map must have the
+ * layout fastpath.bpf.c gives it, the verdict map `maxEntries` slots (fastpath.maxEntries): else EBPF_LAYOUT.
+ */
 static napi_value fp_open_pinned(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1];
+	size_t argc = 2;
+	napi_value argv[2];
 	char dir[256];
+	uint32_t max_entries;
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	if (argc < 1 || get_string(env, argv[0], dir, sizeof dir))
-		return napi_throw_type_error(env, NULL, "openPinned(pinDir)"), NULL;
+	if (argc < 2 || get_string(env, argv[0], dir, sizeof dir) || napi_get_value_uint32(env, argv[1], &max_entries) != napi_ok)
+		return napi_throw_type_error(env, NULL, "openPinned(pinDir, maxEntries)"), NULL;
+	const struct pin_spec specs[] = {
+		{"verdicts", FP_VERDICTS_MAP_TYPE, sizeof(struct fp_key), sizeof(struct fp_verdict), max_entries},
+		{"generation", FP_GENERATION_MAP_TYPE, sizeof(__u32), sizeof(__u64), FP_GENERATION_SLOTS},
+		{"counters", FP_COUNTERS_MAP_TYPE, sizeof(__u32), sizeof(__u64), FP_CTR_COUNT},
+	};
 	struct fp_handle *h = new_handle();
 	if (!h)
 		return throw_errno(env, "ALLOC", ENOMEM);
 	int *fds[] = {&h->verdicts_fd, &h->generation_fd, &h->counters_fd};
-	int err = open_pinned_maps(dir, MAP_NAMES, fds, 3);
-	if (err) {
+	struct addon_err e;
+	if (open_pinned_maps(dir, specs, fds, 3, &e)) {
 		close_handle(h);
 		free(h);
-		return throw_errno(env, "OPEN_PINNED", err);
+		return throw_err(env, &e);
 	}
 	return wrap_handle(env, h);
 }
@@ -396,10 +400,9 @@ static napi_value fp_counters(napi_env env, napi_callback_info info)
 	struct fp_handle *h = argc == 1 ? get_handle(env, argv[0]) : NULL;
 	if (!h)
 		return NULL;
-	const char *what = NULL;
-	int err = 0;
-	napi_value out = percpu_sums(env, h->counters_fd, FP_CTR_COUNT, &what, &err);
-	return out ? out : throw_errno(env, what, err);
+	struct addon_err e;
+	napi_value out = percpu_sums(env, h->counters_fd, FP_CTR_COUNT, &e);
+	return out ? out : throw_err(env, &e);
 }
 
 /* dump(handle, limit) -> { keys: Buffer, values: Buffer, count } walking the map with get_next_key. */

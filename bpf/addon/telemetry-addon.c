@@ -36,21 +36,16 @@ struct kt_handle {
 	char pin_dir[256];
 };
 
+static napi_value kt_throw_err(napi_env env, const struct addon_err *e)
+{
+	return addon_throw(env, "EBPF_KT_", "kernel telemetry ", e);
+}
+
 static napi_value kt_throw(napi_env env, const char *step, int err)
 {
-	char code[64], msg[256];
-	if (err < 0)
-		err = -err;
-	snprintf(code, sizeof code, "EBPF_KT_%s", step);
-	snprintf(msg, sizeof msg, "kernel telemetry %s: %s", step, strerror(err));
-	napi_value ecode, emsg, error, eno;
-	napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &ecode);
-	napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &emsg);
-	napi_create_error(env, ecode, emsg, &error);
-	napi_create_int32(env, err, &eno);
-	napi_set_named_property(env, error, "errno", eno);
-	napi_throw(env, error);
-	return NULL;
+	struct addon_err e;
+	addon_fail(&e, step, err, "%s", strerror(err < 0 ? -err : err));
+	return kt_throw_err(env, &e);
 }
 
 static void kt_detach_links(struct kt_handle *h)
@@ -202,24 +197,32 @@ static napi_value kt_load(napi_env env, napi_callback_info info)
 	return kt_wrap(env, h);
 }
 
-/* ktOpenPinned(pinDir) -> handle on the pinned maps only (for `verdict fastpath telemetry`). */
+/*
+ * ktOpenPinned(pinDir, maxEntries) -> handle on the pinned maps only. Each map must have the layout
+ * kernel-telemetry.bpf.c gives it, conn_stats `maxEntries` slots (kernelTelemetry.maxEntries): else EBPF_KT_LAYOUT.
+ */
 static napi_value kt_open_pinned(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1];
+	size_t argc = 2;
+	napi_value argv[2];
 	char dir[256];
+	uint32_t max_entries;
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	if (argc < 1 || kt_string(env, argv[0], dir, sizeof dir))
-		return napi_throw_type_error(env, NULL, "ktOpenPinned(pinDir)"), NULL;
+	if (argc < 2 || kt_string(env, argv[0], dir, sizeof dir) || napi_get_value_uint32(env, argv[1], &max_entries) != napi_ok)
+		return napi_throw_type_error(env, NULL, "ktOpenPinned(pinDir, maxEntries)"), NULL;
+	const struct pin_spec specs[] = {
+		{"conn_stats", KT_STATS_MAP_TYPE, sizeof(struct kt_key), sizeof(struct kt_stats), max_entries},
+		{"health", KT_HEALTH_MAP_TYPE, sizeof(__u32), sizeof(__u64), KT_CTR_COUNT},
+	};
 	struct kt_handle *h = kt_new();
 	if (!h)
 		return kt_throw(env, "ALLOC", ENOMEM);
 	int *fds[] = {&h->stats_fd, &h->health_fd};
-	int err = open_pinned_maps(dir, KT_PINNED, fds, 2);
-	if (err) {
+	struct addon_err e;
+	if (open_pinned_maps(dir, specs, fds, 2, &e)) {
 		kt_close_handle(h);
 		free(h);
-		return kt_throw(env, "OPEN_PINNED", err);
+		return kt_throw_err(env, &e);
 	}
 	return kt_wrap(env, h);
 }
@@ -367,7 +370,7 @@ static napi_value kt_read(napi_env env, napi_callback_info info)
 	struct kt_read_state st = {.limit = limit, .ncpu = libbpf_num_possible_cpus()};
 	if (st.ncpu <= 0)
 		return kt_throw(env, "NCPU", -st.ncpu);
-	st.stride_u64 = (sizeof(struct kt_stats) + 7) / 8;
+	st.stride_u64 = PERCPU_STRIDE(sizeof(struct kt_stats)) / sizeof(__u64);
 	st.keys = calloc(limit ? limit : 1, sizeof *st.keys);
 	st.vals = calloc(limit ? limit : 1, sizeof *st.vals);
 	st.chunk_keys = calloc(KT_READ_CHUNK, sizeof *st.chunk_keys);
@@ -401,10 +404,9 @@ static napi_value kt_health(napi_env env, napi_callback_info info)
 	struct kt_handle *h = argc == 1 ? kt_get(env, argv[0]) : NULL;
 	if (!h)
 		return NULL;
-	const char *what = NULL;
-	int err = 0;
-	napi_value out = percpu_sums(env, h->health_fd, KT_CTR_COUNT, &what, &err);
-	return out ? out : kt_throw(env, what, err);
+	struct addon_err e;
+	napi_value out = percpu_sums(env, h->health_fd, KT_CTR_COUNT, &e);
+	return out ? out : kt_throw_err(env, &e);
 }
 
 /* ktProgramStats(handle) -> program_stats (addon-common.h). */

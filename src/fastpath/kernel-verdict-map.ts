@@ -57,11 +57,14 @@ export class KernelVerdictMap {
     return map;
   }
 
-  /** Read-only view of a running verdict's pinned maps (for `verdict fastpath status`). */
-  static openPinned(addon: FastpathAddon, pinDir: string, cgroupPath: string | null): KernelVerdictMap {
+  /**
+   * Read-only view of a running verdict's pinned maps (for `verdict fastpath status`), whose verdict map has
+   * `maxEntries` slots; pins of any other layout are refused (ERR_FASTPATH_UNAVAILABLE, EBPF_LAYOUT).
+   */
+  static openPinned(addon: FastpathAddon, pinDir: string, cgroupPath: string | null, maxEntries: number): KernelVerdictMap {
     return new KernelVerdictMap(
       addon,
-      wrap('ERR_FASTPATH_UNAVAILABLE', () => addon.openPinned(pinDir)),
+      wrap('ERR_FASTPATH_UNAVAILABLE', () => addon.openPinned(pinDir, maxEntries)),
       cgroupPath,
     );
   }
