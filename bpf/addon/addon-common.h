@@ -1,6 +1,6 @@
 /*
- * Shared by the fast-path and kernel-telemetry addons: coded errors, opening pinned maps (checked before use: see
- * "Hostile pins" in docs/fastpath.md), reading per-CPU counters, program stats.
+ * Shared by the fast-path and kernel-telemetry addons: coded errors, the pin directory and pinned maps (checked
+ * before use: see "Hostile pins" in docs/fastpath.md), reading per-CPU counters, program stats.
  */
 #ifndef VERDICT_ADDON_COMMON_H
 #define VERDICT_ADDON_COMMON_H
@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <node_api.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -89,11 +92,19 @@ static inline napi_value percpu_sums(napi_env env, int map_fd, __u32 count, stru
 }
 
 /*
- * Pinned maps are objects any local user can create (the bpffs root is mode 1777), so one is used only if it
- * has the exact type, key size, value size and max_entries the program defines (struct pin_spec, derived from
- * the shared headers): the readers copy its keys and values into structs of those sizes, and any other layout
- * would overrun them.
+ * Pin paths. The bpffs root is mode 1777: any local user can create what sits at a pin path (a symlink to a
+ * directory root would then write in and delete from, a directory of their own where they can swap our pins
+ * for other maps, a map of a layout our fixed-size structs would be overrun by). So:
+ *   - the pin directory is opened with O_NOFOLLOW and must be a directory on bpffs, owned by the effective
+ *     uid and not writable by group or others (nobody else can add, swap or remove a pin in it); every later
+ *     access goes through that fd (/proc/self/fd/N/name), so renaming the path after the check changes nothing;
+ *   - an entry in it is never followed nor removed unless it is a bpffs object (a regular file there);
+ *   - a pinned map is used only if it has the exact type, key size, value size and max_entries of struct
+ *     pin_spec, derived from the shared headers (the readers copy keys and values into structs of those sizes);
+ *   - on close, only the pins this process made (same map id) are removed.
  */
+
+/* The layout a pinned map must have: what the program defines (bpf/fastpath.h, bpf/kernel-telemetry.h). */
 struct pin_spec {
 	const char *name;
 	__u32 type;
@@ -101,6 +112,86 @@ struct pin_spec {
 	__u32 value_size;
 	__u32 max_entries;
 };
+
+/* The pins one handle made, to remove exactly those when it closes. */
+#define PIN_MAX 4
+struct pin_set {
+	int dirfd; /* -1 when not pinned */
+	int made;  /* 1 when this process created the directory (removed again when empty) */
+	char dir[256];
+	__u32 ids[PIN_MAX]; /* id of the map pinned under each name; 0 for none */
+};
+
+static inline void pin_set_init(struct pin_set *ps)
+{
+	memset(ps, 0, sizeof *ps);
+	ps->dirfd = -1;
+}
+
+/* The path of `name` inside the directory open as dirfd, resolved through the fd, not the directory's name. */
+static inline void pin_path(char *buf, size_t len, int dirfd, const char *name)
+{
+	snprintf(buf, len, "/proc/self/fd/%d/%s", dirfd, name);
+}
+
+/*
+ * Opens the pin directory `dir` after the checks above; with `create`, makes it (0700) when missing and sets
+ * *made. The fd, or -1 with *e set (step PIN_DIR) saying what is wrong.
+ */
+static inline int open_pin_dir(const char *dir, int create, int *made, struct addon_err *e)
+{
+	struct stat st;
+	struct statfs fs;
+	*made = 0;
+	if (create) {
+		if (mkdir(dir, 0700) == 0)
+			*made = 1;
+		else if (errno != EEXIST)
+			return addon_fail(e, "PIN_DIR", errno, "%s: cannot create: %s", dir, strerror(errno));
+	}
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		int err = errno;
+		if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+			return addon_fail(e, "PIN_DIR", ELOOP, "%s is a symlink (refused: it could point anywhere)", dir);
+		return addon_fail(e, "PIN_DIR", err, "%s: %s", dir, strerror(err));
+	}
+	const char *wrong = NULL;
+	char detail[64] = "";
+	if (fstat(fd, &st) || fstatfs(fd, &fs))
+		wrong = strerror(errno);
+	else if (fs.f_type != BPF_FS_MAGIC)
+		wrong = "is not on a bpf filesystem";
+	else if (st.st_uid != geteuid()) {
+		wrong = "is owned by another user";
+		snprintf(detail, sizeof detail, " (uid %u, not %u)", (unsigned)st.st_uid, (unsigned)geteuid());
+	} else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		wrong = "is writable by group or others";
+		snprintf(detail, sizeof detail, " (mode %04o)", (unsigned)(st.st_mode & 07777));
+	}
+	if (wrong) {
+		close(fd);
+		if (*made)
+			rmdir(dir); /* ours and empty: a misconfigured pinPath (not on bpffs) leaves nothing behind */
+		return addon_fail(e, "PIN_DIR", EPERM, "%s %s%s", dir, wrong, detail);
+	}
+	return fd;
+}
+
+/* 0 when nothing is at `name`, 1 when a bpffs object is; -1 with *e set when something else is (a symlink, a directory). */
+static inline int pin_entry(int dirfd, const char *dir, const char *name, const char *step, struct addon_err *e)
+{
+	struct stat st;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW)) {
+		if (errno == ENOENT)
+			return 0;
+		return addon_fail(e, step, errno, "%s/%s: %s", dir, name, strerror(errno));
+	}
+	if (!S_ISREG(st.st_mode))
+		return addon_fail(e, step, EEXIST, "%s/%s is %s, not a pinned BPF object (refused)", dir, name,
+				  S_ISLNK(st.st_mode) ? "a symlink" : S_ISDIR(st.st_mode) ? "a directory" : "a special file");
+	return 1;
+}
 
 /* The info of the map `fd` is; -1 with *e set when fd is not a map (a pinned program or link). */
 static inline int map_info(int fd, const char *name, struct bpf_map_info *info, struct addon_err *e)
@@ -132,19 +223,93 @@ static inline int check_layout(int fd, const char *path, const struct pin_spec *
 			  s->max_entries);
 }
 
-/* Opens the `n` maps pinned under dir into *fds[i] if each has its spec's layout: 0, or -1 with *e set. */
+/* Opens the `n` maps pinned under dir into *fds[i] if dir passes the checks and each map has its spec's layout: 0, or -1 with *e set. */
 static inline int open_pinned_maps(const char *dir, const struct pin_spec *specs, int *const *fds, int n, struct addon_err *e)
 {
-	char path[512];
-	for (int i = 0; i < n; i++) {
+	int made, rc = 0;
+	int dirfd = open_pin_dir(dir, 0, &made, e);
+	if (dirfd < 0)
+		return -1;
+	for (int i = 0; i < n && rc == 0; i++) {
+		char path[512], via_fd[320];
 		snprintf(path, sizeof path, "%s/%s", dir, specs[i].name);
-		*fds[i] = bpf_obj_get(path);
-		if (*fds[i] < 0)
-			return addon_fail(e, "OPEN_PINNED", errno, "%s: %s", path, strerror(errno));
-		if (check_layout(*fds[i], path, &specs[i], e))
+		pin_path(via_fd, sizeof via_fd, dirfd, specs[i].name);
+		int found = pin_entry(dirfd, dir, specs[i].name, "OPEN_PINNED", e);
+		if (found <= 0)
+			rc = found == 0 ? addon_fail(e, "OPEN_PINNED", ENOENT, "%s: %s", path, strerror(ENOENT)) : -1;
+		else if ((*fds[i] = bpf_obj_get(via_fd)) < 0)
+			rc = addon_fail(e, "OPEN_PINNED", errno, "%s: %s", path, strerror(errno));
+		else
+			rc = check_layout(*fds[i], path, &specs[i], e);
+	}
+	close(dirfd);
+	return rc;
+}
+
+/*
+ * Pins the maps of obj named `names` under dir (made 0700 if missing) and records them in *ps: 0, or -1 with *e
+ * set. A pin already there (left by an earlier run: its state is not ours to trust) is replaced; anything else
+ * at the name (a symlink, a directory) is refused, never followed nor removed.
+ */
+static inline int pin_maps(struct pin_set *ps, const char *dir, struct bpf_object *obj, const char *const *names, int n,
+			   struct addon_err *e)
+{
+	char path[320];
+	if (n > PIN_MAX)
+		return addon_fail(e, "PIN", E2BIG, "%d maps to pin, at most %d", n, PIN_MAX);
+	snprintf(ps->dir, sizeof ps->dir, "%s", dir);
+	ps->dirfd = open_pin_dir(dir, 1, &ps->made, e);
+	if (ps->dirfd < 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		struct bpf_map_info info;
+		int fd = bpf_object__find_map_fd_by_name(obj, names[i]);
+		if (fd < 0)
+			return addon_fail(e, "PIN", ENOENT, "%s: not in the object", names[i]);
+		if (map_info(fd, names[i], &info, e))
 			return -1;
+		int at = pin_entry(ps->dirfd, dir, names[i], "PIN", e);
+		if (at < 0)
+			return -1;
+		if (at == 1 && unlinkat(ps->dirfd, names[i], 0))
+			return addon_fail(e, "PIN", errno, "%s/%s: cannot replace: %s", dir, names[i], strerror(errno));
+		pin_path(path, sizeof path, ps->dirfd, names[i]);
+		if (bpf_obj_pin(fd, path))
+			return addon_fail(e, "PIN", errno, "%s/%s: %s", dir, names[i], strerror(errno));
+		ps->ids[i] = info.id;
 	}
 	return 0;
+}
+
+/*
+ * Removes the pins in *ps that still pin the map this process pinned there (the map is alive while the handle
+ * holds it, so its id cannot have been reused), then the directory if this process made it and it is empty.
+ */
+static inline void unpin_maps(struct pin_set *ps, const char *const *names, int n)
+{
+	char path[320];
+	struct addon_err ignored;
+	struct stat at_fd, at_path;
+	if (ps->dirfd < 0)
+		return;
+	for (int i = 0; i < n && i < PIN_MAX; i++) {
+		struct bpf_map_info info;
+		if (!ps->ids[i] || pin_entry(ps->dirfd, ps->dir, names[i], "PIN", &ignored) != 1)
+			continue;
+		pin_path(path, sizeof path, ps->dirfd, names[i]);
+		int fd = bpf_obj_get(path);
+		if (fd < 0)
+			continue;
+		if (map_info(fd, names[i], &info, &ignored) == 0 && info.id == ps->ids[i])
+			unlinkat(ps->dirfd, names[i], 0);
+		close(fd);
+	}
+	/* rmdir goes by name: only while the name still is the directory we pinned in. */
+	if (ps->made && fstat(ps->dirfd, &at_fd) == 0 && lstat(ps->dir, &at_path) == 0 && at_fd.st_dev == at_path.st_dev &&
+	    at_fd.st_ino == at_path.st_ino)
+		rmdir(ps->dir);
+	close(ps->dirfd);
+	pin_set_init(ps);
 }
 
 /* [{ name, runCount, runTimeNs }] for every program of obj (non-zero only while kernel.bpf_stats_enabled=1). */

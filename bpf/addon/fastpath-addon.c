@@ -29,8 +29,7 @@ struct fp_handle {
 	int generation_fd;
 	int counters_fd;
 	int cgroup_fd;
-	int owned;         /* 1 when obj was loaded here; 0 for maps opened from pins */
-	char pin_dir[256]; /* where load() pinned the maps; unpinned on close */
+	struct pin_set pins; /* what load() pinned; only those pins are removed on close */
 };
 
 static napi_value throw_err(napi_env env, const struct addon_err *e)
@@ -46,23 +45,11 @@ static napi_value throw_errno(napi_env env, const char *step, int err)
 }
 
 static const char *MAP_NAMES[] = {"verdicts", "generation", "counters"};
-
-static void unpin(struct fp_handle *h)
-{
-	char path[512];
-	if (!h->owned || !h->pin_dir[0])
-		return;
-	for (int i = 0; i < 3; i++) {
-		snprintf(path, sizeof path, "%s/%s", h->pin_dir, MAP_NAMES[i]);
-		unlink(path);
-	}
-	rmdir(h->pin_dir);
-	h->pin_dir[0] = 0;
-}
+#define FP_NPINNED 3
 
 static void close_handle(struct fp_handle *h)
 {
-	unpin(h);
+	unpin_maps(&h->pins, MAP_NAMES, FP_NPINNED);
 	for (int i = 0; i < 2; i++) {
 		if (h->links[i])
 			bpf_link__destroy(h->links[i]);
@@ -127,18 +114,8 @@ static struct fp_handle *new_handle(void)
 	if (!h)
 		return NULL;
 	h->verdicts_fd = h->generation_fd = h->counters_fd = h->cgroup_fd = -1;
+	pin_set_init(&h->pins);
 	return h;
-}
-
-static int pin_map(struct bpf_object *obj, const char *name, const char *dir)
-{
-	char path[512];
-	struct bpf_map *m = bpf_object__find_map_by_name(obj, name);
-	if (!m)
-		return -ENOENT;
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	unlink(path); /* a pin left by an earlier run is replaced: its state is not ours to trust */
-	return bpf_map__pin(m, path);
 }
 
 /* load(objectPath, maxEntries, pinDir | null) -> handle */
@@ -162,7 +139,6 @@ static napi_value fp_load(napi_env env, napi_callback_info info)
 	struct fp_handle *h = new_handle();
 	if (!h)
 		return throw_errno(env, "ALLOC", ENOMEM);
-	h->owned = 1;
 	h->obj = bpf_object__open_file(path, NULL);
 	if (!h->obj) {
 		int err = errno;
@@ -181,16 +157,11 @@ static napi_value fp_load(napi_env env, napi_callback_info info)
 	h->verdicts_fd = bpf_map__fd(verdicts);
 	h->generation_fd = bpf_object__find_map_fd_by_name(h->obj, "generation");
 	h->counters_fd = bpf_object__find_map_fd_by_name(h->obj, "counters");
-	if (pin) {
-		mkdir(pin_dir, 0700);
-		snprintf(h->pin_dir, sizeof h->pin_dir, "%s", pin_dir);
-		for (int i = 0; i < 3 && !err; i++)
-			err = pin_map(h->obj, MAP_NAMES[i], pin_dir);
-		if (err) {
-			close_handle(h);
-			free(h);
-			return throw_errno(env, "PIN", err);
-		}
+	struct addon_err e;
+	if (pin && pin_maps(&h->pins, pin_dir, h->obj, MAP_NAMES, FP_NPINNED, &e)) {
+		close_handle(h);
+		free(h);
+		return throw_err(env, &e);
 	}
 	return wrap_handle(env, h);
 }
@@ -218,7 +189,7 @@ static napi_value fp_open_pinned(napi_env env, napi_callback_info info)
 		return throw_errno(env, "ALLOC", ENOMEM);
 	int *fds[] = {&h->verdicts_fd, &h->generation_fd, &h->counters_fd};
 	struct addon_err e;
-	if (open_pinned_maps(dir, specs, fds, 3, &e)) {
+	if (open_pinned_maps(dir, specs, fds, FP_NPINNED, &e)) {
 		close_handle(h);
 		free(h);
 		return throw_err(env, &e);

@@ -26,6 +26,7 @@
 #define KT_READ_MAX (1u << 22)
 
 static const char *KT_PINNED[] = {"conn_stats", "health"};
+#define KT_NPINNED 2
 
 struct kt_handle {
 	struct bpf_object *obj;
@@ -33,7 +34,7 @@ struct kt_handle {
 	int stats_fd;
 	int health_fd;
 	int cgroup_fd;
-	char pin_dir[256];
+	struct pin_set pins; /* what ktLoad pinned; only those pins are removed on close */
 };
 
 static napi_value kt_throw_err(napi_env env, const struct addon_err *e)
@@ -62,16 +63,8 @@ static void kt_detach_links(struct kt_handle *h)
 
 static void kt_close_handle(struct kt_handle *h)
 {
-	char path[512];
 	kt_detach_links(h);
-	if (h->obj && h->pin_dir[0]) {
-		for (size_t i = 0; i < sizeof KT_PINNED / sizeof KT_PINNED[0]; i++) {
-			snprintf(path, sizeof path, "%s/%s", h->pin_dir, KT_PINNED[i]);
-			unlink(path);
-		}
-		rmdir(h->pin_dir);
-	}
-	h->pin_dir[0] = 0;
+	unpin_maps(&h->pins, KT_PINNED, KT_NPINNED);
 	if (h->obj)
 		bpf_object__close(h->obj);
 	else {
@@ -95,8 +88,10 @@ static void kt_finalize(napi_env env, void *data, void *hint)
 static struct kt_handle *kt_new(void)
 {
 	struct kt_handle *h = calloc(1, sizeof *h);
-	if (h)
+	if (h) {
 		h->stats_fd = h->health_fd = h->cgroup_fd = -1;
+		pin_set_init(&h->pins);
+	}
 	return h;
 }
 
@@ -135,24 +130,6 @@ static napi_value kt_undefined(napi_env env)
 	return u;
 }
 
-static int kt_pin(struct kt_handle *h, const char *dir)
-{
-	char path[512];
-	mkdir(dir, 0700);
-	snprintf(h->pin_dir, sizeof h->pin_dir, "%s", dir);
-	for (size_t i = 0; i < sizeof KT_PINNED / sizeof KT_PINNED[0]; i++) {
-		struct bpf_map *m = bpf_object__find_map_by_name(h->obj, KT_PINNED[i]);
-		if (!m)
-			return -ENOENT;
-		snprintf(path, sizeof path, "%s/%s", dir, KT_PINNED[i]);
-		unlink(path); /* a pin left by a crashed run is replaced */
-		int err = bpf_map__pin(m, path);
-		if (err)
-			return err;
-	}
-	return 0;
-}
-
 /* ktLoad(objectPath, maxEntries, pinDir | null) -> handle */
 static napi_value kt_load(napi_env env, napi_callback_info info)
 {
@@ -183,16 +160,18 @@ static napi_value kt_load(napi_env env, napi_callback_info info)
 	int err = stats ? bpf_map__set_max_entries(stats, max_entries) : -ENOENT;
 	if (!err)
 		err = bpf_object__load(h->obj);
-	if (!err) {
-		h->stats_fd = bpf_map__fd(stats);
-		h->health_fd = bpf_object__find_map_fd_by_name(h->obj, "health");
-		if (pin)
-			err = kt_pin(h, pin_dir);
-	}
 	if (err) {
 		kt_close_handle(h);
 		free(h);
-		return kt_throw(env, pin ? "PIN_OR_LOAD" : "LOAD", err);
+		return kt_throw(env, "LOAD", err);
+	}
+	h->stats_fd = bpf_map__fd(stats);
+	h->health_fd = bpf_object__find_map_fd_by_name(h->obj, "health");
+	struct addon_err e;
+	if (pin && pin_maps(&h->pins, pin_dir, h->obj, KT_PINNED, KT_NPINNED, &e)) {
+		kt_close_handle(h);
+		free(h);
+		return kt_throw_err(env, &e);
 	}
 	return kt_wrap(env, h);
 }
@@ -219,7 +198,7 @@ static napi_value kt_open_pinned(napi_env env, napi_callback_info info)
 		return kt_throw(env, "ALLOC", ENOMEM);
 	int *fds[] = {&h->stats_fd, &h->health_fd};
 	struct addon_err e;
-	if (open_pinned_maps(dir, specs, fds, 2, &e)) {
+	if (open_pinned_maps(dir, specs, fds, KT_NPINNED, &e)) {
 		kt_close_handle(h);
 		free(h);
 		return kt_throw_err(env, &e);

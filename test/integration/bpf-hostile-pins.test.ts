@@ -1,23 +1,42 @@
 import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { bpfObjectPath } from '../../src/fastpath/native-addon';
+import { KernelVerdictMap } from '../../src/fastpath/kernel-verdict-map';
+import { loadTelemetryAddon, telemetryObjectPath } from '../../src/kerneltelemetry/telemetry-addon';
+import { KernelTelemetryMaps } from '../../src/kerneltelemetry/telemetry-maps';
 import { packageRoot } from '../../src/package-root';
 import {
   FASTPATH_PINS,
   TELEMETRY_PINS,
+  createTestCgroup,
+  pinForeignMap,
   pinForeignMaps,
   removeTestPins,
   requireBPF,
   testPinDir,
   type PinnedMapSpec,
+  type TestCgroup,
 } from '../helpers/bpf-kernel';
+import { verdictErrorOf } from '../helpers/error-code';
 import { requireTelemetryBPF } from '../helpers/kernel-telemetry-fixtures';
+import { checkClient, httpCheckRequest, startTestVerdict, tempDir } from '../helpers/verdict-harness';
 
 /*
  * The bpffs root is mode 1777: what sits at a pin path may have been made by anyone. Each test makes the
- * hostile state itself (bpftool-created maps, symlinks, another user's directory) and runs the built code
- * (dist/) in a child process, so a reader that trusted it would crash the child, not the test runner.
+ * hostile state itself (bpftool-created maps, symlinks, another user's directory, made by a real uid 65534
+ * process). Readers of foreign maps run the built code (dist/) in a child process, so a reader that trusted
+ * one would crash the child, not the test runner.
  */
+
+const NOBODY = 65534;
+
+/** Runs a command as uid/gid 65534: what any local user can do to bpffs. */
+function asNobody(cmd: string, ...args: string[]): void {
+  const r = spawnSync(cmd, args, { uid: NOBODY, gid: NOBODY, encoding: 'utf8', cwd: '/' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} as nobody: ${r.stderr}`);
+}
 
 interface Run {
   status: number | null;
@@ -117,5 +136,176 @@ describe('hostile pins: a pinned map of another layout is refused before it is r
   it('kernel telemetry reads pins of the layouts kernel-telemetry.bpf.c defines without an error', () => {
     pinForeignMaps(dir, TELEMETRY_PINS);
     expect(telemetryReader(dir)).toMatchObject({ status: 0, stdout: 'no error', stderr: '' });
+  });
+});
+
+/** The two loaders that pin, as one shape: each throws its capability's VerdictError. */
+const loaders = [
+  {
+    capability: 'fast path',
+    code: 'ERR_FASTPATH_UNAVAILABLE',
+    prefix: 'EBPF_',
+    names: Object.keys(FASTPATH_PINS),
+    load: (pinDir: string) =>
+      KernelVerdictMap.load(requireBPF(), { objectPath: bpfObjectPath(), maxEntries: 16, pinDir, cgroupPath: null }),
+    spec: (name: string): PinnedMapSpec => FASTPATH_PINS[name as keyof typeof FASTPATH_PINS],
+  },
+  {
+    capability: 'kernel telemetry',
+    code: 'ERR_KERNEL_TELEMETRY_UNAVAILABLE',
+    prefix: 'EBPF_KT_',
+    names: Object.keys(TELEMETRY_PINS),
+    load: (pinDir: string) => {
+      const loaded = loadTelemetryAddon();
+      if ('reason' in loaded) throw new Error(loaded.reason);
+      return KernelTelemetryMaps.load(loaded.addon, { objectPath: telemetryObjectPath(), maxEntries: 16, pinDir, cgroupPath: null });
+    },
+    spec: (name: string): PinnedMapSpec => TELEMETRY_PINS[name as keyof typeof TELEMETRY_PINS],
+  },
+];
+
+describe('hostile pins: the pin directory and what is in it', () => {
+  const dir = testPinDir('dir');
+  let victim: string;
+  let cgroup: TestCgroup;
+
+  beforeAll(() => {
+    requireBPF();
+    requireTelemetryBPF();
+    cgroup = createTestCgroup('pins');
+  });
+  afterAll(() => cgroup?.remove());
+  afterEach(() => {
+    removeTestPins(dir);
+    rmSync(victim, { recursive: true, force: true });
+  });
+
+  /** A root-owned directory outside bpffs holding files named like every pin, and one more. */
+  const makeVictim = (): string[] => {
+    victim = tempDir('verdict-pin-victim-');
+    const names = [...Object.keys(FASTPATH_PINS), ...Object.keys(TELEMETRY_PINS), 'keep'].sort();
+    for (const n of names) writeFileSync(join(victim, n), 'root data');
+    return names;
+  };
+
+  it('a symlink another user put at fastpath.pinPath: the fast path is off saying so, Check is answered, the target keeps every file', async () => {
+    const files = makeVictim();
+    asNobody('ln', '-s', victim, dir);
+    const verdict = await startTestVerdict(['fastpath.enabled=true', `fastpath.cgroupPath=${cgroup.path}`, `fastpath.pinPath=${dir}`]);
+    const client = checkClient(`127.0.0.1:${verdict.grpcPort}`);
+    try {
+      const status = verdict.fastpath.status();
+      expect(status).toMatchObject({ enabled: false, reason: 'BPF_LOAD_FAILED' });
+      expect(status.detail).toContain(`EBPF_PIN_DIR: PIN_DIR: ${dir} is a symlink`);
+      expect((await client.check(httpCheckRequest({ path: '/' }))).status).toBeDefined();
+    } finally {
+      client.close();
+      await verdict.stop();
+    }
+    expect(readdirSync(victim).sort()).toEqual(files);
+  });
+
+  it('a dangling symlink another user put at fastpath.pinPath, with fastpath.required: start fails with ERR_FASTPATH_UNAVAILABLE naming it', async () => {
+    makeVictim();
+    asNobody('ln', '-s', join(victim, 'nonexistent'), dir);
+    const start = startTestVerdict([
+      'fastpath.enabled=true',
+      'fastpath.required=true',
+      `fastpath.cgroupPath=${cgroup.path}`,
+      `fastpath.pinPath=${dir}`,
+    ]);
+    await expect(start).rejects.toMatchObject({
+      code: 'ERR_FASTPATH_UNAVAILABLE',
+      message: expect.stringContaining(`EBPF_PIN_DIR: PIN_DIR: ${dir} is a symlink`) as unknown,
+    });
+  });
+
+  /** What each case leaves at the pin path before the load, and what must still be there after it. */
+  const refusals: { name: string; setup: (names: string[]) => void; refusal: (names: string[]) => string }[] = [
+    {
+      name: 'a directory another user made (mode 0777)',
+      setup: () => {
+        asNobody('mkdir', dir);
+        asNobody('chmod', '0777', dir);
+      },
+      refusal: () => `PIN_DIR: ${dir} is owned by another user (uid ${NOBODY}, not 0)`,
+    },
+    {
+      name: 'a root directory writable by others (mode 0777)',
+      setup: () => {
+        mkdirSync(dir);
+        chmodSync(dir, 0o777);
+      },
+      refusal: () => `PIN_DIR: ${dir} is writable by group or others (mode 0777)`,
+    },
+    {
+      name: 'a symlink at a map name in the pin directory',
+      setup: (names) => {
+        mkdirSync(dir, { mode: 0o700 });
+        symlinkSync(join(victim, names[0] as string), join(dir, names[0] as string));
+      },
+      refusal: (names) => `PIN: ${dir}/${names[0]} is a symlink, not a pinned BPF object (refused)`,
+    },
+  ];
+  const refusalCases = loaders.flatMap((l) => refusals.map((r) => ({ ...r, loader: l, capability: l.capability })));
+  it.each(refusalCases)(
+    '$capability refuses to pin into $name: a coded error saying what is wrong, and nothing there changes',
+    ({ loader, setup, refusal }) => {
+      const files = makeVictim();
+      setup(loader.names);
+      const before = readdirSync(dir).sort();
+      const err = verdictErrorOf(() => loader.load(dir));
+      expect(err.code).toBe(loader.code);
+      expect(err.message).toContain(refusal(loader.names));
+      expect(readdirSync(dir).sort()).toEqual(before);
+      expect(readdirSync(victim).sort()).toEqual(files);
+    },
+  );
+
+  it('the fast path refuses a pinPath that is not on bpffs, and removes the directory it made there', () => {
+    makeVictim();
+    const notBpffs = join(victim, 'pins');
+    const err = verdictErrorOf(() => loaders[0]!.load(notBpffs));
+    expect(err.message).toContain(`PIN_DIR: ${notBpffs} is not on a bpf filesystem`);
+    expect(readdirSync(victim)).not.toContain('pins');
+  });
+
+  it.each(loaders)(
+    '$capability removes on close only the pins it made: one replaced meanwhile stays, and so does the directory',
+    (loader) => {
+      const maps = loader.load(dir);
+      expect(readdirSync(dir).sort()).toEqual([...loader.names].sort());
+      const replaced = loader.names[1] as string;
+      rmSync(join(dir, replaced));
+      pinForeignMap(join(dir, replaced), loader.spec(replaced));
+      maps.close();
+      expect(readdirSync(dir)).toEqual([replaced]);
+    },
+  );
+
+  it('`fastpath status` refuses maps of the right layout in a directory another user owns, with EBPF_PIN_DIR', () => {
+    asNobody('mkdir', dir);
+    for (const [name, spec] of Object.entries(FASTPATH_PINS)) pinForeignMap(join(dir, name), spec);
+    const r = fastpathCli('status', dir);
+    expect({ status: r.status, signal: r.signal, stdout: r.stdout }).toEqual({ status: 1, signal: null, stdout: '' });
+    expect(r.stderr).toBe(
+      `verdict: ERR_FASTPATH_UNAVAILABLE: EBPF_PIN_DIR: PIN_DIR: ${dir} is owned by another user (uid ${NOBODY}, not 0)\n`,
+    );
+  });
+
+  it('`fastpath status` refuses a pin that is a symlink, even to a map of the right layout, with EBPF_OPEN_PINNED', () => {
+    const elsewhere = testPinDir('elsewhere');
+    pinForeignMaps(elsewhere, { generation: FASTPATH_PINS.generation });
+    try {
+      pinForeignMaps(dir, { verdicts: FASTPATH_PINS.verdicts, counters: FASTPATH_PINS.counters });
+      symlinkSync(join(elsewhere, 'generation'), join(dir, 'generation'));
+      const r = fastpathCli('status', dir);
+      expect({ status: r.status, signal: r.signal, stdout: r.stdout }).toEqual({ status: 1, signal: null, stdout: '' });
+      expect(r.stderr).toBe(
+        `verdict: ERR_FASTPATH_UNAVAILABLE: EBPF_OPEN_PINNED: OPEN_PINNED: ${dir}/generation is a symlink, not a pinned BPF object (refused)\n`,
+      );
+    } finally {
+      removeTestPins(elsewhere);
+    }
   });
 });
