@@ -101,7 +101,8 @@ static inline napi_value percpu_sums(napi_env env, int map_fd, __u32 count, stru
  *   - an entry in it is never followed nor removed unless it is a bpffs object (a regular file there);
  *   - a pinned map is used only if it has the exact type, key size, value size and max_entries of struct
  *     pin_spec, derived from the shared headers (the readers copy keys and values into structs of those sizes);
- *   - on close, only the pins this process made (same map id) are removed.
+ *   - a pin whose map a loaded program still uses (another running verdict) is not taken over, and on close
+ *     only the pins this process made (same map id) are removed.
  */
 
 /* The layout a pinned map must have: what the program defines (bpf/fastpath.h, bpf/kernel-telemetry.h). */
@@ -247,9 +248,70 @@ static inline int open_pinned_maps(const char *dir, const struct pin_spec *specs
 }
 
 /*
+ * 1 when the program `prog_fd` uses map `map_id` (its bpf_prog_info map_ids; a program holds at most 64 maps,
+ * the kernel's MAX_USED_MAPS), with *pi its info; 0 when it does not or cannot be asked.
+ */
+static inline int prog_uses_map(int prog_fd, __u32 map_id, struct bpf_prog_info *pi)
+{
+	__u32 ids[64], len = sizeof *pi;
+	memset(pi, 0, sizeof *pi);
+	pi->nr_map_ids = 64;
+	pi->map_ids = (__u64)(uintptr_t)ids;
+	if (bpf_obj_get_info_by_fd(prog_fd, pi, &len))
+		return 0;
+	for (__u32 i = 0; i < pi->nr_map_ids && i < 64; i++)
+		if (ids[i] == map_id)
+			return 1;
+	return 0;
+}
+
+/* 1 when some loaded program uses map `map_id`, with *pi its info; 0 when none does. */
+static inline int map_in_use(__u32 map_id, struct bpf_prog_info *pi)
+{
+	__u32 id = 0;
+	while (bpf_prog_get_next_id(id, &id) == 0) {
+		int fd = bpf_prog_get_fd_by_id(id);
+		if (fd < 0)
+			continue; /* unloaded meanwhile */
+		int used = prog_uses_map(fd, map_id, pi);
+		close(fd);
+		if (used)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * 0 when the pin at `name` (a bpffs object) may be replaced: a map no loaded program uses, left by a verdict
+ * that is gone. A map a program still uses belongs to a verdict that is running (on this pinPath, whatever its
+ * cgroup): taking it over would leave that one enforcing with no pins, `status` reading ours, and its stop
+ * deleting them. -1 with *e set then (EBPF_PIN_IN_USE), or when the object is not a map.
+ */
+static inline int pin_replaceable(int dirfd, const char *dir, const char *name, struct addon_err *e)
+{
+	char path[320];
+	struct bpf_map_info info;
+	struct bpf_prog_info pi;
+	pin_path(path, sizeof path, dirfd, name);
+	int fd = bpf_obj_get(path);
+	if (fd < 0)
+		return addon_fail(e, "PIN", errno, "%s/%s: %s", dir, name, strerror(errno));
+	int rc = map_info(fd, name, &info, e);
+	close(fd);
+	if (rc)
+		return addon_fail(e, "PIN", EEXIST, "%s/%s is not a BPF map (refused: not a pin of ours to replace)", dir, name);
+	if (map_in_use(info.id, &pi))
+		return addon_fail(e, "PIN_IN_USE", EBUSY,
+				  "%s/%s is map %u of program %u (%.*s), which is loaded: another verdict is using this pin path",
+				  dir, name, info.id, pi.id, (int)strnlen(pi.name, sizeof pi.name), pi.name);
+	return 0;
+}
+
+/*
  * Pins the maps of obj named `names` under dir (made 0700 if missing) and records them in *ps: 0, or -1 with *e
- * set. A pin already there (left by an earlier run: its state is not ours to trust) is replaced; anything else
- * at the name (a symlink, a directory) is refused, never followed nor removed.
+ * set. A stale pin already there (left by an earlier run: its state is not ours to trust) is replaced; one in
+ * use (pin_replaceable) or anything else at the name (a symlink, a directory) is refused, never followed nor
+ * removed.
  */
 static inline int pin_maps(struct pin_set *ps, const char *dir, struct bpf_object *obj, const char *const *names, int n,
 			   struct addon_err *e)
@@ -261,6 +323,12 @@ static inline int pin_maps(struct pin_set *ps, const char *dir, struct bpf_objec
 	ps->dirfd = open_pin_dir(dir, 1, &ps->made, e);
 	if (ps->dirfd < 0)
 		return -1;
+	/* Every name first, so that a refusal of one replaces none. */
+	for (int i = 0; i < n; i++) {
+		int at = pin_entry(ps->dirfd, dir, names[i], "PIN", e);
+		if (at < 0 || (at == 1 && pin_replaceable(ps->dirfd, dir, names[i], e)))
+			return -1;
+	}
 	for (int i = 0; i < n; i++) {
 		struct bpf_map_info info;
 		int fd = bpf_object__find_map_fd_by_name(obj, names[i]);
@@ -268,10 +336,7 @@ static inline int pin_maps(struct pin_set *ps, const char *dir, struct bpf_objec
 			return addon_fail(e, "PIN", ENOENT, "%s: not in the object", names[i]);
 		if (map_info(fd, names[i], &info, e))
 			return -1;
-		int at = pin_entry(ps->dirfd, dir, names[i], "PIN", e);
-		if (at < 0)
-			return -1;
-		if (at == 1 && unlinkat(ps->dirfd, names[i], 0))
+		if (unlinkat(ps->dirfd, names[i], 0) && errno != ENOENT)
 			return addon_fail(e, "PIN", errno, "%s/%s: cannot replace: %s", dir, names[i], strerror(errno));
 		pin_path(path, sizeof path, ps->dirfd, names[i]);
 		if (bpf_obj_pin(fd, path))

@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bpfObjectPath } from '../../src/fastpath/native-addon';
@@ -104,6 +104,16 @@ describe('hostile pins: a pinned map of another layout is refused before it is r
       }
     },
   );
+
+  it('`fastpath status` refuses a pinned program where a map should be: exit 1 with EBPF_LAYOUT "is not a BPF map"', () => {
+    pinForeignMaps(dir, { generation: FASTPATH_PINS.generation, counters: FASTPATH_PINS.counters });
+    execFileSync('bpftool', ['prog', 'load', bpfObjectPath(), join(dir, 'verdicts')]);
+    const r = fastpathCli('status', dir);
+    expect({ status: r.status, signal: r.signal, stdout: r.stdout }).toEqual({ status: 1, signal: null, stdout: '' });
+    expect(r.stderr).toBe(
+      `verdict: ERR_FASTPATH_UNAVAILABLE: EBPF_LAYOUT: LAYOUT: ${join(dir, 'verdicts')} is not a BPF map (anon_inode:bpf-prog)\n`,
+    );
+  });
 
   it('`fastpath status` reads pins of the layouts fastpath.bpf.c defines: exit 0, the one pinned entry counted', () => {
     pinForeignMaps(dir, FASTPATH_PINS);
@@ -309,3 +319,110 @@ describe('hostile pins: the pin directory and what is in it', () => {
     }
   });
 });
+
+describe('hostile pins: a pin path another verdict is using', () => {
+  const dir = testPinDir('inuse');
+  let cgroup: TestCgroup;
+
+  beforeAll(() => {
+    requireBPF();
+    requireTelemetryBPF();
+    cgroup = createTestCgroup('inuse');
+  });
+  afterAll(() => cgroup?.remove());
+  afterEach(() => removeTestPins(dir));
+
+  it.each(loaders)(
+    '$capability: a second load on a pinPath whose maps a loaded program uses is refused with EBPF_PIN_IN_USE, and the first keeps its pins (removed when it closes)',
+    (loader) => {
+      const first = loader.load(dir);
+      try {
+        const ids = () => readdirSync(dir).map((n) => `${n}:${mapIdAt(join(dir, n))}`);
+        const before = ids();
+        const err = verdictErrorOf(() => loader.load(dir));
+        expect(err.code).toBe(loader.code);
+        expect(err.message).toMatch(
+          new RegExp(
+            `^${loader.prefix}PIN_IN_USE: .*PIN_IN_USE: ${escape(join(dir, loader.names[0] as string))} is map \\d+ of program \\d+ `,
+          ),
+        );
+        expect(ids()).toEqual(before);
+      } finally {
+        first.close();
+      }
+      expect(existsSync(dir)).toBe(false);
+    },
+  );
+
+  it('a second verdict on the pinPath of a running fast path runs with its fast path off (PIN_IN_USE), answers Check, and leaves the first readable by `fastpath status`', async () => {
+    const first = KernelVerdictMap.load(requireBPF(), {
+      objectPath: bpfObjectPath(),
+      maxEntries: 16,
+      pinDir: dir,
+      cgroupPath: cgroup.path,
+    });
+    try {
+      first.write([
+        {
+          srcAddress: '10.0.0.1',
+          dstAddress: '10.0.0.2',
+          dstPort: 80,
+          action: 'deny',
+          generation: 1n,
+          expiresNs: first.kernelNowNs() + 60_000_000_000n,
+        },
+      ]);
+      const second = await startTestVerdict([
+        'fastpath.enabled=true',
+        'fastpath.maxEntries=16',
+        `fastpath.cgroupPath=${cgroup.path}`,
+        `fastpath.pinPath=${dir}`,
+      ]);
+      const client = checkClient(`127.0.0.1:${second.grpcPort}`);
+      try {
+        const status = second.fastpath.status();
+        expect(status).toMatchObject({ enabled: false, reason: 'BPF_LOAD_FAILED' });
+        expect(status.detail).toContain('EBPF_PIN_IN_USE');
+        expect((await client.check(httpCheckRequest({ path: '/' }))).status).toBeDefined();
+      } finally {
+        client.close();
+        await second.stop();
+      }
+      const r = fastpathCli('status', dir);
+      expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(JSON.parse(r.stdout)).toMatchObject({ entries: 1 });
+    } finally {
+      first.close();
+    }
+  });
+
+  it.each(loaders)(
+    '$capability replaces pins of the right layout that no loaded program uses (left by a verdict that is gone)',
+    (loader) => {
+      pinForeignMaps(dir, Object.fromEntries(loader.names.map((n) => [n, loader.spec(n)])));
+      const stale = readdirSync(dir).map((n) => mapIdAt(join(dir, n)));
+      const maps = loader.load(dir);
+      try {
+        const now = readdirSync(dir).map((n) => mapIdAt(join(dir, n)));
+        expect(now.filter((id) => stale.includes(id))).toEqual([]);
+      } finally {
+        maps.close();
+      }
+    },
+  );
+
+  it.each(loaders)('$capability refuses to replace a pinned program at a map name (not a pin of its own), leaving it there', (loader) => {
+    mkdirSync(dir, { mode: 0o700 });
+    const name = loader.names[0] as string;
+    execFileSync('bpftool', ['prog', 'load', bpfObjectPath(), join(dir, name)]);
+    const err = verdictErrorOf(() => loader.load(dir));
+    expect(err.message).toContain(`${loader.prefix}PIN: `);
+    expect(err.message).toContain(`${join(dir, name)} is not a BPF map (refused: not a pin of ours to replace)`);
+    expect(readdirSync(dir)).toEqual([name]);
+  });
+});
+
+/** The id of the map pinned at `path` (bpftool). */
+function mapIdAt(path: string): number {
+  return (JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show', 'pinned', path], { encoding: 'utf8' })) as { id: number }).id;
+}
