@@ -92,6 +92,38 @@ static inline napi_value percpu_sums(napi_env env, int map_fd, __u32 count, stru
 }
 
 /*
+ * A walk over a hash map with BPF_MAP_LOOKUP_BATCH, up to `chunk` entries per call into keys/vals. Its cursor
+ * is a bucket index, so entries deleted meanwhile cannot send it back to the start: each entry comes at most
+ * once. (get_next_key restarts from the first key when its cursor key was deleted: under churn a walk returned
+ * the same entries again and again.)
+ */
+struct batch_walk {
+	int fd;
+	void *keys;
+	void *vals; /* for a per-CPU map, PERCPU_STRIDE(value size) bytes per possible CPU per entry */
+	__u32 chunk;
+	__u64 cursor[2][8]; /* in and out batch: a hash map's is a u32 bucket, an array's a key */
+	int cur, started, done;
+};
+
+/* The next chunk into w->keys/w->vals: the number of entries read (0 at the end of the map), or -errno. */
+static inline int batch_next(struct batch_walk *w)
+{
+	if (w->done)
+		return 0;
+	/* Always a whole chunk: the kernel refuses (ENOSPC) some smaller counts; callers drop what they do not need. */
+	__u32 n = w->chunk;
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	int err = bpf_map_lookup_batch(w->fd, w->started ? w->cursor[w->cur] : NULL, w->cursor[w->cur ^ 1], w->keys, w->vals, &n, &opts);
+	if (err && errno != ENOENT)
+		return -errno;
+	w->done = err != 0; /* ENOENT: the last entries (n may be > 0) */
+	w->started = 1;
+	w->cur ^= 1;
+	return (int)n;
+}
+
+/*
  * Pin paths. The bpffs root is mode 1777: any local user can create what sits at a pin path (a symlink to a
  * directory root would then write in and delete from, a directory of their own where they can swap our pins
  * for other maps, a map of a layout our fixed-size structs would be overrun by). So:

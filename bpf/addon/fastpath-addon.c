@@ -29,6 +29,7 @@ struct fp_handle {
 	int generation_fd;
 	int counters_fd;
 	int cgroup_fd;
+	__u32 max_entries;   /* of the verdict map: no read returns more */
 	struct pin_set pins; /* what load() pinned; only those pins are removed on close */
 };
 
@@ -155,6 +156,7 @@ static napi_value fp_load(napi_env env, napi_callback_info info)
 		return throw_errno(env, "LOAD", err);
 	}
 	h->verdicts_fd = bpf_map__fd(verdicts);
+	h->max_entries = bpf_map__max_entries(verdicts);
 	h->generation_fd = bpf_object__find_map_fd_by_name(h->obj, "generation");
 	h->counters_fd = bpf_object__find_map_fd_by_name(h->obj, "counters");
 	struct addon_err e;
@@ -194,6 +196,7 @@ static napi_value fp_open_pinned(napi_env env, napi_callback_info info)
 		free(h);
 		return throw_err(env, &e);
 	}
+	h->max_entries = max_entries;
 	return wrap_handle(env, h);
 }
 
@@ -376,7 +379,12 @@ static napi_value fp_counters(napi_env env, napi_callback_info info)
 	return out ? out : throw_err(env, &e);
 }
 
-/* dump(handle, limit) -> { keys: Buffer, values: Buffer, count } walking the map with get_next_key. */
+#define FP_DUMP_CHUNK 1024
+
+/*
+ * dump(handle, limit) -> { keys: Buffer, values: Buffer, count }: at most min(limit, max_entries) entries, each
+ * once, read in BPF_MAP_LOOKUP_BATCH chunks (batch_walk) while the kernel and the writer keep changing the map.
+ */
 static napi_value fp_dump(napi_env env, napi_callback_info info)
 {
 	size_t argc = 2;
@@ -389,25 +397,30 @@ static napi_value fp_dump(napi_env env, napi_callback_info info)
 		return NULL;
 	if (napi_get_value_uint32(env, argv[1], &limit) != napi_ok || limit > (1u << 22))
 		return napi_throw_type_error(env, NULL, "dump(handle, limit <= 4M)"), NULL;
-	struct fp_key *keys = calloc(limit ? limit : 1, sizeof(struct fp_key));
-	struct fp_verdict *vals = calloc(limit ? limit : 1, sizeof(struct fp_verdict));
-	if (!keys || !vals) {
-		free(keys);
-		free(vals);
-		return throw_errno(env, "ALLOC", ENOMEM);
+	if (limit > h->max_entries)
+		limit = h->max_entries;
+	struct fp_key *keys = calloc(limit ? limit : 1, sizeof *keys), *chunk_keys = calloc(FP_DUMP_CHUNK, sizeof *chunk_keys);
+	struct fp_verdict *vals = calloc(limit ? limit : 1, sizeof *vals), *chunk_vals = calloc(FP_DUMP_CHUNK, sizeof *chunk_vals);
+	struct batch_walk w = {.fd = h->verdicts_fd, .keys = chunk_keys, .vals = chunk_vals, .chunk = FP_DUMP_CHUNK};
+	int got = 0;
+	if (!keys || !vals || !chunk_keys || !chunk_vals)
+		got = -ENOMEM;
+	while (got >= 0 && count < limit && (got = batch_next(&w)) > 0) {
+		__u32 take = (__u32)got < limit - count ? (__u32)got : limit - count;
+		memcpy(&keys[count], chunk_keys, take * sizeof *keys);
+		memcpy(&vals[count], chunk_vals, take * sizeof *vals);
+		count += take;
 	}
-	struct fp_key cur, next;
-	void *prev = NULL;
-	while (count < limit && bpf_map_get_next_key(h->verdicts_fd, prev, &next) == 0) {
-		if (bpf_map_lookup_elem(h->verdicts_fd, &next, &vals[count]) == 0)
-			keys[count++] = next;
-		cur = next;
-		prev = &cur;
+	if (got >= 0) {
+		napi_create_buffer_copy(env, count * sizeof *keys, keys, &kd, &kb);
+		napi_create_buffer_copy(env, count * sizeof *vals, vals, &vd, &vb);
 	}
-	napi_create_buffer_copy(env, count * sizeof(struct fp_key), keys, &kd, &kb);
-	napi_create_buffer_copy(env, count * sizeof(struct fp_verdict), vals, &vd, &vb);
 	free(keys);
 	free(vals);
+	free(chunk_keys);
+	free(chunk_vals);
+	if (got < 0)
+		return throw_errno(env, got == -ENOMEM ? "ALLOC" : "READ", got);
 	napi_create_object(env, &out);
 	napi_create_uint32(env, count, &n);
 	napi_set_named_property(env, out, "keys", kb);

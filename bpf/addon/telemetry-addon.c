@@ -281,32 +281,9 @@ struct kt_read_state {
 	__u64 *chunk_vals;
 	struct kt_key *chunk_keys;
 	uint32_t count;
-	uint32_t limit;
 	int ncpu;
 	size_t stride_u64;
 };
-
-/* One BPF_MAP_LOOKUP_BATCH call per chunk; returns 1 at the end of the map, 0 to go on (or limit reached), <0 on error. */
-static int kt_read_chunk(int fd, struct kt_read_state *st, void *in_batch, void *out_batch, int first)
-{
-	/* Always a whole chunk: the kernel refuses (ENOSPC) some smaller counts; what passes the limit is dropped. */
-	__u32 n = KT_READ_CHUNK;
-	LIBBPF_OPTS(bpf_map_batch_opts, opts);
-	int err = bpf_map_lookup_batch(fd, first ? NULL : in_batch, out_batch, st->chunk_keys, st->chunk_vals, &n, &opts);
-	int end = err && errno == ENOENT;
-	if (err && !end)
-		return -errno;
-	if (n > st->limit - st->count) {
-		n = st->limit - st->count;
-		end = 0;
-	}
-	for (__u32 i = 0; i < n; i++) {
-		st->keys[st->count] = st->chunk_keys[i];
-		kt_sum(&st->vals[st->count], st->chunk_vals + i * st->ncpu * st->stride_u64, st->ncpu, st->stride_u64);
-		st->count++;
-	}
-	return end ? 1 : 0;
-}
 
 static napi_value kt_read_result(napi_env env, struct kt_read_state *st, int complete)
 {
@@ -346,7 +323,7 @@ static napi_value kt_read(napi_env env, napi_callback_info info)
 		return NULL;
 	if (napi_get_value_uint32(env, argv[1], &limit) != napi_ok || limit > KT_READ_MAX)
 		return napi_throw_type_error(env, NULL, "ktRead(handle, limit <= 4M)"), NULL;
-	struct kt_read_state st = {.limit = limit, .ncpu = libbpf_num_possible_cpus()};
+	struct kt_read_state st = {.ncpu = libbpf_num_possible_cpus()};
 	if (st.ncpu <= 0)
 		return kt_throw(env, "NCPU", -st.ncpu);
 	st.stride_u64 = PERCPU_STRIDE(sizeof(struct kt_stats)) / sizeof(__u64);
@@ -354,19 +331,23 @@ static napi_value kt_read(napi_env env, napi_callback_info info)
 	st.vals = calloc(limit ? limit : 1, sizeof *st.vals);
 	st.chunk_keys = calloc(KT_READ_CHUNK, sizeof *st.chunk_keys);
 	st.chunk_vals = calloc((size_t)KT_READ_CHUNK * st.ncpu * st.stride_u64, sizeof(__u64));
-	__u64 batch[2][4] = {{0}};
-	int rc = 0, first = 1, cur = 0;
+	struct batch_walk w = {.fd = h->stats_fd, .keys = st.chunk_keys, .vals = st.chunk_vals, .chunk = KT_READ_CHUNK};
+	int got = 0, dropped = 0;
 	if (!st.keys || !st.vals || !st.chunk_keys || !st.chunk_vals)
-		rc = -ENOMEM;
-	while (rc == 0 && st.count < limit) {
-		rc = kt_read_chunk(h->stats_fd, &st, batch[cur], batch[cur ^ 1], first);
-		first = 0;
-		cur ^= 1;
+		got = -ENOMEM;
+	while (got >= 0 && st.count < limit && (got = batch_next(&w)) > 0) {
+		__u32 take = (__u32)got < limit - st.count ? (__u32)got : limit - st.count;
+		dropped = take < (__u32)got; /* past the limit: the read is not complete */
+		for (__u32 i = 0; i < take; i++) {
+			st.keys[st.count] = st.chunk_keys[i];
+			kt_sum(&st.vals[st.count], st.chunk_vals + i * st.ncpu * st.stride_u64, st.ncpu, st.stride_u64);
+			st.count++;
+		}
 	}
-	if (rc < 0)
-		kt_throw(env, "READ", rc);
+	if (got < 0)
+		kt_throw(env, "READ", got);
 	else
-		result = kt_read_result(env, &st, rc == 1);
+		result = kt_read_result(env, &st, w.done && !dropped);
 	free(st.keys);
 	free(st.vals);
 	free(st.chunk_keys);
