@@ -468,15 +468,25 @@ static napi_value fp_layout(napi_env env, napi_callback_info info)
 	return out;
 }
 
-/* queryCgroup(cgroupPath) -> [{ attachType, id, name }] of the connect4/6 programs attached to it. */
+/*
+ * queryCgroup(handle, cgroupPath) -> [{ attachType, id, name }] of the connect4/6 programs attached to the
+ * cgroup that use this handle's verdict map: not those of another verdict or of kernel telemetry there.
+ */
 static napi_value fp_query_cgroup(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1], out, item, v;
+	size_t argc = 2;
+	napi_value argv[2], out, item, v;
 	char path[512];
+	struct bpf_map_info mi;
+	struct addon_err e;
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	if (argc < 1 || get_string(env, argv[0], path, sizeof path))
-		return napi_throw_type_error(env, NULL, "queryCgroup(cgroupPath)"), NULL;
+	struct fp_handle *h = argc == 2 ? get_handle(env, argv[0]) : NULL;
+	if (!h)
+		return NULL;
+	if (get_string(env, argv[1], path, sizeof path))
+		return napi_throw_type_error(env, NULL, "queryCgroup(handle, cgroupPath)"), NULL;
+	if (map_info(h->verdicts_fd, "verdicts", &mi, &e))
+		return throw_err(env, &e);
 	int cg = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cg < 0)
 		return throw_errno(env, "CGROUP_OPEN", errno);
@@ -490,13 +500,13 @@ static napi_value fp_query_cgroup(napi_env env, napi_callback_info info)
 			continue;
 		for (__u32 i = 0; i < cnt; i++) {
 			struct bpf_prog_info pi;
-			__u32 len = sizeof pi;
-			memset(&pi, 0, sizeof pi);
 			int fd = bpf_prog_get_fd_by_id(ids[i]);
-			if (fd >= 0) {
-				bpf_obj_get_info_by_fd(fd, &pi, &len);
-				close(fd);
-			}
+			if (fd < 0)
+				continue; /* detached and unloaded meanwhile */
+			int ours = prog_uses_map(fd, mi.id, &pi);
+			close(fd);
+			if (!ours)
+				continue;
 			napi_create_object(env, &item);
 			napi_create_string_utf8(env, names[t], NAPI_AUTO_LENGTH, &v);
 			napi_set_named_property(env, item, "attachType", v);

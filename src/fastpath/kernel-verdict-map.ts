@@ -122,10 +122,12 @@ export class KernelVerdictMap {
     return out;
   }
 
+  /** The connect programs on the cgroup that use this verdict map (another verdict's or telemetry's are not listed). */
   attachedPrograms(): AttachedProgram[] {
     if (this.cgroup === null) return [];
+    const handle = this.open();
     const cgroup = this.cgroup;
-    return wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.queryCgroup(cgroup));
+    return wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.queryCgroup(handle, cgroup));
   }
 
   /** Takes the connect programs off the cgroup (the maps stay). */

@@ -42,7 +42,8 @@ export interface FastpathAddon {
   dump(handle: NativeHandle, limit: number): { keys: Buffer; values: Buffer; count: number };
   monotonicNs(): bigint;
   layout(): NativeLayout;
-  queryCgroup(cgroupPath: string): AttachedProgram[];
+  /** The connect4/6 programs attached to the cgroup that use this handle's verdict map. */
+  queryCgroup(handle: NativeHandle, cgroupPath: string): AttachedProgram[];
   programStats(handle: NativeHandle): { name: string; runCount: bigint; runTimeNs: bigint }[];
 }
 

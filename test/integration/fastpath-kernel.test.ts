@@ -5,8 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KernelVerdictMap } from '../../src/fastpath/kernel-verdict-map';
 import { KEY_LAYOUT, VALUE_LAYOUT, writeKey, writeValue, type KernelAction } from '../../src/fastpath/map-layout';
 import { addonPath, bpfObjectPath } from '../../src/fastpath/native-addon';
+import { loadTelemetryAddon, telemetryObjectPath } from '../../src/kerneltelemetry/telemetry-addon';
+import { KernelTelemetryMaps } from '../../src/kerneltelemetry/telemetry-maps';
 import { startCgroupClient, waitFor, type CgroupClient } from '../helpers/bpf-client';
 import { startEchoServer } from '../helpers/bpf-envoy';
+import { requireTelemetryBPF } from '../helpers/kernel-telemetry-fixtures';
 import { createTestCgroup, loadTestMap, removeTestPins, requireBPF, testPinDir, type TestCgroup } from '../helpers/bpf-kernel';
 
 const GEN = 42n;
@@ -205,6 +208,45 @@ describe('reading the kernel verdict map while it changes', () => {
       Atomics.store(shared, 0, 1);
       await exited;
       map.close();
+    }
+  });
+});
+
+describe('the programs `fastpath status` lists', () => {
+  it("lists only the connect programs that use this verdict map: not another verdict's nor kernel telemetry's on the same cgroup", () => {
+    const addon = requireBPF();
+    requireTelemetryBPF();
+    const cgroup = createTestCgroup('programs');
+    const dir = testPinDir('programs');
+    const telemetryAddon = loadTelemetryAddon();
+    if ('reason' in telemetryAddon) throw new Error(telemetryAddon.reason);
+    const maps: { close(): void }[] = [];
+    try {
+      const first = KernelVerdictMap.load(addon, { objectPath: bpfObjectPath(), maxEntries: 16, pinDir: dir, cgroupPath: cgroup.path });
+      maps.push(first);
+      const second = loadTestMap(addon, cgroup.path);
+      maps.push(second);
+      maps.push(
+        KernelTelemetryMaps.load(telemetryAddon.addon, {
+          objectPath: telemetryObjectPath(),
+          maxEntries: 16,
+          pinDir: null,
+          cgroupPath: cgroup.path,
+        }),
+      );
+      const viaPins = KernelVerdictMap.openPinned(addon, dir, cgroup.path, 16);
+      maps.push(viaPins);
+      const listed = (m: KernelVerdictMap): string[] => m.attachedPrograms().map((p) => `${p.attachType}:${p.id}`);
+      const firstIds = listed(first);
+      expect(firstIds.map((p) => p.split(':')[0]).sort()).toEqual(['connect4', 'connect6']);
+      expect(listed(viaPins)).toEqual(firstIds);
+      const secondIds = listed(second);
+      expect(secondIds.map((p) => p.split(':')[0]).sort()).toEqual(['connect4', 'connect6']);
+      expect(secondIds.filter((p) => firstIds.includes(p))).toEqual([]);
+    } finally {
+      for (const m of maps.reverse()) m.close();
+      removeTestPins(dir);
+      cgroup.remove();
     }
   });
 });
