@@ -15,7 +15,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Sized by the loader (bpf_map__set_max_entries) before load; this is only the default. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, FP_VERDICTS_MAP_TYPE);
 	__uint(max_entries, 65536);
 	__type(key, struct fp_key);
 	__type(value, struct fp_verdict);
@@ -23,14 +23,14 @@ struct {
 
 /* One slot: the current generation. A bundle or trust change is one write here. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, FP_GENERATION_MAP_TYPE);
+	__uint(max_entries, FP_GENERATION_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } generation SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, FP_COUNTERS_MAP_TYPE);
 	__uint(max_entries, FP_CTR_COUNT);
 	__type(key, __u32);
 	__type(value, __u64);

@@ -16,6 +16,15 @@
 #define FP_ACTION_ALLOW 1
 #define FP_ACTION_DENY 2
 
+/*
+ * The maps' types and fixed sizes: fastpath.bpf.c defines its maps with these, and the addon refuses a pinned
+ * map that differs (bpf/addon/addon-common.h). Array keys are __u32, generation and counter values __u64.
+ */
+#define FP_VERDICTS_MAP_TYPE BPF_MAP_TYPE_LRU_HASH /* struct fp_key -> struct fp_verdict */
+#define FP_GENERATION_MAP_TYPE BPF_MAP_TYPE_ARRAY
+#define FP_GENERATION_SLOTS 1
+#define FP_COUNTERS_MAP_TYPE BPF_MAP_TYPE_PERCPU_ARRAY /* FP_CTR_COUNT slots */
+
 /* Per-CPU counter slots (array index). */
 #define FP_CTR_HIT_ALLOW 0
 #define FP_CTR_HIT_DENY 1

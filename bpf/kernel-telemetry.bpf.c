@@ -39,7 +39,7 @@ struct sock {
 
 /* Sized by the loader (bpf_map__set_max_entries) before load; LRU, so the bound holds under any traffic. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(type, KT_STATS_MAP_TYPE);
 	__uint(max_entries, 16384);
 	__type(key, struct kt_key);
 	__type(value, struct kt_stats);
@@ -60,7 +60,7 @@ struct {
 } conn_socks SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, KT_HEALTH_MAP_TYPE);
 	__uint(max_entries, KT_CTR_COUNT);
 	__type(key, __u32);
 	__type(value, __u64);

@@ -21,6 +21,13 @@
  */
 #define KT_SOCK_SLOTS 65536
 
+/*
+ * The types of the maps other tools read from their pins: kernel-telemetry.bpf.c defines them with these, and
+ * the addon refuses a pinned map that differs (bpf/addon/addon-common.h). Health keys are __u32, values __u64.
+ */
+#define KT_STATS_MAP_TYPE BPF_MAP_TYPE_LRU_PERCPU_HASH /* struct kt_key -> struct kt_stats, per CPU */
+#define KT_HEALTH_MAP_TYPE BPF_MAP_TYPE_PERCPU_ARRAY   /* KT_CTR_COUNT slots */
+
 /* Per-CPU health counters of the programs themselves (array index). */
 #define KT_CTR_NO_STORAGE 0   /* the socket could not be tagged: that connection is not followed */
 #define KT_CTR_STATS_FULL 1   /* the stats entry could not be inserted (never expected with an LRU map) */

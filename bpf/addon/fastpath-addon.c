@@ -29,45 +29,28 @@ struct fp_handle {
 	int generation_fd;
 	int counters_fd;
 	int cgroup_fd;
-	int owned;         /* 1 when obj was loaded here; 0 for maps opened from pins */
-	char pin_dir[256]; /* where load() pinned the maps; unpinned on close */
+	__u32 max_entries;   /* of the verdict map: no read returns more */
+	struct pin_set pins; /* what load() pinned; only those pins are removed on close */
 };
+
+static napi_value throw_err(napi_env env, const struct addon_err *e)
+{
+	return addon_throw(env, "EBPF_", "", e);
+}
 
 static napi_value throw_errno(napi_env env, const char *step, int err)
 {
-	char code[64], msg[MAX_ERR];
-	if (err < 0)
-		err = -err;
-	snprintf(code, sizeof code, "EBPF_%s", step);
-	snprintf(msg, sizeof msg, "%s: %s", step, strerror(err));
-	napi_value ecode, emsg, error, eno;
-	napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &ecode);
-	napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &emsg);
-	napi_create_error(env, ecode, emsg, &error);
-	napi_create_int32(env, err, &eno);
-	napi_set_named_property(env, error, "errno", eno);
-	napi_throw(env, error);
-	return NULL;
+	struct addon_err e;
+	addon_fail(&e, step, err, "%s", strerror(err < 0 ? -err : err));
+	return throw_err(env, &e);
 }
 
 static const char *MAP_NAMES[] = {"verdicts", "generation", "counters"};
-
-static void unpin(struct fp_handle *h)
-{
-	char path[512];
-	if (!h->owned || !h->pin_dir[0])
-		return;
-	for (int i = 0; i < 3; i++) {
-		snprintf(path, sizeof path, "%s/%s", h->pin_dir, MAP_NAMES[i]);
-		unlink(path);
-	}
-	rmdir(h->pin_dir);
-	h->pin_dir[0] = 0;
-}
+#define FP_NPINNED 3
 
 static void close_handle(struct fp_handle *h)
 {
-	unpin(h);
+	unpin_maps(&h->pins, MAP_NAMES, FP_NPINNED);
 	for (int i = 0; i < 2; i++) {
 		if (h->links[i])
 			bpf_link__destroy(h->links[i]);
@@ -132,18 +115,8 @@ static struct fp_handle *new_handle(void)
 	if (!h)
 		return NULL;
 	h->verdicts_fd = h->generation_fd = h->counters_fd = h->cgroup_fd = -1;
+	pin_set_init(&h->pins);
 	return h;
-}
-
-static int pin_map(struct bpf_object *obj, const char *name, const char *dir)
-{
-	char path[512];
-	struct bpf_map *m = bpf_object__find_map_by_name(obj, name);
-	if (!m)
-		return -ENOENT;
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	unlink(path); /* a pin left by an earlier run is replaced: its state is not ours to trust */
-	return bpf_map__pin(m, path);
 }
 
 /* load(objectPath, maxEntries, pinDir | null) -> handle */
@@ -167,7 +140,6 @@ static napi_value fp_load(napi_env env, napi_callback_info info)
 	struct fp_handle *h = new_handle();
 	if (!h)
 		return throw_errno(env, "ALLOC", ENOMEM);
-	h->owned = 1;
 	h->obj = bpf_object__open_file(path, NULL);
 	if (!h->obj) {
 		int err = errno;
@@ -184,41 +156,47 @@ static napi_value fp_load(napi_env env, napi_callback_info info)
 		return throw_errno(env, "LOAD", err);
 	}
 	h->verdicts_fd = bpf_map__fd(verdicts);
+	h->max_entries = bpf_map__max_entries(verdicts);
 	h->generation_fd = bpf_object__find_map_fd_by_name(h->obj, "generation");
 	h->counters_fd = bpf_object__find_map_fd_by_name(h->obj, "counters");
-	if (pin) {
-		mkdir(pin_dir, 0700);
-		snprintf(h->pin_dir, sizeof h->pin_dir, "%s", pin_dir);
-		for (int i = 0; i < 3 && !err; i++)
-			err = pin_map(h->obj, MAP_NAMES[i], pin_dir);
-		if (err) {
-			close_handle(h);
-			free(h);
-			return throw_errno(env, "PIN", err);
-		}
+	struct addon_err e;
+	if (pin && pin_maps(&h->pins, pin_dir, h->obj, MAP_NAMES, FP_NPINNED, &e)) {
+		close_handle(h);
+		free(h);
+		return throw_err(env, &e);
 	}
 	return wrap_handle(env, h);
 }
 
-/* openPinned(pinDir) -> handle (maps only; for `verdict fastpath status`) */
+/*
+ * openPinned(pinDir, maxEntries) -> handle (maps only; for `verdict fastpath status`). Each map must have the
+ * layout fastpath.bpf.c gives it, the verdict map `maxEntries` slots (fastpath.maxEntries): else EBPF_LAYOUT.
+ */
 static napi_value fp_open_pinned(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1];
+	size_t argc = 2;
+	napi_value argv[2];
 	char dir[256];
+	uint32_t max_entries;
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	if (argc < 1 || get_string(env, argv[0], dir, sizeof dir))
-		return napi_throw_type_error(env, NULL, "openPinned(pinDir)"), NULL;
+	if (argc < 2 || get_string(env, argv[0], dir, sizeof dir) || napi_get_value_uint32(env, argv[1], &max_entries) != napi_ok)
+		return napi_throw_type_error(env, NULL, "openPinned(pinDir, maxEntries)"), NULL;
+	const struct pin_spec specs[] = {
+		{"verdicts", FP_VERDICTS_MAP_TYPE, sizeof(struct fp_key), sizeof(struct fp_verdict), max_entries},
+		{"generation", FP_GENERATION_MAP_TYPE, sizeof(__u32), sizeof(__u64), FP_GENERATION_SLOTS},
+		{"counters", FP_COUNTERS_MAP_TYPE, sizeof(__u32), sizeof(__u64), FP_CTR_COUNT},
+	};
 	struct fp_handle *h = new_handle();
 	if (!h)
 		return throw_errno(env, "ALLOC", ENOMEM);
 	int *fds[] = {&h->verdicts_fd, &h->generation_fd, &h->counters_fd};
-	int err = open_pinned_maps(dir, MAP_NAMES, fds, 3);
-	if (err) {
+	struct addon_err e;
+	if (open_pinned_maps(dir, specs, fds, FP_NPINNED, &e)) {
 		close_handle(h);
 		free(h);
-		return throw_errno(env, "OPEN_PINNED", err);
+		return throw_err(env, &e);
 	}
+	h->max_entries = max_entries;
 	return wrap_handle(env, h);
 }
 
@@ -396,13 +374,17 @@ static napi_value fp_counters(napi_env env, napi_callback_info info)
 	struct fp_handle *h = argc == 1 ? get_handle(env, argv[0]) : NULL;
 	if (!h)
 		return NULL;
-	const char *what = NULL;
-	int err = 0;
-	napi_value out = percpu_sums(env, h->counters_fd, FP_CTR_COUNT, &what, &err);
-	return out ? out : throw_errno(env, what, err);
+	struct addon_err e;
+	napi_value out = percpu_sums(env, h->counters_fd, FP_CTR_COUNT, &e);
+	return out ? out : throw_err(env, &e);
 }
 
-/* dump(handle, limit) -> { keys: Buffer, values: Buffer, count } walking the map with get_next_key. */
+#define FP_DUMP_CHUNK 1024
+
+/*
+ * dump(handle, limit) -> { keys: Buffer, values: Buffer, count }: at most min(limit, max_entries) entries, each
+ * once, read in BPF_MAP_LOOKUP_BATCH chunks (batch_walk) while the kernel and the writer keep changing the map.
+ */
 static napi_value fp_dump(napi_env env, napi_callback_info info)
 {
 	size_t argc = 2;
@@ -415,25 +397,30 @@ static napi_value fp_dump(napi_env env, napi_callback_info info)
 		return NULL;
 	if (napi_get_value_uint32(env, argv[1], &limit) != napi_ok || limit > (1u << 22))
 		return napi_throw_type_error(env, NULL, "dump(handle, limit <= 4M)"), NULL;
-	struct fp_key *keys = calloc(limit ? limit : 1, sizeof(struct fp_key));
-	struct fp_verdict *vals = calloc(limit ? limit : 1, sizeof(struct fp_verdict));
-	if (!keys || !vals) {
-		free(keys);
-		free(vals);
-		return throw_errno(env, "ALLOC", ENOMEM);
+	if (limit > h->max_entries)
+		limit = h->max_entries;
+	struct fp_key *keys = calloc(limit ? limit : 1, sizeof *keys), *chunk_keys = calloc(FP_DUMP_CHUNK, sizeof *chunk_keys);
+	struct fp_verdict *vals = calloc(limit ? limit : 1, sizeof *vals), *chunk_vals = calloc(FP_DUMP_CHUNK, sizeof *chunk_vals);
+	struct batch_walk w = {.fd = h->verdicts_fd, .keys = chunk_keys, .vals = chunk_vals, .chunk = FP_DUMP_CHUNK};
+	int got = 0;
+	if (!keys || !vals || !chunk_keys || !chunk_vals)
+		got = -ENOMEM;
+	while (got >= 0 && count < limit && (got = batch_next(&w)) > 0) {
+		__u32 take = (__u32)got < limit - count ? (__u32)got : limit - count;
+		memcpy(&keys[count], chunk_keys, take * sizeof *keys);
+		memcpy(&vals[count], chunk_vals, take * sizeof *vals);
+		count += take;
 	}
-	struct fp_key cur, next;
-	void *prev = NULL;
-	while (count < limit && bpf_map_get_next_key(h->verdicts_fd, prev, &next) == 0) {
-		if (bpf_map_lookup_elem(h->verdicts_fd, &next, &vals[count]) == 0)
-			keys[count++] = next;
-		cur = next;
-		prev = &cur;
+	if (got >= 0) {
+		napi_create_buffer_copy(env, count * sizeof *keys, keys, &kd, &kb);
+		napi_create_buffer_copy(env, count * sizeof *vals, vals, &vd, &vb);
 	}
-	napi_create_buffer_copy(env, count * sizeof(struct fp_key), keys, &kd, &kb);
-	napi_create_buffer_copy(env, count * sizeof(struct fp_verdict), vals, &vd, &vb);
 	free(keys);
 	free(vals);
+	free(chunk_keys);
+	free(chunk_vals);
+	if (got < 0)
+		return throw_errno(env, got == -ENOMEM ? "ALLOC" : "READ", got);
 	napi_create_object(env, &out);
 	napi_create_uint32(env, count, &n);
 	napi_set_named_property(env, out, "keys", kb);
@@ -481,15 +468,25 @@ static napi_value fp_layout(napi_env env, napi_callback_info info)
 	return out;
 }
 
-/* queryCgroup(cgroupPath) -> [{ attachType, id, name }] of the connect4/6 programs attached to it. */
+/*
+ * queryCgroup(handle, cgroupPath) -> [{ attachType, id, name }] of the connect4/6 programs attached to the
+ * cgroup that use this handle's verdict map: not those of another verdict or of kernel telemetry there.
+ */
 static napi_value fp_query_cgroup(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1], out, item, v;
+	size_t argc = 2;
+	napi_value argv[2], out, item, v;
 	char path[512];
+	struct bpf_map_info mi;
+	struct addon_err e;
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	if (argc < 1 || get_string(env, argv[0], path, sizeof path))
-		return napi_throw_type_error(env, NULL, "queryCgroup(cgroupPath)"), NULL;
+	struct fp_handle *h = argc == 2 ? get_handle(env, argv[0]) : NULL;
+	if (!h)
+		return NULL;
+	if (get_string(env, argv[1], path, sizeof path))
+		return napi_throw_type_error(env, NULL, "queryCgroup(handle, cgroupPath)"), NULL;
+	if (map_info(h->verdicts_fd, "verdicts", &mi, &e))
+		return throw_err(env, &e);
 	int cg = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cg < 0)
 		return throw_errno(env, "CGROUP_OPEN", errno);
@@ -503,13 +500,13 @@ static napi_value fp_query_cgroup(napi_env env, napi_callback_info info)
 			continue;
 		for (__u32 i = 0; i < cnt; i++) {
 			struct bpf_prog_info pi;
-			__u32 len = sizeof pi;
-			memset(&pi, 0, sizeof pi);
 			int fd = bpf_prog_get_fd_by_id(ids[i]);
-			if (fd >= 0) {
-				bpf_obj_get_info_by_fd(fd, &pi, &len);
-				close(fd);
-			}
+			if (fd < 0)
+				continue; /* detached and unloaded meanwhile */
+			int ours = prog_uses_map(fd, mi.id, &pi);
+			close(fd);
+			if (!ours)
+				continue;
 			napi_create_object(env, &item);
 			napi_create_string_utf8(env, names[t], NAPI_AUTO_LENGTH, &v);
 			napi_set_named_property(env, item, "attachType", v);

@@ -26,6 +26,7 @@
 #define KT_READ_MAX (1u << 22)
 
 static const char *KT_PINNED[] = {"conn_stats", "health"};
+#define KT_NPINNED 2
 
 struct kt_handle {
 	struct bpf_object *obj;
@@ -33,24 +34,19 @@ struct kt_handle {
 	int stats_fd;
 	int health_fd;
 	int cgroup_fd;
-	char pin_dir[256];
+	struct pin_set pins; /* what ktLoad pinned; only those pins are removed on close */
 };
+
+static napi_value kt_throw_err(napi_env env, const struct addon_err *e)
+{
+	return addon_throw(env, "EBPF_KT_", "kernel telemetry ", e);
+}
 
 static napi_value kt_throw(napi_env env, const char *step, int err)
 {
-	char code[64], msg[256];
-	if (err < 0)
-		err = -err;
-	snprintf(code, sizeof code, "EBPF_KT_%s", step);
-	snprintf(msg, sizeof msg, "kernel telemetry %s: %s", step, strerror(err));
-	napi_value ecode, emsg, error, eno;
-	napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &ecode);
-	napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &emsg);
-	napi_create_error(env, ecode, emsg, &error);
-	napi_create_int32(env, err, &eno);
-	napi_set_named_property(env, error, "errno", eno);
-	napi_throw(env, error);
-	return NULL;
+	struct addon_err e;
+	addon_fail(&e, step, err, "%s", strerror(err < 0 ? -err : err));
+	return kt_throw_err(env, &e);
 }
 
 static void kt_detach_links(struct kt_handle *h)
@@ -67,16 +63,8 @@ static void kt_detach_links(struct kt_handle *h)
 
 static void kt_close_handle(struct kt_handle *h)
 {
-	char path[512];
 	kt_detach_links(h);
-	if (h->obj && h->pin_dir[0]) {
-		for (size_t i = 0; i < sizeof KT_PINNED / sizeof KT_PINNED[0]; i++) {
-			snprintf(path, sizeof path, "%s/%s", h->pin_dir, KT_PINNED[i]);
-			unlink(path);
-		}
-		rmdir(h->pin_dir);
-	}
-	h->pin_dir[0] = 0;
+	unpin_maps(&h->pins, KT_PINNED, KT_NPINNED);
 	if (h->obj)
 		bpf_object__close(h->obj);
 	else {
@@ -100,8 +88,10 @@ static void kt_finalize(napi_env env, void *data, void *hint)
 static struct kt_handle *kt_new(void)
 {
 	struct kt_handle *h = calloc(1, sizeof *h);
-	if (h)
+	if (h) {
 		h->stats_fd = h->health_fd = h->cgroup_fd = -1;
+		pin_set_init(&h->pins);
+	}
 	return h;
 }
 
@@ -140,24 +130,6 @@ static napi_value kt_undefined(napi_env env)
 	return u;
 }
 
-static int kt_pin(struct kt_handle *h, const char *dir)
-{
-	char path[512];
-	mkdir(dir, 0700);
-	snprintf(h->pin_dir, sizeof h->pin_dir, "%s", dir);
-	for (size_t i = 0; i < sizeof KT_PINNED / sizeof KT_PINNED[0]; i++) {
-		struct bpf_map *m = bpf_object__find_map_by_name(h->obj, KT_PINNED[i]);
-		if (!m)
-			return -ENOENT;
-		snprintf(path, sizeof path, "%s/%s", dir, KT_PINNED[i]);
-		unlink(path); /* a pin left by a crashed run is replaced */
-		int err = bpf_map__pin(m, path);
-		if (err)
-			return err;
-	}
-	return 0;
-}
-
 /* ktLoad(objectPath, maxEntries, pinDir | null) -> handle */
 static napi_value kt_load(napi_env env, napi_callback_info info)
 {
@@ -188,38 +160,48 @@ static napi_value kt_load(napi_env env, napi_callback_info info)
 	int err = stats ? bpf_map__set_max_entries(stats, max_entries) : -ENOENT;
 	if (!err)
 		err = bpf_object__load(h->obj);
-	if (!err) {
-		h->stats_fd = bpf_map__fd(stats);
-		h->health_fd = bpf_object__find_map_fd_by_name(h->obj, "health");
-		if (pin)
-			err = kt_pin(h, pin_dir);
-	}
 	if (err) {
 		kt_close_handle(h);
 		free(h);
-		return kt_throw(env, pin ? "PIN_OR_LOAD" : "LOAD", err);
+		return kt_throw(env, "LOAD", err);
+	}
+	h->stats_fd = bpf_map__fd(stats);
+	h->health_fd = bpf_object__find_map_fd_by_name(h->obj, "health");
+	struct addon_err e;
+	if (pin && pin_maps(&h->pins, pin_dir, h->obj, KT_PINNED, KT_NPINNED, &e)) {
+		kt_close_handle(h);
+		free(h);
+		return kt_throw_err(env, &e);
 	}
 	return kt_wrap(env, h);
 }
 
-/* ktOpenPinned(pinDir) -> handle on the pinned maps only (for `verdict fastpath telemetry`). */
+/*
+ * ktOpenPinned(pinDir, maxEntries) -> handle on the pinned maps only. Each map must have the layout
+ * kernel-telemetry.bpf.c gives it, conn_stats `maxEntries` slots (kernelTelemetry.maxEntries): else EBPF_KT_LAYOUT.
+ */
 static napi_value kt_open_pinned(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1];
+	size_t argc = 2;
+	napi_value argv[2];
 	char dir[256];
+	uint32_t max_entries;
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	if (argc < 1 || kt_string(env, argv[0], dir, sizeof dir))
-		return napi_throw_type_error(env, NULL, "ktOpenPinned(pinDir)"), NULL;
+	if (argc < 2 || kt_string(env, argv[0], dir, sizeof dir) || napi_get_value_uint32(env, argv[1], &max_entries) != napi_ok)
+		return napi_throw_type_error(env, NULL, "ktOpenPinned(pinDir, maxEntries)"), NULL;
+	const struct pin_spec specs[] = {
+		{"conn_stats", KT_STATS_MAP_TYPE, sizeof(struct kt_key), sizeof(struct kt_stats), max_entries},
+		{"health", KT_HEALTH_MAP_TYPE, sizeof(__u32), sizeof(__u64), KT_CTR_COUNT},
+	};
 	struct kt_handle *h = kt_new();
 	if (!h)
 		return kt_throw(env, "ALLOC", ENOMEM);
 	int *fds[] = {&h->stats_fd, &h->health_fd};
-	int err = open_pinned_maps(dir, KT_PINNED, fds, 2);
-	if (err) {
+	struct addon_err e;
+	if (open_pinned_maps(dir, specs, fds, KT_NPINNED, &e)) {
 		kt_close_handle(h);
 		free(h);
-		return kt_throw(env, "OPEN_PINNED", err);
+		return kt_throw_err(env, &e);
 	}
 	return kt_wrap(env, h);
 }
@@ -299,32 +281,9 @@ struct kt_read_state {
 	__u64 *chunk_vals;
 	struct kt_key *chunk_keys;
 	uint32_t count;
-	uint32_t limit;
 	int ncpu;
 	size_t stride_u64;
 };
-
-/* One BPF_MAP_LOOKUP_BATCH call per chunk; returns 1 at the end of the map, 0 to go on (or limit reached), <0 on error. */
-static int kt_read_chunk(int fd, struct kt_read_state *st, void *in_batch, void *out_batch, int first)
-{
-	/* Always a whole chunk: the kernel refuses (ENOSPC) some smaller counts; what passes the limit is dropped. */
-	__u32 n = KT_READ_CHUNK;
-	LIBBPF_OPTS(bpf_map_batch_opts, opts);
-	int err = bpf_map_lookup_batch(fd, first ? NULL : in_batch, out_batch, st->chunk_keys, st->chunk_vals, &n, &opts);
-	int end = err && errno == ENOENT;
-	if (err && !end)
-		return -errno;
-	if (n > st->limit - st->count) {
-		n = st->limit - st->count;
-		end = 0;
-	}
-	for (__u32 i = 0; i < n; i++) {
-		st->keys[st->count] = st->chunk_keys[i];
-		kt_sum(&st->vals[st->count], st->chunk_vals + i * st->ncpu * st->stride_u64, st->ncpu, st->stride_u64);
-		st->count++;
-	}
-	return end ? 1 : 0;
-}
 
 static napi_value kt_read_result(napi_env env, struct kt_read_state *st, int complete)
 {
@@ -364,27 +323,31 @@ static napi_value kt_read(napi_env env, napi_callback_info info)
 		return NULL;
 	if (napi_get_value_uint32(env, argv[1], &limit) != napi_ok || limit > KT_READ_MAX)
 		return napi_throw_type_error(env, NULL, "ktRead(handle, limit <= 4M)"), NULL;
-	struct kt_read_state st = {.limit = limit, .ncpu = libbpf_num_possible_cpus()};
+	struct kt_read_state st = {.ncpu = libbpf_num_possible_cpus()};
 	if (st.ncpu <= 0)
 		return kt_throw(env, "NCPU", -st.ncpu);
-	st.stride_u64 = (sizeof(struct kt_stats) + 7) / 8;
+	st.stride_u64 = PERCPU_STRIDE(sizeof(struct kt_stats)) / sizeof(__u64);
 	st.keys = calloc(limit ? limit : 1, sizeof *st.keys);
 	st.vals = calloc(limit ? limit : 1, sizeof *st.vals);
 	st.chunk_keys = calloc(KT_READ_CHUNK, sizeof *st.chunk_keys);
 	st.chunk_vals = calloc((size_t)KT_READ_CHUNK * st.ncpu * st.stride_u64, sizeof(__u64));
-	__u64 batch[2][4] = {{0}};
-	int rc = 0, first = 1, cur = 0;
+	struct batch_walk w = {.fd = h->stats_fd, .keys = st.chunk_keys, .vals = st.chunk_vals, .chunk = KT_READ_CHUNK};
+	int got = 0, dropped = 0;
 	if (!st.keys || !st.vals || !st.chunk_keys || !st.chunk_vals)
-		rc = -ENOMEM;
-	while (rc == 0 && st.count < limit) {
-		rc = kt_read_chunk(h->stats_fd, &st, batch[cur], batch[cur ^ 1], first);
-		first = 0;
-		cur ^= 1;
+		got = -ENOMEM;
+	while (got >= 0 && st.count < limit && (got = batch_next(&w)) > 0) {
+		__u32 take = (__u32)got < limit - st.count ? (__u32)got : limit - st.count;
+		dropped = take < (__u32)got; /* past the limit: the read is not complete */
+		for (__u32 i = 0; i < take; i++) {
+			st.keys[st.count] = st.chunk_keys[i];
+			kt_sum(&st.vals[st.count], st.chunk_vals + i * st.ncpu * st.stride_u64, st.ncpu, st.stride_u64);
+			st.count++;
+		}
 	}
-	if (rc < 0)
-		kt_throw(env, "READ", rc);
+	if (got < 0)
+		kt_throw(env, "READ", got);
 	else
-		result = kt_read_result(env, &st, rc == 1);
+		result = kt_read_result(env, &st, w.done && !dropped);
 	free(st.keys);
 	free(st.vals);
 	free(st.chunk_keys);
@@ -401,10 +364,9 @@ static napi_value kt_health(napi_env env, napi_callback_info info)
 	struct kt_handle *h = argc == 1 ? kt_get(env, argv[0]) : NULL;
 	if (!h)
 		return NULL;
-	const char *what = NULL;
-	int err = 0;
-	napi_value out = percpu_sums(env, h->health_fd, KT_CTR_COUNT, &what, &err);
-	return out ? out : kt_throw(env, what, err);
+	struct addon_err e;
+	napi_value out = percpu_sums(env, h->health_fd, KT_CTR_COUNT, &e);
+	return out ? out : kt_throw_err(env, &e);
 }
 
 /* ktProgramStats(handle) -> program_stats (addon-common.h). */

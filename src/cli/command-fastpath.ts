@@ -75,7 +75,7 @@ function openPinned(opts: Opts): { map: KernelVerdictMap; settings: ReturnType<t
   if (settings.pinPath === null) throw new VerdictError('ERR_FASTPATH_UNAVAILABLE', 'fastpath.pinPath is null: the maps are not pinned');
   const loaded = loadAddon();
   if ('reason' in loaded) throw new VerdictError('ERR_FASTPATH_UNAVAILABLE', loaded.reason);
-  const map = KernelVerdictMap.openPinned(loaded.addon, settings.pinPath, settings.cgroupPath);
+  const map = KernelVerdictMap.openPinned(loaded.addon, settings.pinPath, settings.cgroupPath, settings.maxEntries);
   return { map, settings };
 }
 

@@ -1,4 +1,7 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statfsSync } from 'node:fs';
+
+/** statfs f_type of a cgroup v2 filesystem (linux/magic.h): the only kind BPF cgroup programs attach to. */
+const CGROUP2_SUPER_MAGIC = 0x63677270;
 
 export type KernelPrerequisiteReason = 'NOT_LINUX' | 'NOT_ROOT' | 'ADDON_MISSING' | 'CGROUP_MISSING';
 
@@ -18,5 +21,20 @@ export function checkKernelPrerequisites<A>(
   if ('reason' in loaded) return { reason: 'ADDON_MISSING', detail: loaded.reason };
   if (!existsSync(objectPath)) return { reason: 'ADDON_MISSING', detail: `${objectPath} is not built (npm run build:native)` };
   if (!existsSync(`${cgroupPath}/cgroup.procs`)) return { reason: 'CGROUP_MISSING', detail: `${cgroupPath} is not a cgroup v2 group` };
+  // A cgroup v1 group has cgroup.procs too, and would fail later at attach with a bare EBADF.
+  const fsType = cgroupFsType(cgroupPath);
+  if (fsType !== CGROUP2_SUPER_MAGIC) {
+    const why = typeof fsType === 'number' ? `statfs type 0x${fsType.toString(16)}; a cgroup v1 hierarchy?` : fsType;
+    return { reason: 'CGROUP_MISSING', detail: `${cgroupPath} is not a cgroup v2 group: its filesystem is not cgroup2 (${why})` };
+  }
   return loaded;
+}
+
+/** statfs f_type of the path, or why it could not be read. */
+function cgroupFsType(path: string): number | string {
+  try {
+    return statfsSync(path).type;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }

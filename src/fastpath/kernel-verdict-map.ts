@@ -57,11 +57,14 @@ export class KernelVerdictMap {
     return map;
   }
 
-  /** Read-only view of a running verdict's pinned maps (for `verdict fastpath status`). */
-  static openPinned(addon: FastpathAddon, pinDir: string, cgroupPath: string | null): KernelVerdictMap {
+  /**
+   * Read-only view of a running verdict's pinned maps (for `verdict fastpath status`), whose verdict map has
+   * `maxEntries` slots; pins of any other layout are refused (ERR_FASTPATH_UNAVAILABLE, EBPF_LAYOUT).
+   */
+  static openPinned(addon: FastpathAddon, pinDir: string, cgroupPath: string | null, maxEntries: number): KernelVerdictMap {
     return new KernelVerdictMap(
       addon,
-      wrap('ERR_FASTPATH_UNAVAILABLE', () => addon.openPinned(pinDir)),
+      wrap('ERR_FASTPATH_UNAVAILABLE', () => addon.openPinned(pinDir, maxEntries)),
       cgroupPath,
     );
   }
@@ -119,10 +122,12 @@ export class KernelVerdictMap {
     return out;
   }
 
+  /** The connect programs on the cgroup that use this verdict map (another verdict's or telemetry's are not listed). */
   attachedPrograms(): AttachedProgram[] {
     if (this.cgroup === null) return [];
+    const handle = this.open();
     const cgroup = this.cgroup;
-    return wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.queryCgroup(cgroup));
+    return wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.queryCgroup(handle, cgroup));
   }
 
   /** Takes the connect programs off the cgroup (the maps stay). */

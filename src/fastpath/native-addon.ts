@@ -29,7 +29,8 @@ export interface AttachedProgram {
 /** bpf/addon/fastpath-addon.c. Errors carry `code` "EBPF_<step>" and `errno`. */
 export interface FastpathAddon {
   load(objectPath: string, maxEntries: number, pinDir: string | null): NativeHandle;
-  openPinned(pinDir: string): NativeHandle;
+  /** The maps pinned under pinDir, refused (EBPF_LAYOUT) unless each has the layout of fastpath.bpf.c and the verdict map maxEntries slots. */
+  openPinned(pinDir: string, maxEntries: number): NativeHandle;
   attach(handle: NativeHandle, cgroupPath: string): void;
   detach(handle: NativeHandle): void;
   close(handle: NativeHandle): void;
@@ -41,7 +42,8 @@ export interface FastpathAddon {
   dump(handle: NativeHandle, limit: number): { keys: Buffer; values: Buffer; count: number };
   monotonicNs(): bigint;
   layout(): NativeLayout;
-  queryCgroup(cgroupPath: string): AttachedProgram[];
+  /** The connect4/6 programs attached to the cgroup that use this handle's verdict map. */
+  queryCgroup(handle: NativeHandle, cgroupPath: string): AttachedProgram[];
   programStats(handle: NativeHandle): { name: string; runCount: bigint; runTimeNs: bigint }[];
 }
 

@@ -12,7 +12,8 @@ interface StructLayout {
 /** The kt* half of bpf/addon (telemetry-addon.c). Errors carry `code` "EBPF_KT_<step>" and `errno`. */
 export interface KernelTelemetryAddon {
   ktLoad(objectPath: string, maxEntries: number, pinDir: string | null): TelemetryHandle;
-  ktOpenPinned(pinDir: string): TelemetryHandle;
+  /** The maps pinned under pinDir, refused (EBPF_KT_LAYOUT) unless each has the layout of kernel-telemetry.bpf.c and conn_stats maxEntries slots. */
+  ktOpenPinned(pinDir: string, maxEntries: number): TelemetryHandle;
   ktAttach(handle: TelemetryHandle, cgroupPath: string): void;
   ktDetach(handle: TelemetryHandle): void;
   ktClose(handle: TelemetryHandle): void;

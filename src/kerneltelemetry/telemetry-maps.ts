@@ -39,11 +39,11 @@ export class KernelTelemetryMaps {
     return maps;
   }
 
-  /** Read-only view of a running verdict's pinned maps. */
-  static openPinned(addon: KernelTelemetryAddon, pinDir: string): KernelTelemetryMaps {
+  /** Read-only view of a running verdict's pinned maps (conn_stats of `maxEntries` slots); any other layout is refused. */
+  static openPinned(addon: KernelTelemetryAddon, pinDir: string, maxEntries: number): KernelTelemetryMaps {
     return new KernelTelemetryMaps(
       addon,
-      wrap(() => addon.ktOpenPinned(pinDir)),
+      wrap(() => addon.ktOpenPinned(pinDir, maxEntries)),
     );
   }
 

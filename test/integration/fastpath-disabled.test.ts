@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load-config';
@@ -6,6 +7,9 @@ import { packageRoot } from '../../src/package-root';
 import { createLogger } from '../../src/telemetry/logger';
 import { logSink } from '../helpers/log-sink';
 import { checkClient, httpCheckRequest, startTestVerdict } from '../helpers/verdict-harness';
+
+/** A cgroup v1 hierarchy (this CI machine mounts the v1 controllers beside cgroup2 at /sys/fs/cgroup/unified). */
+const CGROUP_V1_CPU = '/sys/fs/cgroup/cpu';
 
 describe('fast path off: everything else works', () => {
   const cases = [
@@ -33,6 +37,29 @@ describe('fast path off: everything else works', () => {
     } finally {
       client.close();
       await verdict.stop();
+    }
+  });
+
+  it('enabled on a cgroup v1 group: off with CGROUP_MISSING, the detail saying its filesystem is not cgroup2, and Check still answers', async () => {
+    const v1 = join(CGROUP_V1_CPU, `verdict-test-v1-${process.pid}`);
+    if (!existsSync(join(CGROUP_V1_CPU, 'cgroup.procs'))) throw new Error(`no cgroup v1 hierarchy at ${CGROUP_V1_CPU} for this test`);
+    mkdirSync(v1);
+    try {
+      const verdict = await startTestVerdict(['fastpath.enabled=true', `fastpath.cgroupPath=${v1}`, 'fastpath.pinPath=null']);
+      const client = checkClient(`127.0.0.1:${verdict.grpcPort}`);
+      try {
+        expect(verdict.fastpath.status()).toEqual({
+          enabled: false,
+          reason: 'CGROUP_MISSING',
+          detail: `${v1} is not a cgroup v2 group: its filesystem is not cgroup2 (statfs type 0x27e0eb; a cgroup v1 hierarchy?)`,
+        });
+        expect((await client.check(httpCheckRequest({ path: '/' }))).status).toBeDefined();
+      } finally {
+        client.close();
+        await verdict.stop();
+      }
+    } finally {
+      rmdirSync(v1);
     }
   });
 

@@ -1,10 +1,16 @@
+import { once } from 'node:events';
 import type { Server } from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { KernelVerdictMap } from '../../src/fastpath/kernel-verdict-map';
-import type { KernelAction } from '../../src/fastpath/map-layout';
+import { KernelVerdictMap } from '../../src/fastpath/kernel-verdict-map';
+import { KEY_LAYOUT, VALUE_LAYOUT, writeKey, writeValue, type KernelAction } from '../../src/fastpath/map-layout';
+import { addonPath, bpfObjectPath } from '../../src/fastpath/native-addon';
+import { loadTelemetryAddon, telemetryObjectPath } from '../../src/kerneltelemetry/telemetry-addon';
+import { KernelTelemetryMaps } from '../../src/kerneltelemetry/telemetry-maps';
 import { startCgroupClient, waitFor, type CgroupClient } from '../helpers/bpf-client';
 import { startEchoServer } from '../helpers/bpf-envoy';
-import { createTestCgroup, loadTestMap, requireBPF, type TestCgroup } from '../helpers/bpf-kernel';
+import { requireTelemetryBPF } from '../helpers/kernel-telemetry-fixtures';
+import { createTestCgroup, loadTestMap, removeTestPins, requireBPF, testPinDir, type TestCgroup } from '../helpers/bpf-kernel';
 
 const GEN = 42n;
 
@@ -136,6 +142,111 @@ describe('kernel verdict map and connect programs', () => {
       expect(held.some((e) => e.srcAddress === '10.1.134.159')).toBe(true);
     } finally {
       bounded.close();
+    }
+  });
+});
+
+describe('reading the kernel verdict map while it changes', () => {
+  const dir = testPinDir('churn');
+  afterAll(() => removeTestPins(dir));
+
+  it('a dump while another thread deletes and re-adds every entry returns each key at most once, and never more than the map holds', async () => {
+    const addon = requireBPF();
+    const count = 4096;
+    const map = KernelVerdictMap.load(addon, { objectPath: bpfObjectPath(), maxEntries: 16384, pinDir: dir, cgroupPath: null });
+    const keys = Buffer.alloc(count * KEY_LAYOUT.size);
+    const values = Buffer.alloc(count * VALUE_LAYOUT.size);
+    for (let i = 0; i < count; i++) {
+      const e = {
+        srcAddress: `10.9.${i >> 8}.${i & 255}`,
+        dstAddress: '10.255.0.1',
+        dstPort: 443,
+        action: 'deny' as const,
+        generation: GEN,
+        expiresNs: 1n,
+      };
+      writeKey(e, keys, i * KEY_LAYOUT.size);
+      writeValue(e, values, i * VALUE_LAYOUT.size);
+    }
+    // [0]: stop; [1]: delete-all/re-add-all cycles the worker completed, -1 when it failed.
+    const shared = new Int32Array(new SharedArrayBuffer(8));
+    const churner = new Worker(
+      `const { workerData: w } = require('node:worker_threads');
+       const flag = new Int32Array(w.shared);
+       try {
+         const addon = require(w.addonPath);
+         const h = addon.openPinned(w.dir, 16384);
+         addon.update(h, w.keys, w.values, w.count);
+         while (Atomics.load(flag, 0) === 0) {
+           addon.remove(h, w.keys, w.count);
+           addon.update(h, w.keys, w.values, w.count);
+           Atomics.add(flag, 1, 1);
+           Atomics.notify(flag, 1);
+         }
+         addon.close(h);
+       } catch (err) {
+         Atomics.store(flag, 1, -1);
+         Atomics.notify(flag, 1);
+         throw err;
+       }`,
+      { eval: true, workerData: { addonPath: addonPath(), dir, count, keys, values, shared: shared.buffer } },
+    );
+    const exited = once(churner, 'exit');
+    try {
+      Atomics.wait(shared, 1, 0); // until the churn is under way (or failed)
+      const until = Atomics.load(shared, 1) + 3;
+      const dumps: { length: number; unique: number }[] = [];
+      // Ten dumps back to back, and more until the churner has done three whole cycles meanwhile: its deletes hit the dumps' cursors.
+      for (let done = Atomics.load(shared, 1); done >= 0 && (done < until || dumps.length < 10); done = Atomics.load(shared, 1)) {
+        const held = map.entries(100_000);
+        dumps.push({ length: held.length, unique: new Set(held.map((e) => e.srcAddress)).size });
+      }
+      if (Atomics.load(shared, 1) < 0) throw new Error('the churner failed'); // `await exited` below rejects with its error
+      expect(dumps.length).toBeGreaterThan(0);
+      expect(dumps.filter((d) => d.length !== d.unique || d.length > count)).toEqual([]);
+    } finally {
+      Atomics.store(shared, 0, 1);
+      await exited;
+      map.close();
+    }
+  });
+});
+
+describe('the programs `fastpath status` lists', () => {
+  it("lists only the connect programs that use this verdict map: not another verdict's nor kernel telemetry's on the same cgroup", () => {
+    const addon = requireBPF();
+    requireTelemetryBPF();
+    const cgroup = createTestCgroup('programs');
+    const dir = testPinDir('programs');
+    const telemetryAddon = loadTelemetryAddon();
+    if ('reason' in telemetryAddon) throw new Error(telemetryAddon.reason);
+    const maps: { close(): void }[] = [];
+    try {
+      const first = KernelVerdictMap.load(addon, { objectPath: bpfObjectPath(), maxEntries: 16, pinDir: dir, cgroupPath: cgroup.path });
+      maps.push(first);
+      const second = loadTestMap(addon, cgroup.path);
+      maps.push(second);
+      maps.push(
+        KernelTelemetryMaps.load(telemetryAddon.addon, {
+          objectPath: telemetryObjectPath(),
+          maxEntries: 16,
+          pinDir: null,
+          cgroupPath: cgroup.path,
+        }),
+      );
+      const viaPins = KernelVerdictMap.openPinned(addon, dir, cgroup.path, 16);
+      maps.push(viaPins);
+      const listed = (m: KernelVerdictMap): string[] => m.attachedPrograms().map((p) => `${p.attachType}:${p.id}`);
+      const firstIds = listed(first);
+      expect(firstIds.map((p) => p.split(':')[0]).sort()).toEqual(['connect4', 'connect6']);
+      expect(listed(viaPins)).toEqual(firstIds);
+      const secondIds = listed(second);
+      expect(secondIds.map((p) => p.split(':')[0]).sort()).toEqual(['connect4', 'connect6']);
+      expect(secondIds.filter((p) => firstIds.includes(p))).toEqual([]);
+    } finally {
+      for (const m of maps.reverse()) m.close();
+      removeTestPins(dir);
+      cgroup.remove();
     }
   });
 });
