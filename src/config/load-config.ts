@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import type * as YAML from 'yaml';
 import type { z } from 'zod';
 import { VerdictError } from '../errors';
+import { readConfiguredFile } from '../policy/bundle-file-read';
 import { configSchema, type Config } from './schema';
 
 /** Environment variables verdict reads, each naming the config key it sets. */
@@ -47,13 +47,11 @@ export function validateConfig(raw: unknown): Config {
   return deepFreeze(parsed.data);
 }
 
+/** Bound on the config file: a real one is a few KiB; YAML costs up to ~500 bytes of heap per byte parsed. */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
 function readYAMLFile(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new VerdictError('ERR_CONFIG', `cannot read config file ${file}: ${(err as Error).message}`);
-  }
+  const text = readConfiguredFile(file, 'config file', MAX_CONFIG_FILE_BYTES).toString('utf8');
   let doc: unknown;
   try {
     // Loaded only when there is a file to read: a default start has none (docs/memory.md).

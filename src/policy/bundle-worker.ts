@@ -3,7 +3,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { VerdictError, type ErrorCode } from '../errors';
 import { canonicalJSONWrite } from './bundle-json-hash';
-import { readRegularFile } from './bundle-file-read';
+import { readRegularFile, regularFileSteps } from './bundle-file-read';
 import { cosignVerifyBlob } from './bundle-cosign-blob';
 import { fetchFailureReason } from './bundle-source';
 import { hashHeldFiles } from './bundle-signed-hashes';
@@ -21,13 +21,14 @@ export type BundleWorkerTask = 'stage' | 'download' | 'cosign' | 'untar' | 'hash
 const tarStreamPath = createRequire(__filename).resolve('tar-stream');
 
 // The worker runs the very same functions as the rest of verdict (each is self-contained, so its source
-// text is all it needs): the bounded file read, the bundle reader's untar, OPA's canonical JSON and
+// text is all it needs): the bounded file read (its steps and their fs/promises driver), the bundle reader's untar, OPA's canonical JSON and
 // the cosign check. Each message gets one answer: { value } (its buffers transferred back,
 // not copied; `more` when the worker holds the rest) or a { refusal } with a code.
 const WORKER_SOURCE = `
 'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
 const crypto = require('node:crypto');
+const regularFileSteps = (${regularFileSteps.toString()});
 const readRegularFile = (${readRegularFile.toString()});
 const canonicalJSONWrite = (${canonicalJSONWrite.toString()});
 const { isUtf8 } = require('node:buffer');

@@ -15,7 +15,7 @@ import { verdictErrorOf } from '../../helpers/error-code';
 const CHILD = `
 const { loadConfigIsolated } = require(${JSON.stringify(join(packageRoot(), 'dist', 'src', 'cli', 'load-config-isolated.js'))});
 const loaded = () => Object.keys(require.cache).filter((f) => /node_modules\\/(zod|yaml)\\//.test(f) && !f.includes('@open-policy-agent'));
-loadConfigIsolated(JSON.parse(process.env.SOURCES)).then(
+loadConfigIsolated(JSON.parse(process.env.SOURCES), ...(process.env.BOUNDS ? [JSON.parse(process.env.BOUNDS)] : [])).then(
   (config) => process.stdout.write(JSON.stringify({ config, frozen: Object.isFrozen(config.server.grpc), loaded: loaded() })),
   (err) => process.stdout.write(JSON.stringify({ error: { name: err.name, code: err.code, message: err.message }, loaded: loaded() })),
 );
@@ -28,11 +28,17 @@ interface ChildAnswer {
   loaded: string[];
 }
 
-function isolated(sources: { file?: string; overrides?: string[] }, env: Record<string, string> = {}): ChildAnswer {
+function isolated(
+  sources: { file?: string; overrides?: string[] },
+  env: Record<string, string> = {},
+  bounds?: { heapMb: number; timeoutMs: number },
+): ChildAnswer {
   // Only the given variables of those verdict reads, as the in-process side gets.
   const base = Object.entries(process.env).filter(([k]) => !k.startsWith('VERDICT_') && k !== 'SPIFFE_ENDPOINT_SOCKET');
   const out = execFileSync(process.execPath, ['-e', CHILD], {
-    env: { ...Object.fromEntries(base), ...env, SOURCES: JSON.stringify(sources) },
+    env: { ...Object.fromEntries(base), ...env, SOURCES: JSON.stringify(sources), ...(bounds ? { BOUNDS: JSON.stringify(bounds) } : {}) },
+    // A child that never answers fails the test instead of holding the test worker.
+    timeout: 50_000,
   });
   return JSON.parse(out.toString()) as ChildAnswer;
 }
@@ -71,5 +77,35 @@ describe('the config validated in a worker thread', () => {
     const answer = isolated({ file: join(dir, 'absent.yaml') });
     expect(answer.error?.code).toBe('ERR_CONFIG');
     expect(answer.error?.message).toContain('absent.yaml');
+  });
+
+  it('a FIFO as the config file is refused with ERR_CONFIG, without waiting for a writer', () => {
+    const path = join(dir, 'config.fifo');
+    execFileSync('mkfifo', [path]);
+    const answer = isolated({ file: path });
+    expect(answer.error).toMatchObject({ code: 'ERR_CONFIG', message: expect.stringContaining('is a FIFO, not a regular file') });
+  });
+
+  it('/dev/zero as the config file is refused with ERR_CONFIG', () => {
+    const answer = isolated({ file: '/dev/zero' });
+    expect(answer.error).toMatchObject({ code: 'ERR_CONFIG', message: expect.stringContaining('is a character device') });
+  });
+
+  it('a config whose parse needs more heap than the worker may take is refused with ERR_CONFIG', () => {
+    // Under the file bound, but a flow sequence of half a million items costs YAML hundreds of MiB.
+    const path = join(dir, 'heavy.yaml');
+    writeFileSync(path, `decisionLog:\n  mask: [${'a,'.repeat(500_000)}a]\n`);
+    const answer = isolated({ file: path }, {}, { heapMb: 64, timeoutMs: 50_000 });
+    expect(answer.error).toEqual({
+      name: 'VerdictError',
+      code: 'ERR_CONFIG',
+      message: 'config validation needed more than 64 MiB of heap',
+    });
+  });
+
+  it('a validation that has not answered by its deadline is refused with ERR_CONFIG', () => {
+    // 1 ms: the worker cannot even have loaded the schema by then.
+    const answer = isolated({ file: join(packageRoot(), 'config', 'verdict.example.yaml') }, {}, { heapMb: 512, timeoutMs: 1 });
+    expect(answer.error).toEqual({ name: 'VerdictError', code: 'ERR_CONFIG', message: 'config validation did not finish within 1 ms' });
   });
 });

@@ -1,0 +1,76 @@
+import { execFileSync } from 'node:child_process';
+import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MAX_CONFIG_FILE_BYTES, loadConfig } from '../../../src/config/load-config';
+import { verdictErrorOf } from '../../helpers/error-code';
+
+// The config file and every file it names is a trust boundary: whatever the path points at, the read is
+// refused with ERR_CONFIG before it can block (a FIFO with no writer) or grow without end (a device), and a
+// regular file is read only up to its bound. Each hostile path is made here, at run time.
+
+const dir = mkdtempSync(join(tmpdir(), 'verdict-configured-files-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let made = 0;
+const fresh = (name: string): string => join(dir, `${made++}-${name}`);
+
+/** Hostile paths, each with what the refusal must say about it; `maxBytes` is the reader's bound. */
+const HOSTILE: { name: string; make: (maxBytes: number) => string; says: (maxBytes: number) => string }[] = [
+  { name: 'a character device (/dev/zero)', make: () => '/dev/zero', says: () => 'is a character device, not a regular file' },
+  {
+    name: 'a symlink to /dev/urandom',
+    make: () => {
+      const link = fresh('urandom');
+      symlinkSync('/dev/urandom', link);
+      return link;
+    },
+    says: () => 'is a character device, not a regular file',
+  },
+  {
+    name: 'a FIFO with no writer',
+    make: () => {
+      const path = fresh('fifo');
+      execFileSync('mkfifo', [path]);
+      return path;
+    },
+    says: () => 'is a FIFO, not a regular file',
+  },
+  {
+    name: 'a directory',
+    make: () => {
+      const path = fresh('dir');
+      mkdirSync(path);
+      return path;
+    },
+    says: () => 'is a directory, not a regular file',
+  },
+  {
+    name: 'a sparse file one byte over the bound',
+    make: (maxBytes) => {
+      const path = fresh('sparse');
+      const fd = openSync(path, 'w');
+      ftruncateSync(fd, maxBytes + 1);
+      closeSync(fd);
+      return path;
+    },
+    says: (maxBytes) => `is over ${maxBytes} bytes (max ${maxBytes})`,
+  },
+];
+
+/** Each reader of a configured file, through the entry point verdict uses at start-up, with its bound. */
+const READERS: { name: string; maxBytes: number; read: (path: string) => unknown }[] = [
+  { name: 'the config file', maxBytes: MAX_CONFIG_FILE_BYTES, read: (path) => loadConfig({ file: path }) },
+];
+
+describe('files the configuration names', () => {
+  for (const reader of READERS) {
+    it.each(HOSTILE)(`refuses $name as ${reader.name} with ERR_CONFIG, saying what it is`, ({ make, says }) => {
+      const path = make(reader.maxBytes);
+      const err = verdictErrorOf(() => reader.read(path));
+      expect(err.code).toBe('ERR_CONFIG');
+      expect(err.message).toContain(`${path} ${says(reader.maxBytes)}`);
+    });
+  }
+});
