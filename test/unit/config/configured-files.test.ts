@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { OIDCIssuerKeys } from '../../../src/identity/oidc-issuer-keys';
 import { StaticBundleSource } from '../../../src/identity/static-bundle-source';
 import { MAX_CONFIGURED_FILE_BYTES } from '../../../src/policy/bundle-file-read';
 import { trustFromConfig } from '../../../src/policy/bundle-verifier';
+import { GRPCBodyTypes, MAX_DESCRIPTOR_BYTES } from '../../../src/request/grpc-body-types';
 import { verdictErrorOf } from '../../helpers/error-code';
 
 // The config file and every file it names is a trust boundary: whatever the path points at, the read is
@@ -94,6 +95,7 @@ const READERS: { name: string; maxBytes: number; read: (path: string) => unknown
     maxBytes: MAX_CONFIGURED_FILE_BYTES,
     read: (path) => trustFromConfig(validateConfig({ bundles: { cosign: { publicKeyFile: path } } }).bundles),
   },
+  { name: 'policy.protoDescriptor', maxBytes: MAX_DESCRIPTOR_BYTES, read: (path) => GRPCBodyTypes.fromFile(path) },
 ];
 
 describe('files the configuration names', () => {
@@ -105,4 +107,12 @@ describe('files the configuration names', () => {
       expect(err.message).toContain(`${path} ${says(reader.maxBytes)}`);
     });
   }
+
+  it('refuses an empty policy.protoDescriptor (a descriptor set of no files) with ERR_CONFIG', () => {
+    const path = fresh('empty.binpb');
+    writeFileSync(path, '');
+    const err = verdictErrorOf(() => GRPCBodyTypes.fromFile(path));
+    expect(err.code).toBe('ERR_CONFIG');
+    expect(err.message).toBe(`policy.protoDescriptor ${path} holds no file descriptors`);
+  });
 });
