@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { VerdictError } from '../errors';
+import { readConfiguredFile } from '../policy/bundle-file-read';
 import { parseSPIFFEID } from './spiffe-id';
 import { parsePEMCertificates } from './trust-bundle';
 
@@ -23,12 +23,7 @@ export function fixedIntermediates(certs: readonly X509Certificate[]): Intermedi
 /** PEM files of intermediates, read once at start; a file that does not read or parse stops start-up. */
 export function intermediatesFromFiles(paths: readonly string[]): IntermediateSource {
   const certs = paths.flatMap((path) => {
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      throw new VerdictError('ERR_CONFIG', `cannot read intermediates file ${path}: ${(err as Error).message}`);
-    }
+    const text = readConfiguredFile(path, 'intermediates file').toString('utf8');
     const parsed = parsePEMCertificates(text, `intermediates file ${path}`);
     if (parsed.length === 0) throw new VerdictError('ERR_CONFIG', `intermediates file ${path} holds no CERTIFICATE block`);
     return parsed;

@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose';
 import type { Clock } from '../clock';
 import type { JWTIssuerConfig } from '../config/sections/jwt-issuers';
 import { VerdictError, toVerdictError } from '../errors';
+import { readConfiguredFile } from '../policy/bundle-file-read';
 import { readBodyBounded } from '../policy/bundle-source';
 
 /** One fetched (or static) JWK Set, indexed for the `kid` check. */
@@ -112,13 +112,8 @@ export class OIDCIssuerKeys {
 }
 
 function readStaticSet(path: string, maxBytes: number): JSONWebKeySet {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new VerdictError('ERR_CONFIG', `cannot read JWK Set ${path}: ${(err as Error).message}`);
-  }
-  if (text.length > maxBytes) throw new VerdictError('ERR_CONFIG', `JWK Set ${path} exceeds ${maxBytes} bytes`);
+  // keys.maxBytes bounds the read itself: a larger file (or a device) is never read whole.
+  const text = readConfiguredFile(path, 'JWK Set', maxBytes).toString('utf8');
   return parseKeySet(parseObject(text, `JWK Set ${path}`), Number.MAX_SAFE_INTEGER);
 }
 

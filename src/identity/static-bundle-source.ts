@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { VerdictError } from '../errors';
+import { readConfiguredFile } from '../policy/bundle-file-read';
 import type { BundleSource } from './bundle-source';
 import { parseTrustDomain } from './spiffe-id';
 import { parseBundleFile, type TrustBundle } from './trust-bundle';
@@ -23,15 +23,9 @@ export class StaticBundleSource implements BundleSource {
 
   static fromFiles(files: readonly StaticBundleFile[]): StaticBundleSource {
     return new StaticBundleSource(
-      files.map(({ trustDomain, path }) => {
-        let text: string;
-        try {
-          text = readFileSync(path, 'utf8');
-        } catch (err) {
-          throw new VerdictError('ERR_CONFIG', `cannot read trust bundle ${path}: ${(err as Error).message}`);
-        }
-        return parseBundleFile(parseTrustDomain(trustDomain), text);
-      }),
+      files.map(({ trustDomain, path }) =>
+        parseBundleFile(parseTrustDomain(trustDomain), readConfiguredFile(path, 'trust bundle').toString('utf8')),
+      ),
     );
   }
 

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import type { BundlesConfig } from '../config/sections/bundles';
 import { VerdictError } from '../errors';
 import type { BundleArtifact, BundleLimits, BundleSigner, PolicyBundle } from './bundle';
+import { readConfiguredFile } from './bundle-file-read';
 import { assembleBundle, checkCompressedSize } from './bundle-reader';
 import { checkBundleRoots } from './bundle-roots';
 import { verifyCosignSignature } from './bundle-signature-cosign';
@@ -95,9 +95,5 @@ export function trustFromConfig(config: BundlesConfig): BundleTrust {
 }
 
 function readKey(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new VerdictError('ERR_CONFIG', `cannot read bundle verification key ${path}: ${(err as Error).message}`);
-  }
+  return readConfiguredFile(path, 'bundle verification key').toString('utf8');
 }

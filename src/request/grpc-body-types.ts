@@ -1,7 +1,7 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import * as protobuf from 'protobufjs';
 import descriptor from 'protobufjs/ext/descriptor';
 import { VerdictError } from '../errors';
+import { readConfiguredFile } from '../policy/bundle-file-read';
 
 /** A descriptor set larger than this is refused at start-up (every API verdict's users ship is far smaller). */
 export const MAX_DESCRIPTOR_BYTES = 16 * 1024 * 1024;
@@ -36,20 +36,23 @@ export class GRPCBodyTypes {
     private readonly mapEntries: ReadonlySet<string>,
   ) {}
 
-  /** Reads and checks the file once; a missing, oversized or undecodable file is ERR_CONFIG. */
+  /** Reads and checks the file once; a missing, oversized, non-regular or undecodable file is ERR_CONFIG. */
   static fromFile(path: string): GRPCBodyTypes {
-    return GRPCBodyTypes.fromBytes(readBounded(path), path);
+    return GRPCBodyTypes.fromBytes(readConfiguredFile(path, 'policy.protoDescriptor', MAX_DESCRIPTOR_BYTES), path);
   }
 
   static fromBytes(bytes: Buffer, what = 'protoDescriptor'): GRPCBodyTypes {
     try {
       const set = descriptor.FileDescriptorSet.decode(bytes);
       const plain = descriptor.FileDescriptorSet.toObject(set) as { file?: FileDescriptorLike[] };
+      // An empty file decodes as a set of no files: configured, it would decode no body at all.
+      if ((plain.file ?? []).length === 0) throw new VerdictError('ERR_CONFIG', `policy.protoDescriptor ${what} holds no file descriptors`);
       const root = (protobuf.Root as unknown as { fromDescriptor(d: unknown): protobuf.Root }).fromDescriptor(set);
       root.resolveAll();
       const names = collectNames(plain.file ?? []);
       return new GRPCBodyTypes(root, names.jsonNames, names.mapEntries);
     } catch (err) {
+      if (err instanceof VerdictError) throw err;
       throw new VerdictError('ERR_CONFIG', `policy.protoDescriptor ${what} is not a usable FileDescriptorSet: ${(err as Error).message}`);
     }
   }
@@ -128,31 +131,6 @@ export class GRPCBodyTypes {
   /** Per-field answers, computed once: the descriptor never changes after start-up. */
   private readonly mapFields = new WeakMap<protobuf.Field, boolean>();
   private readonly keys = new WeakMap<protobuf.Field, string>();
-}
-
-function readBounded(path: string): Buffer {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new VerdictError('ERR_CONFIG', `policy.protoDescriptor cannot be read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
-  try {
-    const size = fstatSync(fd).size;
-    if (size > MAX_DESCRIPTOR_BYTES) {
-      throw new VerdictError('ERR_CONFIG', `policy.protoDescriptor is ${size} bytes, over the ${MAX_DESCRIPTOR_BYTES}-byte cap`);
-    }
-    const buf = Buffer.alloc(size);
-    let off = 0;
-    while (off < size) {
-      const n = readSync(fd, buf, off, size - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    return buf.subarray(0, off);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function collectNames(files: FileDescriptorLike[]): { jsonNames: Map<string, string>; mapEntries: Set<string> } {

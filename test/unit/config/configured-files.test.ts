@@ -1,9 +1,16 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MAX_CONFIG_FILE_BYTES, loadConfig } from '../../../src/config/load-config';
+import { systemClock } from '../../../src/clock';
+import { MAX_CONFIG_FILE_BYTES, loadConfig, validateConfig } from '../../../src/config/load-config';
+import { intermediatesFromFiles } from '../../../src/identity/intermediate-source';
+import { OIDCIssuerKeys } from '../../../src/identity/oidc-issuer-keys';
+import { StaticBundleSource } from '../../../src/identity/static-bundle-source';
+import { MAX_CONFIGURED_FILE_BYTES } from '../../../src/policy/bundle-file-read';
+import { trustFromConfig } from '../../../src/policy/bundle-verifier';
+import { GRPCBodyTypes, MAX_DESCRIPTOR_BYTES } from '../../../src/request/grpc-body-types';
 import { verdictErrorOf } from '../../helpers/error-code';
 
 // The config file and every file it names is a trust boundary: whatever the path points at, the read is
@@ -62,6 +69,33 @@ const HOSTILE: { name: string; make: (maxBytes: number) => string; says: (maxByt
 /** Each reader of a configured file, through the entry point verdict uses at start-up, with its bound. */
 const READERS: { name: string; maxBytes: number; read: (path: string) => unknown }[] = [
   { name: 'the config file', maxBytes: MAX_CONFIG_FILE_BYTES, read: (path) => loadConfig({ file: path }) },
+  {
+    name: 'identity.staticBundles[].path',
+    maxBytes: MAX_CONFIGURED_FILE_BYTES,
+    read: (path) => StaticBundleSource.fromFiles([{ trustDomain: 'example.org', path }]),
+  },
+  { name: 'identity.x509.intermediates.files[]', maxBytes: MAX_CONFIGURED_FILE_BYTES, read: (path) => intermediatesFromFiles([path]) },
+  {
+    name: 'identity.jwt.issuers[].jwksFile (bounded by its keys.maxBytes)',
+    maxBytes: 4096,
+    read: (path) => {
+      const issuer = { issuer: 'https://issuer.example', jwksFile: path, audiences: ['verdict'], keys: { maxBytes: 4096 } };
+      const config = validateConfig({ identity: { jwt: { issuers: [issuer] } } });
+      return new OIDCIssuerKeys(config.identity.jwt.issuers[0] as (typeof config.identity.jwt.issuers)[0], systemClock);
+    },
+  },
+  {
+    name: 'bundles.opaSigning.keys.*.keyFile',
+    maxBytes: MAX_CONFIGURED_FILE_BYTES,
+    read: (path) =>
+      trustFromConfig(validateConfig({ bundles: { opaSigning: { keys: { k1: { algorithm: 'ES256', keyFile: path } } } } }).bundles),
+  },
+  {
+    name: 'bundles.cosign.publicKeyFile',
+    maxBytes: MAX_CONFIGURED_FILE_BYTES,
+    read: (path) => trustFromConfig(validateConfig({ bundles: { cosign: { publicKeyFile: path } } }).bundles),
+  },
+  { name: 'policy.protoDescriptor', maxBytes: MAX_DESCRIPTOR_BYTES, read: (path) => GRPCBodyTypes.fromFile(path) },
 ];
 
 describe('files the configuration names', () => {
@@ -73,4 +107,12 @@ describe('files the configuration names', () => {
       expect(err.message).toContain(`${path} ${says(reader.maxBytes)}`);
     });
   }
+
+  it('refuses an empty policy.protoDescriptor (a descriptor set of no files) with ERR_CONFIG', () => {
+    const path = fresh('empty.binpb');
+    writeFileSync(path, '');
+    const err = verdictErrorOf(() => GRPCBodyTypes.fromFile(path));
+    expect(err.code).toBe('ERR_CONFIG');
+    expect(err.message).toBe(`policy.protoDescriptor ${path} holds no file descriptors`);
+  });
 });
