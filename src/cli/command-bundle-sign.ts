@@ -5,7 +5,7 @@ import { VerdictError } from '../errors';
 import { DEFAULT_BUNDLE_LIMITS } from '../policy/bundle';
 import { readBundle } from '../policy/bundle-reader';
 import { SIGNATURES_FILE, isOPASigningAlgorithm, signOPABundle } from '../policy/bundle-signature-opa';
-import { verifyBundle } from '../policy/bundle-verifier';
+import { publicKeyFromPEM, verifyBundle } from '../policy/bundle-verifier';
 import { writeBundle } from '../policy/bundle-writer';
 
 interface SignOptions {
@@ -77,15 +77,16 @@ export function registerBundleSign(bundle: Command): void {
         ? await (async () => {
             const header = (await readBundle(bytes, file)).files.get(SIGNATURES_FILE);
             const kid = opts.keyId ?? claimedKeyId(header) ?? 'default';
-            const key = { algorithm: opts.alg as never, publicKeyPEM: await readFile(opts.opaKey as string, 'utf8'), scope: opts.scope };
+            const publicKey = publicKeyFromPEM(await readFile(opts.opaKey as string, 'utf8'), `--opa-key ${opts.opaKey}`);
+            const key = { algorithm: opts.alg as never, publicKey, scope: opts.scope };
             return { keys: { [kid]: key }, keyId: kid, scope: opts.scope };
           })()
         : null;
-      const cosignKey = opts.cosignKey ? await readFile(opts.cosignKey, 'utf8') : null;
+      const cosignKey = opts.cosignKey ? publicKeyFromPEM(await readFile(opts.cosignKey, 'utf8'), `--cosign-key ${opts.cosignKey}`) : null;
       const cosignSignature = cosignKey !== null ? await readFile(opts.signature ?? `${file}.sig`) : undefined;
       const b = await verifyBundle(
         { bytes, origin: file, cosignSignature },
-        { limits: DEFAULT_BUNDLE_LIMITS, sha256: opts.sha256 ?? null, opa, cosignPublicKeyPEM: cosignKey },
+        { limits: DEFAULT_BUNDLE_LIMITS, sha256: opts.sha256 ?? null, opa, cosignPublicKey: cosignKey },
       );
       process.stdout.write(
         `${JSON.stringify({ verified: true, name: b.name, revision: b.revision, sha256: b.sha256, engine: b.engine, signer: b.signer ?? null }, null, 2)}\n`,

@@ -35,8 +35,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   }
   for (const entry of sources.overrides ?? []) {
     const eq = entry.indexOf('=');
-    if (eq <= 0) throw new VerdictError('ERR_CONFIG', `flag --set expects key.path=value, got "${entry}"`);
-    setPath(raw, entry.slice(0, eq), coerceScalar(entry.slice(eq + 1)), `--set ${entry}`);
+    // The value is never echoed: it may be a secret (bundles.source.authorization), and so may an entry without "=".
+    if (eq <= 0) throw new VerdictError('ERR_CONFIG', 'flag --set expects key.path=value; an entry has no key before "="');
+    setPath(raw, entry.slice(0, eq), coerceScalar(entry.slice(eq + 1)), '--set');
   }
   return validateConfig(raw);
 }
@@ -52,19 +53,28 @@ export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
 
 function readYAMLFile(file: string): Record<string, unknown> {
   const text = readConfiguredFile(file, 'config file', MAX_CONFIG_FILE_BYTES).toString('utf8');
-  let doc: unknown;
-  try {
-    // Loaded only when there is a file to read: a default start has none (docs/memory.md).
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand
-    doc = (require('yaml') as typeof YAML).parse(text);
-  } catch (err) {
-    throw new VerdictError('ERR_CONFIG', `config file ${file} is not valid YAML: ${(err as Error).message}`);
+  // Loaded only when there is a file to read: a default start has none (docs/memory.md).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand
+  const yaml = require('yaml') as typeof YAML;
+  const lines = new yaml.LineCounter();
+  const parsed = yaml.parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  // The code and the place only: yaml's message may quote the offending text, which may be a secret.
+  const problem = parsed.errors[0];
+  if (problem) {
+    const { line, col } = lines.linePos(problem.pos[0]);
+    throw new VerdictError('ERR_CONFIG', `config file ${file} is not valid YAML: ${problem.code} at line ${line}, column ${col}`);
   }
+  const doc: unknown = parsed.toJS();
   if (doc === null || doc === undefined) return {};
   if (typeof doc !== 'object' || Array.isArray(doc)) {
     throw new VerdictError('ERR_CONFIG', `config file ${file} must hold a mapping at the top level`);
   }
   return doc as Record<string, unknown>;
+}
+
+/** A key path for a message: each key cut to 64 characters, so a megabyte-long key is not echoed. */
+function showPath(path: readonly string[]): string {
+  return path.map((k) => (k.length > 64 ? `${k.slice(0, 64)}…` : k)).join('.');
 }
 
 /** Scalars from env and flags: numbers, booleans and null are typed; everything else stays a string. */
@@ -81,31 +91,31 @@ const FORBIDDEN_KEYS = new Set(['__proto__', 'prototype', 'constructor']);
 function setPath(target: Record<string, unknown>, key: string, value: unknown, origin: string): void {
   const parts = key.split('.');
   if (parts.some((p) => p === '' || FORBIDDEN_KEYS.has(p))) {
-    throw new VerdictError('ERR_CONFIG', `${origin}: "${key}" is not a valid key path`);
+    throw new VerdictError('ERR_CONFIG', `${origin}: "${showPath(parts)}" is not a valid key path`);
   }
   let node = target;
   for (const part of parts.slice(0, -1)) {
     const next = node[part];
     if (next === undefined) node[part] = {};
     else if (typeof next !== 'object' || next === null || Array.isArray(next)) {
-      throw new VerdictError('ERR_CONFIG', `${origin}: "${part}" in "${key}" is not a section`);
+      throw new VerdictError('ERR_CONFIG', `${origin}: "${showPath([part])}" in "${showPath(parts)}" is not a section`);
     }
     node = node[part] as Record<string, unknown>;
   }
   node[parts[parts.length - 1] as string] = value;
 }
 
+/** Issues shown in one refusal; a file with thousands of bad keys gets a message of bounded size. */
+const MAX_SHOWN_ISSUES = 10;
+
 function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
-  return issues
-    .map((issue) => {
-      const key = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-      if (issue.code === 'unrecognized_keys') {
-        const prefix = issue.path.length > 0 ? `${key}.` : '';
-        return `unknown key ${issue.keys.map((k) => `"${prefix}${k}"`).join(', ')}`;
-      }
-      return `"${key}": ${issue.message}`;
-    })
-    .join('; ');
+  const lines = issues.flatMap((issue) => {
+    const path = issue.path.map(String);
+    if (issue.code === 'unrecognized_keys') return issue.keys.map((k) => `unknown key "${showPath([...path, k])}"`);
+    return [`"${path.length > 0 ? showPath(path) : '(top level)'}": ${issue.message}`];
+  });
+  const more = lines.length - MAX_SHOWN_ISSUES;
+  return [...lines.slice(0, MAX_SHOWN_ISSUES), ...(more > 0 ? [`and ${more} more`] : [])].join('; ');
 }
 
 function deepFreeze<T>(value: T): T {

@@ -10,7 +10,7 @@ export type CosignBlobOutcome = 'ok' | 'digest-mismatch' | 'bad-signature';
 export function cosignVerifyBlob(
   crypto: typeof import('node:crypto'),
   blob: Buffer,
-  publicKeyPEM: string,
+  key: import('node:crypto').KeyObject,
   signature: Uint8Array,
   digest: Uint8Array | null,
 ): CosignBlobOutcome {
@@ -18,7 +18,6 @@ export function cosignVerifyBlob(
     const actual = crypto.createHash('sha256').update(blob).digest();
     if (digest.length !== actual.length || !crypto.timingSafeEqual(digest, actual)) return 'digest-mismatch';
   }
-  const key = crypto.createPublicKey(publicKeyPEM);
   try {
     return crypto.verify(key.asymmetricKeyType === 'ed25519' ? null : 'sha256', blob, key, signature) ? 'ok' : 'bad-signature';
   } catch {

@@ -19,15 +19,14 @@ import { OFF_LOOP_BYTES } from './bundle-worker';
 export async function verifyCosignSignature(
   blob: Buffer | StagedBundle,
   signatureFile: Buffer,
-  publicKeyPEM: string,
+  publicKey: crypto.KeyObject,
   options: { timeoutMs?: number } = {},
 ): Promise<{ form: CosignSignatureForm }> {
   const { signature, digest, form } = parseSignatureFile(signatureFile);
-  publicKey(publicKeyPEM); // a bad key is a config error, whatever the signature
   const outcome =
     blob instanceof Buffer && blob.length < OFF_LOOP_BYTES
-      ? cosignVerifyBlob(crypto, blob, publicKeyPEM, signature, digest)
-      : await verifyOffLoop(blob, publicKeyPEM, signature, digest, options);
+      ? cosignVerifyBlob(crypto, blob, publicKey, signature, digest)
+      : await verifyOffLoop(blob, publicKey, signature, digest, options);
   if (outcome === 'digest-mismatch') throw sigError('sigstore bundle message digest does not match the bundle file');
   if (outcome !== 'ok') throw sigError('cosign signature does not verify with the configured public key');
   return { form };
@@ -36,7 +35,7 @@ export async function verifyCosignSignature(
 /** Reading every byte of a large bundle (hash, then verify) would block the event loop: the worker holding it does it. */
 async function verifyOffLoop(
   blob: Buffer | StagedBundle,
-  publicKeyPEM: string,
+  publicKey: crypto.KeyObject,
   signature: Buffer,
   digest: Buffer | null,
   options: { timeoutMs?: number },
@@ -44,7 +43,8 @@ async function verifyOffLoop(
   const staging = { heapMb: 64, timeoutMs: options.timeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS };
   return StagedBundle.use(blob, staging, async (staged) => {
     const { value } = await staged.worker.run<CosignBlobOutcome>('cosign', {
-      payload: { publicKeyPEM, signature, digest },
+      // A KeyObject is cloned into the worker as the key itself: no PEM is passed around.
+      payload: { publicKey, signature, digest },
       transfer: [],
       timeoutMs: staging.timeoutMs,
       codes: [],
@@ -80,14 +80,6 @@ function parseSignatureFile(raw: Buffer): { signature: Buffer; digest: Buffer | 
     return { signature: base64(ms.signature, 'signature'), digest: base64(md.digest, 'messageDigest'), form: 'sigstore-bundle' };
   }
   throw sigError('cosign signature file has no signature (expected base64, a cosign bundle or a sigstore bundle)');
-}
-
-function publicKey(pem: string): crypto.KeyObject {
-  try {
-    return crypto.createPublicKey(pem);
-  } catch (err) {
-    throw new VerdictError('ERR_CONFIG', `cosign public key is not a PEM public key: ${(err as Error).message}`);
-  }
 }
 
 function base64(s: string, what: string): Buffer {

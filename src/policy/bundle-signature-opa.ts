@@ -1,4 +1,4 @@
-import { constants, createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { constants, createHash, sign, verify, type KeyObject } from 'node:crypto';
 import { VerdictError } from '../errors';
 import { hashFilesOffLoop, type FileHashAlgorithm, type FileToHash } from './bundle-hash-off-loop';
 import type { HeldHashRequest, PrecomputedHash } from './bundle-signed-hashes';
@@ -12,8 +12,8 @@ export type OPASigningAlgorithm = 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'PS384
 
 export interface OPAVerificationKey {
   algorithm: OPASigningAlgorithm;
-  /** PEM public key (SPKI "PUBLIC KEY", PKCS#1 "RSA PUBLIC KEY" or a certificate). */
-  publicKeyPEM: string;
+  /** The public key, parsed once when the trust is built (bundle-verifier.ts readPublicKey). */
+  publicKey: KeyObject;
   /** Scope the signature must carry when verification config names none. */
   scope?: string | undefined;
 }
@@ -51,18 +51,28 @@ interface JWTClaims {
 
 const HASHES: Readonly<Record<string, 'sha256' | 'sha384' | 'sha512'>> = { 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
 
-/** JWS algorithm → how Node verifies it (RFC 7518 §3). */
-const ALGORITHMS: Readonly<Record<OPASigningAlgorithm, { hash: string; pss?: boolean; ec?: boolean }>> = {
+/** JWS algorithm → how Node verifies it (RFC 7518 §3); `ec` is the curve an ECDSA key must be on. */
+const ALGORITHMS: Readonly<Record<OPASigningAlgorithm, { hash: string; pss?: boolean; ec?: string }>> = {
   RS256: { hash: 'sha256' },
   RS384: { hash: 'sha384' },
   RS512: { hash: 'sha512' },
   PS256: { hash: 'sha256', pss: true },
   PS384: { hash: 'sha384', pss: true },
   PS512: { hash: 'sha512', pss: true },
-  ES256: { hash: 'sha256', ec: true },
-  ES384: { hash: 'sha384', ec: true },
-  ES512: { hash: 'sha512', ec: true },
+  ES256: { hash: 'sha256', ec: 'prime256v1' },
+  ES384: { hash: 'sha384', ec: 'secp384r1' },
+  ES512: { hash: 'sha512', ec: 'secp521r1' },
 };
+
+/**
+ * Whether a public key can verify `algorithm` at all (RFC 7518 §3.3-3.5: RSA for RS/PS, ECDSA on the named
+ * curve for ES), so that a mismatched key is refused at start-up rather than by every bundle.
+ */
+export function keyFitsAlgorithm(key: KeyObject, algorithm: OPASigningAlgorithm): boolean {
+  const alg = ALGORITHMS[algorithm];
+  if (alg.ec !== undefined) return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === alg.ec;
+  return key.asymmetricKeyType === 'rsa' || (alg.pss === true && key.asymmetricKeyType === 'rsa-pss');
+}
 
 export function isOPASigningAlgorithm(alg: string): alg is OPASigningAlgorithm {
   return Object.prototype.hasOwnProperty.call(ALGORITHMS, alg);
@@ -147,19 +157,13 @@ export function signOPABundle(files: ReadonlyMap<string, Buffer>, options: OPASi
 
 function verifyJWS(signingInput: string, signaturePart: string, key: OPAVerificationKey): void {
   const alg = ALGORITHMS[key.algorithm];
-  let publicKey: KeyObject;
-  try {
-    publicKey = createPublicKey(key.publicKeyPEM);
-  } catch (err) {
-    throw new VerdictError('ERR_CONFIG', `bundle verification key is not a PEM public key: ${(err as Error).message}`);
-  }
   let ok = false;
   try {
     ok = verify(
       alg.hash,
       Buffer.from(signingInput),
       {
-        key: publicKey,
+        key: key.publicKey,
         ...(alg.pss ? { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO } : {}),
         ...(alg.ec ? { dsaEncoding: 'ieee-p1363' as const } : {}),
       },

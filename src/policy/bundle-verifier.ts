@@ -1,11 +1,12 @@
 import type { BundlesConfig } from '../config/sections/bundles';
 import { VerdictError } from '../errors';
 import type { BundleArtifact, BundleLimits, BundleSigner, PolicyBundle } from './bundle';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readConfiguredFile } from './bundle-file-read';
 import { assembleBundle, checkCompressedSize } from './bundle-reader';
 import { checkBundleRoots } from './bundle-roots';
 import { verifyCosignSignature } from './bundle-signature-cosign';
-import { verifyOPASignature, type OPAVerificationConfig } from './bundle-signature-opa';
+import { keyFitsAlgorithm, verifyOPASignature, type OPAVerificationConfig } from './bundle-signature-opa';
 import { StagedBundle, stagingFor } from './bundle-staged';
 import { untarBounded } from './bundle-untar';
 import { OFF_LOOP_BYTES } from './bundle-worker';
@@ -16,7 +17,7 @@ export interface BundleTrust {
   /** Expected sha256 of the bundle file (hex). */
   sha256: string | null;
   opa: OPAVerificationConfig | null;
-  cosignPublicKeyPEM: string | null;
+  cosignPublicKey: KeyObject | null;
   /** Deadline of each off-loop step: untar, cosign, file hashes (bundles.loadTimeoutMs). */
   loadTimeoutMs?: number;
 }
@@ -41,14 +42,14 @@ async function verifyStaged(staged: StagedBundle, artifact: BundleArtifact, trus
     throw new VerdictError('ERR_BUNDLE_HASH_MISMATCH', `bundle sha256 ${sha256} differs from the pinned ${trust.sha256}`);
   }
   let cosign: BundleSigner['cosign'] = null;
-  if (trust.cosignPublicKeyPEM !== null) {
+  if (trust.cosignPublicKey !== null) {
     if (artifact.cosignSignature === undefined) {
       throw new VerdictError(
         'ERR_BUNDLE_SIGNATURE',
         'bundle is unsigned: no cosign signature came with it, and a cosign key is configured',
       );
     }
-    cosign = await verifyCosignSignature(staged, artifact.cosignSignature, trust.cosignPublicKeyPEM, deadline);
+    cosign = await verifyCosignSignature(staged, artifact.cosignSignature, trust.cosignPublicKey, deadline);
   }
   const untarred = await untarBounded(staged, trust.limits, {
     timeoutMs: trust.loadTimeoutMs,
@@ -70,17 +71,25 @@ async function verifyStaged(staged: StagedBundle, artifact: BundleArtifact, trus
   return { ...bundle, signer: opa === null && cosign === null ? null : { opa, cosign } };
 }
 
-/** Reads the key files named in config once, at start-up; a missing key is a config error. */
+/**
+ * Reads and parses the key files named in config once, at start-up: a missing, unreadable, garbage or
+ * private key, or one that cannot verify its configured algorithm, is a config error before anything serves.
+ */
 export function trustFromConfig(config: BundlesConfig): BundleTrust {
   const opa: OPAVerificationConfig | null =
     config.opaSigning === null
       ? null
       : {
           keys: Object.fromEntries(
-            Object.entries(config.opaSigning.keys).map(([id, k]) => [
-              id,
-              { algorithm: k.algorithm, publicKeyPEM: readKey(k.keyFile), scope: k.scope },
-            ]),
+            Object.entries(config.opaSigning.keys).map(([id, k]) => {
+              const publicKey = readPublicKey(k.keyFile);
+              if (!keyFitsAlgorithm(publicKey, k.algorithm))
+                throw new VerdictError(
+                  'ERR_CONFIG',
+                  `bundle verification key ${k.keyFile} (${keyKind(publicKey)}) cannot verify ${k.algorithm}`,
+                );
+              return [id, { algorithm: k.algorithm, publicKey, scope: k.scope }];
+            }),
           ),
           keyId: config.opaSigning.keyId,
           scope: config.opaSigning.scope,
@@ -89,11 +98,31 @@ export function trustFromConfig(config: BundlesConfig): BundleTrust {
     limits: config.limits,
     sha256: config.sha256,
     opa,
-    cosignPublicKeyPEM: config.cosign === null ? null : readKey(config.cosign.publicKeyFile),
+    cosignPublicKey: config.cosign === null ? null : readPublicKey(config.cosign.publicKeyFile),
     loadTimeoutMs: config.loadTimeoutMs,
   };
 }
 
-function readKey(path: string): string {
-  return readConfiguredFile(path, 'bundle verification key').toString('utf8');
+/** A PEM public key or certificate file as a public KeyObject (the only form kept). */
+export function readPublicKey(path: string): KeyObject {
+  return publicKeyFromPEM(readConfiguredFile(path, 'bundle verification key').toString('utf8'), `bundle verification key ${path}`);
+}
+
+/**
+ * A private key is refused, not turned into its public half: its material would stay in the serving process
+ * (and the file is one a verifier should never be able to read). Node's parse errors are not passed on.
+ */
+export function publicKeyFromPEM(pem: string, what: string): KeyObject {
+  if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(pem))
+    throw new VerdictError('ERR_CONFIG', `${what} holds a private key; give its public key`);
+  try {
+    return createPublicKey(pem);
+  } catch {
+    throw new VerdictError('ERR_CONFIG', `${what} is not a PEM public key or certificate`);
+  }
+}
+
+function keyKind(key: KeyObject): string {
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  return curve === undefined ? (key.asymmetricKeyType ?? 'unknown') : `${key.asymmetricKeyType ?? 'ec'} ${curve}`;
 }

@@ -104,7 +104,7 @@ const tasks = {
     return { value: Object.assign(head, hashed(w)), transfer: [] };
   },
   async cosign(w) {
-    return { value: cosignVerifyBlob(crypto, asBuffer(archive), w.publicKeyPEM, w.signature, w.digest), transfer: [] };
+    return { value: cosignVerifyBlob(crypto, asBuffer(archive), w.publicKey, w.signature, w.digest), transfer: [] };
   },
   async untar(w) {
     const lib = { createGunzip: require('node:zlib').createGunzip, extract: require(w.tarStreamPath).extract };

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -117,7 +117,12 @@ describe('OCI registry source (real distribution registry on loopback)', () => {
     ]);
     const artifact = await source({ reference: 'signed', digest }).fetch();
     if (artifact === null) throw new Error('first fetch must deliver');
-    const trust = { limits: DEFAULT_BUNDLE_LIMITS, sha256: null, opa: null, cosignPublicKeyPEM: readFileSync(join(dir, 'k.pub'), 'utf8') };
+    const trust = {
+      limits: DEFAULT_BUNDLE_LIMITS,
+      sha256: null,
+      opa: null,
+      cosignPublicKey: createPublicKey(readFileSync(join(dir, 'k.pub'), 'utf8')),
+    };
     expect((await verifyBundle(artifact, trust)).signer?.cosign?.form).toBe('sigstore-bundle');
     // The same bundle pushed without its signature layer is refused under the same trust.
     await pushBundle(registry.url, REPO, 'unsigned', bundles.A);

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,5 +115,60 @@ describe('files the configuration names', () => {
     const err = verdictErrorOf(() => GRPCBodyTypes.fromFile(path));
     expect(err.code).toBe('ERR_CONFIG');
     expect(err.message).toBe(`policy.protoDescriptor ${path} holds no file descriptors`);
+  });
+});
+
+describe('bundle verification keys are parsed when the trust is built, before anything serves', () => {
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const publicPEM = ec.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const privatePEM = ec.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const keyFile = (text: string): string => {
+    const path = fresh('key.pem');
+    writeFileSync(path, text);
+    return path;
+  };
+  const KEY_SETTINGS = [
+    {
+      name: 'bundles.opaSigning.keys.*.keyFile',
+      trust: (path: string, algorithm = 'ES256') =>
+        trustFromConfig(validateConfig({ bundles: { opaSigning: { keys: { k1: { algorithm, keyFile: path } } } } }).bundles),
+    },
+    {
+      name: 'bundles.cosign.publicKeyFile',
+      trust: (path: string) => trustFromConfig(validateConfig({ bundles: { cosign: { publicKeyFile: path } } }).bundles),
+    },
+  ];
+
+  for (const setting of KEY_SETTINGS) {
+    it.each([
+      { what: 'text that is no key', text: 'not a key\n' },
+      { what: 'an empty file', text: '' },
+    ])(`refuses $what as ${setting.name} with ERR_CONFIG`, ({ text }) => {
+      const path = keyFile(text);
+      const err = verdictErrorOf(() => setting.trust(path));
+      expect(err.code).toBe('ERR_CONFIG');
+      expect(err.message).toBe(`bundle verification key ${path} is not a PEM public key or certificate`);
+    });
+
+    it(`refuses a private key as ${setting.name} with ERR_CONFIG, without its material in the message`, () => {
+      const path = keyFile(privatePEM);
+      const err = verdictErrorOf(() => setting.trust(path));
+      expect(err.code).toBe('ERR_CONFIG');
+      expect(err.message).toBe(`bundle verification key ${path} holds a private key; give its public key`);
+    });
+  }
+
+  it('keeps a public key as a public KeyObject, and no PEM text', () => {
+    const opa = KEY_SETTINGS[0]?.trust(keyFile(publicPEM));
+    const cosign = KEY_SETTINGS[1]?.trust(keyFile(publicPEM));
+    expect(opa?.opa?.keys.k1).toEqual({ algorithm: 'ES256', publicKey: expect.objectContaining({ type: 'public' }), scope: undefined });
+    expect(cosign?.cosignPublicKey).toMatchObject({ type: 'public', asymmetricKeyType: 'ec' });
+  });
+
+  it('refuses an OPA key that cannot verify its configured algorithm (a P-256 key for RS256) with ERR_CONFIG', () => {
+    const path = keyFile(publicPEM);
+    const err = verdictErrorOf(() => KEY_SETTINGS[0]?.trust(path, 'RS256'));
+    expect(err.code).toBe('ERR_CONFIG');
+    expect(err.message).toBe(`bundle verification key ${path} (ec prime256v1) cannot verify RS256`);
   });
 });

@@ -92,4 +92,46 @@ describe('config', () => {
       expect(err.message).toContain(c.mentions);
     });
   }
+
+  it('a YAML syntax error names its code, line and column, never the offending text', () => {
+    const file = yamlFile(
+      'bundles:\n  source:\n    type: http\n    url: https://b.example/b.tar.gz\n    authorization: "Bearer SECRET-TOKEN\n',
+    );
+    const err = verdictErrorOf(() => loadConfig({ file }));
+    expect(err.code).toBe('ERR_CONFIG');
+    expect(err.message).toBe(`config file ${file} is not valid YAML: MISSING_CHAR at line 6, column 1`);
+  });
+
+  it.each([
+    {
+      name: 'an entry with no "="',
+      overrides: ['Bearer-SECRET-TOKEN'],
+      message: 'flag --set expects key.path=value; an entry has no key before "="',
+    },
+    {
+      name: 'a key under a scalar',
+      overrides: ['log.level=info', 'log.level.x=SECRET-TOKEN'],
+      message: '--set: "level" in "log.level.x" is not a section',
+    },
+    {
+      name: 'a value of the wrong type',
+      overrides: ['server.grpc.port=SECRET-TOKEN'],
+      message: '"server.grpc.port": Invalid input: expected number, received string',
+    },
+  ])('a --set refusal names the key, never the value: $name', ({ overrides, message }) => {
+    const err = verdictErrorOf(() => loadConfig({ overrides }));
+    expect(err.code).toBe('ERR_CONFIG');
+    expect(err.message).toBe(message);
+  });
+
+  it('a refusal lists at most 10 issues and counts the rest', () => {
+    const keys = Array.from({ length: 25 }, (_, i) => `unknown${i}: 1`).join('\n');
+    const err = verdictErrorOf(() => loadConfig({ file: yamlFile(`${keys}\n`) }));
+    expect(err.message.split('; ')).toEqual([...Array.from({ length: 10 }, (_, i) => `unknown key "unknown${i}"`), 'and 15 more']);
+  });
+
+  it('a refusal cuts each key it names to 64 characters', () => {
+    const err = verdictErrorOf(() => loadConfig({ file: yamlFile(`${'k'.repeat(1000)}: 1\n`) }));
+    expect(err.message).toBe(`unknown key "${'k'.repeat(64)}…"`);
+  });
 });

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_BUNDLE_LIMITS } from '../../../src/policy/bundle';
@@ -25,8 +25,8 @@ describe('large signed files: hashed where untarred, held until the signature ve
     trust = {
       limits: DEFAULT_BUNDLE_LIMITS,
       sha256: null,
-      cosignPublicKeyPEM: null,
-      opa: { keys: { main: { algorithm: 'ES256', publicKeyPEM: readFileSync(forge.key.publicPath, 'utf8') } } },
+      cosignPublicKey: null,
+      opa: { keys: { main: { algorithm: 'ES256', publicKey: createPublicKey(readFileSync(forge.key.publicPath, 'utf8')) } } },
     };
   });
 
@@ -86,7 +86,9 @@ describe('large signed files: hashed where untarred, held until the signature ve
       return new Map([['data.json', { algorithm: 'sha256', hash: hashStructuredJSON(data, 'sha256') }]]);
     };
     const other = await BundleForge.create();
-    const wrongKey = { keys: { main: { algorithm: 'ES256' as const, publicKeyPEM: readFileSync(other.key.publicPath, 'utf8') } } };
+    const wrongKey = {
+      keys: { main: { algorithm: 'ES256' as const, publicKey: createPublicKey(readFileSync(other.key.publicPath, 'utf8')) } },
+    };
     await expect(verifyOPASignature(small, wrongKey, { held, hashHeld })).rejects.toMatchObject({ code: 'ERR_BUNDLE_SIGNATURE' });
     expect(asked).toEqual([]);
     expect(small.has(SIGNATURES_FILE)).toBe(true);

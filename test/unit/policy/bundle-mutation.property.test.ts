@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
@@ -24,8 +25,8 @@ describe('byte mutations of a signed bundle (fast-check)', () => {
     trust = {
       limits: HOSTILE_LIMITS,
       sha256: null,
-      cosignPublicKeyPEM: null,
-      opa: { keys: { main: { algorithm: 'ES256', publicKeyPEM: readFileSync(forge.key.publicPath, 'utf8') } } },
+      cosignPublicKey: null,
+      opa: { keys: { main: { algorithm: 'ES256', publicKey: createPublicKey(readFileSync(forge.key.publicPath, 'utf8')) } } },
     };
     goodFiles = new Map((await verifyBundle({ bytes: good, origin: 'good' }, trust)).files);
   }, 60_000);

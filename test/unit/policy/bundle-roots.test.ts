@@ -38,7 +38,7 @@ describe('manifest roots, as opa enforces them', () => {
 
 describe('signature key ids resolve to configured keys only (own properties)', () => {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const keys = { main: { algorithm: 'ES256' as const, publicKeyPEM: publicKey.export({ type: 'spki', format: 'pem' }).toString() } };
+  const keys = { main: { algorithm: 'ES256' as const, publicKey } };
   const signedWith = (keyId: string): Map<string, Buffer> => {
     const f = files({ 'policy.wasm': 'w' });
     f.set('.signatures.json', signOPABundle(f, { privateKey, algorithm: 'ES256', keyId, issuedAtSec: 1 }));

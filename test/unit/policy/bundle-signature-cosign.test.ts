@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -27,7 +27,7 @@ describe('cosign signatures over the bundle file (made by the real cosign sign-b
     limits: DEFAULT_BUNDLE_LIMITS,
     sha256: null,
     opa: null,
-    cosignPublicKeyPEM: pem,
+    cosignPublicKey: pem === null ? null : createPublicKey(pem),
   });
 
   beforeAll(async () => {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -18,7 +18,7 @@ import { tempDir } from '../../helpers/verdict-harness';
 const run = promisify(execFile);
 
 function trust(opa: OPAVerificationConfig | null, sha256: string | null = null): BundleTrust {
-  return { limits: DEFAULT_BUNDLE_LIMITS, sha256, opa, cosignPublicKeyPEM: null };
+  return { limits: DEFAULT_BUNDLE_LIMITS, sha256, opa, cosignPublicKey: null };
 }
 
 /** A bundle with one file replaced, re-packed: what an attacker who cannot sign would deliver. */
@@ -56,7 +56,7 @@ describe('OPA bundle signatures (made by the real opa build --signing-key)', () 
 
   // opa build with --claims-file writes no kid: the key id comes from config, as in OPA's own verifier.
   const rsaKey = (scope?: string): OPAVerificationConfig => ({
-    keys: { default: { algorithm: 'RS256', publicKeyPEM: rsa.publicPEM, scope } },
+    keys: { default: { algorithm: 'RS256', publicKey: createPublicKey(rsa.publicPEM), scope } },
     keyId: 'default',
   });
 
@@ -68,7 +68,7 @@ describe('OPA bundle signatures (made by the real opa build --signing-key)', () 
   it('accepts an ES256 bundle from opa build', async () => {
     const b = await verifyBundle(
       { bytes: ecSigned, origin: 'ec' },
-      trust({ keys: { default: { algorithm: 'ES256', publicKeyPEM: ec.publicPEM } } }),
+      trust({ keys: { default: { algorithm: 'ES256', publicKey: createPublicKey(ec.publicPEM) } } }),
     );
     expect(b.signer?.opa?.algorithm).toBe('ES256');
   });
@@ -78,7 +78,10 @@ describe('OPA bundle signatures (made by the real opa build --signing-key)', () 
     {
       name: 'signed by another key',
       bytes: async () => rsaSigned,
-      config: () => ({ keys: { default: { algorithm: 'RS256', publicKeyPEM: other.publicPEM, scope: 'prod' } }, keyId: 'default' }),
+      config: () => ({
+        keys: { default: { algorithm: 'RS256', publicKey: createPublicKey(other.publicPEM), scope: 'prod' } },
+        keyId: 'default',
+      }),
       code: 'ERR_BUNDLE_SIGNATURE',
     },
     {
@@ -109,13 +112,13 @@ describe('OPA bundle signatures (made by the real opa build --signing-key)', () 
     {
       name: 'algorithm differs from the configured key',
       bytes: async () => ecSigned,
-      config: () => ({ keys: { default: { algorithm: 'RS256', publicKeyPEM: rsa.publicPEM } } }),
+      config: () => ({ keys: { default: { algorithm: 'RS256', publicKey: createPublicKey(rsa.publicPEM) } } }),
       code: 'ERR_BUNDLE_SIGNATURE',
     },
     {
       name: 'key id not configured',
       bytes: async () => rsaSigned,
-      config: () => ({ keys: { other: { algorithm: 'RS256', publicKeyPEM: rsa.publicPEM } } }),
+      config: () => ({ keys: { other: { algorithm: 'RS256', publicKey: createPublicKey(rsa.publicPEM) } } }),
       code: 'ERR_BUNDLE_SIGNATURE',
     },
     {
@@ -166,7 +169,7 @@ describe('OPA bundle signatures (made by the real opa build --signing-key)', () 
     ]);
     const b = await verifyBundle(
       { bytes: await readBytes(path), origin: 'v' },
-      trust({ keys: { k1: { algorithm: alg, publicKeyPEM: keys.publicPEM } } }),
+      trust({ keys: { k1: { algorithm: alg, publicKey: createPublicKey(keys.publicPEM) } } }),
     );
     expect(b.signer?.opa?.keyId).toBe('k1');
   });
@@ -190,7 +193,7 @@ describe('OPA bundle signatures (made by the real opa build --signing-key)', () 
     // Run inside the bundle directory so that the listed names are the bundle's own.
     await run(toolPath('opa'), ['sign', '--signing-key', rsa.privatePath, '--bundle', '.', '--output-file-path', '.'], { cwd: dir });
     files.set(SIGNATURES_FILE, readFileSync(join(dir, SIGNATURES_FILE)));
-    const config = { keys: { k: { algorithm: 'RS256' as const, publicKeyPEM: rsa.publicPEM } }, keyId: 'k' };
+    const config = { keys: { k: { algorithm: 'RS256' as const, publicKey: createPublicKey(rsa.publicPEM) } }, keyId: 'k' };
     const b = await verifyBundle({ bytes: await writeBundle(files), origin: 'opa-sign' }, trust(config));
     expect(b.files.get('data.json')?.equals(data)).toBe(true);
     const changed = Buffer.from(data.toString('utf8').replace('"x": 5999', '"x": 5998'));
