@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { VerdictError } from '../errors';
 
@@ -95,21 +95,36 @@ export function malformedNote(r: Malformed): string[] {
   return [`note: lines that are not events (skipped): ${r.malformedLines.join(', ')}${r.malformed > r.malformedLines.length ? ', …' : ''}`];
 }
 
+/**
+ * Opens `file` with `flags` (which should hold O_NONBLOCK, so that opening a FIFO does not wait for a writer)
+ * and keeps it only if the opened descriptor is a regular file: the name may have been replaced since it was
+ * listed or stat'ed. The spool adds O_NOFOLLOW; the CLI readers follow a symlink the user named.
+ */
+export async function openRegular(file: string, flags: number): Promise<FileHandle> {
+  const fh = await open(file, flags);
+  const st = await fh.stat().catch(async (err: unknown) => {
+    await fh.close();
+    throw err;
+  });
+  if (st.isFile()) return fh;
+  await fh.close();
+  throw new Error(`a ${fileKind(st)}, not a regular file`);
+}
+
+export function fileKind(st: Stats): string {
+  if (st.isDirectory()) return 'directory';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isFIFO()) return 'FIFO';
+  if (st.isSocket()) return 'socket';
+  return 'device';
+}
+
 async function openLog(file: string): Promise<FileHandle> {
-  let fh: FileHandle;
   try {
-    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then refused as not a regular file).
-    fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    return await openRegular(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     throw new VerdictError('ERR_DECISIONLOG_FILE', `${file}: ${(err as Error).message}`);
   }
-  const st = await fh.stat();
-  if (st.isFile()) return fh;
-  await fh.close();
-  throw new VerdictError(
-    'ERR_DECISIONLOG_FILE',
-    `${file} is not a regular file (${st.isDirectory() ? 'a directory' : 'a FIFO, socket or device'})`,
-  );
 }
 
 async function readChunk(fh: FileHandle, buf: Buffer, file: string): Promise<number> {

@@ -14,13 +14,12 @@ import {
   renameSync,
   unlinkSync,
   writeSync,
-  type Stats,
 } from 'node:fs';
-import { open, rename, writeFile, type FileHandle } from 'node:fs/promises';
+import { rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VerdictError, type ErrorCode } from '../errors';
 import { GENESIS_HASH } from './hash-chain';
-import { jsonObject } from './log-lines';
+import { fileKind, jsonObject, openRegular } from './log-lines';
 import { SegmentIndex } from './segment-index';
 
 const { O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY } = constants;
@@ -203,7 +202,7 @@ export class Spool {
   private async readSegment(batch: Batch, maxBytes: number): Promise<boolean> {
     const { segment, offset } = batch.next;
     let rest = this.segments.size(segment) - offset;
-    const fh = await openRegular(this.path(segment));
+    const fh = await openRegular(this.path(segment), O_RDONLY | SAFE);
     try {
       const first = batch.lines.length === 0;
       let want = Math.min(rest, first ? maxBytes : maxBytes - batch.bytes);
@@ -511,26 +510,6 @@ function openRegularSync(file: string, flags: number): number {
   if (st.isFile()) return fd;
   closeSync(fd);
   throw new Error(`a ${fileKind(st)}, not a regular file`);
-}
-
-/** openRegularSync for reading, as a FileHandle. */
-async function openRegular(file: string): Promise<FileHandle> {
-  const fh = await open(file, O_RDONLY | SAFE);
-  const st = await fh.stat().catch(async (err: unknown) => {
-    await fh.close();
-    throw err;
-  });
-  if (st.isFile()) return fh;
-  await fh.close();
-  throw new Error(`a ${fileKind(st)}, not a regular file`);
-}
-
-function fileKind(st: Stats): string {
-  if (st.isDirectory()) return 'directory';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'FIFO';
-  if (st.isSocket()) return 'socket';
-  return 'device';
 }
 
 /**
