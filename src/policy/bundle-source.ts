@@ -65,18 +65,23 @@ export function fetchFailureReason(err: unknown): string {
  */
 export const IDENTITY_ENCODING = { 'accept-encoding': 'identity' } as const;
 
-/** A response whose body was encoded anyway is refused: the bounds and digests are over the stored bytes. */
-function encodedResponse(res: Response, what: string): VerdictError | null {
+/**
+ * Why a response is refused for its Content-Encoding, or null: the body was encoded although the request asked
+ * for identity (IDENTITY_ENCODING), and the bounds and digests are over the stored bytes. Self-contained: the
+ * bundle worker runs it from its source text.
+ */
+export function unaskedEncoding(res: Response, what: string): string | null {
   const encoding = res.headers.get('content-encoding');
   if (encoding === null || encoding.trim().toLowerCase() === 'identity') return null;
-  return new VerdictError('ERR_BUNDLE_SOURCE', `${what} came with Content-Encoding ${encoding.slice(0, 40)} to a request for identity`);
+  return `${what} came with Content-Encoding ${encoding.slice(0, 40)} to a request for identity`;
 }
 
 /** Reads a response body up to `maxBytes`; a larger one is refused without buffering it. */
 export async function readBodyBounded(res: Response, maxBytes: number, what: string): Promise<Buffer> {
   const declared = Number(res.headers.get('content-length') ?? NaN);
+  const encoded = unaskedEncoding(res, what);
   const refused =
-    encodedResponse(res, what) ??
+    (encoded !== null ? new VerdictError('ERR_BUNDLE_SOURCE', encoded) : null) ??
     (Number.isFinite(declared) && declared > maxBytes
       ? new VerdictError('ERR_BUNDLE_TOO_LARGE', `${what} is ${declared} bytes (max ${maxBytes})`)
       : null);

@@ -5,7 +5,7 @@ import { VerdictError, type ErrorCode } from '../errors';
 import { canonicalJSONWrite } from './bundle-json-hash';
 import { readRegularFile, regularFileSteps } from './bundle-file-read';
 import { cosignVerifyBlob } from './bundle-cosign-blob';
-import { fetchFailureReason } from './bundle-source';
+import { fetchFailureReason, unaskedEncoding } from './bundle-source';
 import { hashHeldFiles } from './bundle-signed-hashes';
 import { untarStream } from './bundle-untar-stream';
 
@@ -37,6 +37,7 @@ const hashStructured = (data, h) => canonicalJSONWrite(data, (chunk) => h.update
 const untarStream = (${untarStream.toString()});
 const cosignVerifyBlob = (${cosignVerifyBlob.toString()});
 const fetchFailureReason = (${fetchFailureReason.toString()});
+const unaskedEncoding = (${unaskedEncoding.toString()});
 const hashHeldFiles = (${hashHeldFiles.toString()});
 // A lower CPU priority for this thread alone (Linux nice values are per thread; /proc/thread-self names its
 // id), so that a worker at full speed yields the core to the event loop whenever the loop has work. Nice 10,
@@ -74,11 +75,10 @@ const tasks = {
       throw refusal('ERR_BUNDLE_SOURCE', w.what + ' unreachable (' + fetchFailureReason(err) + ')');
     }
     const head = { status: res.status, etag: res.headers.get('etag') };
-    // Asked for as stored (IDENTITY_ENCODING in the headers): the bound and the digest are over those bytes.
-    const encoding = res.headers.get('content-encoding');
-    if (res.status === 200 && encoding !== null && encoding.trim().toLowerCase() !== 'identity') {
+    const encoded = res.status === 200 ? unaskedEncoding(res, w.what) : null;
+    if (encoded !== null) {
       await (res.body && res.body.cancel().catch(() => undefined));
-      throw refusal('ERR_BUNDLE_SOURCE', w.what + ' came with Content-Encoding ' + encoding.slice(0, 40) + ' to a request for identity');
+      throw refusal('ERR_BUNDLE_SOURCE', encoded);
     }
     const tooLarge = () => refusal('ERR_BUNDLE_TOO_LARGE', w.what + ' exceeds ' + w.maxBytes + ' bytes');
     const declared = Number(res.headers.get('content-length') ?? NaN);
