@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { bundlesSchema } from './sections/bundles';
+import { hostSchema } from './sections/bounds';
 import { cacheSchema } from './sections/cache';
 import { decisionLogSchema } from './sections/decision-log';
 import { enginesSchema } from './sections/engines';
@@ -25,7 +26,7 @@ const httpStatus = z
   .refine((n) => isEnvoyDenyStatus(n), { message: "must be a final status in Envoy's envoy.type.v3.StatusCode enum" });
 
 export const listenSchema = z.strictObject({
-  host: z.string().min(1).default('127.0.0.1'),
+  host: hostSchema.default('127.0.0.1'),
   port: port.default(9191),
   /** Also listen on this Unix socket path (gRPC only); null to disable. */
   unixSocket: z.string().min(1).nullable().default(null),
@@ -50,7 +51,7 @@ export const configSchema = z.strictObject({
       /** HTTP listener for /healthz, /readyz, /metrics. port null disables it. */
       http: z
         .strictObject({
-          host: z.string().min(1).default('127.0.0.1'),
+          host: hostSchema.default('127.0.0.1'),
           port: port.nullable().default(8181),
           /**
            * Sampling period of the event-loop delay behind verdict_nodejs_eventloop_lag_*. A block shorter

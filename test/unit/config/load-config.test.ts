@@ -134,4 +134,14 @@ describe('config', () => {
     const err = verdictErrorOf(() => loadConfig({ file: yamlFile(`${'k'.repeat(1000)}: 1\n`) }));
     expect(err.message).toBe(`unknown key "${'k'.repeat(64)}…"`);
   });
+
+  it.each(['server.grpc.host', 'server.http.host', 'httpAuthz.host'])(
+    'bounds %s at 253 characters (a DNS name): 254 is ERR_CONFIG',
+    (key) => {
+      expect(loadConfig({ overrides: [`${key}=${'h'.repeat(253)}`] })).toBeDefined();
+      const err = verdictErrorOf(() => loadConfig({ overrides: [`${key}=${'h'.repeat(254)}`] }));
+      expect(err.code).toBe('ERR_CONFIG');
+      expect(err.message).toContain(`"${key}"`);
+    },
+  );
 });
