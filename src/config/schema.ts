@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { bundlesSchema } from './sections/bundles';
-import { hostSchema } from './sections/bounds';
+import { hostSchema, unixSocketPathSchema } from './sections/bounds';
 import { cacheSchema } from './sections/cache';
 import { decisionLogSchema } from './sections/decision-log';
 import { enginesSchema } from './sections/engines';
@@ -29,7 +29,7 @@ export const listenSchema = z.strictObject({
   host: hostSchema.default('127.0.0.1'),
   port: port.default(9191),
   /** Also listen on this Unix socket path (gRPC only); null to disable. */
-  unixSocket: z.string().min(1).nullable().default(null),
+  unixSocket: unixSocketPathSchema.nullable().default(null),
   /**
    * opa-envoy-plugin's `grpc-max-send-msg-size`: a CheckResponse larger than this is not sent; a coded deny
    * (ERR_RESPONSE_TOO_LARGE) goes instead. (Its `grpc-max-recv-msg-size` is limits.maxRequestBytes.)

@@ -7,3 +7,32 @@ import { z } from 'zod';
 
 /** A host name or IP literal to listen on: RFC 1035 §2.3.4 caps a DNS name at 253 characters in text. */
 export const hostSchema = z.string().min(1).max(253);
+
+/**
+ * Linux sun_path holds 108 bytes with the terminating NUL (unix(7)); a longer path is cut short without an
+ * error, so verdict would listen on, or connect to, another path than the one configured and logged.
+ */
+export const MAX_UNIX_SOCKET_PATH_BYTES = 107;
+
+const sunPathMessage = `a Unix socket path is at most ${MAX_UNIX_SOCKET_PATH_BYTES} bytes (Linux sun_path)`;
+const fitsSunPath = (path: string): boolean => Buffer.byteLength(path, 'utf8') <= MAX_UNIX_SOCKET_PATH_BYTES;
+
+/** A Unix socket path verdict listens on. */
+export const unixSocketPathSchema = z.string().min(1).refine(fitsSunPath, { message: sunPathMessage });
+
+/**
+ * A socket verdict connects to, in SPIFFE_ENDPOINT_SOCKET form (`unix:///path`, `unix:/path`, a bare path,
+ * or `tcp://host:port`), read as workloadAPITarget (src/identity/workload-api-protos.ts) reads it.
+ */
+export const socketTargetSchema = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine(
+    (target) => {
+      if (target.startsWith('tcp:')) return true;
+      const path = target.startsWith('unix://') ? target.slice('unix://'.length) : target.replace(/^unix:/, '');
+      return fitsSunPath(path);
+    },
+    { message: sunPathMessage },
+  );

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { socketTargetSchema } from './bounds';
 import { jwtIssuersSchema } from './jwt-issuers';
 
 const httpStatus = z.number().int().min(200).max(599);
@@ -14,7 +15,7 @@ export const identitySchema = z
     workloadAPI: z
       .strictObject({
         /** `unix:///path`, `unix:/path` or a plain path; null = no Workload API (env SPIFFE_ENDPOINT_SOCKET). */
-        socket: z.string().min(1).nullable().default(null),
+        socket: socketTargetSchema.nullable().default(null),
         /** First reconnect delay after the agent goes away; doubles up to reconnectMaxMs (with jitter). */
         reconnectInitialMs: z.number().int().min(10).max(60_000).default(250),
         reconnectMaxMs: z.number().int().min(10).max(600_000).default(10_000),

@@ -144,4 +144,30 @@ describe('config', () => {
       expect(err.message).toContain(`"${key}"`);
     },
   );
+
+  describe('Unix socket paths fit Linux sun_path (107 bytes and its NUL)', () => {
+    const path = (bytes: number): string => `/${'s'.repeat(bytes - 1)}`;
+    it.each([
+      { key: 'server.grpc.unixSocket', name: 'a path', form: (p: string) => p },
+      { key: 'identity.workloadAPI.socket', name: 'unix:///path', form: (p: string) => `unix://${p}` },
+      { key: 'identity.workloadAPI.socket', name: 'unix:/path', form: (p: string) => `unix:${p}` },
+      { key: 'identity.workloadAPI.socket', name: 'a path', form: (p: string) => p },
+      { key: 'kernelTelemetry.delegatedIdentity.socket', name: 'unix:///path', form: (p: string) => `unix://${p}` },
+    ])('$key as $name: 107 bytes load, 108 are ERR_CONFIG naming the key', ({ key, form }) => {
+      expect(loadConfig({ overrides: [`${key}=${form(path(107))}`] })).toBeDefined();
+      const err = verdictErrorOf(() => loadConfig({ overrides: [`${key}=${form(path(108))}`] }));
+      expect(err.code).toBe('ERR_CONFIG');
+      expect(err.message).toBe(`"${key}": a Unix socket path is at most 107 bytes (Linux sun_path)`);
+    });
+
+    it('counts bytes, not characters: 54 two-byte characters are refused', () => {
+      const err = verdictErrorOf(() => loadConfig({ overrides: [`server.grpc.unixSocket=${'é'.repeat(54)}`] }));
+      expect(err.code).toBe('ERR_CONFIG');
+    });
+
+    it('accepts a tcp:// Workload API target (no socket path to bound)', () => {
+      const target = 'tcp://127.0.0.1:8081';
+      expect(loadConfig({ overrides: [`identity.workloadAPI.socket=${target}`] }).identity.workloadAPI.socket).toBe(target);
+    });
+  });
 });
