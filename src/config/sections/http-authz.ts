@@ -9,6 +9,7 @@ export const httpAuthzSchema = z
     /** Envoy's http_service.path_prefix: stripped from the path verdict receives to recover the original. */
     pathPrefix: z
       .string()
+      .max(1024)
       .regex(/^(\/[^?#]*)?$/, 'must be empty or start with "/"')
       .default(''),
     /** A request that sends no bytes for this long is dropped (Envoy's own timeout is shorter). */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { socketTargetSchema } from './bounds';
+import { pathSchema, socketTargetSchema } from './bounds';
 
 /** One row of the identity table: a workload's cgroup and how its SPIFFE ID is known. */
 const identityRow = z
@@ -41,9 +41,9 @@ export const kernelTelemetrySchema = z
   .strictObject({
     enabled: z.boolean().default(false),
     /** cgroup v2 directory the programs attach to; every workload cgroup to observe is it or below it. */
-    cgroupPath: z.string().min(1).nullable().default(null),
+    cgroupPath: pathSchema.nullable().default(null),
     /** bpffs directory for the pinned aggregate maps; null: not pinned. */
-    pinPath: z.string().min(1).nullable().default('/sys/fs/bpf/verdict-telemetry'),
+    pinPath: pathSchema.nullable().default('/sys/fs/bpf/verdict-telemetry'),
     /** When true, telemetry that cannot start stops verdict (ERR_KERNEL_TELEMETRY_UNAVAILABLE). */
     required: z.boolean().default(false),
     /** Bound of the kernel (cgroup, destination) aggregate map (LRU, per CPU). */
