@@ -43,6 +43,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 }
 
 export function validateConfig(raw: unknown): Config {
+  refuseSpecialKeys(raw, []);
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new VerdictError('ERR_CONFIG', formatIssues(parsed.error.issues));
   return deepFreeze(parsed.data);
@@ -75,6 +76,21 @@ function readYAMLFile(file: string): Record<string, unknown> {
 /** A key path for a message: each key cut to 64 characters, so a megabyte-long key is not echoed. */
 function showPath(path: readonly string[]): string {
   return path.map((k) => (k.length > 64 ? `${k.slice(0, 64)}…` : k)).join('.');
+}
+
+/**
+ * `__proto__`, `constructor` and `prototype` mean something to JS objects, not to verdict: the schema's maps
+ * (decisionLog.labels, sink headers, opaSigning.keys) would drop a `__proto__` key without a word. They are
+ * refused wherever they appear in the raw document, naming where.
+ */
+function refuseSpecialKeys(value: unknown, path: readonly string[]): void {
+  if (Array.isArray(value)) value.forEach((item, i) => refuseSpecialKeys(item, [...path, String(i)]));
+  else if (value !== null && typeof value === 'object') {
+    for (const [key, child] of Object.entries(value)) {
+      if (FORBIDDEN_KEYS.has(key)) throw new VerdictError('ERR_CONFIG', `"${showPath([...path, key])}" is not a usable key`);
+      refuseSpecialKeys(child, [...path, key]);
+    }
+  }
 }
 
 /** Scalars from env and flags: numbers, booleans and null are typed; everything else stays a string. */

@@ -73,7 +73,8 @@ export const bundlesSchema = z
     /** OPA bundle signing (.signatures.json). When set, unsigned bundles are refused. */
     opaSigning: z
       .strictObject({
-        keys: z.record(nameSchema.min(1), opaKey),
+        /** At least one: with none, every bundle would be refused (unsigned, or signed by an unknown key). */
+        keys: z.record(nameSchema.min(1), opaKey).refine((keys) => Object.keys(keys).length > 0, { message: 'needs at least one key' }),
         /** Use this key id whatever the JWT names. */
         keyId: nameSchema.min(1).optional(),
         scope: nameSchema.min(1).optional(),

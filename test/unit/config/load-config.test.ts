@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config/load-config';
+import { loadConfig, validateConfig } from '../../../src/config/load-config';
 import { packageRoot } from '../../../src/package-root';
 import { verdictErrorOf } from '../../helpers/error-code';
 
@@ -169,5 +169,35 @@ describe('config', () => {
       const target = 'tcp://127.0.0.1:8081';
       expect(loadConfig({ overrides: [`identity.workloadAPI.socket=${target}`] }).identity.workloadAPI.socket).toBe(target);
     });
+  });
+
+  describe('keys that name JS object internals', () => {
+    const opaKey = '{ algorithm: ES256, keyFile: /etc/verdict/k.pem }';
+    it.each(
+      ['__proto__', 'constructor', 'prototype'].flatMap((key) => [
+        { key, text: `decisionLog:\n  labels:\n    ${key}: x\n`, path: `decisionLog.labels.${key}` },
+        {
+          key,
+          text: `decisionLog:\n  http:\n    url: http://logs.example/\n    headers:\n      ${key}: x\n`,
+          path: `decisionLog.http.headers.${key}`,
+        },
+        { key, text: `bundles:\n  opaSigning:\n    keys:\n      ${key}: ${opaKey}\n`, path: `bundles.opaSigning.keys.${key}` },
+      ]),
+    )('refuses $path in the file with ERR_CONFIG naming it', ({ text, path }) => {
+      const err = verdictErrorOf(() => loadConfig({ file: yamlFile(text) }));
+      expect(err.code).toBe('ERR_CONFIG');
+      expect(err.message).toBe(`"${path}" is not a usable key`);
+    });
+
+    it('refuses them in a document handed to validateConfig (JSON.parse keeps __proto__ as a key)', () => {
+      const err = verdictErrorOf(() => validateConfig(JSON.parse('{"decisionLog": {"labels": {"__proto__": {"polluted": "x"}}}}')));
+      expect(err.message).toBe('"decisionLog.labels.__proto__" is not a usable key');
+    });
+  });
+
+  it('refuses bundles.opaSigning with no keys with ERR_CONFIG', () => {
+    const err = verdictErrorOf(() => validateConfig({ bundles: { opaSigning: { keys: {} } } }));
+    expect(err.code).toBe('ERR_CONFIG');
+    expect(err.message).toBe('"bundles.opaSigning.keys": needs at least one key');
   });
 });
