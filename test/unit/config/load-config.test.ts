@@ -200,4 +200,79 @@ describe('config', () => {
     expect(err.code).toBe('ERR_CONFIG');
     expect(err.message).toBe('"bundles.opaSigning.keys": needs at least one key');
   });
+
+  describe('YAML is read strictly', () => {
+    const refusal = (text: string | Buffer): string => {
+      const file = yamlFile('');
+      writeFileSync(file, text);
+      const err = verdictErrorOf(() => loadConfig({ file }));
+      expect(err.code).toBe('ERR_CONFIG');
+      return err.message.slice(`config file ${file} `.length);
+    };
+    it.each([
+      {
+        name: 'an unknown tag',
+        text: 'decisionLog:\n  labels:\n    team: !secret x\n',
+        says: 'is not valid YAML: TAG_RESOLVE_FAILED at line 3, column 11',
+      },
+      {
+        name: 'a YAML 1.1 tag (!!binary)',
+        text: 'decisionLog:\n  labels:\n    team: !!binary eA==\n',
+        says: 'is not valid YAML: TAG_RESOLVE_FAILED at line 3, column 11',
+      },
+      {
+        name: 'a %YAML 1.1 directive (yes booleans, << merges)',
+        text: '%YAML 1.1\n---\nserver:\n  reflection: yes\n',
+        says: 'is not valid YAML: a %YAML 1.1 directive (verdict reads YAML 1.2) at line 1, column 1',
+      },
+      {
+        name: 'keys 1 and "1" (one JS key)',
+        text: 'decisionLog:\n  labels:\n    1: first\n    "1": second\n',
+        says: 'is not valid YAML: key "decisionLog.labels.1" a second time at line 4, column 5',
+      },
+      {
+        name: 'keys ~ and "" (one JS key)',
+        text: 'decisionLog:\n  labels:\n    ~: first\n    "": second\n',
+        says: 'is not valid YAML: key "decisionLog.labels." a second time at line 4, column 5',
+      },
+      {
+        name: 'a key repeated',
+        text: 'log:\n  level: info\n  level: debug\n',
+        says: 'is not valid YAML: key "log.level" a second time at line 3, column 3',
+      },
+      {
+        name: 'a key that is a sequence',
+        text: 'decisionLog:\n  labels:\n    ? [a, b]\n    : x\n',
+        says: 'is not valid YAML: a mapping key that is not a scalar in "decisionLog.labels" at line 3, column 7',
+      },
+      {
+        name: 'a second document',
+        text: 'log: {level: info}\n---\nlog: {level: debug}\n',
+        says: 'is not valid YAML: a second document at line 2, column 1',
+      },
+      {
+        name: 'nesting past 64 levels',
+        text: `decisionLog:\n  mask: ${'['.repeat(100_000)}${']'.repeat(100_000)}\n`,
+        says: 'is not valid YAML: nesting deeper than 64 levels at line 2, column 71',
+      },
+      {
+        name: 'more than 100 aliases',
+        text: `decisionLog:\n  labels: &l {team: x}\n  mask: [${'*l, '.repeat(101)}x]\n`,
+        says: 'expands aliases past 100',
+      },
+      {
+        name: 'bytes that are not UTF-8',
+        text: Buffer.from('decisionLog:\n  labels:\n    team: \xff\xfe\n', 'latin1'),
+        says: 'is not UTF-8 text',
+      },
+      { name: 'UTF-16', text: Buffer.from('\ufefflog: {level: info}\n', 'utf16le'), says: 'is not UTF-8 text' },
+    ])('refuses $name with ERR_CONFIG, naming the place', ({ text, says }) => {
+      expect(refusal(text)).toBe(says);
+    });
+
+    it('reads a UTF-8 file with a byte order mark', () => {
+      const file = yamlFile('\ufefflog:\n  level: warn\n');
+      expect(loadConfig({ file }).log.level).toBe('warn');
+    });
+  });
 });
