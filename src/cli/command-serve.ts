@@ -12,6 +12,7 @@ import { drainThenStop } from '../server/drain-sequence';
 import { applyHeapGrowing } from './heap-growing';
 import { startGcMarking } from './gc-marking';
 import { startMallocTrim } from './malloc-trim';
+import { boundedError, boundedText } from './fatal-text';
 import { loadConfigIsolated } from './load-config-isolated';
 import { Metrics } from '../telemetry/metrics';
 
@@ -46,12 +47,12 @@ export function registerServe(program: Command): void {
 function failStart(err: unknown, logger: Logger): never {
   if (err instanceof WorkerFailed) process.exit(1);
   const code = err instanceof VerdictError ? err.code : 'ERR_INTERNAL';
-  const detail = err instanceof Error ? err.message : String(err);
+  const detail = boundedText(err instanceof Error ? err.message : String(err));
   if (cluster.isWorker && process.send) {
     process.send({ type: 'verdict:failed', code, detail } satisfies WorkerFailure, () => process.exit(1));
     return undefined as never;
   }
-  logger.fatal(err instanceof VerdictError ? { code, detail } : { code, err }, 'verdict cannot start');
+  logger.fatal(err instanceof VerdictError ? { code, detail } : { code, err: boundedError(err) }, 'verdict cannot start');
   process.exit(1);
 }
 
@@ -119,8 +120,7 @@ function workerConfig(config: Config): Config {
 function onCrash(logger: Logger, metrics: Metrics): void {
   const die = (kind: string) => (err: unknown) => {
     metrics.uncaughtExceptions.inc({ kind });
-    const e = err instanceof Error ? err : new Error(String(err));
-    logger.fatal({ kind, err: { message: e.message, stack: e.stack } }, 'uncaught exception; exiting');
+    logger.fatal({ kind, err: boundedError(err) }, 'uncaught exception; exiting');
     process.exit(70);
   };
   process.on('uncaughtException', die('exception'));

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { bundlesSchema } from './sections/bundles';
+import { headerNameSchema, hostSchema, nameSchema, pathSchema, unixSocketPathSchema } from './sections/bounds';
 import { cacheSchema } from './sections/cache';
 import { decisionLogSchema } from './sections/decision-log';
 import { enginesSchema } from './sections/engines';
@@ -25,10 +26,10 @@ const httpStatus = z
   .refine((n) => isEnvoyDenyStatus(n), { message: "must be a final status in Envoy's envoy.type.v3.StatusCode enum" });
 
 export const listenSchema = z.strictObject({
-  host: z.string().min(1).default('127.0.0.1'),
+  host: hostSchema.default('127.0.0.1'),
   port: port.default(9191),
   /** Also listen on this Unix socket path (gRPC only); null to disable. */
-  unixSocket: z.string().min(1).nullable().default(null),
+  unixSocket: unixSocketPathSchema.nullable().default(null),
   /**
    * opa-envoy-plugin's `grpc-max-send-msg-size`: a CheckResponse larger than this is not sent; a coded deny
    * (ERR_RESPONSE_TOO_LARGE) goes instead. (Its `grpc-max-recv-msg-size` is limits.maxRequestBytes.)
@@ -50,7 +51,7 @@ export const configSchema = z.strictObject({
       /** HTTP listener for /healthz, /readyz, /metrics. port null disables it. */
       http: z
         .strictObject({
-          host: z.string().min(1).default('127.0.0.1'),
+          host: hostSchema.default('127.0.0.1'),
           port: port.nullable().default(8181),
           /**
            * Sampling period of the event-loop delay behind verdict_nodejs_eventloop_lag_*. A block shorter
@@ -131,9 +132,9 @@ export const configSchema = z.strictObject({
   policy: z
     .strictObject({
       /** Path to a bundle (.tar.gz) or null for the embedded default bundle. */
-      bundle: z.string().min(1).nullable().default(null),
+      bundle: pathSchema.nullable().default(null),
       /** The rule queried, as a path (OPA-Envoy's default). A bundle manifest may override it. */
-      entrypoint: z.string().min(1).default('envoy/authz/allow'),
+      entrypoint: nameSchema.min(1).default('envoy/authz/allow'),
       /**
        * opa-envoy-plugin's `skip-request-body-parse`: the body is not parsed, and the input document has no
        * `parsed_body` / `truncated_body` (the raw body stays in attributes). Saves the parse when no rule reads it.
@@ -144,7 +145,7 @@ export const configSchema = z.strictObject({
        * --descriptor_set_out`). With it, application/grpc bodies sent as raw_body are decoded into
        * parsed_body (docs/grpc-body.md). Read once at start-up; a bad file refuses the start (ERR_CONFIG).
        */
-      protoDescriptor: z.string().min(1).nullable().default(null),
+      protoDescriptor: pathSchema.nullable().default(null),
       /** A decision that takes longer than this is discarded and denied. */
       timeoutMs: z.number().int().min(1).max(60_000).default(100),
       /** opa-wasm linear memory bound, in 64 KiB pages. */
@@ -164,7 +165,7 @@ export const configSchema = z.strictObject({
       /** HTTP status when verdict cannot decide (engine error, timeout, no policy). */
       errorStatus: httpStatus.default(500),
       /** Response header that carries the reason code on a deny. Empty string disables it. */
-      reasonHeader: z.string().default('x-verdict-reason'),
+      reasonHeader: headerNameSchema.default('x-verdict-reason'),
       /**
        * false: a deny carries neither the reason header nor the reason as gRPC status message, exactly the
        * response opa-envoy-plugin sends (the reason still goes to logs and metrics).

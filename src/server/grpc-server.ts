@@ -119,12 +119,12 @@ export class GrpcServer {
     const { grpc: listen } = this.deps.config.server;
     const address = `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
     const port = await listenOn(this.createServer(), { host: listen.host, port: listen.port }).catch((err: unknown) =>
-      Promise.reject(listenError(err, address, 'server.grpc.port')),
+      Promise.reject(listenError(err, address, { host: 'server.grpc.host', port: 'server.grpc.port' })),
     );
     if (listen.unixSocket) {
       const socket = listen.unixSocket;
       await listenOn(this.createServer(), { path: socket }).catch((err: unknown) =>
-        Promise.reject(listenError(err, socket, 'server.grpc.unixSocket')),
+        Promise.reject(listenError(err, socket, { path: 'server.grpc.unixSocket' })),
       );
     }
     await this.reflection?.start();

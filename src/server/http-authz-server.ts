@@ -47,7 +47,9 @@ export class HttpAuthzServer {
   start(): Promise<number> {
     const { host, port } = this.deps.config.httpAuthz;
     return new Promise((resolve, reject) => {
-      this.server.once('error', (err) => reject(listenError(err, `${host}:${port ?? 0}`, 'httpAuthz.port')));
+      this.server.once('error', (err) =>
+        reject(listenError(err, `${host}:${port ?? 0}`, { host: 'httpAuthz.host', port: 'httpAuthz.port' })),
+      );
       this.server.listen(port ?? 0, host, () => resolve((this.server.address() as AddressInfo).port));
     });
   }

@@ -38,7 +38,9 @@ export class OpsHttpServer {
 
   start(): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.once('error', (err) => reject(listenError(err, `${this.deps.host}:${this.deps.port}`, 'server.http.port')));
+      this.server.once('error', (err) =>
+        reject(listenError(err, `${this.deps.host}:${this.deps.port}`, { host: 'server.http.host', port: 'server.http.port' })),
+      );
       this.server.listen(this.deps.port, this.deps.host, () => resolve((this.server.address() as AddressInfo).port));
     });
   }

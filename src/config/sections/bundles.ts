@@ -1,11 +1,18 @@
 import { z } from 'zod';
+import { headerValueSchema, httpURLSchema, nameSchema, pathSchema } from './bounds';
 
 /**
  * Where policy bundles come from and what makes one trusted (owned by src/policy/bundle-*). Every source
  * is off by default: with `source: null` verdict serves `policy.bundle` or the embedded default bundle.
  */
-const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex characters');
-const ociDigest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex>');
+const sha256Hex = z
+  .string()
+  .max(64)
+  .regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex characters');
+const ociDigest = z
+  .string()
+  .max(71)
+  .regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex>');
 const delays = {
   /** Polls wait a uniformly random time between these two (OPA's min/max_delay_seconds), in ms. */
   minDelayMs: z.number().int().min(1).max(86_400_000).default(30_000),
@@ -17,9 +24,9 @@ const delays = {
 const fileSource = z.strictObject({
   type: z.literal('file'),
   /** The bundle .tar.gz; replaced atomically (write elsewhere, rename over it) to publish a new one. */
-  path: z.string().min(1),
+  path: pathSchema,
   /** cosign signature beside it (default `<path>.sig` when a cosign key is configured). */
-  signaturePath: z.string().min(1).nullable().default(null),
+  signaturePath: pathSchema.nullable().default(null),
   /** Changes within this window are read once. */
   debounceMs: z.number().int().min(0).max(60_000).default(200),
 });
@@ -27,35 +34,35 @@ const fileSource = z.strictObject({
 const httpSource = z.strictObject({
   type: z.literal('http'),
   /** The bundle resource of an OPA bundle service (GET, ETag / If-None-Match). Only http: and https:. */
-  url: z.url({ protocol: /^https?$/ }),
+  url: httpURLSchema,
   /** cosign signature URL (default `<url>.sig` when a cosign key is configured). */
-  signatureUrl: z
-    .url({ protocol: /^https?$/ })
-    .nullable()
-    .default(null),
+  signatureUrl: httpURLSchema.nullable().default(null),
   /** Value of the Authorization header (never logged). */
-  authorization: z.string().min(1).nullable().default(null),
+  authorization: headerValueSchema.min(1).nullable().default(null),
   ...delays,
 });
 
 const ociSource = z.strictObject({
   type: z.literal('oci'),
   /** Registry base URL, e.g. https://ghcr.io or http://127.0.0.1:5000 (plain HTTP for loopback tests). */
-  registry: z.url({ protocol: /^https?$/ }),
-  repository: z.string().regex(/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/),
+  registry: httpURLSchema,
+  repository: z
+    .string()
+    .max(255)
+    .regex(/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/),
   /** A tag, or a manifest digest (sha256:…) to pull by digest. */
-  reference: z.string().min(1),
+  reference: nameSchema.min(1),
   /** Pin: the manifest must have this digest (guards a moving tag). */
   digest: ociDigest.nullable().default(null),
-  authorization: z.string().min(1).nullable().default(null),
+  authorization: headerValueSchema.min(1).nullable().default(null),
   ...delays,
 });
 
 const opaKey = z.strictObject({
   algorithm: z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512']).default('RS256'),
   /** PEM public key file. */
-  keyFile: z.string().min(1),
-  scope: z.string().min(1).optional(),
+  keyFile: pathSchema,
+  scope: nameSchema.min(1).optional(),
 });
 
 export const bundlesSchema = z
@@ -66,22 +73,20 @@ export const bundlesSchema = z
     /** OPA bundle signing (.signatures.json). When set, unsigned bundles are refused. */
     opaSigning: z
       .strictObject({
-        keys: z.record(z.string().min(1), opaKey),
+        /** At least one: with none, every bundle would be refused (unsigned, or signed by an unknown key). */
+        keys: z.record(nameSchema.min(1), opaKey).refine((keys) => Object.keys(keys).length > 0, { message: 'needs at least one key' }),
         /** Use this key id whatever the JWT names. */
-        keyId: z.string().min(1).optional(),
-        scope: z.string().min(1).optional(),
+        keyId: nameSchema.min(1).optional(),
+        scope: nameSchema.min(1).optional(),
       })
       .nullable()
       .default(null),
     /** cosign sign-blob signature over the bundle file, verified with this PEM public key. When set, unsigned bundles are refused. */
-    cosign: z
-      .strictObject({ publicKeyFile: z.string().min(1) })
-      .nullable()
-      .default(null),
+    cosign: z.strictObject({ publicKeyFile: pathSchema }).nullable().default(null),
     /** Refuse a signed bundle whose signing time (iat) is older than the active bundle's (rollback). */
     rejectOlderSignatures: z.boolean().default(true),
     /** Keep the last good bundle here so a restart works while the source is down. null: no persistence. */
-    persistDir: z.string().min(1).nullable().default(null),
+    persistDir: pathSchema.nullable().default(null),
     /**
      * Deadline of each load step of one bundle (read and verify, instantiate and start function, self-test).
      * A step past it refuses the bundle (ERR_BUNDLE_LOAD_TIMEOUT) and frees the load queue.

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { headerNameSchema, headerValueSchema, httpURLSchema, nameSchema, pathSchema } from './bounds';
 import { DEFAULT_MASKS } from '../../decisionlog/event-mask';
 
 const MiB = 1024 * 1024;
@@ -11,7 +12,7 @@ export const decisionLogSchema = z
     /** Sink: an append-only file with size-based rotation. */
     file: z
       .strictObject({
-        path: z.string().min(1),
+        path: pathSchema,
         maxBytes: z
           .number()
           .int()
@@ -24,16 +25,16 @@ export const decisionLogSchema = z
     /** Sink: OPA's decision-log service protocol (gzip JSON array, POST), e.g. url http://host:port/logs. */
     http: z
       .strictObject({
-        url: z.url({ protocol: /^https?$/ }),
+        url: httpURLSchema,
         timeoutMs: z.number().int().min(10).max(300_000).default(5000),
-        headers: z.record(z.string(), z.string()).default({}),
+        headers: z.record(headerNameSchema, headerValueSchema).default({}),
       })
       .nullable()
       .default(null),
     /** The on-disk spool every event passes through. dir null: a private temp dir (lost on restart). */
     spool: z
       .strictObject({
-        dir: z.string().min(1).nullable().default(null),
+        dir: pathSchema.nullable().default(null),
         maxBytes: z
           .number()
           .int()
@@ -71,10 +72,10 @@ export const decisionLogSchema = z
       .default(16 * MiB),
     /** Paths removed from every event (JSON pointers into the event, or dotted), or {path, replaceWith}. */
     mask: z
-      .array(z.union([z.string().min(1), z.strictObject({ path: z.string().min(1), replaceWith: z.string() })]))
+      .array(z.union([nameSchema.min(1), z.strictObject({ path: nameSchema.min(1), replaceWith: nameSchema })]))
       .default([...DEFAULT_MASKS]),
     /** Extra labels on every event (OPA's labels: id and version are always set). */
-    labels: z.record(z.string(), z.string()).default({}),
+    labels: z.record(nameSchema, nameSchema).default({}),
     /** On shutdown, how long sinks get to catch up; the rest stays spooled for the next start. */
     drainOnCloseMs: z.number().int().min(0).max(300_000).default(2000),
   })

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { headerNameSchema } from './bounds';
 import { DEFAULT_ENGINES_CONFIG } from './engines-defaults';
 
 const defaults = DEFAULT_ENGINES_CONFIG;
@@ -9,7 +10,7 @@ export const enginesSchema = z
     cedar: z
       .strictObject({
         /** Header carrying the determining Cedar policy ids (upstream on allow, response on deny); '' disables. */
-        reasonsHeader: z.string().default(defaults.cedar.reasonsHeader),
+        reasonsHeader: headerNameSchema.default(defaults.cedar.reasonsHeader),
         /** Entities passed per decision beyond which a request is denied (ERR_POLICY_EVAL): the cost bound. */
         maxEntitiesPerRequest: z.number().int().min(4).max(10_000).default(defaults.cedar.maxEntitiesPerRequest),
       })

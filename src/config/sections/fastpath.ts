@@ -1,13 +1,14 @@
 import { z } from 'zod';
+import { pathSchema } from './bounds';
 
 /** Kernel fast path (owned by src/fastpath/). Off by default, so the default start works anywhere. */
 export const fastpathSchema = z
   .strictObject({
     enabled: z.boolean().default(false),
     /** cgroup v2 directory the connect programs attach to; every process in it (and below) is enforced. */
-    cgroupPath: z.string().min(1).nullable().default(null),
+    cgroupPath: pathSchema.nullable().default(null),
     /** bpffs directory where the maps are pinned for `verdict fastpath status`; null: not pinned. */
-    pinPath: z.string().min(1).nullable().default('/sys/fs/bpf/verdict'),
+    pinPath: pathSchema.nullable().default('/sys/fs/bpf/verdict'),
     /** When true, a fast path that cannot start stops verdict (ERR_FASTPATH_UNAVAILABLE) instead of running without it. */
     required: z.boolean().default(false),
     /** A (source, destination, port) verdict turns hot after this many identical decisions within hotWindowMs. */

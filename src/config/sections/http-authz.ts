@@ -1,13 +1,15 @@
 import { z } from 'zod';
+import { hostSchema } from './bounds';
 
 /** Envoy's HTTP ext_authz protocol (http_service), served on its own listener. port null disables it. */
 export const httpAuthzSchema = z
   .strictObject({
-    host: z.string().min(1).default('127.0.0.1'),
+    host: hostSchema.default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).nullable().default(null),
     /** Envoy's http_service.path_prefix: stripped from the path verdict receives to recover the original. */
     pathPrefix: z
       .string()
+      .max(1024)
       .regex(/^(\/[^?#]*)?$/, 'must be empty or start with "/"')
       .default(''),
     /**

@@ -1,8 +1,12 @@
 import { z } from 'zod';
+import { headerNameSchema, nameSchema, pathSchema, socketTargetSchema } from './bounds';
 import { jwtIssuersSchema } from './jwt-issuers';
 
 const httpStatus = z.number().int().min(200).max(599);
-const spiffeIDPattern = z.string().regex(/^spiffe:\/\/[^/?#]+(\/.*)?$/, 'must be a SPIFFE ID, optionally ending in /*');
+const spiffeIDPattern = z
+  .string()
+  .max(2048)
+  .regex(/^spiffe:\/\/[^/?#]+(\/.*)?$/, 'must be a SPIFFE ID, optionally ending in /*');
 
 /**
  * SPIFFE identity (owned by src/identity/). Off by default, so verdict starts without SPIRE; when on, it
@@ -14,7 +18,7 @@ export const identitySchema = z
     workloadAPI: z
       .strictObject({
         /** `unix:///path`, `unix:/path` or a plain path; null = no Workload API (env SPIFFE_ENDPOINT_SOCKET). */
-        socket: z.string().min(1).nullable().default(null),
+        socket: socketTargetSchema.nullable().default(null),
         /** First reconnect delay after the agent goes away; doubles up to reconnectMaxMs (with jitter). */
         reconnectInitialMs: z.number().int().min(10).max(60_000).default(250),
         reconnectMaxMs: z.number().int().min(10).max(600_000).default(10_000),
@@ -24,7 +28,7 @@ export const identitySchema = z
       .prefault({}),
     /** Trust bundles from files: PEM certificates or a SPIFFE bundle (JWK set). For federation or without SPIRE. */
     staticBundles: z
-      .array(z.strictObject({ trustDomain: z.string().min(1), path: z.string().min(1) }))
+      .array(z.strictObject({ trustDomain: nameSchema.min(1), path: pathSchema }))
       .max(1000)
       .default([]),
     x509: z
@@ -50,7 +54,7 @@ export const identitySchema = z
              */
             trustXFCCChain: z.boolean().default(false),
             /** PEM files of intermediates, read at start. */
-            files: z.array(z.string().min(1)).max(100).default([]),
+            files: z.array(pathSchema).max(100).default([]),
           })
           .prefault({}),
       })
@@ -59,15 +63,14 @@ export const identitySchema = z
       .strictObject({
         /** Verify a JWT-SVID from `header` (on when audiences are configured). */
         enabled: z.boolean().default(true),
-        header: z
-          .string()
+        header: headerNameSchema
           .min(1)
           .transform((h) => h.toLowerCase())
           .default('authorization'),
         /** Scheme before the token in the header (`Bearer`); "" = the whole value is the token. */
-        scheme: z.string().default('Bearer'),
+        scheme: nameSchema.default('Bearer'),
         /** JWT-SVID §3.2: verdict's audiences; a token must name one of them. */
-        audiences: z.array(z.string().min(1)).max(100).default([]),
+        audiences: z.array(nameSchema.min(1)).max(100).default([]),
         algorithms: z
           .array(z.enum(['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512']))
           .min(1)

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { httpURLSchema, nameSchema, pathSchema } from './bounds';
 
 /** Asymmetric JWS algorithms only: `none` and HMAC (a secret shared with every verifier) never verify a caller. */
 export const OIDC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
@@ -8,14 +9,11 @@ const issuerSchema = z
     /** The exact `iss` value (OIDC Discovery §4.3: it must equal the discovery document's `issuer`). */
     issuer: z.string().min(1).max(2048),
     /** The issuer's JWK Set URL; with neither this nor jwksFile, discovery at `<issuer>/.well-known/openid-configuration`. */
-    jwksUri: z
-      .url({ protocol: /^https?$/ })
-      .nullable()
-      .default(null),
+    jwksUri: httpURLSchema.nullable().default(null),
     /** A static JWK Set file (read once at start-up), for issuers without an endpoint. */
-    jwksFile: z.string().min(1).nullable().default(null),
+    jwksFile: pathSchema.nullable().default(null),
     /** RFC 7519 §4.1.3: the token's `aud` must name one of these. */
-    audiences: z.array(z.string().min(1)).min(1).max(100),
+    audiences: z.array(nameSchema.min(1)).min(1).max(100),
     algorithms: z.array(z.enum(OIDC_ALGORITHMS)).min(1).default(['RS256', 'ES256']),
     /** Tolerance on exp / nbf / iat for clock drift between issuer and verdict. */
     clockSkewSeconds: z.number().int().min(0).max(300).default(30),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { pathSchema, socketTargetSchema } from './bounds';
 
 /** One row of the identity table: a workload's cgroup and how its SPIFFE ID is known. */
 const identityRow = z
@@ -22,7 +23,7 @@ const delegatedIdentity = z
     /** Off by default: the agent must serve admin_socket_path and list verdict's SPIFFE ID in authorized_delegates. */
     enabled: z.boolean().default(false),
     /** The agent's admin socket (admin_socket_path, not the Workload API socket): `unix:///path` or a path. */
-    socket: z.string().min(1).nullable().default(null),
+    socket: socketTargetSchema.nullable().default(null),
     /** Per cgroup, this many of its processes get a stream; their IDs must agree, else the cgroup is unknown. */
     pidsPerCgroup: z.number().int().min(1).max(8).default(2),
     /** How often each cgroup's followed processes are checked (exited, moved, PID reused) and free slots refilled. */
@@ -40,9 +41,9 @@ export const kernelTelemetrySchema = z
   .strictObject({
     enabled: z.boolean().default(false),
     /** cgroup v2 directory the programs attach to; every workload cgroup to observe is it or below it. */
-    cgroupPath: z.string().min(1).nullable().default(null),
+    cgroupPath: pathSchema.nullable().default(null),
     /** bpffs directory for the pinned aggregate maps; null: not pinned. */
-    pinPath: z.string().min(1).nullable().default('/sys/fs/bpf/verdict-telemetry'),
+    pinPath: pathSchema.nullable().default('/sys/fs/bpf/verdict-telemetry'),
     /** When true, telemetry that cannot start stops verdict (ERR_KERNEL_TELEMETRY_UNAVAILABLE). */
     required: z.boolean().default(false),
     /** Bound of the kernel (cgroup, destination) aggregate map (LRU, per CPU). */

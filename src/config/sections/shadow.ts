@@ -12,6 +12,7 @@ const fraction = z
     z.number(),
     z
       .string()
+      .max(32)
       .regex(/^\d*\.?\d+$/)
       .transform(Number),
   ])

@@ -15,7 +15,10 @@ const selectorSchema = z.discriminatedUnion('from', [
 
 const tenantSchema = z.strictObject({
   /** Used in metric labels, log labels and the cache namespace. */
-  name: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'lowercase letters, digits, _ . - (max 63)'),
+  name: z
+    .string()
+    .max(63)
+    .regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'lowercase letters, digits, _ . - (max 63)'),
   /** Selector values that name this tenant. */
   match: z.array(z.string().min(1).max(1024)).min(1).max(1000),
   /** This tenant's bundle source and trust (the keys of the top-level `bundles` section; `source` is required). */

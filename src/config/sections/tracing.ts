@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { httpURLSchema } from './bounds';
 
 /**
  * OpenTelemetry spans for Check (src/telemetry/tracing.ts), exported by OTLP/HTTP (JSON). Off by default.
@@ -9,7 +10,7 @@ export const tracingSchema = z
   .strictObject({
     enabled: z.boolean().default(false),
     /** OTLP/HTTP traces endpoint (the collector's /v1/traces). */
-    otlpEndpoint: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:4318/v1/traces'),
+    otlpEndpoint: httpURLSchema.default('http://127.0.0.1:4318/v1/traces'),
     /** Share of Checks without a sampled parent that are traced (0..1). */
     sampleRatio: z.number().min(0).max(1).default(0.01),
     /** Follow the caller's sampled flag (W3C trace-context §3.2.2.5, B3 "sampled"). */

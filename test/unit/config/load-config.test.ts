@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config/load-config';
+import { loadConfig, validateConfig } from '../../../src/config/load-config';
 import { packageRoot } from '../../../src/package-root';
 import { verdictErrorOf } from '../../helpers/error-code';
 
@@ -133,5 +133,146 @@ describe('config', () => {
   it('a refusal cuts each key it names to 64 characters', () => {
     const err = verdictErrorOf(() => loadConfig({ file: yamlFile(`${'k'.repeat(1000)}: 1\n`) }));
     expect(err.message).toBe(`unknown key "${'k'.repeat(64)}…"`);
+  });
+
+  it.each(['server.grpc.host', 'server.http.host', 'httpAuthz.host'])(
+    'bounds %s at 253 characters (a DNS name): 254 is ERR_CONFIG',
+    (key) => {
+      expect(loadConfig({ overrides: [`${key}=${'h'.repeat(253)}`] })).toBeDefined();
+      const err = verdictErrorOf(() => loadConfig({ overrides: [`${key}=${'h'.repeat(254)}`] }));
+      expect(err.code).toBe('ERR_CONFIG');
+      expect(err.message).toContain(`"${key}"`);
+    },
+  );
+
+  describe('Unix socket paths fit Linux sun_path (107 bytes and its NUL)', () => {
+    const path = (bytes: number): string => `/${'s'.repeat(bytes - 1)}`;
+    it.each([
+      { key: 'server.grpc.unixSocket', name: 'a path', form: (p: string) => p },
+      { key: 'identity.workloadAPI.socket', name: 'unix:///path', form: (p: string) => `unix://${p}` },
+      { key: 'identity.workloadAPI.socket', name: 'unix:/path', form: (p: string) => `unix:${p}` },
+      { key: 'identity.workloadAPI.socket', name: 'a path', form: (p: string) => p },
+      { key: 'kernelTelemetry.delegatedIdentity.socket', name: 'unix:///path', form: (p: string) => `unix://${p}` },
+    ])('$key as $name: 107 bytes load, 108 are ERR_CONFIG naming the key', ({ key, form }) => {
+      expect(loadConfig({ overrides: [`${key}=${form(path(107))}`] })).toBeDefined();
+      const err = verdictErrorOf(() => loadConfig({ overrides: [`${key}=${form(path(108))}`] }));
+      expect(err.code).toBe('ERR_CONFIG');
+      expect(err.message).toBe(`"${key}": a Unix socket path is at most 107 bytes (Linux sun_path)`);
+    });
+
+    it('counts bytes, not characters: 54 two-byte characters are refused', () => {
+      const err = verdictErrorOf(() => loadConfig({ overrides: [`server.grpc.unixSocket=${'é'.repeat(54)}`] }));
+      expect(err.code).toBe('ERR_CONFIG');
+    });
+
+    it('accepts a tcp:// Workload API target (no socket path to bound)', () => {
+      const target = 'tcp://127.0.0.1:8081';
+      expect(loadConfig({ overrides: [`identity.workloadAPI.socket=${target}`] }).identity.workloadAPI.socket).toBe(target);
+    });
+  });
+
+  describe('keys that name JS object internals', () => {
+    const opaKey = '{ algorithm: ES256, keyFile: /etc/verdict/k.pem }';
+    it.each(
+      ['__proto__', 'constructor', 'prototype'].flatMap((key) => [
+        { key, text: `decisionLog:\n  labels:\n    ${key}: x\n`, path: `decisionLog.labels.${key}` },
+        {
+          key,
+          text: `decisionLog:\n  http:\n    url: http://logs.example/\n    headers:\n      ${key}: x\n`,
+          path: `decisionLog.http.headers.${key}`,
+        },
+        { key, text: `bundles:\n  opaSigning:\n    keys:\n      ${key}: ${opaKey}\n`, path: `bundles.opaSigning.keys.${key}` },
+      ]),
+    )('refuses $path in the file with ERR_CONFIG naming it', ({ text, path }) => {
+      const err = verdictErrorOf(() => loadConfig({ file: yamlFile(text) }));
+      expect(err.code).toBe('ERR_CONFIG');
+      expect(err.message).toBe(`"${path}" is not a usable key`);
+    });
+
+    it('refuses them in a document handed to validateConfig (JSON.parse keeps __proto__ as a key)', () => {
+      const err = verdictErrorOf(() => validateConfig(JSON.parse('{"decisionLog": {"labels": {"__proto__": {"polluted": "x"}}}}')));
+      expect(err.message).toBe('"decisionLog.labels.__proto__" is not a usable key');
+    });
+  });
+
+  it('refuses bundles.opaSigning with no keys with ERR_CONFIG', () => {
+    const err = verdictErrorOf(() => validateConfig({ bundles: { opaSigning: { keys: {} } } }));
+    expect(err.code).toBe('ERR_CONFIG');
+    expect(err.message).toBe('"bundles.opaSigning.keys": needs at least one key');
+  });
+
+  describe('YAML is read strictly', () => {
+    const refusal = (text: string | Buffer): string => {
+      const file = yamlFile('');
+      writeFileSync(file, text);
+      const err = verdictErrorOf(() => loadConfig({ file }));
+      expect(err.code).toBe('ERR_CONFIG');
+      return err.message.slice(`config file ${file} `.length);
+    };
+    it.each([
+      {
+        name: 'an unknown tag',
+        text: 'decisionLog:\n  labels:\n    team: !secret x\n',
+        says: 'is not valid YAML: TAG_RESOLVE_FAILED at line 3, column 11',
+      },
+      {
+        name: 'a YAML 1.1 tag (!!binary)',
+        text: 'decisionLog:\n  labels:\n    team: !!binary eA==\n',
+        says: 'is not valid YAML: TAG_RESOLVE_FAILED at line 3, column 11',
+      },
+      {
+        name: 'a %YAML 1.1 directive (yes booleans, << merges)',
+        text: '%YAML 1.1\n---\nserver:\n  reflection: yes\n',
+        says: 'is not valid YAML: a %YAML 1.1 directive (verdict reads YAML 1.2) at line 1, column 1',
+      },
+      {
+        name: 'keys 1 and "1" (one JS key)',
+        text: 'decisionLog:\n  labels:\n    1: first\n    "1": second\n',
+        says: 'is not valid YAML: key "decisionLog.labels.1" a second time at line 4, column 5',
+      },
+      {
+        name: 'keys ~ and "" (one JS key)',
+        text: 'decisionLog:\n  labels:\n    ~: first\n    "": second\n',
+        says: 'is not valid YAML: key "decisionLog.labels." a second time at line 4, column 5',
+      },
+      {
+        name: 'a key repeated',
+        text: 'log:\n  level: info\n  level: debug\n',
+        says: 'is not valid YAML: key "log.level" a second time at line 3, column 3',
+      },
+      {
+        name: 'a key that is a sequence',
+        text: 'decisionLog:\n  labels:\n    ? [a, b]\n    : x\n',
+        says: 'is not valid YAML: a mapping key that is not a scalar in "decisionLog.labels" at line 3, column 7',
+      },
+      {
+        name: 'a second document',
+        text: 'log: {level: info}\n---\nlog: {level: debug}\n',
+        says: 'is not valid YAML: a second document at line 2, column 1',
+      },
+      {
+        name: 'nesting past 64 levels',
+        text: `decisionLog:\n  mask: ${'['.repeat(100_000)}${']'.repeat(100_000)}\n`,
+        says: 'is not valid YAML: nesting deeper than 64 levels at line 2, column 71',
+      },
+      {
+        name: 'more than 100 aliases',
+        text: `decisionLog:\n  labels: &l {team: x}\n  mask: [${'*l, '.repeat(101)}x]\n`,
+        says: 'expands aliases past 100',
+      },
+      {
+        name: 'bytes that are not UTF-8',
+        text: Buffer.from('decisionLog:\n  labels:\n    team: \xff\xfe\n', 'latin1'),
+        says: 'is not UTF-8 text',
+      },
+      { name: 'UTF-16', text: Buffer.from('\ufefflog: {level: info}\n', 'utf16le'), says: 'is not UTF-8 text' },
+    ])('refuses $name with ERR_CONFIG, naming the place', ({ text, says }) => {
+      expect(refusal(text)).toBe(says);
+    });
+
+    it('reads a UTF-8 file with a byte order mark', () => {
+      const file = yamlFile('\ufefflog:\n  level: warn\n');
+      expect(loadConfig({ file }).log.level).toBe('warn');
+    });
   });
 });
