@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock } from '../clock';
 import type { KernelTelemetryConfig } from '../config/sections/kernel-telemetry';
@@ -255,15 +255,21 @@ const procsBuf = Buffer.allocUnsafe(PROCS_READ_BYTES);
 // /proc/<pid>/stat is ~300 bytes (comm is at most 16): the start time is well inside this.
 const statBuf = Buffer.allocUnsafe(1024);
 
-/** Up to `buf.length` bytes of a file (a short read of a kernfs/procfs file is its end), as Latin-1; null if it cannot be read. */
+/**
+ * Up to `buf.length` bytes of a file (a short read of a kernfs/procfs file is its end), as Latin-1; null if it
+ * cannot be read or is not a regular file. The open does not block and follows no last-component symlink: a
+ * configured cgroupPath that is an ordinary directory could hold a FIFO named cgroup.procs, and a blocking
+ * open or read of it would stop the event loop.
+ */
 function readHead(path: string, buf: Buffer): string | null {
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
   } catch {
     return null;
   }
   try {
+    if (!fstatSync(fd).isFile()) return null;
     let n = 0;
     for (let got = -1; got !== 0 && n < buf.length; n += got) got = readSync(fd, buf, n, buf.length - n, null);
     return buf.toString('latin1', 0, n);
