@@ -1,4 +1,5 @@
 import { VerdictError } from '../errors';
+import { callNative } from '../native-module';
 import type { AttachedProgram, FastpathAddon, NativeHandle } from './native-addon';
 import {
   COUNTER_NAMES,
@@ -44,7 +45,7 @@ export class KernelVerdictMap {
   }
 
   static load(addon: FastpathAddon, options: KernelVerdictMapOptions): KernelVerdictMap {
-    const handle = wrap('ERR_FASTPATH_UNAVAILABLE', () => addon.load(options.objectPath, options.maxEntries, options.pinDir));
+    const handle = callNative('ERR_FASTPATH_UNAVAILABLE', () => addon.load(options.objectPath, options.maxEntries, options.pinDir));
     const map = new KernelVerdictMap(addon, handle, null);
     if (options.cgroupPath !== null) {
       try {
@@ -64,7 +65,7 @@ export class KernelVerdictMap {
   static openPinned(addon: FastpathAddon, pinDir: string, cgroupPath: string | null, maxEntries: number): KernelVerdictMap {
     return new KernelVerdictMap(
       addon,
-      wrap('ERR_FASTPATH_UNAVAILABLE', () => addon.openPinned(pinDir, maxEntries)),
+      callNative('ERR_FASTPATH_UNAVAILABLE', () => addon.openPinned(pinDir, maxEntries)),
       cgroupPath,
     );
   }
@@ -84,7 +85,7 @@ export class KernelVerdictMap {
       writeValue(e, this.valueScratch, n * VALUE_LAYOUT.size);
       n++;
     }
-    return wrap('ERR_FASTPATH_WRITE', () => this.addon.update(handle, this.keyScratch, this.valueScratch, n));
+    return callNative('ERR_FASTPATH_WRITE', () => this.addon.update(handle, this.keyScratch, this.valueScratch, n));
   }
 
   remove(tuples: readonly L4Tuple[]): number {
@@ -92,22 +93,22 @@ export class KernelVerdictMap {
     this.reserve(tuples.length);
     let n = 0;
     for (const t of tuples) if (writeKey(t, this.keyScratch, n * KEY_LAYOUT.size)) n++;
-    return wrap('ERR_FASTPATH_WRITE', () => this.addon.remove(handle, this.keyScratch, n));
+    return callNative('ERR_FASTPATH_WRITE', () => this.addon.remove(handle, this.keyScratch, n));
   }
 
   setGeneration(generation: bigint): void {
     const handle = this.open();
-    wrap('ERR_FASTPATH_WRITE', () => this.addon.setGeneration(handle, generation));
+    callNative('ERR_FASTPATH_WRITE', () => this.addon.setGeneration(handle, generation));
   }
 
   generation(): bigint {
     const handle = this.open();
-    return wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.getGeneration(handle));
+    return callNative('ERR_FASTPATH_UNAVAILABLE', () => this.addon.getGeneration(handle));
   }
 
   counters(): KernelCounters {
     const handle = this.open();
-    const raw = wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.counters(handle));
+    const raw = callNative('ERR_FASTPATH_UNAVAILABLE', () => this.addon.counters(handle));
     const out = {} as KernelCounters;
     COUNTER_NAMES.forEach((name, i) => (out[name] = Number(raw[i] ?? 0n)));
     return out;
@@ -116,7 +117,7 @@ export class KernelVerdictMap {
   /** Up to `limit` entries as the kernel holds them (stale ones included: the reader judges). */
   entries(limit: number): KernelEntry[] {
     const handle = this.open();
-    const { keys, values, count } = wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.dump(handle, limit));
+    const { keys, values, count } = callNative('ERR_FASTPATH_UNAVAILABLE', () => this.addon.dump(handle, limit));
     const out: KernelEntry[] = [];
     for (let i = 0; i < count; i++) out.push({ ...decodeKey(keys, i * KEY_LAYOUT.size), ...decodeValue(values, i * VALUE_LAYOUT.size) });
     return out;
@@ -127,19 +128,19 @@ export class KernelVerdictMap {
     if (this.cgroup === null) return [];
     const handle = this.open();
     const cgroup = this.cgroup;
-    return wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.queryCgroup(handle, cgroup));
+    return callNative('ERR_FASTPATH_UNAVAILABLE', () => this.addon.queryCgroup(handle, cgroup));
   }
 
   /** Takes the connect programs off the cgroup (the maps stay). */
   detach(): void {
     const handle = this.open();
-    wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.detach(handle));
+    callNative('ERR_FASTPATH_UNAVAILABLE', () => this.addon.detach(handle));
   }
 
   /** Attaches the connect programs to a cgroup v2 group. */
   attach(cgroupPath: string): void {
     const handle = this.open();
-    wrap('ERR_FASTPATH_UNAVAILABLE', () => this.addon.attach(handle, cgroupPath));
+    callNative('ERR_FASTPATH_UNAVAILABLE', () => this.addon.attach(handle, cgroupPath));
     this.cgroup = cgroupPath;
   }
 
@@ -164,14 +165,5 @@ export class KernelVerdictMap {
     if (this.keyScratch.length >= count * KEY_LAYOUT.size) return;
     this.keyScratch = Buffer.alloc(count * KEY_LAYOUT.size);
     this.valueScratch = Buffer.alloc(count * VALUE_LAYOUT.size);
-  }
-}
-
-function wrap<T>(code: 'ERR_FASTPATH_UNAVAILABLE' | 'ERR_FASTPATH_WRITE', fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    const e = err as { code?: string; message?: string };
-    throw new VerdictError(code, `${e.code ?? 'EBPF'}: ${e.message ?? String(err)}`, { cause: err });
   }
 }

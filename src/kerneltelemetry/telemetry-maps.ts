@@ -1,4 +1,5 @@
 import { VerdictError } from '../errors';
+import { callNative } from '../native-module';
 import type { KernelTelemetryAddon, TelemetryHandle } from './telemetry-addon';
 import { HEALTH_NAMES, KT_KEY_LAYOUT, STATS_WORDS, decodeAggregateKey, statsFromWords, type Aggregate } from './telemetry-layout';
 
@@ -27,7 +28,7 @@ export class KernelTelemetryMaps {
   ): KernelTelemetryMaps {
     const maps = new KernelTelemetryMaps(
       addon,
-      wrap(() => addon.ktLoad(o.objectPath, o.maxEntries, o.pinDir)),
+      callNative('ERR_KERNEL_TELEMETRY_UNAVAILABLE', () => addon.ktLoad(o.objectPath, o.maxEntries, o.pinDir)),
     );
     if (o.cgroupPath === null) return maps;
     try {
@@ -43,25 +44,25 @@ export class KernelTelemetryMaps {
   static openPinned(addon: KernelTelemetryAddon, pinDir: string, maxEntries: number): KernelTelemetryMaps {
     return new KernelTelemetryMaps(
       addon,
-      wrap(() => addon.ktOpenPinned(pinDir, maxEntries)),
+      callNative('ERR_KERNEL_TELEMETRY_UNAVAILABLE', () => addon.ktOpenPinned(pinDir, maxEntries)),
     );
   }
 
   attach(cgroupPath: string): void {
     const h = this.open();
-    wrap(() => this.addon.ktAttach(h, cgroupPath));
+    callNative('ERR_KERNEL_TELEMETRY_UNAVAILABLE', () => this.addon.ktAttach(h, cgroupPath));
   }
 
   detach(): void {
     const h = this.open();
-    wrap(() => this.addon.ktDetach(h));
+    callNative('ERR_KERNEL_TELEMETRY_UNAVAILABLE', () => this.addon.ktDetach(h));
   }
 
   /** At most `limit` aggregates in one call into the addon (BPF_MAP_LOOKUP_BATCH chunks of 1024). */
   read(limit: number): TelemetryRead {
     const h = this.open();
     const t0 = process.hrtime.bigint();
-    const raw = wrap(() => this.addon.ktRead(h, limit));
+    const raw = callNative('ERR_KERNEL_TELEMETRY_UNAVAILABLE', () => this.addon.ktRead(h, limit));
     const aggregates: Aggregate[] = new Array<Aggregate>(raw.count);
     for (let i = 0; i < raw.count; i++)
       aggregates[i] = { ...decodeAggregateKey(raw.keys, i * KT_KEY_LAYOUT.size), stats: statsFromWords(raw.values, i * STATS_WORDS) };
@@ -70,7 +71,7 @@ export class KernelTelemetryMaps {
 
   health(): TelemetryHealth {
     const h = this.open();
-    const raw = wrap(() => this.addon.ktHealth(h));
+    const raw = callNative('ERR_KERNEL_TELEMETRY_UNAVAILABLE', () => this.addon.ktHealth(h));
     const out = {} as TelemetryHealth;
     HEALTH_NAMES.forEach((name, i) => (out[name] = Number(raw[i] ?? 0n)));
     return out;
@@ -91,14 +92,5 @@ export class KernelTelemetryMaps {
   private open(): TelemetryHandle {
     if (!this.handle) throw new VerdictError('ERR_KERNEL_TELEMETRY_UNAVAILABLE', 'kernel telemetry maps are closed');
     return this.handle;
-  }
-}
-
-function wrap<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    const e = err as { code?: string; message?: string };
-    throw new VerdictError('ERR_KERNEL_TELEMETRY_UNAVAILABLE', `${e.code ?? 'EBPF_KT'}: ${e.message ?? String(err)}`, { cause: err });
   }
 }
