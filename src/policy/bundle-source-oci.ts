@@ -88,9 +88,9 @@ export class OCIBundleSource implements BundleSource {
     this.checkManifestDigest(digest);
     if (digest === this.lastDigest) return null;
     const manifest = parseManifest(raw);
-    const layer = manifest.layers.find((l) => l.mediaType === OCI_MEDIA_TYPES.bundleLayer);
+    const layer = onlyLayer(manifest.layers, OCI_MEDIA_TYPES.bundleLayer, digest);
     if (layer === undefined) throw sourceError(`OCI manifest ${digest} has no ${OCI_MEDIA_TYPES.bundleLayer} layer`);
-    const sigLayer = manifest.layers.find((l) => l.mediaType === OCI_MEDIA_TYPES.sigstoreBundle);
+    const sigLayer = onlyLayer(manifest.layers, OCI_MEDIA_TYPES.sigstoreBundle, digest);
     // The signature first: a failure there leaves no staged layer behind.
     const cosignSignature = sigLayer === undefined ? undefined : await this.smallBlob(sigLayer, 1024 * 1024);
     const bytes = await this.stagedBlob(layer, this.options.maxBytes);
@@ -200,6 +200,17 @@ function descriptor(d: unknown): Descriptor {
     throw new VerdictError('ERR_BUNDLE_INVALID', 'OCI manifest has a malformed layer descriptor');
   }
   return x as Descriptor;
+}
+
+/**
+ * The layer of `mediaType`, if any. Two of one kind are refused rather than one of them picked: which bundle
+ * (or which signature) the manifest means would be a guess.
+ */
+function onlyLayer(layers: Descriptor[], mediaType: string, manifest: string): Descriptor | undefined {
+  const found = layers.filter((l) => l.mediaType === mediaType);
+  if (found.length > 1)
+    throw new VerdictError('ERR_BUNDLE_INVALID', `OCI manifest ${manifest} has ${found.length} ${mediaType} layers (one expected)`);
+  return found[0];
 }
 
 /** A layer larger than allowed by its descriptor is refused before a byte of it is fetched. */

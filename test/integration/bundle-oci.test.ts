@@ -131,18 +131,20 @@ describe('OCI registry source (real distribution registry on loopback)', () => {
   });
 });
 
-describe('OCI layers that do not match their descriptor, refused while the good bundle serves', () => {
+describe('OCI manifests and layers an attacker controls, refused while the good bundle serves', () => {
   const HOSTILE = 'policies/hostile';
   const MAX = 256 * 1024;
   let registry: Registry;
   let verdict: RunningVerdict;
   let evil: Buffer;
+  let goodBytes: Buffer;
 
   beforeAll(async () => {
     registry = await startRegistry();
     const [good, other] = await Promise.all(['GOOD', 'EVIL'].map((r) => opaBuild({ files: revisionPolicy(r), revision: r })));
     evil = readFileSync(other as string);
-    await pushBundle(registry.url, HOSTILE, 'latest', readFileSync(good as string));
+    goodBytes = readFileSync(good as string);
+    await pushBundle(registry.url, HOSTILE, 'latest', goodBytes);
     verdict = await startTestVerdict([...ociSourceSets(registry.url, HOSTILE, 10, 30), `bundles.limits.maxCompressedBytes=${MAX}`]);
   });
 
@@ -195,6 +197,18 @@ describe('OCI layers that do not match their descriptor, refused while the good 
     writeFileSync(registry.blobPath(digest), evil);
     const layer = { mediaType: OCI_MEDIA_TYPES.bundleLayer, digest, size: placeholder.length };
     await expectRefused(() => pushManifest(registry.url, HOSTILE, 'latest', [layer]), 'ERR_BUNDLE_HASH_MISMATCH');
+  });
+
+  it('refuses a manifest with two bundle layers (ERR_BUNDLE_INVALID) rather than picking one of them', async () => {
+    // Both layers are well-formed bundles with their true digests (EVIL first): only the count can refuse them.
+    const layers = await Promise.all(
+      [evil, goodBytes].map(async (b) => ({
+        mediaType: OCI_MEDIA_TYPES.bundleLayer,
+        digest: await pushBlob(registry.url, HOSTILE, b),
+        size: b.length,
+      })),
+    );
+    await expectRefused(() => pushManifest(registry.url, HOSTILE, 'latest', layers), 'ERR_BUNDLE_INVALID');
   });
 });
 

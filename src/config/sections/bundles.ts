@@ -50,8 +50,14 @@ const ociSource = z.strictObject({
     .string()
     .max(255)
     .regex(/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/),
-  /** A tag, or a manifest digest (sha256:…) to pull by digest. */
-  reference: nameSchema.min(1),
+  /**
+   * A tag, or a manifest digest (sha256:…) to pull by digest, in the OCI distribution spec's grammar: it is a
+   * path segment of every request, so '/', '..', '?' or '#' would name another resource.
+   */
+  reference: z
+    .string()
+    .max(128)
+    .regex(/^(?:[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}|sha256:[0-9a-f]{64})$/, 'a tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}) or sha256:<64 hex>'),
   /** Pin: the manifest must have this digest (guards a moving tag). */
   digest: ociDigest.nullable().default(null),
   authorization: headerValueSchema.min(1).nullable().default(null),

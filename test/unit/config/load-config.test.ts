@@ -201,6 +201,32 @@ describe('config', () => {
     expect(err.message).toBe('"bundles.opaSigning.keys": needs at least one key');
   });
 
+  describe('an OCI reference is a tag or a sha256 digest, in the distribution spec grammar', () => {
+    const oci = (reference: string): unknown =>
+      validateConfig({ bundles: { source: { type: 'oci', registry: 'http://127.0.0.1:5000', repository: 'p/a', reference } } });
+    // Each becomes a path segment of the registry URL: these would name another resource.
+    for (const reference of [
+      '../../other/manifests/latest',
+      'a/b',
+      'latest?x=1',
+      'latest#x',
+      '.hidden',
+      't'.repeat(129),
+      'sha256:abc',
+      '',
+    ]) {
+      it(`refuses ${JSON.stringify(reference.slice(0, 40))}`, () => {
+        const err = verdictErrorOf(() => oci(reference));
+        expect(err.code).toBe('ERR_CONFIG');
+        expect(err.message).toContain('bundles.source.reference');
+      });
+    }
+    it('accepts a 128-character tag and a digest', () => {
+      expect(() => oci(`_${'v1.2-x'.repeat(21)}x`)).not.toThrow();
+      expect(() => oci(`sha256:${'ab'.repeat(32)}`)).not.toThrow();
+    });
+  });
+
   describe('YAML is read strictly', () => {
     const refusal = (text: string | Buffer): string => {
       const file = yamlFile('');
