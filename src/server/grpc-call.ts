@@ -15,6 +15,8 @@ export interface GrpcCallOptions {
   hardMaxBytes: number;
   budget: BufferBudget;
   onRefused(refusal: Refusal): void;
+  /** Runs once when the call is over (answered, refused, timed out, reset, closed). */
+  onEnd(): void;
 }
 
 /** What one call's request headers set. */
@@ -214,6 +216,7 @@ export class GrpcCall {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.reader.release();
+    this.options.onEnd();
   }
 }
 

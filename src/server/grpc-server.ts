@@ -49,6 +49,13 @@ const ENCODINGS = new Set<string>(['identity', 'gzip', 'deflate']);
 // CheckResponse Envoy can show); beyond that the call is refused outright (RESOURCE_EXHAUSTED; Envoy fails closed).
 const HARD_LIMIT_FACTOR = 4;
 const HARD_LIMIT_FLOOR_BYTES = 4 * 1024 * 1024;
+/** A call past server.transport.maxOpenCalls: Trailers-Only RESOURCE_EXHAUSTED. */
+const BUSY_TRAILERS_ONLY = Object.freeze({
+  ':status': 200,
+  'content-type': 'application/grpc',
+  'grpc-status': String(GrpcStatus.RESOURCE_EXHAUSTED),
+  'grpc-message': 'ERR_GRPC_BUSY',
+});
 
 type Handler = (call: GrpcCall, message: ReceivedMessage) => void;
 
@@ -83,6 +90,8 @@ export class GrpcServer {
   private stopping = false;
   /** Streams opened so far, a running count (the GC marking cadence reads it: src/cli/gc-marking.ts). */
   received = 0;
+  /** Calls whose stream is open and whose GrpcCall has not ended (bounded by server.transport.maxOpenCalls). */
+  private openCalls = 0;
 
   constructor(private readonly deps: GrpcServerDeps) {
     this.tooLargeResponse = this.encodeTooLargeDeny();
@@ -97,6 +106,7 @@ export class GrpcServer {
       hardMaxBytes: Math.max(max * HARD_LIMIT_FACTOR, HARD_LIMIT_FLOOR_BYTES),
       budget: this.budget,
       onRefused: (r) => this.deps.logger.debug({ code: r.code, why: r.why }, 'gRPC call refused'),
+      onEnd: () => void this.openCalls--,
     };
     this.routes = new Map<string, Handler>([
       [CHECK_PATH, this.check],
@@ -219,6 +229,14 @@ export class GrpcServer {
       );
       return;
     }
+    if (this.openCalls >= this.deps.config.server.transport.maxOpenCalls) {
+      // Before any call state exists: RESOURCE_EXHAUSTED as Trailers-Only, the stream closed at once.
+      stream.respond(BUSY_TRAILERS_ONLY, { endStream: true });
+      if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      this.deps.logger.debug({ code: 'ERR_GRPC_BUSY', why: 'open calls at server.transport.maxOpenCalls' }, 'gRPC call refused');
+      return;
+    }
+    this.openCalls++;
     const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
     // The path is looked up once (a Map lookup hashes the whole 45-character string); Check is compared first.
     const path = headers[':path'];

@@ -14,15 +14,21 @@ export class HealthService {
   private readonly statuses = new Map<string, ServingStatus>();
   private readonly watchers = new Map<string, Set<Watcher>>();
 
+  /** The service names are fixed here: a name a caller sends is looked up, never kept. */
   constructor(services: readonly string[]) {
-    for (const s of services) this.statuses.set(s, 'NOT_SERVING');
+    for (const s of services) {
+      this.statuses.set(s, 'NOT_SERVING');
+      this.watchers.set(s, new Set());
+    }
   }
 
   setStatus(service: string, status: ServingStatus): void {
+    const watchers = this.watchers.get(service);
+    if (watchers === undefined) throw new Error(`health: unknown service ${JSON.stringify(service)}`);
     if (this.statuses.get(service) === status) return;
     this.statuses.set(service, status);
     const encoded = encodeHealthResponse(STATUS_NUMBER[status]);
-    for (const w of this.watchers.get(service) ?? []) w(encoded);
+    for (const w of watchers) w(encoded);
   }
 
   /** The encoded HealthCheckResponse for `service`, or null when the name is unknown. */
@@ -31,20 +37,19 @@ export class HealthService {
     return status === undefined ? null : encodeHealthResponse(STATUS_NUMBER[status]);
   }
 
-  /** Calls `send` now with the current status (SERVICE_UNKNOWN for an unknown name) and on each change. */
+  /**
+   * Calls `send` now with the current status and on each change. An unknown name gets SERVICE_UNKNOWN once
+   * and nothing after (the names are fixed, so it never becomes known; the call stays open, as the health
+   * protocol says): neither the name nor `send` is kept, so a caller's Watch streams of long made-up names
+   * hold no more than the streams themselves.
+   */
   watch(service: string, send: Watcher): () => void {
+    const watchers = this.watchers.get(service);
     const status = this.statuses.get(service);
     send(encodeHealthResponse(status === undefined ? STATUS_NUMBER.SERVICE_UNKNOWN : STATUS_NUMBER[status]));
-    let set = this.watchers.get(service);
-    if (!set) {
-      set = new Set();
-      this.watchers.set(service, set);
-    }
-    set.add(send);
-    return () => {
-      set.delete(send);
-      if (set.size === 0) this.watchers.delete(service);
-    };
+    if (watchers === undefined) return () => undefined;
+    watchers.add(send);
+    return () => void watchers.delete(send);
   }
 }
 
@@ -72,7 +77,8 @@ export function decodeHealthRequest(buf: Buffer): string | null {
   };
   while (i < buf.length) {
     const tag = varint();
-    if (tag === null) return null;
+    // Field numbers are 1 to 2^29 - 1 (protobuf encoding spec): a tag outside is not this message.
+    if (tag === null || tag < 8 || tag > 0xffffffff) return null;
     const wire = tag & 7;
     if (wire === 0) {
       if (varint() === null) return null;
