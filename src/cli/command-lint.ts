@@ -1,8 +1,10 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Command } from 'commander';
 import { lintCacheKey, type LintSource } from '../cache/cache-lint';
 import { VerdictError } from '../errors';
+import { DEFAULT_BUNDLE_LIMITS } from '../policy/bundle';
+import { isMissingFile, readRegularFileBounded } from '../policy/bundle-file-read';
 import { readBundle } from '../policy/bundle-reader';
 import { toolPath } from './tools';
 
@@ -13,7 +15,9 @@ export function registerLint(bundle: Command): void {
     .description('Check that the declared cache key (metadata.verdict.cache.key) covers every input path the policy reads; exit 1 if not')
     .option('--json', 'print the report as JSON')
     .action(async (target: string, opts: { json?: boolean }) => {
-      const source = (await stat(target)).isDirectory() ? await readPolicyDir(target) : await readBundle(await readFile(target), target);
+      const source = (await stat(target)).isDirectory()
+        ? await readPolicyDir(target)
+        : await readBundle(await readRegularFileBounded(target, DEFAULT_BUNDLE_LIMITS.maxCompressedBytes, 'bundle'), target);
       const report = await lintCacheKey(source, { opa: toolPath('opa') });
       if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else {
@@ -30,23 +34,35 @@ export function registerLint(bundle: Command): void {
     });
 }
 
-/** A policy directory as the lint sees it: its .rego and .cedar files (paths relative to it) and its .manifest. */
+/**
+ * A policy directory as the lint sees it: its .rego and .cedar files (paths relative to it) and its .manifest.
+ * The directory may come from elsewhere (a pull request's policies in CI), so it is read as a bundle is:
+ * regular files only (a FIFO or a device named *.rego is refused, not read), each at most maxFileBytes, at most
+ * maxFiles of them, at most maxPathDepth deep. Symbolic links to directories are not followed, as `opa build`
+ * does not follow them.
+ */
 export async function readPolicyDir(dir: string): Promise<LintSource> {
+  const { maxFiles, maxFileBytes, maxPathDepth } = DEFAULT_BUNDLE_LIMITS;
   const files = new Map<string, Buffer>();
-  const walk = async (d: string): Promise<void> => {
+  const walk = async (d: string, depth: number): Promise<void> => {
+    if (depth > maxPathDepth) throw new VerdictError('ERR_BUNDLE_INVALID', `${d} is more than ${maxPathDepth} directories deep`);
     for (const entry of await readdir(d, { withFileTypes: true })) {
       const p = join(d, entry.name);
-      if (entry.isDirectory()) await walk(p);
-      else if (/\.(rego|cedar)$/.test(entry.name)) files.set(relative(dir, p), await readFile(p));
+      if (entry.isDirectory()) await walk(p, depth + 1);
+      else if (/\.(rego|cedar)$/.test(entry.name)) {
+        if (files.size === maxFiles) throw new VerdictError('ERR_BUNDLE_TOO_LARGE', `${dir} holds more than ${maxFiles} policy files`);
+        files.set(relative(dir, p), await readRegularFileBounded(p, maxFileBytes, 'policy file'));
+      }
     }
   };
-  await walk(dir);
+  await walk(dir, 1);
   let manifest = {};
   try {
-    manifest = JSON.parse(await readFile(join(dir, '.manifest'), 'utf8')) as object;
+    manifest = JSON.parse((await readRegularFileBounded(join(dir, '.manifest'), maxFileBytes, 'manifest')).toString('utf8')) as object;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
-      throw new VerdictError('ERR_BUNDLE_INVALID', `${dir}/.manifest: ${(err as Error).message}`);
+    if (!isMissingFile(err)) {
+      throw err instanceof VerdictError ? err : new VerdictError('ERR_BUNDLE_INVALID', `${dir}/.manifest: ${(err as Error).message}`);
+    }
   }
   return { manifest, files };
 }
