@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   ERR_REQUEST_TOO_DEEP: { kind: 'request', summary: 'input document nests deeper than the configured bound' },
   ERR_REQUEST_TOO_MANY_FIELDS: { kind: 'request', summary: 'CheckRequest carries more fields than the configured bound' },
   ERR_REQUEST_TOO_MANY_PARAMS: { kind: 'request', summary: 'query or form body has more parameters than the configured bound' },
+  ERR_REQUEST_TIMEOUT: { kind: 'request', summary: 'the HTTP authz request did not arrive whole within httpAuthz.requestTimeoutMs' },
   ERR_REQUEST_PARSE: { kind: 'request', summary: 'request path or query does not parse (opa-envoy-plugin request_parse_error)' },
   ERR_REQUEST_BODY_PARSE: {
     kind: 'request',

@@ -59,7 +59,15 @@ function readParts(contentType: string, body: Buffer, limits: MultipartLimits): 
         headers: { 'content-type': contentType },
         // Every part is read as bytes (Go's io.ReadAll), never re-decoded by a charset.
         isPartAFile: () => true,
-        limits: { parts: limits.maxQueryParams, fileSize: limits.maxParsedBodyBytes, headerPairs: 100, headerSize: 16 * 1024 },
+        // busboy drops part headers past headerPairs / headerSize without a word, so a Content-Disposition
+        // after 16 KiB (or 100 lines) of padding hid its part from the policy while Go's reader (10 MiB,
+        // 10,000 lines) and the upstream see it. The body is at most maxParsedBodyBytes: no header can pass that.
+        limits: {
+          parts: limits.maxQueryParams,
+          fileSize: limits.maxParsedBodyBytes,
+          headerPairs: limits.maxParsedBodyBytes,
+          headerSize: limits.maxParsedBodyBytes,
+        },
       });
     } catch (err) {
       fail(err);

@@ -1,6 +1,8 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { listenError } from './listen-error';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { VerdictError, toVerdictError, type ErrorCode } from '../errors';
 import type { Config } from '../config/schema';
 import type { Decision } from '../decision/decision';
 import type { DecisionPipeline } from '../decision/decision-pipeline';
@@ -31,12 +33,34 @@ export class HttpAuthzServer {
   received = 0;
 
   constructor(private readonly deps: HttpAuthzServerDeps) {
-    this.server = createServer({ requestTimeout: deps.config.httpAuthz.requestTimeoutMs, keepAlive: true }, (req, res) =>
-      this.handle(req, res),
+    const { requestTimeoutMs, maxConnections } = deps.config.httpAuthz;
+    this.server = createServer(
+      // node:http looks for late requests every 30 s by default: a body that drips would live that long
+      // past requestTimeoutMs. Host is checked with the request (http-authz-request.ts), so its refusal is coded.
+      {
+        requestTimeout: requestTimeoutMs,
+        connectionsCheckingInterval: Math.min(1_000, requestTimeoutMs),
+        keepAlive: true,
+        requireHostHeader: false,
+      },
+      (req, res) => this.handle(req, res),
     );
     // Envoy pools connections to the authz cluster; keep them longer than its idle timeout default.
     this.server.keepAliveTimeout = 65_000;
-    this.server.maxConnections = deps.config.httpAuthz.maxConnections;
+    this.server.maxConnections = maxConnections;
+    // What node:http refuses before there is a request to decide (a request line or header block that does
+    // not parse, Content-Length with Transfer-Encoding, two Content-Lengths, a bad chunk size, headers over
+    // its 16 KiB, a request not whole within requestTimeoutMs) it answers with a bare status; this adds the code.
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.refuseRaw(socket, clientErrorRefusal(err)));
+    // CONNECT asks for a tunnel, which this protocol cannot answer; node:http would drop the connection unanswered.
+    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) =>
+      this.refuseRaw(socket, { status: 405, code: 'ERR_REQUEST_MALFORMED' }),
+    );
+    // An Expect other than 100-continue (node:http answers 417 without a code, and keeps the connection).
+    this.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+      res.setHeader('connection', 'close');
+      send(res, 417, this.reasonHeaders('ERR_REQUEST_MALFORMED'), '');
+    });
     this.server.on('drop', () => deps.metrics.connectionsDropped.inc({ listener: 'http' }));
     // node:http keeps only the first 2,000 header lines by default and drops the rest unseen, which the
     // policy would then not see. All are kept (node's 16 KiB bound on the header block still holds), so
@@ -65,13 +89,11 @@ export class HttpAuthzServer {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     this.received++;
     const timer = this.deps.metrics.checkDuration.startTimer({ protocol: 'http' });
-    readBounded(req, this.deps.config.limits.maxRequestBytes)
+    this.receive(req)
       .then(
-        ({ body, bodyBytes, overflow }) => {
-          const wireBytes = bodyBytes + headerBytes(req);
-          const received: ReceivedCheckRequest = overflow
-            ? { message: null, wireBytes }
-            : { message: httpAuthzToCheckRequest(req, body, this.deps.config.httpAuthz.pathPrefix), wireBytes };
+        (received) => {
+          // Refused before its end: the rest of the body is not read, so the connection cannot carry another request.
+          if (received.refusal?.code === 'ERR_REQUEST_TOO_LARGE') res.setHeader('connection', 'close');
           return Promise.resolve(this.deps.pipeline.check(received, 'http')).then((decision) => this.respond(res, decision));
         },
         (err: unknown) => {
@@ -85,6 +107,44 @@ export class HttpAuthzServer {
         if (!res.headersSent) send(res, this.deps.config.decision.errorStatus, [['x-verdict-reason', 'ERR_INTERNAL']], '');
       })
       .finally(() => timer());
+  }
+
+  /**
+   * The request as the pipeline takes it. Over limits.maxRequestBytes (header block and body) it is refused
+   * as soon as that is known: from Content-Length before a body byte is read, else at the byte that crosses
+   * the bound. 413, as Envoy itself answers a body over its own max_request_bytes.
+   */
+  private async receive(req: IncomingMessage): Promise<ReceivedCheckRequest> {
+    const max = this.deps.config.limits.maxRequestBytes;
+    const head = headerBytes(req);
+    // node:http has checked Content-Length is digits only (and single); a body without one is chunked.
+    const declared = head + Number(req.headers['content-length'] ?? 0);
+    if (declared > max) return tooLarge(`request of ${declared} bytes exceeds ${max}`, declared);
+    const body = await readBounded(req, max - head);
+    if (body === null) return tooLarge(`request of more than ${max} bytes exceeds ${max}`, max + 1);
+    const wireBytes = head + body.length;
+    try {
+      return { message: httpAuthzToCheckRequest(req, body, this.deps.config.httpAuthz.pathPrefix), wireBytes };
+    } catch (err) {
+      return { message: null, wireBytes, refusal: toVerdictError(err, 'ERR_REQUEST_MALFORMED') };
+    }
+  }
+
+  /** The reason header on a refusal, as on every deny (decision.reasonHeader, decision.exposeReason). */
+  private reasonHeaders(code: ErrorCode): KeyValue[] {
+    const { reasonHeader, exposeReason } = this.deps.config.decision;
+    return exposeReason && reasonHeader !== '' ? [[reasonHeader, code]] : [];
+  }
+
+  /** A refusal written straight to the socket (there is no ServerResponse for it), then the connection closed. */
+  private refuseRaw(socket: Duplex, { status, code }: RawRefusal): void {
+    this.deps.logger.debug({ code, status }, 'http authz request refused before it could be decided');
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const reason = this.reasonHeaders(code).map(([k, v]) => `${k}: ${v}\r\n`);
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${reason.join('')}connection: close\r\ncontent-length: 0\r\n\r\n`);
   }
 
   private respond(res: ServerResponse, decision: Decision): void {
@@ -110,27 +170,40 @@ export class HttpAuthzServer {
   }
 }
 
-interface BodyRead {
-  body: string;
-  bodyBytes: number;
-  /** The body exceeded the bound: it was discarded unread past the bound. */
-  overflow: boolean;
+interface RawRefusal {
+  status: number;
+  code: ErrorCode;
 }
 
-/** Reads at most maxBytes of body; beyond that the rest is drained and dropped (memory stays bounded). */
-function readBounded(req: IncomingMessage, maxBytes: number): Promise<BodyRead> {
+/** node:http's clientError codes: its parser's (HPE_*), and its own request deadline. */
+function clientErrorRefusal(err: NodeJS.ErrnoException): RawRefusal {
+  if (err.code === 'HPE_HEADER_OVERFLOW') return { status: 431, code: 'ERR_REQUEST_TOO_LARGE' };
+  if (err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW') return { status: 413, code: 'ERR_REQUEST_TOO_LARGE' };
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, code: 'ERR_REQUEST_TIMEOUT' };
+  return { status: 400, code: 'ERR_REQUEST_MALFORMED' };
+}
+
+function tooLarge(message: string, wireBytes: number): ReceivedCheckRequest {
+  return { message: null, wireBytes, refusal: new VerdictError('ERR_REQUEST_TOO_LARGE', message, { httpStatus: 413 }) };
+}
+
+/** The body, or null as soon as it passes maxBytes (nothing past the bound is kept). */
+function readBounded(req: IncomingMessage, maxBytes: number): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let bytes = 0;
-    let overflow = false;
-    req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       bytes += chunk.length;
-      if (bytes > maxBytes) {
-        overflow = true;
-        chunks.length = 0;
-      } else chunks.push(chunk);
-    });
-    req.on('end', () => resolve({ body: overflow ? '' : Buffer.concat(chunks).toString('utf8'), bodyBytes: bytes, overflow }));
+      if (bytes <= maxBytes) {
+        chunks.push(chunk);
+        return;
+      }
+      chunks.length = 0;
+      req.off('data', onData);
+      resolve(null);
+    };
+    req.on('data', onData);
+    req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
     req.on('aborted', () => reject(new Error('client aborted')));
   });
@@ -146,7 +219,18 @@ function send(res: ServerResponse, status: number, headers: readonly KeyValue[],
   const grouped: Record<string, string[]> = {};
   for (const [key, value] of headers) (grouped[key.toLowerCase()] ??= []).push(value);
   res.statusCode = status;
-  for (const [key, values] of Object.entries(grouped)) res.setHeader(key, values.length === 1 ? (values[0] as string) : values);
+  for (const [key, values] of Object.entries(grouped)) {
+    const wire = values.map(latin1Wire);
+    res.setHeader(key, wire.length === 1 ? (wire[0] as string) : wire);
+  }
   if (body !== '' && !res.hasHeader('content-type')) res.setHeader('content-type', 'text/plain; charset=utf-8');
   res.end(body);
+}
+
+/**
+ * node:http writes header strings one byte per character (latin1); a policy's header value is text, which
+ * Envoy's CheckResponse carries as UTF-8. So its UTF-8 bytes go on the wire, as over gRPC.
+ */
+function latin1Wire(value: string): string {
+  return /[\u0080-\uffff]/.test(value) ? Buffer.from(value, 'utf8').toString('latin1') : value;
 }

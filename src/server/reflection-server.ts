@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { grpcJs } from '../telemetry/grpc-log';
 import { loadAuthorizationProtos } from './envoy-protos';
+import { listenError } from './listen-error';
 
 /**
  * gRPC server reflection stays on grpc-js, on a listener of its own (server.reflectionPort, plaintext): it is a
@@ -24,7 +25,12 @@ export class ReflectionServer {
     this.server = server;
     const address = `${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`;
     return new Promise((resolve, reject) => {
-      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)));
+      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+        if (!err) return resolve(port);
+        this.server = null;
+        server.forceShutdown();
+        reject(listenError(err, address, { host: 'server.grpc.host', port: 'server.reflectionPort' }));
+      });
     });
   }
 

@@ -1,0 +1,49 @@
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ReflectionServer } from '../../src/server/reflection-server';
+
+// The reflection listener is grpc-js (not node:net), which folds the OS's code into its own message or,
+// for a host it cannot resolve, says only "Name resolution failed". Each bind failure is made for real here.
+describe('reflection listener: an address it cannot bind', () => {
+  const holder = createServer();
+  let heldPort = 0;
+  beforeAll(async () => {
+    holder.listen(0, '127.0.0.1');
+    await once(holder, 'listening');
+    heldPort = (holder.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => holder.close(() => resolve())));
+
+  it.each([
+    {
+      name: 'a port in use (EADDRINUSE)',
+      host: '127.0.0.1',
+      port: () => heldPort,
+      says: /is already in use \(EADDRINUSE\); set server\.reflectionPort to another port$/,
+    },
+    // 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never an address of this host.
+    {
+      name: 'an address not of this host (EADDRNOTAVAIL)',
+      host: '192.0.2.1',
+      port: () => 0,
+      says: /is not an address of this host \(EADDRNOTAVAIL\); set server\.grpc\.host to an address of this host$/,
+    },
+    // .invalid never resolves (RFC 6761 §6.4).
+    {
+      name: 'a host that does not resolve',
+      host: 'no.such.host.invalid',
+      port: () => 0,
+      says: /could not be resolved \(Name resolution failed\); set server\.grpc\.host to an address of this host$/,
+    },
+  ])('$name: ERR_LISTEN naming the setting to change', async ({ host, port, says }) => {
+    const server = new ReflectionServer(host, port());
+    const err: unknown = await server.start().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await server.stop();
+    expect(err).toMatchObject({ code: 'ERR_LISTEN' });
+    expect((err as Error).message).toMatch(says);
+  });
+});
