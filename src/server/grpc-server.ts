@@ -128,17 +128,23 @@ export class GrpcServer {
   async start(): Promise<BoundAddresses> {
     const { grpc: listen } = this.deps.config.server;
     const address = `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
-    const port = await listenOn(this.createServer(), { host: listen.host, port: listen.port }).catch((err: unknown) =>
-      Promise.reject(listenError(err, address, { host: 'server.grpc.host', port: 'server.grpc.port' })),
-    );
-    if (listen.unixSocket) {
-      const socket = listen.unixSocket;
-      await listenOn(this.createServer(), { path: socket }).catch((err: unknown) =>
-        Promise.reject(listenError(err, socket, { path: 'server.grpc.unixSocket' })),
+    try {
+      const port = await listenOn(this.createServer(), { host: listen.host, port: listen.port }).catch((err: unknown) =>
+        Promise.reject(listenError(err, address, { host: 'server.grpc.host', port: 'server.grpc.port' })),
       );
+      if (listen.unixSocket) {
+        const socket = listen.unixSocket;
+        await listenOn(this.createServer(), { path: socket }).catch((err: unknown) =>
+          Promise.reject(listenError(err, socket, { path: 'server.grpc.unixSocket' })),
+        );
+      }
+      await this.reflection?.start();
+      return { port, unixSocket: listen.unixSocket };
+    } catch (err) {
+      // A listener that did bind is not left open behind a start that failed (an embedder keeps running).
+      for (const s of this.servers) s.close();
+      throw err;
     }
-    await this.reflection?.start();
-    return { port, unixSocket: listen.unixSocket };
   }
 
   /**

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReflectionServer } from '../../src/server/reflection-server';
+import { startTestVerdict } from '../helpers/verdict-harness';
 
 // The reflection listener is grpc-js (not node:net), which folds the OS's code into its own message or,
 // for a host it cannot resolve, says only "Name resolution failed". Each bind failure is made for real here.
@@ -45,5 +46,38 @@ describe('reflection listener: an address it cannot bind', () => {
     await server.stop();
     expect(err).toMatchObject({ code: 'ERR_LISTEN' });
     expect((err as Error).message).toMatch(says);
+  });
+});
+
+describe('a start that fails at the reflection listener', () => {
+  it('closes the gRPC listener it had already bound', async () => {
+    const held = createServer().listen(0, '127.0.0.1');
+    await once(held, 'listening');
+    // A free port for the gRPC listener, known beforehand so that the test can bind it afterwards.
+    const probe = createServer().listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const grpcPort = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    try {
+      const err: unknown = await startTestVerdict([
+        `server.grpc.port=${grpcPort}`,
+        'server.reflection=true',
+        `server.reflectionPort=${(held.address() as AddressInfo).port}`,
+      ]).then(
+        async (v) => {
+          await v.stop();
+          return null;
+        },
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code: 'ERR_LISTEN' });
+      // The port is free again: binding it succeeds.
+      const again = createServer().listen(grpcPort, '127.0.0.1');
+      const [event] = await Promise.race([once(again, 'listening').then(() => ['listening']), once(again, 'error')]);
+      again.close();
+      expect(event).toBe('listening');
+    } finally {
+      held.close();
+    }
   });
 });
