@@ -97,7 +97,9 @@ export class HttpAuthzServer {
           return Promise.resolve(this.deps.pipeline.check(received, 'http')).then((decision) => this.respond(res, decision));
         },
         (err: unknown) => {
-          this.deps.logger.warn({ err }, 'http authz request aborted');
+          // The client went away mid-request (its doing, as an RST_STREAM is over gRPC): debug, so that no
+          // client can add a warning line per connection.
+          this.deps.logger.debug({ err: (err as Error).message }, 'http authz request aborted');
           res.destroy();
         },
       )
