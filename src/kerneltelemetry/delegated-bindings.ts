@@ -5,6 +5,7 @@ import type { KernelTelemetryConfig } from '../config/sections/kernel-telemetry'
 import type { ErrorCode, VerdictError } from '../errors';
 import type { DelegatedStreamHandlers, DelegatedX509SVID } from '../identity/delegated-identity-client';
 import type { Logger } from '../telemetry/logger';
+import { LogThrottle } from '../telemetry/log-throttle';
 
 type Settings = KernelTelemetryConfig['delegatedIdentity'];
 
@@ -69,16 +70,18 @@ const LOG_INTERVAL_MS = 60_000;
  */
 export class DelegatedBindings {
   private readonly groups: Group[];
-  private readonly errorLog = new Map<ErrorCode, { atMs: number; since: number }>();
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private checking = false;
+
+  private readonly errorLog: LogThrottle<ErrorCode>;
 
   constructor(
     private readonly settings: Settings,
     cgroupPaths: readonly string[],
     private readonly deps: DelegatedBindingsDeps,
   ) {
+    this.errorLog = new LogThrottle<ErrorCode>(deps.clock, LOG_INTERVAL_MS);
     this.groups = cgroupPaths.map((cgroupPath) => ({ cgroupPath, followed: new Map(), published: 'none' }));
   }
 
@@ -239,14 +242,8 @@ export class DelegatedBindings {
 
   /** At most one line per code per LOG_INTERVAL_MS, with how many were not logged since the last one. */
   private log(level: 'warn' | 'error', code: ErrorCode, fields: object, msg: string): void {
-    const nowMs = this.deps.clock.nowMs();
-    const last = this.errorLog.get(code);
-    if (last && nowMs - last.atMs < LOG_INTERVAL_MS) {
-      last.since++;
-      return;
-    }
-    this.errorLog.set(code, { atMs: nowMs, since: 0 });
-    this.deps.logger[level]({ code, ...fields, notLoggedSinceLast: last?.since ?? 0 }, msg);
+    const held = this.errorLog.admit(code);
+    if (held !== null) this.deps.logger[level]({ code, ...fields, notLoggedSinceLast: held }, msg);
   }
 }
 

@@ -6,6 +6,7 @@ import type { Decision } from '../decision/decision';
 import type { DecisionPipeline } from '../decision/decision-pipeline';
 import { decodeCheckRequest } from '../request/check-request-decoder';
 import type { HistogramChild } from '../telemetry/counting-histogram';
+import { LogThrottle } from '../telemetry/log-throttle';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { encodeCheckResponseMessage } from './check-response-encoder';
@@ -84,6 +85,7 @@ export class GrpcServer {
   private readonly callOptions: GrpcCallOptions;
   private readonly responses: CachedResponseEncoder;
   private readonly clock: Clock;
+  private readonly tooLargeLog: LogThrottle;
   private readonly reflection: ReflectionServer | null;
   /** verdict_check_duration_seconds{protocol="grpc"}, bound once (no label handling per Check). */
   private readonly checkDuration: HistogramChild;
@@ -98,6 +100,7 @@ export class GrpcServer {
     const { reasonHeader, exposeReason } = deps.config.decision;
     this.responses = new CachedResponseEncoder({ reasonHeader, exposeReason });
     this.clock = deps.clock ?? systemClock;
+    this.tooLargeLog = new LogThrottle(this.clock, 60_000);
     this.checkDuration = deps.metrics.checkDuration.bind({ protocol: 'grpc' });
     this.budget = byteBudget(deps.config.server.transport.maxBufferedBytes);
     const max = deps.config.limits.maxRequestBytes;
@@ -338,7 +341,13 @@ export class GrpcServer {
     if (framed.length - 5 <= maxSend) return framed;
     const reason = 'ERR_RESPONSE_TOO_LARGE';
     this.deps.metrics.decisions.inc({ result: 'deny', engine: 'none', reason });
-    this.deps.logger.warn({ code: reason, bytes: framed.length - 5, maxSend }, 'CheckResponse too large: sent a deny instead');
+    // A policy that echoes the request makes this as often as callers send large requests: counted above, logged at most once a minute.
+    const held = this.tooLargeLog.admit(reason);
+    if (held !== null)
+      this.deps.logger.warn(
+        { code: reason, bytes: framed.length - 5, maxSend, notLoggedSinceLast: held },
+        'CheckResponse too large: sent a deny instead',
+      );
     return this.tooLargeResponse;
   }
 

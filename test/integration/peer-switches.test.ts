@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { RunningVerdict } from '../../src/main';
 import { loggedEvent } from '../helpers/logged-event';
+import { recordingLogger } from '../helpers/recording-logger';
 import {
   buildTestBundle,
   checkClient,
@@ -162,6 +163,30 @@ describe('server.grpc.maxSendMessageBytes (peer: grpc-max-send-msg-size)', () =>
     expect(res.deniedResponse?.status?.code).toBe(500);
     expect(res.deniedResponse?.body ?? '').toBe('');
     expect(headerValue(res.deniedResponse?.headers, 'x-verdict-reason')).toBe('ERR_RESPONSE_TOO_LARGE');
+  });
+
+  it('logs the replacement at most once a minute, saying how many were not logged (each is still counted)', async () => {
+    const { logger, lines } = recordingLogger();
+    const verdict = await startTestVerdict(
+      [
+        `policy.bundle=${await (bundle ??= buildTestBundle({ 'policy.rego': POLICY }))}`,
+        'cache.enabled=false',
+        'server.grpc.maxSendMessageBytes=2048',
+      ],
+      { logger },
+    );
+    const client = checkClient(`127.0.0.1:${verdict.grpcPort}`);
+    try {
+      for (let i = 0; i < 3; i++) expect((await client.check(big())).status?.code).toBe(7);
+      const warned = lines.filter((l) => l.msg.startsWith('CheckResponse too large'));
+      expect(warned).toHaveLength(1);
+      expect(warned[0]?.fields).toMatchObject({ code: 'ERR_RESPONSE_TOO_LARGE', notLoggedSinceLast: 0 });
+      const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
+      expect(text).toMatch(/verdict_decisions_total\{result="deny",engine="none",reason="ERR_RESPONSE_TOO_LARGE"\} 3/);
+    } finally {
+      client.close();
+      await verdict.stop();
+    }
   });
 
   it('the default bound sends it', async () => {
