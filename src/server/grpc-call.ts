@@ -15,8 +15,8 @@ export interface GrpcCallOptions {
   hardMaxBytes: number;
   budget: BufferBudget;
   onRefused(refusal: Refusal): void;
-  /** Runs once when the call is over (answered, refused, timed out, reset, closed). */
-  onEnd(): void;
+  /** Runs once when the call's stream has closed (its answer out, or reset): until then it holds memory. */
+  onStreamClose(): void;
 }
 
 /** What one call's request headers set. */
@@ -45,7 +45,9 @@ const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
  * call ends.
  */
 const CALL = Symbol('grpcCall');
-type CallStream = ServerHttp2Stream & { [CALL]?: GrpcCall | null };
+/** The stream's own close hook (GrpcCallOptions.onStreamClose): the stream outlives its call's end. */
+const ON_STREAM_CLOSE = Symbol('onStreamClose');
+type CallStream = ServerHttp2Stream & { [CALL]?: GrpcCall | null; [ON_STREAM_CLOSE]?: () => void };
 
 /** 'wantTrailers' listener (Node emits it once per stream; `this` is the stream): one function for every call. */
 function sendOkTrailers(this: ServerHttp2Stream): void {
@@ -79,6 +81,7 @@ export class GrpcCall {
   ) {
     this.reader = new UnaryMessageReader(options.maxBytes, options.hardMaxBytes, options.budget);
     (stream as CallStream)[CALL] = this;
+    (stream as CallStream)[ON_STREAM_CLOSE] = options.onStreamClose;
     // 'end' and 'close' come once per stream: `on` spares the once-wrapper each call would allocate.
     stream.on('data', GrpcCall.onData);
     stream.on('end', GrpcCall.onEnd);
@@ -158,6 +161,7 @@ export class GrpcCall {
   }
 
   private static onClose(this: CallStream): void {
+    this[ON_STREAM_CLOSE]?.();
     const call = this[CALL];
     if (!call) return;
     call.notifyCancel();
@@ -216,7 +220,6 @@ export class GrpcCall {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.reader.release();
-    this.options.onEnd();
   }
 }
 

@@ -92,7 +92,7 @@ export class GrpcServer {
   private stopping = false;
   /** Streams opened so far, a running count (the GC marking cadence reads it: src/cli/gc-marking.ts). */
   received = 0;
-  /** Calls whose stream is open and whose GrpcCall has not ended (bounded by server.transport.maxOpenCalls). */
+  /** Calls whose stream has not closed, answered or not (bounded by server.transport.maxOpenCalls). */
   private openCalls = 0;
 
   constructor(private readonly deps: GrpcServerDeps) {
@@ -109,7 +109,7 @@ export class GrpcServer {
       hardMaxBytes: Math.max(max * HARD_LIMIT_FACTOR, HARD_LIMIT_FLOOR_BYTES),
       budget: this.budget,
       onRefused: (r) => this.deps.logger.debug({ code: r.code, why: r.why }, 'gRPC call refused'),
-      onEnd: () => void this.openCalls--,
+      onStreamClose: () => void this.openCalls--,
     };
     this.routes = new Map<string, Handler>([
       [CHECK_PATH, this.check],

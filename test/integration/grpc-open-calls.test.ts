@@ -89,7 +89,7 @@ describe('server.transport.maxOpenCalls bounds the calls open at once across con
     await verdict?.stop();
   });
 
-  it('a call past the bound is RESOURCE_EXHAUSTED (ERR_GRPC_BUSY) as Trailers-Only; one ending frees its place', async () => {
+  it('a call past the bound is RESOURCE_EXHAUSTED (ERR_GRPC_BUSY) as Trailers-Only; a stream closing frees its place', async () => {
     // Two Watches on one connection and a Check whose message never ends on the other: three open calls.
     const watches = await Promise.all([openWatch(sessions[0]!, Buffer.from('')), openWatch(sessions[0]!, Buffer.from('x'))]);
     let stalled: ClientHttp2Stream | undefined;
@@ -115,5 +115,41 @@ describe('server.transport.maxOpenCalls bounds the calls open at once across con
     stalled?.end(check.subarray(10));
     expect((await stalledAnswer).grpcStatus).toBe(GrpcStatus.OK);
     expect(watches[1].stream.closed).toBe(false);
+  });
+});
+
+describe('server.transport.maxOpenCalls counts a call until its stream closes', () => {
+  let verdict: RunningVerdict;
+  let session: ClientHttp2Session;
+  const check = lpm(encodeCheckRequest(httpCheckRequest({ path: '/healthz' })));
+
+  beforeAll(async () => {
+    verdict = await startTestVerdict(['server.transport.maxOpenCalls=3']);
+    session = connectRaw(`http://127.0.0.1:${verdict.grpcPort}`);
+  });
+  afterAll(async () => {
+    session?.destroy();
+    await verdict?.stop();
+  });
+
+  it("an answered call whose answer the client's flow control holds back keeps its place until its stream closes", async () => {
+    // A client that grants no flow-control window: the answer's HEADERS go out, its DATA never can.
+    const stingy = connectRaw(`http://127.0.0.1:${verdict.grpcPort}`);
+    stingy.settings({ initialWindowSize: 0 });
+    const held = stingy.request(grpcHeaders(CHECK_PATH));
+    const headersOut = new Promise((resolve) => held.once('response', resolve));
+    held.on('error', () => undefined);
+    held.end(check);
+    await headersOut; // answered: the decision is made, the stream is not over
+    // Three places: the held stream and two open Watches; a Check then is refused.
+    const watches = await Promise.all([openWatch(session, Buffer.from('')), openWatch(session, Buffer.from('x'))]);
+    const busy = await rawCall(session, grpcHeaders(CHECK_PATH), (s) => s.end(check));
+    expect(busy.grpcMessage).toBe('ERR_GRPC_BUSY');
+    stingy.destroy();
+    let answered = await rawCall(session, grpcHeaders(CHECK_PATH), (s) => s.end(check));
+    for (let tries = 0; answered.grpcStatus === GrpcStatus.RESOURCE_EXHAUSTED && tries < 50; tries++)
+      answered = await rawCall(session, grpcHeaders(CHECK_PATH), (s) => s.end(check));
+    expect(answered.grpcStatus).toBe(GrpcStatus.OK);
+    for (const w of watches) w.stream.close();
   });
 });

@@ -42,9 +42,10 @@ export const grpcTransportSchema = z
      */
     maxConnections: z.number().int().min(1).max(1_000_000).default(4096),
     /**
-     * gRPC calls open at once across every connection (a Health Watch stays open; a Check whose message
-     * never ends waits for its deadline or its connection). One more is answered RESOURCE_EXHAUSTED
-     * (ERR_GRPC_BUSY) before any state is kept for it: maxConnections × maxConcurrentStreams is millions.
+     * gRPC calls whose stream is open, at once, across every connection (a Health Watch stays open; a Check
+     * whose message never ends waits for its deadline; an answer the client's flow control does not let
+     * out keeps its stream). One more is answered RESOURCE_EXHAUSTED (ERR_GRPC_BUSY) before any state is
+     * kept for it: maxConnections × maxConcurrentStreams is millions.
      */
     maxOpenCalls: z.number().int().min(1).max(1_000_000).default(10_000),
     /**

@@ -25,7 +25,7 @@ describe('GrpcCall: a finished call is not kept by its stream', () => {
     hardMaxBytes: 4096,
     budget: { reserve: () => true, release: () => undefined },
     onRefused: () => undefined,
-    onEnd: () => undefined,
+    onStreamClose: () => undefined,
   };
 
   beforeAll(async () => {
