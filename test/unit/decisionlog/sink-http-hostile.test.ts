@@ -2,11 +2,12 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTLSServer, Server as TLSServer } from 'node:https';
 import { createServer as createTCPServer, type AddressInfo, type Socket } from 'node:net';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { createGzip, gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../../src/config/load-config';
 import type { DecisionLogPipeline, DecisionLogPipelineOptions } from '../../../src/decisionlog/decision-log-pipeline';
+import { ConsoleSink } from '../../../src/decisionlog/sink-console';
 import { HttpSink } from '../../../src/decisionlog/sink-http';
 import { Metrics } from '../../../src/telemetry/metrics';
 import { pipeline, recordWithSecrets, waitFor } from '../../helpers/decisionlog-fixtures';
@@ -216,6 +217,30 @@ describe('a service that stalls: the upload times out, one batch at a time, and 
   });
 });
 
+describe('shutdown with a sink that never settles and ignores the abort', () => {
+  it('is bounded by the drain deadline, and the batch stays spooled', async () => {
+    // A stdout whose reader stopped reading: the write's callback never runs (ConsoleSink waits for it).
+    const stuck = new Writable({ highWaterMark: 1, write: () => undefined });
+    const dir = spoolDir();
+    const log = pipeline([new ConsoleSink(stuck)], dir, { drainOnCloseMs: 100, shipper: fastRetry });
+    await log.start();
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const { record, decision } = recordWithSecrets(i);
+      log.emit(record, decision);
+      ids.push(decision.id);
+    }
+    await waitFor(() => stuck.writableLength > 0, 'the write to hang');
+    const t0 = performance.now();
+    await log.close();
+    expect(performance.now() - t0).toBeLessThan(5000);
+    const { svc, url } = await service();
+    await start(url, {}, {}, dir);
+    await waitFor(() => svc.accepted.length >= ids.length, 'the spooled decisions at the next start');
+    expect(svc.accepted).toEqual(ids);
+  });
+});
+
 describe('a 2xx with a huge, endless or encoded body acknowledges the batch; the body is not read', () => {
   const MiB = 1024 * 1024;
   const bodies: { name: string; handler: (svc: HostileService) => Handler }[] = [
@@ -276,6 +301,23 @@ describe('a 2xx with a huge, endless or encoded body acknowledges the batch; the
     const next = emit(run, 200, 200);
     await waitFor(async () => (await delivered(run)) >= first.length + next.length, 'the next batch acknowledged');
     expect((await run.metrics.decisionLogLost.get()).values).toEqual([]);
+  });
+});
+
+describe('informational answers', () => {
+  it('102 and 103 before the final 200: the final status acknowledges the batch', async () => {
+    const { svc, url } = await service();
+    svc.handler = async (req, res) => {
+      await svc.take(req);
+      res.writeProcessing();
+      res.writeEarlyHints({ link: '</x>; rel=preload' });
+      res.writeHead(200).end();
+    };
+    const run = await start(url);
+    const ids = emit(run, 10);
+    await waitFor(async () => (await delivered(run)) >= ids.length, 'every decision delivered');
+    expect(svc.accepted).toEqual(ids);
+    expect((await run.metrics.decisionLogSinkErrors.get()).values).toEqual([]);
   });
 });
 
@@ -391,15 +433,24 @@ describe('Retry-After on 429 and 503', () => {
     expect(await retryGap(status, value, 10_000)).toBeGreaterThanOrEqual(900);
   });
 
+  // Past the ceiling, the wait is the ceiling: not longer, and not the 1 ms a Node timer gives a delay past 2^31-1 ms.
   it.each([
+    { name: 'longer than the ceiling (100 s)', value: '100' },
     { name: 'huge (1e12 seconds)', value: '1000000000000' },
+  ])('waits retry.maxDelayMs, no longer: $name', async ({ value }) => {
+    const gap = await retryGap(503, () => value, 300);
+    expect(gap).toBeGreaterThanOrEqual(250);
+    expect(gap).toBeLessThan(1500);
+  });
+
+  it.each([
     { name: '1e12 written as a float', value: '1e12' },
     { name: 'negative', value: '-5' },
     { name: 'fractional', value: '1.5' },
     { name: 'garbage', value: 'soon, maybe' },
     { name: 'a date in the past', value: 'Thu, 01 Jan 1970 00:00:00 GMT' },
-  ])('never waits past retry.maxDelayMs: $name', async ({ value }) => {
-    expect(await retryGap(503, () => value, 200)).toBeLessThan(1500);
+  ])('is no hint: $name (the backoff alone)', async ({ value }) => {
+    expect(await retryGap(503, () => value, 300)).toBeLessThan(250);
   });
 });
 
