@@ -44,6 +44,7 @@ export class HttpSink implements DecisionLogSink {
   async send(lines: readonly string[], signal: AbortSignal): Promise<void> {
     // The lines are already JSON: joining them is the array, with no re-serialization.
     const body = await gzipAsync(`[${lines.join(',')}]`);
+    const deadline = abortAfter(this.options.timeoutMs, signal);
     let res: Response;
     try {
       res = await fetch(this.options.url, {
@@ -51,10 +52,12 @@ export class HttpSink implements DecisionLogSink {
         headers: { ...this.options.headers, 'content-type': 'application/json', 'content-encoding': 'gzip' },
         body,
         redirect: 'manual',
-        signal: AbortSignal.any([signal, AbortSignal.timeout(this.options.timeoutMs)]),
+        signal: deadline.signal,
       });
     } catch (err) {
       throw new SinkFailure(`POST ${this.shownURL}: ${fetchFailureReason(err)}`, transportWhy(err));
+    } finally {
+      deadline.clear();
     }
     await res.body?.cancel().catch(() => undefined);
     if (res.status >= 200 && res.status <= 299) return;
@@ -62,6 +65,26 @@ export class HttpSink implements DecisionLogSink {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * A signal aborted by `outer` or after `ms`. Not AbortSignal.any(AbortSignal.timeout(ms)): the composite holds
+ * the timeout signal weakly, and once it is collected the deadline never fires (an upload to a service that
+ * never answers then hangs for good). The timer here holds it.
+ */
+function abortAfter(ms: number, outer: AbortSignal): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const onOuter = (): void => controller.abort(outer.reason);
+  const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${ms} ms`, 'TimeoutError')), ms);
+  if (outer.aborted) onOuter();
+  else outer.addEventListener('abort', onOuter, { once: true });
+  return {
+    signal: controller.signal,
+    clear: () => {
+      clearTimeout(timer);
+      outer.removeEventListener('abort', onOuter);
+    },
+  };
 }
 
 function statusWhy(status: number): SinkFailureWhy {

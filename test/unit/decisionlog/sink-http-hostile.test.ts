@@ -3,6 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTLSServer, Server as TLSServer } from 'node:https';
 import { createServer as createTCPServer, type AddressInfo, type Socket } from 'node:net';
 import { Readable, Writable } from 'node:stream';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { createGzip, gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../../src/config/load-config';
@@ -155,7 +157,13 @@ const lost = (run: Run, why: string): Promise<number> => count(run.metrics.decis
 const delivered = (run: Run): Promise<number> => count(run.metrics.decisionLogEvents, 'stage', 'delivered');
 
 async function everyErrorCounted(run: Run, why: string, atLeast = 2): Promise<void> {
-  await waitFor(async () => (await sinkErrors(run, why)) >= atLeast, `${atLeast} sink errors counted as ${why}`);
+  await waitFor(async () => (await sinkErrors(run, why)) >= atLeast, `${atLeast} sink errors counted as ${why}`).catch(
+    async (err: Error) => {
+      throw new Error(
+        `${err.message}; counted: ${JSON.stringify((await run.metrics.decisionLogSinkErrors.get()).values)} logged: ${JSON.stringify(run.logged).slice(0, 2000)}`,
+      );
+    },
+  );
 }
 
 /** Writes to the raw socket every 20 ms until the connection closes (a drip feed). */
@@ -196,6 +204,17 @@ describe('a service that stalls: the upload times out, one batch at a time, and 
     await waitFor(() => svc.accepted.length >= ids.length, 'every decision once the service answers');
     expect(svc.accepted).toEqual(ids);
     expect((await run.metrics.decisionLogLost.get()).values).toEqual([]);
+  });
+
+  it('the upload deadline fires even after a garbage collection while the upload waits', async () => {
+    // A deadline held only weakly (AbortSignal.any over AbortSignal.timeout) is collected and never fires.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const { svc, url } = await service();
+    svc.handler = () => gc();
+    const run = await start(url, { timeoutMs: 200 });
+    emit(run, 5);
+    await everyErrorCounted(run, 'timeout');
   });
 
   it('a wedged service holds shutdown no longer than the drain deadline; what was not shipped ships at the next start', async () => {
