@@ -12,18 +12,30 @@ export interface ShipperOptions {
   onDelivered(sink: string, events: number, backlogBytes: number): void;
   /** A delivery failed; `backlogBytes` is what waits for the sink (so the gauge moves while it is down). */
   onError(sink: string, err: VerdictError, backlogBytes: number): void;
-  /** The sink refused these events on their own (SinkFailure `refused`): they are lost, and delivery goes on. */
+  /**
+   * The sink refused these events on their own (SinkFailure `refused`) while it took the others of their
+   * batch: they are lost, and delivery goes on.
+   */
   onRefused(sink: string, events: number, err: VerdictError): void;
   /** A turn failed outside the sink (reading the spool, saving the cursor): it is retried with backoff. */
   onFault(sink: string, err: Error): void;
+}
+
+/** What delivering a batch came to: events the sink took, and the refusal of each it refused on its own. */
+interface Delivery {
+  accepted: number;
+  refused: SinkFailure[];
 }
 
 /**
  * Feeds one sink from the spool, in order, from its saved cursor: batches by size and time, retries a
  * failed batch with exponential backoff (jittered; a sink's Retry-After up to the ceiling) until it is
  * acknowledged, then moves the cursor past it. A batch the sink refuses as it is goes in halves, down to single
- * events; one refused alone is counted lost, so one bad event cannot hold up all that follow it. One batch is in
- * flight at a time: a slow sink holds one batch in memory, the rest waits in the spool.
+ * events. When the sink took some of them, one refused alone is counted lost, so one bad event cannot hold up
+ * all that follow it; when it took none, the sink is what is wrong (a schema or a setting that refuses
+ * everything): nothing is lost, the batch stays spooled and is tried again, with backoff and with any events
+ * that arrived meanwhile. One batch is in flight at a time: a slow sink holds one batch in memory, the rest
+ * waits in the spool.
  * A crash between acknowledgement and the cursor save re-sends that batch (at-least-once; events carry
  * decision_id for de-duplication).
  */
@@ -35,6 +47,8 @@ export class Shipper {
   private timer: NodeJS.Timeout | null = null;
   /** Aborted by stop() once the drain deadline passes: ends the delivery in flight, whatever the sink does. */
   private readonly stopping = new AbortController();
+  /** Turns in a row whose whole batch the sink refused, event by event (the backoff's attempt count). */
+  private refusedTurns = 0;
 
   constructor(
     readonly sink: DecisionLogSink,
@@ -100,21 +114,28 @@ export class Shipper {
       await this.idle(this.options.batchDelayMs, true);
       batch = await this.spool.read(this.cursor, this.options.batchBytes);
     }
-    const refused = await this.deliver(batch.lines);
-    if (refused === null) return false;
+    const outcome = await this.deliver(batch.lines);
+    if (outcome === null) return false;
+    if (outcome.accepted === 0) {
+      // Every event refused on its own: kept (the cursor stays), tried again later.
+      await this.backoff(this.refusedTurns++, outcome.refused[0]?.retryAfterMs ?? null);
+      return true;
+    }
+    this.refusedTurns = 0;
+    for (const failure of outcome.refused) this.options.onRefused(this.sink.name, 1, failure);
     this.cursor = batch.next;
-    this.options.onDelivered(this.sink.name, batch.lines.length - refused, this.spool.backlog(this.cursor));
+    this.options.onDelivered(this.sink.name, outcome.accepted, this.spool.backlog(this.cursor));
     // Delivered, whatever happens to the save: a failed save only means this batch is sent again after a restart.
     await this.spool.saveCursor(this.sink.name, this.cursor);
     return true;
   }
 
-  /** Delivers `lines`: how many the sink refused on their own (lost), or null when closed first. */
-  private async deliver(lines: readonly string[]): Promise<number | null> {
+  /** Delivers `lines`: how many the sink took and the refusal of each it refused on its own; null when closed first. */
+  private async deliver(lines: readonly string[]): Promise<Delivery | null> {
     for (let attempt = 0; !this.closed; attempt++) {
       try {
         await this.sendUnlessStopped(lines);
-        return 0;
+        return { accepted: lines.length, refused: [] };
       } catch (err) {
         if (this.closed) return null; // abandoned by stop(): not a sink failure
         const failure = toVerdictError(err, 'ERR_DECISIONLOG_SINK');
@@ -126,17 +147,14 @@ export class Shipper {
     return null;
   }
 
-  /** A refused batch, in halves and in order; an event refused alone is lost (counted), not retried forever. */
-  private async split(lines: readonly string[], failure: VerdictError): Promise<number | null> {
-    if (lines.length === 1) {
-      this.options.onRefused(this.sink.name, 1, failure);
-      return 1;
-    }
+  /** A refused batch, in halves and in order, down to the events refused on their own. */
+  private async split(lines: readonly string[], failure: SinkFailure): Promise<Delivery | null> {
+    if (lines.length === 1) return { accepted: 0, refused: [failure] };
     const half = Math.ceil(lines.length / 2);
     const first = await this.deliver(lines.slice(0, half));
     if (first === null) return null;
     const second = await this.deliver(lines.slice(half));
-    return second === null ? null : first + second;
+    return second === null ? null : { accepted: first.accepted + second.accepted, refused: [...first.refused, ...second.refused] };
   }
 
   /** The sink's send, or a rejection as soon as stop() gives up on it (a sink may ignore the signal). */

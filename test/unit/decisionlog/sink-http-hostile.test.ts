@@ -415,6 +415,26 @@ describe('HTTP status codes', () => {
     },
   );
 
+  it('400 for every event (a service that refuses all of them): nothing is counted lost; once it takes them, all are delivered in order', async () => {
+    const { svc, url } = await service();
+    let refusing = true;
+    svc.handler = async (req, res) => {
+      const seen = await svc.read(req);
+      if (refusing) return void res.writeHead(400).end();
+      svc.accepted.push(...seen.events.map((e) => e.decision_id));
+      res.writeHead(200).end();
+    };
+    const run = await start(url);
+    const ids = emit(run, 30);
+    // Split down to single events, each refused, and tried again: still nothing lost.
+    await waitFor(() => svc.seen.filter((r) => r.events.length === 1).length >= 60, 'two rounds of single-event uploads');
+    expect((await run.metrics.decisionLogLost.get()).values).toEqual([]);
+    refusing = false;
+    await waitFor(() => svc.accepted.length >= ids.length, 'every decision');
+    expect(svc.accepted).toEqual(ids);
+    expect((await run.metrics.decisionLogLost.get()).values).toEqual([]);
+  });
+
   it('413 for a batch larger than the service takes: the batch is split until it fits, nothing lost', async () => {
     const { svc, url } = await service();
     svc.handler = async (req, res) => {
