@@ -2,17 +2,20 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Clock } from '../clock';
-import type { ErrorCode } from '../errors';
+import type { ErrorCode, VerdictError } from '../errors';
 import type { Decision } from '../decision/decision';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { toDecisionEvent, type EventContext } from './decision-event';
-import type { DecisionLogSink } from './decision-log-sink';
+import { sinkFailureWhy, type DecisionLogSink } from './decision-log-sink';
 import type { DecisionLog, DecisionRecord } from './decision-record';
 import { EventMask, type MaskRule } from './event-mask';
 import { Shipper, type ShipperOptions } from './shipper';
 import { Spool } from './spool';
 import { lineHash } from './hash-chain';
+
+/** A sink's error message in a log line: sinks bound theirs, this bounds any other. */
+const MAX_DETAIL_CHARS = 300;
 
 export interface DecisionLogPipelineOptions {
   sinks: DecisionLogSink[];
@@ -53,6 +56,8 @@ export class DecisionLogPipeline implements DecisionLog {
   private lostSinceLog = 0;
   private lastLossLogMs = 0;
   private readonly faultLoggedMs = new Map<string, number>();
+  /** Per sink: when its last failure was logged, and the failures since. */
+  private readonly sinkFailures = new Map<string, { loggedMs: number; since: number }>();
   private closed = false;
   private readonly emitted: { inc(): void };
   private readonly spooled: { inc(n: number): void };
@@ -85,10 +90,11 @@ export class DecisionLogPipeline implements DecisionLog {
             metrics.decisionLogBacklog.set({ sink: name }, backlog);
             this.releaseDelivered();
           },
-          onError: (name, err) => {
-            metrics.decisionLogSinkErrors.inc({ sink: name });
-            options.logger.warn({ sink: name, detail: err.message }, 'decision-log sink failed; retrying (events stay spooled)');
+          onError: (name, err, backlog) => {
+            metrics.decisionLogBacklog.set({ sink: name }, backlog);
+            this.sinkFailed(name, err);
           },
+          onRefused: (name, n, err) => this.lose('sink_refused', n, `sink ${name} refused: ${err.message}`, err.code),
           onFault: (name, err) => this.fault('ship', `sink ${name}: ${err.message}; retrying`),
         }),
     );
@@ -163,17 +169,38 @@ export class DecisionLogPipeline implements DecisionLog {
     this.syncTimer.unref();
   }
 
-  /** Counted always; logged at most once a second, with the count since the last line (`detail`: a spool loss). */
-  private lose(why: string, n: number, detail?: string): void {
+  /** Counted always; logged at most once a second, with the count since the last line (`detail`: a spool or sink loss). */
+  private lose(why: string, n: number, detail?: string, code: ErrorCode = 'ERR_DECISIONLOG_SPOOL'): void {
     this.options.metrics.decisionLogLost.inc({ why }, n);
     this.lostSinceLog += n;
     const now = this.options.clock.nowMs();
     if (now - this.lastLossLogMs >= 1000) {
-      const spool = detail === undefined ? {} : { code: 'ERR_DECISIONLOG_SPOOL', detail };
+      const spool = detail === undefined ? {} : { code, detail };
       this.options.logger.error({ lost: this.lostSinceLog, why, ...spool }, 'decision-log events lost');
       this.lostSinceLog = 0;
       this.lastLossLogMs = now;
     }
+  }
+
+  /**
+   * A failed delivery (retried, or refused and split): counted always, by its bounded why; logged at most once
+   * a second per sink with the failures since the last line, so a sink failing fast cannot flood the log.
+   */
+  private sinkFailed(sink: string, err: VerdictError): void {
+    const why = sinkFailureWhy(err);
+    this.options.metrics.decisionLogSinkErrors.inc({ sink, why });
+    const state = this.sinkFailures.get(sink) ?? { loggedMs: -Infinity, since: 0 };
+    this.sinkFailures.set(sink, state);
+    state.since++;
+    const now = this.options.clock.nowMs();
+    if (now - state.loggedMs < 1000) return;
+    const detail = err.message.slice(0, MAX_DETAIL_CHARS);
+    this.options.logger.warn(
+      { sink, code: err.code, why, detail, failures: state.since },
+      'decision-log sink failed; retrying (events stay spooled)',
+    );
+    state.loggedMs = now;
+    state.since = 0;
   }
 
   /** A spool failure verdict serves on through: counted always; logged with its code at most once a second per why. */

@@ -213,7 +213,7 @@ export class Metrics {
 
   readonly decisionLogLost = new Counter({
     name: 'verdict_decisionlog_lost_total',
-    help: 'Decision-log events lost, by why (queue_full, spool_full, spool_error; read from the spool: torn, too_long, corrupt). Never silent: also logged.',
+    help: 'Decision-log events lost, by why (queue_full, spool_full, spool_error; read from the spool: torn, too_long, corrupt; sink_refused: a sink refused the event on its own). Never silent: also logged.',
     labelNames: ['why'] as const,
     registers: [this.registry],
   });
@@ -227,8 +227,8 @@ export class Metrics {
 
   readonly decisionLogSinkErrors = new Counter({
     name: 'verdict_decisionlog_sink_errors_total',
-    help: 'Failed deliveries to a sink (each is retried with backoff).',
-    labelNames: ['sink'] as const,
+    help: 'Failed deliveries to a sink, by why (timeout, dns, tls, network, redirect, http_4xx, http_5xx: retried with backoff; refused: sent again in halves; error: any other sink failure).',
+    labelNames: ['sink', 'why'] as const,
     registers: [this.registry],
   });
 

@@ -57,7 +57,7 @@ describe('decision logs to an HTTP service that fails, stalls and recovers', () 
     expect(ids).toEqual(sent);
     expect(new Set(ids).size).toBe(60);
     const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
-    expect(text).toMatch(/verdict_decisionlog_sink_errors_total\{sink="http"\} [1-9]/);
+    expect(text).toMatch(/verdict_decisionlog_sink_errors_total\{sink="http",why="[a-z_0-9]+"\} [1-9]/);
     expect(text).not.toMatch(/verdict_decisionlog_lost_total\{/);
     const e = service.received[0] as Record<string, unknown>;
     expect(Object.keys(e)).toEqual(

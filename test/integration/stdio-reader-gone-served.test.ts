@@ -44,7 +44,7 @@ describe('verdict serve whose stderr or stdout reader has gone', () => {
     v.child.stdout!.destroy();
     for (let i = 0; i < 5; i++) expect((await client.check(httpCheckRequest({ path: `/after/${i}` }))).status?.code).toBe(before);
     await vi.waitFor(
-      async () => expect(await metric(v, 'verdict_decisionlog_sink_errors_total{sink="console"}')).toBeGreaterThanOrEqual(1),
+      async () => expect(await metric(v, 'verdict_decisionlog_sink_errors_total{sink="console",why="error"}')).toBeGreaterThanOrEqual(1),
       { timeout: 10_000, interval: 50 },
     );
     expect(v.alive).toBe(true);
