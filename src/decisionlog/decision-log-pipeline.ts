@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Clock } from '../clock';
 import type { ErrorCode, VerdictError } from '../errors';
 import type { Decision } from '../decision/decision';
+import { LogThrottle } from '../telemetry/log-throttle';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { toDecisionEvent, type EventContext } from './decision-event';
@@ -55,14 +56,16 @@ export class DecisionLogPipeline implements DecisionLog {
   private syncTimer: NodeJS.Timeout | null = null;
   private lostSinceLog = 0;
   private lastLossLogMs = 0;
-  private readonly faultLoggedMs = new Map<string, number>();
-  /** Per sink: when its last failure was logged, and the failures since. */
-  private readonly sinkFailures = new Map<string, { loggedMs: number; since: number }>();
+  /** Spool faults by why, and sink failures by sink: each logged at most once a second. */
+  private readonly faultLog: LogThrottle;
+  private readonly sinkFailureLog: LogThrottle;
   private closed = false;
   private readonly emitted: { inc(): void };
   private readonly spooled: { inc(n: number): void };
 
   constructor(private readonly options: DecisionLogPipelineOptions) {
+    this.faultLog = new LogThrottle(options.clock, 1000);
+    this.sinkFailureLog = new LogThrottle(options.clock, 1000);
     const dir = options.spoolDir ?? mkdtempSync(join(tmpdir(), 'verdict-spool-'));
     if (options.spoolDir === null)
       options.logger.warn({ dir }, 'decision-log spool is temporary: set decisionLog.spool.dir to keep undelivered events across restarts');
@@ -189,26 +192,19 @@ export class DecisionLogPipeline implements DecisionLog {
   private sinkFailed(sink: string, err: VerdictError): void {
     const why = sinkFailureWhy(err);
     this.options.metrics.decisionLogSinkErrors.inc({ sink, why });
-    const state = this.sinkFailures.get(sink) ?? { loggedMs: -Infinity, since: 0 };
-    this.sinkFailures.set(sink, state);
-    state.since++;
-    const now = this.options.clock.nowMs();
-    if (now - state.loggedMs < 1000) return;
+    const held = this.sinkFailureLog.admit(sink);
+    if (held === null) return;
     const detail = err.message.slice(0, MAX_DETAIL_CHARS);
     this.options.logger.warn(
-      { sink, code: err.code, why, detail, failures: state.since },
+      { sink, code: err.code, why, detail, failures: held + 1 },
       'decision-log sink failed; retrying (events stay spooled)',
     );
-    state.loggedMs = now;
-    state.since = 0;
   }
 
   /** A spool failure verdict serves on through: counted always; logged with its code at most once a second per why. */
   private fault(why: string, detail: string, code: ErrorCode = 'ERR_DECISIONLOG_SPOOL'): void {
     this.options.metrics.decisionLogSpoolFaults.inc({ why });
-    const now = this.options.clock.nowMs();
-    if (now - (this.faultLoggedMs.get(why) ?? -Infinity) < 1000) return;
-    this.faultLoggedMs.set(why, now);
+    if (this.faultLog.admit(why) === null) return;
     this.options.logger.warn({ code, why, detail }, 'decision-log spool fault; serving on');
   }
 
