@@ -1,6 +1,8 @@
 import { createHash, createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { VerdictError } from '../errors';
+import { quoteShort } from './jws-compact';
+import { keyLimitProblem } from './key-limits';
 
 /**
  * The trust bundle of one trust domain (SPIFFE Trust Domain and Bundle §3): X.509 authorities that sign
@@ -114,14 +116,26 @@ function parseJWKSText(trustDomain: string, text: string | Uint8Array): JWKS {
 }
 
 function jwkToKey(trustDomain: string, jwk: JsonWebKey): KeyObject {
+  let key: KeyObject;
   try {
     // Only public parts are kept: a bundle never carries private keys.
     const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, k: _k, ...pub } = jwk;
     if (jwk.kty === 'oct') throw new Error('symmetric keys are not authorities');
-    return createPublicKey({ key: pub, format: 'jwk' });
+    key = createPublicKey({ key: pub, format: 'jwk' });
   } catch (err) {
-    throw bad(trustDomain, `key ${JSON.stringify(jwk.kid)} is not a usable public key`, err);
+    throw bad(trustDomain, `key ${quoteShort(jwk.kid)} is not a usable public key`, err);
   }
+  // The same bounds as a certificate issuer's key (key-limits.ts): too weak, or too costly to check.
+  const problem = keyLimitProblem(key);
+  if (problem !== null) throw bad(trustDomain, `key ${quoteShort(jwk.kid)} ${problem}`);
+  return key;
+}
+
+/** The entries of a JWK set's `keys`, each a JSON object (RFC 7517 §5: "an array of JWK values"). */
+function jwkEntries(trustDomain: string, keys: unknown): JsonWebKey[] {
+  const list = keys as unknown[];
+  if (list.some((k) => typeof k !== 'object' || k === null || Array.isArray(k))) throw bad(trustDomain, 'a key is not a JSON object');
+  return list as JsonWebKey[];
 }
 
 /**
@@ -133,7 +147,7 @@ export function parseSPIFFEBundle(trustDomain: string, text: string | Uint8Array
   const { keys } = parseJWKSText(trustDomain, text);
   const x509: X509Certificate[] = [];
   const jwt = new Map<string, KeyObject>();
-  for (const raw of keys as JsonWebKey[]) {
+  for (const raw of jwkEntries(trustDomain, keys)) {
     if (raw.use === 'x509-svid') {
       const authority = x509Authority(trustDomain, raw.x5c as unknown);
       if (authority) x509.push(authority);
@@ -161,14 +175,14 @@ function x509Authority(trustDomain: string, x5c: unknown): X509Certificate | nul
 export function parseJWTBundle(trustDomain: string, text: string | Uint8Array): Map<string, KeyObject> {
   const { keys } = parseJWKSText(trustDomain, text);
   const jwt = new Map<string, KeyObject>();
-  for (const raw of keys as JsonWebKey[]) addJWTAuthority(trustDomain, jwt, raw);
+  for (const raw of jwkEntries(trustDomain, keys)) addJWTAuthority(trustDomain, jwt, raw);
   return jwt;
 }
 
 function addJWTAuthority(trustDomain: string, into: Map<string, KeyObject>, raw: JsonWebKey): void {
   const kid = raw.kid as unknown;
   if (typeof kid !== 'string' || kid === '') throw bad(trustDomain, 'a JWT authority lacks its kid');
-  if (into.has(kid)) throw bad(trustDomain, `duplicate kid ${JSON.stringify(kid)}`);
+  if (into.has(kid)) throw bad(trustDomain, `duplicate kid ${quoteShort(kid)}`);
   into.set(kid, jwkToKey(trustDomain, raw));
 }
 
