@@ -36,6 +36,8 @@ export interface WorkloadAPIClientOptions {
   firstMessageTimeoutMs?: number;
   /** Updates of one stream are applied at most this often; the latest one waits, those between are dropped. */
   minUpdateIntervalMs?: number;
+  /** HTTP/2 PING interval on the agent connection, to see an agent that froze after it delivered. */
+  keepaliveTimeMs?: number;
 }
 
 /**
@@ -52,6 +54,11 @@ const MAX_AUTHORITIES_PER_UPDATE = 1000;
 const DEFAULT_FIRST_MESSAGE_TIMEOUT_MS = 30_000;
 // At most one parse per second per stream: a flood of (large) updates costs at most ~20% of the loop.
 const DEFAULT_MIN_UPDATE_INTERVAL_MS = 1_000;
+// SPIRE sends nothing on a bundle stream while nothing changes, so a frozen agent looks like a quiet one; an
+// unanswered PING closes the connection (the streams go down, then stale). Above grpc-go's default
+// enforcement minimum of 5 minutes between pings, below which the agent would close the connection itself.
+const DEFAULT_KEEPALIVE_TIME_MS = 360_000;
+const KEEPALIVE_TIMEOUT_MS = 20_000;
 const MAX_DETAIL_CHARS = 200;
 
 /** verdict's own identity, as FetchX509SVID delivers it (the default, first SVID: Workload API §5.3). */
@@ -108,6 +115,8 @@ export class WorkloadAPIClient extends EventEmitter implements BundleSource {
       'grpc.initial_reconnect_backoff_ms': options.reconnectInitialMs,
       'grpc.max_reconnect_backoff_ms': options.reconnectMaxMs,
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? DEFAULT_KEEPALIVE_TIME_MS,
+      'grpc.keepalive_timeout_ms': Math.min(KEEPALIVE_TIMEOUT_MS, options.keepaliveTimeMs ?? KEEPALIVE_TIMEOUT_MS),
     });
     const fresh = (): StreamState => ({
       call: null,

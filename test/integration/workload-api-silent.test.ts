@@ -60,4 +60,28 @@ describe('a Workload API that never sends its first message', () => {
     await waitFor('verdict to become ready once the agent answers', () => client.isReady(), 30_000, 100);
     expect(client.bundleForTrustDomain('example.org')?.x509Authorities.length).toBeGreaterThan(0);
   }, 60_000);
+
+  it('an agent that freezes after it delivered is seen by an unanswered keepalive PING: the streams go down (coded), the bundles go stale, then recover', async () => {
+    const { logger, lines } = recordingLogger();
+    const client = new WorkloadAPIClient({
+      socket: `unix://${spire.agentSocket}`,
+      clock: systemClock,
+      logger,
+      reconnectInitialMs: 50,
+      reconnectMaxMs: 200,
+      bundleStalenessMs: 1_000,
+      fetchX509SVID: false,
+      keepaliveTimeMs: 1_000,
+    });
+    clients.push(client);
+    client.start();
+    await waitFor('verdict to become ready', () => client.isReady(), 30_000, 50);
+    spire.pauseAgent();
+    await waitFor('the frozen agent to make verdict unready', () => !client.isReady(), 30_000, 50);
+    const down = lines.filter((l) => l.msg.includes('stream down')).map((l) => l.fields as { code: string; why: string });
+    expect(down.length).toBeGreaterThan(0);
+    expect(down.every((d) => d.code === 'ERR_WORKLOAD_API')).toBe(true);
+    spire.resumeAgent();
+    await waitFor('verdict to be ready again once the agent runs', () => client.isReady(), 30_000, 100);
+  }, 90_000);
 });
