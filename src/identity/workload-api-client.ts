@@ -6,6 +6,7 @@ import { VerdictError } from '../errors';
 import { grpcJs } from '../telemetry/grpc-log';
 import type { Logger } from '../telemetry/logger';
 import type { BundleSource } from './bundle-source';
+import { keyLimitProblem } from './key-limits';
 import { parseSPIFFEID, parseTrustDomain } from './spiffe-id';
 import { makeTrustBundle, parseDERCertificates, parseJWTBundle, type TrustBundle } from './trust-bundle';
 import {
@@ -409,6 +410,9 @@ export class WorkloadAPIClient extends EventEmitter implements BundleSource {
     }
     // The TLS listener would fail on a key that is not the leaf's, after the good SVID was already replaced.
     if (!leaf.checkPrivateKey(privateKey)) throw new VerdictError('ERR_WORKLOAD_API', 'own X509-SVID key does not match its certificate');
+    // The bounds every verdict key obeys: a TLS context refuses a key too small for OpenSSL's security level.
+    const weak = keyLimitProblem(leaf.publicKey);
+    if (weak !== null) throw new VerdictError('ERR_WORKLOAD_API', `own X509-SVID key ${weak}`);
     const changed = this.ownSVID?.certificates[0]?.fingerprint256 !== leaf.fingerprint256;
     this.ownSVID = { spiffeID, certificates, privateKey };
     if (changed) this.emit('x509svid', this.ownSVID);

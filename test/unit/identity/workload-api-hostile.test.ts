@@ -272,6 +272,14 @@ describe("verdict's own X509-SVID", () => {
       'ERR_WORKLOAD_API',
     ],
     [
+      'an RSA key of 1024 bits',
+      async (g: Record<string, unknown>) => {
+        const weak = await issueX509SVID(ca, 'spiffe://example.org/verdict', { rsaModulusBits: 1024 });
+        return { ...g, x509_svid: Buffer.from(weak.cert.raw), x509_svid_key: await keyDER(weak) };
+      },
+      'ERR_WORKLOAD_API',
+    ],
+    [
       'a SPIFFE ID that is not one',
       (g: Record<string, unknown>) => ({ ...g, spiffe_id: 'spiffe://Example.org/x' }),
       'ERR_SPIFFE_ID_INVALID',
