@@ -13,6 +13,7 @@ import {
   type KeyUsageBits,
   type NameConstraintSet,
 } from './der-extensions';
+import { keyLimitProblem } from './key-limits';
 
 /**
  * What RFC 5280 path validation reads from one certificate, decoded once per certificate object: OpenSSL
@@ -46,19 +47,7 @@ export interface CertificateInfo {
 
 export type IssuerKey = { readonly key: KeyObject } | { readonly unusable: string };
 
-/**
- * The issuer keys verdict checks signatures with: those Go's crypto/x509 (SPIRE's) verifies — RSA, ECDSA on a
- * NIST curve, Ed25519 — and only where a check costs little, since presenting a key needs no private half.
- * RSA: a modulus of at most 8192 bits (Go's crypto/tls bound since CVE-2023-29409) and the exponent 65537
- * (what Go's rsa.GenerateKey, OpenSSL and the cloud KMSs make; Go's crypto/rsa takes odd exponents up to
- * 2^31-1, which cost up to ~3.5 times as much). Here an RSA-8192 check costs ~0.3 ms, a 16384-bit key with the
- * exponent 2^64-1 ~6 ms. DSA (OpenSSL checks a p of up to 10,000 bits; Go no longer verifies DSA), Ed448 and EC
- * keys with explicit curve parameters are refused.
- */
-export const MAX_RSA_MODULUS_BITS = 8192;
-const RSA_EXPONENT = 65537n;
-const NAMED_CURVES = new Set(['secp224r1', 'prime256v1', 'secp384r1', 'secp521r1']);
-
+/** The key to check the signatures `cert`'s subject made, within the bounds of key-limits.ts. */
 function issuerKeyOf(cert: X509Certificate): IssuerKey {
   let key: KeyObject;
   try {
@@ -67,18 +56,8 @@ function issuerKeyOf(cert: X509Certificate): IssuerKey {
     // OpenSSL cannot load it (an unknown algorithm, an EC point off the curve, a malformed RSA key).
     return { unusable: `does not load (${(err as Error).message})` };
   }
-  const type = key.asymmetricKeyType ?? 'unknown';
-  const details = key.asymmetricKeyDetails ?? {};
-  if (type === 'rsa' || type === 'rsa-pss') {
-    if ((details.modulusLength ?? Infinity) > MAX_RSA_MODULUS_BITS)
-      return { unusable: `is an RSA key of ${details.modulusLength} bits (at most ${MAX_RSA_MODULUS_BITS})` };
-    if (details.publicExponent !== RSA_EXPONENT) return { unusable: `has the RSA exponent ${details.publicExponent} (only 65537)` };
-    return { key };
-  }
-  if (type === 'ec')
-    return NAMED_CURVES.has(details.namedCurve ?? '') ? { key } : { unusable: `is on the curve ${details.namedCurve ?? '(explicit)'}` };
-  if (type === 'ed25519') return { key };
-  return { unusable: `is a ${type} key` };
+  const problem = keyLimitProblem(key);
+  return problem === null ? { key } : { unusable: problem };
 }
 
 // DER content bytes of the extension OIDs (RFC 5280 §4.2.1).

@@ -13,6 +13,16 @@
  */
 export const MAX_TOKEN_JSON_DEPTH = 64;
 
+/**
+ * A value from a token or a key set, for an error message: its author chose it (a kid, an alg, an iss can be
+ * as long as the token, or an object), so at most 64 characters of it are shown.
+ */
+export function quoteShort(value: unknown): string {
+  const text = typeof value === 'string' ? value : value === undefined ? 'undefined' : (JSON.stringify(value) ?? typeof value);
+  const short = text.length > 64 ? `${text.slice(0, 64)}…` : text;
+  return typeof value === 'string' ? JSON.stringify(short) : short;
+}
+
 /** The header and payload segments of a JWS compact serialization (RFC 7515 §7.1): exactly three segments. */
 export function compactSegments(token: string): { header: string; payload: string } {
   const first = token.indexOf('.');

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { VerdictError, type ErrorCode } from '../errors';
 import type { BundleSource } from './bundle-source';
-import { compactSegments, decodeSegment, registeredClaimsProblem } from './jws-compact';
+import { compactSegments, decodeSegment, quoteShort, registeredClaimsProblem } from './jws-compact';
 import { parseSPIFFEID, type SPIFFEID } from './spiffe-id';
 import type { VerifiedSVID } from './verified-svid';
 
@@ -29,14 +29,14 @@ export async function verifyJWTSVID(token: string, source: BundleSource, options
   const algorithms = options.algorithms ?? JWT_SVID_ALGORITHMS;
   const { header, claims } = decode(token);
   const { alg, kid } = readHeader(header);
-  if (!alg || !algorithms.includes(alg)) throw new VerdictError('ERR_JWT_ALGORITHM', `algorithm ${JSON.stringify(alg)} is not allowed`);
+  if (!alg || !algorithms.includes(alg)) throw new VerdictError('ERR_JWT_ALGORITHM', `algorithm ${quoteShort(alg)} is not allowed`);
   // JWT-SVID §2.2: kid is required, to select the key in the bundle.
   if (!kid) throw new VerdictError('ERR_JWT_KEY_UNKNOWN', 'JWT-SVID header has no kid');
   const spiffeID = readSubject(claims);
   const bundle = source.bundleForTrustDomain(spiffeID.trustDomain);
   if (!bundle) throw new VerdictError('ERR_SVID_UNTRUSTED', `no JWT authorities for trust domain "${spiffeID.trustDomain}"`);
   const key = bundle.jwtAuthorities.get(kid);
-  if (!key) throw new VerdictError('ERR_JWT_KEY_UNKNOWN', `kid ${JSON.stringify(kid)} is not in the bundle of ${spiffeID.trustDomain}`);
+  if (!key) throw new VerdictError('ERR_JWT_KEY_UNKNOWN', `kid ${quoteShort(kid)} is not in the bundle of ${spiffeID.trustDomain}`);
   checkKeyFitsAlgorithm(alg, key);
   let payload: JWTPayload;
   try {
@@ -91,7 +91,7 @@ function decode(token: string): { header: Record<string, unknown>; claims: Recor
 function readHeader(h: Record<string, unknown>): { alg?: string; kid?: string } {
   // JWT-SVID §2.3: typ, when present, is JWT or JOSE.
   if (h.typ !== undefined && h.typ !== 'JWT' && h.typ !== 'JOSE')
-    throw new VerdictError('ERR_SVID_MALFORMED', `typ ${JSON.stringify(h.typ)} is not allowed`);
+    throw new VerdictError('ERR_SVID_MALFORMED', `typ ${quoteShort(h.typ)} is not allowed`);
   // RFC 7515 §4.1.11: a `crit` extension the recipient does not process is refused; JWT-SVID defines none.
   if (h.crit !== undefined) throw new VerdictError('ERR_SVID_MALFORMED', 'JWT-SVID header has crit extensions');
   return { ...(typeof h.alg === 'string' && h.alg ? { alg: h.alg } : {}), ...(typeof h.kid === 'string' && h.kid ? { kid: h.kid } : {}) };

@@ -1,15 +1,26 @@
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { createLocalJWKSet, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose';
 import type { Clock } from '../clock';
 import type { JWTIssuerConfig } from '../config/sections/jwt-issuers';
 import { VerdictError, toVerdictError } from '../errors';
 import { readConfiguredFile } from '../policy/bundle-file-read';
 import { readBodyBounded } from '../policy/bundle-source';
+import { quoteShort } from './jws-compact';
+import { keyLimitProblem } from './key-limits';
 
 /** One fetched (or static) JWK Set, indexed for the `kid` check. */
 interface KeySet {
   kids: ReadonlySet<string>;
+  /** Kids of keys set aside (RFC 7517 §5: out of the supported ranges), with why: the refusal says so. */
+  ignored: ReadonlyMap<string, string>;
   getKey: JWTVerifyGetKey;
   fetchedAtMs: number;
+}
+
+/** A JWK Set as parsed: the keys verdict uses, and those it set aside. */
+interface ParsedKeySet {
+  set: JSONWebKeySet;
+  ignored: Map<string, string>;
 }
 
 /**
@@ -28,7 +39,7 @@ export class OIDCIssuerKeys {
     private readonly config: JWTIssuerConfig,
     private readonly clock: Clock,
   ) {
-    if (config.jwksFile !== null) this.current = this.index(readStaticSet(config.jwksFile, config.keys.maxBytes), clock.nowMs());
+    if (config.jwksFile !== null) this.current = this.index(readStaticSet(config.jwksFile, config.keys), clock.nowMs());
   }
 
   /** The key-selection function for a token whose header names `kid`; refreshes as described above. */
@@ -40,8 +51,11 @@ export class OIDCIssuerKeys {
     if (!set.kids.has(kid) && this.config.jwksFile === null && now - this.lastAttemptMs >= this.config.keys.refreshCooldownMs) {
       set = await this.refresh(set);
     }
+    const ignored = set.ignored.get(kid);
+    if (ignored !== undefined)
+      throw new VerdictError('ERR_TOKEN_JWKS', `the key of kid ${quoteShort(kid)} in the JWK Set of ${this.config.issuer} ${ignored}`);
     if (!set.kids.has(kid))
-      throw new VerdictError('ERR_TOKEN_KEY_UNKNOWN', `kid ${JSON.stringify(kid)} is not in the JWK Set of ${this.config.issuer}`);
+      throw new VerdictError('ERR_TOKEN_KEY_UNKNOWN', `kid ${quoteShort(kid)} is not in the JWK Set of ${this.config.issuer}`);
     return set.getKey;
   }
 
@@ -105,16 +119,16 @@ export class OIDCIssuerKeys {
     return parseObject(body.toString('utf8'), `${what} ${url}`);
   }
 
-  private index(set: JSONWebKeySet, fetchedAtMs: number): KeySet {
+  private index({ set, ignored }: ParsedKeySet, fetchedAtMs: number): KeySet {
     const kids = new Set(set.keys.map((k) => k.kid).filter((k): k is string => typeof k === 'string'));
-    return { kids, getKey: createLocalJWKSet(set), fetchedAtMs };
+    return { kids, ignored, getKey: createLocalJWKSet(set), fetchedAtMs };
   }
 }
 
-function readStaticSet(path: string, maxBytes: number): JSONWebKeySet {
+function readStaticSet(path: string, keys: JWTIssuerConfig['keys']): ParsedKeySet {
   // keys.maxBytes bounds the read itself: a larger file (or a device) is never read whole.
-  const text = readConfiguredFile(path, 'JWK Set', maxBytes).toString('utf8');
-  return parseKeySet(parseObject(text, `JWK Set ${path}`), Number.MAX_SAFE_INTEGER);
+  const text = readConfiguredFile(path, 'JWK Set', keys.maxBytes).toString('utf8');
+  return parseKeySet(parseObject(text, `JWK Set ${path}`), keys.maxKeys);
 }
 
 function parseObject(text: string, what: string): Record<string, unknown> {
@@ -128,8 +142,13 @@ function parseObject(text: string, what: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-/** RFC 7517 §5: `keys` is an array of JWKs. Keys without a kid are dropped: verdict selects by kid only. */
-function parseKeySet(doc: Record<string, unknown>, maxKeys: number): JSONWebKeySet {
+/**
+ * RFC 7517 §5: `keys` is an array of JWKs. Keys without a kid are dropped: verdict selects by kid only. A key
+ * that does not load, or is outside the bounds of key-limits.ts (an RSA modulus under 2048 or over 8192 bits,
+ * another exponent than 65537, a curve or type Go does not verify), is set aside, as §5 says a key "out of
+ * the supported ranges" should be ignored: the other keys of the set still verify.
+ */
+function parseKeySet(doc: Record<string, unknown>, maxKeys: number): ParsedKeySet {
   if (!Array.isArray(doc.keys)) throw new VerdictError('ERR_TOKEN_JWKS', 'JWK Set has no keys array');
   if (doc.keys.length > maxKeys) throw new VerdictError('ERR_TOKEN_JWKS', `JWK Set has ${doc.keys.length} keys (max ${maxKeys})`);
   const keys = (doc.keys as unknown[]).filter(
@@ -138,5 +157,21 @@ function parseKeySet(doc: Record<string, unknown>, maxKeys: number): JSONWebKeyS
   // Private or symmetric material never belongs in a published set: refuse the set rather than trust it.
   if (keys.some((k) => k.kty === 'oct' || k.d !== undefined))
     throw new VerdictError('ERR_TOKEN_JWKS', 'JWK Set holds private or symmetric keys');
-  return { keys };
+  const ignored = new Map<string, string>();
+  const usable = keys.filter((k) => {
+    const problem = jwkProblem(k);
+    if (problem !== null) ignored.set(k.kid as string, problem);
+    return problem === null;
+  });
+  return { set: { keys: usable }, ignored };
+}
+
+function jwkProblem(jwk: JWK): string | null {
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
+  } catch {
+    return 'does not load';
+  }
+  return keyLimitProblem(key);
 }

@@ -2,7 +2,7 @@ import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Clock } from '../clock';
 import type { JWTIssuerConfig } from '../config/sections/jwt-issuers';
 import { VerdictError, type ErrorCode } from '../errors';
-import { compactSegments, decodeSegment, registeredClaimsProblem } from './jws-compact';
+import { compactSegments, decodeSegment, quoteShort, registeredClaimsProblem } from './jws-compact';
 import { flattenActChain, type Actor } from './oidc-act-chain';
 import { OIDCIssuerKeys } from './oidc-issuer-keys';
 
@@ -56,9 +56,9 @@ export class OIDCTokenVerifier {
     const issuer = typeof claims.iss === 'string' ? this.issuers.get(claims.iss) : undefined;
     if (!issuer && leaveOthers) return null;
     const { alg, kid } = readHeader(segments.header);
-    if (!issuer) throw new VerdictError('ERR_TOKEN_ISSUER', `issuer ${JSON.stringify(claims.iss)} is not configured`);
+    if (!issuer) throw new VerdictError('ERR_TOKEN_ISSUER', `issuer ${quoteShort(claims.iss)} is not configured`);
     if (alg === 'none' || !(issuer.config.algorithms as readonly string[]).includes(alg))
-      throw new VerdictError('ERR_TOKEN_ALGORITHM', `algorithm ${JSON.stringify(alg)} is not allowed for ${issuer.config.issuer}`);
+      throw new VerdictError('ERR_TOKEN_ALGORITHM', `algorithm ${quoteShort(alg)} is not allowed for ${issuer.config.issuer}`);
     if (kid === undefined) throw new VerdictError('ERR_TOKEN_KEY_UNKNOWN', 'token header has no kid');
     const getKey = await issuer.keys.keyFor(kid);
     let payload: JWTPayload;

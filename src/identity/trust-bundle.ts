@@ -1,6 +1,8 @@
 import { createHash, createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { VerdictError } from '../errors';
+import { quoteShort } from './jws-compact';
+import { keyLimitProblem } from './key-limits';
 
 /**
  * The trust bundle of one trust domain (SPIFFE Trust Domain and Bundle §3): X.509 authorities that sign
@@ -17,7 +19,7 @@ export interface TrustBundle {
 
 /** Bounds for untrusted bundle input. */
 const MAX_BUNDLE_BYTES = 1024 * 1024;
-const MAX_AUTHORITIES = 1000;
+export const MAX_AUTHORITIES = 1000;
 
 function bad(trustDomain: string, why: string, cause?: unknown): VerdictError {
   return new VerdictError('ERR_BUNDLE_UNAVAILABLE', `trust bundle for "${trustDomain}": ${why}`, { cause });
@@ -65,12 +67,16 @@ export function parsePEMCertificates(pem: string, what = 'PEM'): X509Certificate
   });
 }
 
-/** ASN.1 DER certificates concatenated (Workload API §5.4: x509_svid, bundle) → certificates. */
-export function parseDERCertificates(der: Uint8Array, what = 'DER'): X509Certificate[] {
+/**
+ * ASN.1 DER certificates concatenated (Workload API §5.4: x509_svid, bundle) → certificates; at most
+ * `maxCertificates` of them (each costs ~0.2 ms to parse here), counted before the next one is parsed.
+ */
+export function parseDERCertificates(der: Uint8Array, what = 'DER', maxCertificates = MAX_AUTHORITIES): X509Certificate[] {
   const certs: X509Certificate[] = [];
   let offset = 0;
   while (offset < der.length) {
-    if (certs.length >= MAX_AUTHORITIES) throw new VerdictError('ERR_SVID_MALFORMED', `${what} holds too many certificates`);
+    if (certs.length >= maxCertificates)
+      throw new VerdictError('ERR_SVID_MALFORMED', `${what} holds more than ${maxCertificates} certificates`);
     const length = derElementLength(der, offset);
     if (length === null || offset + length > der.length) throw new VerdictError('ERR_SVID_MALFORMED', `${what} is not DER`);
     try {
@@ -100,7 +106,7 @@ interface JWKS {
   keys?: unknown;
 }
 
-function parseJWKSText(trustDomain: string, text: string | Uint8Array): JWKS {
+function parseJWKSText(trustDomain: string, text: string | Uint8Array, maxKeys = MAX_AUTHORITIES): JWKS {
   if (text.length > MAX_BUNDLE_BYTES) throw bad(trustDomain, `larger than ${MAX_BUNDLE_BYTES} bytes`);
   let doc: unknown;
   try {
@@ -109,19 +115,31 @@ function parseJWKSText(trustDomain: string, text: string | Uint8Array): JWKS {
     throw bad(trustDomain, 'not JSON', err);
   }
   if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as JWKS).keys)) throw bad(trustDomain, 'not a JWK set');
-  if (((doc as JWKS).keys as unknown[]).length > MAX_AUTHORITIES) throw bad(trustDomain, 'too many keys');
+  if (((doc as JWKS).keys as unknown[]).length > maxKeys) throw bad(trustDomain, `more than ${maxKeys} keys`);
   return doc as JWKS;
 }
 
 function jwkToKey(trustDomain: string, jwk: JsonWebKey): KeyObject {
+  let key: KeyObject;
   try {
     // Only public parts are kept: a bundle never carries private keys.
     const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, k: _k, ...pub } = jwk;
     if (jwk.kty === 'oct') throw new Error('symmetric keys are not authorities');
-    return createPublicKey({ key: pub, format: 'jwk' });
+    key = createPublicKey({ key: pub, format: 'jwk' });
   } catch (err) {
-    throw bad(trustDomain, `key ${JSON.stringify(jwk.kid)} is not a usable public key`, err);
+    throw bad(trustDomain, `key ${quoteShort(jwk.kid)} is not a usable public key`, err);
   }
+  // The same bounds as a certificate issuer's key (key-limits.ts): too weak, or too costly to check.
+  const problem = keyLimitProblem(key);
+  if (problem !== null) throw bad(trustDomain, `key ${quoteShort(jwk.kid)} ${problem}`);
+  return key;
+}
+
+/** The entries of a JWK set's `keys`, each a JSON object (RFC 7517 §5: "an array of JWK values"). */
+function jwkEntries(trustDomain: string, keys: unknown): JsonWebKey[] {
+  const list = keys as unknown[];
+  if (list.some((k) => typeof k !== 'object' || k === null || Array.isArray(k))) throw bad(trustDomain, 'a key is not a JSON object');
+  return list as JsonWebKey[];
 }
 
 /**
@@ -133,7 +151,7 @@ export function parseSPIFFEBundle(trustDomain: string, text: string | Uint8Array
   const { keys } = parseJWKSText(trustDomain, text);
   const x509: X509Certificate[] = [];
   const jwt = new Map<string, KeyObject>();
-  for (const raw of keys as JsonWebKey[]) {
+  for (const raw of jwkEntries(trustDomain, keys)) {
     if (raw.use === 'x509-svid') {
       const authority = x509Authority(trustDomain, raw.x5c as unknown);
       if (authority) x509.push(authority);
@@ -158,17 +176,17 @@ function x509Authority(trustDomain: string, x5c: unknown): X509Certificate | nul
 }
 
 /** JWT bundle as the Workload API sends it (§6.3 JWTBundlesResponse): a JWK set; every key needs a `kid`. */
-export function parseJWTBundle(trustDomain: string, text: string | Uint8Array): Map<string, KeyObject> {
-  const { keys } = parseJWKSText(trustDomain, text);
+export function parseJWTBundle(trustDomain: string, text: string | Uint8Array, maxKeys = MAX_AUTHORITIES): Map<string, KeyObject> {
+  const { keys } = parseJWKSText(trustDomain, text, maxKeys);
   const jwt = new Map<string, KeyObject>();
-  for (const raw of keys as JsonWebKey[]) addJWTAuthority(trustDomain, jwt, raw);
+  for (const raw of jwkEntries(trustDomain, keys)) addJWTAuthority(trustDomain, jwt, raw);
   return jwt;
 }
 
 function addJWTAuthority(trustDomain: string, into: Map<string, KeyObject>, raw: JsonWebKey): void {
   const kid = raw.kid as unknown;
   if (typeof kid !== 'string' || kid === '') throw bad(trustDomain, 'a JWT authority lacks its kid');
-  if (into.has(kid)) throw bad(trustDomain, `duplicate kid ${JSON.stringify(kid)}`);
+  if (into.has(kid)) throw bad(trustDomain, `duplicate kid ${quoteShort(kid)}`);
   into.set(kid, jwkToKey(trustDomain, raw));
 }
 

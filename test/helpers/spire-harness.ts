@@ -104,6 +104,16 @@ export class SPIRE {
     await waitFor('spire-agent healthy', () => this.healthy(SPIRE_AGENT, this.agentSocket), 60_000, 250);
   }
 
+  /** Freezes the agent (SIGSTOP): its socket still accepts connections, but nothing answers on them. */
+  pauseAgent(): void {
+    if (!this.agent?.kill('SIGSTOP')) throw new Error('spire-agent is not running');
+  }
+
+  /** Lets a paused agent run again (SIGCONT); it then serves what queued on its socket. */
+  resumeAgent(): void {
+    if (!this.agent?.kill('SIGCONT')) throw new Error('spire-agent is not running');
+  }
+
   async stopAgent(): Promise<void> {
     await stopProcess(this.agent);
     this.agent = null;

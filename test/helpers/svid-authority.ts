@@ -180,7 +180,7 @@ export interface TestSVID {
 
 /** An X509-SVID issued by `issuer`; options make it bad in exactly one way. */
 export async function issueX509SVID(issuer: TestCA, spiffeID: string, opts: LeafOptions = {}): Promise<TestSVID> {
-  const keys = opts.keys ?? (await newKeys());
+  const keys = opts.keys ?? (await newKeys(opts.rsaModulusBits));
   const now = Date.now();
   const names = [
     ...(opts.uris ?? [spiffeID]).map((value) => ({ type: 'url' as const, value })),

@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { MAX_NAME_CONSTRAINT_SUBTREES, MAX_NAMES_PER_CERTIFICATE } from '../../../src/identity/der-extensions';
 import { StaticBundleSource } from '../../../src/identity/static-bundle-source';
 import { makeTrustBundle } from '../../../src/identity/trust-bundle';
-import { MAX_RSA_MODULUS_BITS } from '../../../src/identity/certificate-info';
+import { MAX_RSA_MODULUS_BITS, MIN_RSA_MODULUS_BITS } from '../../../src/identity/key-limits';
 import { nameConstraintCheckCount, signatureCheckCount } from '../../../src/identity/x509-path-builder';
 import { verifyX509SVID } from '../../../src/identity/x509-svid-verifier';
 import { codeOf } from '../../helpers/error-code';
@@ -92,6 +92,7 @@ async function issuerWithKey(spki: Buffer): Promise<{ leaf: X509Certificate; wit
 describe('issuer keys are bounded before any signature check', () => {
   it.each([
     [`an RSA key of ${MAX_RSA_MODULUS_BITS + 8} bits`, () => rsaKey(MAX_RSA_MODULUS_BITS + 8, 65537n)],
+    [`an RSA key of ${MIN_RSA_MODULUS_BITS - 8} bits`, () => rsaKey(MIN_RSA_MODULUS_BITS - 8, 65537n)],
     ['an RSA key with the exponent 2^64-1', () => rsaKey(2048, 2n ** 64n - 1n)],
     ['an RSA key with the exponent 3', () => rsaKey(2048, 3n)],
     ['a DSA key', dsaKey],
