@@ -2,7 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { VerdictError } from '../errors';
 import { grpcJs } from '../telemetry/grpc-log';
 import { parseSPIFFEID } from './spiffe-id';
-import { loadPackagedProto, workloadAPITarget } from './workload-api-protos';
+import { AGENT_FIRST_MESSAGE_TIMEOUT_MS, agentKeepaliveOptions, loadPackagedProto, workloadAPITarget } from './workload-api-protos';
 
 /** One X.509-SVID the agent would issue to the subscribed process: only its ID and expiry are kept. */
 export interface DelegatedX509SVID {
@@ -27,6 +27,10 @@ export interface DelegatedIdentityClientOptions {
   socket: string;
   reconnectInitialMs: number;
   reconnectMaxMs: number;
+  /** A stream whose first message has not come this long after it opened ends (ERR_DELEGATED_IDENTITY_STREAM). */
+  firstMessageTimeoutMs?: number;
+  /** HTTP/2 PING interval on the admin socket connection, to see an agent that froze after it answered. */
+  keepaliveTimeMs?: number;
 }
 
 // A message carries every SVID of one process with its key and chain (a few KiB each): 1 MiB is hundreds of
@@ -49,14 +53,17 @@ interface ResponseMessage {
 export class DelegatedIdentityClient {
   private readonly client: grpc.Client;
   private readonly method: grpc.MethodDefinition<{ pid: number }, ResponseMessage>;
+  private readonly firstMessageTimeoutMs: number;
 
   constructor(options: DelegatedIdentityClientOptions) {
+    this.firstMessageTimeoutMs = options.firstMessageTimeoutMs ?? AGENT_FIRST_MESSAGE_TIMEOUT_MS;
     const Ctor = loadDelegatedIdentityClientConstructor();
     this.method = (Ctor.service as grpc.ServiceDefinition).SubscribeToX509SVIDs as grpc.MethodDefinition<{ pid: number }, ResponseMessage>;
     this.client = new Ctor(workloadAPITarget(options.socket), grpcJs().credentials.createInsecure(), {
       'grpc.initial_reconnect_backoff_ms': options.reconnectInitialMs,
       'grpc.max_reconnect_backoff_ms': options.reconnectMaxMs,
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      ...agentKeepaliveOptions(options.keepaliveTimeMs),
     });
   }
 
@@ -66,11 +73,19 @@ export class DelegatedIdentityClient {
     });
     let over = false;
     const end = (err: VerdictError): void => {
+      clearTimeout(silent);
       if (over) return;
       over = true;
       handlers.down(err);
     };
+    // The agent answers at once (the process's SVIDs, or none): a stream silent past the bound is a wedged agent.
+    const silent = setTimeout(() => {
+      end(new VerdictError('ERR_DELEGATED_IDENTITY_STREAM', `the agent sent no message within ${this.firstMessageTimeoutMs} ms`));
+      call.cancel();
+    }, this.firstMessageTimeoutMs);
+    silent.unref();
     call.on('data', (msg: ResponseMessage) => {
+      clearTimeout(silent);
       if (over) return;
       let svids: DelegatedX509SVID[];
       try {
@@ -86,6 +101,7 @@ export class DelegatedIdentityClient {
     call.on('end', () => end(new VerdictError('ERR_DELEGATED_IDENTITY_STREAM', 'the agent ended the stream')));
     return {
       cancel: () => {
+        clearTimeout(silent);
         over = true;
         call.cancel();
       },

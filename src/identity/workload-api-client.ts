@@ -10,6 +10,8 @@ import { keyLimitProblem } from './key-limits';
 import { parseSPIFFEID, parseTrustDomain } from './spiffe-id';
 import { makeTrustBundle, parseDERCertificates, parseJWTBundle, type TrustBundle } from './trust-bundle';
 import {
+  AGENT_FIRST_MESSAGE_TIMEOUT_MS,
+  agentKeepaliveOptions,
   loadWorkloadAPIClientConstructor,
   workloadAPIMetadata,
   workloadAPITarget,
@@ -51,15 +53,8 @@ export interface WorkloadAPIClientOptions {
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 const MAX_TRUST_DOMAINS = 1000;
 const MAX_AUTHORITIES_PER_UPDATE = 1000;
-// SPIRE answers a new stream at once (it sends its cache); a silent one is an agent that is wedged.
-const DEFAULT_FIRST_MESSAGE_TIMEOUT_MS = 30_000;
 // At most one parse per second per stream: a flood of (large) updates costs at most ~20% of the loop.
 const DEFAULT_MIN_UPDATE_INTERVAL_MS = 1_000;
-// SPIRE sends nothing on a bundle stream while nothing changes, so a frozen agent looks like a quiet one; an
-// unanswered PING closes the connection (the streams go down, then stale). Above grpc-go's default
-// enforcement minimum of 5 minutes between pings, below which the agent would close the connection itself.
-const DEFAULT_KEEPALIVE_TIME_MS = 360_000;
-const KEEPALIVE_TIMEOUT_MS = 20_000;
 const MAX_DETAIL_CHARS = 200;
 
 /** verdict's own identity, as FetchX509SVID delivers it (the default, first SVID: Workload API §5.3). */
@@ -116,8 +111,7 @@ export class WorkloadAPIClient extends EventEmitter implements BundleSource {
       'grpc.initial_reconnect_backoff_ms': options.reconnectInitialMs,
       'grpc.max_reconnect_backoff_ms': options.reconnectMaxMs,
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-      'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? DEFAULT_KEEPALIVE_TIME_MS,
-      'grpc.keepalive_timeout_ms': Math.min(KEEPALIVE_TIMEOUT_MS, options.keepaliveTimeMs ?? KEEPALIVE_TIMEOUT_MS),
+      ...agentKeepaliveOptions(options.keepaliveTimeMs),
     });
     const fresh = (): StreamState => ({
       call: null,
@@ -241,7 +235,7 @@ export class WorkloadAPIClient extends EventEmitter implements BundleSource {
   }
 
   private get firstMessageTimeoutMs(): number {
-    return this.options.firstMessageTimeoutMs ?? DEFAULT_FIRST_MESSAGE_TIMEOUT_MS;
+    return this.options.firstMessageTimeoutMs ?? AGENT_FIRST_MESSAGE_TIMEOUT_MS;
   }
 
   /** Applies `msg` now, or once minUpdateIntervalMs has passed since the last one (only the newest waits). */

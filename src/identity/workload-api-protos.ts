@@ -33,6 +33,22 @@ export function workloadAPIMetadata(): grpc.Metadata {
   return md;
 }
 
+/**
+ * Both of verdict's SPIRE agent clients (the Workload API, the Delegated Identity API): the agent answers a new
+ * stream at once (its cache, or an empty set), so a stream silent this long is an agent that is wedged.
+ */
+export const AGENT_FIRST_MESSAGE_TIMEOUT_MS = 30_000;
+
+/**
+ * Channel options that see an agent frozen after it delivered: a stream sends nothing while nothing changes,
+ * so a frozen agent looks like a quiet one; an unanswered PING closes the connection (the streams go down).
+ * The interval stays above grpc-go's enforcement minimum of 5 minutes, below which the agent closes the
+ * connection itself.
+ */
+export function agentKeepaliveOptions(timeMs = 360_000): Record<string, number> {
+  return { 'grpc.keepalive_time_ms': timeMs, 'grpc.keepalive_timeout_ms': Math.min(20_000, timeMs) };
+}
+
 /** SPIFFE Workload Endpoint §4: `unix:///path` or `unix:/path` (and a bare path for convenience) → grpc-js target. */
 export function workloadAPITarget(socket: string): string {
   if (socket.startsWith('unix://')) return `unix:${socket.slice('unix://'.length)}`;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock';
 import type { VerdictError } from '../../src/errors';
+import { DelegatedIdentityClient, type DelegatedX509SVID } from '../../src/identity/delegated-identity-client';
 import { WorkloadAPIClient } from '../../src/identity/workload-api-client';
 import { recordingLogger } from '../helpers/recording-logger';
 import { SPIRE, waitFor } from '../helpers/spire-harness';
@@ -11,7 +12,8 @@ import { SPIRE, waitFor } from '../helpers/spire-harness';
  * silent stream is refused with ERR_WORKLOAD_API after firstMessageTimeoutMs and reopened, so once the agent
  * runs again verdict gets its bundles without a restart.
  */
-const spire = new SPIRE();
+// verdict's own entry is an authorized delegate, for the Delegated Identity API case.
+const spire = new SPIRE({ authorizedDelegates: ['spiffe://example.org/verdict'] });
 const clients: WorkloadAPIClient[] = [];
 
 beforeAll(async () => {
@@ -84,4 +86,37 @@ describe('a Workload API that never sends its first message', () => {
     spire.resumeAgent();
     await waitFor('verdict to be ready again once the agent runs', () => client.isReady(), 30_000, 100);
   }, 90_000);
+
+  it("the Delegated Identity API's stream ends coded (ERR_DELEGATED_IDENTITY_STREAM) when the agent sends no first message; once it runs, a new one is answered", async () => {
+    spire.pauseAgent();
+    const client = new DelegatedIdentityClient({
+      socket: `unix://${spire.adminSocket}`,
+      reconnectInitialMs: 50,
+      reconnectMaxMs: 200,
+      firstMessageTimeoutMs: 1_000,
+    });
+    try {
+      const startedMs = performance.now();
+      const down = await new Promise<VerdictError>((resolve, reject) =>
+        client.subscribeX509SVIDs(process.pid, { update: () => reject(new Error('a frozen agent answered')), down: resolve }),
+      );
+      expect(performance.now() - startedMs).toBeGreaterThanOrEqual(1_000);
+      expect(down.code).toBe('ERR_DELEGATED_IDENTITY_STREAM');
+      expect(down.message).toMatch(/sent no message within 1000 ms/);
+      spire.resumeAgent();
+      // This process is verdict: the agent attests it and answers with its SVIDs.
+      const svids = await new Promise<DelegatedX509SVID[]>((resolve, reject) => {
+        const stream = client.subscribeX509SVIDs(process.pid, {
+          update: (s) => {
+            stream.cancel();
+            resolve(s);
+          },
+          down: reject,
+        });
+      });
+      expect(svids.map((s) => s.spiffeId)).toContain('spiffe://example.org/verdict');
+    } finally {
+      client.close();
+    }
+  }, 60_000);
 });
