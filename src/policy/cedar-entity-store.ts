@@ -22,7 +22,14 @@ export class CedarEntityStore {
   private readonly byKey = new Map<string, EntityJson>();
   private readonly reachByKey = new Map<string, readonly EntityJson[]>();
 
-  constructor(entities: readonly EntityJson[]) {
+  /**
+   * `maxReach`: a reach longer than this denies the request that names it (cedar-request.ts), so the walk
+   * stops one past it: a deep or wide hierarchy costs a first request, and the kept reach, at most that much.
+   */
+  constructor(
+    entities: readonly EntityJson[],
+    private readonly maxReach = Infinity,
+  ) {
     for (const e of entities) {
       const { type, id } = uidParts(e.uid);
       const key = entityKey(type, id);
@@ -43,7 +50,7 @@ export class CedarEntityStore {
     return this.byKey.has(entityKey(type, id));
   }
 
-  /** The entity and every ancestor the store defines (empty when the store does not define it). */
+  /** The entity and every ancestor the store defines (empty when the store does not define it; cut one past maxReach). */
   reach(type: string, id: string): readonly EntityJson[] {
     const key = entityKey(type, id);
     let reach = this.reachByKey.get(key);
@@ -73,6 +80,7 @@ export class CedarEntityStore {
       const e = this.byKey.get(key);
       if (!e) continue;
       out.push(e);
+      if (out.length > this.maxReach) break;
       for (const p of e.parents) {
         const { type, id } = uidParts(p);
         stack.push(entityKey(type, id));
