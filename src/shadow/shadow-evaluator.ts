@@ -59,6 +59,8 @@ export class ShadowEvaluator implements DecisionObserver {
   private idleWaiters: (() => void)[] = [];
   private readonly budget: CPUBudget;
   private readonly random: () => number;
+  /** Candidates that once ran past the policy deadline: not evaluated again (see compare). */
+  private readonly benched = new WeakSet<ActivePolicy>();
 
   constructor(private readonly options: ShadowEvaluatorOptions) {
     this.budget = new CPUBudget(options.maxCPUShare, () => options.clock.monotonicNs());
@@ -143,10 +145,16 @@ export class ShadowEvaluator implements DecisionObserver {
   private async compare(job: ShadowJob): Promise<void> {
     const candidate = this.options.candidate();
     if (candidate === null) return this.options.metrics.evaluations.inc({ outcome: 'no_candidate' });
+    if (this.benched.has(candidate)) return this.options.metrics.evaluations.inc({ outcome: 'benched' });
     const input = job.context.input ?? (await this.rebuildInput(job.context));
     const startedNs = this.options.clock.monotonicNs();
     const after = await this.decide(candidate, input);
     const evalNs = Number(this.options.clock.monotonicNs() - startedNs);
+    // A synchronous engine (OPA, Cedar, a custom engine's wait) holds the event loop for as long as it runs:
+    // the CPU budget bounds the average, not one call. A candidate that once ran past a deadline (its own
+    // timeout, or any outcome that took longer than policy.timeoutMs) is benched until the next candidate
+    // bundle, so it can stall the active answers at most once per bundle.
+    if (after.reason === 'ERR_POLICY_TIMEOUT' || evalNs / 1e6 > this.options.timeoutMs) this.benched.add(candidate);
     const before = activeOutcome(job.decision);
     const direction = directionOf(before, after);
     if (direction === null) return this.options.metrics.evaluations.inc({ outcome: after.reason.startsWith('ERR_') ? 'error' : 'agree' });
