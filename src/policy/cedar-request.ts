@@ -123,7 +123,8 @@ function resourceEntity(host: string, path: string, store: CedarEntityStore): En
 }
 
 function actionId(method: string, options: CedarMappingOptions): string {
-  const mapped = options.actions[method] ?? method;
+  // Own keys only: a method named "constructor" or "__proto__" is that method, not an Object.prototype member.
+  const mapped = Object.hasOwn(options.actions, method) ? (options.actions[method] as string) : method;
   if (options.declaredActions.has(mapped)) return mapped;
   if (options.declaredActions.has(OTHER_ACTION)) return OTHER_ACTION;
   throw new VerdictError('ERR_POLICY_EVAL', `HTTP method ${JSON.stringify(method)} maps to no action the Cedar schema declares`);
@@ -140,7 +141,8 @@ function splitPath(raw: string): { path: string; query: string } {
 function httpAttrs(input: InputDocument): HttpAttrs {
   const request = record(record(input.attributes).request);
   const http = record(request.http);
-  const headers: Record<string, string> = {};
+  // No prototype: a header named "__proto__" is a tag like any other (on a plain object it was dropped).
+  const headers = Object.create(null) as Record<string, string>;
   for (const [k, v] of Object.entries(record(http.headers))) if (typeof v === 'string') headers[k.toLowerCase()] = v;
   return {
     method: str(http.method),

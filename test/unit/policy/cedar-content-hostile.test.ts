@@ -199,3 +199,39 @@ describe('Cedar text that does not parse or does not fit', () => {
     expect(codeOf(() => CedarEngine.load(bundle(policies, more), SETTINGS))).toBe(code);
   });
 });
+
+describe('Cedar requests with prototype-named methods and headers', () => {
+  const withHeaders = (headers: Record<string, string>, method = 'GET'): InputDocument => {
+    const doc = input();
+    (doc.attributes as { request: { http: Record<string, unknown> } }).request.http = { method, path: '/', host: 'api.example', headers };
+    return doc;
+  };
+
+  it('sees a request header named "__proto__" as a tag (it was dropped)', async () => {
+    const engine = await CedarEngine.factory(SETTINGS)(
+      bundle(
+        '@id("open") permit(principal, action, resource);\n@id("no-proto") forbid(principal, action, resource) when { context.headers.hasTag("__proto__") };',
+      ),
+      OPTIONS,
+    );
+    const headers = Object.defineProperty({}, '__proto__', { value: 'x', enumerable: true }) as Record<string, string>;
+    expect((await engine.evaluate(withHeaders(headers))).reasons).toEqual(['no-proto']);
+    expect((await engine.evaluate(withHeaders({ other: 'x' }))).allowed).toBe(true);
+  });
+
+  it.each(['constructor', 'toString'])(
+    'maps an HTTP method "%s" to the action of that name, not to an inherited member',
+    async (method) => {
+      const schema = SCHEMA.replace('"TRACE", "OTHER"', `"TRACE", "OTHER", "${method}"`);
+      const engine = await CedarEngine.factory(SETTINGS)(
+        cedarBundleFromFiles({
+          'policies.cedar': `@id("m") permit(principal, action == Verdict::Action::"${method}", resource);`,
+          'schema.cedarschema': schema,
+        }),
+        OPTIONS,
+      );
+      expect((await engine.evaluate(withHeaders({}, method))).reasons).toEqual(['m']);
+      expect((await engine.evaluate(withHeaders({}, 'GET'))).allowed).toBe(false);
+    },
+  );
+});
