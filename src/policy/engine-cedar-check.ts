@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import type * as CedarWasm from '@cedar-policy/cedar-wasm/nodejs';
 import type { DetailedError, EntityJson, Schema } from '@cedar-policy/cedar-wasm/nodejs';
 import { VerdictError, type ErrorCode } from '../errors';
+import { CEDAR_NAMESPACE } from './cedar-request';
 import { runLoadWorker } from './engine-load-worker';
 
 /** A Cedar bundle's files as text (schema: the .cedarschema text, else the .cedarschema.json text). */
@@ -12,10 +13,12 @@ export interface CedarFiles {
   entities: string | null;
 }
 
-/** A checked bundle: each policy's text by name (@id, else policyN), and the parsed entities. */
+/** A checked bundle: each policy's text by name (@id, else policyN), the parsed entities, the schema's actions. */
 export interface CheckedCedar {
   policies: Record<string, string>;
   entities: EntityJson[];
+  /** Action ids the schema declares in verdict's namespace. */
+  actions: string[];
 }
 
 export interface CedarRefusal {
@@ -25,6 +28,13 @@ export interface CedarRefusal {
 
 /** Most policies a Cedar bundle may hold: the event loop preparses the set in one call (~0.6 s for 10,000 here, 3.4 s for 30,000). */
 const MAX_CEDAR_POLICIES = 10_000;
+/**
+ * Longest schema (.cedarschema or .cedarschema.json text): the event loop preparses it in one call, ~3 ms a
+ * KiB of .cedarschema here (the JSON form is cheaper per character). The default schema is ~1.3 KiB.
+ */
+const MAX_CEDAR_SCHEMA_CHARS = 64 * 1024;
+/** verdict's request model's namespace (cedar-request.ts CEDAR_NAMESPACE), local so the check worker has it too. */
+const NAMESPACE = CEDAR_NAMESPACE;
 /** Items of a list of Cedar errors a message names, and characters of each: a refusal never carries MiBs of bundle text. */
 const LISTED_ITEMS = 10;
 const LISTED_ITEM_CHARS = 300;
@@ -71,6 +81,10 @@ export function checkCedarFiles(
     if (Object.hasOwn(named, id)) throw refusal('ERR_BUNDLE_INVALID', `policies.cedar: two policies have @id("${id}")`);
     named[id] = policy;
   });
+  const schemaChars = (files.schemaText ?? files.schemaJson ?? '').length;
+  if (schemaChars > MAX_CEDAR_SCHEMA_CHARS) {
+    throw refusal('ERR_BUNDLE_TOO_LARGE', `the schema has ${schemaChars} characters (at most ${MAX_CEDAR_SCHEMA_CHARS})`);
+  }
   let schema: Schema;
   if (files.schemaText !== null) schema = files.schemaText;
   else if (files.schemaJson !== null) {
@@ -91,6 +105,12 @@ export function checkCedarFiles(
     const list = boundedList(answer.validationErrors.map((e) => `${e.policyId}: ${e.error.message}`));
     throw refusal('ERR_BUNDLE_SCHEMA', `policies do not validate against the schema (strict): ${list}`);
   }
+  // The declared actions, read here too: the schema's JSON form takes the event loop seconds for a large schema.
+  const json = typeof schema === 'string' ? cedar.schemaToJson(schema) : { type: 'success' as const, json: schema };
+  if (json.type === 'failure') throw refusal('ERR_BUNDLE_SCHEMA', `schema: ${messages(json.errors)}`);
+  const ns = Object.hasOwn(json.json, NAMESPACE) ? json.json[NAMESPACE] : undefined;
+  if (!ns) throw refusal('ERR_BUNDLE_SCHEMA', `the schema must declare namespace ${NAMESPACE} (verdict's request model)`);
+  const actions = Object.keys(ns.actions ?? {});
   let entities: unknown = [];
   if (files.entities !== null) {
     try {
@@ -102,7 +122,7 @@ export function checkCedarFiles(
     const parsed = cedar.checkParseEntities({ entities: entities as EntityJson[], schema });
     if (parsed.type === 'failure') throw refusal('ERR_BUNDLE_SCHEMA', `entities.json: ${messages(parsed.errors)}`);
   }
-  return { policies: named, entities: entities as EntityJson[] };
+  return { policies: named, entities: entities as EntityJson[], actions };
 }
 
 const CHECK_SOURCE = `
@@ -112,18 +132,20 @@ const cedar = require(workerData.cedarPath);
 const LISTED_ITEMS = ${LISTED_ITEMS};
 const LISTED_ITEM_CHARS = ${LISTED_ITEM_CHARS};
 const MAX_CEDAR_POLICIES = ${MAX_CEDAR_POLICIES};
+const MAX_CEDAR_SCHEMA_CHARS = ${MAX_CEDAR_SCHEMA_CHARS};
+const NAMESPACE = ${JSON.stringify(NAMESPACE)};
 const boundedList = (${boundedList.toString()});
 const checkCedarFiles = (${checkCedarFiles.toString()});
 const text = (ab) => (ab === null ? null : Buffer.from(ab).toString('utf8'));
 const w = workerData;
 const files = { policies: text(w.policies), schemaText: text(w.schemaText), schemaJson: text(w.schemaJson), entities: text(w.entities) };
 try {
-  const { policies, entities } = checkCedarFiles(cedar, files, (code, message) => ({ code, message }));
+  const { policies, entities, actions } = checkCedarFiles(cedar, files, (code, message) => ({ code, message }));
   // The entities in slices, one message each: the event loop deserializes one slice per turn.
   for (let i = 0; i < entities.length; i += workerData.entitiesPerMessage) {
     parentPort.postMessage({ entities: entities.slice(i, i + workerData.entitiesPerMessage) });
   }
-  parentPort.postMessage({ policies });
+  parentPort.postMessage({ policies, actions });
 } catch (err) {
   parentPort.postMessage({ refusal: err && typeof err.code === 'string' ? err : { code: 'ERR_BUNDLE_INVALID', message: String(err && err.message) } });
 }
@@ -151,11 +173,11 @@ export function checkCedarOffLoop(bytes: CedarFileBytes, timeoutMs: number): Pro
     timeoutMs,
     what: "the Cedar bundle's check",
     onMessage: (message, finish) => {
-      const m = message as { entities: EntityJson[] } | { policies: Record<string, string> } | { refusal: CedarRefusal };
+      const m = message as { entities: EntityJson[] } | { policies: Record<string, string>; actions: string[] } | { refusal: CedarRefusal };
       if ('entities' in m) {
         for (const e of m.entities) entities.push(e);
       } else if ('refusal' in m) finish(new VerdictError(m.refusal.code as ErrorCode, m.refusal.message));
-      else finish({ value: { policies: m.policies, entities } });
+      else finish({ value: { policies: m.policies, entities, actions: m.actions } });
     },
   });
 }

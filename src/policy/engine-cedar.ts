@@ -11,7 +11,7 @@ import { verdictMetadata } from './bundle-reader';
 import { CedarEntityStore } from './cedar-entity-store';
 import { boundedList, type CheckedCedar, checkCedarFiles, checkCedarOffLoop } from './engine-cedar-check';
 import { guardEngineStep } from './engine-input';
-import { CEDAR_NAMESPACE, inputToCedarRequest, type CedarMappingOptions } from './cedar-request';
+import { inputToCedarRequest, type CedarMappingOptions } from './cedar-request';
 import type { EngineFactory, PolicyEngine } from './policy-engine';
 import { checkHeader } from './opa-result';
 import { EMPTY_RESULT_FIELDS, type KeyValue, type PolicyResult } from './policy-result';
@@ -71,14 +71,14 @@ export class CedarEngine implements PolicyEngine {
   }
 
   /** The half that keeps state on this thread; the bundle has passed checkCedarFiles. */
-  private static attach(bundle: PolicyBundle, { policies, entities }: CheckedCedar, settings: CedarSettings): CedarEngine {
+  private static attach(bundle: PolicyBundle, { policies, entities, actions }: CheckedCedar, settings: CedarSettings): CedarEngine {
     const schema = readSchema(bundle);
     const id = `verdict:${bundle.sha256}`;
     check(cedarWasm().preparseSchema(id, schema), 'ERR_BUNDLE_SCHEMA', 'schema');
     check(cedarWasm().preparsePolicySet(id, { staticPolicies: policies }), 'ERR_BUNDLE_INVALID', 'policies.cedar');
     const mapping: CedarMappingOptions = {
       actions: actionMapping(bundle),
-      declaredActions: declaredActions(schema),
+      declaredActions: new Set(actions),
       maxEntities: settings.maxEntitiesPerRequest,
     };
     const engine = new CedarEngine({ id, store: new CedarEntityStore(entities, settings.maxEntitiesPerRequest), mapping }, settings);
@@ -190,14 +190,6 @@ function actionMapping(bundle: PolicyBundle): Record<string, string> {
     throw new VerdictError('ERR_BUNDLE_INVALID', 'manifest metadata.verdict.cedar.actions must map HTTP methods to action ids');
   }
   return actions as Record<string, string>;
-}
-
-function declaredActions(schema: Schema): Set<string> {
-  const json = typeof schema === 'string' ? cedarWasm().schemaToJson(schema) : { type: 'success' as const, json: schema };
-  if (json.type === 'failure') throw new VerdictError('ERR_BUNDLE_SCHEMA', `schema: ${messages(json.errors)}`);
-  const ns = json.json[CEDAR_NAMESPACE];
-  if (!ns) throw new VerdictError('ERR_BUNDLE_SCHEMA', `the schema must declare namespace ${CEDAR_NAMESPACE} (verdict's request model)`);
-  return new Set(Object.keys(ns.actions));
 }
 
 function check(

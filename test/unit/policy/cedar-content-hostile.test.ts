@@ -78,6 +78,16 @@ describe('Cedar policy sets too large or too wrong to report in full', () => {
     await expect(refused).rejects.toMatchObject({ code: 'ERR_BUNDLE_TOO_LARGE', message: expect.stringContaining('10001 policies') });
   });
 
+  it.each(LOADERS)('refuses a schema of more than 64 Ki characters, ERR_BUNDLE_TOO_LARGE ($name)', async ({ load }) => {
+    // The event loop preparses the schema in one call (and read its JSON form too): ~3 ms a KiB here.
+    const extra = Array.from({ length: 2000 }, (_, i) => `  entity Extra${i} = { a${i}: String, b: Long };`).join('\n');
+    const schema = SCHEMA.replace('namespace Verdict {', `namespace Verdict {\n${extra}`);
+    expect(schema.length).toBeGreaterThan(64 * 1024);
+    expect(await codeOfAsync(() => load('permit(principal, action, resource);', { 'schema.cedarschema': schema }))).toBe(
+      'ERR_BUNDLE_TOO_LARGE',
+    );
+  });
+
   it('names the first validation errors and how many more, not every one (ERR_BUNDLE_SCHEMA)', async () => {
     const n = 300;
     const policies = Array.from(
