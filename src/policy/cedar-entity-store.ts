@@ -21,6 +21,7 @@ function uidParts(uid: EntityUidJson): { type: string; id: string } {
 export class CedarEntityStore {
   private readonly byKey = new Map<string, EntityJson>();
   private readonly reachByKey = new Map<string, readonly EntityJson[]>();
+  private readonly reachCharsByKey = new Map<string, number>();
 
   /**
    * `maxReach`: a reach longer than this denies the request that names it (cedar-request.ts), so the walk
@@ -61,6 +62,23 @@ export class CedarEntityStore {
       this.reachByKey.set(key, reach);
     }
     return reach;
+  }
+
+  /**
+   * The size of a reach as JSON text, in characters, computed once per entity a request names: cedar-wasm
+   * re-parses every entity it is passed on every call (~25 ms a MiB here), so the request side bounds it.
+   */
+  reachChars(type: string, id: string): number {
+    const key = entityKey(type, id);
+    let chars = this.reachCharsByKey.get(key);
+    if (chars === undefined) {
+      const reach = this.reach(type, id);
+      if (reach.length === 0) return 0;
+      chars = 0;
+      for (const e of reach) chars += JSON.stringify(e).length;
+      this.reachCharsByKey.set(key, chars);
+    }
+    return chars;
   }
 
   /** Parents as written in entities.json, for a derived entity that takes over a stored one's memberships. */

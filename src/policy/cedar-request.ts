@@ -19,6 +19,12 @@ export const ANONYMOUS_ID = 'anonymous';
 /** The action for an HTTP method the schema does not declare (when the schema declares it). */
 export const OTHER_ACTION = 'OTHER';
 
+/**
+ * Most characters of stored entities (as JSON) one request may pass: cedar-wasm parses them on every call,
+ * ~25 ms a MiB here, so an entity with a megabyte attribute would cost that on every request that reaches it.
+ */
+export const MAX_REQUEST_ENTITY_CHARS = 256 * 1024;
+
 /** Path prefixes looked up as PathPrefix parents: bounded so a path of many segments costs no more. */
 const MAX_PREFIX_SEGMENTS = 16;
 
@@ -71,12 +77,18 @@ export function inputToCedarRequest(input: InputDocument, store: CedarEntityStor
   const resource = resourceEntity(http.host, path, store);
   const headersUid = { type: CEDAR_TYPES.headers, id: 'request' };
   add([principal, resource, { uid: headersUid, attrs: {}, parents: [], tags: http.headers }]);
+  // Summed per parent's reach, so an ancestor shared by two parents counts twice: a bound, not a measure.
+  let chars = 0;
   for (const p of [...principal.parents, ...resource.parents]) {
     const { type, id } = '__entity' in p ? p.__entity : p;
     add(store.reach(type, id));
+    chars += store.reachChars(type, id);
   }
   if (entities.length > options.maxEntities) {
     throw new VerdictError('ERR_POLICY_EVAL', `request reaches ${entities.length} Cedar entities (max ${options.maxEntities})`);
+  }
+  if (chars > MAX_REQUEST_ENTITY_CHARS) {
+    throw new VerdictError('ERR_POLICY_EVAL', `request reaches ${chars} characters of Cedar entities (max ${MAX_REQUEST_ENTITY_CHARS})`);
   }
   return {
     principal: principal.uid,

@@ -135,6 +135,35 @@ describe('Cedar entity hierarchies', () => {
     expect((await engine.evaluate(input(`/p${n - 10}`))).allowed).toBe(true);
   });
 
+  it('denies ERR_POLICY_EVAL a request that reaches more than 256 Ki characters of entities (a 1 MiB attribute)', async () => {
+    // cedar-wasm parses every entity it is passed on every call: ~25 ms per request for this group here.
+    const schema = SCHEMA.replace('entity Group in [Group];', 'entity Group in [Group] = { blob?: String };');
+    const workload = (id: string, group: string) => ({
+      uid: { type: 'Verdict::Workload', id },
+      attrs: { spiffeId: id, trustDomain: 'td.example', path: '/w', svidType: 'x509' },
+      parents: [{ type: 'Verdict::Group', id: group }],
+    });
+    const entities = [
+      { uid: { type: 'Verdict::Group', id: 'big' }, attrs: { blob: 'x'.repeat(1 << 20) }, parents: [] },
+      { uid: { type: 'Verdict::Group', id: 'small' }, attrs: { blob: 'x' }, parents: [] },
+      workload(WORKLOAD, 'big'),
+      workload(`${WORKLOAD}2`, 'small'),
+    ];
+    const engine = await CedarEngine.factory(SETTINGS)(
+      cedarBundleFromFiles({
+        'policies.cedar': 'permit(principal, action, resource);',
+        'schema.cedarschema': schema,
+        'entities.json': JSON.stringify(entities),
+      }),
+      OPTIONS,
+    );
+    await expect(Promise.resolve().then(() => engine.evaluate(input('/', WORKLOAD)))).rejects.toMatchObject({
+      code: 'ERR_POLICY_EVAL',
+      message: expect.stringContaining('characters of Cedar entities'),
+    });
+    expect((await engine.evaluate(input('/', `${WORKLOAD}2`))).allowed).toBe(true);
+  });
+
   // What verdict already did with these (each is refused with its code, or served as written).
   const group = (id: string, parents: string[] = []) => ({
     uid: { type: 'Verdict::Group', id },
