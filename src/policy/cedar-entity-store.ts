@@ -22,6 +22,8 @@ export class CedarEntityStore {
   private readonly byKey = new Map<string, EntityJson>();
   private readonly reachByKey = new Map<string, readonly EntityJson[]>();
   private readonly reachCharsByKey = new Map<string, number>();
+  /** Each entity's own size, so an ancestor shared by many reaches is measured once. */
+  private readonly charsOf = new WeakMap<EntityJson, number>();
 
   /**
    * `maxReach`: a reach longer than this denies the request that names it (cedar-request.ts), so the walk
@@ -65,8 +67,9 @@ export class CedarEntityStore {
   }
 
   /**
-   * The size of a reach as JSON text, in characters, computed once per entity a request names: cedar-wasm
-   * re-parses every entity it is passed on every call (~25 ms a MiB here), so the request side bounds it.
+   * The size of a reach as JSON text, in characters, computed once per entity a request names (each entity
+   * measured once): cedar-wasm re-parses every entity it is passed on every call (~25 ms a MiB here), so
+   * the request side bounds it.
    */
   reachChars(type: string, id: string): number {
     const key = entityKey(type, id);
@@ -75,7 +78,11 @@ export class CedarEntityStore {
       const reach = this.reach(type, id);
       if (reach.length === 0) return 0;
       chars = 0;
-      for (const e of reach) chars += JSON.stringify(e).length;
+      for (const e of reach) {
+        let own = this.charsOf.get(e);
+        if (own === undefined) this.charsOf.set(e, (own = JSON.stringify(e).length));
+        chars += own;
+      }
       this.reachCharsByKey.set(key, chars);
     }
     return chars;
