@@ -17,6 +17,8 @@ export interface ShadowEvaluatorOptions {
   candidate: () => ActivePolicy | null;
   sampleRate: number;
   maxQueue: number;
+  /** Bound on the waiting requests' wire bytes (DecisionContext.wireBytes); past it samples are dropped. */
+  maxQueueBytes: number;
   maxCPUShare: number;
   timeoutMs: number;
   /** Statuses as the pipeline would give them, so a candidate's result compares like for like. */
@@ -33,6 +35,7 @@ interface ShadowJob {
   record: DecisionRecord;
   decision: Decision;
   context: DecisionContext;
+  bytes: number;
 }
 
 /** One side of a comparison, as it goes into the shadow event. */
@@ -53,6 +56,8 @@ interface Outcome {
 export class ShadowEvaluator implements DecisionObserver {
   private readonly queue: (ShadowJob | undefined)[] = [];
   private head = 0;
+  /** Wire bytes of the waiting jobs: each holds its decoded request and input, so count alone is no bound. */
+  private queuedBytes = 0;
   private running = false;
   private closed = false;
   private timer: NodeJS.Timeout | null = null;
@@ -77,8 +82,11 @@ export class ShadowEvaluator implements DecisionObserver {
     if (this.closed || context === undefined || record.input === undefined || record.kind !== undefined) return;
     if (this.options.sampleRate < 1 && this.random() >= this.options.sampleRate) return;
     if (this.options.candidate() === null) return this.options.metrics.evaluations.inc({ outcome: 'no_candidate' });
-    if (this.pending >= this.options.maxQueue) return this.options.metrics.evaluations.inc({ outcome: 'dropped' });
-    this.queue.push({ record, decision, context });
+    const bytes = context.wireBytes ?? 0;
+    if (this.pending >= this.options.maxQueue || this.queuedBytes + bytes > this.options.maxQueueBytes)
+      return this.options.metrics.evaluations.inc({ outcome: 'dropped' });
+    this.queuedBytes += bytes;
+    this.queue.push({ record, decision, context, bytes });
     this.schedule();
   }
 
@@ -93,6 +101,7 @@ export class ShadowEvaluator implements DecisionObserver {
     if (this.timer) clearTimeout(this.timer);
     this.queue.length = 0;
     this.head = 0;
+    this.queuedBytes = 0;
     this.running = false;
     this.wakeIdle();
   }
@@ -128,6 +137,7 @@ export class ShadowEvaluator implements DecisionObserver {
   private take(): ShadowJob | undefined {
     const job = this.queue[this.head];
     this.queue[this.head++] = undefined;
+    if (job) this.queuedBytes -= job.bytes;
     // Compact once the consumed prefix dominates, so the array never grows past the bound for long.
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue.splice(0, this.head);

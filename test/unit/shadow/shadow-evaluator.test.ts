@@ -64,13 +64,14 @@ describe('ShadowEvaluator', () => {
     );
   });
 
-  function evaluator(opts: { sampleRate?: number; maxQueue?: number; random?: () => number }) {
+  function evaluator(opts: { sampleRate?: number; maxQueue?: number; maxQueueBytes?: number; random?: () => number }) {
     const log = new CollectingLog();
     const metrics = new ShadowMetrics(new Metrics({ defaultMetrics: false }).registry);
     const ev = new ShadowEvaluator({
       candidate: () => candidate.current,
       sampleRate: opts.sampleRate ?? 1,
       maxQueue: opts.maxQueue ?? 100,
+      maxQueueBytes: opts.maxQueueBytes ?? 64 * 1024 * 1024,
       maxCPUShare: 1,
       timeoutMs: 5000,
       denyStatus: 403,
@@ -107,6 +108,25 @@ describe('ShadowEvaluator', () => {
     expect(text.values.find((v) => v.labels.outcome === 'agree')?.value).toBe(3);
   });
 
+  it('drops and counts what does not fit in the byte bound: large requests cannot pile up to maxQueue', async () => {
+    // Each waiting job holds its decoded request and input: 1,024 of 1 MiB requests held ~1 GiB or more.
+    const { ev, metrics } = evaluator({ maxQueue: 1000, maxQueueBytes: 4 * 1024 * 1024 });
+    for (let i = 0; i < 10; i++) {
+      const r = finished(`/x/${i}`, true);
+      ev.observe(r.record, r.decision, { message: r.message, spiffe: null, wireBytes: 1024 * 1024 });
+    }
+    expect(ev.pending).toBe(4);
+    await ev.idle();
+    // Drained, the bytes are free again: the next ones queue.
+    const r = finished('/x/again', true);
+    ev.observe(r.record, r.decision, { message: r.message, spiffe: null, wireBytes: 4 * 1024 * 1024 });
+    expect(ev.pending).toBe(1);
+    await ev.idle();
+    const values = (await metrics.evaluations.get()).values;
+    expect(values.find((v) => v.labels.outcome === 'dropped')?.value).toBe(6);
+    expect(values.find((v) => v.labels.outcome === 'agree')?.value).toBe(5);
+  });
+
   it('samples the configured fraction (random injected)', async () => {
     let k = 0;
     const { ev, metrics } = evaluator({ sampleRate: 0.25, random: () => (k++ % 4) / 4 });
@@ -137,6 +157,7 @@ describe('ShadowEvaluator with a candidate that holds the event loop', () => {
       candidate,
       sampleRate: 1,
       maxQueue: 100,
+      maxQueueBytes: 64 * 1024 * 1024,
       maxCPUShare: 1,
       timeoutMs,
       denyStatus: 403,
