@@ -28,6 +28,8 @@ export async function startLoaderInBackground(
   while (!signal.aborted) {
     // Each attempt holds a slot when given one (many loaders starting together: the tenants).
     const release = slots ? await slots.acquire() : null;
+    // Stopped while it waited: hand the slot on at once (a stop never waits for the queue to load).
+    if (signal.aborted) return release?.();
     try {
       await loader.start();
       return;

@@ -36,14 +36,17 @@ function threadSampler(): { stop(): Promise<{ first: number; max: number }> } {
   };
 }
 
+function tenantList(n: number): Record<string, unknown>[] {
+  return Array.from({ length: n }, (_, i) => ({
+    name: `t${i}`,
+    match: [`t${i}`],
+    bundles: { source: { type: 'file', path: defaultBundlePath() } },
+  }));
+}
+
 describe('tenants starting together', () => {
   it(`load at most ${MAX_CONCURRENT_LOADS} bundles at once, however many tenants there are`, async () => {
-    const n = 48;
-    const list = Array.from({ length: n }, (_, i) => ({
-      name: `t${i}`,
-      match: [`t${i}`],
-      bundles: { source: { type: 'file', path: defaultBundlePath() } },
-    }));
+    const list = tenantList(48);
     const sampler = threadSampler();
     const verdict = await startVerdictFromDocument({
       tenants: { selector: { from: 'contextExtension', key: 'tenant' }, list },
@@ -58,5 +61,16 @@ describe('tenants starting together', () => {
       // every tenant had both at once (48 tenants: ~100 threads more).
       expect(max - first).toBeLessThanOrEqual(3 * MAX_CONCURRENT_LOADS);
     }
+  }, 120_000);
+
+  it('a stop does not wait for the tenants still queued to load: they never load', async () => {
+    const n = 48;
+    const verdict = await startVerdictFromDocument({
+      tenants: { selector: { from: 'contextExtension', key: 'tenant' }, list: tenantList(n) },
+    });
+    const tenants = [...verdict.tenants!.tenants.values()];
+    await verdict.stop();
+    // Before, each queued tenant took its turn to load a bundle nobody would use before the stop returned.
+    expect(tenants.filter((t) => t.policy.current !== null).length).toBeLessThan(n);
   }, 120_000);
 });
