@@ -114,6 +114,7 @@ export class OPAEngine implements PolicyEngine {
       known = this.results.get(resultText);
       if (known === undefined) resultSet = JSON.parse(resultText);
     } catch (err) {
+      if (err instanceof VerdictError && err.code === 'ERR_POLICY_INPUT') throw err;
       this.recycle('trap');
       throw new VerdictError('ERR_POLICY_EVAL', `opa-wasm: ${typeof err === 'string' ? err : (err as Error).message}`);
     }

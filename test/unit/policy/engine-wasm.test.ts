@@ -148,7 +148,7 @@ describe('custom wasm engine', () => {
 
   it('denies an input larger than the bound without running the module', async () => {
     const e = await load('meshACL', { ...SETTINGS, maxInputBytes: 1024 });
-    expect(await codeOfAsync(() => e.evaluate(input('even', `/${'p'.repeat(2000)}`)))).toBe('ERR_POLICY_EVAL');
+    expect(await codeOfAsync(() => e.evaluate(input('even', `/${'p'.repeat(2000)}`)))).toBe('ERR_POLICY_INPUT');
     expect((await e.evaluate(input('even', '/healthz'))).allowed).toBe(true);
   });
 });
