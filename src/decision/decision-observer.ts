@@ -9,6 +9,8 @@ export interface DecisionContext {
   input?: InputDocument;
   /** The decoded CheckRequest, when it passed the size limit. */
   message?: CheckRequest;
+  /** Its size as received, in bytes (what an observer that keeps it holds on to, roughly). */
+  wireBytes?: number;
   spiffe: SPIFFEInput | null;
 }
 

@@ -63,6 +63,8 @@ interface Flight {
   timings?: Partial<Record<DecisionStep, number>>;
   active?: ActivePolicy;
   message?: CheckRequest;
+  /** Its size on the wire (observers that keep the request count it). */
+  wireBytes?: number;
   /** The decoded request holds an ExactNumber (ReceivedCheckRequest.exactNumbers). */
   exactNumbers: boolean;
   spiffe: SPIFFEInput | null;
@@ -226,6 +228,7 @@ export class DecisionPipeline {
       throw new VerdictError('ERR_REQUEST_TOO_LARGE', `CheckRequest of ${req.wireBytes} bytes exceeds ${limits.maxRequestBytes}`);
     }
     f.message = req.message;
+    f.wireBytes = req.wireBytes;
     f.exactNumbers = req.exactNumbers === true;
     return req.message;
   }
@@ -393,7 +396,11 @@ export class DecisionPipeline {
     if (decision.dryRun) return;
     const observers = this.deps.observers ?? [];
     if (observers.length === 0) return;
-    const context = { spiffe: f.spiffe, ...(f.input ? { input: f.input } : {}), ...(f.message ? { message: f.message } : {}) };
+    const context = {
+      spiffe: f.spiffe,
+      ...(f.input ? { input: f.input } : {}),
+      ...(f.message ? { message: f.message, wireBytes: f.wireBytes ?? 0 } : {}),
+    };
     for (const o of observers) o.observe(record, decision, context);
   }
 

@@ -5,6 +5,7 @@ import { BundleLoader } from './bundle-loader';
 import { persistFromConfig } from './bundle-persist';
 import { abortableDelay } from './bundle-source';
 import { bundleSourceFromConfig } from './bundle-source-config';
+import type { LoadSlots } from './load-slots';
 import { trustFromConfig } from './bundle-verifier';
 import type { PolicyStore } from './policy-store';
 
@@ -14,22 +15,31 @@ const RETRY_MAX_MS = 60_000;
 /**
  * Starts a loader whose first bundle is not needed to serve (a shadow candidate, one tenant among many):
  * a first fetch or activation that fails is retried with doubling backoff until it succeeds or `signal`
- * aborts, and never throws. The loader then follows its source as usual.
+ * aborts, and never throws. The loader then follows its source as usual. With `slots`, each attempt (the
+ * first fetch and activation) waits for one of them and holds it until it ends.
  */
 export async function startLoaderInBackground(
   loader: BundleLoader,
   signal: AbortSignal,
   onRetry: (err: VerdictError, retryInMs: number) => void,
+  slots?: LoadSlots,
 ): Promise<void> {
   let delayMs = RETRY_INITIAL_MS;
   while (!signal.aborted) {
+    // Each attempt holds a slot when given one (many loaders starting together: the tenants).
+    const release = slots ? await slots.acquire() : null;
+    // Stopped while it waited: hand the slot on at once (a stop never waits for the queue to load).
+    if (signal.aborted) return release?.();
     try {
       await loader.start();
       return;
     } catch (err) {
+      release?.();
       onRetry(toVerdictError(err), delayMs);
       await abortableDelay(delayMs, signal);
       delayMs = Math.min(delayMs * 2, RETRY_MAX_MS);
+    } finally {
+      release?.();
     }
   }
 }

@@ -21,8 +21,18 @@ function uidParts(uid: EntityUidJson): { type: string; id: string } {
 export class CedarEntityStore {
   private readonly byKey = new Map<string, EntityJson>();
   private readonly reachByKey = new Map<string, readonly EntityJson[]>();
+  private readonly reachCharsByKey = new Map<string, number>();
+  /** Each entity's own size, so an ancestor shared by many reaches is measured once. */
+  private readonly charsOf = new WeakMap<EntityJson, number>();
 
-  constructor(entities: readonly EntityJson[]) {
+  /**
+   * `maxReach`: a reach longer than this denies the request that names it (cedar-request.ts), so the walk
+   * stops one past it: a deep or wide hierarchy costs a first request, and the kept reach, at most that much.
+   */
+  constructor(
+    entities: readonly EntityJson[],
+    private readonly maxReach = Infinity,
+  ) {
     for (const e of entities) {
       const { type, id } = uidParts(e.uid);
       const key = entityKey(type, id);
@@ -43,7 +53,7 @@ export class CedarEntityStore {
     return this.byKey.has(entityKey(type, id));
   }
 
-  /** The entity and every ancestor the store defines (empty when the store does not define it). */
+  /** The entity and every ancestor the store defines (empty when the store does not define it; cut one past maxReach). */
   reach(type: string, id: string): readonly EntityJson[] {
     const key = entityKey(type, id);
     let reach = this.reachByKey.get(key);
@@ -54,6 +64,28 @@ export class CedarEntityStore {
       this.reachByKey.set(key, reach);
     }
     return reach;
+  }
+
+  /**
+   * The size of a reach as JSON text, in characters, computed once per entity a request names (each entity
+   * measured once): cedar-wasm re-parses every entity it is passed on every call (~25 ms a MiB here), so
+   * the request side bounds it.
+   */
+  reachChars(type: string, id: string): number {
+    const key = entityKey(type, id);
+    let chars = this.reachCharsByKey.get(key);
+    if (chars === undefined) {
+      const reach = this.reach(type, id);
+      if (reach.length === 0) return 0;
+      chars = 0;
+      for (const e of reach) {
+        let own = this.charsOf.get(e);
+        if (own === undefined) this.charsOf.set(e, (own = JSON.stringify(e).length));
+        chars += own;
+      }
+      this.reachCharsByKey.set(key, chars);
+    }
+    return chars;
   }
 
   /** Parents as written in entities.json, for a derived entity that takes over a stored one's memberships. */
@@ -73,6 +105,7 @@ export class CedarEntityStore {
       const e = this.byKey.get(key);
       if (!e) continue;
       out.push(e);
+      if (out.length > this.maxReach) break;
       for (const p of e.parents) {
         const { type, id } = uidParts(p);
         stack.push(entityKey(type, id));

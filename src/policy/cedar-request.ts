@@ -19,6 +19,12 @@ export const ANONYMOUS_ID = 'anonymous';
 /** The action for an HTTP method the schema does not declare (when the schema declares it). */
 export const OTHER_ACTION = 'OTHER';
 
+/**
+ * Most characters of stored entities (as JSON) one request may pass: cedar-wasm parses them on every call,
+ * ~25 ms a MiB here, so an entity with a megabyte attribute would cost that on every request that reaches it.
+ */
+export const MAX_REQUEST_ENTITY_CHARS = 256 * 1024;
+
 /** Path prefixes looked up as PathPrefix parents: bounded so a path of many segments costs no more. */
 const MAX_PREFIX_SEGMENTS = 16;
 
@@ -71,12 +77,18 @@ export function inputToCedarRequest(input: InputDocument, store: CedarEntityStor
   const resource = resourceEntity(http.host, path, store);
   const headersUid = { type: CEDAR_TYPES.headers, id: 'request' };
   add([principal, resource, { uid: headersUid, attrs: {}, parents: [], tags: http.headers }]);
+  // Summed per parent's reach, so an ancestor shared by two parents counts twice: a bound, not a measure.
+  let chars = 0;
   for (const p of [...principal.parents, ...resource.parents]) {
     const { type, id } = '__entity' in p ? p.__entity : p;
     add(store.reach(type, id));
+    chars += store.reachChars(type, id);
   }
   if (entities.length > options.maxEntities) {
     throw new VerdictError('ERR_POLICY_EVAL', `request reaches ${entities.length} Cedar entities (max ${options.maxEntities})`);
+  }
+  if (chars > MAX_REQUEST_ENTITY_CHARS) {
+    throw new VerdictError('ERR_POLICY_EVAL', `request reaches ${chars} characters of Cedar entities (max ${MAX_REQUEST_ENTITY_CHARS})`);
   }
   return {
     principal: principal.uid,
@@ -123,7 +135,8 @@ function resourceEntity(host: string, path: string, store: CedarEntityStore): En
 }
 
 function actionId(method: string, options: CedarMappingOptions): string {
-  const mapped = options.actions[method] ?? method;
+  // Own keys only: a method named "constructor" or "__proto__" is that method, not an Object.prototype member.
+  const mapped = Object.hasOwn(options.actions, method) ? (options.actions[method] as string) : method;
   if (options.declaredActions.has(mapped)) return mapped;
   if (options.declaredActions.has(OTHER_ACTION)) return OTHER_ACTION;
   throw new VerdictError('ERR_POLICY_EVAL', `HTTP method ${JSON.stringify(method)} maps to no action the Cedar schema declares`);
@@ -140,7 +153,8 @@ function splitPath(raw: string): { path: string; query: string } {
 function httpAttrs(input: InputDocument): HttpAttrs {
   const request = record(record(input.attributes).request);
   const http = record(request.http);
-  const headers: Record<string, string> = {};
+  // No prototype: a header named "__proto__" is a tag like any other (on a plain object it was dropped).
+  const headers = Object.create(null) as Record<string, string>;
   for (const [k, v] of Object.entries(record(http.headers))) if (typeof v === 'string') headers[k.toLowerCase()] = v;
   return {
     method: str(http.method),

@@ -9,10 +9,11 @@ import type { InputDocument } from '../request/input-document';
 import type { PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
 import { CedarEntityStore } from './cedar-entity-store';
-import { type CheckedCedar, checkCedarFiles, checkCedarOffLoop } from './engine-cedar-check';
+import { boundedList, type CheckedCedar, checkCedarFiles, checkCedarOffLoop } from './engine-cedar-check';
 import { guardEngineStep } from './engine-input';
-import { CEDAR_NAMESPACE, inputToCedarRequest, type CedarMappingOptions } from './cedar-request';
+import { inputToCedarRequest, type CedarMappingOptions } from './cedar-request';
 import type { EngineFactory, PolicyEngine } from './policy-engine';
+import { checkHeader } from './opa-result';
 import { EMPTY_RESULT_FIELDS, type KeyValue, type PolicyResult } from './policy-result';
 
 // The package root is ESM-only; its nodejs/ build is CommonJS and compiles its wasm synchronously when
@@ -70,17 +71,17 @@ export class CedarEngine implements PolicyEngine {
   }
 
   /** The half that keeps state on this thread; the bundle has passed checkCedarFiles. */
-  private static attach(bundle: PolicyBundle, { policies, entities }: CheckedCedar, settings: CedarSettings): CedarEngine {
+  private static attach(bundle: PolicyBundle, { policies, entities, actions }: CheckedCedar, settings: CedarSettings): CedarEngine {
     const schema = readSchema(bundle);
     const id = `verdict:${bundle.sha256}`;
     check(cedarWasm().preparseSchema(id, schema), 'ERR_BUNDLE_SCHEMA', 'schema');
     check(cedarWasm().preparsePolicySet(id, { staticPolicies: policies }), 'ERR_BUNDLE_INVALID', 'policies.cedar');
     const mapping: CedarMappingOptions = {
       actions: actionMapping(bundle),
-      declaredActions: declaredActions(schema),
+      declaredActions: new Set(actions),
       maxEntities: settings.maxEntitiesPerRequest,
     };
-    const engine = new CedarEngine({ id, store: new CedarEntityStore(entities), mapping }, settings);
+    const engine = new CedarEngine({ id, store: new CedarEntityStore(entities, settings.maxEntitiesPerRequest), mapping }, settings);
     engine.probe();
     return engine;
   }
@@ -110,8 +111,14 @@ export class CedarEngine implements PolicyEngine {
     const determining = [...diagnostics.reason].sort();
     const reasons = determining.length > 0 ? determining : [CEDAR_NO_MATCH];
     for (const e of diagnostics.errors) reasons.push(`error:${e.policyId}: ${e.error.message}`);
-    const headers: KeyValue[] =
-      this.settings.reasonsHeader !== '' ? [[this.settings.reasonsHeader, reasons.slice(0, determining.length || 1).join(',')]] : [];
+    const headers: KeyValue[] = [];
+    const name = this.settings.reasonsHeader;
+    if (name !== '') {
+      // Policy ids are any text the bundle's author wrote (CR, LF, 100 KiB): the same bounds as a Rego header.
+      const value = reasons.slice(0, determining.length || 1).join(',');
+      checkHeader(name, value, 'reasonsHeader (determining policy ids)');
+      headers.push([name, value]);
+    }
     return { ...EMPTY_RESULT_FIELDS, allowed, headers, reasons };
   }
 
@@ -131,6 +138,9 @@ export class CedarEngine implements PolicyEngine {
       delete input.spiffe;
       this.evaluate(input);
     } catch (err) {
+      // A determining @id that no header can carry is the policies' fault, not the schema's.
+      if (err instanceof VerdictError && err.code === 'ERR_POLICY_RESULT')
+        throw new VerdictError('ERR_BUNDLE_INVALID', `policies.cedar: ${err.message}`);
       throw new VerdictError('ERR_BUNDLE_SCHEMA', `the Cedar schema does not accept verdict's request model: ${(err as Error).message}`);
     }
   }
@@ -182,14 +192,6 @@ function actionMapping(bundle: PolicyBundle): Record<string, string> {
   return actions as Record<string, string>;
 }
 
-function declaredActions(schema: Schema): Set<string> {
-  const json = typeof schema === 'string' ? cedarWasm().schemaToJson(schema) : { type: 'success' as const, json: schema };
-  if (json.type === 'failure') throw new VerdictError('ERR_BUNDLE_SCHEMA', `schema: ${messages(json.errors)}`);
-  const ns = json.json[CEDAR_NAMESPACE];
-  if (!ns) throw new VerdictError('ERR_BUNDLE_SCHEMA', `the schema must declare namespace ${CEDAR_NAMESPACE} (verdict's request model)`);
-  return new Set(Object.keys(ns.actions));
-}
-
 function check(
   answer: { type: 'success' } | { type: 'failure'; errors: DetailedError[] },
   code: 'ERR_BUNDLE_INVALID' | 'ERR_BUNDLE_SCHEMA',
@@ -199,5 +201,5 @@ function check(
 }
 
 function messages(errors: readonly DetailedError[]): string {
-  return errors.map((e) => e.message).join('; ') || 'unknown error';
+  return boundedList(errors.map((e) => e.message)) || 'unknown error';
 }

@@ -34,7 +34,7 @@ if (policy !== null) {
   const pages = policy.mem.buffer.byteLength / 65536;
   const image = { bytes, pages, dataAddr: policy.dataAddr, dataHeapPtr: policy.dataHeapPtr };
   let selfTest = null;
-  const id = policy.entrypoints[workerData.entrypoint];
+  const id = Object.hasOwn(policy.entrypoints, workerData.entrypoint) ? policy.entrypoints[workerData.entrypoint] : undefined;
   try {
     if (id !== undefined) selfTest = JSON.stringify(policy.evaluate(workerData.input, id));
   } catch {

@@ -51,11 +51,14 @@ export class OPAEngine implements PolicyEngine {
     private instance: LoadedPolicy,
   ) {
     const entrypoints = this.instance.entrypoints as Record<string, number>;
-    const id = entrypoints[entrypoint];
-    if (id === undefined) {
+    // Own keys only: a manifest naming "constructor" or "toString" got an inherited function, which opa_eval
+    // took as entrypoint 0, so some other rule decided.
+    const id = Object.hasOwn(entrypoints, entrypoint) ? entrypoints[entrypoint] : undefined;
+    if (typeof id !== 'number') {
+      const named = entrypoint.length > 256 ? `${entrypoint.slice(0, 256)}…` : entrypoint;
       throw new VerdictError(
         'ERR_BUNDLE_ENGINE',
-        `entrypoint "${entrypoint}" is not compiled into policy.wasm (has: ${Object.keys(entrypoints).join(', ') || 'none'})`,
+        `entrypoint ${JSON.stringify(named)} is not compiled into policy.wasm (has: ${Object.keys(entrypoints).join(', ') || 'none'})`,
       );
     }
     this.entrypointId = id;
@@ -111,6 +114,7 @@ export class OPAEngine implements PolicyEngine {
       known = this.results.get(resultText);
       if (known === undefined) resultSet = JSON.parse(resultText);
     } catch (err) {
+      if (err instanceof VerdictError && err.code === 'ERR_POLICY_INPUT') throw err;
       this.recycle('trap');
       throw new VerdictError('ERR_POLICY_EVAL', `opa-wasm: ${typeof err === 'string' ? err : (err as Error).message}`);
     }

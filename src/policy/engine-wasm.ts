@@ -119,7 +119,7 @@ export class WasmEngine implements PolicyEngine {
     const { read, written } = this.encoder.encodeInto(json, this.data.subarray(0, this.settings.maxInputBytes));
     // encodeInto stops at the end of the region: a cut input is refused, never evaluated.
     if (read < json.length)
-      throw new VerdictError('ERR_POLICY_EVAL', `input exceeds the custom engine's ${this.settings.maxInputBytes} bytes`);
+      throw new VerdictError('ERR_POLICY_INPUT', `input exceeds the custom engine's ${this.settings.maxInputBytes} bytes`);
     return written;
   }
 

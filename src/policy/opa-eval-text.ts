@@ -1,4 +1,5 @@
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
+import { VerdictError } from '../errors';
 
 const WASM_PAGE_BYTES = 64 * 1024;
 
@@ -25,8 +26,15 @@ export function evaluateText(policy: LoadedPolicy, entrypoint: number, text: str
   else {
     len = Buffer.byteLength(text, 'utf8');
     const short = addr + len - view.length;
-    // Past the memory's maximum, grow() throws a RangeError: the engine treats it as a trap.
-    if (short > 0) mem.grow(Math.ceil(short / WASM_PAGE_BYTES));
+    // Past the memory's maximum, grow() throws a RangeError and leaves the memory as it was: the request's
+    // input cannot be handed over (request class), nothing ran, the instance is intact.
+    if (short > 0) {
+      try {
+        mem.grow(Math.ceil(short / WASM_PAGE_BYTES));
+      } catch {
+        throw new VerdictError('ERR_POLICY_INPUT', `input of ${len} bytes does not fit the policy's memory maximum`);
+      }
+    }
     view = viewOf(mem);
     view.write(text, addr, len, 'utf8');
   }

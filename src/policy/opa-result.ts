@@ -110,7 +110,8 @@ function pushStrings(out: KeyValue[], key: string, val: unknown, field: string):
 const MAX_HEADER_BYTES = 16_384;
 const FORBIDDEN_HEADER_CHARS = /[\0\r\n]/;
 
-function checkHeader(key: string, value: string, field: string): void {
+/** Refuses (ERR_POLICY_RESULT) a header Envoy's HeaderValue would not take; `field` names where it came from. */
+export function checkHeader(key: string, value: string, field: string): void {
   if (key === '' || Buffer.byteLength(key) > MAX_HEADER_BYTES || FORBIDDEN_HEADER_CHARS.test(key)) {
     throw bad(`"${field}" has an invalid header name`);
   }

@@ -17,6 +17,8 @@ export interface ShadowEvaluatorOptions {
   candidate: () => ActivePolicy | null;
   sampleRate: number;
   maxQueue: number;
+  /** Bound on the waiting requests' wire bytes (DecisionContext.wireBytes); past it samples are dropped. */
+  maxQueueBytes: number;
   maxCPUShare: number;
   timeoutMs: number;
   /** Statuses as the pipeline would give them, so a candidate's result compares like for like. */
@@ -33,6 +35,7 @@ interface ShadowJob {
   record: DecisionRecord;
   decision: Decision;
   context: DecisionContext;
+  bytes: number;
 }
 
 /** One side of a comparison, as it goes into the shadow event. */
@@ -53,12 +56,16 @@ interface Outcome {
 export class ShadowEvaluator implements DecisionObserver {
   private readonly queue: (ShadowJob | undefined)[] = [];
   private head = 0;
+  /** Wire bytes of the waiting jobs: each holds its decoded request and input, so count alone is no bound. */
+  private queuedBytes = 0;
   private running = false;
   private closed = false;
   private timer: NodeJS.Timeout | null = null;
   private idleWaiters: (() => void)[] = [];
   private readonly budget: CPUBudget;
   private readonly random: () => number;
+  /** Candidates that once ran past the policy deadline: not evaluated again (see compare). */
+  private readonly benched = new WeakSet<ActivePolicy>();
 
   constructor(private readonly options: ShadowEvaluatorOptions) {
     this.budget = new CPUBudget(options.maxCPUShare, () => options.clock.monotonicNs());
@@ -75,8 +82,11 @@ export class ShadowEvaluator implements DecisionObserver {
     if (this.closed || context === undefined || record.input === undefined || record.kind !== undefined) return;
     if (this.options.sampleRate < 1 && this.random() >= this.options.sampleRate) return;
     if (this.options.candidate() === null) return this.options.metrics.evaluations.inc({ outcome: 'no_candidate' });
-    if (this.pending >= this.options.maxQueue) return this.options.metrics.evaluations.inc({ outcome: 'dropped' });
-    this.queue.push({ record, decision, context });
+    const bytes = context.wireBytes ?? 0;
+    if (this.pending >= this.options.maxQueue || this.queuedBytes + bytes > this.options.maxQueueBytes)
+      return this.options.metrics.evaluations.inc({ outcome: 'dropped' });
+    this.queuedBytes += bytes;
+    this.queue.push({ record, decision, context, bytes });
     this.schedule();
   }
 
@@ -91,6 +101,7 @@ export class ShadowEvaluator implements DecisionObserver {
     if (this.timer) clearTimeout(this.timer);
     this.queue.length = 0;
     this.head = 0;
+    this.queuedBytes = 0;
     this.running = false;
     this.wakeIdle();
   }
@@ -126,6 +137,7 @@ export class ShadowEvaluator implements DecisionObserver {
   private take(): ShadowJob | undefined {
     const job = this.queue[this.head];
     this.queue[this.head++] = undefined;
+    if (job) this.queuedBytes -= job.bytes;
     // Compact once the consumed prefix dominates, so the array never grows past the bound for long.
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue.splice(0, this.head);
@@ -143,10 +155,16 @@ export class ShadowEvaluator implements DecisionObserver {
   private async compare(job: ShadowJob): Promise<void> {
     const candidate = this.options.candidate();
     if (candidate === null) return this.options.metrics.evaluations.inc({ outcome: 'no_candidate' });
+    if (this.benched.has(candidate)) return this.options.metrics.evaluations.inc({ outcome: 'benched' });
     const input = job.context.input ?? (await this.rebuildInput(job.context));
     const startedNs = this.options.clock.monotonicNs();
     const after = await this.decide(candidate, input);
     const evalNs = Number(this.options.clock.monotonicNs() - startedNs);
+    // A synchronous engine (OPA, Cedar, a custom engine's wait) holds the event loop for as long as it runs:
+    // the CPU budget bounds the average, not one call. A candidate that once ran past a deadline (its own
+    // timeout, or any outcome that took longer than policy.timeoutMs) is benched until the next candidate
+    // bundle, so it can stall the active answers at most once per bundle.
+    if (after.reason === 'ERR_POLICY_TIMEOUT' || evalNs / 1e6 > this.options.timeoutMs) this.benched.add(candidate);
     const before = activeOutcome(job.decision);
     const direction = directionOf(before, after);
     if (direction === null) return this.options.metrics.evaluations.inc({ outcome: after.reason.startsWith('ERR_') ? 'error' : 'agree' });

@@ -24,7 +24,7 @@ export interface ShadowReport extends Malformed {
   byDirection: Record<ShadowDirection, { count: number; decisionIds: string[]; examples: ShadowFlip[] }>;
   /** Which candidate bundle disagreed (a log spans swaps of the candidate). */
   candidates: ShadowCandidateSummary[];
-  /** True when some decision ids were left out of `decisionIds` (maxIds per direction). */
+  /** True when some decision ids were left out of `decisionIds` (maxIds per direction), or candidates past 1,000. */
   truncated: boolean;
 }
 
@@ -81,7 +81,7 @@ export async function shadowReport(file: string, opts: { maxIds?: number; maxExa
     if (b.decisionIds.length < maxIds) b.decisionIds.push(id);
     else report.truncated = true;
     if (b.examples.length < maxExamples) b.examples.push(flipOf(id, event));
-    countCandidate(candidates, event.shadow?.candidate);
+    if (!countCandidate(candidates, event.shadow?.candidate)) report.truncated = true;
   }
   report.candidates = [...candidates.values()];
   return report;
@@ -94,19 +94,32 @@ interface ParsedEvent {
 }
 
 function flipOf(id: string, e: ParsedEvent): ShadowFlip {
+  const text = (v: unknown, otherwise: string): string => (typeof v === 'string' ? v : otherwise);
   return {
     decision_id: id,
-    decided_at: e.shadow?.decided_at ?? '',
-    active: e.shadow?.active?.reason ?? '?',
-    candidate: e.shadow?.candidate?.reason ?? '?',
+    decided_at: text(e.shadow?.decided_at, ''),
+    active: text(e.shadow?.active?.reason, '?'),
+    candidate: text(e.shadow?.candidate?.reason, '?'),
   };
 }
 
-function countCandidate(map: Map<string, ShadowCandidateSummary>, side: ShadowSide | undefined): void {
-  const sha256 = side?.bundle?.sha256 ?? '';
-  const entry = map.get(sha256) ?? { name: side?.bundle?.name ?? '', revision: side?.bundle?.revision ?? '', sha256, disagreements: 0 };
+/** Distinct candidate bundles a report names; a log that names more is reported truncated. */
+const MAX_CANDIDATES = 1000;
+
+/** Counts a disagreement for its candidate; false when the candidate would be past MAX_CANDIDATES. */
+function countCandidate(map: Map<string, ShadowCandidateSummary>, side: ShadowSide | undefined): boolean {
+  // The log is a file anyone may have written: only strings are taken (a number here broke the text format).
+  const text = (v: unknown): string => (typeof v === 'string' ? v : '');
+  const bundle = side?.bundle;
+  const sha256 = text(bundle?.sha256);
+  let entry = map.get(sha256);
+  if (entry === undefined) {
+    if (map.size >= MAX_CANDIDATES) return false;
+    entry = { name: text(bundle?.name), revision: text(bundle?.revision), sha256, disagreements: 0 };
+    map.set(sha256, entry);
+  }
   entry.disagreements++;
-  map.set(sha256, entry);
+  return true;
 }
 
 export function formatShadowReport(r: ShadowReport): string {
@@ -117,6 +130,6 @@ export function formatShadowReport(r: ShadowReport): string {
     for (const x of b.examples) out.push(`  ${x.decision_id}  ${x.decided_at}  ${x.active} → ${x.candidate}`);
   }
   out.push(...malformedNote(r));
-  if (r.truncated) out.push('note: decision id lists were truncated');
+  if (r.truncated) out.push('note: decision id lists or the candidate list were truncated');
   return `${out.join('\n')}\n`;
 }

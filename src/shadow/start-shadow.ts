@@ -53,6 +53,7 @@ export function startShadow(config: Config, deps: ShadowDeps): ShadowRuntime | n
     candidate: () => store.current,
     sampleRate: shadow.sampleRate,
     maxQueue: shadow.maxQueue,
+    maxQueueBytes: shadow.maxQueueBytes,
     maxCPUShare: shadow.maxCPUShare,
     timeoutMs: config.policy.timeoutMs,
     denyStatus: config.decision.denyStatus,

@@ -9,6 +9,7 @@ import type { DecisionRecord } from '../decisionlog/decision-record';
 import { VerdictError } from '../errors';
 import type { BundleLoader } from '../policy/bundle-loader';
 import { loaderFromSection, startLoaderInBackground } from '../policy/bundle-loader-background';
+import { LoadSlots } from '../policy/load-slots';
 import { PolicyStore } from '../policy/policy-store';
 import type { CheckRequest } from '../request/check-request';
 import type { SPIFFEInput } from '../request/input-document';
@@ -48,7 +49,9 @@ export function startTenants(config: Config, deps: Deps): TenantsRuntime | null 
   const abort = new AbortController();
   const tenants = new Map<string, Tenant>();
   const globalCacheSize = deps.metrics.cacheSize;
-  for (const tc of t.list) tenants.set(tc.name, startTenant(config, t, tc, metrics, abort.signal, deps));
+  // Tenants start together: their first loads take turns (each load is a bundle worker and an engine load worker).
+  const slots = new LoadSlots();
+  for (const tc of t.list) tenants.set(tc.name, startTenant(config, t, tc, metrics, abort.signal, slots, deps));
   // Each DecisionCache reports itself as the instance's cache size: report the sum of all of them instead.
   deps.metrics.cacheSize = () => sumCacheSizes(globalCacheSize?.() ?? null, tenants);
   const index = new TenantSelectorIndex(
@@ -88,7 +91,15 @@ export function startTenants(config: Config, deps: Deps): TenantsRuntime | null 
   };
 }
 
-function startTenant(config: Config, t: TenantsConfig, tc: TenantConfig, metrics: TenantMetrics, signal: AbortSignal, deps: Deps): Tenant {
+function startTenant(
+  config: Config,
+  t: TenantsConfig,
+  tc: TenantConfig,
+  metrics: TenantMetrics,
+  signal: AbortSignal,
+  slots: LoadSlots,
+  deps: Deps,
+): Tenant {
   const policy = new PolicyStore({
     entrypoint: config.policy.entrypoint,
     maxMemoryPages: config.policy.maxMemoryPages,
@@ -103,8 +114,11 @@ function startTenant(config: Config, t: TenantsConfig, tc: TenantConfig, metrics
     metrics.bundleLoads.inc({ tenant: tc.name, outcome: 'source-error', reason: e.code });
     deps.logger.warn({ tenant: tc.name, code: e.code, msg: e.message }, 'tenant bundle source failed');
   });
-  const started = startLoaderInBackground(loader, signal, (err, retryInMs) =>
-    deps.logger.warn({ tenant: tc.name, code: err.code, retryInMs }, 'tenant bundle not loaded yet; retrying'),
+  const started = startLoaderInBackground(
+    loader,
+    signal,
+    (err, retryInMs) => deps.logger.warn({ tenant: tc.name, code: err.code, retryInMs }, 'tenant bundle not loaded yet; retrying'),
+    slots,
   );
   return { name: tc.name, policy, cache, loader, started };
 }

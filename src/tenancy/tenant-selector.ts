@@ -13,7 +13,7 @@ export class TenantSelectorIndex<T> {
     private readonly selector: TenantSelector,
     entries: readonly { match: readonly string[]; tenant: T }[],
   ) {
-    for (const e of entries) for (const v of e.match) this.byValue.set(this.normalize(v), e.tenant);
+    for (const e of entries) for (const v of e.match) this.byValue.set(normalizeSelectorValue(selector, v), e.tenant);
   }
 
   find(message: CheckRequest, spiffe: SPIFFEInput | null): T | undefined {
@@ -28,7 +28,7 @@ export class TenantSelectorIndex<T> {
         return spiffe ? this.longestPrefix(spiffe.id) : undefined;
       case 'authority': {
         const host = message.attributes?.request?.http?.host ?? message.attributes?.request?.http?.headers?.[':authority'];
-        return host === undefined ? undefined : this.byValue.get(this.normalize(host));
+        return host === undefined ? undefined : this.byValue.get(normalizeSelectorValue(this.selector, host));
       }
     }
   }
@@ -46,10 +46,14 @@ export class TenantSelectorIndex<T> {
     }
     return undefined;
   }
+}
 
-  private normalize(v: string): string {
-    if (this.selector.from === 'authority') return v.toLowerCase().replace(/:\d+$/, '');
-    if (this.selector.from === 'spiffeIDPrefix') return v.replace(/\/+$/, '');
-    return v;
-  }
+/**
+ * A selector value as it is looked up: an authority lowercased without its port, a SPIFFE ID prefix without
+ * trailing slashes. The config check compares values in this form, so two tenants can never share one.
+ */
+export function normalizeSelectorValue(selector: TenantSelector, v: string): string {
+  if (selector.from === 'authority') return v.toLowerCase().replace(/:\d+$/, '');
+  if (selector.from === 'spiffeIDPrefix') return v.replace(/\/+$/, '');
+  return v;
 }

@@ -65,11 +65,12 @@ describe('opa-wasm memory stays bounded', () => {
     expect(e.memoryPages()).toBe(loaded);
   });
 
-  it('denies an input larger than the hard maximum with ERR_POLICY_EVAL and keeps working', async () => {
+  it('denies an input larger than the hard maximum with ERR_POLICY_INPUT (request class), without a recycle, and keeps working', async () => {
     const recycles: string[] = [];
     const e = await engine(48, 32, recycles);
-    expect(() => e.evaluate(input('/healthz', 8 * 1024 * 1024))).toThrow(expect.objectContaining({ code: 'ERR_POLICY_EVAL' }));
-    expect(recycles).toEqual(['trap']);
+    expect(() => e.evaluate(input('/healthz', 8 * 1024 * 1024))).toThrow(expect.objectContaining({ code: 'ERR_POLICY_INPUT' }));
+    // Nothing ran and the memory did not grow: the instance is intact (a request could otherwise force a recycle).
+    expect(recycles).toEqual([]);
     expect(e.evaluate(input('/healthz')).allowed).toBe(true);
     expect(e.memoryPages()).toBeLessThanOrEqual(48);
   });

@@ -167,3 +167,39 @@ describe('shadow rollout of a candidate bundle on live gRPC traffic', () => {
     expect(json.byDirection.allow_to_deny.count).toBe(flipToDeny.length);
   });
 });
+
+describe('shadow queue byte bound over gRPC (policy.shadow.maxQueueBytes)', () => {
+  let verdict: RunningVerdict;
+  let client: CheckClient;
+
+  beforeAll(async () => {
+    const bundle = await buildTestBundle({ 'authz.rego': ACTIVE });
+    verdict = await startTestVerdict([
+      `policy.bundle=${bundle}`,
+      'cache.enabled=false',
+      'policy.shadow.sampleRate=1',
+      'policy.shadow.maxQueueBytes=65536',
+      'policy.shadow.bundles.source.type=file',
+      `policy.shadow.bundles.source.path=${bundle}`,
+    ]);
+    await waitFor(() => verdict.shadow?.store.current != null, 'the candidate bundle to be active');
+    client = checkClient(`127.0.0.1:${verdict.grpcPort}`);
+  }, 60_000);
+
+  afterAll(async () => {
+    client?.close();
+    await verdict?.stop();
+  });
+
+  it('drops (and counts) a sampled request larger than the bound, by its size on the wire, and shadows the small ones', async () => {
+    // Each waiting sample holds its decoded request: the bound is on what was received, not on the count.
+    for (let i = 0; i < 4; i++) {
+      await client.check(httpCheckRequest({ path: `/item/${2 * i}`, body: 'b'.repeat(100 * 1024) }));
+      await client.check(httpCheckRequest({ path: `/item/${2 * i}` }));
+    }
+    await verdict.shadow!.evaluator.idle();
+    const values = (await verdict.shadow!.metrics.evaluations.get()).values;
+    expect(values.find((v) => v.labels.outcome === 'dropped')?.value).toBe(4);
+    expect(values.find((v) => v.labels.outcome === 'agree')?.value).toBe(4);
+  });
+});

@@ -82,6 +82,14 @@ describe('two tenants with their own bundles and signing keys behind one verdict
     }
   });
 
+  it('denies ERR_TENANT_UNKNOWN a tenant value named like an Object.prototype member, or of 16 KiB, never another tenant', async () => {
+    for (const tenant of ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'a'.repeat(16 * 1024)]) {
+      const res = await client.check(forTenant(tenant));
+      expect(answer(res)).toBe('ERR_TENANT_UNKNOWN');
+      expect(res.deniedResponse?.status?.code).toBe(403);
+    }
+  });
+
   it("refuses for tenant b a bundle signed with tenant a's key; b keeps serving its own", async () => {
     const refused = nextRefusal(b.policy);
     publishBundle(await tenantBundle(keyA, 'b', 'forged'), pathB);

@@ -26,6 +26,16 @@ export const shadowSchema = z
     sampleRate: fraction.default(0.1),
     /** Sampled requests waiting for the candidate; past this they are dropped and counted (outcome="dropped"). */
     maxQueue: z.number().int().min(1).max(1_000_000).default(1024),
+    /**
+     * Bytes of sampled requests (their CheckRequests as received) waiting for the candidate; past this they are
+     * dropped and counted too. Each waiting request holds its decoded CheckRequest and input document.
+     */
+    maxQueueBytes: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .max(4 * 1024 * 1024 * 1024)
+      .default(64 * 1024 * 1024),
     /** Share of one core the candidate may use, averaged over a second; beyond it the queue waits (and fills). */
     maxCPUShare: fraction.pipe(z.number().gt(0)).default(0.25),
   })

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { normalizeSelectorValue } from '../../tenancy/tenant-selector';
 import { bundlesSchema } from './bundles';
 
 /** How a request names its tenant (one rule for all tenants, so a request can never match two). */
@@ -61,10 +62,12 @@ export const tenantsSchema = z
       names.add(t.name);
       if (t.bundles.source === null)
         ctx.addIssue({ code: 'custom', path: ['list', i, 'bundles', 'source'], message: 'a tenant needs a bundle source' });
-      for (const v of t.match) {
+      for (const raw of t.match) {
+        // Compared as looked up: `Acme.org` and `acme.org:443` are one authority.
+        const v = normalizeSelectorValue(s.selector, raw);
         const owner = values.get(v);
         if (owner !== undefined && owner !== t.name)
-          ctx.addIssue({ code: 'custom', path: ['list', i, 'match'], message: `"${v}" already names tenant ${owner}` });
+          ctx.addIssue({ code: 'custom', path: ['list', i, 'match'], message: `"${raw}" already names tenant ${owner}` });
         values.set(v, t.name);
       }
     });

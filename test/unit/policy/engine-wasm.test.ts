@@ -26,6 +26,9 @@ const MODULES: Record<string, Buffer> = {
   noMaximum: assemble({ evaluate: returns(0, 4), data: 'true', maxPages: null }),
   // A start function runs at instantiation, before any call: this one never returns.
   startLoops: assemble({ evaluate: returns(0, 4), data: 'true', start: LOOP_FOREVER }),
+  // memory.grow(15) on every call (i32.const 15; memory.grow 0; drop): the first call reaches the 16-page
+  // maximum, later ones get -1 from grow (no trap) and still answer.
+  grows: assemble({ evaluate: [0x41, 15, 0x40, 0x00, 0x1a, ...returns(0, 4)], data: 'true', maxPages: 16 }),
 };
 
 function bundleOf(module: Buffer): PolicyBundle {
@@ -116,6 +119,11 @@ describe('custom wasm engine', () => {
     expect(await codeOfAsync(() => WasmEngine.load(bundleOf(Buffer.from('\0asm garbage')), SETTINGS))).toBe('ERR_BUNDLE_ENGINE');
   });
 
+  it('serves a module that grows its memory on every call: the declared maximum stops the growth', async () => {
+    const e = await load('grows');
+    for (let i = 0; i < 4; i++) expect((await e.evaluate(input('even'))).allowed).toBe(true);
+  });
+
   it('denies a call that traps (ERR_POLICY_EVAL) and keeps serving', async () => {
     const e = await load('trap');
     expect(await codeOfAsync(() => e.evaluate(input('odd')))).toBe('ERR_POLICY_EVAL');
@@ -148,7 +156,7 @@ describe('custom wasm engine', () => {
 
   it('denies an input larger than the bound without running the module', async () => {
     const e = await load('meshACL', { ...SETTINGS, maxInputBytes: 1024 });
-    expect(await codeOfAsync(() => e.evaluate(input('even', `/${'p'.repeat(2000)}`)))).toBe('ERR_POLICY_EVAL');
+    expect(await codeOfAsync(() => e.evaluate(input('even', `/${'p'.repeat(2000)}`)))).toBe('ERR_POLICY_INPUT');
     expect((await e.evaluate(input('even', '/healthz'))).allowed).toBe(true);
   });
 });

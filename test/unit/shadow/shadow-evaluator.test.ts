@@ -1,14 +1,18 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../../src/clock';
 import type { Decision } from '../../../src/decision/decision';
 import type { DecisionLog, DecisionRecord } from '../../../src/decisionlog/decision-record';
+import type { PolicyBundle } from '../../../src/policy/bundle';
+import { WasmEngine } from '../../../src/policy/engine-wasm';
 import { EMPTY_RESULT_FIELDS } from '../../../src/policy/policy-result';
-import { PolicyStore } from '../../../src/policy/policy-store';
+import { PolicyStore, type ActivePolicy } from '../../../src/policy/policy-store';
 import type { CheckRequest } from '../../../src/request/check-request';
 import { CPUBudget } from '../../../src/shadow/cpu-budget';
 import { ShadowEvaluator, directionOf } from '../../../src/shadow/shadow-evaluator';
 import { ShadowMetrics } from '../../../src/shadow/shadow-metrics';
 import { Metrics } from '../../../src/telemetry/metrics';
 import { buildTestBundle, httpCheckRequest } from '../../helpers/verdict-harness';
+import { assemble, LOOP_FOREVER, returns } from '../policy/engine-wasm-modules';
 
 /** A clock the test moves by hand: the CPU budget sees exactly the time the test says passed. */
 function manualClock(): { nowMs(): number; monotonicNs(): bigint; advanceMs(ms: number): void } {
@@ -60,13 +64,14 @@ describe('ShadowEvaluator', () => {
     );
   });
 
-  function evaluator(opts: { sampleRate?: number; maxQueue?: number; random?: () => number }) {
+  function evaluator(opts: { sampleRate?: number; maxQueue?: number; maxQueueBytes?: number; random?: () => number }) {
     const log = new CollectingLog();
     const metrics = new ShadowMetrics(new Metrics({ defaultMetrics: false }).registry);
     const ev = new ShadowEvaluator({
       candidate: () => candidate.current,
       sampleRate: opts.sampleRate ?? 1,
       maxQueue: opts.maxQueue ?? 100,
+      maxQueueBytes: opts.maxQueueBytes ?? 64 * 1024 * 1024,
       maxCPUShare: 1,
       timeoutMs: 5000,
       denyStatus: 403,
@@ -103,6 +108,25 @@ describe('ShadowEvaluator', () => {
     expect(text.values.find((v) => v.labels.outcome === 'agree')?.value).toBe(3);
   });
 
+  it('drops and counts what does not fit in the byte bound: large requests cannot pile up to maxQueue', async () => {
+    // Each waiting job holds its decoded request and input: 1,024 of 1 MiB requests held ~1 GiB or more.
+    const { ev, metrics } = evaluator({ maxQueue: 1000, maxQueueBytes: 4 * 1024 * 1024 });
+    for (let i = 0; i < 10; i++) {
+      const r = finished(`/x/${i}`, true);
+      ev.observe(r.record, r.decision, { message: r.message, spiffe: null, wireBytes: 1024 * 1024 });
+    }
+    expect(ev.pending).toBe(4);
+    await ev.idle();
+    // Drained, the bytes are free again: the next ones queue.
+    const r = finished('/x/again', true);
+    ev.observe(r.record, r.decision, { message: r.message, spiffe: null, wireBytes: 4 * 1024 * 1024 });
+    expect(ev.pending).toBe(1);
+    await ev.idle();
+    const values = (await metrics.evaluations.get()).values;
+    expect(values.find((v) => v.labels.outcome === 'dropped')?.value).toBe(6);
+    expect(values.find((v) => v.labels.outcome === 'agree')?.value).toBe(5);
+  });
+
   it('samples the configured fraction (random injected)', async () => {
     let k = 0;
     const { ev, metrics } = evaluator({ sampleRate: 0.25, random: () => (k++ % 4) / 4 });
@@ -120,6 +144,89 @@ describe('ShadowEvaluator', () => {
     delete r.record.input;
     ev.observe(r.record, r.decision, { message: r.message, spiffe: null });
     expect(ev.pending).toBe(0);
+  });
+});
+
+describe('ShadowEvaluator with a candidate that holds the event loop', () => {
+  // A synchronous engine runs on the event loop: the CPU budget bounds the candidate's average share, but
+  // each of its calls stalls the active answers for as long as it runs. Real time here (systemClock): the
+  // candidates really are slow.
+  function evaluator(candidate: () => ActivePolicy | null, timeoutMs: number) {
+    const metrics = new ShadowMetrics(new Metrics({ defaultMetrics: false }).registry);
+    const ev = new ShadowEvaluator({
+      candidate,
+      sampleRate: 1,
+      maxQueue: 100,
+      maxQueueBytes: 64 * 1024 * 1024,
+      maxCPUShare: 1,
+      timeoutMs,
+      denyStatus: 403,
+      errorStatus: 500,
+      limits: { maxHeaders: 100, maxParsedBodyBytes: 1024, maxInputDepth: 64, maxQueryParams: 1000 },
+      decisionLog: new CollectingLog(),
+      metrics,
+      clock: systemClock,
+    });
+    return { ev, metrics };
+  }
+  async function outcomes(metrics: ShadowMetrics): Promise<Record<string, number>> {
+    return Object.fromEntries((await metrics.evaluations.get()).values.map((v) => [String(v.labels.outcome), v.value]));
+  }
+  function feed(ev: ShadowEvaluator, n: number): void {
+    for (let i = 0; i < n; i++) {
+      const r = finished(`/x/${i}`, true);
+      ev.observe(r.record, r.decision, { message: r.message, spiffe: null });
+    }
+  }
+
+  it('benches an OPA candidate whose evaluation ran past policy.timeoutMs (allocating until out of memory) until the next candidate bundle', async () => {
+    const store = new PolicyStore({ entrypoint: 'envoy/authz/allow', maxMemoryPages: 1024, recycleMemoryPages: 256 });
+    // Builds a string of ~10^8 numbers: opa_malloc fails once the 64 MiB memory is full, after ~100+ ms.
+    const hog = await buildTestBundle({
+      'authz.rego': `package envoy.authz
+import rego.v1
+default allow := true
+allow := {"allowed": true, "headers": {"x": concat(",", [sprintf("%d", [i]) | some i in numbers.range(0, 100000000)])}} if {
+  input.parsed_path[0] == "x"
+}
+`,
+    });
+    await store.activateFile(hog);
+    const { ev, metrics } = evaluator(() => store.current, 20);
+    feed(ev, 4);
+    await ev.idle();
+    // Before: each of the four ran to the trap (four stalls of the event loop), each counted an error.
+    expect(await outcomes(metrics)).toMatchObject({ error: 1, benched: 3 });
+    // The bench is per candidate bundle: the next one is evaluated.
+    await store.activateFile(await buildTestBundle({ 'authz.rego': 'package envoy.authz\n\ndefault allow := true\n' }));
+    feed(ev, 2);
+    await ev.idle();
+    expect(await outcomes(metrics)).toMatchObject({ error: 1, benched: 3, agree: 2 });
+  }, 60_000);
+
+  it('benches a custom-engine candidate after its first timeout (each one held the event loop for engines.wasm.timeoutMs)', async () => {
+    const module = assemble({ evaluate: [...LOOP_FOREVER, ...returns(0, 4)], data: 'true' });
+    const bundle: PolicyBundle = {
+      name: 'loops',
+      revision: '',
+      sha256: 'loops',
+      engine: 'wasm',
+      manifest: { metadata: { verdict: { engine: 'wasm' } } },
+      files: new Map([['engine.wasm', module]]),
+      compressedBytes: module.length,
+    };
+    const engine = await WasmEngine.load(bundle, { timeoutMs: 30, maxMemoryPages: 16, maxInputBytes: 65536, maxOutputBytes: 4096 });
+    try {
+      const active: ActivePolicy = { bundle, engine, generation: 1 };
+      // policy.timeoutMs far above the engine's own deadline: the engine's ERR_POLICY_TIMEOUT is what benches it.
+      const { ev, metrics } = evaluator(() => active, 5000);
+      feed(ev, 3);
+      await ev.idle();
+      expect(await outcomes(metrics)).toMatchObject({ error: 1, benched: 2 });
+      expect(engine.restarts).toBe(1);
+    } finally {
+      engine.close();
+    }
   });
 });
 

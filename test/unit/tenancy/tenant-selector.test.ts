@@ -115,9 +115,48 @@ describe('tenants config', () => {
       doc: { selector: { from: 'authority' }, maxTenants: 1, list: [tenant('a', ['x']), tenant('b', ['y'])] },
     },
     { name: 'a value naming two tenants', doc: { selector: { from: 'authority' }, list: [tenant('a', ['x']), tenant('b', ['x'])] } },
+    // Values are looked up normalised (authority lowercased, port dropped; prefix without trailing slash):
+    // these pairs were accepted, and the later tenant silently took the earlier one's requests.
+    {
+      name: 'two authorities that differ only in case and port',
+      doc: { selector: { from: 'authority' }, list: [tenant('a', ['API.acme.example']), tenant('b', ['api.acme.example:443'])] },
+    },
+    {
+      name: 'two SPIFFE ID prefixes that differ only in a trailing slash',
+      doc: { selector: { from: 'spiffeIDPrefix' }, list: [tenant('a', ['spiffe://m.org/t/a']), tenant('b', ['spiffe://m.org/t/a/'])] },
+    },
     { name: 'a tenant without a source', doc: { selector: { from: 'authority' }, list: [{ name: 'a', match: ['x'], bundles: {} }] } },
     { name: 'a name unfit for a label', doc: { selector: { from: 'authority' }, list: [tenant('A b', ['x'])] } },
   ])('refuses $name with ERR_CONFIG', ({ doc }) => {
     expect(codeOf(() => validateConfig({ tenants: doc }))).toBe('ERR_CONFIG');
+  });
+});
+
+describe('TenantSelectorIndex with hostile selector values', () => {
+  const names = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf'];
+  const index = (selector: TenantSelector, match: string[]) => new TenantSelectorIndex(selector, [{ match, tenant: 'a' }]);
+
+  it.each(names)('a context extension valued "%s" names no tenant unless one is configured so', (name) => {
+    const ext = Object.defineProperty({}, 'tenant', { value: name, enumerable: true });
+    expect(index({ from: 'contextExtension', key: 'tenant' }, ['acme']).find(request({ ext }), null)).toBeUndefined();
+    expect(index({ from: 'contextExtension', key: 'tenant' }, [name]).find(request({ ext }), null)).toBe('a');
+  });
+
+  it.each(names)('a selector key "%s" that the request lacks names no tenant (no inherited value)', (key) => {
+    expect(index({ from: 'contextExtension', key }, ['acme']).find(request({ ext: { other: 'acme' } }), null)).toBeUndefined();
+  });
+
+  it('an authority of 1 MiB names no tenant', () => {
+    expect(index({ from: 'authority' }, ['acme.example']).find(request({ host: `${'a'.repeat(1 << 20)}:1` }), null)).toBeUndefined();
+  });
+
+  it('finds each of 1,000 tenants with 1,000 values each', () => {
+    const entries = Array.from({ length: 1000 }, (_, t) => ({
+      match: Array.from({ length: 1000 }, (_, v) => `t${t}-v${v}.example`),
+      tenant: `t${t}`,
+    }));
+    const idx = new TenantSelectorIndex({ from: 'authority' }, entries);
+    expect(idx.find(request({ host: 'T999-v999.example:8443' }), null)).toBe('t999');
+    expect(idx.find(request({ host: 't1000-v0.example' }), null)).toBeUndefined();
   });
 });
