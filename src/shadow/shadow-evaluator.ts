@@ -10,6 +10,9 @@ import { buildInputDocument, type InputDocument, type RequestLimits } from '../r
 import { CPUBudget } from './cpu-budget';
 import type { ShadowMetrics } from './shadow-metrics';
 
+/** Evaluations past the deadline after which a candidate bundle is benched. */
+const BENCH_AFTER = 3;
+
 export type ShadowDirection = 'allow_to_deny' | 'deny_to_allow' | 'result_changed';
 
 export interface ShadowEvaluatorOptions {
@@ -64,8 +67,8 @@ export class ShadowEvaluator implements DecisionObserver {
   private idleWaiters: (() => void)[] = [];
   private readonly budget: CPUBudget;
   private readonly random: () => number;
-  /** Candidates that once ran past the policy deadline: not evaluated again (see compare). */
-  private readonly benched = new WeakSet<ActivePolicy>();
+  /** Per candidate, its evaluations that ran past the policy deadline; at BENCH_AFTER it is not evaluated again (see compare). */
+  private readonly overruns = new WeakMap<ActivePolicy, number>();
 
   constructor(private readonly options: ShadowEvaluatorOptions) {
     this.budget = new CPUBudget(options.maxCPUShare, () => options.clock.monotonicNs());
@@ -155,16 +158,18 @@ export class ShadowEvaluator implements DecisionObserver {
   private async compare(job: ShadowJob): Promise<void> {
     const candidate = this.options.candidate();
     if (candidate === null) return this.options.metrics.evaluations.inc({ outcome: 'no_candidate' });
-    if (this.benched.has(candidate)) return this.options.metrics.evaluations.inc({ outcome: 'benched' });
+    const overruns = this.overruns.get(candidate) ?? 0;
+    if (overruns >= BENCH_AFTER) return this.options.metrics.evaluations.inc({ outcome: 'benched' });
     const input = job.context.input ?? (await this.rebuildInput(job.context));
     const startedNs = this.options.clock.monotonicNs();
     const after = await this.decide(candidate, input);
     const evalNs = Number(this.options.clock.monotonicNs() - startedNs);
     // A synchronous engine (OPA, Cedar, a custom engine's wait) holds the event loop for as long as it runs:
-    // the CPU budget bounds the average, not one call. A candidate that once ran past a deadline (its own
-    // timeout, or any outcome that took longer than policy.timeoutMs) is benched until the next candidate
-    // bundle, so it can stall the active answers at most once per bundle.
-    if (after.reason === 'ERR_POLICY_TIMEOUT' || evalNs / 1e6 > this.options.timeoutMs) this.benched.add(candidate);
+    // the CPU budget bounds the average, not one call. A candidate whose evaluations ran past a deadline (its
+    // own timeout, or any outcome that took longer than policy.timeoutMs) BENCH_AFTER times is benched until
+    // the next candidate bundle, so it stalls the active answers at most that often per bundle; one pause of
+    // the machine (a full GC, a busy core) is not enough to end a rollout's comparisons.
+    if (after.reason === 'ERR_POLICY_TIMEOUT' || evalNs / 1e6 > this.options.timeoutMs) this.overruns.set(candidate, overruns + 1);
     const before = activeOutcome(job.decision);
     const direction = directionOf(before, after);
     if (direction === null) return this.options.metrics.evaluations.inc({ outcome: after.reason.startsWith('ERR_') ? 'error' : 'agree' });
