@@ -3,6 +3,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { VerdictError } from '../errors';
 import { DEFAULT_BUNDLE_LIMITS } from '../policy/bundle';
+import { MAX_CONFIGURED_FILE_BYTES, readRegularFileBounded } from '../policy/bundle-file-read';
 import { readBundle } from '../policy/bundle-reader';
 import { SIGNATURES_FILE, isOPASigningAlgorithm, signOPABundle } from '../policy/bundle-signature-opa';
 import { publicKeyFromPEM, verifyBundle } from '../policy/bundle-verifier';
@@ -72,18 +73,24 @@ export function registerBundleSign(bundle: Command): void {
     .option('--sha256 <hex>', 'pinned sha256 of the bundle file')
     .action(async (file: string, opts: VerifyOptions) => {
       if (!isOPASigningAlgorithm(opts.alg)) throw new VerdictError('ERR_CONFIG', `unsupported signing algorithm ${opts.alg}`);
-      const bytes = await readFile(file);
+      // What is verified comes from elsewhere: each file is read bounded, a regular file only.
+      const bytes = await readRegularFileBounded(file, DEFAULT_BUNDLE_LIMITS.maxCompressedBytes, 'bundle');
+      const readKey = async (path: string): Promise<string> =>
+        (await readRegularFileBounded(path, MAX_CONFIGURED_FILE_BYTES, 'key')).toString('utf8');
       const opa = opts.opaKey
         ? await (async () => {
             const header = (await readBundle(bytes, file)).files.get(SIGNATURES_FILE);
             const kid = opts.keyId ?? claimedKeyId(header) ?? 'default';
-            const publicKey = publicKeyFromPEM(await readFile(opts.opaKey as string, 'utf8'), `--opa-key ${opts.opaKey}`);
+            const publicKey = publicKeyFromPEM(await readKey(opts.opaKey as string), `--opa-key ${opts.opaKey}`);
             const key = { algorithm: opts.alg as never, publicKey, scope: opts.scope };
             return { keys: { [kid]: key }, keyId: kid, scope: opts.scope };
           })()
         : null;
-      const cosignKey = opts.cosignKey ? publicKeyFromPEM(await readFile(opts.cosignKey, 'utf8'), `--cosign-key ${opts.cosignKey}`) : null;
-      const cosignSignature = cosignKey !== null ? await readFile(opts.signature ?? `${file}.sig`) : undefined;
+      const cosignKey = opts.cosignKey ? publicKeyFromPEM(await readKey(opts.cosignKey), `--cosign-key ${opts.cosignKey}`) : null;
+      const cosignSignature =
+        cosignKey !== null
+          ? await readRegularFileBounded(opts.signature ?? `${file}.sig`, MAX_CONFIGURED_FILE_BYTES, 'signature')
+          : undefined;
       const b = await verifyBundle(
         { bytes, origin: file, cosignSignature },
         { limits: DEFAULT_BUNDLE_LIMITS, sha256: opts.sha256 ?? null, opa, cosignPublicKey: cosignKey },

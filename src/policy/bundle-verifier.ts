@@ -1,4 +1,5 @@
 import type { BundlesConfig } from '../config/sections/bundles';
+import { keyLimitProblem } from '../identity/key-limits';
 import { VerdictError } from '../errors';
 import type { BundleArtifact, BundleLimits, BundleSigner, PolicyBundle } from './bundle';
 import { createPublicKey, type KeyObject } from 'node:crypto';
@@ -110,16 +111,22 @@ export function readPublicKey(path: string): KeyObject {
 
 /**
  * A private key is refused, not turned into its public half: its material would stay in the serving process
- * (and the file is one a verifier should never be able to read). Node's parse errors are not passed on.
+ * (and the file is one a verifier should never be able to read). Node's parse errors are not passed on. The
+ * key must be one verdict checks signatures with anywhere (identity/key-limits.ts): an RSA-1024 signing key
+ * would let whoever factors it sign bundles.
  */
 export function publicKeyFromPEM(pem: string, what: string): KeyObject {
   if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(pem))
     throw new VerdictError('ERR_CONFIG', `${what} holds a private key; give its public key`);
+  let key: KeyObject;
   try {
-    return createPublicKey(pem);
+    key = createPublicKey(pem);
   } catch {
     throw new VerdictError('ERR_CONFIG', `${what} is not a PEM public key or certificate`);
   }
+  const problem = keyLimitProblem(key);
+  if (problem !== null) throw new VerdictError('ERR_CONFIG', `${what} ${problem}`);
+  return key;
 }
 
 function keyKind(key: KeyObject): string {

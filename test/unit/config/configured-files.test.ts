@@ -150,6 +150,14 @@ describe('bundle verification keys are parsed when the trust is built, before an
       expect(err.message).toBe(`bundle verification key ${path} is not a PEM public key or certificate`);
     });
 
+    it(`refuses an RSA-1024 public key as ${setting.name} with ERR_CONFIG (a key that weak lets whoever factors it sign bundles)`, () => {
+      const weak = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }) as string;
+      const path = keyFile(weak);
+      const err = verdictErrorOf(() => setting.trust(path, 'RS256'));
+      expect(err.code).toBe('ERR_CONFIG');
+      expect(err.message).toBe(`bundle verification key ${path} is an RSA key of 1024 bits (at least 2048)`);
+    });
+
     it(`refuses a private key as ${setting.name} with ERR_CONFIG, without its material in the message`, () => {
       const path = keyFile(privatePEM);
       const err = verdictErrorOf(() => setting.trust(path));
