@@ -52,10 +52,17 @@ function timestampNow(): { seconds?: number; nanos?: number } {
   return { ...(seconds !== 0 ? { seconds } : {}), ...(nanos !== 0 ? { nanos } : {}) };
 }
 
+/**
+ * Envoy sends `path_prefix` followed by the original path, which starts with "/": anything else did not come
+ * from Envoy with this prefix, and its path cannot be recovered (it was evaluated as sent, and "/authzfoo"
+ * became "/foo"), so it is refused.
+ */
 function stripPrefix(url: string, prefix: string): string {
-  if (prefix === '' || !url.startsWith(prefix)) return url;
-  const rest = url.slice(prefix.length);
-  return rest.startsWith('/') ? rest : `/${rest}`;
+  if (prefix === '') return url;
+  const rest = url.startsWith(prefix) ? url.slice(prefix.length) : null;
+  if (rest === null || !rest.startsWith('/'))
+    throw new VerdictError('ERR_REQUEST_MALFORMED', 'the request path does not start with httpAuthz.pathPrefix followed by "/"');
+  return rest;
 }
 
 /** Lower-case keys as Envoy's CheckRequest has them; repeated headers joined with "," (RFC 9110 §5.3). */

@@ -170,3 +170,36 @@ describe('HTTP authz listener: hostile requests', () => {
     expect(http).not.toHaveProperty('body');
   });
 });
+
+describe('HTTP authz listener with httpAuthz.pathPrefix', () => {
+  let verdict: RunningVerdict;
+  const records: DecisionRecord[] = [];
+  const pathOf = (r: DecisionRecord | undefined): unknown =>
+    (r?.input as { attributes: { request: { http: { path: string } } } } | undefined)?.attributes.request.http.path;
+
+  beforeAll(async () => {
+    const bundle = await buildTestBundle({ 'policy.rego': POLICY });
+    verdict = await startTestVerdict(['httpAuthz.port=0', `policy.bundle=${bundle}`, 'httpAuthz.pathPrefix=/authz'], {
+      decisionLog: { emit: (r) => void records.push(r), close: () => Promise.resolve() },
+    });
+  });
+  afterAll(() => verdict.stop());
+  beforeEach(() => {
+    records.length = 0;
+  });
+
+  it('the prefix followed by "/" is stripped: the policy sees the original path', async () => {
+    const res = await fetch(`http://127.0.0.1:${verdict.httpAuthzPort}/authz/orders/7?x=1`);
+    expect(res.status).toBe(200);
+    expect(pathOf(records[0])).toBe('/orders/7?x=1');
+  });
+
+  // Envoy sends path_prefix then the original path, which starts with "/": these did not come from it, and
+  // the original path cannot be recovered ("/authzfoo" was evaluated as "/foo", "/other" as sent).
+  it.each(['/authzfoo/bar', '/other/path', '/authz'])('%s is refused ERR_REQUEST_MALFORMED, never evaluated', async (path) => {
+    const res = await fetch(`http://127.0.0.1:${verdict.httpAuthzPort}${path}`);
+    expect(res.status).toBe(400);
+    expect(res.headers.get('x-verdict-reason')).toBe('ERR_REQUEST_MALFORMED');
+    expect(records.map((r) => r.reason)).toEqual(['ERR_REQUEST_MALFORMED']);
+  });
+});
