@@ -172,7 +172,7 @@ export class GrpcCall {
     call.timer = undefined;
     if (!call.open) return;
     call.notifyCancel();
-    call.finish(GrpcStatus.DEADLINE_EXCEEDED, 'ERR_GRPC_DEADLINE');
+    call.refuse(refuse(GrpcStatus.DEADLINE_EXCEEDED, 'ERR_GRPC_DEADLINE', 'the deadline passed before the answer'));
   }
 
   private received(): void {

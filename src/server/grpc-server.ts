@@ -2,6 +2,7 @@ import http2, { type IncomingHttpHeaders, type ServerHttp2Session, type ServerHt
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import { systemClock, type Clock } from '../clock';
 import type { Config } from '../config/schema';
+import type { ErrorCode } from '../errors';
 import type { Decision } from '../decision/decision';
 import type { DecisionPipeline } from '../decision/decision-pipeline';
 import { decodeCheckRequest } from '../request/check-request-decoder';
@@ -108,7 +109,7 @@ export class GrpcServer {
       maxBytes: max,
       hardMaxBytes: Math.max(max * HARD_LIMIT_FACTOR, HARD_LIMIT_FLOOR_BYTES),
       budget: this.budget,
-      onRefused: (r) => this.deps.logger.debug({ code: r.code, why: r.why }, 'gRPC call refused'),
+      onRefused: (r) => this.refused(r.code, r.why),
       onStreamClose: () => void this.openCalls--,
     };
     this.routes = new Map<string, Handler>([
@@ -210,6 +211,12 @@ export class GrpcServer {
 
   private readonly onDrop = (): void => this.deps.metrics.connectionsDropped.inc({ listener: 'grpc' });
 
+  /** A call refused before a decision: counted by code (a bounded set), logged at debug (a caller can repeat it). */
+  private refused(code: ErrorCode, why: string): void {
+    this.deps.metrics.transportRefusals.inc({ listener: 'grpc', code });
+    this.deps.logger.debug({ code, why }, 'gRPC call refused');
+  }
+
   private readonly onSession = (session: ServerHttp2Session): void => {
     if (this.stopping) {
       session.close();
@@ -236,13 +243,14 @@ export class GrpcServer {
         { ':status': 415, 'grpc-status': String(GrpcStatus.INTERNAL), 'grpc-message': 'ERR_GRPC_CONTENT_TYPE' },
         { endStream: true },
       );
+      this.refused('ERR_GRPC_CONTENT_TYPE', `${String(headers[':method'])} with content-type ${String(contentType).slice(0, 64)}`);
       return;
     }
     if (this.openCalls >= this.deps.config.server.transport.maxOpenCalls) {
       // Before any call state exists: RESOURCE_EXHAUSTED as Trailers-Only, the stream closed at once.
       stream.respond(BUSY_TRAILERS_ONLY, { endStream: true });
       if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-      this.deps.logger.debug({ code: 'ERR_GRPC_BUSY', why: 'open calls at server.transport.maxOpenCalls' }, 'gRPC call refused');
+      this.refused('ERR_GRPC_BUSY', 'open calls at server.transport.maxOpenCalls');
       return;
     }
     this.openCalls++;

@@ -59,6 +59,7 @@ export class HttpAuthzServer {
     // An Expect other than 100-continue (node:http answers 417 without a code, and keeps the connection).
     this.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
       res.setHeader('connection', 'close');
+      this.refused('ERR_REQUEST_MALFORMED', 417);
       send(res, 417, this.reasonHeaders('ERR_REQUEST_MALFORMED'), '');
     });
     this.server.on('drop', () => deps.metrics.connectionsDropped.inc({ listener: 'http' }));
@@ -138,9 +139,15 @@ export class HttpAuthzServer {
     return exposeReason && reasonHeader !== '' ? [[reasonHeader, code]] : [];
   }
 
+  /** A request refused before it could be decided: counted by code, logged at debug (a client can repeat it). */
+  private refused(code: ErrorCode, status: number): void {
+    this.deps.metrics.transportRefusals.inc({ listener: 'http', code });
+    this.deps.logger.debug({ code, status }, 'http authz request refused before it could be decided');
+  }
+
   /** A refusal written straight to the socket (there is no ServerResponse for it), then the connection closed. */
   private refuseRaw(socket: Duplex, { status, code }: RawRefusal): void {
-    this.deps.logger.debug({ code, status }, 'http authz request refused before it could be decided');
+    this.refused(code, status);
     if (!socket.writable) {
       socket.destroy();
       return;

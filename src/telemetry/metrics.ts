@@ -92,6 +92,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly transportRefusals = new Counter({
+    name: 'verdict_transport_refusals_total',
+    help: 'Calls answered by the transport instead of a decision (framing, size, encoding, deadline, content-type, the open-call bound, an unknown method), by listener and code.',
+    labelNames: ['listener', 'code'] as const,
+    registers: [this.registry],
+  });
+
   readonly mallocTrims = new Counter({
     name: 'verdict_malloc_trims_total',
     help: 'glibc malloc_trim(0) runs (server.mallocTrimIntervalMs), by whether they returned memory to the kernel.',

@@ -102,6 +102,9 @@ describe('server.transport.maxOpenCalls bounds the calls open at once across con
       const busy = await rawCall(session, grpcHeaders(CHECK_PATH), (s) => s.end(check));
       expect(busy).toMatchObject({ grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, grpcMessage: 'ERR_GRPC_BUSY', trailersOnly: true });
     }
+    // No decision was made for them: they are counted as transport refusals.
+    const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
+    expect(text).toContain('verdict_transport_refusals_total{listener="grpc",code="ERR_GRPC_BUSY"} 2');
     // A Watch cancelled by its client frees its place: the next Check is answered.
     watches[0].stream.close();
     await new Promise((resolve) => watches[0].stream.once('close', resolve));

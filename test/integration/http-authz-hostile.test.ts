@@ -115,6 +115,21 @@ describe('HTTP authz listener: hostile requests', () => {
       bytes: Buffer.concat([Buffer.from('GET /x HTTP/1.1\r\nHost: a\r\nX-Name: '), Buffer.from([0xff, 0xfe]), Buffer.from('\r\n\r\n')]),
     },
   ];
+  it('what node:http refuses before there is a request is counted in verdict_transport_refusals_total by code', async () => {
+    const count = async (code: string): Promise<number> => {
+      const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
+      return Number(text.match(new RegExp(`^verdict_transport_refusals_total\\{listener="http",code="${code}"\\} (\\d+)$`, 'm'))?.[1] ?? 0);
+    };
+    const before = { malformed: await count('ERR_REQUEST_MALFORMED'), large: await count('ERR_REQUEST_TOO_LARGE') };
+    await exchange(port, req(['POST /x HTTP/1.1', 'Host: a', 'Content-Length: 4', 'Transfer-Encoding: chunked'], '0\r\n\r\n'), (s) =>
+      s.end(),
+    );
+    await exchange(port, req(['GET /x HTTP/1.1', 'Host: a', `X-Big: ${'a'.repeat(20_000)}`]), (s) => s.end());
+    expect(await count('ERR_REQUEST_MALFORMED')).toBe(before.malformed + 1);
+    expect(await count('ERR_REQUEST_TOO_LARGE')).toBe(before.large + 1);
+    expect(records).toEqual([]);
+  });
+
   it.each(malformed)('$name: 400 ERR_REQUEST_MALFORMED, never evaluated', async ({ bytes }) => {
     const a = await exchange(port, bytes, (s) => s.end());
     expect(a).toMatchObject({ status: 400, headers: { 'x-verdict-reason': 'ERR_REQUEST_MALFORMED' } });
