@@ -404,6 +404,8 @@ describe('HTTP status codes', () => {
       const run = await start(url);
       const ids = emit(run, 30);
       await waitFor(() => svc.accepted.length >= ids.length - 1, 'every other decision');
+      // The loss is counted once the whole batch is settled, after the service has answered its last half.
+      await waitFor(async () => (await lost(run, 'sink_refused')) >= 1, 'the refused event counted lost');
       expect(svc.accepted).toEqual(ids.filter((_, i) => i !== 13));
       expect(await lost(run, 'sink_refused')).toBe(1);
       const line = run.logged.find((l) => l.msg === 'decision-log events lost');
