@@ -1,6 +1,7 @@
-import { constants, type Stats } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { VerdictError } from '../errors';
+import { openRegular } from '../regular-file';
 
 /**
  * The longest line the decision-log tools read (decisionLog.maxQueueBytes' default bounds every line verdict
@@ -93,30 +94,6 @@ export function countMalformed(report: Malformed, line: number): void {
 export function malformedNote(r: Malformed): string[] {
   if (r.malformed === 0) return [];
   return [`note: lines that are not events (skipped): ${r.malformedLines.join(', ')}${r.malformed > r.malformedLines.length ? ', …' : ''}`];
-}
-
-/**
- * Opens `file` with `flags` (which should hold O_NONBLOCK, so that opening a FIFO does not wait for a writer)
- * and keeps it only if the opened descriptor is a regular file: the name may have been replaced since it was
- * listed or stat'ed. The spool adds O_NOFOLLOW; the CLI readers follow a symlink the user named.
- */
-export async function openRegular(file: string, flags: number): Promise<FileHandle> {
-  const fh = await open(file, flags);
-  const st = await fh.stat().catch(async (err: unknown) => {
-    await fh.close();
-    throw err;
-  });
-  if (st.isFile()) return fh;
-  await fh.close();
-  throw new Error(`a ${fileKind(st)}, not a regular file`);
-}
-
-export function fileKind(st: Stats): string {
-  if (st.isDirectory()) return 'directory';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'FIFO';
-  if (st.isSocket()) return 'socket';
-  return 'device';
 }
 
 async function openLog(file: string): Promise<FileHandle> {

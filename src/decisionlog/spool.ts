@@ -19,7 +19,8 @@ import { rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VerdictError, type ErrorCode } from '../errors';
 import { GENESIS_HASH } from './hash-chain';
-import { fileKind, jsonObject, openRegular } from './log-lines';
+import { fileKind, openRegular, openRegularSync } from '../regular-file';
+import { jsonObject } from './log-lines';
 import { SegmentIndex } from './segment-index';
 
 const { O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY } = constants;
@@ -338,7 +339,7 @@ export class Spool {
     const size = this.segments.size(segment);
     if (offset < 0 || offset > size) return `offset ${offset} is outside segment ${segment} (${size} bytes)`;
     if (offset === 0) return null;
-    const fd = openRegularSync(this.path(segment), O_RDONLY);
+    const fd = openRegularSync(this.path(segment), O_RDONLY | SAFE);
     try {
       const byte = Buffer.alloc(1);
       readSync(fd, byte, 0, 1, offset - 1);
@@ -422,7 +423,7 @@ export class Spool {
     const file = this.path(n);
     let fd = -1;
     try {
-      fd = openRegularSync(file, O_RDWR | O_APPEND);
+      fd = openRegularSync(file, O_RDWR | O_APPEND | SAFE);
       const { size } = fstatSync(fd);
       const end = lineStart(fd, size, this.options.maxLineBytes);
       if (end < 0) throw new Error(`no line ends in its last ${this.options.maxLineBytes} bytes`);
@@ -450,7 +451,7 @@ export class Spool {
       if (size === 0) continue;
       let fd = -1;
       try {
-        fd = openRegularSync(this.path(s), O_RDONLY);
+        fd = openRegularSync(this.path(s), O_RDONLY | SAFE);
         const end = lineStart(fd, size, limit);
         if (end === 0) continue; // no whole line here
         const start = end < 0 ? -1 : lineStart(fd, end - 1, limit);
@@ -503,15 +504,6 @@ export class Spool {
   }
 }
 
-/** Opens a file only if it is a regular file (the name may have been replaced since it was listed). */
-function openRegularSync(file: string, flags: number): number {
-  const fd = openSync(file, flags | SAFE);
-  const st = fstatSync(fd);
-  if (st.isFile()) return fd;
-  closeSync(fd);
-  throw new Error(`a ${fileKind(st)}, not a regular file`);
-}
-
 /**
  * Where the line holding byte `end` - 1 starts: just past the last "\n" before `end`, or 0 at the start of the
  * file. Looks back at most `limit` + 1 bytes (a line is at most `limit` bytes): -1 when no line starts there.
@@ -533,7 +525,7 @@ function lineStart(fd: number, end: number, limit: number): number {
 function readSmall(file: string): string | null {
   let fd: number;
   try {
-    fd = openRegularSync(file, O_RDONLY);
+    fd = openRegularSync(file, O_RDONLY | SAFE);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;

@@ -1,10 +1,11 @@
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, readSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock } from '../clock';
 import type { KernelTelemetryConfig } from '../config/sections/kernel-telemetry';
 import type { ErrorCode, VerdictError } from '../errors';
 import type { DelegatedStreamHandlers, DelegatedX509SVID } from '../identity/delegated-identity-client';
 import type { Logger } from '../telemetry/logger';
+import { openRegularSync } from '../regular-file';
 import { LogThrottle } from '../telemetry/log-throttle';
 
 type Settings = KernelTelemetryConfig['delegatedIdentity'];
@@ -261,12 +262,11 @@ const statBuf = Buffer.allocUnsafe(1024);
 function readHead(path: string, buf: Buffer): string | null {
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+    fd = openRegularSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
   } catch {
     return null;
   }
   try {
-    if (!fstatSync(fd).isFile()) return null;
     let n = 0;
     for (let got = -1; got !== 0 && n < buf.length; n += got) got = readSync(fd, buf, n, buf.length - n, null);
     return buf.toString('latin1', 0, n);
