@@ -77,6 +77,11 @@ export function jsonObject(text: string): Record<string, unknown> | null {
   }
 }
 
+/** A field of a logged event as text: the file is read as found, so a field of another type is `otherwise`. */
+export function stringOr(v: unknown, otherwise: string): string {
+  return typeof v === 'string' ? v : otherwise;
+}
+
 /** How many lines were not events, and the first of their numbers (a report stays small however bad the file). */
 export interface Malformed {
   malformed: number;

@@ -1,7 +1,7 @@
 import { toVerdictError } from '../errors';
 import type { PolicyEngine } from '../policy/policy-engine';
 import type { InputDocument } from '../request/input-document';
-import { countMalformed, jsonObject, logLines, malformedNote, type Malformed } from './log-lines';
+import { countMalformed, jsonObject, logLines, malformedNote, stringOr, type Malformed } from './log-lines';
 
 export interface FlipExample {
   decision_id: string;
@@ -96,10 +96,6 @@ interface LoggedEvent {
   result?: { allowed?: unknown } | null;
   input_kind?: unknown;
   kind?: unknown;
-}
-
-function stringOr(v: unknown, otherwise: string): string {
-  return typeof v === 'string' ? v : otherwise;
 }
 
 export function formatReplayReport(r: ReplayReport): string {

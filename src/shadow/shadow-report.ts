@@ -1,4 +1,4 @@
-import { countMalformed, jsonObject, logLines, malformedNote, type Malformed } from '../decisionlog/log-lines';
+import { countMalformed, jsonObject, logLines, malformedNote, stringOr, type Malformed } from '../decisionlog/log-lines';
 import type { ShadowDirection } from './shadow-evaluator';
 
 export interface ShadowFlip {
@@ -94,12 +94,11 @@ interface ParsedEvent {
 }
 
 function flipOf(id: string, e: ParsedEvent): ShadowFlip {
-  const text = (v: unknown, otherwise: string): string => (typeof v === 'string' ? v : otherwise);
   return {
     decision_id: id,
-    decided_at: text(e.shadow?.decided_at, ''),
-    active: text(e.shadow?.active?.reason, '?'),
-    candidate: text(e.shadow?.candidate?.reason, '?'),
+    decided_at: stringOr(e.shadow?.decided_at, ''),
+    active: stringOr(e.shadow?.active?.reason, '?'),
+    candidate: stringOr(e.shadow?.candidate?.reason, '?'),
   };
 }
 
@@ -109,13 +108,12 @@ const MAX_CANDIDATES = 1000;
 /** Counts a disagreement for its candidate; false when the candidate would be past MAX_CANDIDATES. */
 function countCandidate(map: Map<string, ShadowCandidateSummary>, side: ShadowSide | undefined): boolean {
   // The log is a file anyone may have written: only strings are taken (a number here broke the text format).
-  const text = (v: unknown): string => (typeof v === 'string' ? v : '');
   const bundle = side?.bundle;
-  const sha256 = text(bundle?.sha256);
+  const sha256 = stringOr(bundle?.sha256, '');
   let entry = map.get(sha256);
   if (entry === undefined) {
     if (map.size >= MAX_CANDIDATES) return false;
-    entry = { name: text(bundle?.name), revision: text(bundle?.revision), sha256, disagreements: 0 };
+    entry = { name: stringOr(bundle?.name, ''), revision: stringOr(bundle?.revision, ''), sha256, disagreements: 0 };
     map.set(sha256, entry);
   }
   entry.disagreements++;
