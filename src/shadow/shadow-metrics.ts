@@ -20,7 +20,7 @@ export class ShadowMetrics {
     });
     this.evaluations = new Counter({
       name: 'verdict_shadow_evaluations_total',
-      help: 'Shadow evaluations by outcome: agree, disagree, error (candidate failed: counted as a deny), dropped (queue full), no_candidate, benched (the candidate once ran past policy.timeoutMs: not evaluated until the next candidate bundle).',
+      help: 'Shadow evaluations by outcome: agree, disagree, error (candidate failed: counted as a deny), dropped (queue full), no_candidate, benched (the candidate ran past policy.timeoutMs three times: not evaluated until the next candidate bundle).',
       labelNames: ['outcome'] as const,
       registers,
     });
