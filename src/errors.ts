@@ -141,6 +141,14 @@ export class VerdictError extends Error {
   }
 }
 
+/**
+ * `text` as an error message quotes it: at most `max` characters, "…" marking a cut (a key, a name or a
+ * header's author may have made it any length).
+ */
+export function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
 /** Any thrown value → a VerdictError; unknown failures become ERR_INTERNAL (deny on doubt). */
 export function toVerdictError(err: unknown, fallback: ErrorCode = 'ERR_INTERNAL'): VerdictError {
   if (err instanceof VerdictError) return err;

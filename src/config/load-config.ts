@@ -1,6 +1,6 @@
 import type * as YAML from 'yaml';
 import type { z } from 'zod';
-import { VerdictError } from '../errors';
+import { clip, VerdictError } from '../errors';
 import { readConfiguredFile } from '../policy/bundle-file-read';
 import { configSchema, type Config } from './schema';
 
@@ -169,7 +169,7 @@ function where(path: readonly string[]): string {
 
 /** A key path for a message: each key cut to 64 characters, so a megabyte-long key is not echoed. */
 function showPath(path: readonly string[]): string {
-  return path.map((k) => (k.length > 64 ? `${k.slice(0, 64)}…` : k)).join('.');
+  return path.map((k) => clip(k, 64)).join('.');
 }
 
 /**

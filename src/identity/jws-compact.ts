@@ -1,3 +1,5 @@
+import { clip } from '../errors';
+
 /**
  * What the JWT verifiers (JWT-SVID, OIDC) read from a token before its signature is checked — the header and
  * the claims that choose the bundle, issuer and key — decoded with bounded work, once each; and the shapes of
@@ -19,7 +21,7 @@ export const MAX_TOKEN_JSON_DEPTH = 64;
  */
 export function quoteShort(value: unknown): string {
   const text = typeof value === 'string' ? value : value === undefined ? 'undefined' : (JSON.stringify(value) ?? typeof value);
-  const short = text.length > 64 ? `${text.slice(0, 64)}…` : text;
+  const short = clip(text, 64);
   return typeof value === 'string' ? JSON.stringify(short) : short;
 }
 

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
-import { VerdictError } from '../errors';
+import { clip, VerdictError } from '../errors';
 import type { InputDocument } from '../request/input-document';
 import { DEFAULT_LOAD_TIMEOUT_MS, type PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
@@ -55,10 +55,9 @@ export class OPAEngine implements PolicyEngine {
     // took as entrypoint 0, so some other rule decided.
     const id = Object.hasOwn(entrypoints, entrypoint) ? entrypoints[entrypoint] : undefined;
     if (typeof id !== 'number') {
-      const named = entrypoint.length > 256 ? `${entrypoint.slice(0, 256)}…` : entrypoint;
       throw new VerdictError(
         'ERR_BUNDLE_ENGINE',
-        `entrypoint ${JSON.stringify(named)} is not compiled into policy.wasm (has: ${Object.keys(entrypoints).join(', ') || 'none'})`,
+        `entrypoint ${JSON.stringify(clip(entrypoint, 256))} is not compiled into policy.wasm (has: ${Object.keys(entrypoints).join(', ') || 'none'})`,
       );
     }
     this.entrypointId = id;
