@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds native/build/Release/malloc_trim.node (native/malloc-trim.c; docs/memory.md, section 8) and
-# gc_marking.node (native/gc-marking.c; section 9).
+# Builds native/build/Release/malloc_trim.node (native/malloc-trim.c; docs/memory.md, section 8),
+# gc_marking.node (native/gc-marking.c; section 9) and eval_deadline.node (native/eval-deadline.cc;
+# docs/engines.md, "OPA evaluation deadline").
 # binding.gyp lives in native/, not at the package root, so `npm ci` never runs node-gyp implicitly.
 # Where it cannot be built (no C toolchain) verdict runs without it and says so when it starts;
 # under CI=true that is an error, because CI must exercise it.
@@ -11,4 +12,4 @@ if ! out=$(npx --no-install node-gyp rebuild --directory native --silent 2>&1); 
   echo "[build:native] native addons not built (verdict runs without them): $out" >&2
   exit 0
 fi
-echo "[build:native] native/build/Release/{malloc_trim,gc_marking}.node" >&2
+echo "[build:native] native/build/Release/{malloc_trim,gc_marking,eval_deadline}.node" >&2

@@ -16,6 +16,8 @@ import type { BundleLoader } from './policy/bundle-loader';
 import { startBundleLoader } from './policy/bundle-startup';
 import { configureEngines } from './policy/engine-registry';
 import { PolicyStore } from './policy/policy-store';
+import { loadEvalDeadline } from './policy/eval-deadline';
+import { engineOptionsOf } from './policy/policy-engine';
 import { GrpcServer } from './server/grpc-server';
 import { selectServerTLS } from './server/select-server-tls';
 import type { ServerTLS } from './server/server-tls';
@@ -78,12 +80,13 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
   const metrics = options.metrics ?? new Metrics({ eventLoopResolutionMs: config.server.http.eventLoopResolutionMs });
   const decisionLog = options.decisionLog ?? (await createDecisionLog(config, { metrics, logger, clock }));
   const policy = new PolicyStore({
-    entrypoint: config.policy.entrypoint,
-    maxMemoryPages: config.policy.maxMemoryPages,
-    recycleMemoryPages: config.policy.recycleMemoryPages,
+    ...engineOptionsOf(config),
     loadTimeoutMs: config.bundles.loadTimeoutMs,
     onRecycle: (why) => metrics.engineRecycles.inc({ engine: 'opa', why }),
   });
+  const stopper = loadEvalDeadline();
+  if ('reason' in stopper)
+    logger.info({ reason: stopper.reason }, 'OPA evaluations are held to policy.timeoutMs after they return, not stopped while they run');
   wirePolicyTelemetry(policy, metrics, logger);
   // Off (one log line + metric saying why) unless configured and the kernel allows it.
   const fastpath = startFastpath(config.fastpath, { clock, logger, metrics });

@@ -146,7 +146,10 @@ export const configSchema = z.strictObject({
        * parsed_body (docs/grpc-body.md). Read once at start-up; a bad file refuses the start (ERR_CONFIG).
        */
       protoDescriptor: pathSchema.nullable().default(null),
-      /** A decision that takes longer than this is discarded and denied. */
+      /**
+       * A decision that takes longer than this is discarded and denied (ERR_POLICY_TIMEOUT); an OPA evaluation
+       * still running then is stopped where it is (docs/engines.md, "OPA evaluation deadline").
+       */
       timeoutMs: z.number().int().min(1).max(60_000).default(100),
       /** opa-wasm linear memory bound, in 64 KiB pages. */
       maxMemoryPages: z.number().int().min(8).max(65_536).default(1024),

@@ -7,6 +7,7 @@ import { DEFAULT_LOAD_TIMEOUT_MS, type PolicyBundle } from './bundle';
 import { verdictMetadata } from './bundle-reader';
 import { serializeInput } from './engine-input';
 import { type OPAMemoryImage, trialRunOPA } from './engine-opa-trial';
+import { stoppedAtDeadline } from './eval-deadline';
 import { evaluateText } from './opa-eval-text';
 import { opaValueToResult } from './opa-result';
 import { SELF_TEST_INPUT } from './engine-self-test-input';
@@ -29,8 +30,8 @@ const MEMO_MAX_TEXT = 2048;
  * straight into the instance's memory (opa-eval-text.ts). The data is loaded in a worker (engine-opa-trial.ts)
  * and arrives as a memory image, copied into the serving instance a slice per turn. Memory is bounded two
  * ways: the wasm memory has a hard maximum, and an instance whose memory grew `recycleMemoryPages` past its
- * image (one large input) or that trapped is replaced by a fresh one made from the image, so growth never
- * accumulates and no recycle parses the data again.
+ * image (one large input), that trapped or that was stopped at its deadline (`evalDeadline`) is replaced by a
+ * fresh one made from the image, so growth never accumulates and no recycle parses the data again.
  */
 export class OPAEngine implements PolicyEngine {
   readonly kind = 'opa' as const;
@@ -108,12 +109,21 @@ export class OPAEngine implements PolicyEngine {
     let resultText: string;
     let known: PolicyResult | undefined;
     let resultSet: unknown;
+    const deadline = this.options.evalDeadline;
     try {
-      resultText = evaluateText(this.instance, this.entrypointId, text);
+      resultText =
+        deadline === undefined
+          ? evaluateText(this.instance, this.entrypointId, text)
+          : deadline.run(deadline.ms, evaluateText, this.instance, this.entrypointId, text);
       known = this.results.get(resultText);
       if (known === undefined) resultSet = JSON.parse(resultText);
     } catch (err) {
       if (err instanceof VerdictError && err.code === 'ERR_POLICY_INPUT') throw err;
+      if (stoppedAtDeadline(err)) {
+        // Stopped wherever it was, the instance's memory is half-written: a fresh one from the image.
+        this.recycle('timeout');
+        throw new VerdictError('ERR_POLICY_TIMEOUT', `evaluation stopped at its ${deadline!.ms} ms budget`);
+      }
       this.recycle('trap');
       throw new VerdictError('ERR_POLICY_EVAL', `opa-wasm: ${typeof err === 'string' ? err : (err as Error).message}`);
     }

@@ -1,5 +1,7 @@
+import type { Config } from '../config/schema';
 import type { InputDocument } from '../request/input-document';
 import type { PolicyBundle } from './bundle';
+import { loadEvalDeadline, type EvalDeadline } from './eval-deadline';
 import type { PolicyResult } from './policy-result';
 
 export type EngineKind = 'opa' | 'cedar' | 'wasm';
@@ -20,9 +22,28 @@ export interface EngineOptions {
   recycleMemoryPages: number;
   /** Deadline of each load step (instantiate + start function, self-test); default DEFAULT_LOAD_TIMEOUT_MS. */
   loadTimeoutMs?: number;
+  /**
+   * An engine that evaluates on the event loop (OPA) stops an evaluation still running at `ms` with it
+   * (ERR_POLICY_TIMEOUT, instance replaced). Without it a slow evaluation is only denied after it returns.
+   */
+  evalDeadline?: EvalDeadline;
   /** Called when an engine replaces its instance (for metrics). */
   onRecycle?: (why: string) => void;
 }
 
 /** Builds an engine from a verified bundle; registered per kind so new engines need no branches elsewhere. */
 export type EngineFactory = (bundle: PolicyBundle, options: EngineOptions) => Promise<PolicyEngine>;
+
+/**
+ * What every policy store of a server builds its engines with (the active policy, each tenant's, the shadow
+ * candidate's): `policy.*`'s bounds, and the evaluation deadline where native/eval-deadline.cc is built.
+ */
+export function engineOptionsOf(config: Config): EngineOptions {
+  const stopper = loadEvalDeadline();
+  return {
+    entrypoint: config.policy.entrypoint,
+    maxMemoryPages: config.policy.maxMemoryPages,
+    recycleMemoryPages: config.policy.recycleMemoryPages,
+    ...('addon' in stopper ? { evalDeadline: { ms: config.policy.timeoutMs, run: stopper.addon.run } } : {}),
+  };
+}

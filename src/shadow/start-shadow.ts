@@ -4,6 +4,7 @@ import type { DecisionLog } from '../decisionlog/decision-record';
 import type { BundleLoader } from '../policy/bundle-loader';
 import { loaderFromSection, startLoaderInBackground } from '../policy/bundle-loader-background';
 import { PolicyStore } from '../policy/policy-store';
+import { engineOptionsOf } from '../policy/policy-engine';
 import type { GRPCBodyTypes } from '../request/grpc-body-types';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
@@ -38,11 +39,7 @@ export function startShadow(config: Config, deps: ShadowDeps): ShadowRuntime | n
   const shadow = config.policy.shadow;
   if (shadow === null) return null;
   const metrics = new ShadowMetrics(deps.metrics.registry);
-  const store = new PolicyStore({
-    entrypoint: config.policy.entrypoint,
-    maxMemoryPages: config.policy.maxMemoryPages,
-    recycleMemoryPages: config.policy.recycleMemoryPages,
-  });
+  const store = new PolicyStore(engineOptionsOf(config));
   wireCandidateTelemetry(store, metrics, deps.logger);
   const loader = loaderFromSection(shadow.bundles, store, deps.clock, 'policy.shadow');
   loader.on('source-error', (e) => {

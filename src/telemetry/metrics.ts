@@ -114,7 +114,7 @@ export class Metrics {
 
   readonly engineRecycles = new Counter({
     name: 'verdict_engine_recycles_total',
-    help: 'Policy engine instances replaced (memory bound reached or trap).',
+    help: 'Policy engine instances replaced: why="memory" (memory bound reached), "trap", "timeout" (stopped at policy.timeoutMs).',
     labelNames: ['engine', 'why'] as const,
     registers: [this.registry],
   });

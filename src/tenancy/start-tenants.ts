@@ -11,6 +11,7 @@ import type { BundleLoader } from '../policy/bundle-loader';
 import { loaderFromSection, startLoaderInBackground } from '../policy/bundle-loader-background';
 import { LoadSlots } from '../policy/load-slots';
 import { PolicyStore } from '../policy/policy-store';
+import { engineOptionsOf } from '../policy/policy-engine';
 import type { CheckRequest } from '../request/check-request';
 import type { SPIFFEInput } from '../request/input-document';
 import type { Logger } from '../telemetry/logger';
@@ -100,11 +101,7 @@ function startTenant(
   slots: LoadSlots,
   deps: Deps,
 ): Tenant {
-  const policy = new PolicyStore({
-    entrypoint: config.policy.entrypoint,
-    maxMemoryPages: config.policy.maxMemoryPages,
-    recycleMemoryPages: config.policy.recycleMemoryPages,
-  });
+  const policy = new PolicyStore(engineOptionsOf(config));
   wireTenantTelemetry(tc.name, policy, metrics, deps.logger);
   // Its own cache: keyed by its own bundles and invalidated by its own swaps only.
   const cacheConfig = { ...config, cache: { ...config.cache, maxEntries: t.cache.maxEntries, maxBytes: t.cache.maxBytes } };

@@ -1,0 +1,34 @@
+import { join } from 'node:path';
+import { requireNative } from '../native-module';
+import { packageRoot } from '../package-root';
+
+/**
+ * native/eval-deadline.cc: `run(ms, fn, ...args)` calls fn(...args) and, if it still runs `ms` ms later,
+ * stops it (every JavaScript and WebAssembly frame it entered is unwound) and throws an Error whose code is
+ * `EDEADLINE`. fn's own exceptions pass through as they are.
+ */
+export interface EvalDeadlineAddon {
+  run<A extends unknown[], R>(ms: number, fn: (...args: A) => R, ...args: A): R;
+}
+
+/** A synchronous evaluation's bound: the budget and the addon that enforces it while the evaluation runs. */
+export interface EvalDeadline {
+  ms: number;
+  run: EvalDeadlineAddon['run'];
+}
+
+export function evalDeadlineAddonPath(): string {
+  return join(packageRoot(), 'native', 'build', 'Release', 'eval_deadline.node');
+}
+
+/** The addon, or why it is not there (not built, fails to load). */
+export function loadEvalDeadline(path = evalDeadlineAddonPath()): { addon: EvalDeadlineAddon } | { reason: string } {
+  const found = requireNative<Partial<EvalDeadlineAddon>>(path);
+  if ('reason' in found) return found;
+  return typeof found.addon.run === 'function' ? { addon: found.addon as EvalDeadlineAddon } : { reason: `${path} has no run()` };
+}
+
+/** Whether an error is the addon's stop at the deadline (and not one the evaluation threw itself). */
+export function stoppedAtDeadline(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'EDEADLINE';
+}
