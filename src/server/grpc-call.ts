@@ -16,7 +16,7 @@ export interface GrpcCallOptions {
   budget: BufferBudget;
   onRefused(refusal: Refusal): void;
   /** Runs once when the call's stream has closed (its answer out, or reset): until then it holds memory. */
-  onStreamClose(): void;
+  onStreamClose(stream: ServerHttp2Stream): void;
 }
 
 /** What one call's request headers set. */
@@ -47,7 +47,7 @@ const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
 const CALL = Symbol('grpcCall');
 /** The stream's own close hook (GrpcCallOptions.onStreamClose): the stream outlives its call's end. */
 const ON_STREAM_CLOSE = Symbol('onStreamClose');
-type CallStream = ServerHttp2Stream & { [CALL]?: GrpcCall | null; [ON_STREAM_CLOSE]?: () => void };
+type CallStream = ServerHttp2Stream & { [CALL]?: GrpcCall | null; [ON_STREAM_CLOSE]?: (stream: ServerHttp2Stream) => void };
 
 /** 'wantTrailers' listener (Node emits it once per stream; `this` is the stream): one function for every call. */
 function sendOkTrailers(this: ServerHttp2Stream): void {
@@ -161,7 +161,7 @@ export class GrpcCall {
   }
 
   private static onClose(this: CallStream): void {
-    this[ON_STREAM_CLOSE]?.();
+    this[ON_STREAM_CLOSE]?.(this);
     const call = this[CALL];
     if (!call) return;
     call.notifyCancel();

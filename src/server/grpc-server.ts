@@ -22,6 +22,7 @@ import { decodeHealthRequest, HealthService } from './health-service';
 import { ReflectionServer } from './reflection-server';
 import type { CallerVerdict, ServerTLS } from './server-tls';
 import { applySessionLifetime } from './session-lifetime';
+import { StalledCalls } from './stalled-calls';
 
 export interface GrpcServerDeps {
   config: Config;
@@ -93,8 +94,11 @@ export class GrpcServer {
   private stopping = false;
   /** Streams opened so far, a running count (the GC marking cadence reads it: src/cli/gc-marking.ts). */
   received = 0;
-  /** Calls whose stream has not closed, answered or not (bounded by server.transport.maxOpenCalls). */
+  /** Unary calls whose stream has not closed, answered or not (bounded by server.transport.maxOpenCalls). */
   private openCalls = 0;
+  /** Health Watch calls open (bounded by server.transport.maxHealthWatches). */
+  private openWatches = 0;
+  private readonly stalled: StalledCalls;
 
   constructor(private readonly deps: GrpcServerDeps) {
     this.tooLargeResponse = this.encodeTooLargeDeny();
@@ -110,8 +114,12 @@ export class GrpcServer {
       hardMaxBytes: Math.max(max * HARD_LIMIT_FACTOR, HARD_LIMIT_FLOOR_BYTES),
       budget: this.budget,
       onRefused: (r) => this.refused(r.code, r.why),
-      onStreamClose: () => void this.openCalls--,
+      onStreamClose: (stream) => {
+        if (this.stalled.closed(stream)) this.openCalls--;
+        else this.openWatches--;
+      },
     };
+    this.stalled = new StalledCalls(deps.config.server.transport.maxUnaryCallMs, this.sessions, this.closeStalled);
     this.routes = new Map<string, Handler>([
       [CHECK_PATH, this.check],
       [HEALTH_CHECK_PATH, this.healthCheck],
@@ -143,6 +151,7 @@ export class GrpcServer {
         );
       }
       await this.reflection?.start();
+      this.stalled.start();
       return { port, unixSocket: listen.unixSocket };
     } catch (err) {
       // A listener that did bind is not left open behind a start that failed (an embedder keeps running).
@@ -158,6 +167,7 @@ export class GrpcServer {
   async stop(graceMs: number): Promise<void> {
     this.setServing(false);
     this.stopping = true;
+    this.stalled.stop();
     for (const w of this.watches) w.finish(GrpcStatus.UNAVAILABLE);
     const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const s of this.sessions) s.close();
@@ -228,6 +238,13 @@ export class GrpcServer {
     applySessionLifetime(session, this.deps.config.server.transport);
   };
 
+  /** A connection with a unary call open past server.transport.maxUnaryCallMs (StalledCalls). */
+  private readonly closeStalled = (session: ServerHttp2Session): void => {
+    this.refused('ERR_GRPC_STALLED', 'a unary call open past server.transport.maxUnaryCallMs');
+    session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy();
+  };
+
   private readonly onStreamError = (err: Error): void => this.deps.logger.debug({ err: err.message }, 'HTTP/2 stream error');
 
   private readonly onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void => {
@@ -246,18 +263,27 @@ export class GrpcServer {
       this.refused('ERR_GRPC_CONTENT_TYPE', `${String(headers[':method'])} with content-type ${String(contentType).slice(0, 64)}`);
       return;
     }
-    if (this.openCalls >= this.deps.config.server.transport.maxOpenCalls) {
-      // Before any call state exists: RESOURCE_EXHAUSTED as Trailers-Only, the stream closed at once.
-      stream.respond(BUSY_TRAILERS_ONLY, { endStream: true });
-      if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-      this.refused('ERR_GRPC_BUSY', 'open calls at server.transport.maxOpenCalls');
-      return;
-    }
-    this.openCalls++;
-    const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
     // The path is looked up once (a Map lookup hashes the whole 45-character string); Check is compared first.
     const path = headers[':path'];
     const handler = path === CHECK_PATH ? this.check : (this.routes.get(path ?? '') ?? null);
+    const transport = this.deps.config.server.transport;
+    const watch = handler === this.healthWatch;
+    if (watch ? this.openWatches >= transport.maxHealthWatches : this.openCalls >= transport.maxOpenCalls) {
+      // Before any call state exists: RESOURCE_EXHAUSTED as Trailers-Only, the stream closed at once.
+      stream.respond(BUSY_TRAILERS_ONLY, { endStream: true });
+      if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      this.refused(
+        'ERR_GRPC_BUSY',
+        watch ? 'Health Watches at server.transport.maxHealthWatches' : 'open calls at server.transport.maxOpenCalls',
+      );
+      return;
+    }
+    if (watch) this.openWatches++;
+    else {
+      this.openCalls++;
+      this.stalled.opened(stream);
+    }
+    const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
     const encoding = headers['grpc-encoding'];
     const call = new GrpcCall(
       stream,

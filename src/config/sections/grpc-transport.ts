@@ -42,12 +42,30 @@ export const grpcTransportSchema = z
      */
     maxConnections: z.number().int().min(1).max(1_000_000).default(4096),
     /**
-     * gRPC calls whose stream is open, at once, across every connection (a Health Watch stays open; a Check
+     * Unary calls (Check, Health Check) whose stream is open, at once, across every connection (a Check
      * whose message never ends waits for its deadline; an answer the client's flow control does not let
      * out keeps its stream). One more is answered RESOURCE_EXHAUSTED (ERR_GRPC_BUSY) before any state is
      * kept for it: maxConnections × maxConcurrentStreams is millions.
      */
     maxOpenCalls: z.number().int().min(1).max(1_000_000).default(10_000),
+    /**
+     * Health Watch calls open at once (each stays open for as long as its client likes); one more is
+     * answered RESOURCE_EXHAUSTED (ERR_GRPC_BUSY). Counted apart from maxOpenCalls, so that Watches cannot
+     * take the places of Checks.
+     */
+    maxHealthWatches: z.number().int().min(1).max(1_000_000).default(1000),
+    /**
+     * A connection holding a unary call whose stream is still open this long after it opened (no grpc-timeout
+     * and a message that never ends, or an answer the client's flow control never lets out) is closed
+     * (GOAWAY ENHANCE_YOUR_CALM; ERR_GRPC_STALLED in verdict_transport_refusals_total): its calls would hold
+     * maxOpenCalls' places for ever. Looked at every quarter of it, so such a call goes at 0.75–1× of it.
+     */
+    maxUnaryCallMs: z
+      .number()
+      .int()
+      .min(1000)
+      .max(24 * 3600 * 1000)
+      .default(60_000),
     /**
      * A connection must finish its TLS handshake and send its HTTP/2 SETTINGS within this time (each
      * bound on its own), or it is closed: an idle socket costs a descriptor and session memory.
