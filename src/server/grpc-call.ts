@@ -15,8 +15,6 @@ export interface GrpcCallOptions {
   hardMaxBytes: number;
   budget: BufferBudget;
   onRefused(refusal: Refusal): void;
-  /** Runs once when the call's stream has closed (its answer out, or reset): until then it holds memory. */
-  onStreamClose(stream: ServerHttp2Stream): void;
 }
 
 /** What one call's request headers set. */
@@ -45,9 +43,9 @@ const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
  * call ends.
  */
 const CALL = Symbol('grpcCall');
-/** The stream's own close hook (GrpcCallOptions.onStreamClose): the stream outlives its call's end. */
+/** The stream's own close hook (the constructor's `onStreamClose`): the stream outlives its call's end. */
 const ON_STREAM_CLOSE = Symbol('onStreamClose');
-type CallStream = ServerHttp2Stream & { [CALL]?: GrpcCall | null; [ON_STREAM_CLOSE]?: (stream: ServerHttp2Stream) => void };
+type CallStream = ServerHttp2Stream & { [CALL]?: GrpcCall | null; [ON_STREAM_CLOSE]?: () => void };
 
 /** 'wantTrailers' listener (Node emits it once per stream; `this` is the stream): one function for every call. */
 function sendOkTrailers(this: ServerHttp2Stream): void {
@@ -70,7 +68,10 @@ export class GrpcCall {
   private pendingTrailers: Record<string, string> | null = null;
   private cancelListeners: (() => void)[] | null = null;
 
-  /** `onMessage` is shared by the calls of one method; it reads what it needs of the call (e.g. `headers`). */
+  /**
+   * `onMessage` is shared by the calls of one method; it reads what it needs of the call (e.g. `headers`).
+   * `onStreamClose` runs once when the stream has closed (its answer out, or reset): until then it holds memory.
+   */
   constructor(
     readonly stream: ServerHttp2Stream,
     readonly headers: IncomingHttpHeaders,
@@ -78,10 +79,11 @@ export class GrpcCall {
     private readonly encoding: MessageEncoding,
     timeoutMs: number | undefined,
     private readonly onMessage: (call: GrpcCall, message: ReceivedMessage) => void,
+    onStreamClose: () => void,
   ) {
     this.reader = new UnaryMessageReader(options.maxBytes, options.hardMaxBytes, options.budget);
     (stream as CallStream)[CALL] = this;
-    (stream as CallStream)[ON_STREAM_CLOSE] = options.onStreamClose;
+    (stream as CallStream)[ON_STREAM_CLOSE] = onStreamClose;
     // 'end' and 'close' come once per stream: `on` spares the once-wrapper each call would allocate.
     stream.on('data', GrpcCall.onData);
     stream.on('end', GrpcCall.onEnd);
@@ -161,7 +163,7 @@ export class GrpcCall {
   }
 
   private static onClose(this: CallStream): void {
-    this[ON_STREAM_CLOSE]?.(this);
+    this[ON_STREAM_CLOSE]?.();
     const call = this[CALL];
     if (!call) return;
     call.notifyCancel();

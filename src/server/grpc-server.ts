@@ -94,11 +94,11 @@ export class GrpcServer {
   private stopping = false;
   /** Streams opened so far, a running count (the GC marking cadence reads it: src/cli/gc-marking.ts). */
   received = 0;
-  /** Unary calls whose stream has not closed, answered or not (bounded by server.transport.maxOpenCalls). */
-  private openCalls = 0;
+  /** Unary calls whose stream has not closed, answered or not (`open`, bounded by maxOpenCalls), by connection. */
+  private readonly unary: StalledCalls;
   /** Health Watch calls open (bounded by server.transport.maxHealthWatches). */
   private openWatches = 0;
-  private readonly stalled: StalledCalls;
+  private readonly watchClosed = (): void => void this.openWatches--;
 
   constructor(private readonly deps: GrpcServerDeps) {
     this.tooLargeResponse = this.encodeTooLargeDeny();
@@ -114,12 +114,8 @@ export class GrpcServer {
       hardMaxBytes: Math.max(max * HARD_LIMIT_FACTOR, HARD_LIMIT_FLOOR_BYTES),
       budget: this.budget,
       onRefused: (r) => this.refused(r.code, r.why),
-      onStreamClose: (stream) => {
-        if (this.stalled.closed(stream)) this.openCalls--;
-        else this.openWatches--;
-      },
     };
-    this.stalled = new StalledCalls(deps.config.server.transport.maxUnaryCallMs, this.sessions, this.closeStalled);
+    this.unary = new StalledCalls(deps.config.server.transport.maxUnaryCallMs, this.sessions, this.closeStalled);
     this.routes = new Map<string, Handler>([
       [CHECK_PATH, this.check],
       [HEALTH_CHECK_PATH, this.healthCheck],
@@ -151,7 +147,7 @@ export class GrpcServer {
         );
       }
       await this.reflection?.start();
-      this.stalled.start();
+      this.unary.start();
       return { port, unixSocket: listen.unixSocket };
     } catch (err) {
       // A listener that did bind is not left open behind a start that failed (an embedder keeps running).
@@ -167,7 +163,7 @@ export class GrpcServer {
   async stop(graceMs: number): Promise<void> {
     this.setServing(false);
     this.stopping = true;
-    this.stalled.stop();
+    this.unary.stop();
     for (const w of this.watches) w.finish(GrpcStatus.UNAVAILABLE);
     const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const s of this.sessions) s.close();
@@ -268,7 +264,7 @@ export class GrpcServer {
     const handler = path === CHECK_PATH ? this.check : (this.routes.get(path ?? '') ?? null);
     const transport = this.deps.config.server.transport;
     const watch = handler === this.healthWatch;
-    if (watch ? this.openWatches >= transport.maxHealthWatches : this.openCalls >= transport.maxOpenCalls) {
+    if (watch ? this.openWatches >= transport.maxHealthWatches : this.unary.open >= transport.maxOpenCalls) {
       // Before any call state exists: RESOURCE_EXHAUSTED as Trailers-Only, the stream closed at once.
       stream.respond(BUSY_TRAILERS_ONLY, { endStream: true });
       if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
@@ -279,10 +275,6 @@ export class GrpcServer {
       return;
     }
     if (watch) this.openWatches++;
-    else {
-      this.openCalls++;
-      this.stalled.opened(stream);
-    }
     const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
     const encoding = headers['grpc-encoding'];
     const call = new GrpcCall(
@@ -292,6 +284,7 @@ export class GrpcServer {
       (typeof encoding === 'string' && ENCODINGS.has(encoding) ? encoding : 'identity') as MessageEncoding,
       timeoutMs !== undefined && !Number.isNaN(timeoutMs) ? timeoutMs : undefined,
       handler ?? this.unimplemented,
+      watch ? this.watchClosed : this.unary.opened(stream),
     );
     const refusal = this.admit(stream, headers, handler !== null, timeoutMs);
     if (refusal) call.refuse(refusal);

@@ -2,23 +2,29 @@ import type { ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 
 /** Quarters of server.transport.maxUnaryCallMs: a call is found between 3 and 4 of them after it opened. */
 const SLOTS = 4;
-/** A session's open unary calls, by the quarter they opened in (index: quarter % SLOTS). */
-const OPENED = Symbol('openedByQuarter');
-/** On a stream: its session's counts, and the slot it is counted in (the session may be gone at close). */
-const COUNTS = Symbol('openedCounts');
-const SLOT = Symbol('openedSlot');
-type CountedSession = ServerHttp2Session & { [OPENED]?: Int32Array };
-type CountedStream = ServerHttp2Stream & { [COUNTS]?: Int32Array; [SLOT]?: number };
+/** A session's open unary calls by the quarter they opened in (index: quarter % SLOTS), and their close hooks. */
+const QUARTERS = Symbol('unaryCallQuarters');
+interface Quarters {
+  counts: Int32Array;
+  closers: (() => void)[];
+}
+type CountedSession = ServerHttp2Session & { [QUARTERS]?: Quarters };
 
 /**
- * Finds connections that hold a unary call open past `maxMs` (server.transport.maxUnaryCallMs). Each call is
- * counted in its session under the quarter of maxMs it opened in, and uncounted when its stream closes; every
- * quarter, a session whose count from four quarters back is not zero has a call open for 3–4 quarters, and
- * is handed to `onStalled`. Per call that is two stores on the stream and two increments: no timer, no set.
+ * The unary calls open (server.transport.maxOpenCalls counts them), and the connections that hold one open
+ * past `maxMs` (server.transport.maxUnaryCallMs). Each call is counted in its session under the quarter of
+ * maxMs it opened in, and uncounted by the close hook `opened` returns for its stream; every quarter, a
+ * session whose count from four quarters back is not zero has held a call open for 3–4 quarters, and is
+ * handed to `onStalled`. Per call that is two increments and two decrements: no timer, no set, and nothing
+ * stored on the stream but the hook it has anyway (one closure per session and quarter slot).
  */
 export class StalledCalls {
+  /** Unary calls whose stream has not closed. */
+  open = 0;
   private quarter = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** For a stream with no session (not seen from node:http2's 'stream' event): counted in `open` only. */
+  private readonly uncounted = (): void => void this.open--;
 
   constructor(
     private readonly maxMs: number,
@@ -36,23 +42,15 @@ export class StalledCalls {
     this.timer = undefined;
   }
 
-  /** A unary call opened on `stream`. */
-  opened(stream: ServerHttp2Stream): void {
+  /** A unary call opened on `stream`; returns what must run once when the stream closes. */
+  opened(stream: ServerHttp2Stream): () => void {
+    this.open++;
     const session = stream.session as CountedSession | undefined;
-    if (!session) return;
-    const counts = (session[OPENED] ??= new Int32Array(SLOTS));
+    if (!session) return this.uncounted;
+    const quarters = (session[QUARTERS] ??= this.quartersOf());
     const slot = this.quarter % SLOTS;
-    counts[slot]!++;
-    (stream as CountedStream)[COUNTS] = counts;
-    (stream as CountedStream)[SLOT] = slot;
-  }
-
-  /** The stream of a call `opened` counted has closed; false if it was not counted (e.g. a Watch). */
-  closed(stream: ServerHttp2Stream): boolean {
-    const counts = (stream as CountedStream)[COUNTS];
-    if (counts === undefined) return false;
-    counts[(stream as CountedStream)[SLOT]!]!--;
-    return true;
+    quarters.counts[slot]!++;
+    return quarters.closers[slot]!;
   }
 
   /** One quarter on: the slot about to be reused holds the calls opened four quarters ago. */
@@ -60,8 +58,17 @@ export class StalledCalls {
     this.quarter++;
     const slot = this.quarter % SLOTS;
     for (const session of this.sessions) {
-      const counts = (session as CountedSession)[OPENED];
-      if (counts !== undefined && counts[slot]! > 0) this.onStalled(session);
+      const quarters = (session as CountedSession)[QUARTERS];
+      if (quarters !== undefined && quarters.counts[slot]! > 0) this.onStalled(session);
     }
+  }
+
+  private quartersOf(): Quarters {
+    const counts = new Int32Array(SLOTS);
+    const closers = Array.from({ length: SLOTS }, (_, slot) => () => {
+      counts[slot]!--;
+      this.open--;
+    });
+    return { counts, closers };
   }
 }

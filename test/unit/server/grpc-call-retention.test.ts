@@ -25,7 +25,6 @@ describe('GrpcCall: a finished call is not kept by its stream', () => {
     hardMaxBytes: 4096,
     budget: { reserve: () => true, release: () => undefined },
     onRefused: () => undefined,
-    onStreamClose: () => undefined,
   };
 
   beforeAll(async () => {
@@ -34,9 +33,17 @@ describe('GrpcCall: a finished call is not kept by its stream', () => {
       // The test keeps each stream, as node:http2's handle does during a scavenge.
       streams.push(stream);
       const timeout = headers['x-timeout-ms'] === undefined ? undefined : Number(headers['x-timeout-ms']);
-      const call = new GrpcCall(stream, headers, options, 'identity', timeout, (c, message) => {
-        if (message.kind === 'message') c.sendUnary(message.bytes);
-      });
+      const call = new GrpcCall(
+        stream,
+        headers,
+        options,
+        'identity',
+        timeout,
+        (c, message) => {
+          if (message.kind === 'message') c.sendUnary(message.bytes);
+        },
+        () => undefined,
+      );
       calls.push(new WeakRef(call));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

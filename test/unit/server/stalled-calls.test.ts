@@ -3,18 +3,15 @@ import { describe, expect, it } from 'vitest';
 import { StalledCalls } from '../../../src/server/stalled-calls';
 
 // The quarter bookkeeping alone, driven by tick() (no timer): sessions and streams are plain objects standing
-// in for node:http2's, which StalledCalls only reads `stream.session` of and marks with its own symbols.
-// test/integration/grpc-open-calls.test.ts runs it over real connections.
+// in for node:http2's, of which StalledCalls only reads `stream.session` and marks the session with its own
+// symbol. test/integration/grpc-open-calls.test.ts runs it over real connections.
 
 function harness() {
   const sessions = [{} as ServerHttp2Session, {} as ServerHttp2Session];
   const reported: ServerHttp2Session[] = [];
   const calls = new StalledCalls(1000, sessions, (s) => reported.push(s));
-  const open = (session: ServerHttp2Session): ServerHttp2Stream => {
-    const stream = { session } as unknown as ServerHttp2Stream;
-    calls.opened(stream);
-    return stream;
-  };
+  /** Opens a call on `session`; returns its close hook. */
+  const open = (session: ServerHttp2Session | undefined): (() => void) => calls.opened({ session } as unknown as ServerHttp2Stream);
   return { sessions, reported, calls, open };
 }
 
@@ -30,32 +27,36 @@ describe('StalledCalls', () => {
     expect(reported).toEqual([sessions[0]]);
   });
 
-  it('never reports a call closed before then, nor a session whose calls all closed, while calls keep coming', () => {
+  it('never reports a call closed before then while calls keep coming, and counts the calls open', () => {
     const { sessions, reported, calls, open } = harness();
     for (let q = 0; q < 40; q++) {
-      const streams = [open(sessions[0]!), open(sessions[0]!), open(sessions[1]!)];
+      const closers = [open(sessions[0]!), open(sessions[0]!), open(sessions[1]!)];
+      expect(calls.open).toBe(3);
       calls.tick();
-      for (const s of streams) expect(calls.closed(s)).toBe(true);
+      for (const close of closers) close();
+      expect(calls.open).toBe(0);
     }
     expect(reported).toEqual([]);
   });
 
-  it('a stream it did not count (a Watch) is not uncounted, and does not make its session stalled', () => {
-    const { sessions, reported, calls } = harness();
-    const watch = { session: sessions[1] } as unknown as ServerHttp2Stream;
-    expect(calls.closed(watch)).toBe(false);
+  it('counts a call on a stream with no session in `open` only', () => {
+    const { reported, calls, open } = harness();
+    const close = open(undefined);
+    expect(calls.open).toBe(1);
     for (let q = 0; q < 8; q++) calls.tick();
     expect(reported).toEqual([]);
+    close();
+    expect(calls.open).toBe(0);
   });
 
   it('reports only the session holding the old call, then a younger one a quarter later', () => {
     const { sessions, reported, calls, open } = harness();
-    const old = open(sessions[1]!);
+    const closeOld = open(sessions[1]!);
     calls.tick();
     open(sessions[0]!); // a quarter younger: reported a quarter later, unless closed
     for (let q = 0; q < 3; q++) calls.tick();
     expect(reported).toEqual([sessions[1]]);
-    calls.closed(old);
+    closeOld();
     reported.length = 0;
     calls.tick();
     expect(reported).toEqual([sessions[0]]);
