@@ -114,9 +114,10 @@ export const ERROR_CODES = {
   ERR_GRPC_TIMEOUT_HEADER: { kind: 'transport', summary: 'grpc-timeout header is malformed' },
   ERR_GRPC_DEADLINE: { kind: 'transport', summary: 'the call deadline (grpc-timeout) passed before the answer' },
   ERR_GRPC_BUSY: { kind: 'transport', summary: 'the process-wide request buffer budget, or the bound on open calls, is exhausted' },
-  ERR_GRPC_STALLED: {
+  ERR_CONNECTION_STALLED: {
     kind: 'transport',
-    summary: 'a connection held a unary call open past server.transport.maxUnaryCallMs and was closed',
+    summary:
+      'a connection held a call open past server.transport.maxUnaryCallMs (gRPC) or httpAuthz.stalledResponseMs (HTTP), and was closed',
   },
   // config
   ERR_CONFIG: { kind: 'config', summary: 'configuration is invalid' },

@@ -236,7 +236,7 @@ export class GrpcServer {
 
   /** A connection with a unary call open past server.transport.maxUnaryCallMs (StalledCalls). */
   private readonly closeStalled = (session: ServerHttp2Session): void => {
-    this.refused('ERR_GRPC_STALLED', 'a unary call open past server.transport.maxUnaryCallMs');
+    this.refused('ERR_CONNECTION_STALLED', 'a unary call open past server.transport.maxUnaryCallMs');
     session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
     session.destroy();
   };

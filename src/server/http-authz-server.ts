@@ -1,6 +1,6 @@
 import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { listenError } from './listen-error';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { VerdictError, toVerdictError, type ErrorCode } from '../errors';
 import type { Config } from '../config/schema';
@@ -33,7 +33,7 @@ export class HttpAuthzServer {
   received = 0;
 
   constructor(private readonly deps: HttpAuthzServerDeps) {
-    const { requestTimeoutMs, maxConnections } = deps.config.httpAuthz;
+    const { requestTimeoutMs, maxConnections, stalledResponseMs } = deps.config.httpAuthz;
     this.server = createServer(
       // node:http looks for late requests every 30 s by default: a body that drips would live that long
       // past requestTimeoutMs. Host is checked with the request (http-authz-request.ts), so its refusal is coded.
@@ -48,6 +48,15 @@ export class HttpAuthzServer {
     // Envoy pools connections to the authz cluster; keep them longer than its idle timeout default.
     this.server.keepAliveTimeout = 65_000;
     this.server.maxConnections = maxConnections;
+    this.server.timeout = stalledResponseMs;
+    this.server.on('timeout', (socket: Socket) => {
+      // Answers still waiting to go out: the client stopped reading them.
+      if (socket.writableLength > 0) {
+        deps.metrics.transportRefusals.inc({ listener: 'http', code: 'ERR_CONNECTION_STALLED' });
+        deps.logger.debug({ code: 'ERR_CONNECTION_STALLED' }, 'http authz connection closed: its answers were not read');
+      }
+      socket.destroy();
+    });
     // What node:http refuses before there is a request to decide (a request line or header block that does
     // not parse, Content-Length with Transfer-Encoding, two Content-Lengths, a bad chunk size, headers over
     // its 16 KiB, a request not whole within requestTimeoutMs) it answers with a bare status; this adds the code.

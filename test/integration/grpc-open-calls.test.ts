@@ -229,7 +229,7 @@ describe('server.transport.maxUnaryCallMs closes a connection that holds a unary
     return new Promise((resolve) => session.once('close', () => resolve(code)));
   }
 
-  it('answers a client never lets out, and a message that never ends, hold their places only until the connection is closed (ENHANCE_YOUR_CALM, ERR_GRPC_STALLED)', async () => {
+  it('answers a client never lets out, and a message that never ends, hold their places only until the connection is closed (ENHANCE_YOUR_CALM, ERR_CONNECTION_STALLED)', async () => {
     const good = connect();
     // The Watch and an answered Check come first: both are older than the stalled calls, and neither is stalled.
     const watch = await openWatch(good, Buffer.from(''));
@@ -259,7 +259,7 @@ describe('server.transport.maxUnaryCallMs closes a connection that holds a unary
     expect((await answeredOnceFree(good, check)).grpcStatus).toBe(GrpcStatus.OK);
     expect(good.closed).toBe(false);
     expect(watch.stream.closed).toBe(false);
-    expect(await metricsText(verdict)).toContain('verdict_transport_refusals_total{listener="grpc",code="ERR_GRPC_STALLED"} 2');
+    expect(await metricsText(verdict)).toContain('verdict_transport_refusals_total{listener="grpc",code="ERR_CONNECTION_STALLED"} 2');
     watch.stream.close();
     good.destroy();
   });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { DecisionRecord } from '../../src/decisionlog/decision-record';
 import type { RunningVerdict } from '../../src/main';
 import { buildTestBundle, startTestVerdict } from '../helpers/verdict-harness';
+import { waitFor } from '../helpers/wait-for';
 
 // Envoy's HTTP ext_authz protocol as a trust boundary: what reaches verdict's HTTP authz listener is raw
 // HTTP/1.1 from whoever can connect. Each case is written on a real socket to a served verdict, and the
@@ -217,4 +218,43 @@ describe('HTTP authz listener with httpAuthz.pathPrefix', () => {
     expect(res.headers.get('x-verdict-reason')).toBe('ERR_REQUEST_MALFORMED');
     expect(records.map((r) => r.reason)).toEqual(['ERR_REQUEST_MALFORMED']);
   });
+});
+
+describe('HTTP authz listener: a client that never reads its answers', () => {
+  let verdict: RunningVerdict;
+
+  beforeAll(async () => {
+    const bundle = await buildTestBundle({ 'policy.rego': POLICY });
+    verdict = await startTestVerdict(['httpAuthz.port=0', `policy.bundle=${bundle}`, 'httpAuthz.stalledResponseMs=1000']);
+  }, 120_000);
+  afterAll(async () => {
+    await verdict?.stop();
+  });
+
+  async function stalledRefusals(): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
+    return Number(/^verdict_transport_refusals_total\{listener="http",code="ERR_CONNECTION_STALLED"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+  }
+
+  it('loses its connection once nothing has moved for httpAuthz.stalledResponseMs (ERR_CONNECTION_STALLED), and others are answered meanwhile', async () => {
+    // 100,000 pipelined requests, never read: the answers fill both socket buffers and node:http stops
+    // reading the requests. Before, the connection and its buffered answers stayed for ever (the keep-alive
+    // timeout closes idle connections only).
+    const port = verdict.httpAuthzPort as number;
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    s.pause();
+    await once(s, 'connect');
+    s.write(req(['GET /a HTTP/1.1', 'host: svc']).repeat(100_000));
+    // Each on its own connection (one the server closes after answering): at a 1 s stalledResponseMs, a
+    // pooled connection idle for a second would be closed as any other.
+    const answer = (name: string) => exchange(port, req(['GET /b HTTP/1.1', 'host: svc', `x-name: ${name}`, 'connection: close']));
+    expect((await answer('other')).headers['x-echo']).toBe('other');
+    await waitFor(async () => (await stalledRefusals()) === 1, 'the stalled connection to be closed');
+    // Reading now gets what was in flight, then the end (a reset: requests were left unread): the server has
+    // let the connection go.
+    s.resume();
+    await new Promise((resolve) => s.once('close', resolve));
+    expect((await answer('again')).headers['x-echo']).toBe('again');
+  }, 60_000);
 });

@@ -57,7 +57,7 @@ export const grpcTransportSchema = z
     /**
      * A connection holding a unary call whose stream is still open this long after it opened (no grpc-timeout
      * and a message that never ends, or an answer the client's flow control never lets out) is closed
-     * (GOAWAY ENHANCE_YOUR_CALM; ERR_GRPC_STALLED in verdict_transport_refusals_total): its calls would hold
+     * (GOAWAY ENHANCE_YOUR_CALM; ERR_CONNECTION_STALLED in verdict_transport_refusals_total): its calls would hold
      * maxOpenCalls' places for ever. Looked at every quarter of it, so such a call goes at 0.75–1× of it.
      */
     maxUnaryCallMs: z
