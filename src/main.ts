@@ -190,6 +190,7 @@ export async function startVerdict(config: Config, options: VerdictOptions = {})
       metricsContentType: metrics.registry.contentType,
       isReady: serving,
       onConnectionDropped: () => metrics.connectionsDropped.inc({ listener: 'ops' }),
+      onConnectionStalled: () => metrics.transportRefusals.inc({ listener: 'ops', code: 'ERR_CONNECTION_STALLED' }),
     });
     httpPort = await httpServer.start();
   }

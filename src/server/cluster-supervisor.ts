@@ -109,6 +109,8 @@ export class ClusterSupervisor {
           if (this.opsDropped++ % 1000 === 0)
             this.logger.warn({ dropped: this.opsDropped }, 'ops listener full: connections closed as accepted');
         },
+        onConnectionStalled: () =>
+          this.logger.debug({ code: 'ERR_CONNECTION_STALLED' }, 'ops connection closed: its answers were not read'),
       });
       httpPort = await this.ops.start();
     }

@@ -1,6 +1,6 @@
 import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { listenError } from './listen-error';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { VerdictError, toVerdictError, type ErrorCode } from '../errors';
 import type { Config } from '../config/schema';
@@ -11,6 +11,7 @@ import type { ReceivedCheckRequest } from '../request/check-request';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 import { httpAuthzToCheckRequest } from './http-authz-request';
+import { closeStalledConnections } from './stalled-calls';
 
 export interface HttpAuthzServerDeps {
   config: Pick<Config, 'httpAuthz' | 'limits' | 'decision'>;
@@ -48,14 +49,9 @@ export class HttpAuthzServer {
     // Envoy pools connections to the authz cluster; keep them longer than its idle timeout default.
     this.server.keepAliveTimeout = 65_000;
     this.server.maxConnections = maxConnections;
-    this.server.timeout = stalledResponseMs;
-    this.server.on('timeout', (socket: Socket) => {
-      // Answers still waiting to go out: the client stopped reading them.
-      if (socket.writableLength > 0) {
-        deps.metrics.transportRefusals.inc({ listener: 'http', code: 'ERR_CONNECTION_STALLED' });
-        deps.logger.debug({ code: 'ERR_CONNECTION_STALLED' }, 'http authz connection closed: its answers were not read');
-      }
-      socket.destroy();
+    closeStalledConnections(this.server, stalledResponseMs, () => {
+      deps.metrics.transportRefusals.inc({ listener: 'http', code: 'ERR_CONNECTION_STALLED' });
+      deps.logger.debug({ code: 'ERR_CONNECTION_STALLED' }, 'http authz connection closed: its answers were not read');
     });
     // What node:http refuses before there is a request to decide (a request line or header block that does
     // not parse, Content-Length with Transfer-Encoding, two Content-Lengths, a bad chunk size, headers over

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { listenError } from './listen-error';
+import { closeStalledConnections } from './stalled-calls';
 import type { AddressInfo } from 'node:net';
 
 export interface HttpServerDeps {
@@ -12,6 +13,8 @@ export interface HttpServerDeps {
   isReady: () => boolean;
   /** A connection was closed as it was accepted: the listener held OPS_MAX_CONNECTIONS. */
   onConnectionDropped: () => void;
+  /** A connection was closed with answers its client did not read for OPS_STALLED_MS. */
+  onConnectionStalled: () => void;
 }
 
 /**
@@ -19,10 +22,13 @@ export interface HttpServerDeps {
  * requests), and node:http's defaults would let anyone who reaches the port hold a descriptor for 60 s
  * with no bytes (300 s with a body that never ends), as many times as they like, until the process has
  * none left for its gRPC listener. So: at most this many connections, the request's headers within 5 s
- * and all of it within 10 s, checked every second, and an idle kept-alive connection closed after 5 s.
+ * and all of it within 10 s, checked every second, an idle kept-alive connection closed after 5 s, and one
+ * whose client stopped reading its answers within 20 s (closeStalledConnections).
  */
 const OPS_MAX_CONNECTIONS = 256;
 const OPS_TIMEOUTS = { headersTimeout: 5_000, requestTimeout: 10_000, connectionsCheckingInterval: 1_000, keepAliveTimeout: 5_000 };
+/** Nothing moving on a connection this long (a scraper that stopped reading /metrics answers): closed. */
+const OPS_STALLED_MS = 10_000;
 
 /** Operational endpoints: /healthz (alive), /readyz (can decide), /metrics (Prometheus text). */
 export class OpsHttpServer {
@@ -34,6 +40,7 @@ export class OpsHttpServer {
     });
     this.server.maxConnections = OPS_MAX_CONNECTIONS;
     this.server.on('drop', deps.onConnectionDropped);
+    closeStalledConnections(this.server, OPS_STALLED_MS, deps.onConnectionStalled);
   }
 
   start(): Promise<number> {

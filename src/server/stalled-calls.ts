@@ -1,4 +1,6 @@
+import type { Server } from 'node:http';
 import type { ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
 
 /** Quarters of server.transport.maxUnaryCallMs: a call is found between 3 and 4 of them after it opened. */
 const SLOTS = 4;
@@ -71,4 +73,19 @@ export class StalledCalls {
     });
     return { counts, closers };
   }
+}
+
+/**
+ * An HTTP/1.1 listener's twin of the bound above: node:http's socket timeout closes a connection on which
+ * nothing has moved for `ms` (node looks twice before it acts, so within 2× of it). Without it a client that
+ * pipelines requests and never reads the answers keeps its connection, and the answers in both socket buffers,
+ * for ever: node:http stops reading its requests, and the keep-alive timeout closes idle connections only.
+ * `onStalled` counts the closes that had answers waiting; an idle connection is only closed.
+ */
+export function closeStalledConnections(server: Server, ms: number, onStalled: () => void): void {
+  server.timeout = ms;
+  server.on('timeout', (socket: Socket) => {
+    if (socket.writableLength > 0) onStalled();
+    socket.destroy();
+  });
 }

@@ -94,7 +94,7 @@ export class Metrics {
 
   readonly transportRefusals = new Counter({
     name: 'verdict_transport_refusals_total',
-    help: 'Calls answered by the transport instead of a decision (framing, size, encoding, deadline, content-type, the open-call bound, an unknown method), by listener and code.',
+    help: 'Calls answered by the transport instead of a decision (framing, size, encoding, deadline, content-type, the open-call bound, an unknown method), and connections closed as stalled (ERR_CONNECTION_STALLED), by listener and code.',
     labelNames: ['listener', 'code'] as const,
     registers: [this.registry],
   });

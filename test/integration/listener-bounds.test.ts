@@ -1,11 +1,12 @@
 import { once } from 'node:events';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { RunningVerdict } from '../../src/main';
 import { parseMetrics } from '../helpers/kernel-telemetry-fixtures';
 import { CHECK_PATH, connectRaw, encodeCheckRequest, grpcHeaders, lpm, rawCall } from '../helpers/grpc-raw-client';
 import { httpCheckRequest, startTestVerdict } from '../helpers/verdict-harness';
+import { waitFor } from '../helpers/wait-for';
 
 // What one client can hold on verdict's listeners: descriptors (a bound on connections per listener) and
 // time (a connection that never completes its handshake, a request that never completes its headers).
@@ -110,4 +111,29 @@ describe('listener bounds', () => {
     expect(held.every((s) => !s.destroyed)).toBe(true);
     expect(await droppedOn(verdict, 'ops')).toBe(1);
   });
+});
+
+describe('ops listener: a client that stopped reading its answers', () => {
+  let verdict: RunningVerdict | undefined;
+  afterAll(async () => {
+    await verdict?.stop();
+  });
+
+  it('loses its connection once nothing has moved on it for 10 s (within 20 s), counted ERR_CONNECTION_STALLED', async () => {
+    verdict = await startTestVerdict();
+    const v = verdict;
+    // /metrics answers pipelined and never read fill both socket buffers; node:http then stops reading.
+    const s = connect(v.httpPort as number, '127.0.0.1');
+    s.on('error', () => undefined);
+    s.pause();
+    await once(s, 'connect');
+    s.write('GET /metrics HTTP/1.1\r\nhost: ops\r\n\r\n'.repeat(2_000));
+    const stalled = async (): Promise<number | undefined> =>
+      parseMetrics(await v.metrics.registry.metrics()).get(
+        'verdict_transport_refusals_total{listener="ops",code="ERR_CONNECTION_STALLED"}',
+      );
+    await waitFor(async () => (await stalled()) === 1, 'the stalled ops connection to be closed', 25_000, 100);
+    expect((await fetch(`http://127.0.0.1:${v.httpPort}/healthz`)).status).toBe(200);
+    s.destroy();
+  }, 40_000);
 });
