@@ -75,7 +75,10 @@ export const ERROR_CODES = {
   ERR_BUNDLE_SELF_TEST: { kind: 'bundle', summary: 'policy bundle failed its evaluation self-test' },
   ERR_BUNDLE_REPLAY: { kind: 'bundle', summary: 'policy bundle is signed earlier than the active one (rollback)' },
   ERR_BUNDLE_SOURCE: { kind: 'bundle', summary: 'policy bundle source is unreachable or answered badly' },
-  ERR_BUNDLE_FILE_TYPE: { kind: 'bundle', summary: 'watched bundle path is not a regular file (FIFO, device, directory…)' },
+  ERR_BUNDLE_FILE_TYPE: {
+    kind: 'bundle',
+    summary: 'a bundle path (watched, or given to a command), or a key or policy file read with it, is not a regular file (FIFO, device…)',
+  },
   ERR_BUNDLE_LOAD_TIMEOUT: { kind: 'bundle', summary: 'a bundle load step (verify, instantiate, start, self-test) ran past its deadline' },
   ERR_BUNDLE_ROOTS: { kind: 'bundle', summary: 'bundle data or policy lies outside its manifest roots, or roots overlap' },
   ERR_POLICY_NOT_LOADED: { kind: 'policy', summary: 'no policy bundle is active' },

@@ -1,16 +1,18 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { lintCacheKey } from '../cache/cache-lint';
 import { VerdictError } from '../errors';
+import { DEFAULT_BUNDLE_LIMITS, type PolicyBundle } from '../policy/bundle';
+import { isMissingFile, readRegularFileBounded } from '../policy/bundle-file-read';
 import { readBundle } from '../policy/bundle-reader';
 import { writeBundle } from '../policy/bundle-writer';
-import type { PolicyBundle } from '../policy/bundle';
 import { engineFactory } from '../policy/engine-registry';
 import type { EngineKind } from '../policy/policy-engine';
-import { readPolicyDir } from './command-lint';
+import { readManifest, readPolicyDir } from './command-lint';
+import { readBundleFile } from './named-files';
 import { toolPath } from './tools';
 
 const run = promisify(execFile);
@@ -55,12 +57,12 @@ export async function buildRegoBundle(dir: string, options: BuildOptions): Promi
       const why = [e.stderr, e.stdout].filter((t) => t !== undefined && t.trim() !== '').join('\n') || e.message;
       throw new VerdictError('ERR_BUNDLE_INVALID', `opa build failed: ${why.trim()}`);
     }
-    const built = await readBundle(await readFile(raw), raw);
-    await writeFile(options.out, await writeBundle(built.files));
+    // opa's output is as large as the directory's data makes it: read with the bundle bound.
+    const built = await readBundleFile(raw);
+    return await writeChecked(built.files, options.out);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-  return readBundle(await readFile(options.out), options.out);
 }
 
 async function lintBeforeBuild(dir: string, opa: string): Promise<void> {
@@ -68,15 +70,6 @@ async function lintBeforeBuild(dir: string, opa: string): Promise<void> {
   if (report.ok) return;
   const findings = report.findings.map((f) => `${f.file}: ${f.message}`).join('; ');
   throw new VerdictError('ERR_CACHE_KEY_OMITS_READ', `${dir}: the declared cache key omits what the policy reads: ${findings}`);
-}
-
-async function readManifest(dir: string): Promise<Record<string, unknown>> {
-  try {
-    return JSON.parse(await readFile(join(dir, '.manifest'), 'utf8')) as Record<string, unknown>;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw new VerdictError('ERR_BUNDLE_INVALID', `${dir}/.manifest: ${(err as Error).message}`);
-  }
 }
 
 export interface PackOptions {
@@ -100,17 +93,16 @@ export async function buildPackedBundle(dir: string, engine: 'cedar' | 'wasm', o
   const files: [string, Buffer][] = [['.manifest', Buffer.from(`${JSON.stringify(manifest)}\n`)]];
   if (engine === 'cedar') {
     for (const name of CEDAR_FILES) {
-      const data = await readOptional(join(dir, name));
+      const data = await readOptional(join(dir, name), 'policy file');
       if (data) files.push([name, data]);
     }
   } else {
-    const module = await readOptional(options.module ?? join(dir, 'engine.wasm'));
+    const module = await readOptional(options.module ?? join(dir, 'engine.wasm'), 'module');
     if (!module) throw new VerdictError('ERR_BUNDLE_INVALID', `no module: pass --module or put engine.wasm in ${dir}`);
     files.push(['engine.wasm', module]);
   }
   await mkdir(dirname(options.out), { recursive: true });
-  await writeFile(options.out, await writeBundle(new Map(files)));
-  const bundle = await readBundle(await readFile(options.out), options.out);
+  const bundle = await writeChecked(new Map(files), options.out);
   const built = await engineFactory(bundle.engine)(bundle, { entrypoint: '', maxMemoryPages: 1024, recycleMemoryPages: 256 });
   built.close();
   return bundle;
@@ -125,11 +117,20 @@ export async function directoryEngine(dir: string): Promise<EngineKind> {
   return engine;
 }
 
-async function readOptional(path: string): Promise<Buffer | null> {
+/** `files` packed, checked as a bundle from its bytes (nothing is read back from `out`), then written to `out`. */
+async function writeChecked(files: ReadonlyMap<string, Buffer>, out: string): Promise<PolicyBundle> {
+  const bytes = await writeBundle(files);
+  const bundle = await readBundle(bytes, out);
+  await writeFile(out, bytes);
+  return bundle;
+}
+
+/** A file to pack, read with a bundle entry's bound (regular file, at most maxFileBytes); null when there is none. */
+async function readOptional(path: string, what: string): Promise<Buffer | null> {
   try {
-    return await readFile(path);
+    return await readRegularFileBounded(path, DEFAULT_BUNDLE_LIMITS.maxFileBytes, what);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new VerdictError('ERR_BUNDLE_INVALID', `${path}: ${(err as Error).message}`);
+    if (isMissingFile(err)) return null;
+    throw err;
   }
 }

@@ -1,5 +1,5 @@
-import { createPrivateKey } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { rename, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { VerdictError } from '../errors';
 import { DEFAULT_BUNDLE_LIMITS } from '../policy/bundle';
@@ -8,6 +8,7 @@ import { readBundle } from '../policy/bundle-reader';
 import { SIGNATURES_FILE, isOPASigningAlgorithm, signOPABundle } from '../policy/bundle-signature-opa';
 import { publicKeyFromPEM, verifyBundle } from '../policy/bundle-verifier';
 import { writeBundle } from '../policy/bundle-writer';
+import { readBundleBytes, readBundleFile, readKeyFile } from './named-files';
 
 interface SignOptions {
   key: string;
@@ -41,10 +42,10 @@ export function registerBundleSign(bundle: Command): void {
     .option('-o, --out <file>', 'output bundle (default: replace the input)')
     .action(async (file: string, opts: SignOptions) => {
       if (!isOPASigningAlgorithm(opts.alg)) throw new VerdictError('ERR_CONFIG', `unsupported signing algorithm ${opts.alg}`);
-      const b = await readBundle(await readFile(file), file);
+      const b = await readBundleFile(file);
       const files = new Map(b.files);
       files.delete(SIGNATURES_FILE);
-      const privateKey = createPrivateKey(await readFile(opts.key, 'utf8'));
+      const privateKey = privateKeyFromPEM(await readKeyFile(opts.key), opts.key);
       const signatures = signOPABundle(files, {
         privateKey,
         algorithm: opts.alg,
@@ -55,10 +56,13 @@ export function registerBundleSign(bundle: Command): void {
       });
       files.set(SIGNATURES_FILE, signatures);
       const out = opts.out ?? file;
+      // Checked as a bundle before it is written (a signed bundle the server would refuse is not left in
+      // place), from the bytes themselves: nothing is read back from a path.
+      const bytes = await writeBundle(files);
+      const signed = await readBundle(bytes, out);
       const tmp = `${out}.${process.pid}.tmp`;
-      await writeFile(tmp, await writeBundle(files));
+      await writeFile(tmp, bytes);
       await rename(tmp, out);
-      const signed = await readBundle(await readFile(out), out);
       process.stdout.write(`${JSON.stringify({ out, sha256: signed.sha256, keyId: opts.keyId, algorithm: opts.alg })}\n`);
     });
   bundle
@@ -74,19 +78,17 @@ export function registerBundleSign(bundle: Command): void {
     .action(async (file: string, opts: VerifyOptions) => {
       if (!isOPASigningAlgorithm(opts.alg)) throw new VerdictError('ERR_CONFIG', `unsupported signing algorithm ${opts.alg}`);
       // What is verified comes from elsewhere: each file is read bounded, a regular file only.
-      const bytes = await readRegularFileBounded(file, DEFAULT_BUNDLE_LIMITS.maxCompressedBytes, 'bundle');
-      const readKey = async (path: string): Promise<string> =>
-        (await readRegularFileBounded(path, MAX_CONFIGURED_FILE_BYTES, 'key')).toString('utf8');
+      const bytes = await readBundleBytes(file);
       const opa = opts.opaKey
         ? await (async () => {
             const header = (await readBundle(bytes, file)).files.get(SIGNATURES_FILE);
             const kid = opts.keyId ?? claimedKeyId(header) ?? 'default';
-            const publicKey = publicKeyFromPEM(await readKey(opts.opaKey as string), `--opa-key ${opts.opaKey}`);
+            const publicKey = publicKeyFromPEM(await readKeyFile(opts.opaKey as string), `--opa-key ${opts.opaKey}`);
             const key = { algorithm: opts.alg as never, publicKey, scope: opts.scope };
             return { keys: { [kid]: key }, keyId: kid, scope: opts.scope };
           })()
         : null;
-      const cosignKey = opts.cosignKey ? publicKeyFromPEM(await readKey(opts.cosignKey), `--cosign-key ${opts.cosignKey}`) : null;
+      const cosignKey = opts.cosignKey ? publicKeyFromPEM(await readKeyFile(opts.cosignKey), `--cosign-key ${opts.cosignKey}`) : null;
       const cosignSignature =
         cosignKey !== null
           ? await readRegularFileBounded(opts.signature ?? `${file}.sig`, MAX_CONFIGURED_FILE_BYTES, 'signature')
@@ -99,6 +101,15 @@ export function registerBundleSign(bundle: Command): void {
         `${JSON.stringify({ verified: true, name: b.name, revision: b.revision, sha256: b.sha256, engine: b.engine, signer: b.signer ?? null }, null, 2)}\n`,
       );
     });
+}
+
+/** The --key file's key; Node's parse error (an OpenSSL decoder's name) is not passed on, as publicKeyFromPEM does. */
+function privateKeyFromPEM(pem: string, path: string): KeyObject {
+  try {
+    return createPrivateKey(pem);
+  } catch {
+    throw new VerdictError('ERR_CONFIG', `--key ${path} is not an unencrypted PEM private key`);
+  }
 }
 
 function claimedKeyId(signatures: Buffer | undefined): string | undefined {

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { readBundle } from '../policy/bundle-reader';
 import { readOPASignatureClaims } from '../policy/bundle-signature-opa';
 import { buildPackedBundle, buildRegoBundle, directoryEngine } from './bundle-build';
+import { readBundleFile } from './named-files';
 
 /** `verdict bundle …`: returns the group so other files can add subcommands to it. */
 export function registerBundle(program: Command): Command {
@@ -36,7 +35,7 @@ export function registerBundle(program: Command): Command {
     .command('inspect <file>')
     .description('Print a bundle manifest, files, hashes, engine and (claimed) signer')
     .action(async (file: string) => {
-      const b = await readBundle(await readFile(file), file);
+      const b = await readBundleFile(file);
       const files = [...b.files].map(([path, data]) => ({
         path,
         bytes: data.length,

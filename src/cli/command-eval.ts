@@ -1,9 +1,13 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { MAX_LINE_BYTES } from '../decisionlog/log-lines';
+import { VerdictError } from '../errors';
 import { defaultBundlePath } from '../package-root';
-import { readBundle } from '../policy/bundle-reader';
+import { readConfiguredFile } from '../policy/bundle-file-read';
 import { engineFactory } from '../policy/engine-registry';
+import { DEFAULT_MAX_INPUT_DEPTH, parseExactJSON, type ExactJSONResult } from '../request/exact-json-parse';
 import type { InputDocument } from '../request/input-document';
+import { HAS_EXACT_NUMBERS } from '../request/input-json';
+import { readBundleFile } from './named-files';
 
 export function registerEval(program: Command): void {
   program
@@ -14,10 +18,9 @@ export function registerEval(program: Command): void {
     .option('--entrypoint <path>', 'rule path', 'envoy/authz/allow')
     .option('--explain', 'print the whole result with the reasons the engine gave')
     .action(async (opts: { input: string; bundle?: string; entrypoint: string; explain?: boolean }) => {
-      const path = opts.bundle ?? defaultBundlePath();
-      const b = await readBundle(await readFile(path), path);
+      const input = readInput(opts.input);
+      const b = await readBundleFile(opts.bundle ?? defaultBundlePath());
       const engine = await engineFactory(b.engine)(b, { entrypoint: opts.entrypoint, maxMemoryPages: 1024, recycleMemoryPages: 256 });
-      const input = JSON.parse(await readFile(opts.input, 'utf8')) as InputDocument;
       const result = await Promise.resolve(engine.evaluate(input)).finally(() => engine.close());
       // --explain: the decision first, then the engine's reasons (Rego reason fields, Cedar policy ids, custom engine reason).
       const { allowed, reasons, ...rest } = result;
@@ -26,4 +29,28 @@ export function registerEval(program: Command): void {
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
       if (!result.allowed) process.exitCode = 2;
     });
+}
+
+/**
+ * The input document in `file`, refused as the server refuses a request it cannot build one from: a regular
+ * file of at most MAX_LINE_BYTES (any input a decision-log line holds; else ERR_CONFIG, as a file the config
+ * names), one JSON object (ERR_REQUEST_MALFORMED) nested at most limits.maxInputDepth's default
+ * (ERR_REQUEST_TOO_DEEP). Parsed as a JSON body is: numbers keep their text.
+ */
+function readInput(file: string): InputDocument {
+  const text = readConfiguredFile(file, 'input', MAX_LINE_BYTES).toString('utf8');
+  let parsed: ExactJSONResult;
+  try {
+    parsed = parseExactJSON(text, 0, DEFAULT_MAX_INPUT_DEPTH);
+  } catch (err) {
+    // The file is the whole input, not a body: what does not parse is a malformed request.
+    const code = err instanceof VerdictError && err.code === 'ERR_REQUEST_TOO_DEEP' ? err.code : 'ERR_REQUEST_MALFORMED';
+    throw new VerdictError(code, `input ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const { value, exactNumbers } = parsed;
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new VerdictError('ERR_REQUEST_MALFORMED', `input ${file} is not a JSON object`);
+  const input = value as InputDocument;
+  if (exactNumbers) input[HAS_EXACT_NUMBERS] = true;
+  return input;
 }

@@ -5,7 +5,7 @@ import { lintCacheKey, type LintSource } from '../cache/cache-lint';
 import { VerdictError } from '../errors';
 import { DEFAULT_BUNDLE_LIMITS } from '../policy/bundle';
 import { isMissingFile, readRegularFileBounded } from '../policy/bundle-file-read';
-import { readBundle } from '../policy/bundle-reader';
+import { readBundleFile } from './named-files';
 import { toolPath } from './tools';
 
 /** `verdict bundle lint`: added to the group registerBundle returns. */
@@ -15,9 +15,12 @@ export function registerLint(bundle: Command): void {
     .description('Check that the declared cache key (metadata.verdict.cache.key) covers every input path the policy reads; exit 1 if not')
     .option('--json', 'print the report as JSON')
     .action(async (target: string, opts: { json?: boolean }) => {
-      const source = (await stat(target)).isDirectory()
-        ? await readPolicyDir(target)
-        : await readBundle(await readRegularFileBounded(target, DEFAULT_BUNDLE_LIMITS.maxCompressedBytes, 'bundle'), target);
+      // A target that cannot be stat'ed is read as a bundle, whose reader refuses it with its code.
+      const isDir = await stat(target).then(
+        (st) => st.isDirectory(),
+        () => false,
+      );
+      const source = isDir ? await readPolicyDir(target) : await readBundleFile(target);
       const report = await lintCacheKey(source, { opa: toolPath('opa') });
       if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else {
@@ -56,13 +59,28 @@ export async function readPolicyDir(dir: string): Promise<LintSource> {
     }
   };
   await walk(dir, 1);
-  let manifest = {};
+  return { manifest: await readManifest(dir), files };
+}
+
+/**
+ * A policy directory's .manifest, read with a bundle file's bounds (regular file, at most maxFileBytes);
+ * none is {}. What is there must be a JSON object (ERR_BUNDLE_INVALID).
+ */
+export async function readManifest(dir: string): Promise<Record<string, unknown>> {
+  let text: string;
   try {
-    manifest = JSON.parse((await readRegularFileBounded(join(dir, '.manifest'), maxFileBytes, 'manifest')).toString('utf8')) as object;
+    text = (await readRegularFileBounded(join(dir, '.manifest'), DEFAULT_BUNDLE_LIMITS.maxFileBytes, 'manifest')).toString('utf8');
   } catch (err) {
-    if (!isMissingFile(err)) {
-      throw err instanceof VerdictError ? err : new VerdictError('ERR_BUNDLE_INVALID', `${dir}/.manifest: ${(err as Error).message}`);
-    }
+    if (isMissingFile(err)) return {};
+    throw err;
   }
-  return { manifest, files };
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(text);
+  } catch (err) {
+    throw new VerdictError('ERR_BUNDLE_INVALID', `${dir}/.manifest: ${(err as Error).message}`);
+  }
+  if (typeof manifest !== 'object' || manifest === null || Array.isArray(manifest))
+    throw new VerdictError('ERR_BUNDLE_INVALID', `${dir}/.manifest is not a JSON object`);
+  return manifest as Record<string, unknown>;
 }

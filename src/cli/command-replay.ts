@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { formatReplayReport, replayDecisionLog } from '../decisionlog/replay';
-import { readBundle } from '../policy/bundle-reader';
 import { engineFactory } from '../policy/engine-registry';
+import { readBundleFile } from './named-files';
 
 export function registerReplay(program: Command): void {
   program
@@ -14,7 +13,7 @@ export function registerReplay(program: Command): void {
     .option('--examples <n>', 'examples per direction', '5')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { log: string; bundle: string; entrypoint: string; examples: string; json?: boolean }) => {
-      const b = await readBundle(await readFile(opts.bundle), opts.bundle);
+      const b = await readBundleFile(opts.bundle);
       const engine = await engineFactory(b.engine)(b, { entrypoint: opts.entrypoint, maxMemoryPages: 1024, recycleMemoryPages: 256 });
       const report = await replayDecisionLog(opts.log, engine, Number(opts.examples));
       process.stdout.write(

@@ -9,6 +9,7 @@ import { grpcTransportSchema } from './sections/grpc-transport';
 import { httpAuthzSchema } from './sections/http-authz';
 import { identitySchema } from './sections/identity';
 import { isEnvoyDenyStatus } from '../policy/envoy-status-code';
+import { DEFAULT_MAX_INPUT_DEPTH } from '../request/exact-json-parse';
 import { shadowSchema } from './sections/shadow';
 import { tenantsSchema } from './sections/tenants';
 import { tracingSchema } from './sections/tracing';
@@ -122,7 +123,7 @@ export const configSchema = z.strictObject({
        * included): deeper is refused (ERR_REQUEST_TOO_DEEP) while decoding, long before any serializer's
        * stack would overflow (JSON.stringify survives a few thousand levels).
        */
-      maxInputDepth: z.number().int().min(8).max(1000).default(64),
+      maxInputDepth: z.number().int().min(8).max(1000).default(DEFAULT_MAX_INPUT_DEPTH),
       /** Fields read off the wire per CheckRequest, known or unknown (ERR_REQUEST_TOO_MANY_FIELDS). */
       maxRequestFields: z.number().int().min(100).max(10_000_000).default(50_000),
       /** Query parameters, form-body pairs and multipart parts per request (ERR_REQUEST_TOO_MANY_PARAMS). */

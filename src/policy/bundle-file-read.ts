@@ -159,8 +159,9 @@ export function readRegularFileSync(path: string, maxBytes: number, what: string
 export const MAX_CONFIGURED_FILE_BYTES = 1024 * 1024;
 
 /**
- * A file the configuration names (or the config file itself), read while verdict starts: a regular file of at
- * most `maxBytes`, else ERR_CONFIG (a start with a bad file configured is a configuration error).
+ * A file the configuration names (or the config file itself), read while verdict starts, and `verdict eval`'s
+ * input: a regular file of at most `maxBytes`, else ERR_CONFIG (a bad file named to start or to run a command
+ * is a configuration error).
  */
 export function readConfiguredFile(path: string, what: string, maxBytes = MAX_CONFIGURED_FILE_BYTES): Buffer {
   return readRegularFileSync(path, maxBytes, what, (_code, message, cause) => new VerdictError('ERR_CONFIG', message, { cause }));

@@ -7,6 +7,9 @@ export interface ExactJSONResult {
   exactNumbers: boolean;
 }
 
+/** limits.maxInputDepth's default (the schema's), for an input read outside a running verdict (`verdict eval`). */
+export const DEFAULT_MAX_INPUT_DEPTH = 64;
+
 /**
  * JSON text → value, as opa-envoy-plugin's `util.UnmarshalJSON` (Go encoding/json with UseNumber, then a
  * check for trailing data): numbers keep their text when a double would change it (ExactNumber), a
@@ -71,7 +74,7 @@ class Parser {
 
   private enter(depth: number): void {
     if (depth > this.maxDepth)
-      throw new VerdictError('ERR_REQUEST_TOO_DEEP', `body nests deeper than the input bound of ${this.maxDepth} levels`);
+      throw new VerdictError('ERR_REQUEST_TOO_DEEP', `JSON nests deeper than the input bound of ${this.maxDepth} levels`);
   }
 
   private object(depth: number): Record<string, unknown> {
