@@ -2,6 +2,7 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { rename, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { VerdictError } from '../errors';
+import { keyLimitProblem } from '../identity/key-limits';
 import { DEFAULT_BUNDLE_LIMITS } from '../policy/bundle';
 import { MAX_CONFIGURED_FILE_BYTES, readRegularFileBounded } from '../policy/bundle-file-read';
 import { readBundle } from '../policy/bundle-reader';
@@ -103,13 +104,21 @@ export function registerBundleSign(bundle: Command): void {
     });
 }
 
-/** The --key file's key; Node's parse error (an OpenSSL decoder's name) is not passed on, as publicKeyFromPEM does. */
+/**
+ * The --key file's key, held to the rule verification keys are (key-limits.ts: a bundle signed with an
+ * RSA-1024 key would be refused by every verdict). Node's parse error (an OpenSSL decoder's name) is not
+ * passed on, as publicKeyFromPEM does.
+ */
 function privateKeyFromPEM(pem: string, path: string): KeyObject {
+  let key: KeyObject;
   try {
-    return createPrivateKey(pem);
+    key = createPrivateKey(pem);
   } catch {
     throw new VerdictError('ERR_CONFIG', `--key ${path} is not an unencrypted PEM private key`);
   }
+  const problem = keyLimitProblem(key);
+  if (problem !== null) throw new VerdictError('ERR_CONFIG', `--key ${path} ${problem}`);
+  return key;
 }
 
 function claimedKeyId(signatures: Buffer | undefined): string | undefined {

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { closeSync, mkdirSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -123,6 +124,17 @@ describe('bundle sign given a key that is not a small PEM file', () => {
       path: () => file('binary.pem', Buffer.from([0xff, 0xfe, 0x00, 0xc3, 0x28, 0x0a])),
       code: 'ERR_CONFIG',
       what: 'is not an unencrypted PEM private key',
+    },
+    {
+      // A signature verify (and the server) would refuse: the key rule of src/identity/key-limits.ts.
+      name: 'an RSA-1024 key',
+      path: () =>
+        file(
+          'rsa1024.pem',
+          generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+        ),
+      code: 'ERR_CONFIG',
+      what: 'is an RSA key of 1024 bits (at least 2048)',
     },
   ])('$name: $code', async ({ path, code, what }) => {
     await expectRefused(sign(path()), code, what);
