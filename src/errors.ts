@@ -122,6 +122,10 @@ export const ERROR_CODES = {
     summary:
       'a connection held a call open past server.transport.maxUnaryCallMs (gRPC) or httpAuthz.stalledResponseMs (HTTP), and was closed',
   },
+  ERR_GRPC_RESET_FLOOD: {
+    kind: 'transport',
+    summary: 'a connection reset its calls before their answers faster than the bound (HTTP/2 Rapid Reset) and was closed',
+  },
   // config
   ERR_CONFIG: { kind: 'config', summary: 'configuration is invalid' },
   ERR_LISTEN: { kind: 'config', summary: 'a listener cannot bind its address (in use, not permitted or not local)' },

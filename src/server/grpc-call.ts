@@ -45,7 +45,7 @@ const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
 const CALL = Symbol('grpcCall');
 /** The stream's own close hook (the constructor's `onStreamClose`): the stream outlives its call's end. */
 const ON_STREAM_CLOSE = Symbol('onStreamClose');
-type CallStream = ServerHttp2Stream & { [CALL]?: GrpcCall | null; [ON_STREAM_CLOSE]?: () => void };
+type CallStream = ServerHttp2Stream & { [CALL]?: GrpcCall | null; [ON_STREAM_CLOSE]?: (beforeAnswer: boolean) => void };
 
 /** 'wantTrailers' listener (Node emits it once per stream; `this` is the stream): one function for every call. */
 function sendOkTrailers(this: ServerHttp2Stream): void {
@@ -70,7 +70,8 @@ export class GrpcCall {
 
   /**
    * `onMessage` is shared by the calls of one method; it reads what it needs of the call (e.g. `headers`).
-   * `onStreamClose` runs once when the stream has closed (its answer out, or reset): until then it holds memory.
+   * `onStreamClose` runs once when the stream has closed (its answer out, or reset: `beforeAnswer`): until then it
+   * holds memory.
    */
   constructor(
     readonly stream: ServerHttp2Stream,
@@ -79,7 +80,7 @@ export class GrpcCall {
     private readonly encoding: MessageEncoding,
     timeoutMs: number | undefined,
     private readonly onMessage: (call: GrpcCall, message: ReceivedMessage) => void,
-    onStreamClose: () => void,
+    onStreamClose: (beforeAnswer: boolean) => void,
   ) {
     this.reader = new UnaryMessageReader(options.maxBytes, options.hardMaxBytes, options.budget);
     (stream as CallStream)[CALL] = this;
@@ -163,8 +164,9 @@ export class GrpcCall {
   }
 
   private static onClose(this: CallStream): void {
-    this[ON_STREAM_CLOSE]?.();
     const call = this[CALL];
+    // A call still in its slot was not over: its stream was reset (by the client, or by a connection's end).
+    this[ON_STREAM_CLOSE]?.(call != null);
     if (!call) return;
     call.notifyCancel();
     call.end();

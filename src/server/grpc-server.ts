@@ -115,7 +115,12 @@ export class GrpcServer {
       budget: this.budget,
       onRefused: (r) => this.refused(r.code, r.why),
     };
-    this.unary = new StalledCalls(deps.config.server.transport.maxUnaryCallMs, this.sessions, this.closeStalled);
+    this.unary = new StalledCalls(
+      deps.config.server.transport.maxUnaryCallMs,
+      this.sessions,
+      (session) => this.closeAbusive(session, 'ERR_CONNECTION_STALLED', 'a unary call open past server.transport.maxUnaryCallMs'),
+      (session) => this.closeAbusive(session, 'ERR_GRPC_RESET_FLOOD', 'calls reset before their answers past the bound'),
+    );
     this.routes = new Map<string, Handler>([
       [CHECK_PATH, this.check],
       [HEALTH_CHECK_PATH, this.healthCheck],
@@ -234,12 +239,15 @@ export class GrpcServer {
     applySessionLifetime(session, this.deps.config.server.transport);
   };
 
-  /** A connection with a unary call open past server.transport.maxUnaryCallMs (StalledCalls). */
-  private readonly closeStalled = (session: ServerHttp2Session): void => {
-    this.refused('ERR_CONNECTION_STALLED', 'a unary call open past server.transport.maxUnaryCallMs');
+  /**
+   * A connection closed for what its client did (a unary call open past maxUnaryCallMs, calls reset faster
+   * than StalledCalls' bound): GOAWAY ENHANCE_YOUR_CALM, then destroyed, which frees every place it held.
+   */
+  private closeAbusive(session: ServerHttp2Session, code: ErrorCode, why: string): void {
+    this.refused(code, why);
     session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
     session.destroy();
-  };
+  }
 
   private readonly onStreamError = (err: Error): void => this.deps.logger.debug({ err: err.message }, 'HTTP/2 stream error');
 

@@ -4,11 +4,23 @@ import type { Socket } from 'node:net';
 
 /** Quarters of server.transport.maxUnaryCallMs: a call is found between 3 and 4 of them after it opened. */
 const SLOTS = 4;
+/**
+ * Calls a connection may have reset before their answers: a burst, then a rate (HTTP/2 "Rapid Reset",
+ * CVE-2023-44487). nghttp2 (1.57 and later) stops reading a connection past 1,000 then 33/s, and sends GOAWAY,
+ * but node:http2 leaves the socket open for as long as the client likes, so each such connection held one
+ * of maxConnections for ever. Half nghttp2's burst, its rate: this bound trips first and closes it.
+ */
+export const RESET_BURST = 500;
+export const RESET_PER_SECOND = 33;
 /** A session's open unary calls by the quarter they opened in (index: quarter % SLOTS), and their close hooks. */
 const QUARTERS = Symbol('unaryCallQuarters');
 interface Quarters {
+  session: ServerHttp2Session;
   counts: Int32Array;
-  closers: (() => void)[];
+  closers: ((beforeAnswer: boolean) => void)[];
+  /** Resets left in the bucket, and when it was last filled (performance.now()). */
+  resets: number;
+  filledAt: number;
 }
 type CountedSession = ServerHttp2Session & { [QUARTERS]?: Quarters };
 
@@ -18,7 +30,8 @@ type CountedSession = ServerHttp2Session & { [QUARTERS]?: Quarters };
  * maxMs it opened in, and uncounted by the close hook `opened` returns for its stream; every quarter, a
  * session whose count from four quarters back is not zero has held a call open for 3–4 quarters, and is
  * handed to `onStalled`. Per call that is two increments and two decrements: no timer, no set, and nothing
- * stored on the stream but the hook it has anyway (one closure per session and quarter slot).
+ * stored on the stream but the hook it has anyway (one closure per session and quarter slot). A session whose
+ * calls are reset before their answers faster than RESET_BURST then RESET_PER_SECOND goes to `onResetFlood`.
  */
 export class StalledCalls {
   /** Unary calls whose stream has not closed. */
@@ -32,6 +45,7 @@ export class StalledCalls {
     private readonly maxMs: number,
     private readonly sessions: Iterable<ServerHttp2Session>,
     private readonly onStalled: (session: ServerHttp2Session) => void,
+    private readonly onResetFlood: (session: ServerHttp2Session) => void,
   ) {}
 
   start(): void {
@@ -45,11 +59,11 @@ export class StalledCalls {
   }
 
   /** A unary call opened on `stream`; returns what must run once when the stream closes. */
-  opened(stream: ServerHttp2Stream): () => void {
+  opened(stream: ServerHttp2Stream): (beforeAnswer: boolean) => void {
     this.open++;
     const session = stream.session as CountedSession | undefined;
     if (!session) return this.uncounted;
-    const quarters = (session[QUARTERS] ??= this.quartersOf());
+    const quarters = (session[QUARTERS] ??= this.quartersOf(session));
     const slot = this.quarter % SLOTS;
     quarters.counts[slot]!++;
     return quarters.closers[slot]!;
@@ -65,13 +79,24 @@ export class StalledCalls {
     }
   }
 
-  private quartersOf(): Quarters {
-    const counts = new Int32Array(SLOTS);
-    const closers = Array.from({ length: SLOTS }, (_, slot) => () => {
-      counts[slot]!--;
-      this.open--;
-    });
-    return { counts, closers };
+  private quartersOf(session: ServerHttp2Session): Quarters {
+    const quarters: Quarters = { session, counts: new Int32Array(SLOTS), closers: [], resets: RESET_BURST, filledAt: performance.now() };
+    for (let slot = 0; slot < SLOTS; slot++)
+      quarters.closers.push((beforeAnswer) => {
+        quarters.counts[slot]!--;
+        this.open--;
+        if (beforeAnswer) this.reset(quarters);
+      });
+    return quarters;
+  }
+
+  /** A call of the session reset before its answer: one from the bucket; an empty bucket is a flood. */
+  private reset(q: Quarters): void {
+    const now = performance.now();
+    q.resets = Math.min(RESET_BURST, q.resets + ((now - q.filledAt) / 1000) * RESET_PER_SECOND);
+    q.filledAt = now;
+    if (--q.resets >= 0 || q.session.destroyed) return;
+    this.onResetFlood(q.session);
   }
 }
 

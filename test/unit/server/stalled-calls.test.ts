@@ -1,6 +1,6 @@
 import type { ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { describe, expect, it } from 'vitest';
-import { StalledCalls } from '../../../src/server/stalled-calls';
+import { RESET_BURST, StalledCalls } from '../../../src/server/stalled-calls';
 
 // The quarter bookkeeping alone, driven by tick() (no timer): sessions and streams are plain objects standing
 // in for node:http2's, of which StalledCalls only reads `stream.session` and marks the session with its own
@@ -9,10 +9,17 @@ import { StalledCalls } from '../../../src/server/stalled-calls';
 function harness() {
   const sessions = [{} as ServerHttp2Session, {} as ServerHttp2Session];
   const reported: ServerHttp2Session[] = [];
-  const calls = new StalledCalls(1000, sessions, (s) => reported.push(s));
+  const flooded: ServerHttp2Session[] = [];
+  const calls = new StalledCalls(
+    1000,
+    sessions,
+    (s) => reported.push(s),
+    (s) => flooded.push(s),
+  );
   /** Opens a call on `session`; returns its close hook. */
-  const open = (session: ServerHttp2Session | undefined): (() => void) => calls.opened({ session } as unknown as ServerHttp2Stream);
-  return { sessions, reported, calls, open };
+  const open = (session: ServerHttp2Session | undefined): ((beforeAnswer: boolean) => void) =>
+    calls.opened({ session } as unknown as ServerHttp2Stream);
+  return { sessions, reported, flooded, calls, open };
 }
 
 describe('StalledCalls', () => {
@@ -33,7 +40,7 @@ describe('StalledCalls', () => {
       const closers = [open(sessions[0]!), open(sessions[0]!), open(sessions[1]!)];
       expect(calls.open).toBe(3);
       calls.tick();
-      for (const close of closers) close();
+      for (const close of closers) close(false);
       expect(calls.open).toBe(0);
     }
     expect(reported).toEqual([]);
@@ -45,7 +52,7 @@ describe('StalledCalls', () => {
     expect(calls.open).toBe(1);
     for (let q = 0; q < 8; q++) calls.tick();
     expect(reported).toEqual([]);
-    close();
+    close(false);
     expect(calls.open).toBe(0);
   });
 
@@ -56,9 +63,21 @@ describe('StalledCalls', () => {
     open(sessions[0]!); // a quarter younger: reported a quarter later, unless closed
     for (let q = 0; q < 3; q++) calls.tick();
     expect(reported).toEqual([sessions[1]]);
-    closeOld();
+    closeOld(false);
     reported.length = 0;
     calls.tick();
     expect(reported).toEqual([sessions[0]]);
+  });
+
+  it(`hands on a session whose calls are reset before their answers past ${RESET_BURST} at once, and only that one`, () => {
+    const { sessions, flooded, open } = harness();
+    // Answered calls never count, however many.
+    for (let i = 0; i < 5 * RESET_BURST; i++) open(sessions[1]!)(false);
+    for (let i = 0; i < RESET_BURST; i++) open(sessions[0]!)(true);
+    expect(flooded).toEqual([]);
+    // The bucket refills at RESET_PER_SECOND: within this loop's few milliseconds that is less than one.
+    for (let i = 0; i < 10; i++) open(sessions[0]!)(true);
+    expect(flooded.length).toBeGreaterThan(0);
+    expect(new Set(flooded)).toEqual(new Set([sessions[0]]));
   });
 });
