@@ -41,9 +41,12 @@ export interface LintReport {
  * when a declared path is a prefix of it (declaring `attributes.request.http` covers its `method`). Rego is
  * analysed from `opa parse`'s AST (the real OPA parser), Cedar from cedar-wasm's JSON policy form.
  */
-export async function lintCacheKey(source: LintSource, options: { opa: string }): Promise<LintReport> {
+/** How long one `opa parse` may run: lint runs at bundle load in the server too (cache.lint), never waited on for ever. */
+export const OPA_PARSE_TIMEOUT_MS = 30_000;
+
+export async function lintCacheKey(source: LintSource, options: { opa: string; parseTimeoutMs?: number }): Promise<LintReport> {
   const decl = readCacheDeclaration(source.manifest);
-  const reads = await policyReads(source, options.opa);
+  const reads = await policyReads(source, options.opa, options.parseTimeoutMs ?? OPA_PARSE_TIMEOUT_MS);
   const declared = decl ? [...decl.keyPaths] : null;
   const findings: LintFinding[] = [];
   if (decl) {
@@ -80,7 +83,7 @@ function isPrefix(prefix: readonly string[], path: readonly string[]): boolean {
   return true;
 }
 
-async function policyReads(source: LintSource, opa: string): Promise<PolicyReads> {
+async function policyReads(source: LintSource, opa: string, timeoutMs: number): Promise<PolicyReads> {
   const all: PolicyReads = { inputs: [], nondeterministic: [] };
   // `opa build -t wasm` replaces each module by a stub that only imports its entrypoint: the policy that
   // runs is policy.wasm, so those .rego files say nothing about what it reads.
@@ -96,7 +99,7 @@ async function policyReads(source: LintSource, opa: string): Promise<PolicyReads
     );
   }
   for (const [path, text] of cedarFiles) merge(all, cedarInputReads(text.toString('utf8'), path));
-  if (rego.length > 0) for (const r of await parseRego(rego, opa)) merge(all, r);
+  if (rego.length > 0) for (const r of await parseRego(rego, opa, timeoutMs)) merge(all, r);
   return all;
 }
 
@@ -106,7 +109,7 @@ function merge(into: PolicyReads, from: PolicyReads): void {
 }
 
 /** One `opa parse --format json` per module (it takes one file); sources are written to a private temp dir. */
-async function parseRego(modules: [string, Buffer][], opa: string): Promise<PolicyReads[]> {
+async function parseRego(modules: [string, Buffer][], opa: string, timeoutMs: number): Promise<PolicyReads[]> {
   const dir = await mkdtemp(join(tmpdir(), 'verdict-lint-'));
   try {
     const out: PolicyReads[] = [];
@@ -115,10 +118,19 @@ async function parseRego(modules: [string, Buffer][], opa: string): Promise<Poli
       await writeFile(file, text);
       let stdout: string;
       try {
-        ({ stdout } = await run(opa, ['parse', '--format', 'json', file], { maxBuffer: 64 * 1024 * 1024 }));
+        ({ stdout } = await run(opa, ['parse', '--format', 'json', file], {
+          maxBuffer: 64 * 1024 * 1024,
+          timeout: timeoutMs,
+          killSignal: 'SIGKILL',
+        }));
       } catch (err) {
-        const e = err as { stderr?: string; code?: string };
-        const why = e.code === 'ENOENT' ? `opa not found at ${opa}` : (e.stderr ?? toVerdictError(err).message).trim();
+        const e = err as { stderr?: string; code?: string; killed?: boolean };
+        const why =
+          e.code === 'ENOENT'
+            ? `opa not found at ${opa}`
+            : e.killed
+              ? `ran past ${timeoutMs} ms and was stopped`
+              : (e.stderr ?? toVerdictError(err).message).trim();
         throw new VerdictError('ERR_CACHE_LINT', `${path}: opa parse failed: ${why}`);
       }
       out.push(regoInputReads(JSON.parse(stdout) as unknown, path));

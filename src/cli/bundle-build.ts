@@ -27,7 +27,11 @@ export interface BuildOptions {
    * build on a finding: a compiled bundle carries no source, so this is the one place it can be checked.
    */
   lint?: boolean;
+  /** How long `opa build` may run (OPA_BUILD_TIMEOUT_MS): a directory holding a FIFO, or opa stuck, is not waited on for ever. */
+  opaTimeoutMs?: number;
 }
+
+export const OPA_BUILD_TIMEOUT_MS = 10 * 60_000;
 
 /**
  * Builds a Rego policy directory into an OPA wasm bundle with the pinned `opa build -t wasm`. The
@@ -50,8 +54,14 @@ export async function buildRegoBundle(dir: string, options: BuildOptions): Promi
     for (const e of entrypoints) args.push('-e', e);
     if (options.revision) args.push('--revision', options.revision);
     try {
-      await run(opa, args, { cwd: dir, maxBuffer: 16 * 1024 * 1024 });
+      const timeout = options.opaTimeoutMs ?? OPA_BUILD_TIMEOUT_MS;
+      await run(opa, args, { cwd: dir, maxBuffer: 16 * 1024 * 1024, timeout, killSignal: 'SIGKILL' }).catch((err: unknown) => {
+        if ((err as { killed?: boolean }).killed)
+          throw new VerdictError('ERR_BUNDLE_INVALID', `opa build ran past ${timeout} ms and was stopped`);
+        throw err;
+      });
     } catch (err) {
+      if (err instanceof VerdictError) throw err;
       // opa prints compile errors on stdout or stderr depending on the failure: keep both.
       const e = err as { stdout?: string; stderr?: string; message: string };
       const why = [e.stderr, e.stdout].filter((t) => t !== undefined && t.trim() !== '').join('\n') || e.message;
