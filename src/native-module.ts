@@ -1,5 +1,12 @@
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { VerdictError, type ErrorCode } from './errors';
+import { packageRoot } from './package-root';
+
+/** Where `npm run build:native` puts `file` (native/binding.gyp's targets). */
+export function nativeAddonPath(file: string): string {
+  return join(packageRoot(), 'native', 'build', 'Release', file);
+}
 
 /** A native module built by `npm run build:native`, or why it cannot be used here (not built, fails to load). */
 export function requireNative<T>(path: string): { addon: T } | { reason: string } {
@@ -11,6 +18,17 @@ export function requireNative<T>(path: string): { addon: T } | { reason: string 
   } catch (err) {
     return { reason: `native addon ${path} failed to load: ${(err as Error).message}` };
   }
+}
+
+/** requireNative, kept only if the addon exports the function `fn` (else `missing` says why). */
+export function requireNativeFunction<T>(
+  path: string,
+  fn: keyof T & string,
+  missing = `${path} has no ${fn}()`,
+): { addon: T } | { reason: string } {
+  const loaded = requireNative<Partial<T>>(path);
+  if ('reason' in loaded) return loaded;
+  return typeof loaded.addon[fn] === 'function' ? { addon: loaded.addon as T } : { reason: missing };
 }
 
 /**

@@ -1,9 +1,7 @@
-import { join } from 'node:path';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import type { Config } from '../config/schema';
-import { requireNative } from '../native-module';
-import { packageRoot } from '../package-root';
+import { nativeAddonPath, requireNativeFunction } from '../native-module';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 
@@ -18,13 +16,11 @@ export const GC_MARKING_TICK_MS = 100;
 export const GC_MARKING_MAX_LOOP_UTILIZATION = 0.5;
 
 export function gcMarkingAddonPath(): string {
-  return join(packageRoot(), 'native', 'build', 'Release', 'gc_marking.node');
+  return nativeAddonPath('gc_marking.node');
 }
 
 export function loadGcMarking(path = gcMarkingAddonPath()): { addon: GcMarkingAddon } | { reason: string } {
-  const loaded = requireNative<Partial<GcMarkingAddon>>(path);
-  if ('reason' in loaded) return loaded;
-  return typeof loaded.addon.start === 'function' ? { addon: loaded.addon as GcMarkingAddon } : { reason: `${path} has no start()` };
+  return requireNativeFunction<GcMarkingAddon>(path, 'start');
 }
 
 /**

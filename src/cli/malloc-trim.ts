@@ -1,7 +1,5 @@
-import { join } from 'node:path';
 import type { Config } from '../config/schema';
-import { requireNative } from '../native-module';
-import { packageRoot } from '../package-root';
+import { nativeAddonPath, requireNativeFunction } from '../native-module';
 import type { Logger } from '../telemetry/logger';
 import type { Metrics } from '../telemetry/metrics';
 
@@ -11,14 +9,12 @@ export interface MallocTrimAddon {
 }
 
 export function mallocTrimAddonPath(): string {
-  return join(packageRoot(), 'native', 'build', 'Release', 'malloc_trim.node');
+  return nativeAddonPath('malloc_trim.node');
 }
 
 /** The addon, or why it cannot run here (not built, not glibc). */
 export function loadMallocTrim(path = mallocTrimAddonPath()): { addon: MallocTrimAddon } | { reason: string } {
-  const loaded = requireNative<Partial<MallocTrimAddon>>(path);
-  if ('reason' in loaded) return loaded;
-  return typeof loaded.addon.trim === 'function' ? { addon: loaded.addon as MallocTrimAddon } : { reason: 'the C library is not glibc' };
+  return requireNativeFunction<MallocTrimAddon>(path, 'trim', 'the C library is not glibc');
 }
 
 /**

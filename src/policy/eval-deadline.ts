@@ -1,6 +1,4 @@
-import { join } from 'node:path';
-import { requireNative } from '../native-module';
-import { packageRoot } from '../package-root';
+import { nativeAddonPath, requireNativeFunction } from '../native-module';
 
 /**
  * native/eval-deadline.cc: `run(ms, fn, ...args)` calls fn(...args) and, if it still runs `ms` ms later,
@@ -18,14 +16,12 @@ export interface EvalDeadline {
 }
 
 export function evalDeadlineAddonPath(): string {
-  return join(packageRoot(), 'native', 'build', 'Release', 'eval_deadline.node');
+  return nativeAddonPath('eval_deadline.node');
 }
 
 /** The addon, or why it is not there (not built, fails to load). */
 export function loadEvalDeadline(path = evalDeadlineAddonPath()): { addon: EvalDeadlineAddon } | { reason: string } {
-  const found = requireNative<Partial<EvalDeadlineAddon>>(path);
-  if ('reason' in found) return found;
-  return typeof found.addon.run === 'function' ? { addon: found.addon as EvalDeadlineAddon } : { reason: `${path} has no run()` };
+  return requireNativeFunction<EvalDeadlineAddon>(path, 'run');
 }
 
 /** Whether an error is the addon's stop at the deadline (and not one the evaluation threw itself). */

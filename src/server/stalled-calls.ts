@@ -75,7 +75,7 @@ export class StalledCalls {
     const slot = this.quarter % SLOTS;
     for (const session of this.sessions) {
       const quarters = (session as CountedSession)[QUARTERS];
-      if (quarters !== undefined && quarters.counts[slot]! > 0) this.onStalled(session);
+      if (quarters !== undefined && quarters.counts[slot]! > 0 && !session.destroyed) this.onStalled(session);
     }
   }
 
