@@ -10,7 +10,7 @@ import { isMissingFile, readRegularFileBounded } from '../policy/bundle-file-rea
 import { readBundle } from '../policy/bundle-reader';
 import { writeBundle } from '../policy/bundle-writer';
 import { engineFactory } from '../policy/engine-registry';
-import type { EngineKind } from '../policy/policy-engine';
+import { defaultEngineOptions, type EngineKind } from '../policy/policy-engine';
 import { readManifest, readPolicyDir } from './command-lint';
 import { readBundleFile } from './named-files';
 import { toolPath } from './tools';
@@ -113,7 +113,7 @@ export async function buildPackedBundle(dir: string, engine: 'cedar' | 'wasm', o
   }
   await mkdir(dirname(options.out), { recursive: true });
   const bundle = await writeChecked(new Map(files), options.out);
-  const built = await engineFactory(bundle.engine)(bundle, { entrypoint: '', maxMemoryPages: 1024, recycleMemoryPages: 256 });
+  const built = await engineFactory(bundle.engine)(bundle, defaultEngineOptions(''));
   built.close();
   return bundle;
 }

@@ -4,6 +4,7 @@ import { VerdictError } from '../errors';
 import { defaultBundlePath } from '../package-root';
 import { readConfiguredFile } from '../policy/bundle-file-read';
 import { engineFactory } from '../policy/engine-registry';
+import { defaultEngineOptions } from '../policy/policy-engine';
 import { DEFAULT_MAX_INPUT_DEPTH, parseExactJSON, type ExactJSONResult } from '../request/exact-json-parse';
 import type { InputDocument } from '../request/input-document';
 import { HAS_EXACT_NUMBERS } from '../request/input-json';
@@ -20,7 +21,7 @@ export function registerEval(program: Command): void {
     .action(async (opts: { input: string; bundle?: string; entrypoint: string; explain?: boolean }) => {
       const input = readInput(opts.input);
       const b = await readBundleFile(opts.bundle ?? defaultBundlePath());
-      const engine = await engineFactory(b.engine)(b, { entrypoint: opts.entrypoint, maxMemoryPages: 1024, recycleMemoryPages: 256 });
+      const engine = await engineFactory(b.engine)(b, defaultEngineOptions(opts.entrypoint));
       const result = await Promise.resolve(engine.evaluate(input)).finally(() => engine.close());
       // --explain: the decision first, then the engine's reasons (Rego reason fields, Cedar policy ids, custom engine reason).
       const { allowed, reasons, ...rest } = result;

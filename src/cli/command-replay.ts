@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { formatReplayReport, replayDecisionLog } from '../decisionlog/replay';
 import { engineFactory } from '../policy/engine-registry';
+import { defaultEngineOptions } from '../policy/policy-engine';
 import { readBundleFile } from './named-files';
 
 export function registerReplay(program: Command): void {
@@ -14,7 +15,7 @@ export function registerReplay(program: Command): void {
     .option('--json', 'print the report as JSON')
     .action(async (opts: { log: string; bundle: string; entrypoint: string; examples: string; json?: boolean }) => {
       const b = await readBundleFile(opts.bundle);
-      const engine = await engineFactory(b.engine)(b, { entrypoint: opts.entrypoint, maxMemoryPages: 1024, recycleMemoryPages: 256 });
+      const engine = await engineFactory(b.engine)(b, defaultEngineOptions(opts.entrypoint));
       const report = await replayDecisionLog(opts.log, engine, Number(opts.examples));
       process.stdout.write(
         opts.json ? `${JSON.stringify({ bundle: { name: b.name, sha256: b.sha256 }, ...report }, null, 2)}\n` : formatReplayReport(report),

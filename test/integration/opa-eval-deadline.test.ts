@@ -1,10 +1,15 @@
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningVerdict } from '../../src/main';
 import { readBundle } from '../../src/policy/bundle-reader';
 import { OPAEngine } from '../../src/policy/engine-opa';
 import { engineOptionsOf } from '../../src/policy/policy-engine';
 import { loadConfig } from '../../src/config/load-config';
+import { packageRoot } from '../../src/package-root';
 import { verdictErrorOf } from '../helpers/error-code';
 import { httpInput } from '../helpers/input-document';
 import {
@@ -13,6 +18,7 @@ import {
   headerValue,
   httpCheckRequest,
   startTestVerdict,
+  tempDir,
   type CheckClient,
 } from '../helpers/verdict-harness';
 
@@ -39,6 +45,7 @@ allow if {
 	k > 100000
 }
 `;
+const run = promisify(execFile);
 const DATA = JSON.stringify({ nums: Array.from({ length: 3000 }, (_, i) => i) });
 
 let bundlePath: string;
@@ -93,5 +100,20 @@ describe('a Check whose evaluation never ends, over gRPC', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
     expect(metrics).toMatch(/^verdict_engine_recycles_total\{engine="opa",why="timeout"\} 1$/m);
     expect((await client.check(httpCheckRequest({ path: '/ok' }))).status?.code).toBe(0);
+  }, 60_000);
+});
+
+describe('verdict eval of an evaluation that never ends', () => {
+  it('is stopped at the default policy.timeoutMs: ERR_POLICY_TIMEOUT, exit 1', async () => {
+    const dir = tempDir('verdict-eval-spin-');
+    const input = join(dir, 'input.json');
+    writeFileSync(input, JSON.stringify(httpInput('/spin')));
+    const cli = join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
+    const ran = await run(process.execPath, [cli, 'eval', '-b', bundlePath, '-i', input], { timeout: 30_000 }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code?: number; stderr?: string }) => ({ code: err.code, stderr: err.stderr ?? '' }),
+    );
+    expect(ran.code).toBe(1);
+    expect(ran.stderr).toMatch(/^verdict: ERR_POLICY_TIMEOUT: evaluation stopped at its 100 ms budget\n$/);
   }, 60_000);
 });
