@@ -10,8 +10,9 @@ import { isMissingFile, readRegularFileBounded } from '../policy/bundle-file-rea
 import { readBundle } from '../policy/bundle-reader';
 import { writeBundle } from '../policy/bundle-writer';
 import { engineFactory } from '../policy/engine-registry';
-import { defaultEngineOptions, type EngineKind } from '../policy/policy-engine';
+import type { EngineKind } from '../policy/policy-engine';
 import { readManifest, readPolicyDir } from './command-lint';
+import { defaultEngineOptions } from './engine-options';
 import { readBundleFile } from './named-files';
 import { toolPath } from './tools';
 

@@ -4,10 +4,10 @@ import { VerdictError } from '../errors';
 import { defaultBundlePath } from '../package-root';
 import { readConfiguredFile } from '../policy/bundle-file-read';
 import { engineFactory } from '../policy/engine-registry';
-import { defaultEngineOptions } from '../policy/policy-engine';
 import { DEFAULT_MAX_INPUT_DEPTH, parseExactJSON, type ExactJSONResult } from '../request/exact-json-parse';
 import type { InputDocument } from '../request/input-document';
 import { HAS_EXACT_NUMBERS } from '../request/input-json';
+import { defaultEngineOptions } from './engine-options';
 import { readBundleFile } from './named-files';
 
 export function registerEval(program: Command): void {

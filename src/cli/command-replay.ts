@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { formatReplayReport, replayDecisionLog } from '../decisionlog/replay';
 import { engineFactory } from '../policy/engine-registry';
-import { defaultEngineOptions } from '../policy/policy-engine';
+import { defaultEngineOptions } from './engine-options';
 import { readBundleFile } from './named-files';
 
 export function registerReplay(program: Command): void {

@@ -1,4 +1,3 @@
-import { validateConfig } from '../config/load-config';
 import type { Config } from '../config/schema';
 import type { InputDocument } from '../request/input-document';
 import type { PolicyBundle } from './bundle';
@@ -47,9 +46,4 @@ export function engineOptionsOf(config: Config): EngineOptions {
     recycleMemoryPages: config.policy.recycleMemoryPages,
     ...('addon' in stopper ? { evalDeadline: { ms: config.policy.timeoutMs, run: stopper.addon.run } } : {}),
   };
-}
-
-/** The same for a CLI command (eval, replay, build's check): the defaults of `policy.*`, an entrypoint of its own. */
-export function defaultEngineOptions(entrypoint: string): EngineOptions {
-  return { ...engineOptionsOf(validateConfig({})), entrypoint };
 }
