@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { connect, type ClientHttp2Session } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningVerdict } from '../../src/main';
+import { lpm } from '../helpers/grpc-raw-client';
 import { authorizationClientClass, headerValue, httpCheckRequest, startTestVerdict, type CheckResponse } from '../helpers/verdict-harness';
 
 /**
@@ -15,12 +16,6 @@ const method = (authorizationClientClass().service as grpc.ServiceDefinition).Ch
 interface RawReply {
   grpcStatus: number;
   response: CheckResponse | null;
-}
-
-function frame(message: Buffer, declaredLength = message.length): Buffer {
-  const header = Buffer.alloc(5);
-  header.writeUInt32BE(declaredLength, 1);
-  return Buffer.concat([header, message]);
 }
 
 function post(session: ClientHttp2Session, body: Buffer): Promise<RawReply> {
@@ -56,7 +51,7 @@ function randomBytes(n: number, seed = n): Buffer {
   return out;
 }
 
-const good = (): Buffer => frame(method.requestSerialize(httpCheckRequest({ method: 'GET', path: '/healthz' })));
+const good = (): Buffer => lpm(method.requestSerialize(httpCheckRequest({ method: 'GET', path: '/healthz' })));
 
 describe('malformed CheckRequests over raw HTTP/2', () => {
   let verdict: RunningVerdict;
@@ -81,15 +76,15 @@ describe('malformed CheckRequests over raw HTTP/2', () => {
   const denied: { name: string; body: () => Buffer; code: string }[] = [
     {
       name: 'random bytes in a well-formed frame',
-      body: () => frame(Buffer.concat([Buffer.from([0x0f]), randomBytes(200)])),
+      body: () => lpm(Buffer.concat([Buffer.from([0x0f]), randomBytes(200)])),
       code: 'ERR_REQUEST_MALFORMED',
     },
-    { name: 'a truncated varint', body: () => frame(Buffer.from([0x0a, 0xff, 0xff])), code: 'ERR_REQUEST_MALFORMED' },
-    { name: 'a length prefix past the message', body: () => frame(Buffer.from([0x0a, 0x7f, 0x00])), code: 'ERR_REQUEST_MALFORMED' },
+    { name: 'a truncated varint', body: () => lpm(Buffer.from([0x0a, 0xff, 0xff])), code: 'ERR_REQUEST_MALFORMED' },
+    { name: 'a length prefix past the message', body: () => lpm(Buffer.from([0x0a, 0x7f, 0x00])), code: 'ERR_REQUEST_MALFORMED' },
     {
       name: 'a JSON body nested 20,000 deep',
       body: () =>
-        frame(
+        lpm(
           method.requestSerialize(
             httpCheckRequest({
               method: 'POST',
@@ -103,7 +98,7 @@ describe('malformed CheckRequests over raw HTTP/2', () => {
     },
     {
       name: '100,000 query parameters',
-      body: () => frame(method.requestSerialize(httpCheckRequest({ method: 'GET', path: `/api?${'p=1&'.repeat(100_000)}` }))),
+      body: () => lpm(method.requestSerialize(httpCheckRequest({ method: 'GET', path: `/api?${'p=1&'.repeat(100_000)}` }))),
       code: 'ERR_REQUEST_TOO_MANY_PARAMS',
     },
   ];
@@ -119,7 +114,7 @@ describe('malformed CheckRequests over raw HTTP/2', () => {
 
   it('random bytes of many lengths: always a CheckResponse (a coded deny unless they happen to decode)', async () => {
     for (let i = 0; i < 40; i++) {
-      const reply = await post(session, frame(randomBytes(1 + i * 7)));
+      const reply = await post(session, lpm(randomBytes(1 + i * 7)));
       expect(reply.grpcStatus).toBe(0);
       expect(reply.response?.status?.code).toBe(7);
       const reason = headerValue(reply.response?.deniedResponse?.headers, 'x-verdict-reason');
@@ -130,7 +125,7 @@ describe('malformed CheckRequests over raw HTTP/2', () => {
 
   // grpc-js refuses these before the deserializer: a gRPC error status, no CheckResponse.
   const transportErrors: { name: string; body: () => Buffer }[] = [
-    { name: 'a frame cut short (declares 100 bytes, sends 10)', body: () => frame(randomBytes(10), 100) },
+    { name: 'a frame cut short (declares 100 bytes, sends 10)', body: () => lpm(randomBytes(10), 0, 100) },
     { name: 'a frame header cut short', body: () => Buffer.from([0, 0, 0]) },
   ];
   for (const c of transportErrors) {
