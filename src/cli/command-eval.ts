@@ -4,45 +4,47 @@ import { VerdictError } from '../errors';
 import { defaultBundlePath } from '../package-root';
 import { readConfiguredFile } from '../policy/bundle-file-read';
 import { engineFactory } from '../policy/engine-registry';
-import { DEFAULT_MAX_INPUT_DEPTH, parseExactJSON, type ExactJSONResult } from '../request/exact-json-parse';
+import { parseExactJSON, type ExactJSONResult } from '../request/exact-json-parse';
 import type { InputDocument } from '../request/input-document';
 import { HAS_EXACT_NUMBERS } from '../request/input-json';
-import { defaultEngineOptions } from './engine-options';
+import { commandConfig, commandEngineOptions, configOptions, type ConfigOpts } from './engine-options';
 import { readBundleFile } from './named-files';
 
 export function registerEval(program: Command): void {
-  program
-    .command('eval')
-    .description('Evaluate one input document (JSON) against a bundle and print the decision; exit 2 on deny')
-    .requiredOption('-i, --input <file>', 'input document JSON (the shape verdict builds from a CheckRequest)')
-    .option('-b, --bundle <file>', 'bundle (default: the embedded default)')
-    .option('--entrypoint <path>', 'rule path', 'envoy/authz/allow')
-    .option('--explain', 'print the whole result with the reasons the engine gave')
-    .action(async (opts: { input: string; bundle?: string; entrypoint: string; explain?: boolean }) => {
-      const input = readInput(opts.input);
-      const b = await readBundleFile(opts.bundle ?? defaultBundlePath());
-      const engine = await engineFactory(b.engine)(b, defaultEngineOptions(opts.entrypoint));
-      const result = await Promise.resolve(engine.evaluate(input)).finally(() => engine.close());
-      // --explain: the decision first, then the engine's reasons (Rego reason fields, Cedar policy ids, custom engine reason).
-      const { allowed, reasons, ...rest } = result;
-      const bundle = { name: b.name, revision: b.revision, sha256: b.sha256 };
-      const out = opts.explain ? { allowed, reasons, engine: b.engine, bundle, ...rest } : { allowed };
-      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-      if (!result.allowed) process.exitCode = 2;
-    });
+  configOptions(
+    program
+      .command('eval')
+      .description('Evaluate one input document (JSON) against a bundle and print the decision; exit 2 on deny')
+      .requiredOption('-i, --input <file>', 'input document JSON (the shape verdict builds from a CheckRequest)')
+      .option('-b, --bundle <file>', 'bundle (default: policy.bundle of the config, else the embedded default)')
+      .option('--entrypoint <path>', 'rule path (default: policy.entrypoint, envoy/authz/allow)')
+      .option('--explain', 'print the whole result with the reasons the engine gave'),
+  ).action(async (opts: ConfigOpts & { input: string; bundle?: string; entrypoint?: string; explain?: boolean }) => {
+    const config = await commandConfig(opts);
+    const input = readInput(opts.input, config.limits.maxInputDepth);
+    const b = await readBundleFile(opts.bundle ?? config.policy.bundle ?? defaultBundlePath());
+    const engine = await engineFactory(b.engine)(b, commandEngineOptions(config, opts.entrypoint));
+    const result = await Promise.resolve(engine.evaluate(input)).finally(() => engine.close());
+    // --explain: the decision first, then the engine's reasons (Rego reason fields, Cedar policy ids, custom engine reason).
+    const { allowed, reasons, ...rest } = result;
+    const bundle = { name: b.name, revision: b.revision, sha256: b.sha256 };
+    const out = opts.explain ? { allowed, reasons, engine: b.engine, bundle, ...rest } : { allowed };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    if (!result.allowed) process.exitCode = 2;
+  });
 }
 
 /**
  * The input document in `file`, refused as the server refuses a request it cannot build one from: a regular
  * file of at most MAX_LINE_BYTES (any input a decision-log line holds; else ERR_CONFIG, as a file the config
- * names), one JSON object (ERR_REQUEST_MALFORMED) nested at most limits.maxInputDepth's default
- * (ERR_REQUEST_TOO_DEEP). Parsed as a JSON body is: numbers keep their text.
+ * names), one JSON object (ERR_REQUEST_MALFORMED) nested at most limits.maxInputDepth (ERR_REQUEST_TOO_DEEP).
+ * Parsed as a JSON body is: numbers keep their text.
  */
-function readInput(file: string): InputDocument {
+function readInput(file: string, maxDepth: number): InputDocument {
   const text = readConfiguredFile(file, 'input', MAX_LINE_BYTES).toString('utf8');
   let parsed: ExactJSONResult;
   try {
-    parsed = parseExactJSON(text, 0, DEFAULT_MAX_INPUT_DEPTH);
+    parsed = parseExactJSON(text, 0, maxDepth);
   } catch (err) {
     // The file is the whole input, not a body: what does not parse is a malformed request.
     const code = err instanceof VerdictError && err.code === 'ERR_REQUEST_TOO_DEEP' ? err.code : 'ERR_REQUEST_MALFORMED';

@@ -13,6 +13,7 @@ import { applyHeapGrowing } from './heap-growing';
 import { startGcMarking } from './gc-marking';
 import { startMallocTrim } from './malloc-trim';
 import { boundedError, boundedText } from './fatal-text';
+import { collect } from './engine-options';
 import { loadConfigIsolated } from './load-config-isolated';
 import { Metrics } from '../telemetry/metrics';
 
@@ -137,8 +138,4 @@ function onSignals(stop: () => Promise<void>, logger: Logger): void {
   };
   process.on('SIGTERM', () => handler('SIGTERM'));
   process.on('SIGINT', () => handler('SIGINT'));
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }

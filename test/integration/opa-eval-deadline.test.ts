@@ -116,4 +116,23 @@ describe('verdict eval of an evaluation that never ends', () => {
     expect(ran.code).toBe(1);
     expect(ran.stderr).toMatch(/^verdict: ERR_POLICY_TIMEOUT: evaluation stopped at its 100 ms budget\n$/);
   }, 60_000);
+
+  it('is stopped at the policy.timeoutMs of the config it is given (-c), and of --set over it', async () => {
+    const dir = tempDir('verdict-eval-spin-config-');
+    const input = join(dir, 'input.json');
+    writeFileSync(input, JSON.stringify(httpInput('/spin')));
+    const config = join(dir, 'verdict.yaml');
+    writeFileSync(config, 'policy:\n  timeoutMs: 250\n');
+    const cli = join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
+    const evaluate = (...more: string[]) =>
+      run(process.execPath, [cli, 'eval', '-b', bundlePath, '-i', input, '-c', config, ...more], { timeout: 30_000 }).then(
+        () => ({ code: 0, stderr: '' }),
+        (err: { code?: number; stderr?: string }) => ({ code: err.code, stderr: err.stderr ?? '' }),
+      );
+    expect(await evaluate()).toEqual({ code: 1, stderr: 'verdict: ERR_POLICY_TIMEOUT: evaluation stopped at its 250 ms budget\n' });
+    expect(await evaluate('--set', 'policy.timeoutMs=150')).toEqual({
+      code: 1,
+      stderr: 'verdict: ERR_POLICY_TIMEOUT: evaluation stopped at its 150 ms budget\n',
+    });
+  }, 60_000);
 });

@@ -85,6 +85,23 @@ describe('replay and chain verification on a real decision log', () => {
     expect(same.stdout).toContain('allow → deny: 0');
   });
 
+  it('verdict replay builds its engine from the config it is given: a policy.timeoutMs out of range is ERR_CONFIG, as verdict serve refuses it', async () => {
+    const configFile = join(dir, 'replay.yaml');
+    writeFileSync(configFile, 'policy:\n  timeoutMs: 0\n');
+    const refused = await run(process.execPath, [
+      cli,
+      'replay',
+      '--log',
+      logFile,
+      '--bundle',
+      join(__dirname, '..', '..', 'dist', 'bundles', 'default.tar.gz'),
+      '-c',
+      configFile,
+    ]).catch((e: { code: number; stderr: string }) => e);
+    expect((refused as { code: number }).code).toBe(1);
+    expect((refused as { stderr: string }).stderr).toMatch(/^verdict: ERR_CONFIG: "policy\.timeoutMs": /);
+  });
+
   it('verdict decisionlog verify passes the log and fails an edited copy with ERR_DECISIONLOG_CHAIN', async () => {
     const ok = await run(process.execPath, [cli, 'decisionlog', 'verify', logFile]);
     expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, lines: 9 });

@@ -184,6 +184,14 @@ describe('eval given an input that is not a bounded JSON object', () => {
     expect(decided.exit).toBe(2);
     await expectRefused(evaluate(file('past-bound.json', nested(DEFAULT_MAX_INPUT_DEPTH + 1))), 'ERR_REQUEST_TOO_DEEP', 'past-bound.json');
   });
+
+  it('holds the input to the limits.maxInputDepth it is given (--set limits.maxInputDepth=8): 8 deep evaluated, 9 refused', async () => {
+    const bound = ['--set', 'limits.maxInputDepth=8'];
+    const decided = await verdict([...evaluate(file('at-8.json', nested(8))), ...bound]);
+    expect(JSON.parse(decided.stdout)).toEqual({ allowed: false });
+    expect(decided.exit).toBe(2);
+    await expectRefused([...evaluate(file('past-8.json', nested(9))), ...bound], 'ERR_REQUEST_TOO_DEEP', 'input bound of 8 levels');
+  });
 });
 
 describe('bundle build and lint given a policy directory or module that is not a bounded regular file', () => {
