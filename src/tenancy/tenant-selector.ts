@@ -51,9 +51,12 @@ export class TenantSelectorIndex<T> {
 /**
  * A selector value as it is looked up: an authority lowercased without its port, a SPIFFE ID prefix without
  * trailing slashes. The config check compares values in this form, so two tenants can never share one.
+ * Only A-Z are lowercased (RFC 3986 §3.2.2, and Envoy's domain matching): Unicode case folding would read
+ * the Kelvin sign "\u212A" as "k", and route "\u212Aey.example" to the tenant of "key.example", a host
+ * Envoy does not route it to.
  */
 export function normalizeSelectorValue(selector: TenantSelector, v: string): string {
-  if (selector.from === 'authority') return v.toLowerCase().replace(/:\d+$/, '');
+  if (selector.from === 'authority') return v.replace(/[A-Z]+/g, (m) => m.toLowerCase()).replace(/:\d+$/, '');
   if (selector.from === 'spiffeIDPrefix') return v.replace(/\/+$/, '');
   return v;
 }
