@@ -3,12 +3,13 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
+  TraceFlags,
   type Context,
   type Span,
   type TextMapGetter,
   type Tracer,
 } from '@opentelemetry/api';
-import { CompositePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { CompositePropagator, parseTraceParent, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -98,14 +99,17 @@ export class CheckTracer {
 
 /**
  * The caller's sampling decision, or null when it sent no readable context. W3C Trace Context §3.2.2.5:
- * bit 0 of trace-flags; B3 single header `{trace}-{span}-{1|d|0}` or a bare `0`/`1`/`d`; B3 multi
+ * bit 0 of trace-flags of a valid traceparent; B3 single header `{trace}-{span}-{1|d|0}` or a bare `0`/`1`/`d`; B3 multi
  * `x-b3-sampled: 1|0` or `x-b3-flags: 1` (debug).
  */
 export function sampledFlag(h: Headers): boolean | null {
   const tp = h.traceparent;
   if (tp !== undefined) {
-    const m = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-([0-9a-f]{2})/.exec(tp);
-    if (m) return (parseInt(m[1]!, 16) & 1) === 1;
+    // The propagator's own reading, so that the header that decides is the one continued: §3.2.2 refuses
+    // version ff, all-zero ids and a version-00 header with more after its flags; such a header decides
+    // nothing (§3.2.4: as if absent), and B3 or the ratio does.
+    const parent = parseTraceParent(tp);
+    if (parent) return (parent.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED;
   }
   const b3 = h.b3;
   if (b3 !== undefined) {
