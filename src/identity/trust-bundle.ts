@@ -49,22 +49,42 @@ const parsedPEM = new LRUCache<string, X509Certificate>({
   sizeCalculation: (_cert, block) => block.length,
 });
 
-/** PEM text with one or more CERTIFICATE blocks → certificates. */
-export function parsePEMCertificates(pem: string, what = 'PEM'): X509Certificate[] {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length > MAX_AUTHORITIES)
-    throw new VerdictError('ERR_SVID_MALFORMED', `${what} holds more than ${MAX_AUTHORITIES} certificates`);
-  return blocks.map((block) => {
-    const known = parsedPEM.get(block);
-    if (known) return known;
-    try {
-      const cert = new X509Certificate(block);
-      parsedPEM.set(block, cert);
-      return cert;
-    } catch (err) {
-      throw new VerdictError('ERR_SVID_MALFORMED', `${what}: a certificate does not parse`, { cause: err });
-    }
-  });
+const BEGIN = '-----BEGIN CERTIFICATE-----';
+const END = '-----END CERTIFICATE-----';
+
+/**
+ * PEM text with one or more CERTIFICATE blocks → certificates; at most `maxCertificates`. The BEGIN markers
+ * are counted before any block is looked for or parsed (~0.2 ms each), and the blocks are found in one pass
+ * forward: a lazy `BEGIN…END` regex searched for an END from every BEGIN, quadratic in bare markers
+ * (64 KiB of them cost ~70 ms). A BEGIN with no END before the next BEGIN or the end is refused, not skipped.
+ */
+export function parsePEMCertificates(pem: string, what = 'PEM', maxCertificates = MAX_AUTHORITIES): X509Certificate[] {
+  let markers = 0;
+  for (let i = pem.indexOf(BEGIN); i !== -1; i = pem.indexOf(BEGIN, i + BEGIN.length))
+    if (++markers > maxCertificates)
+      throw new VerdictError('ERR_SVID_MALFORMED', `${what} holds more than ${maxCertificates} certificates`);
+  const certs: X509Certificate[] = [];
+  for (let i = pem.indexOf(BEGIN); i !== -1; ) {
+    const end = pem.indexOf(END, i + BEGIN.length);
+    const next = end === -1 ? -1 : pem.indexOf(BEGIN, i + BEGIN.length);
+    if (end === -1 || (next !== -1 && next < end))
+      throw new VerdictError('ERR_SVID_MALFORMED', `${what}: a BEGIN CERTIFICATE has no END CERTIFICATE before the next block or the end`);
+    certs.push(parsePEMBlock(pem.slice(i, end + END.length), what));
+    i = next;
+  }
+  return certs;
+}
+
+function parsePEMBlock(block: string, what: string): X509Certificate {
+  const known = parsedPEM.get(block);
+  if (known) return known;
+  try {
+    const cert = new X509Certificate(block);
+    parsedPEM.set(block, cert);
+    return cert;
+  } catch (err) {
+    throw new VerdictError('ERR_SVID_MALFORMED', `${what}: a certificate does not parse`, { cause: err });
+  }
 }
 
 /**

@@ -98,3 +98,31 @@ describe('trust bundles', () => {
     expect(codeOf(() => StaticBundleSource.fromFiles([{ trustDomain: 'a.org', path: join(dir, 'missing.pem') }]))).toBe('ERR_CONFIG');
   });
 });
+
+describe('PEM trust bundles whose CERTIFICATE blocks are not whole', () => {
+  const BEGIN = '-----BEGIN CERTIFICATE-----';
+  const message = (text: string): string => {
+    try {
+      parseBundleFile('example.org', text);
+    } catch (err) {
+      return `${(err as { code?: string }).code}: ${(err as Error).message}`;
+    }
+    return 'accepted';
+  };
+
+  it('an authority followed by a BEGIN with no END is refused, not read as the one authority', () => {
+    expect(message(`${a.pem}${BEGIN}\nMIIB\n`)).toBe(
+      'ERR_SVID_MALFORMED: bundle example.org: a BEGIN CERTIFICATE has no END CERTIFICATE before the next block or the end',
+    );
+  });
+
+  it('a BEGIN whose block holds the next BEGIN is refused', () => {
+    expect(message(`${BEGIN}\n${b.pem}${a.pem}`)).toBe(
+      'ERR_SVID_MALFORMED: bundle example.org: a BEGIN CERTIFICATE has no END CERTIFICATE before the next block or the end',
+    );
+  });
+
+  it('1,001 bare BEGIN markers are refused by their count, before any block is looked for', () => {
+    expect(message(`${BEGIN}\n`.repeat(1001))).toBe('ERR_SVID_MALFORMED: bundle example.org holds more than 1000 certificates');
+  });
+});
