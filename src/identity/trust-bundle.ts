@@ -64,7 +64,7 @@ export function parsePEMCertificates(pem: string, what = 'PEM', maxCertificates 
     if (++markers > maxCertificates)
       throw new VerdictError('ERR_SVID_MALFORMED', `${what} holds more than ${maxCertificates} certificates`);
   const certs: X509Certificate[] = [];
-  for (let i = pem.indexOf(BEGIN); i !== -1; ) {
+  for (let i = pem.indexOf(BEGIN); i !== -1;) {
     const end = pem.indexOf(END, i + BEGIN.length);
     const next = end === -1 ? -1 : pem.indexOf(BEGIN, i + BEGIN.length);
     if (end === -1 || (next !== -1 && next < end))
