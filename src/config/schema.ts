@@ -14,6 +14,7 @@ import { shadowSchema } from './sections/shadow';
 import { tenantsSchema } from './sections/tenants';
 import { tracingSchema } from './sections/tracing';
 import { kernelTelemetrySchema } from './sections/kernel-telemetry';
+import { reflectionTransportSchema } from './sections/reflection-transport';
 
 /**
  * The whole configuration: one schema with its defaults. Validated once at start-up, then frozen.
@@ -78,6 +79,8 @@ export const configSchema = z.strictObject({
       drainWindowMs: z.number().int().min(0).max(300_000).default(0),
       /** Port of the reflection listener (grpc-js, plaintext, on server.grpc.host); used only when reflection is on. */
       reflectionPort: port.default(9193),
+      /** Bounds of the reflection listener: connections, streams, session memory, connection age and idle, cancelled calls. */
+      reflectionTransport: reflectionTransportSchema,
       /** On SIGTERM: stop accepting, wait this long for in-flight calls, then force-close. */
       shutdownGraceMs: z.number().int().min(0).max(300_000).default(10_000),
       /**

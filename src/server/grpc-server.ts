@@ -127,7 +127,12 @@ export class GrpcServer {
       [HEALTH_WATCH_PATH, this.healthWatch],
     ]);
     this.reflection = deps.config.server.reflection
-      ? new ReflectionServer(deps.config.server.grpc.host, deps.config.server.reflectionPort)
+      ? new ReflectionServer(
+          deps.config.server.grpc.host,
+          deps.config.server.reflectionPort,
+          deps.config.server.reflectionTransport,
+          deps.metrics,
+        )
       : null;
   }
 

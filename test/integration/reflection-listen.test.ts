@@ -1,11 +1,12 @@
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reflectionTransportSchema } from '../../src/config/sections/reflection-transport';
 import { ReflectionServer } from '../../src/server/reflection-server';
 import { startTestVerdict } from '../helpers/verdict-harness';
 
-// The reflection listener is grpc-js (not node:net), which folds the OS's code into its own message or,
-// for a host it cannot resolve, says only "Name resolution failed". Each bind failure is made for real here.
+// The reflection listener binds with node:net (grpc-js serves the connections it accepts). Each bind failure
+// is made for real here.
 describe('reflection listener: an address it cannot bind', () => {
   const holder = createServer();
   let heldPort = 0;
@@ -35,10 +36,10 @@ describe('reflection listener: an address it cannot bind', () => {
       name: 'a host that does not resolve',
       host: 'no.such.host.invalid',
       port: () => 0,
-      says: /could not be resolved \(Name resolution failed\); set server\.grpc\.host to an address of this host$/,
+      says: /names a host that does not resolve \((ENOTFOUND|EAI_AGAIN)\); set server\.grpc\.host to an address of this host$/,
     },
   ])('$name: ERR_LISTEN naming the setting to change', async ({ host, port, says }) => {
-    const server = new ReflectionServer(host, port());
+    const server = new ReflectionServer(host, port(), reflectionTransportSchema.parse(undefined));
     const err: unknown = await server.start().then(
       () => null,
       (e: unknown) => e,
