@@ -7,7 +7,7 @@ import { engineFactory } from '../policy/engine-registry';
 import { parseExactJSON, type ExactJSONResult } from '../request/exact-json-parse';
 import type { InputDocument } from '../request/input-document';
 import { HAS_EXACT_NUMBERS } from '../request/input-json';
-import { commandConfig, commandEngineOptions, configOptions, type ConfigOpts } from './engine-options';
+import { commandConfig, commandEngineOptions, configOptions, type ConfigOpts } from './config-options';
 import { readBundleFile } from './named-files';
 
 export function registerEval(program: Command): void {

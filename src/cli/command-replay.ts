@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { formatReplayReport, replayDecisionLog } from '../decisionlog/replay';
 import { engineFactory } from '../policy/engine-registry';
-import { commandConfig, commandEngineOptions, configOptions, type ConfigOpts } from './engine-options';
+import { commandConfig, commandEngineOptions, configOptions, type ConfigOpts } from './config-options';
 import { readBundleFile } from './named-files';
 
 export function registerReplay(program: Command): void {

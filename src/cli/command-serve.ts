@@ -13,7 +13,7 @@ import { applyHeapGrowing } from './heap-growing';
 import { startGcMarking } from './gc-marking';
 import { startMallocTrim } from './malloc-trim';
 import { boundedError, boundedText } from './fatal-text';
-import { collect } from './engine-options';
+import { collect } from './config-options';
 import { loadConfigIsolated } from './load-config-isolated';
 import { Metrics } from '../telemetry/metrics';
 

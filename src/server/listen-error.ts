@@ -14,8 +14,6 @@ const BIND_ERRORS: Record<string, { says: string; change: 'port' | 'host' }> = {
   EAI_FAIL: { says: 'names a host that could not be resolved', change: 'host' },
   EAI_NONAME: { says: 'names a host that does not resolve', change: 'host' },
   EINVAL: { says: 'is not an address a listener can bind', change: 'host' },
-  // grpc-js (the reflection listener) resolves the host itself and reports only this, with no OS code.
-  'Name resolution failed': { says: 'names a host that could not be resolved', change: 'host' },
 };
 
 /** The config keys of a listener: its host and port, or the path of a Unix socket. */

@@ -87,7 +87,7 @@ export class Metrics {
 
   readonly connectionsDropped = new Counter({
     name: 'verdict_connections_dropped_total',
-    help: 'Connections closed as they were accepted because the listener held its maximum (server.transport.maxConnections, httpAuthz.maxConnections).',
+    help: 'Connections closed as they were accepted because the listener held its maximum (server.transport.maxConnections, httpAuthz.maxConnections, server.reflectionTransport.maxConnections).',
     labelNames: ['listener'] as const,
     registers: [this.registry],
   });
