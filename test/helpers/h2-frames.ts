@@ -1,3 +1,4 @@
+import http2 from 'node:http2';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 
@@ -51,6 +52,17 @@ export function grpcRequestHeaders(path: string): Buffer {
 }
 
 /** A raw connection, and what the server sent on it before it closed: the error codes of its GOAWAY frames. */
+/** HTTP/2 Rapid Reset (CVE-2023-44487): `count` streams on `path`, each opened by HEADERS and reset (CANCEL) at once. */
+export function rapidResetBurst(path: string, count: number): Buffer {
+  const headers = grpcRequestHeaders(path);
+  const cancel = Buffer.alloc(4);
+  cancel.writeUInt32BE(http2.constants.NGHTTP2_CANCEL);
+  const burst: Buffer[] = [];
+  for (let i = 0, id = 1; i < count; i++, id += 2)
+    burst.push(frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headers), frame(FRAME.RST_STREAM, 0, id, cancel));
+  return Buffer.concat(burst);
+}
+
 export interface RawH2 {
   socket: Socket;
   write(bytes: Buffer): boolean;

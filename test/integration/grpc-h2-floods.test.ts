@@ -2,7 +2,7 @@ import http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningVerdict } from '../../src/main';
 import { CHECK_PATH, connectRaw, encodeCheckRequest, grpcHeaders, lpm, rawCall } from '../helpers/grpc-raw-client';
-import { FLAG, FRAME, frame, grpcRequestHeaders, headerBlock, rawH2 } from '../helpers/h2-frames';
+import { FLAG, FRAME, frame, grpcRequestHeaders, rapidResetBurst, headerBlock, rawH2 } from '../helpers/h2-frames';
 import { httpCheckRequest, startTestVerdict } from '../helpers/verdict-harness';
 
 // HTTP/2 abuse at the frame level (the floods of CVE-2019-9512..9518, CVE-2023-44487 "Rapid Reset" and
@@ -34,13 +34,7 @@ describe('gRPC edge: HTTP/2 frame floods', () => {
 
   it('Rapid Reset: 20,000 streams each reset as soon as it opens', async () => {
     const c = await rawH2(verdict.grpcPort);
-    const headers = grpcRequestHeaders(CHECK_PATH);
-    const rst = Buffer.alloc(4);
-    rst.writeUInt32BE(http2.constants.NGHTTP2_CANCEL);
-    const burst: Buffer[] = [];
-    for (let i = 0, id = 1; i < 20_000; i++, id += 2)
-      burst.push(frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headers), frame(FRAME.RST_STREAM, 0, id, rst));
-    c.write(Buffer.concat(burst));
+    c.write(rapidResetBurst(CHECK_PATH, 20_000));
     // nghttp2 alone stopped reading the connection and sent GOAWAY, but node:http2 kept it open for as long
     // as the client did: verdict's own bound (StalledCalls, under nghttp2's) closes it.
     const { goawayCodes } = await c.closed;

@@ -6,7 +6,7 @@ import { loadConfig } from '../../src/config/load-config';
 import { reflectionTransportSchema, type ReflectionTransport } from '../../src/config/sections/reflection-transport';
 import { ReflectionServer } from '../../src/server/reflection-server';
 import { Metrics } from '../../src/telemetry/metrics';
-import { FLAG, FRAME, frame, grpcRequestHeaders, rawH2 } from '../helpers/h2-frames';
+import { FLAG, FRAME, frame, grpcRequestHeaders, rapidResetBurst, rawH2 } from '../helpers/h2-frames';
 import { startTestVerdict } from '../helpers/verdict-harness';
 import { waitFor } from '../helpers/wait-for';
 
@@ -102,13 +102,7 @@ describe('reflection listener bounds', () => {
   it('Rapid Reset: 20,000 streams each reset as it opens close the connection, ERR_GRPC_RESET_FLOOD', async () => {
     const port = await serve({ maxUnansweredCalls: 100 });
     const c = await rawH2(port);
-    const headers = grpcRequestHeaders(PATH);
-    const cancel = Buffer.alloc(4);
-    cancel.writeUInt32BE(http2.constants.NGHTTP2_CANCEL);
-    const burst: Buffer[] = [];
-    for (let i = 0, id = 1; i < 20_000; i++, id += 2)
-      burst.push(frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headers), frame(FRAME.RST_STREAM, 0, id, cancel));
-    c.write(Buffer.concat(burst));
+    c.write(rapidResetBurst(PATH, 20_000));
     // nghttp2 alone stops reading the connection (and sends GOAWAY) but the socket stayed open.
     await c.closed;
     expect(await counted(metrics, 'verdict_transport_refusals_total{listener="reflection",code="ERR_GRPC_RESET_FLOOD"} 1')).toBe(true);

@@ -39,6 +39,7 @@ describe('replay and chain verification on a real decision log', () => {
   let client: CheckClient;
   const dir = tempDir();
   const logFile = join(dir, 'decisions.log');
+  const defaultBundle = join(__dirname, '..', '..', 'dist', 'bundles', 'default.tar.gz');
   beforeAll(async () => {
     verdict = await startTestVerdict([
       `decisionLog.file.path=${logFile}`,
@@ -74,30 +75,16 @@ describe('replay and chain verification on a real decision log', () => {
     );
     expect((flipped as { code: number }).code).toBe(3);
     expect(JSON.parse((flipped as { stdout: string }).stdout)).toMatchObject({ allowToDeny: { count: 4 } });
-    const same = await run(process.execPath, [
-      cli,
-      'replay',
-      '--log',
-      logFile,
-      '--bundle',
-      join(__dirname, '..', '..', 'dist', 'bundles', 'default.tar.gz'),
-    ]);
+    const same = await run(process.execPath, [cli, 'replay', '--log', logFile, '--bundle', defaultBundle]);
     expect(same.stdout).toContain('allow → deny: 0');
   });
 
   it('verdict replay builds its engine from the config it is given: a policy.timeoutMs out of range is ERR_CONFIG, as verdict serve refuses it', async () => {
     const configFile = join(dir, 'replay.yaml');
     writeFileSync(configFile, 'policy:\n  timeoutMs: 0\n');
-    const refused = await run(process.execPath, [
-      cli,
-      'replay',
-      '--log',
-      logFile,
-      '--bundle',
-      join(__dirname, '..', '..', 'dist', 'bundles', 'default.tar.gz'),
-      '-c',
-      configFile,
-    ]).catch((e: { code: number; stderr: string }) => e);
+    const refused = await run(process.execPath, [cli, 'replay', '--log', logFile, '--bundle', defaultBundle, '-c', configFile]).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
     expect((refused as { code: number }).code).toBe(1);
     expect((refused as { stderr: string }).stderr).toMatch(/^verdict: ERR_CONFIG: "policy\.timeoutMs": /);
   });
