@@ -39,15 +39,6 @@ describe('listenError', () => {
     expect(coded).toMatchObject({ code: 'ERR_LISTEN', message });
   });
 
-  it("names the host key for grpc-js's resolver failure, which carries no OS code", () => {
-    const err = new Error('Name resolution failed for target dns:no.such.host.invalid:9193');
-    expect(listenError(err, 'no.such.host.invalid:9193', GRPC)).toMatchObject({
-      code: 'ERR_LISTEN',
-      message:
-        'no.such.host.invalid:9193 names a host that could not be resolved (Name resolution failed); set server.grpc.host to an address of this host',
-    });
-  });
-
   it('names the socket path key for a Unix socket', () => {
     const coded = listenError(errnoError('EADDRINUSE', 'listen EADDRINUSE'), '/run/verdict.sock', { path: 'server.grpc.unixSocket' });
     expect(coded).toMatchObject({
