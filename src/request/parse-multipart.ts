@@ -1,3 +1,4 @@
+import { lowerASCII } from '../ascii';
 import { VerdictError } from '../errors';
 import { parseExactJSON } from './exact-json-parse';
 
@@ -107,10 +108,6 @@ function trimSpace(s: string): string {
     }
   }
   return s.slice(start, end);
-}
-
-function lowerASCII(s: string): string {
-  return s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
 }
 
 /** The end of the token starting at i. */

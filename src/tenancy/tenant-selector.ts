@@ -1,3 +1,4 @@
+import { lowerASCII } from '../ascii';
 import type { TenantSelector } from '../config/sections/tenants';
 import type { CheckRequest } from '../request/check-request';
 import type { SPIFFEInput } from '../request/input-document';
@@ -56,7 +57,7 @@ export class TenantSelectorIndex<T> {
  * Envoy does not route it to.
  */
 export function normalizeSelectorValue(selector: TenantSelector, v: string): string {
-  if (selector.from === 'authority') return v.replace(/[A-Z]+/g, (m) => m.toLowerCase()).replace(/:\d+$/, '');
+  if (selector.from === 'authority') return lowerASCII(v).replace(/:\d+$/, '');
   if (selector.from === 'spiffeIDPrefix') return v.replace(/\/+$/, '');
   return v;
 }
